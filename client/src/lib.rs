@@ -1,0 +1,68 @@
+//! berth's client library: one handle with a typed client per service, found through the
+//! state dir. Distribution (pull, push, import, export, unpack) will live here too, as in
+//! containerd 1.x.
+//!
+//! # Layout
+//! - `lib.rs` — [`Services`].
+
+use std::path::{Path, PathBuf};
+
+use berth_ipc::{Client, ClientOptions};
+use berth_ipc::content::Content;
+use berth_ipc::events::Events;
+use berth_ipc::launcher::Launcher;
+use berth_ipc::metadata::Metadata;
+use berth_ipc::runtime::Runtime;
+use berth_ipc::snapshot::Snapshot;
+
+/// The default state dir.
+pub const DEFAULT_STATE: &str = "/run/berth";
+
+/// A client of every berth service, addressed through one state dir.
+#[derive(Clone)]
+pub struct Services {
+    state: PathBuf,
+    /// The launcher's control socket.
+    pub launcher: Client<Launcher>,
+    /// The content service.
+    pub content: Client<Content>,
+    /// The metadata service.
+    pub metadata: Client<Metadata>,
+    /// The snapshot service.
+    pub snapshot: Client<Snapshot>,
+    /// The runtime service.
+    pub runtime: Client<Runtime>,
+    /// The events service.
+    pub events: Client<Events>,
+}
+
+impl Services {
+    /// Clients of the services whose sockets are in `state`.
+    pub fn new(state: &Path, options: ClientOptions) -> Self {
+        Services {
+            state: state.to_path_buf(),
+            launcher: Client::in_state_dir(state, options.clone()),
+            content: Client::in_state_dir(state, options.clone()),
+            metadata: Client::in_state_dir(state, options.clone()),
+            snapshot: Client::in_state_dir(state, options.clone()),
+            runtime: Client::in_state_dir(state, options.clone()),
+            events: Client::in_state_dir(state, options),
+        }
+    }
+
+    /// The state dir.
+    pub fn state(&self) -> &Path {
+        &self.state
+    }
+
+    /// `Health` of every service, in start order: `(name, result)`.
+    pub async fn health_all(&self) -> Vec<(&'static str, berth_ipc::Result<berth_ipc::Health>)> {
+        vec![
+            ("events", self.events.health().await),
+            ("content", self.content.health().await),
+            ("snapshot", self.snapshot.health().await),
+            ("metadata", self.metadata.health().await),
+            ("runtime", self.runtime.health().await),
+        ]
+    }
+}

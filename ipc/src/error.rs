@@ -1,0 +1,176 @@
+//! The closed set of error codes that travel on the wire, and the error type built on them.
+//!
+//! The codes are modelled on containerd's errdefs. Clients branch on [`Code`], never on the
+//! message text.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a call failed. The set is closed: a new code is a protocol change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Code {
+    /// The named object does not exist.
+    NotFound,
+    /// An object with that name or digest already exists.
+    AlreadyExists,
+    /// The request itself is malformed: a bad name, digest, filter or field.
+    InvalidArgument,
+    /// The request is well formed but the object is not in a state that allows it.
+    FailedPrecondition,
+    /// The service (or a resource it needs) is not available now; retrying may succeed.
+    Unavailable,
+    /// An offset or size lies outside the valid range.
+    OutOfRange,
+    /// Another operation holds the object.
+    Conflict,
+    /// The caller is not allowed to do this.
+    PermissionDenied,
+    /// Stored data is lost or corrupt.
+    DataLoss,
+    /// The service does not implement this call.
+    Unimplemented,
+    /// A bug or an unexpected failure inside the service.
+    Internal,
+}
+
+impl Code {
+    /// Every code, in wire order.
+    pub const ALL: [Code; 11] = [
+        Code::NotFound,
+        Code::AlreadyExists,
+        Code::InvalidArgument,
+        Code::FailedPrecondition,
+        Code::Unavailable,
+        Code::OutOfRange,
+        Code::Conflict,
+        Code::PermissionDenied,
+        Code::DataLoss,
+        Code::Unimplemented,
+        Code::Internal,
+    ];
+
+    /// The code's name as it appears in logs and in the CLI's output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::NotFound => "not found",
+            Code::AlreadyExists => "already exists",
+            Code::InvalidArgument => "invalid argument",
+            Code::FailedPrecondition => "failed precondition",
+            Code::Unavailable => "unavailable",
+            Code::OutOfRange => "out of range",
+            Code::Conflict => "conflict",
+            Code::PermissionDenied => "permission denied",
+            Code::DataLoss => "data loss",
+            Code::Unimplemented => "unimplemented",
+            Code::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error as it travels on the wire: a code and a short message naming the object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    /// What kind of failure this is.
+    pub code: Code,
+    /// A short lowercase phrase naming the object and the problem.
+    pub message: String,
+}
+
+impl Error {
+    /// An error with the given code and message.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Error { code, message: message.into() }
+    }
+
+    /// `NotFound` with a message.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Error::new(Code::NotFound, message)
+    }
+
+    /// `AlreadyExists` with a message.
+    pub fn already_exists(message: impl Into<String>) -> Self {
+        Error::new(Code::AlreadyExists, message)
+    }
+
+    /// `InvalidArgument` with a message.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::new(Code::InvalidArgument, message)
+    }
+
+    /// `FailedPrecondition` with a message.
+    pub fn precondition(message: impl Into<String>) -> Self {
+        Error::new(Code::FailedPrecondition, message)
+    }
+
+    /// `Unavailable` with a message.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Error::new(Code::Unavailable, message)
+    }
+
+    /// `Internal` with a message.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(Code::Internal, message)
+    }
+
+    /// Whether this error has the given code.
+    pub fn is(&self, code: Code) -> bool {
+        self.code == code
+    }
+
+    /// The same error with `context: ` put in front of its message.
+    pub fn context(self, context: impl fmt::Display) -> Self {
+        Error { code: self.code, message: format!("{context}: {}", self.message) }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        let code = match err.kind() {
+            ErrorKind::NotFound => Code::NotFound,
+            ErrorKind::AlreadyExists => Code::AlreadyExists,
+            ErrorKind::PermissionDenied => Code::PermissionDenied,
+            ErrorKind::InvalidInput | ErrorKind::InvalidData => Code::InvalidArgument,
+            ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::NotConnected
+            | ErrorKind::TimedOut
+            | ErrorKind::UnexpectedEof => Code::Unavailable,
+            _ => Code::Internal,
+        };
+        Error::new(code, err.to_string())
+    }
+}
+
+/// The result type of every call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_have_distinct_names() {
+        let mut names: Vec<_> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Code::ALL.len());
+    }
+
+    #[test]
+    fn context_keeps_code() {
+        let e = Error::not_found("blob sha256:ab").context("read");
+        assert_eq!(e.code, Code::NotFound);
+        assert_eq!(e.to_string(), "read: blob sha256:ab");
+    }
+}

@@ -1,0 +1,43 @@
+//! berth's wire protocol: the one crate that defines what travels between berth processes.
+//!
+//! Frames with a fixed header carry bincode payloads; a connection opens with a
+//! `Hello`/`Welcome` handshake and then multiplexes many calls, some answered with streams.
+//! Every service's request and response enums live here, each request paired with its
+//! reply at the type level through [`Call`]. `docs/protocol.md` describes the bytes for
+//! programs in other languages.
+//!
+//! # Layout
+//! - [`frame`] — the frame header, its checks, reading and writing frames.
+//! - [`codec`] — bincode payload encoding with a size limit.
+//! - [`error`] — the closed error-code enum and the wire error.
+//! - [`protocol`] — the `Protocol`/`Call` traits, handshake messages, common calls, and
+//!   the `protocol!` macro.
+//! - [`client`] — the typed, reconnecting, multiplexing client.
+//! - [`server`] — the server scaffold: connection cap, peer check, handshake, dispatch.
+//! - [`peer`] — peer credentials and the access policy.
+//! - [`socket`] — binding sockets, replacing stale ones.
+//! - [`metrics`] — per-method counters and latency histograms.
+//! - [`content`], [`metadata`], [`snapshot`], [`runtime`], [`events`], [`launcher`] — each
+//!   service's vocabulary.
+
+pub mod client;
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod metrics;
+pub mod peer;
+pub mod protocol;
+pub mod server;
+pub mod socket;
+
+pub mod content;
+pub mod events;
+pub mod launcher;
+pub mod metadata;
+pub mod runtime;
+pub mod snapshot;
+
+pub use client::{Client, ClientOptions, Stream};
+pub use error::{Code, Error, Result};
+pub use protocol::{Call, Health, Hello, Protocol, Welcome};
+pub use server::{Context, Handler, Reply, Server, ServerConfig};

@@ -1,0 +1,451 @@
+//! The server scaffold every service runs: accept with a connection cap, check peer
+//! credentials before reading anything, do the handshake, decode requests, run each in its
+//! own task so answers may overtake each other, answer `Health` and `Metrics` itself, and shut
+//! down gracefully.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::net::UnixStream;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::frame::{self, FrameError, Kind};
+use crate::metrics::Recorder;
+use crate::peer::{AccessPolicy, Peer};
+use crate::protocol::{
+    CommonRequest, CommonResponse, Health, Hello, Protocol, RequestBody, ResponseBody, Welcome,
+};
+
+/// How a handler answers one request.
+pub enum Reply<R> {
+    /// One response or an error.
+    Unary(Result<R>),
+    /// A stream of items; the stream ends when the sender is dropped, or with an error item.
+    Stream(mpsc::Receiver<Result<R>>),
+}
+
+impl<R> Reply<R> {
+    /// A stream answer and the sender that feeds it (bounded to `capacity` items in flight).
+    pub fn stream(capacity: usize) -> (mpsc::Sender<Result<R>>, Reply<R>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (tx, Reply::Stream(rx))
+    }
+}
+
+impl<R> From<Result<R>> for Reply<R> {
+    fn from(r: Result<R>) -> Self {
+        Reply::Unary(r)
+    }
+}
+
+/// What a handler knows about the call it serves.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Who called.
+    pub peer: Arc<Peer>,
+    /// Cancelled when the client cancels the call, disconnects, or the service shuts down.
+    pub cancel: CancellationToken,
+}
+
+/// A service's request handler.
+pub trait Handler<P: Protocol>: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(&self, req: P::Request, ctx: Context) -> impl Future<Output = Reply<P::Response>> + Send;
+
+    /// Service-specific figures added to `Metrics`.
+    fn gauges(&self) -> Vec<(String, f64)> {
+        Vec::new()
+    }
+}
+
+/// Limits and identity of a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The version reported in `Welcome` and `Health`.
+    pub version: String,
+    /// Who may connect.
+    pub access: AccessPolicy,
+    /// Connections served at once; more are refused with `Unavailable`.
+    pub max_connections: usize,
+    /// Requests in flight on one connection; the reader waits when it is reached.
+    pub max_inflight: usize,
+    /// Time a new connection has to send `Hello`.
+    pub handshake_timeout: Duration,
+    /// Largest frame accepted.
+    pub max_frame_len: u32,
+    /// Time in-flight requests get to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            access: AccessPolicy::default(),
+            max_connections: 4096,
+            max_inflight: 1024,
+            handshake_timeout: Duration::from_secs(5),
+            max_frame_len: frame::MAX_FRAME_LEN,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A service's server: the handler plus everything the scaffold keeps.
+pub struct Server<P: Protocol, H: Handler<P>> {
+    shared: Arc<Shared<P, H>>,
+}
+
+struct Shared<P: Protocol, H: Handler<P>> {
+    handler: H,
+    config: ServerConfig,
+    recorder: Recorder,
+    started: Instant,
+    _proto: std::marker::PhantomData<P>,
+}
+
+impl<P: Protocol, H: Handler<P>> Server<P, H> {
+    /// A server for `handler`.
+    pub fn new(handler: H, config: ServerConfig) -> Self {
+        Server {
+            shared: Arc::new(Shared {
+                handler,
+                config,
+                recorder: Recorder::default(),
+                started: Instant::now(),
+                _proto: std::marker::PhantomData,
+            }),
+        }
+    }
+
+    /// Serves `listener` until `shutdown` is cancelled, then stops accepting, lets in-flight
+    /// calls finish (up to the grace time) and returns.
+    pub async fn serve(self, listener: UnixListener, shutdown: CancellationToken) -> std::io::Result<()> {
+        let shared = self.shared;
+        let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+        let tracker = TaskTracker::new();
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            let stream = match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(service = P::NAME, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let shared = shared.clone();
+            let slots = slots.clone();
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move {
+                let Ok(permit) = slots.try_acquire_owned() else {
+                    shared.recorder.connections_refused.fetch_add(1, ORD);
+                    refuse(stream, Error::unavailable(format!("{}: too many connections", P::NAME))).await;
+                    return;
+                };
+                shared.recorder.connections_total.fetch_add(1, ORD);
+                shared.recorder.connections_open.fetch_add(1, ORD);
+                serve_connection(&shared, stream, shutdown).await;
+                shared.recorder.connections_open.fetch_sub(1, ORD);
+                drop(permit);
+            });
+        }
+        drop(listener);
+        tracker.close();
+        tracker.wait().await;
+        Ok(())
+    }
+}
+
+const ORD: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
+
+/// Sends a connection-level error and closes.
+async fn refuse(mut stream: UnixStream, err: Error) {
+    let mut buf = Vec::new();
+    if let Ok(payload) = codec::encode(&err) {
+        frame::put_frame(&mut buf, Kind::Error, 0, &payload);
+        let _ = tokio::time::timeout(Duration::from_millis(100), stream.write_all(&buf)).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+async fn serve_connection<P: Protocol, H: Handler<P>>(
+    shared: &Arc<Shared<P, H>>,
+    stream: UnixStream,
+    shutdown: CancellationToken,
+) {
+    let mut peer = match crate::peer::peer_of(&stream) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(service = P::NAME, error = %e, "no peer credentials");
+            return;
+        }
+    };
+    if !shared.config.access.allows(&peer) {
+        shared.recorder.connections_refused.fetch_add(1, ORD);
+        tracing::warn!(service = P::NAME, uid = peer.uid, "peer refused");
+        let msg = format!("{}: uid {} is not root and not in the berth group", P::NAME, peer.uid);
+        refuse(stream, Error::new(crate::Code::PermissionDenied, msg)).await;
+        return;
+    }
+    let (read_half, write_half) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+    let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(256);
+    let writer = tokio::spawn(write_loop(write_half, out_rx));
+
+    match handshake::<P, H>(shared, &mut reader).await {
+        Ok(hello) => {
+            peer.client_name = hello.client_name;
+            let welcome = Welcome {
+                protocol: u32::from(frame::PROTOCOL_VERSION),
+                service: P::NAME.to_string(),
+                version: shared.config.version.clone(),
+                pid: std::process::id(),
+            };
+            send(&out_tx, Kind::Welcome, 0, &welcome).await;
+        }
+        Err(err) => {
+            shared.recorder.bad_frames.fetch_add(1, ORD);
+            tracing::debug!(service = P::NAME, error = %err, "handshake failed");
+            send(&out_tx, Kind::Error, 0, &err).await;
+            drop(out_tx);
+            let _ = writer.await;
+            return;
+        }
+    }
+
+    let peer = Arc::new(peer);
+    let conn_cancel = shutdown.child_token();
+    let inflight = Arc::new(Semaphore::new(shared.config.max_inflight));
+    let calls = TaskTracker::new();
+    let streams: Arc<Mutex<HashMap<u64, CancellationToken>>> = Arc::default();
+    loop {
+        let read = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = frame::read_frame(&mut reader, shared.config.max_frame_len) => r,
+        };
+        let frame = match read {
+            Ok(f) => f,
+            Err(FrameError::Closed) => break,
+            Err(e) => {
+                shared.recorder.bad_frames.fetch_add(1, ORD);
+                tracing::debug!(service = P::NAME, error = %e, "bad frame, closing connection");
+                send(&out_tx, Kind::Error, 0, &e.to_wire()).await;
+                break;
+            }
+        };
+        let id = frame.header.id;
+        match frame.header.kind {
+            Kind::Request => {}
+            Kind::Cancel => {
+                if let Some(token) = lock(&streams).remove(&id) {
+                    token.cancel();
+                }
+                continue;
+            }
+            other => {
+                shared.recorder.bad_frames.fetch_add(1, ORD);
+                let err = Error::invalid(format!("unexpected {other:?} frame from a client"));
+                send(&out_tx, Kind::Error, 0, &err).await;
+                break;
+            }
+        }
+        let body: RequestBody<P::Request> = match codec::decode(&frame.payload) {
+            Ok(b) => b,
+            Err(e) => {
+                shared.recorder.bad_frames.fetch_add(1, ORD);
+                send(&out_tx, Kind::Error, 0, &e.context(format!("request {id}"))).await;
+                break;
+            }
+        };
+        let Ok(permit) = inflight.clone().acquire_owned().await else { break };
+        let cancel = conn_cancel.child_token();
+        lock(&streams).insert(id, cancel.clone());
+        let ctx = Context { peer: peer.clone(), cancel };
+        let shared = shared.clone();
+        let out_tx = out_tx.clone();
+        let streams = streams.clone();
+        calls.spawn(async move {
+            run_call(&shared, id, body, ctx, &out_tx).await;
+            lock(&streams).remove(&id);
+            drop(permit);
+        });
+    }
+    // Reading stopped: the client left, sent garbage, or we are shutting down. Calls in
+    // flight get the grace time to answer; streams are told to stop at once.
+    calls.close();
+    for (_, token) in lock(&streams).drain() {
+        token.cancel();
+    }
+    if tokio::time::timeout(shared.config.shutdown_grace, calls.wait()).await.is_err() {
+        conn_cancel.cancel();
+    }
+    drop(out_tx);
+    let _ = writer.await;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn handshake<P: Protocol, H: Handler<P>>(
+    shared: &Shared<P, H>,
+    reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+) -> Result<Hello> {
+    let read = tokio::time::timeout(shared.config.handshake_timeout, frame::read_frame(reader, 64 * 1024));
+    let frame = match read.await {
+        Err(_) => return Err(Error::unavailable("no hello within the handshake timeout")),
+        Ok(Err(e)) => return Err(e.to_wire()),
+        Ok(Ok(f)) => f,
+    };
+    if frame.header.kind != Kind::Hello {
+        return Err(Error::invalid(format!("expected a hello frame, got {:?}", frame.header.kind)));
+    }
+    let hello: Hello = codec::decode(&frame.payload)?;
+    if hello.protocol != u32::from(frame::PROTOCOL_VERSION) {
+        return Err(Error::precondition(format!(
+            "protocol version {} not supported, this service speaks {}",
+            hello.protocol,
+            frame::PROTOCOL_VERSION
+        )));
+    }
+    if hello.service != P::NAME {
+        return Err(Error::invalid(format!(
+            "this socket serves {}, not {}",
+            P::NAME,
+            hello.service
+        )));
+    }
+    Ok(hello)
+}
+
+async fn run_call<P: Protocol, H: Handler<P>>(
+    shared: &Shared<P, H>,
+    id: u64,
+    body: RequestBody<P::Request>,
+    ctx: Context,
+    out: &mpsc::Sender<Vec<u8>>,
+) {
+    let started = Instant::now();
+    let (method, reply) = match body {
+        RequestBody::Common(CommonRequest::Health) => {
+            let health = Health {
+                name: P::NAME.to_string(),
+                version: shared.config.version.clone(),
+                pid: std::process::id(),
+                uptime_ms: u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            };
+            ("Health", Reply::Unary(Ok(ResponseBody::Common(CommonResponse::Health(health)))))
+        }
+        RequestBody::Common(CommonRequest::Metrics) => {
+            let mut snap = shared.recorder.snapshot(P::NAME, shared.started.elapsed());
+            snap.gauges = shared.handler.gauges();
+            ("Metrics", Reply::Unary(Ok(ResponseBody::Common(CommonResponse::Metrics(snap)))))
+        }
+        RequestBody::Service(req) => {
+            let method = P::method(&req);
+            let span = tracing::debug_span!("call", service = P::NAME, method, id);
+            let _ = &span;
+            match shared.handler.handle(req, ctx.clone()).await {
+                Reply::Unary(r) => (method, Reply::Unary(r.map(ResponseBody::Service))),
+                Reply::Stream(rx) => {
+                    let failed = forward_stream(id, rx, &ctx.cancel, out).await;
+                    shared.recorder.record(method, started.elapsed(), failed);
+                    return;
+                }
+            }
+        }
+    };
+    let failed = match reply {
+        Reply::Unary(Ok(resp)) => {
+            send(out, Kind::Response, id, &resp).await;
+            false
+        }
+        Reply::Unary(Err(err)) => {
+            tracing::debug!(service = P::NAME, method, id, error = %err, "call failed");
+            send(out, Kind::Error, id, &err).await;
+            true
+        }
+        Reply::Stream(_) => false,
+    };
+    shared.recorder.record(method, started.elapsed(), failed);
+}
+
+/// Forwards a handler's stream to the client; returns whether it ended in an error.
+async fn forward_stream<R: serde::Serialize>(
+    id: u64,
+    mut rx: mpsc::Receiver<Result<R>>,
+    cancel: &CancellationToken,
+    out: &mpsc::Sender<Vec<u8>>,
+) -> bool {
+    loop {
+        let item = tokio::select! {
+            _ = cancel.cancelled() => {
+                send(out, Kind::StreamEnd, id, &()).await;
+                return false;
+            }
+            item = rx.recv() => item,
+        };
+        match item {
+            Some(Ok(resp)) => {
+                if !send(out, Kind::StreamItem, id, &ResponseBody::<R>::Service(resp)).await {
+                    return false;
+                }
+            }
+            Some(Err(err)) => {
+                send(out, Kind::Error, id, &err).await;
+                return true;
+            }
+            None => {
+                send(out, Kind::StreamEnd, id, &()).await;
+                return false;
+            }
+        }
+    }
+}
+
+/// Queues one frame for the writer; false when the connection is gone.
+async fn send<T: serde::Serialize>(out: &mpsc::Sender<Vec<u8>>, kind: Kind, id: u64, body: &T) -> bool {
+    let (kind, payload) = match codec::encode(body) {
+        Ok(p) => (kind, p),
+        Err(e) => match codec::encode(&e) {
+            Ok(p) => (Kind::Error, p),
+            Err(_) => return false,
+        },
+    };
+    let mut buf = Vec::with_capacity(frame::HEADER_LEN + payload.len());
+    frame::put_frame(&mut buf, kind, id, &payload);
+    out.send(buf).await.is_ok()
+}
+
+/// Writes queued frames, batching whatever is queued into one flush.
+pub(crate) async fn write_loop(half: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut w = tokio::io::BufWriter::with_capacity(64 * 1024, half);
+    while let Some(buf) = rx.recv().await {
+        if w.write_all(&buf).await.is_err() {
+            return;
+        }
+        while let Ok(more) = rx.try_recv() {
+            if w.write_all(&more).await.is_err() {
+                return;
+            }
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}

@@ -1,0 +1,161 @@
+//! The TOML configuration shared by the launcher, every service and the CLI.
+//!
+//! Every key is optional; [`DEFAULT_TOML`] lists them all with their defaults and is what
+//! `berthd config default` prints. Unknown keys are refused so that a typo is an error, not a
+//! silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Persistent data: content, metadata, snapshots, events.
+    pub root: PathBuf,
+    /// Runtime state: sockets, task bundles.
+    pub state: PathBuf,
+    /// Group whose members may use the sockets besides root; ignored if it does not exist.
+    pub group: String,
+    /// Socket and protocol limits.
+    pub ipc: IpcConfig,
+    /// How the launcher supervises services.
+    pub supervisor: SupervisorConfig,
+    /// Per-service overrides, by service name.
+    pub services: BTreeMap<String, ServiceOverride>,
+}
+
+/// Socket and protocol limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpcConfig {
+    /// Connections one service serves at once.
+    pub max_connections: usize,
+    /// Requests in flight on one connection.
+    pub max_inflight: usize,
+    /// Time a new connection has to say hello, ms.
+    pub handshake_timeout_ms: u64,
+    /// How long clients wait for a restarting service before `Unavailable`, ms.
+    pub client_deadline_ms: u64,
+}
+
+/// How the launcher supervises services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisorConfig {
+    /// More restarts than this within `restart_window_s` marks a service failed.
+    pub max_restarts: u32,
+    /// The window for `max_restarts`, seconds.
+    pub restart_window_s: u64,
+    /// The longest back-off between restarts, seconds.
+    pub backoff_max_s: u64,
+    /// Time a started service has to become ready, seconds.
+    pub ready_timeout_s: u64,
+    /// Interval between health pings, ms.
+    pub ping_interval_ms: u64,
+    /// Time a ping may take, ms.
+    pub ping_timeout_ms: u64,
+    /// Consecutive failed pings after which a service is killed and restarted.
+    pub ping_failures: u32,
+    /// Time a service gets to exit after SIGTERM before SIGKILL, seconds.
+    pub stop_timeout_s: u64,
+}
+
+/// Overrides for one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceOverride {
+    /// The binary to run instead of `berth-<name>` next to `berthd`.
+    pub binary: Option<PathBuf>,
+    /// Extra arguments.
+    pub args: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: PathBuf::from("/var/lib/berth"),
+            state: PathBuf::from("/run/berth"),
+            group: "berth".into(),
+            ipc: IpcConfig::default(),
+            supervisor: SupervisorConfig::default(),
+            services: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for IpcConfig {
+    fn default() -> Self {
+        IpcConfig { max_connections: 4096, max_inflight: 1024, handshake_timeout_ms: 5000, client_deadline_ms: 10_000 }
+    }
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            max_restarts: 5,
+            restart_window_s: 10,
+            backoff_max_s: 30,
+            ready_timeout_s: 10,
+            ping_interval_ms: 1000,
+            ping_timeout_ms: 1000,
+            ping_failures: 3,
+            stop_timeout_s: 10,
+        }
+    }
+}
+
+/// The default configuration as commented TOML (`berthd config default`).
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+impl Config {
+    /// Reads `path`, or gives the defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let Some(path) = path else { return Ok(Config::default()) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("read config {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The gid of the configured group, if it exists on this host.
+    pub fn group_id(&self) -> Option<u32> {
+        if self.group.is_empty() { None } else { berth_ipc::socket::group_id(&self.group) }
+    }
+
+    /// The socket of service `name` in the state dir.
+    pub fn socket(&self, name: &str) -> PathBuf {
+        self.state.join(format!("{name}.sock"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_toml_is_the_default() {
+        let parsed = Config::parse(DEFAULT_TOML).expect("default TOML parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let err = Config::parse("[supervisor]\nmax_restart = 3\n").expect_err("typo refused");
+        assert!(err.to_string().contains("max_restart"), "{err}");
+    }
+
+    #[test]
+    fn partial_config_keeps_other_defaults() {
+        let c = Config::parse("[supervisor]\nmax_restarts = 2\n").expect("parses");
+        assert_eq!(c.supervisor.max_restarts, 2);
+        assert_eq!(c.supervisor.restart_window_s, 10);
+        assert_eq!(c.root, PathBuf::from("/var/lib/berth"));
+    }
+}

@@ -1,0 +1,22 @@
+//! What every berth service process shares, so that no service writes it again: the TOML
+//! configuration, the common flags, logging, the listening socket (inherited or bound),
+//! readiness signalling, signal handling and clean exit.
+//!
+//! # Layout
+//! - [`config`] — the configuration and its commented default TOML.
+//! - [`args`] — `--root`, `--state`, `--config`.
+//! - [`boot`] — a service's `main`, its environment, and `serve`.
+//! - [`ready`] — readiness to the launcher (pipe) and systemd (`NOTIFY_SOCKET`).
+//! - [`logging`] — tracing set-up.
+//! - `sys` — adopting inherited fds (the crate's only `unsafe`).
+
+pub mod args;
+pub mod boot;
+pub mod config;
+pub mod logging;
+pub mod ready;
+mod sys;
+
+pub use args::CommonArgs;
+pub use boot::{ServiceEnv, main, serve};
+pub use config::Config;

@@ -1,0 +1,27 @@
+//! The runtime service. Its duties arrive with their issue; today it is the bare service:
+//! it listens on `runtime.sock`, answers the handshake, `Health` and `Metrics`, and exits
+//! cleanly on SIGTERM.
+//!
+//! # Layout
+//! - `lib.rs` — [`run`] and the request handler.
+
+use berth_ipc::runtime::{Runtime, RuntimeRequest, RuntimeResponse};
+use berth_ipc::{Context, Handler, Reply};
+use berth_service_kit::ServiceEnv;
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+
+/// The service's request handler.
+#[derive(Debug, Default)]
+pub struct RuntimeService;
+
+impl Handler<Runtime> for RuntimeService {
+    async fn handle(&self, req: RuntimeRequest, _ctx: Context) -> Reply<RuntimeResponse> {
+        match req {}
+    }
+}
+
+/// Runs the runtime service on `listener` until `shutdown` is cancelled.
+pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    berth_service_kit::serve::<Runtime, _>(&env, RuntimeService, listener, shutdown).await
+}
