@@ -1,1 +1,71 @@
-fn main() {}
+//! `berth`: the admin command line, shaped like containerd's `ctr`.
+//!
+//! Each command group lives in its own module under `cmd/`; this file holds the global
+//! flags and the dispatch.
+
+mod cmd;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// berth: a container runtime built as a set of small supervised services.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about, propagate_version = true)]
+pub struct Cli {
+    /// State directory holding berth's sockets
+    #[arg(long, env = "BERTH_STATE", default_value = berth_client::DEFAULT_STATE, global = true)]
+    pub state: PathBuf,
+    /// Namespace to act in
+    #[arg(short = 'n', long, env = "BERTH_NAMESPACE", default_value = "default", global = true)]
+    pub namespace: String,
+    /// Output format
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    pub format: output::Format,
+    /// How long to wait for a service that is (re)starting, in seconds
+    #[arg(long, env = "BERTH_TIMEOUT", default_value_t = 10, global = true)]
+    pub timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the version of the client and of every service
+    Version,
+    /// Configuration
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCmd),
+    /// Inspect and control the supervised services
+    #[command(subcommand)]
+    Services(cmd::services::ServicesCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("berth: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = cmd::Ctx::new(&cli);
+    match cli.command {
+        Command::Version => cmd::version::run(&ctx).await,
+        Command::Config(c) => cmd::config::run(&ctx, c).await,
+        Command::Services(c) => cmd::services::run(&ctx, c).await,
+    }
+}

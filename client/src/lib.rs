@@ -7,13 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
-use berth_ipc::{Client, ClientOptions};
 use berth_ipc::content::Content;
 use berth_ipc::events::Events;
 use berth_ipc::launcher::Launcher;
 use berth_ipc::metadata::Metadata;
 use berth_ipc::runtime::Runtime;
 use berth_ipc::snapshot::Snapshot;
+use berth_ipc::{Client, ClientOptions};
 
 /// The default state dir.
 pub const DEFAULT_STATE: &str = "/run/berth";

@@ -17,7 +17,9 @@ use crate::codec;
 use crate::error::{Code, Error, Result};
 use crate::frame::{self, Frame, FrameError, Kind};
 use crate::metrics::MetricsSnapshot;
-use crate::protocol::{Call, CommonRequest, CommonResponse, Health, Hello, Protocol, RequestBody, ResponseBody, Welcome};
+use crate::protocol::{
+    Call, CommonRequest, CommonResponse, Health, Hello, Protocol, RequestBody, ResponseBody, Welcome,
+};
 
 /// How a client behaves.
 #[derive(Debug, Clone)]
@@ -173,7 +175,11 @@ impl<P: Protocol> Client<P> {
         Ok(self.connection(deadline).await?.welcome.clone())
     }
 
-    async fn unary(&self, body: RequestBody<P::Request>, idempotent: bool) -> Result<ResponseBody<P::Response>> {
+    async fn unary(
+        &self,
+        body: RequestBody<P::Request>,
+        idempotent: bool,
+    ) -> Result<ResponseBody<P::Response>> {
         let payload = codec::encode(&body)?;
         let deadline = Instant::now() + self.inner.options.deadline;
         let mut backoff = Duration::from_millis(2);
@@ -185,7 +191,9 @@ impl<P: Protocol> Client<P> {
                     self.forget(&conn).await;
                     let retry = matches!(lost, Lost::NotSent) || idempotent;
                     if !retry {
-                        return Err(self.unavailable("connection lost during a call that is not safe to repeat"));
+                        return Err(
+                            self.unavailable("connection lost during a call that is not safe to repeat")
+                        );
                     }
                     if Instant::now() >= deadline {
                         return Err(self.unavailable("connection lost, retries exhausted"));
@@ -233,7 +241,9 @@ impl<P: Protocol> Client<P> {
         let mut backoff = Duration::from_millis(1);
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let err = match tokio::time::timeout(remaining.max(Duration::from_millis(1)), self.connect_once()).await {
+            let err = match tokio::time::timeout(remaining.max(Duration::from_millis(1)), self.connect_once())
+                .await
+            {
                 Ok(Ok(conn)) => {
                     let conn = Arc::new(conn);
                     *slot = Some(conn.clone());
@@ -271,16 +281,20 @@ impl<P: Protocol> Client<P> {
         frame::put_frame(&mut buf, Kind::Hello, 0, &codec::encode(&hello)?);
         write_half.write_all(&buf).await.map_err(|e| self.unavailable(&e.to_string()))?;
         let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-        let first = frame::read_frame(&mut reader, frame::MAX_FRAME_LEN)
-            .await
-            .map_err(|e| self.frame_error(e))?;
+        let first =
+            frame::read_frame(&mut reader, frame::MAX_FRAME_LEN).await.map_err(|e| self.frame_error(e))?;
         let welcome: Welcome = match first.header.kind {
             Kind::Welcome => codec::decode(&first.payload)?,
             Kind::Error => {
                 let err: Error = codec::decode(&first.payload)?;
                 return Err(err.context(format!("{} service", self.inner.service)));
             }
-            other => return Err(Error::invalid(format!("{} service sent {other:?} instead of welcome", self.inner.service))),
+            other => {
+                return Err(Error::invalid(format!(
+                    "{} service sent {other:?} instead of welcome",
+                    self.inner.service
+                )));
+            }
         };
         let (out_tx, out_rx) = mpsc::channel(256);
         tokio::spawn(crate::server::write_loop(write_half, out_rx));
@@ -297,7 +311,10 @@ impl<P: Protocol> Client<P> {
 
 /// Routes answers to the calls waiting for them; when the connection ends, every waiting
 /// call sees its channel closed.
-async fn read_loop(mut reader: BufReader<tokio::net::unix::OwnedReadHalf>, pending: Arc<Mutex<HashMap<u64, Pending>>>) {
+async fn read_loop(
+    mut reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+    pending: Arc<Mutex<HashMap<u64, Pending>>>,
+) {
     loop {
         let Ok(frame) = frame::read_frame(&mut reader, frame::MAX_FRAME_LEN).await else { break };
         let id = frame.header.id;
@@ -355,7 +372,10 @@ impl<C: Call> Stream<C> {
         }
         let Some(frame) = self.rx.recv().await else {
             self.done = true;
-            return Some(Err(Error::unavailable(format!("{} service: connection lost during a stream", self.service))));
+            return Some(Err(Error::unavailable(format!(
+                "{} service: connection lost during a stream",
+                self.service
+            ))));
         };
         match frame.header.kind {
             Kind::StreamEnd => {
@@ -364,9 +384,12 @@ impl<C: Call> Stream<C> {
             }
             _ => {
                 let item = decode_answer::<C::Protocol>(frame).and_then(|body| match body {
-                    ResponseBody::Service(r) => C::from_response(r)
-                        .ok_or_else(|| Error::internal(format!("{}: stream item of the wrong type", self.service))),
-                    ResponseBody::Common(_) => Err(Error::internal(format!("{}: stream item of the wrong type", self.service))),
+                    ResponseBody::Service(r) => C::from_response(r).ok_or_else(|| {
+                        Error::internal(format!("{}: stream item of the wrong type", self.service))
+                    }),
+                    ResponseBody::Common(_) => {
+                        Err(Error::internal(format!("{}: stream item of the wrong type", self.service)))
+                    }
                 });
                 if item.is_err() {
                     self.done = true;

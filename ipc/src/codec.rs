@@ -37,10 +37,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, config())
         .map_err(|e| Error::invalid(format!("undecodable payload: {e}")))?;
     if used != bytes.len() {
-        return Err(Error::invalid(format!(
-            "undecodable payload: {} trailing bytes",
-            bytes.len() - used
-        )));
+        return Err(Error::invalid(format!("undecodable payload: {} trailing bytes", bytes.len() - used)));
     }
     Ok(value)
 }

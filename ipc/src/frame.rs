@@ -215,12 +215,7 @@ mod tests {
     #[test]
     fn header_layout_is_fixed() {
         let h = Header::encode(Kind::Request, 0x0102_0304_0506_0708, 0x10);
-        assert_eq!(
-            h,
-            [
-                b'B', b'R', b'T', b'H', 1, 3, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1, 0x10, 0, 0, 0
-            ]
-        );
+        assert_eq!(h, [b'B', b'R', b'T', b'H', 1, 3, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1, 0x10, 0, 0, 0]);
         let back = Header::decode(&h, MAX_FRAME_LEN).expect("decodes");
         assert_eq!(back, Header { kind: Kind::Request, id: 0x0102_0304_0506_0708, len: 16 });
     }

@@ -112,10 +112,9 @@ impl Recorder {
     /// Counts one call of `method` that took `took`.
     pub fn record(&self, method: &'static str, took: Duration, failed: bool) {
         let mut map = self.methods.lock().unwrap_or_else(|p| p.into_inner());
-        let m = map.entry(method).or_insert_with(|| MethodMetrics {
-            method: method.to_string(),
-            ..Default::default()
-        });
+        let m = map
+            .entry(method)
+            .or_insert_with(|| MethodMetrics { method: method.to_string(), ..Default::default() });
         m.requests += 1;
         if failed {
             m.errors += 1;

@@ -323,11 +323,7 @@ async fn handshake<P: Protocol, H: Handler<P>>(
         )));
     }
     if hello.service != P::NAME {
-        return Err(Error::invalid(format!(
-            "this socket serves {}, not {}",
-            P::NAME,
-            hello.service
-        )));
+        return Err(Error::invalid(format!("this socket serves {}, not {}", P::NAME, hello.service)));
     }
     Ok(hello)
 }

@@ -88,7 +88,12 @@ impl Default for Config {
 
 impl Default for IpcConfig {
     fn default() -> Self {
-        IpcConfig { max_connections: 4096, max_inflight: 1024, handshake_timeout_ms: 5000, client_deadline_ms: 10_000 }
+        IpcConfig {
+            max_connections: 4096,
+            max_inflight: 1024,
+            handshake_timeout_ms: 5000,
+            client_deadline_ms: 10_000,
+        }
     }
 }
 

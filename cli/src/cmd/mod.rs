@@ -1,0 +1,43 @@
+//! One module per command group.
+
+pub mod config;
+pub mod services;
+pub mod version;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_client::Services;
+use berth_ipc::ClientOptions;
+
+use crate::Cli;
+use crate::output::Format;
+
+/// What every command needs: where the services are, the namespace, the output format.
+#[allow(dead_code)] // namespace and state serve the command groups that arrive with later issues
+pub struct Ctx {
+    /// The state dir.
+    pub state: PathBuf,
+    /// The namespace (`-n`).
+    pub namespace: String,
+    /// `--format`.
+    pub format: Format,
+    /// Clients of every service.
+    pub services: Services,
+}
+
+impl Ctx {
+    /// The context for `cli`'s global flags.
+    pub fn new(cli: &Cli) -> Self {
+        let options = ClientOptions {
+            deadline: Duration::from_secs(cli.timeout),
+            client_name: format!("berth[{}]", std::process::id()),
+        };
+        Ctx {
+            state: cli.state.clone(),
+            namespace: cli.namespace.clone(),
+            format: cli.format,
+            services: Services::new(&cli.state, options),
+        }
+    }
+}
