@@ -10,7 +10,6 @@
 //! - [`frame`] — the frame header, its checks, reading and writing frames.
 //! - [`codec`] — bincode payload encoding with a size limit.
 //! - [`error`] — the closed error-code enum and the wire error.
-//! - [`filter`] — containerd-style filters: parser and matcher over an [`filter::Adaptor`].
 //! - [`protocol`] — the `Protocol`/`Call` traits, handshake messages, common calls, and
 //!   the `protocol!` macro.
 //! - [`client`] — the typed, reconnecting, multiplexing client.
@@ -18,15 +17,16 @@
 //! - [`peer`] — peer credentials and the access policy.
 //! - [`socket`] — binding sockets, replacing stale ones.
 //! - [`metrics`] — per-method counters and latency histograms.
+//! - [`names`] — validation of identifiers, labels and free-form names.
 //! - [`content`], [`metadata`], [`snapshot`], [`runtime`], [`events`], [`launcher`] — each
 //!   service's vocabulary.
 
 pub mod client;
 pub mod codec;
 pub mod error;
-pub mod filter;
 pub mod frame;
 pub mod metrics;
+pub mod names;
 pub mod peer;
 pub mod protocol;
 pub mod server;
