@@ -10,6 +10,7 @@
 //! - [`frame`] — the frame header, its checks, reading and writing frames.
 //! - [`codec`] — bincode payload encoding with a size limit.
 //! - [`error`] — the closed error-code enum and the wire error.
+//! - [`filter`] — containerd-style filters: parser and matcher over an [`filter::Adaptor`].
 //! - [`protocol`] — the `Protocol`/`Call` traits, handshake messages, common calls, and
 //!   the `protocol!` macro.
 //! - [`client`] — the typed, reconnecting, multiplexing client.
@@ -24,6 +25,7 @@
 pub mod client;
 pub mod codec;
 pub mod error;
+pub mod filter;
 pub mod frame;
 pub mod metrics;
 pub mod names;
