@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`frame`] — the frame header, its checks, reading and writing frames.
 //! - [`codec`] — bincode payload encoding with a size limit.
+//! - [`digest`] — the validated `sha256:<hex>` [`Digest`].
 //! - [`error`] — the closed error-code enum and the wire error.
 //! - [`filter`] — containerd-style filters: parser and matcher over an [`filter::Adaptor`].
 //! - [`protocol`] — the `Protocol`/`Call` traits, handshake messages, common calls, and
@@ -24,6 +25,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod digest;
 pub mod error;
 pub mod filter;
 pub mod frame;
@@ -42,6 +44,7 @@ pub mod runtime;
 pub mod snapshot;
 
 pub use client::{Client, ClientOptions, Stream};
+pub use digest::Digest;
 pub use error::{Code, Error, Result};
 pub use protocol::{Call, Health, Hello, Protocol, Welcome};
 pub use server::{Context, Handler, Reply, Server, ServerConfig};
