@@ -15,6 +15,7 @@
 //! - [`protocol`] — the `Protocol`/`Call` traits, handshake messages, common calls, and
 //!   the `protocol!` macro.
 //! - [`client`] — the typed, reconnecting, multiplexing client.
+//! - [`publisher`] — the outbox every service uses to publish events.
 //! - [`server`] — the server scaffold: connection cap, peer check, handshake, dispatch.
 //! - [`peer`] — peer credentials and the access policy.
 //! - [`socket`] — binding sockets, replacing stale ones.
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod names;
 pub mod peer;
 pub mod protocol;
+pub mod publisher;
 pub mod server;
 pub mod socket;
 
