@@ -11,6 +11,7 @@
 //! - [`codec`] — bincode payload encoding with a size limit.
 //! - [`digest`] — the validated `sha256:<hex>` [`Digest`].
 //! - [`error`] — the closed error-code enum and the wire error.
+//! - [`fdpass`] — sending and receiving fds over Unix sockets (SCM_RIGHTS).
 //! - [`filter`] — containerd-style filters: parser and matcher over an [`filter::Adaptor`].
 //! - [`protocol`] — the `Protocol`/`Call` traits, handshake messages, common calls, and
 //!   the `protocol!` macro.
@@ -18,6 +19,7 @@
 //! - [`publisher`] — the outbox every service uses to publish events.
 //! - [`server`] — the server scaffold: connection cap, peer check, handshake, dispatch.
 //! - [`peer`] — peer credentials and the access policy.
+//! - [`probe`] — a one-shot health probe of any service by name.
 //! - [`socket`] — binding sockets, replacing stale ones.
 //! - [`metrics`] — per-method counters and latency histograms.
 //! - [`names`] — validation of identifiers, labels and free-form names.
@@ -28,11 +30,13 @@ pub mod client;
 pub mod codec;
 pub mod digest;
 pub mod error;
+pub mod fdpass;
 pub mod filter;
 pub mod frame;
 pub mod metrics;
 pub mod names;
 pub mod peer;
+pub mod probe;
 pub mod protocol;
 pub mod publisher;
 pub mod server;

@@ -1,1 +1,157 @@
-fn main() {}
+//! `berthd`: the launcher. It prepares the directories, binds every service's socket
+//! (so the sockets outlive any one service process: clients queue in the backlog while a
+//! service restarts), starts the services in dependency order, supervises them, and serves
+//! the control socket `berthd.sock`.
+//!
+//! # Layout
+//! - `main.rs` — flags, directories, sockets, signals.
+//! - `supervisor` — the actor owning every service process.
+//! - `policy` — when to restart and when to give up.
+//! - `child` — spawning one service with its inherited fds.
+//! - `control` — the control socket's handler.
+//! - `sys` — the pre-exec code (the crate's only `unsafe`).
+
+mod child;
+mod control;
+mod policy;
+mod supervisor;
+mod sys;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use berth_service_kit::CommonArgs;
+use clap::{Parser, Subcommand};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// berthd: starts and supervises berth's services.
+#[derive(Debug, Parser)]
+#[command(name = "berthd", version, about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Configuration
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Print the full default configuration (TOML, commented)
+    Default,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Cmd::Config(ConfigCmd::Default)) = cli.command {
+        print!("{}", berth_service_kit::config::DEFAULT_TOML);
+        return ExitCode::SUCCESS;
+    }
+    berth_service_kit::logging::init();
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")
+        .and_then(|rt| rt.block_on(run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berthd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    berth_service_kit::boot::raise_nofile_limit();
+    let config = cli.common.load()?;
+    let config_file = cli.common.config.as_deref().map(std::path::absolute).transpose()?;
+    berth_service_kit::boot::create_private_dir(&config.root)
+        .with_context(|| format!("create root {}", config.root.display()))?;
+    berth_service_kit::boot::create_state_dir(&config.state)
+        .with_context(|| format!("create state {}", config.state.display()))?;
+    let _lock = lock_state(&config.state)?;
+    let group = config.group_id();
+
+    // With the lock held no other launcher owns these sockets: any file there is left over
+    // (perhaps still open in a dying orphan), so it is replaced, never reused.
+    let mut listeners = Vec::new();
+    for name in supervisor::SERVICES {
+        listeners.push((name, bind_fresh(&config.socket(name), group)?));
+    }
+    let control_path = config.socket("berthd");
+    let control_listener = tokio::net::UnixListener::from_std(bind_fresh(&control_path, group)?)?;
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let sup = supervisor::Supervisor::new(config.clone(), config_file, listeners);
+    let supervising = tokio::spawn(sup.run(cmd_rx));
+
+    let stop_control = CancellationToken::new();
+    let server_config = berth_ipc::ServerConfig {
+        access: berth_ipc::peer::AccessPolicy { group },
+        ..berth_ipc::ServerConfig::default()
+    };
+    let control = berth_ipc::Server::new(control::Control::new(cmd_tx.clone()), server_config);
+    let serving = tokio::spawn(control.serve(control_listener, stop_control.clone()));
+    tracing::info!(root = %config.root.display(), state = %config.state.display(), "berthd started");
+    berth_service_kit::ready::sd_notify("READY=1").ok();
+
+    wait_for_signal().await?;
+    tracing::info!("stopping services");
+    let (tx, rx) = oneshot::channel();
+    if cmd_tx.send(supervisor::Command::Shutdown(tx)).await.is_ok() {
+        let _ = rx.await;
+    }
+    let _ = supervising.await;
+    stop_control.cancel();
+    let _ = serving.await;
+    let _ = std::fs::remove_file(&control_path);
+    tracing::info!("berthd stopped");
+    Ok(())
+}
+
+fn bind_fresh(path: &Path, group: Option<u32>) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::warn!(socket = %path.display(), "removed a stale socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("remove stale {}", path.display())),
+    }
+    let l = berth_ipc::socket::bind_std(path, group).with_context(|| format!("bind {}", path.display()))?;
+    // The launcher keeps it blocking-agnostic; each service sets its own mode.
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Takes `<state>/berthd.lock` so two launchers never share a state dir. The lock lasts as
+/// long as the returned value (and dies with the process, however it dies).
+fn lock_state(state: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = state.join("berthd.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        anyhow::anyhow!("another berthd runs with state dir {} ({e}); stop it first", state.display())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

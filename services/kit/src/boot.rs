@@ -103,7 +103,7 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(service = name, "{e:#}");
-            eprintln!("berth-{name}: {e:#}");
+            crate::logging::print_err(&format!("berth-{name}: {e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -173,9 +173,9 @@ fn spawn_signal_handler(shutdown: CancellationToken) -> std::io::Result<()> {
 /// Services hold many connections and files: lift the soft fd limit to the hard one.
 pub fn raise_nofile_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-        }
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 }

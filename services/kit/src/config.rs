@@ -25,6 +25,53 @@ pub struct Config {
     pub supervisor: SupervisorConfig,
     /// Per-service overrides, by service name.
     pub services: BTreeMap<String, ServiceOverride>,
+    /// The events service.
+    pub events: EventsConfig,
+    /// The snapshot service.
+    pub snapshot: SnapshotConfig,
+}
+
+/// The snapshot service's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// The snapshotter used when a request names none: `overlayfs` or `native`.
+    pub default_snapshotter: String,
+    /// Largest uncompressed layer that apply accepts, bytes (a decompression bomb stops here).
+    pub max_layer_bytes: u64,
+    /// Layers extracted at once by a batch unpack; 0 means one per CPU.
+    pub parallel_unpack: usize,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            default_snapshotter: "overlayfs".into(),
+            max_layer_bytes: 64 << 30,
+            parallel_unpack: 0,
+        }
+    }
+}
+
+/// The events service's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Events kept in the log; older ones are removed first.
+    pub max_events: u64,
+    /// Age after which events are removed, seconds.
+    pub max_age_s: u64,
+    /// Events buffered for one subscriber before it is told it lagged and closed.
+    pub subscriber_buffer: usize,
+    /// Idempotency keys remembered (the last this many events), so a retried publish is
+    /// stored once.
+    pub dedup_window: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig { max_events: 1_000_000, max_age_s: 7 * 24 * 3600, subscriber_buffer: 8192, dedup_window: 100_000 }
+    }
 }
 
 /// Socket and protocol limits.
@@ -82,6 +129,8 @@ impl Default for Config {
             ipc: IpcConfig::default(),
             supervisor: SupervisorConfig::default(),
             services: BTreeMap::new(),
+            events: EventsConfig::default(),
+            snapshot: SnapshotConfig::default(),
         }
     }
 }

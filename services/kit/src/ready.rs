@@ -10,10 +10,10 @@ pub const READY_FD_ENV: &str = "BERTH_READY_FD";
 /// Signals readiness on every channel this process was given. Errors are logged, not fatal:
 /// a supervisor that stopped listening must not take the service down.
 pub fn notify_ready() {
-    if let Some(mut pipe) = crate::sys::take_ready_fd() {
-        if let Err(e) = pipe.write_all(b"READY=1\n") {
-            tracing::warn!(error = %e, "cannot signal readiness to the launcher");
-        }
+    if let Some(mut pipe) = crate::sys::take_ready_fd()
+        && let Err(e) = pipe.write_all(b"READY=1\n")
+    {
+        tracing::warn!(error = %e, "cannot signal readiness to the launcher");
     }
     if let Err(e) = sd_notify("READY=1") {
         tracing::warn!(error = %e, "cannot signal readiness to systemd");

@@ -1,0 +1,491 @@
+//! The supervisor: one actor that owns every service's process and state, starts them in
+//! dependency order, restarts them by the policy, kills the ones that stop answering pings,
+//! and answers the control socket.
+//!
+//! Everything that happens to a service arrives as an [`Event`] tagged with the service's
+//! generation (bumped at every spawn), so news about a process that has since been replaced
+//! is recognised and dropped.
+
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use berth_ipc::launcher::{ServiceState, ServiceStatus};
+use berth_ipc::{Error, Result};
+use berth_service_kit::Config;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::child;
+use crate::policy::{Decision, Policy};
+
+/// Services in start order; stopped in reverse.
+pub const SERVICES: [&str; 5] = ["events", "content", "snapshot", "metadata", "runtime"];
+
+/// A request from the control socket or from `main`.
+pub enum Command {
+    /// Every service's status.
+    List(oneshot::Sender<Vec<ServiceStatus>>),
+    /// Restart one; reply once it is ready again.
+    Restart(String, oneshot::Sender<Result<ServiceStatus>>),
+    /// Stop one; reply once it has exited.
+    Stop(String, oneshot::Sender<Result<ServiceStatus>>),
+    /// Start a stopped or failed one; reply once it is ready.
+    Start(String, oneshot::Sender<Result<ServiceStatus>>),
+    /// Stop everything in reverse order; reply when done.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// News about a service process.
+enum Event {
+    Ready { idx: usize, generation: u64 },
+    NotReady { idx: usize, generation: u64, why: String },
+    Exited { idx: usize, generation: u64, how: String },
+    Ping { idx: usize, generation: u64, ok: bool },
+    BackoffOver { idx: usize, generation: u64 },
+    StopTimeout { idx: usize, generation: u64 },
+}
+
+/// What the supervisor does once a process it asked to stop has exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterExit {
+    /// Apply the restart policy (the exit was not asked for).
+    Policy,
+    /// Start again at once (a restart by hand).
+    Respawn,
+    /// Stay stopped.
+    Stay,
+}
+
+struct Service {
+    name: &'static str,
+    listener: UnixListener,
+    socket: PathBuf,
+    state: ServiceState,
+    pid: Option<u32>,
+    generation: u64,
+    restarts: u32,
+    ready_at: Option<Instant>,
+    exited_at: Option<Instant>,
+    last_exit: Option<String>,
+    last_restart: Option<Duration>,
+    kill_reason: Option<String>,
+    after_exit: AfterExit,
+    ping_failures: u32,
+    policy: Policy,
+    waiters: Vec<oneshot::Sender<Result<ServiceStatus>>>,
+}
+
+impl Service {
+    fn status(&self) -> ServiceStatus {
+        ServiceStatus {
+            name: self.name.to_string(),
+            pid: self.pid,
+            state: self.state,
+            restarts: self.restarts,
+            uptime_ms: match (self.state, self.ready_at) {
+                (ServiceState::Running, Some(t)) => {
+                    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+                }
+                _ => 0,
+            },
+            last_exit: self.last_exit.clone(),
+            last_restart_ms: self.last_restart.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+/// The supervisor actor.
+pub struct Supervisor {
+    config: Config,
+    config_file: Option<PathBuf>,
+    services: Vec<Service>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+    shutdown_waiter: Option<oneshot::Sender<()>>,
+}
+
+impl Supervisor {
+    /// A supervisor for the services whose sockets are already bound in `listeners`.
+    pub fn new(
+        config: Config,
+        config_file: Option<PathBuf>,
+        listeners: Vec<(&'static str, UnixListener)>,
+    ) -> Self {
+        let sup = &config.supervisor;
+        let services = listeners
+            .into_iter()
+            .map(|(name, listener)| Service {
+                name,
+                listener,
+                socket: config.socket(name),
+                state: ServiceState::Stopped,
+                pid: None,
+                generation: 0,
+                restarts: 0,
+                ready_at: None,
+                exited_at: None,
+                last_exit: None,
+                last_restart: None,
+                kill_reason: None,
+                after_exit: AfterExit::Policy,
+                ping_failures: 0,
+                policy: Policy::new(
+                    sup.max_restarts,
+                    Duration::from_secs(sup.restart_window_s),
+                    Duration::from_secs(sup.backoff_max_s),
+                ),
+                waiters: Vec::new(),
+            })
+            .collect();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        Supervisor { config, config_file, services, events_tx, events_rx, shutdown_waiter: None }
+    }
+
+    /// Starts every service in order, each waiting for the previous to be ready (or to fail
+    /// to become ready), then serves commands until `Shutdown` has completed.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        for idx in 0..self.services.len() {
+            self.spawn(idx);
+            self.wait_settled(idx).await;
+        }
+        let mut ping =
+            tokio::time::interval(Duration::from_millis(self.config.supervisor.ping_interval_ms.max(10)));
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(ev) = self.events_rx.recv() => self.on_event(ev),
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Shutdown(done)) => {
+                        self.shutdown().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(cmd) => self.on_command(cmd),
+                    None => {
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                _ = ping.tick() => self.ping_all(),
+            }
+            if let Some(done) = self.shutdown_waiter.take() {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Handles events until service `idx` is running, failed or stopped.
+    async fn wait_settled(&mut self, idx: usize) {
+        while matches!(self.services[idx].state, ServiceState::Starting | ServiceState::Backoff) {
+            match self.events_rx.recv().await {
+                Some(ev) => self.on_event(ev),
+                None => return,
+            }
+        }
+    }
+
+    fn spawn(&mut self, idx: usize) {
+        let svc = &mut self.services[idx];
+        svc.generation += 1;
+        svc.ping_failures = 0;
+        svc.kill_reason = None;
+        svc.after_exit = AfterExit::Policy;
+        let generation = svc.generation;
+        match child::spawn(&self.config, self.config_file.as_deref(), svc.name, &svc.listener) {
+            Ok(started) => {
+                svc.state = ServiceState::Starting;
+                svc.pid = Some(started.pid);
+                tracing::info!(service = svc.name, pid = started.pid, "started");
+                let timeout = Duration::from_secs(self.config.supervisor.ready_timeout_s.max(1));
+                let tx = self.events_tx.clone();
+                tokio::spawn(async move {
+                    match child::wait_ready(started.ready, timeout).await {
+                        Ok(()) => {
+                            let _ = tx.send(Event::Ready { idx, generation });
+                        }
+                        Err(why) => {
+                            let _ = tx.send(Event::NotReady { idx, generation, why });
+                        }
+                    }
+                });
+                let tx = self.events_tx.clone();
+                let mut process = started.child;
+                tokio::spawn(async move {
+                    let how = match process.wait().await {
+                        Ok(status) => child::describe_exit(&status),
+                        Err(e) => format!("wait failed: {e}"),
+                    };
+                    let _ = tx.send(Event::Exited { idx, generation, how });
+                });
+            }
+            Err(e) => {
+                tracing::error!(service = svc.name, error = %e, "cannot start");
+                let how = format!("cannot start {}: {e}", child::binary(&self.config, svc.name).display());
+                let _ = self.events_tx.send(Event::Exited { idx, generation, how });
+                svc.state = ServiceState::Starting;
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Ready { idx, generation } if self.services[idx].generation == generation => {
+                let svc = &mut self.services[idx];
+                if svc.state != ServiceState::Starting {
+                    return;
+                }
+                svc.state = ServiceState::Running;
+                svc.ready_at = Some(Instant::now());
+                if let Some(t) = svc.exited_at.take() {
+                    svc.last_restart = Some(t.elapsed());
+                }
+                tracing::info!(service = svc.name, pid = svc.pid, restart_ms = ?svc.last_restart.map(|d| d.as_millis()), "ready");
+                let status = svc.status();
+                for w in svc.waiters.drain(..) {
+                    let _ = w.send(Ok(status.clone()));
+                }
+            }
+            Event::NotReady { idx, generation, why } if self.services[idx].generation == generation => {
+                let svc = &mut self.services[idx];
+                if svc.state == ServiceState::Starting {
+                    tracing::warn!(service = svc.name, "{why}");
+                    svc.kill_reason = Some(format!("killed: {why}"));
+                    signal(svc.pid, Signal::SIGKILL);
+                }
+            }
+            Event::Exited { idx, generation, how } if self.services[idx].generation == generation => {
+                self.on_exit(idx, how);
+            }
+            Event::Ping { idx, generation, ok } if self.services[idx].generation == generation => {
+                let limit = self.config.supervisor.ping_failures.max(1);
+                let svc = &mut self.services[idx];
+                if svc.state != ServiceState::Running {
+                    return;
+                }
+                if ok {
+                    svc.ping_failures = 0;
+                    return;
+                }
+                svc.ping_failures += 1;
+                if svc.ping_failures >= limit {
+                    tracing::warn!(
+                        service = svc.name,
+                        pid = svc.pid,
+                        "no answer to {limit} pings, killing it"
+                    );
+                    svc.kill_reason = Some(format!("killed: no answer to {limit} pings"));
+                    signal(svc.pid, Signal::SIGKILL);
+                }
+            }
+            Event::BackoffOver { idx, generation }
+                if self.services[idx].generation == generation
+                    && self.services[idx].state == ServiceState::Backoff =>
+            {
+                self.spawn(idx);
+            }
+            Event::StopTimeout { idx, generation } if self.services[idx].generation == generation => {
+                // Still the same process and still alive: it ignored SIGTERM.
+                let svc = &self.services[idx];
+                if svc.pid.is_some() {
+                    tracing::warn!(service = svc.name, pid = svc.pid, "did not stop in time, killing it");
+                    signal(svc.pid, Signal::SIGKILL);
+                }
+            }
+            _ => {} // news about a replaced process
+        }
+    }
+
+    fn on_exit(&mut self, idx: usize, how: String) {
+        let svc = &mut self.services[idx];
+        let how = match svc.kill_reason.take() {
+            Some(reason) => format!("{reason} ({how})"),
+            None => how,
+        };
+        tracing::warn!(service = svc.name, pid = svc.pid, "exited: {how}");
+        svc.pid = None;
+        svc.ready_at = None;
+        svc.last_exit = Some(how);
+        svc.exited_at = Some(Instant::now());
+        match svc.after_exit {
+            AfterExit::Stay => {
+                svc.state = ServiceState::Stopped;
+                svc.exited_at = None;
+                let status = svc.status();
+                for w in svc.waiters.drain(..) {
+                    let _ = w.send(Ok(status.clone()));
+                }
+            }
+            AfterExit::Respawn => {
+                svc.restarts += 1;
+                svc.policy.reset();
+                self.spawn(idx);
+            }
+            AfterExit::Policy => match svc.policy.on_exit(Instant::now()) {
+                Decision::GiveUp => {
+                    svc.state = ServiceState::Failed;
+                    tracing::error!(
+                        service = svc.name,
+                        restarts = svc.restarts,
+                        "restarted too often, giving up"
+                    );
+                    let err = Error::unavailable(format!("{}: failed after too many restarts", svc.name));
+                    for w in svc.waiters.drain(..) {
+                        let _ = w.send(Err(err.clone()));
+                    }
+                }
+                Decision::Restart(delay) => {
+                    svc.restarts += 1;
+                    if delay.is_zero() {
+                        self.spawn(idx);
+                    } else {
+                        svc.state = ServiceState::Backoff;
+                        let (tx, generation) = (self.events_tx.clone(), svc.generation);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = tx.send(Event::BackoffOver { idx, generation });
+                        });
+                    }
+                }
+            },
+        }
+    }
+
+    fn find(&self, name: &str) -> Result<usize> {
+        self.services.iter().position(|s| s.name == name).ok_or_else(|| {
+            Error::not_found(format!("service {name:?}: no such service (known: {})", SERVICES.join(", ")))
+        })
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::List(reply) => {
+                let _ = reply.send(self.services.iter().map(Service::status).collect());
+            }
+            Command::Restart(name, reply) => match self.find(&name) {
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+                Ok(idx) => {
+                    let svc = &mut self.services[idx];
+                    svc.waiters.push(reply);
+                    if svc.pid.is_some() {
+                        svc.after_exit = AfterExit::Respawn;
+                        svc.kill_reason = Some("restarted by request".into());
+                        self.stop_process(idx);
+                    } else {
+                        svc.policy.reset();
+                        self.spawn(idx);
+                    }
+                }
+            },
+            Command::Stop(name, reply) => match self.find(&name) {
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+                Ok(idx) => {
+                    let svc = &mut self.services[idx];
+                    if svc.pid.is_some() {
+                        svc.after_exit = AfterExit::Stay;
+                        svc.kill_reason = Some("stopped by request".into());
+                        svc.waiters.push(reply);
+                        self.stop_process(idx);
+                    } else {
+                        svc.state = ServiceState::Stopped;
+                        svc.generation += 1; // cancels a pending back-off
+                        let _ = reply.send(Ok(svc.status()));
+                    }
+                }
+            },
+            Command::Start(name, reply) => match self.find(&name) {
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+                Ok(idx) => {
+                    let svc = &mut self.services[idx];
+                    if matches!(svc.state, ServiceState::Stopped | ServiceState::Failed) {
+                        svc.waiters.push(reply);
+                        svc.policy.reset();
+                        self.spawn(idx);
+                    } else {
+                        let msg = format!("service {name}: already {}", svc.state.as_str());
+                        let _ = reply.send(Err(Error::precondition(msg)));
+                    }
+                }
+            },
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    /// SIGTERM now, SIGKILL after the stop timeout if it is still the same process.
+    fn stop_process(&mut self, idx: usize) {
+        let svc = &self.services[idx];
+        signal(svc.pid, Signal::SIGTERM);
+        let generation = svc.generation;
+        let timeout = Duration::from_secs(self.config.supervisor.stop_timeout_s);
+        let tx = self.events_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let _ = tx.send(Event::StopTimeout { idx, generation });
+        });
+    }
+
+    fn ping_all(&mut self) {
+        let timeout = Duration::from_millis(self.config.supervisor.ping_timeout_ms.max(1));
+        for (idx, svc) in self.services.iter().enumerate() {
+            if svc.state != ServiceState::Running {
+                continue;
+            }
+            let (tx, socket, name, generation) =
+                (self.events_tx.clone(), svc.socket.clone(), svc.name, svc.generation);
+            tokio::spawn(async move {
+                let ok = berth_ipc::probe::probe(&socket, name, timeout).await.is_ok();
+                let _ = tx.send(Event::Ping { idx, generation, ok });
+            });
+        }
+    }
+
+    /// Stops every service in reverse start order, each SIGTERM then (after the stop
+    /// timeout) SIGKILL.
+    async fn shutdown(&mut self) {
+        let timeout = Duration::from_secs(self.config.supervisor.stop_timeout_s);
+        for idx in (0..self.services.len()).rev() {
+            let svc = &mut self.services[idx];
+            svc.after_exit = AfterExit::Stay;
+            if svc.pid.is_none() {
+                svc.state = ServiceState::Stopped;
+                svc.generation += 1;
+                continue;
+            }
+            tracing::info!(service = svc.name, "stopping");
+            signal(svc.pid, Signal::SIGTERM);
+            let deadline = tokio::time::Instant::now() + timeout;
+            while self.services[idx].pid.is_some() {
+                match tokio::time::timeout_at(deadline, self.events_rx.recv()).await {
+                    Ok(Some(ev)) => self.on_event(ev),
+                    Ok(None) => break,
+                    Err(_) => {
+                        tracing::warn!(service = self.services[idx].name, "did not stop in time, killing it");
+                        signal(self.services[idx].pid, Signal::SIGKILL);
+                        if let Ok(Some(ev)) =
+                            tokio::time::timeout(Duration::from_secs(2), self.events_rx.recv()).await
+                        {
+                            self.on_event(ev);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        for svc in &self.services {
+            let _ = std::fs::remove_file(&svc.socket);
+        }
+    }
+}
+
+fn signal(pid: Option<u32>, sig: Signal) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = kill(Pid::from_raw(pid), sig);
+    }
+}
