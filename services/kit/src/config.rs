@@ -27,6 +27,30 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceOverride>,
     /// The events service.
     pub events: EventsConfig,
+    /// The snapshot service.
+    pub snapshot: SnapshotConfig,
+}
+
+/// The snapshot service's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// The snapshotter used when a request names none: `overlayfs` or `native`.
+    pub default_snapshotter: String,
+    /// Largest uncompressed layer that apply accepts, bytes (a decompression bomb stops here).
+    pub max_layer_bytes: u64,
+    /// Layers extracted at once by a batch unpack; 0 means one per CPU.
+    pub parallel_unpack: usize,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            default_snapshotter: "overlayfs".into(),
+            max_layer_bytes: 64 << 30,
+            parallel_unpack: 0,
+        }
+    }
 }
 
 /// The events service's settings.
@@ -46,12 +70,7 @@ pub struct EventsConfig {
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        EventsConfig {
-            max_events: 1_000_000,
-            max_age_s: 7 * 24 * 3600,
-            subscriber_buffer: 8192,
-            dedup_window: 100_000,
-        }
+        EventsConfig { max_events: 1_000_000, max_age_s: 7 * 24 * 3600, subscriber_buffer: 8192, dedup_window: 100_000 }
     }
 }
 
@@ -111,6 +130,7 @@ impl Default for Config {
             supervisor: SupervisorConfig::default(),
             services: BTreeMap::new(),
             events: EventsConfig::default(),
+            snapshot: SnapshotConfig::default(),
         }
     }
 }
