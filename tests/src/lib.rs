@@ -1,1 +1,213 @@
-//! Helpers for the system tests.
+//! The system-test harness: boots `berthd` and every service in a temp root, as a user
+//! would, and cleans up after itself (services stopped, every pid it saw killed, temp dirs
+//! removed). It never touches `/var/lib/berth` or `/run/berth`.
+//!
+//! The binaries must be built first (`cargo build --workspace --bins`, which the README's
+//! test command does); they are looked up next to the test executable.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_client::Services;
+use berth_ipc::ClientOptions;
+use berth_ipc::launcher::{ListServices, ServiceState, ServiceStatus};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Every service, in start order.
+pub const SERVICES: [&str; 5] = ["events", "content", "snapshot", "metadata", "runtime"];
+
+/// The directory holding the built binaries (`target/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    assert!(
+        dir.join("berthd").exists(),
+        "{} has no berthd: run `cargo build --workspace --bins` before the system tests",
+        dir.display()
+    );
+    dir
+}
+
+/// A path to one built binary.
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// A running berth: `berthd` and its services in a temp root.
+pub struct Berth {
+    /// Holds the temp dir alive; removed on drop.
+    pub dir: tempfile::TempDir,
+    /// `<dir>/root`.
+    pub root: PathBuf,
+    /// `<dir>/state`.
+    pub state: PathBuf,
+    /// The config file given to berthd.
+    pub config: PathBuf,
+    launcher: Option<Child>,
+    seen_pids: Vec<u32>,
+}
+
+impl Berth {
+    /// Starts berthd with the default configuration and waits until every service runs.
+    pub fn start() -> Berth {
+        Berth::start_with("")
+    }
+
+    /// Starts berthd with extra TOML configuration and waits until no service is starting.
+    pub fn start_with(toml: &str) -> Berth {
+        let dir = tempfile::Builder::new().prefix("berth-test-").tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        let state = dir.path().join("state");
+        let config = dir.path().join("berth.toml");
+        std::fs::write(&config, toml).expect("write config");
+        let mut berth = Berth { dir, root, state, config, launcher: None, seen_pids: Vec::new() };
+        berth.launch();
+        berth
+    }
+
+    /// Starts (again) a berthd on this root and state, and waits for it to settle.
+    pub fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("berthd.log"))
+            .expect("log file");
+        let child = Command::new(bin("berthd"))
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--state")
+            .arg(&self.state)
+            .arg("--config")
+            .arg(&self.config)
+            .env("BERTH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn berthd");
+        self.seen_pids.push(child.id());
+        self.launcher = Some(child);
+        self.wait_until("services settled", Duration::from_secs(30), |list| {
+            list.len() == SERVICES.len() && list.iter().all(|s| !matches!(s.state, ServiceState::Starting))
+        });
+    }
+
+    /// The launcher's pid.
+    pub fn launcher_pid(&self) -> u32 {
+        self.launcher.as_ref().map(Child::id).expect("berthd running")
+    }
+
+    /// Clients of every service, with a deadline of `deadline`.
+    pub fn clients(&self, deadline: Duration) -> Services {
+        Services::new(&self.state, ClientOptions { deadline, client_name: "system-test".into() })
+    }
+
+    /// `berth services ls --format json`, parsed through the typed client instead.
+    pub fn list(&mut self) -> Vec<ServiceStatus> {
+        let services = self.clients(Duration::from_secs(10));
+        let list = block_on(services.launcher.call(ListServices)).expect("list services");
+        for s in &list {
+            if let Some(pid) = s.pid
+                && !self.seen_pids.contains(&pid)
+            {
+                self.seen_pids.push(pid);
+            }
+        }
+        list
+    }
+
+    /// The status of one service.
+    pub fn status(&mut self, name: &str) -> ServiceStatus {
+        self.list().into_iter().find(|s| s.name == name).expect("service listed")
+    }
+
+    /// Polls the service list until `ok` holds, or panics after `timeout` naming `what`.
+    pub fn wait_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        ok: impl Fn(&[ServiceStatus]) -> bool,
+    ) -> Vec<ServiceStatus> {
+        let start = Instant::now();
+        loop {
+            let list = self.list();
+            if ok(&list) {
+                return list;
+            }
+            if start.elapsed() > timeout {
+                panic!("timed out waiting for {what}: {list:#?}\nlog:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `berth --state <state> ARGS…` and returns its output.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin("berth")).arg("--state").arg(&self.state).args(args).output().expect("run berth")
+    }
+
+    /// berthd's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
+    }
+
+    /// SIGKILLs berthd and waits for it.
+    pub fn kill_launcher(&mut self) {
+        if let Some(mut child) = self.launcher.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops berthd with SIGTERM and waits for it (its services stop first).
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.launcher.take()?;
+        signal(child.id(), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        self.stop();
+        for pid in &self.seen_pids {
+            if pid_alive(*pid) {
+                signal(*pid, Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Sends `sig` to `pid`, ignoring errors (it may be gone).
+pub fn signal(pid: u32, sig: Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = kill(Pid::from_raw(pid), sig);
+    }
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X") | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Runs a future to completion on a fresh current-thread runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
+}

@@ -29,6 +29,27 @@ pub struct Config {
     pub events: EventsConfig,
     /// The snapshot service.
     pub snapshot: SnapshotConfig,
+    /// The metadata service.
+    pub metadata: MetadataConfig,
+}
+
+/// The metadata service's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetadataConfig {
+    /// A GC pass runs after this many write transactions (0: only on demand and on the
+    /// interval).
+    pub gc_mutations: u64,
+    /// A GC pass runs at least this often, seconds (0: never on a timer).
+    pub gc_interval_s: u64,
+    /// Backend objects that never had a record are spared while younger than this, ms.
+    pub gc_grace_ms: u64,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        MetadataConfig { gc_mutations: 100, gc_interval_s: 300, gc_grace_ms: 3_600_000 }
+    }
 }
 
 /// The snapshot service's settings.
@@ -131,6 +152,7 @@ impl Default for Config {
             services: BTreeMap::new(),
             events: EventsConfig::default(),
             snapshot: SnapshotConfig::default(),
+            metadata: MetadataConfig::default(),
         }
     }
 }
