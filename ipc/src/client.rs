@@ -58,7 +58,10 @@ struct Inner {
     path: PathBuf,
     service: &'static str,
     options: ClientOptions,
-    conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    /// The live connection, if any (checked without waiting on every call).
+    conn: Mutex<Option<Arc<Conn>>>,
+    /// Held while connecting, so that concurrent callers make one connection, not many.
+    connecting: tokio::sync::Mutex<()>,
 }
 
 /// What the reader task hands a waiting call.
@@ -67,12 +70,43 @@ enum Pending {
     Stream(mpsc::Sender<Frame>),
 }
 
+/// The calls waiting on one connection. Once `closed`, nothing more may wait: the reader
+/// or the writer has stopped, and every waiting call has seen its channel dropped.
+#[derive(Default)]
+struct Calls {
+    map: HashMap<u64, Pending>,
+    closed: bool,
+}
+
+impl Calls {
+    /// Registers a waiting call; false when the connection is already dead.
+    fn register(&mut self, id: u64, p: Pending) -> bool {
+        if self.closed {
+            return false;
+        }
+        self.map.insert(id, p);
+        true
+    }
+
+    /// Marks the connection dead and wakes every waiting call.
+    fn close(&mut self) {
+        self.closed = true;
+        self.map.clear();
+    }
+}
+
 struct Conn {
     out: mpsc::Sender<Vec<u8>>,
-    pending: Arc<Mutex<HashMap<u64, Pending>>>,
+    pending: Arc<Mutex<Calls>>,
     next_id: AtomicU64,
     welcome: Welcome,
     reader: tokio::task::JoinHandle<()>,
+}
+
+impl Conn {
+    fn alive(&self) -> bool {
+        !self.out.is_closed() && !lock(&self.pending).closed
+    }
 }
 
 impl Drop for Conn {
@@ -101,7 +135,8 @@ impl<P: Protocol> Client<P> {
                 path: socket.into(),
                 service: P::NAME,
                 options,
-                conn: tokio::sync::Mutex::new(None),
+                conn: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
             }),
             _proto: PhantomData,
         }
@@ -138,12 +173,12 @@ impl<P: Protocol> Client<P> {
             let conn = self.connection(deadline).await?;
             let (tx, rx) = mpsc::channel(64);
             let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
-            lock(&conn.pending).insert(id, Pending::Stream(tx));
+            let registered = lock(&conn.pending).register(id, Pending::Stream(tx));
             let mut buf = Vec::with_capacity(frame::HEADER_LEN + payload.len());
             frame::put_frame(&mut buf, Kind::Request, id, &payload);
-            if conn.out.send(buf).await.is_err() {
-                lock(&conn.pending).remove(&id);
-                self.forget(&conn).await;
+            if !registered || conn.out.send(buf).await.is_err() {
+                lock(&conn.pending).map.remove(&id);
+                self.forget(&conn);
                 if Instant::now() < deadline {
                     continue;
                 }
@@ -188,7 +223,7 @@ impl<P: Protocol> Client<P> {
             match Self::unary_on(&conn, &payload).await {
                 Ok(frame) => return decode_answer::<P>(frame),
                 Err(lost) => {
-                    self.forget(&conn).await;
+                    self.forget(&conn);
                     let retry = matches!(lost, Lost::NotSent) || idempotent;
                     if !retry {
                         return Err(
@@ -208,11 +243,13 @@ impl<P: Protocol> Client<P> {
     async fn unary_on(conn: &Conn, payload: &[u8]) -> Result<Frame, Lost> {
         let (tx, rx) = oneshot::channel();
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&conn.pending).insert(id, Pending::Unary(tx));
+        if !lock(&conn.pending).register(id, Pending::Unary(tx)) {
+            return Err(Lost::NotSent);
+        }
         let mut buf = Vec::with_capacity(frame::HEADER_LEN + payload.len());
         frame::put_frame(&mut buf, Kind::Request, id, payload);
         if conn.out.send(buf).await.is_err() {
-            lock(&conn.pending).remove(&id);
+            lock(&conn.pending).map.remove(&id);
             return Err(Lost::NotSent);
         }
         rx.await.map_err(|_| Lost::AfterSend)
@@ -222,22 +259,34 @@ impl<P: Protocol> Client<P> {
         Error::unavailable(format!("{} service at {}: {what}", self.inner.service, self.inner.path.display()))
     }
 
-    async fn forget(&self, dead: &Arc<Conn>) {
-        let mut slot = self.inner.conn.lock().await;
+    fn forget(&self, dead: &Arc<Conn>) {
+        let mut slot = lock(&self.inner.conn);
         if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, dead)) {
             *slot = None;
         }
     }
 
-    /// The live connection, or a new one, retrying until `deadline`.
-    async fn connection(&self, deadline: Instant) -> Result<Arc<Conn>> {
-        let mut slot = self.inner.conn.lock().await;
-        if let Some(c) = slot.as_ref() {
-            if !c.out.is_closed() {
-                return Ok(c.clone());
+    /// The live connection, if there is one.
+    fn live(&self) -> Option<Arc<Conn>> {
+        let mut slot = lock(&self.inner.conn);
+        match slot.as_ref() {
+            Some(c) if c.alive() => Some(c.clone()),
+            _ => {
+                *slot = None;
+                None
             }
         }
-        *slot = None;
+    }
+
+    /// The live connection, or a new one, retrying until `deadline`.
+    async fn connection(&self, deadline: Instant) -> Result<Arc<Conn>> {
+        if let Some(c) = self.live() {
+            return Ok(c);
+        }
+        let _connecting = self.inner.connecting.lock().await;
+        if let Some(c) = self.live() {
+            return Ok(c); // another caller connected while we waited
+        }
         let mut backoff = Duration::from_millis(1);
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -246,7 +295,7 @@ impl<P: Protocol> Client<P> {
             {
                 Ok(Ok(conn)) => {
                     let conn = Arc::new(conn);
-                    *slot = Some(conn.clone());
+                    *lock(&self.inner.conn) = Some(conn.clone());
                     return Ok(conn);
                 }
                 Ok(Err(e)) => e,
@@ -279,10 +328,19 @@ impl<P: Protocol> Client<P> {
         };
         let mut buf = Vec::new();
         frame::put_frame(&mut buf, Kind::Hello, 0, &codec::encode(&hello)?);
-        write_half.write_all(&buf).await.map_err(|e| self.unavailable(&e.to_string()))?;
+        // A service that refuses us (full, wrong peer) may have written its error and closed
+        // before our hello arrived: then the write fails but the error is still there to read.
+        let wrote = write_half.write_all(&buf).await;
         let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-        let first =
-            frame::read_frame(&mut reader, frame::MAX_FRAME_LEN).await.map_err(|e| self.frame_error(e))?;
+        let first = match frame::read_frame(&mut reader, frame::MAX_FRAME_LEN).await {
+            Ok(f) => f,
+            Err(e) => {
+                return Err(match wrote {
+                    Err(w) => self.unavailable(&w.to_string()),
+                    Ok(()) => self.frame_error(e),
+                });
+            }
+        };
         let welcome: Welcome = match first.header.kind {
             Kind::Welcome => codec::decode(&first.payload)?,
             Kind::Error => {
@@ -297,8 +355,12 @@ impl<P: Protocol> Client<P> {
             }
         };
         let (out_tx, out_rx) = mpsc::channel(256);
-        tokio::spawn(crate::server::write_loop(write_half, out_rx));
-        let pending: Arc<Mutex<HashMap<u64, Pending>>> = Arc::default();
+        let pending: Arc<Mutex<Calls>> = Arc::default();
+        let writer_pending = pending.clone();
+        tokio::spawn(async move {
+            crate::server::write_loop(write_half, out_rx).await;
+            lock(&writer_pending).close();
+        });
         let reader = tokio::spawn(read_loop(reader, pending.clone()));
         Ok(Conn { out: out_tx, pending, next_id: AtomicU64::new(1), welcome, reader })
     }
@@ -311,10 +373,7 @@ impl<P: Protocol> Client<P> {
 
 /// Routes answers to the calls waiting for them; when the connection ends, every waiting
 /// call sees its channel closed.
-async fn read_loop(
-    mut reader: BufReader<tokio::net::unix::OwnedReadHalf>,
-    pending: Arc<Mutex<HashMap<u64, Pending>>>,
-) {
+async fn read_loop(mut reader: BufReader<tokio::net::unix::OwnedReadHalf>, pending: Arc<Mutex<Calls>>) {
     loop {
         let Ok(frame) = frame::read_frame(&mut reader, frame::MAX_FRAME_LEN).await else { break };
         let id = frame.header.id;
@@ -325,9 +384,9 @@ async fn read_loop(
         let entry = {
             let mut map = lock(&pending);
             if terminal {
-                map.remove(&id)
+                map.map.remove(&id)
             } else {
-                match map.get(&id) {
+                match map.map.get(&id) {
                     Some(Pending::Stream(tx)) => Some(Pending::Stream(tx.clone())),
                     _ => None,
                 }
@@ -343,7 +402,7 @@ async fn read_loop(
             None => {}
         }
     }
-    lock(&pending).clear();
+    lock(&pending).close();
 }
 
 fn decode_answer<P: Protocol>(frame: Frame) -> Result<ResponseBody<P::Response>> {
@@ -403,7 +462,7 @@ impl<C: Call> Stream<C> {
 impl<C: Call> Drop for Stream<C> {
     fn drop(&mut self) {
         if !self.done {
-            lock(&self.conn.pending).remove(&self.id);
+            lock(&self.conn.pending).map.remove(&self.id);
             let mut buf = Vec::with_capacity(frame::HEADER_LEN);
             frame::put_frame(&mut buf, Kind::Cancel, self.id, &[]);
             let _ = self.conn.out.try_send(buf);

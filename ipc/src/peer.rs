@@ -67,7 +67,39 @@ mod tests {
         if nix::unistd::geteuid().as_raw() != 65534 {
             assert!(!policy.allows(&stranger));
         }
-        let member = Peer { gid: 4242, ..stranger };
+        let member = Peer { gid: 4242, ..stranger.clone() };
         assert!(policy.allows(&member));
+        let me = Peer { uid: nix::unistd::geteuid().as_raw(), ..stranger.clone() };
+        assert!(AccessPolicy { group: None }.allows(&me), "the service's own user is allowed");
+    }
+
+    #[test]
+    fn no_group_configured_refuses_everyone_else() {
+        let policy = AccessPolicy { group: None };
+        let stranger =
+            Peer { uid: 65534, gid: 4242, pid: Some(std::process::id() as i32), ..Peer::default() };
+        if nix::unistd::geteuid().as_raw() != 65534 {
+            assert!(!policy.allows(&stranger));
+        }
+    }
+
+    #[test]
+    fn supplementary_groups_read_from_proc() {
+        let pid = std::process::id() as i32;
+        let groups = supplementary_groups(pid).expect("own /proc status");
+        let dead = supplementary_groups(i32::MAX);
+        assert!(dead.is_err(), "no such process");
+        // A peer whose primary gid differs but whose process carries the group.
+        if let Some(&group) = groups.first() {
+            let policy = AccessPolicy { group: Some(group) };
+            let peer = Peer { uid: 65534, gid: 65534, pid: Some(pid), ..Peer::default() };
+            assert!(policy.allows(&peer), "member of {group} through supplementary groups");
+            let gone = Peer { pid: Some(i32::MAX), ..peer };
+            if group != 65534 && nix::unistd::geteuid().as_raw() != 65534 {
+                assert!(!policy.allows(&gone), "a vanished process proves no membership");
+            }
+        } else {
+            println!("skip: this process has no supplementary groups to test membership with");
+        }
     }
 }

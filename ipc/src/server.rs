@@ -52,7 +52,8 @@ impl<R> From<Result<R>> for Reply<R> {
 pub struct Context {
     /// Who called.
     pub peer: Arc<Peer>,
-    /// Cancelled when the client cancels the call, disconnects, or the service shuts down.
+    /// Cancelled when the client cancels the call or disconnects; on shutdown, at once for a
+    /// stream and after the grace time for a unary call.
     pub cancel: CancellationToken,
 }
 
@@ -206,7 +207,11 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(256);
     let writer = tokio::spawn(write_loop(write_half, out_rx));
 
-    match handshake::<P, H>(shared, &mut reader).await {
+    let greeted = tokio::select! {
+        _ = shutdown.cancelled() => Err(Error::unavailable(format!("{}: shutting down", P::NAME))),
+        h = handshake::<P, H>(shared, &mut reader) => h,
+    };
+    match greeted {
         Ok(hello) => {
             peer.client_name = hello.client_name;
             let welcome = Welcome {
@@ -228,13 +233,20 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
     }
 
     let peer = Arc::new(peer);
-    let conn_cancel = shutdown.child_token();
+    // Parent of every call's context: cancelled when the client is gone (its answers have
+    // nowhere to go) or when the grace time runs out.
+    let conn_cancel = CancellationToken::new();
+    let stops = Stops { streams: CancellationToken::new(), hard: CancellationToken::new() };
     let inflight = Arc::new(Semaphore::new(shared.config.max_inflight));
     let calls = TaskTracker::new();
-    let streams: Arc<Mutex<HashMap<u64, CancellationToken>>> = Arc::default();
+    let tokens: Arc<Mutex<HashMap<u64, CancellationToken>>> = Arc::default();
+    let mut shutting_down = false;
     loop {
         let read = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => {
+                shutting_down = true;
+                break;
+            }
             r = frame::read_frame(&mut reader, shared.config.max_frame_len) => r,
         };
         let frame = match read {
@@ -251,7 +263,7 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
         match frame.header.kind {
             Kind::Request => {}
             Kind::Cancel => {
-                if let Some(token) = lock(&streams).remove(&id) {
+                if let Some(token) = lock(&tokens).remove(&id) {
                     token.cancel();
                 }
                 continue;
@@ -273,28 +285,46 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
         };
         let Ok(permit) = inflight.clone().acquire_owned().await else { break };
         let cancel = conn_cancel.child_token();
-        lock(&streams).insert(id, cancel.clone());
+        lock(&tokens).insert(id, cancel.clone());
         let ctx = Context { peer: peer.clone(), cancel };
         let shared = shared.clone();
         let out_tx = out_tx.clone();
-        let streams = streams.clone();
+        let tokens = tokens.clone();
+        let stops = stops.clone();
         calls.spawn(async move {
-            run_call(&shared, id, body, ctx, &out_tx).await;
-            lock(&streams).remove(&id);
+            tokio::select! {
+                _ = run_call(&shared, id, body, ctx, &out_tx, &stops.streams) => {}
+                _ = stops.hard.cancelled() => {}
+            }
+            lock(&tokens).remove(&id);
             drop(permit);
         });
     }
-    // Reading stopped: the client left, sent garbage, or we are shutting down. Calls in
-    // flight get the grace time to answer; streams are told to stop at once.
+    // Reading stopped. On shutdown, unary calls in flight get the grace time to answer and
+    // streams end at once with `Unavailable`; if the client left or sent garbage, every call
+    // is cancelled. Calls still running after the grace time are dropped.
     calls.close();
-    for (_, token) in lock(&streams).drain() {
-        token.cancel();
+    if shutting_down {
+        stops.streams.cancel();
+    } else {
+        conn_cancel.cancel();
     }
     if tokio::time::timeout(shared.config.shutdown_grace, calls.wait()).await.is_err() {
         conn_cancel.cancel();
+        stops.hard.cancel();
+        calls.wait().await;
     }
     drop(out_tx);
     let _ = writer.await;
+}
+
+/// Tokens that end a connection's calls early.
+#[derive(Clone)]
+struct Stops {
+    /// Ends every stream with `Unavailable` (the service is shutting down).
+    streams: CancellationToken,
+    /// Drops every call still running (the grace time is over).
+    hard: CancellationToken,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -334,6 +364,7 @@ async fn run_call<P: Protocol, H: Handler<P>>(
     body: RequestBody<P::Request>,
     ctx: Context,
     out: &mpsc::Sender<Vec<u8>>,
+    stop_streams: &CancellationToken,
 ) {
     let started = Instant::now();
     let (method, reply) = match body {
@@ -358,7 +389,7 @@ async fn run_call<P: Protocol, H: Handler<P>>(
             match shared.handler.handle(req, ctx.clone()).await {
                 Reply::Unary(r) => (method, Reply::Unary(r.map(ResponseBody::Service))),
                 Reply::Stream(rx) => {
-                    let failed = forward_stream(id, rx, &ctx.cancel, out).await;
+                    let failed = forward_stream(id, rx, &ctx.cancel, stop_streams, out).await;
                     shared.recorder.record(method, started.elapsed(), failed);
                     return;
                 }
@@ -381,16 +412,23 @@ async fn run_call<P: Protocol, H: Handler<P>>(
 }
 
 /// Forwards a handler's stream to the client; returns whether it ended in an error.
+/// A client's `Cancel` ends it with `StreamEnd`; shutdown ends it with `Unavailable`.
 async fn forward_stream<R: serde::Serialize>(
     id: u64,
     mut rx: mpsc::Receiver<Result<R>>,
     cancel: &CancellationToken,
+    stop: &CancellationToken,
     out: &mpsc::Sender<Vec<u8>>,
 ) -> bool {
     loop {
         let item = tokio::select! {
             _ = cancel.cancelled() => {
                 send(out, Kind::StreamEnd, id, &()).await;
+                return false;
+            }
+            _ = stop.cancelled() => {
+                cancel.cancel();
+                send(out, Kind::Error, id, &Error::unavailable("service shutting down")).await;
                 return false;
             }
             item = rx.recv() => item,
