@@ -1,27 +1,96 @@
-//! The metadata service. Its duties arrive with their issue; today it is the bare service:
-//! it listens on `metadata.sock`, answers the handshake, `Health` and `Metrics`, and exits
-//! cleanly on SIGTERM.
+//! The metadata service: which images, containers, blobs and snapshots exist for whom, in
+//! namespaces, with labels and leases; and the garbage collector that frees what no one
+//! references. One process owns the store (fjall under `<root>/metadata`); every write is a
+//! transaction fsynced before the reply.
+//!
+//! # Key schema
+//!
+//! One keyspace; key parts are joined by a NUL byte (shown as `/`), values are bincode.
+//!
+//! ```text
+//! \0version                          u32 format version (see store::migrate)
+//! n/<ns>                             Namespace {name, labels}
+//! o/<ns>/
+//!   ├── i/<image name>               Image {name, target, labels, created, updated}
+//!   ├── c/<container id>             Container {id, image, runtime, spec, snapshotter, …}
+//!   ├── b/<digest>                   ContentRecord {digest, size, labels, …}
+//!   ├── s/<snapshotter>/<key>        SnapshotRecord {parent, labels, …}
+//!   ├── l/<lease id>                 Lease {labels, created, expires}
+//!   └── r/<lease id>/
+//!       ├── b/<digest>               ()  the lease protects a blob (recorded or not)
+//!       ├── i/<ingest ref>           ()  … an ingest in progress
+//!       └── s/<snapshotter>/<key>    ()  … a snapshot
+//! k/                                 backend objects that have had a record somewhere
+//!   ├── b/<digest>                   ()  (GC deletes them at once once unreferenced;
+//!   └── s/<snapshotter>/<key>        ()   objects never known wait out the grace period)
+//! ```
 //!
 //! # Layout
-//! - `lib.rs` — [`run`] and the request handler.
+//! - [`store`] — the store: keys, migrations, one module per kind of record.
+//! - [`filters`] — how records expose their fields to filters.
+//! - [`gc`] — garbage collection: marking, sweeping, backends.
+//! - [`service`] — the request handler: one `handle_<request>` per message.
+//! - [`events`] — the events published after each committed change.
+//! - `lib.rs` — [`run`] and the GC scheduler.
 
-use berth_ipc::metadata::{Metadata, MetadataRequest, MetadataResponse};
-use berth_ipc::{Context, Handler, Reply};
+pub mod events;
+pub mod filters;
+pub mod gc;
+pub mod service;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_ipc::Client;
+use berth_ipc::metadata::Metadata;
+use berth_ipc::publisher::Publisher;
 use berth_service_kit::ServiceEnv;
+use berth_service_kit::config::MetadataConfig;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
-/// The service's request handler.
-#[derive(Debug, Default)]
-pub struct MetadataService;
-
-impl Handler<Metadata> for MetadataService {
-    async fn handle(&self, req: MetadataRequest, _ctx: Context) -> Reply<MetadataResponse> {
-        match req {}
-    }
-}
+pub use gc::Collector;
+pub use service::MetadataService;
+pub use store::Store;
 
 /// Runs the metadata service on `listener` until `shutdown` is cancelled.
 pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    berth_service_kit::serve::<Metadata, _>(&env, MetadataService, listener, shutdown).await
+    let dir = env.data_dir()?;
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir)).await??;
+    let store = Arc::new(store);
+    let content =
+        gc::backend::ContentBackend::new(Client::in_state_dir(&env.config.state, env.client_options()));
+    let cfg = env.config.metadata.clone();
+    let collector = Arc::new(Collector::new(
+        store.clone(),
+        vec![Arc::new(content)],
+        Duration::from_millis(cfg.gc_grace_ms),
+    ));
+    let events = events::Events::new(Publisher::in_state_dir(&env.config.state, "metadata"));
+    let service = MetadataService::new(store, collector.clone(), events);
+    let scheduler = tokio::spawn(schedule_gc(collector, cfg, shutdown.clone()));
+    let served = berth_service_kit::serve::<Metadata, _>(&env, service, listener, shutdown).await;
+    scheduler.abort();
+    served
+}
+
+/// Runs a GC pass after `gc_mutations` writes or every `gc_interval_s`, whichever first.
+async fn schedule_gc(collector: Arc<Collector>, cfg: MetadataConfig, shutdown: CancellationToken) {
+    let interval = (cfg.gc_interval_s > 0).then(|| Duration::from_secs(cfg.gc_interval_s));
+    let mut last = Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        let by_count = cfg.gc_mutations > 0 && collector.mutations_since_pass() >= cfg.gc_mutations;
+        let by_time = interval.is_some_and(|i| last.elapsed() >= i);
+        if by_count || by_time {
+            last = Instant::now();
+            if let Err(e) = collector.collect().await {
+                tracing::error!(error = %e, "gc pass failed");
+            }
+        }
+    }
 }

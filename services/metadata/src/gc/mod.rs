@@ -1,0 +1,185 @@
+//! Garbage collection: mark-and-sweep of records in one transaction ([`mark`]), then the
+//! backend phase: every backend object that no namespace references is deleted — at once
+//! if it ever had a record (its record was just swept, or an earlier pass failed to delete
+//! it), after the grace period if it never had one (a crash between writing a blob and
+//! recording it, or a store that lost its last writes, must not cost data).
+//!
+//! Writes that could add references wait while a pass runs: they hold [`Collector::writer`]
+//! (a shared lock) and a pass takes it exclusively, so nothing marked unreferenced can be
+//! claimed before its backend object is gone.
+//!
+//! # Layout
+//! - [`refs`] — containerd's GC labels.
+//! - [`mark`] — mark and sweep of records.
+//! - [`backend`] — the [`Backend`] trait and the content-service backend.
+
+pub mod backend;
+pub mod mark;
+pub mod refs;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_ipc::digest::Digest;
+use berth_ipc::metadata::GcReport;
+use berth_ipc::{Error, Result};
+use tokio::sync::{RwLock, RwLockReadGuard};
+
+pub use backend::{Backend, BackendObject, ObjectId};
+
+use crate::store::{Read, Store, keys, now_ns};
+
+/// Runs GC passes over a store and its backends.
+pub struct Collector {
+    store: Arc<Store>,
+    backends: Vec<Arc<dyn Backend>>,
+    grace: Duration,
+    lock: RwLock<()>,
+    /// `store.mutations()` when the last pass started.
+    last_pass: std::sync::atomic::AtomicU64,
+}
+
+impl Collector {
+    /// A collector; backend objects that never had a record are spared while younger than
+    /// `grace`.
+    pub fn new(store: Arc<Store>, backends: Vec<Arc<dyn Backend>>, grace: Duration) -> Self {
+        Collector { store, backends, grace, lock: RwLock::new(()), last_pass: 0.into() }
+    }
+
+    /// The shared side of the GC lock: held by every write that may add a reference.
+    pub async fn writer(&self) -> RwLockReadGuard<'_, ()> {
+        self.lock.read().await
+    }
+
+    /// Mutations since the last pass started.
+    pub fn mutations_since_pass(&self) -> u64 {
+        self.store.mutations().saturating_sub(self.last_pass.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Runs one full pass.
+    pub async fn collect(&self) -> Result<GcReport> {
+        let started = Instant::now();
+        let _exclusive = self.lock.write().await;
+        self.last_pass.store(self.store.mutations(), std::sync::atomic::Ordering::Relaxed);
+        let store = self.store.clone();
+        let (marked, known) = tokio::task::spawn_blocking(move || {
+            store.write(|tx| {
+                let now = tx.now();
+                let marked = mark::mark_and_sweep(tx, now)?;
+                Ok((marked, read_known(tx)?))
+            })
+        })
+        .await
+        .map_err(|e| Error::internal(format!("gc: {e}")))??;
+        let mut report = GcReport {
+            content_records: marked.content_records,
+            snapshot_records: marked.snapshot_records,
+            leases: marked.leases,
+            mark_sweep_us: micros(started.elapsed()),
+            ..GcReport::default()
+        };
+
+        let now = now_ns();
+        let grace = u64::try_from(self.grace.as_nanos()).unwrap_or(u64::MAX);
+        let mut forget: Vec<ObjectId> = Vec::new();
+        for backend in &self.backends {
+            let objects = match backend.list().await {
+                Ok(o) => o,
+                Err(e) => {
+                    report.errors.push(format!("{}: list: {e}", backend.name()));
+                    continue;
+                }
+            };
+            let mut present: HashSet<ObjectId> = HashSet::new();
+            for obj in objects {
+                present.insert(obj.id.clone());
+                let was_known = known.contains(&obj.id);
+                if referenced(&marked, &obj.id) {
+                    continue;
+                }
+                if !was_known && now.saturating_sub(obj.created_ns) < grace {
+                    report.spared += 1;
+                    continue;
+                }
+                match backend.delete(&obj.id).await {
+                    Ok(()) => {
+                        match obj.id {
+                            ObjectId::Content(_) => report.blobs_deleted += 1,
+                            ObjectId::Snapshot(..) => report.snapshots_deleted += 1,
+                        }
+                        if was_known {
+                            forget.push(obj.id);
+                        }
+                    }
+                    Err(e) => report.errors.push(format!("{}: delete {}: {e}", backend.name(), obj.id)),
+                }
+            }
+            // Known objects that are unreferenced and no longer stored need no marker.
+            forget.extend(
+                known
+                    .iter()
+                    .filter(|id| backend.holds(id) && !present.contains(*id) && !referenced(&marked, id))
+                    .cloned(),
+            );
+        }
+        if !forget.is_empty() {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || {
+                store.write(|tx| {
+                    for id in &forget {
+                        match id {
+                            ObjectId::Content(d) => tx.delete(&keys::known_content(d)),
+                            ObjectId::Snapshot(sn, k) => tx.delete(&keys::known_snapshot(sn, k)),
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .map_err(|e| Error::internal(format!("gc: {e}")))??;
+        }
+        report.total_us = micros(started.elapsed());
+        tracing::info!(
+            content_records = report.content_records,
+            snapshot_records = report.snapshot_records,
+            leases = report.leases,
+            blobs = report.blobs_deleted,
+            snapshots = report.snapshots_deleted,
+            spared = report.spared,
+            errors = report.errors.len(),
+            ms = report.total_us / 1000,
+            "gc pass"
+        );
+        Ok(report)
+    }
+}
+
+fn referenced(marked: &mark::Marked, id: &ObjectId) -> bool {
+    match id {
+        ObjectId::Content(d) => marked.content.contains(d),
+        ObjectId::Snapshot(sn, k) => marked.snapshots.contains(&(sn.clone(), k.clone())),
+    }
+}
+
+/// Every object that has had a record, as of the pass's transaction.
+fn read_known(tx: &crate::store::Tx<'_>) -> Result<HashSet<ObjectId>> {
+    let mut out = HashSet::new();
+    for (k, _) in tx.scan_raw(&keys::known_contents())? {
+        if let Some(d) = keys::last_part(&k).and_then(|s| Digest::parse(s).ok()) {
+            out.insert(ObjectId::Content(d));
+        }
+    }
+    let prefix = keys::known_snapshots_all();
+    for (k, _) in tx.scan_raw(&prefix)? {
+        let tail = std::str::from_utf8(&k[prefix.len()..]).ok();
+        if let Some((sn, key)) = tail.and_then(|t| t.split_once('\0')) {
+            out.insert(ObjectId::Snapshot(sn.to_string(), key.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
