@@ -1,27 +1,78 @@
-//! The events service. Its duties arrive with their issue; today it is the bare service:
-//! it listens on `events.sock`, answers the handshake, `Health` and `Metrics`, and exits
-//! cleanly on SIGTERM.
+//! The events service: a durable, replayable event log.
+//!
+//! Publishers (every other service, through `berth_ipc::publisher::Publisher`) append
+//! events with idempotency keys; the log in `<root>/events` (fjall) gives them contiguous
+//! seqs from 1, never reused, and answers only once they are synced. Subscribers get a
+//! replay from any retained seq or time followed by the live feed, filtered with
+//! containerd's syntax, with no gap and no duplicate at the seam; one that falls behind gets
+//! `Lagged { resume_from }` instead of slowing anyone down. Retention keeps the newest
+//! `max_events` events and none older than `max_age_s` (config section `[events]`).
 //!
 //! # Layout
-//! - `lib.rs` — [`run`] and the request handler.
+//! - [`store`] — the fjall log: append with sync, range reads, time search, retention.
+//! - [`dedup`] — the window of idempotency keys.
+//! - [`writer`] — the single writer thread doing group commits.
+//! - [`hub`] — live fan-out into bounded subscriber buffers.
+//! - [`subscription`] — one subscriber's replay-then-live stream.
+//! - [`service`] — the request handler.
 
-use berth_ipc::events::{Events, EventsRequest, EventsResponse};
-use berth_ipc::{Context, Handler, Reply};
+pub mod dedup;
+pub mod hub;
+pub mod service;
+pub mod store;
+pub mod subscription;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_ipc::events::Events;
 use berth_service_kit::ServiceEnv;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
-/// The service's request handler.
-#[derive(Debug, Default)]
-pub struct EventsService;
+pub use service::EventsService;
 
-impl Handler<Events> for EventsService {
-    async fn handle(&self, req: EventsRequest, _ctx: Context) -> Reply<EventsResponse> {
-        match req {}
-    }
-}
+/// How often retention runs.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Runs the events service on `listener` until `shutdown` is cancelled.
 pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    berth_service_kit::serve::<Events, _>(&env, EventsService, listener, shutdown).await
+    let dir = env.data_dir()?;
+    let cfg = env.config.events.clone();
+    let log = Arc::new(tokio::task::spawn_blocking(move || store::Log::open(&dir)).await??);
+    let hub = Arc::new(hub::Hub::new(cfg.subscriber_buffer, log.last()));
+    let writer = {
+        let (log, hub) = (log.clone(), hub.clone());
+        tokio::task::spawn_blocking(move || writer::Writer::start(log, hub, cfg.dedup_window)).await??
+    };
+    tracing::info!(last_seq = log.last(), retained = log.count(), "event log open");
+    let retention = tokio::spawn(retain(log.clone(), cfg.max_events, cfg.max_age_s, shutdown.clone()));
+    let result = berth_service_kit::serve::<Events, _>(
+        &env,
+        EventsService::new(log, hub.clone(), writer),
+        listener,
+        shutdown,
+    )
+    .await;
+    hub.close();
+    retention.abort();
+    result
+}
+
+async fn retain(log: Arc<store::Log>, max_events: u64, max_age_s: u64, shutdown: CancellationToken) {
+    let max_age_ns = max_age_s.saturating_mul(1_000_000_000);
+    loop {
+        let l = log.clone();
+        match tokio::task::spawn_blocking(move || l.enforce_retention(max_events, max_age_ns)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(removed = n, oldest = log.oldest(), "retention"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+            Err(e) => tracing::warn!(error = %e, "retention task failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(RETENTION_INTERVAL) => {}
+        }
+    }
 }
