@@ -1,27 +1,46 @@
-//! The content service. Its duties arrive with their issue; today it is the bare service:
-//! it listens on `content.sock`, answers the handshake, `Health` and `Metrics`, and exits
-//! cleanly on SIGTERM.
+//! The content service: blobs by digest under `<root>/content`, with containerd's
+//! semantics (resumable ingests keyed by ref, one writer per ref, verified and durable
+//! commits) plus an fd-passing side socket for peers that read blobs in place.
 //!
 //! # Layout
-//! - `lib.rs` — [`run`] and the request handler.
+//! - [`store`] — the blob store on disk: layout, info, list, delete, read, check.
+//! - [`ingest`] — writes in progress: locking, resuming, writing, committing.
+//! - [`service`] — the request handler, one `handle_<request>` per message; write sessions.
+//! - [`local`] — the store behind the shared `ContentStore` trait (for the conformance suite).
+//! - [`fdserver`] — the `content-fd.sock` side socket (ReadFd).
+//! - [`events`] — `/content/create` and `/content/delete`.
 
-use berth_ipc::content::{Content, ContentRequest, ContentResponse};
-use berth_ipc::{Context, Handler, Reply};
+pub mod events;
+pub mod fdserver;
+pub mod ingest;
+pub mod local;
+pub mod service;
+pub mod store;
+
+use berth_ipc::content::Content;
+use berth_ipc::content::readfd::SOCKET_NAME;
+use berth_ipc::publisher::Publisher;
 use berth_service_kit::ServiceEnv;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
-/// The service's request handler.
-#[derive(Debug, Default)]
-pub struct ContentService;
+pub use service::ContentService;
+pub use store::Store;
 
-impl Handler<Content> for ContentService {
-    async fn handle(&self, req: ContentRequest, _ctx: Context) -> Reply<ContentResponse> {
-        match req {}
-    }
-}
-
-/// Runs the content service on `listener` until `shutdown` is cancelled.
+/// Runs the content service on `listener` (and its side socket in the state dir) until
+/// `shutdown` is cancelled.
 pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    berth_service_kit::serve::<Content, _>(&env, ContentService, listener, shutdown).await
+    let store = Store::open(&env.data_dir()?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let fd_path = env.config.state.join(SOCKET_NAME);
+    let fd_listener = berth_ipc::socket::bind(&fd_path, env.config.group_id())
+        .map_err(|e| anyhow::anyhow!("bind {}: {e}", fd_path.display()))?;
+    let access = env.server_config().access;
+    let fd_task = tokio::spawn(fdserver::serve(fd_listener, store.clone(), access, shutdown.clone()));
+    let events = events::Events::new(Publisher::in_state_dir(&env.config.state, "content"));
+    let service = ContentService::new(store, events.clone());
+    let result = berth_service_kit::serve::<Content, _>(&env, service, listener, shutdown).await;
+    let _ = fd_task.await;
+    let _ = std::fs::remove_file(&fd_path);
+    events.flush().await;
+    result
 }

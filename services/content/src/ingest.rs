@@ -1,0 +1,261 @@
+//! Ingests: writes in progress, keyed by ref, resumable after any crash.
+//!
+//! An [`Ingest`] is an open writer. It holds the ref's lock (one writer per ref; a second
+//! opener gets `Unavailable`) until dropped. Opening an existing ingest re-hashes the data
+//! already there and resumes at its end. Commit verifies size and digest, then makes the
+//! blob durable: the data file is made read-only (0444) and fsynced, renamed into `blobs/`,
+//! and the blobs dir is fsynced. (The mode is set before the fsync rather than after the
+//! rename so that a blob is never seen writable, and its mode is as durable as its bytes.)
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_ipc::content::{BlobInfo, IngestStatus, check_ref};
+use berth_ipc::{Code, Digest, Error, Result};
+use sha2::Digest as _;
+
+use crate::store::{HASH_BUF, Store, io_err, mtime_ns, now_ns, sync_dir};
+
+/// The ingest dir of `ref`: `<ingest>/<sha256(ref)>`.
+fn ingest_dir(store: &Store, r: &str) -> PathBuf {
+    store.ingest.join(Digest::of(r.as_bytes()).hex())
+}
+
+/// The writer lock of one ref, released on drop.
+#[derive(Debug)]
+struct RefLock {
+    store: Arc<Store>,
+    r#ref: String,
+}
+
+impl RefLock {
+    fn take(store: &Arc<Store>, r: &str, expected: Option<Digest>) -> Result<RefLock> {
+        let mut locks = store.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.contains_key(r) {
+            return Err(Error::unavailable(format!("ingest {r:?}: another writer holds it, retry later")));
+        }
+        locks.insert(r.to_string(), expected);
+        Ok(RefLock { store: store.clone(), r#ref: r.to_string() })
+    }
+}
+
+impl Drop for RefLock {
+    fn drop(&mut self) {
+        self.store.locks.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.r#ref);
+    }
+}
+
+/// An open, locked ingest.
+#[derive(Debug)]
+pub struct Ingest {
+    lock: RefLock,
+    dir: PathBuf,
+    file: File,
+    hasher: sha2::Sha256,
+    status: IngestStatus,
+    done: bool,
+}
+
+fn read_num(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok())
+}
+
+fn write_small(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(io_err(path.display()))
+}
+
+/// The status of ingest `ref` as found on disk; `NotFound` if there is none.
+pub fn status(store: &Store, r: &str) -> Result<IngestStatus> {
+    check_ref(r)?;
+    status_of_dir(store, &ingest_dir(store, r))
+        .filter(|s| s.r#ref == r)
+        .ok_or_else(|| Error::not_found(format!("ingest {r:?}: not found")))
+}
+
+fn status_of_dir(store: &Store, dir: &Path) -> Option<IngestStatus> {
+    let r = std::fs::read_to_string(dir.join("ref")).ok()?;
+    let meta = std::fs::metadata(dir.join("data")).ok()?;
+    let started = read_num(&dir.join("startedat")).unwrap_or(0);
+    let expected = store.locks.lock().unwrap_or_else(|p| p.into_inner()).get(&r).copied().flatten();
+    Some(IngestStatus {
+        offset: meta.len(),
+        total: read_num(&dir.join("total")),
+        expected,
+        started_at_ns: started,
+        updated_at_ns: mtime_ns(&meta).max(read_num(&dir.join("updatedat")).unwrap_or(0)),
+        r#ref: r,
+    })
+}
+
+/// Every ingest on disk.
+pub fn list(store: &Store) -> Result<Vec<IngestStatus>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&store.ingest).map_err(io_err("ingest dir"))? {
+        let entry = entry.map_err(io_err("ingest dir"))?;
+        if let Some(s) = status_of_dir(store, &entry.path()) {
+            out.push(s);
+        }
+    }
+    out.sort_by(|a, b| a.r#ref.cmp(&b.r#ref));
+    Ok(out)
+}
+
+/// Drops ingest `ref` when no writer holds it.
+pub fn abort(store: &Arc<Store>, r: &str) -> Result<()> {
+    check_ref(r)?;
+    let _lock = RefLock::take(store, r, None)?;
+    let dir = ingest_dir(store, r);
+    if status_of_dir(store, &dir).is_none_or(|s| s.r#ref != r) {
+        return Err(Error::not_found(format!("ingest {r:?}: not found")));
+    }
+    std::fs::remove_dir_all(&dir).map_err(io_err(format!("ingest {r:?}")))
+}
+
+impl Ingest {
+    /// Opens or resumes ingest `ref`. Blocking: re-hashes existing data.
+    pub fn open(store: &Arc<Store>, r: &str, expected: Option<Digest>, total: Option<u64>) -> Result<Ingest> {
+        check_ref(r)?;
+        if let Some(d) = expected.filter(|d| store.blob_path(d).exists()) {
+            return Err(Error::already_exists(format!("blob {d}: already exists")));
+        }
+        let lock = RefLock::take(store, r, expected)?;
+        let dir = ingest_dir(store, r);
+        let what = format!("ingest {r:?}");
+        let existing = std::fs::read_to_string(dir.join("ref")).ok().filter(|x| x == r);
+        let now = now_ns();
+        if existing.is_none() {
+            // New (or a dir left half-made by a crash before its ref file): start over.
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).map_err(io_err(&what))?;
+            write_small(&dir.join("startedat"), &now.to_string())?;
+            File::create(dir.join("data")).map_err(io_err(&what))?;
+            write_small(&dir.join("ref"), r)?;
+        }
+        if let Some(t) = total {
+            write_small(&dir.join("total"), &t.to_string())?;
+        }
+        write_small(&dir.join("updatedat"), &now.to_string())?;
+        let file = OpenOptions::new().read(true).write(true).open(dir.join("data")).map_err(io_err(&what))?;
+        let (hasher, offset) = rehash(&file).map_err(io_err(&what))?;
+        let status = IngestStatus {
+            r#ref: r.to_string(),
+            offset,
+            total: read_num(&dir.join("total")),
+            expected,
+            started_at_ns: read_num(&dir.join("startedat")).unwrap_or(now),
+            updated_at_ns: now,
+        };
+        if offset > 0 {
+            tracing::info!(r#ref = r, offset, "ingest resumed");
+        }
+        Ok(Ingest { lock, dir, file, hasher, status, done: false })
+    }
+
+    /// The status, offset included.
+    pub fn status(&self) -> &IngestStatus {
+        &self.status
+    }
+
+    /// The ref.
+    pub fn r#ref(&self) -> &str {
+        &self.lock.r#ref
+    }
+
+    /// Writes `data` at `offset`: the current end, or 0 to restart. Returns the new end.
+    pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<u64> {
+        let r = &self.lock.r#ref;
+        if self.done {
+            return Err(Error::precondition(format!("ingest {r:?}: already committed or aborted")));
+        }
+        let end = self.status.offset;
+        if offset == 0 && end > 0 {
+            self.file.set_len(0).map_err(io_err(format!("ingest {r:?}")))?;
+            self.hasher = sha2::Sha256::new();
+            self.status.offset = 0;
+        } else if offset != end {
+            return Err(Error::new(
+                Code::OutOfRange,
+                format!("ingest {r:?}: write at offset {offset}, but its data ends at {end}"),
+            ));
+        }
+        let new_end = offset + data.len() as u64;
+        if let Some(total) = self.status.total.filter(|t| new_end > *t) {
+            return Err(Error::new(
+                Code::OutOfRange,
+                format!("ingest {r:?}: write up to {new_end} exceeds the expected size {total}"),
+            ));
+        }
+        self.file.write_all_at(data, offset).map_err(io_err(format!("ingest {r:?}")))?;
+        self.hasher.update(data);
+        self.status.offset = new_end;
+        self.status.updated_at_ns = now_ns();
+        Ok(new_end)
+    }
+
+    /// Verifies and commits. On a mismatch the ingest stays (abort or restart it); on
+    /// `AlreadyExists` it is dropped.
+    pub fn commit(&mut self, store: &Store, size: Option<u64>, digest: Option<Digest>) -> Result<BlobInfo> {
+        let r = &self.lock.r#ref;
+        if self.done {
+            return Err(Error::precondition(format!("ingest {r:?}: already committed or aborted")));
+        }
+        let have = self.status.offset;
+        for (what, want) in [("size", size), ("expected size", self.status.total)] {
+            if let Some(want) = want.filter(|w| *w != have) {
+                return Err(Error::precondition(format!(
+                    "ingest {r:?}: {what} is {want} bytes but {have} were written"
+                )));
+            }
+        }
+        let actual = Digest::from_sha256(self.hasher.clone().finalize().into());
+        for want in [digest, self.status.expected].into_iter().flatten() {
+            if want != actual {
+                return Err(Error::precondition(format!(
+                    "ingest {r:?}: expected digest {want}, got {actual}"
+                )));
+            }
+        }
+        let target = store.blob_path(&actual);
+        if target.exists() {
+            self.remove();
+            return Err(Error::already_exists(format!("blob {actual}: already exists")));
+        }
+        let what = format!("commit blob {actual}");
+        self.file.set_permissions(std::fs::Permissions::from_mode(0o444)).map_err(io_err(&what))?;
+        self.file.sync_all().map_err(io_err(&what))?;
+        std::fs::rename(self.dir.join("data"), &target).map_err(io_err(&what))?;
+        sync_dir(&store.blobs).map_err(io_err(&what))?;
+        self.remove();
+        store.info(&actual)
+    }
+
+    /// Removes the ingest dir; the lock goes when `self` is dropped.
+    pub fn remove(&mut self) {
+        if !self.done {
+            self.done = true;
+            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+                tracing::warn!(r#ref = %self.lock.r#ref, error = %e, "cannot remove ingest dir");
+            }
+        }
+    }
+}
+
+/// Hashes what a data file holds; returns the hash state and the length.
+fn rehash(file: &File) -> io::Result<(sha2::Sha256, u64)> {
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; HASH_BUF];
+    let mut total = 0u64;
+    let mut reader = file;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((hasher, total))
+}
