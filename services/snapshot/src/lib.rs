@@ -1,27 +1,81 @@
-//! The snapshot service. Its duties arrive with their issue; today it is the bare service:
-//! it listens on `snapshot.sock`, answers the handshake, `Health` and `Metrics`, and exits
-//! cleanly on SIGTERM.
+//! The snapshot service: turns image layers into file systems a container can mount, and a
+//! container's changes back into a layer. Two backends live side by side, `overlayfs`
+//! (default; one directory per layer, stacked by overlay mounts) and `native` (full copies,
+//! for file systems without overlay), each with its own key index (a small fsynced JSON
+//! file; see [`index`] for why not fjall). Layers are applied by a safe extractor of its
+//! own over the `tar` crate's entry iterator: every path is resolved inside the snapshot
+//! root with `openat2(RESOLVE_IN_ROOT)`, nothing is ever followed at the final component,
+//! and a stranger's tarball cannot write, link, chmod, chown or touch anything outside.
 //!
 //! # Layout
-//! - `lib.rs` — [`run`] and the request handler.
+//! - [`service`] — the request handler, one `handle_<request>` per message.
+//! - [`backend`] — a backend's operations with containerd's semantics, and its mounts.
+//! - [`index`] — the key index and its durable file.
+//! - [`layer`] — applying a layer: decompression and diff_id, names, the extractor,
+//!   metadata, whiteouts.
+//! - [`unpack`] — batch unpack of an image's layers under chainIDs.
+//! - [`diff`] — producing a layer from two snapshots; [`tarwrite`] writes it.
+//! - [`blobs`] — where layer blobs come from and diffs go (content, or a directory).
+//! - [`store`] — the [`store::Snapshotter`] trait the local store and the socket proxy share.
+//! - [`copy`] — the native backend's tree copy, and disk usage.
+//! - [`filters`] — `List` filter fields.
+//! - [`events`] — `/snapshot/*` events.
+//! - `sys` — xattr syscalls (the crate's only `unsafe`).
 
-use berth_ipc::snapshot::{Snapshot, SnapshotRequest, SnapshotResponse};
-use berth_ipc::{Context, Handler, Reply};
+pub mod backend;
+pub mod blobs;
+pub mod copy;
+pub mod diff;
+pub mod events;
+pub mod filters;
+pub mod index;
+pub mod layer;
+pub mod service;
+pub mod store;
+mod sys;
+pub mod tarwrite;
+pub mod unpack;
+
+use std::sync::Arc;
+
+use berth_ipc::snapshot::Snapshot;
 use berth_service_kit::ServiceEnv;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
-/// The service's request handler.
-#[derive(Debug, Default)]
-pub struct SnapshotService;
+pub use backend::{Backend, BackendKind};
+pub use blobs::{Blobs, DirBlobs};
+pub use service::SnapshotService;
 
-impl Handler<Snapshot> for SnapshotService {
-    async fn handle(&self, req: SnapshotRequest, _ctx: Context) -> Reply<SnapshotResponse> {
-        match req {}
-    }
+/// Builds the service for `env`, reading and writing blobs through `blobs`.
+pub fn build(env: &ServiceEnv, blobs: Arc<dyn Blobs>) -> anyhow::Result<SnapshotService> {
+    let cfg = &env.config.snapshot;
+    let root = &env.config.root;
+    let overlay = Backend::open(root, BackendKind::Overlay, cfg.max_layer_bytes)?;
+    let native = Backend::open(root, BackendKind::Native, cfg.max_layer_bytes)?;
+    let default = BackendKind::parse(&cfg.default_snapshotter)?;
+    let parallel = match cfg.parallel_unpack {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        n => n,
+    };
+    Ok(SnapshotService::new(overlay, native, default, blobs, parallel, events::Events))
 }
 
 /// Runs the snapshot service on `listener` until `shutdown` is cancelled.
 pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    berth_service_kit::serve::<Snapshot, _>(&env, SnapshotService, listener, shutdown).await
+    // CONTENT CALL SITE: blobs are read from content's directory until the fd-passing
+    // client is wired in `blobs` (see its module doc).
+    let blobs: Arc<dyn Blobs> = Arc::new(DirBlobs::new(env.config.root.join("content")));
+    run_with(env, listener, shutdown, blobs).await
+}
+
+/// Runs the service with a given blob store (tests use a [`DirBlobs`]).
+pub async fn run_with(
+    env: ServiceEnv,
+    listener: UnixListener,
+    shutdown: CancellationToken,
+    blobs: Arc<dyn Blobs>,
+) -> anyhow::Result<()> {
+    let service = build(&env, blobs)?;
+    berth_service_kit::serve::<Snapshot, _>(&env, service, listener, shutdown).await
 }

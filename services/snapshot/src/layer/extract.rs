@@ -1,0 +1,260 @@
+//! The extractor: walks the tar entries one by one (never `tar::Archive::unpack`) and
+//! creates each inside the layer root. Parents are resolved with `RESOLVE_IN_ROOT`, the
+//! final component is never followed, metadata goes through fds, hardlink targets are
+//! resolved without any symlink, and an earlier entry of the same layer cannot redirect a
+//! later one outside (the parent cache is dropped whenever an entry replaces one of its
+//! components).
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use berth_ipc::{Error, Result};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, SFlag, fstatat, makedev, mkdirat, mknodat};
+use nix::unistd::{linkat, symlinkat};
+use tar::EntryType;
+
+use super::fsops::{self, errno, make_parent, open_child_dir, remove_all};
+use super::meta::Meta;
+use super::path::{self, EntryPath};
+use super::whiteout;
+
+/// How whiteouts are carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// Written as overlay whiteouts (char 0/0, opaque xattr) into an upper dir.
+    Overlay,
+    /// Carried out as deletions in a full tree.
+    Delete,
+}
+
+/// The extraction state of one layer.
+pub struct Extractor {
+    pub(super) root: OwnedFd,
+    pub(super) mode: Whiteouts,
+    /// Paths this layer created: whiteouts and opaque markers spare them.
+    pub(super) written: HashSet<Vec<u8>>,
+    parent_cache: Option<(Vec<u8>, OwnedFd)>,
+    dir_times: Vec<(EntryPath, Meta)>,
+    buf: Vec<u8>,
+}
+
+impl Extractor {
+    /// An extractor writing under `root` (an open directory).
+    pub fn new(root: OwnedFd, mode: Whiteouts) -> Self {
+        Extractor {
+            root,
+            mode,
+            written: HashSet::new(),
+            parent_cache: None,
+            dir_times: Vec::new(),
+            buf: vec![0; 256 << 10],
+        }
+    }
+
+    /// Forgets cached parents at or under `p`, which an entry is about to replace.
+    pub(super) fn invalidate(&mut self, p: &[u8]) {
+        if self.parent_cache.as_ref().is_some_and(|(k, _)| path::is_under(k, p)) {
+            self.parent_cache = None;
+        }
+    }
+
+    fn parent(&mut self, comps: &[Vec<u8>], entry: &[u8]) -> Result<BorrowedFd<'_>> {
+        cached_parent(&mut self.parent_cache, &self.root, comps, entry)
+    }
+
+    /// Extracts one entry.
+    pub fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+        let raw = entry.path_bytes().into_owned();
+        let p = EntryPath::parse(&raw)?;
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+        ) {
+            return Ok(());
+        }
+        let meta = Meta::read(entry, &raw)?;
+        let Some((parent, name)) = p.split_last() else {
+            if kind == EntryType::Directory {
+                let fd = open_child_dir(self.root.as_fd(), b".", OFlag::O_RDONLY)
+                    .map_err(|e| errno("open", &raw, e))?;
+                meta.apply_fd(fd.as_fd(), &raw)?;
+                self.dir_times.push((p, meta));
+            }
+            return Ok(());
+        };
+        if let Some(target) = name.strip_prefix(whiteout::PREFIX.as_bytes()) {
+            return whiteout::apply(self, &p, parent, target, &raw);
+        }
+        let joined = p.joined();
+        self.invalidate(&joined);
+        match kind {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                let dir = cached_parent(&mut self.parent_cache, &self.root, parent, &raw)?;
+                write_file(dir, name, entry, &meta, &raw, &mut self.buf)?;
+            }
+            EntryType::Directory => {
+                let dir = self.parent(parent, &raw)?;
+                make_dir(dir, name, &meta, &raw)?;
+                self.dir_times.push((p.clone(), meta));
+            }
+            EntryType::Symlink => {
+                let target =
+                    entry.link_name_bytes().ok_or_else(|| bad(&raw, "symlink without target"))?.into_owned();
+                if target.is_empty() || target.contains(&0) || target.len() > path::MAX_PATH {
+                    return Err(bad(&raw, "bad symlink target"));
+                }
+                let dir = self.parent(parent, &raw)?;
+                replace(dir, name, &raw)?;
+                symlinkat(target.as_slice(), dir, name).map_err(|e| errno("symlink", &raw, e))?;
+                meta.apply_at(dir, name, &raw, true)?;
+            }
+            EntryType::Link => {
+                let target =
+                    entry.link_name_bytes().ok_or_else(|| bad(&raw, "hardlink without target"))?.into_owned();
+                let t = EntryPath::parse(&target)
+                    .map_err(|e| bad(&raw, &format!("hardlink target: {}", e.message)))?;
+                let Some((tparent, tname)) = t.split_last() else {
+                    return Err(bad(&raw, "hardlink to the root"));
+                };
+                let tdir = fsops::open_dir_no_symlinks(self.root.as_fd(), &path::join(tparent))
+                    .map_err(|e| errno("hardlink target", &raw, e))?;
+                let dir = self.parent(parent, &raw)?;
+                if t.joined() != joined {
+                    replace(dir, name, &raw)?;
+                    linkat(tdir.as_fd(), tname, dir, name, AtFlags::empty())
+                        .map_err(|e| errno("hardlink", &raw, e))?;
+                }
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let sflag = match kind {
+                    EntryType::Char => SFlag::S_IFCHR,
+                    EntryType::Block => SFlag::S_IFBLK,
+                    _ => SFlag::S_IFIFO,
+                };
+                let dir = self.parent(parent, &raw)?;
+                replace(dir, name, &raw)?;
+                let dev = makedev(meta.rdev.0.into(), meta.rdev.1.into());
+                mknodat(dir, name, sflag, Mode::from_bits_truncate(0o600), dev)
+                    .map_err(|e| errno("mknod", &raw, e))?;
+                meta.apply_at(dir, name, &raw, false)?;
+            }
+            other => return Err(bad(&raw, &format!("unsupported entry type {:?}", other.as_byte() as char))),
+        }
+        self.mark_written(joined);
+        Ok(())
+    }
+
+    /// Records `p` and its ancestors as written by this layer.
+    fn mark_written(&mut self, mut p: Vec<u8>) {
+        while self.written.insert(p.clone()) {
+            match p.iter().rposition(|b| *b == b'/') {
+                Some(i) => p.truncate(i),
+                None => break,
+            }
+        }
+    }
+
+    /// Sets directory times last (creating children changes them), re-resolving each
+    /// directory inside the root.
+    pub fn finish(mut self) -> Result<()> {
+        for (p, meta) in std::mem::take(&mut self.dir_times).iter().rev() {
+            let raw = p.joined();
+            let Some((parent, name)) = p.split_last() else {
+                meta.set_times_at(self.root.as_fd(), b".", &raw)?;
+                continue;
+            };
+            let Ok(dir) = fsops::open_dir_in_root(self.root.as_fd(), &path::join(parent)) else { continue };
+            match fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR => {
+                    meta.set_times_at(dir.as_fd(), name, &raw)?
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The parent directory `comps`, from the one-entry cache or resolved (and created).
+fn cached_parent<'a>(
+    cache: &'a mut Option<(Vec<u8>, OwnedFd)>,
+    root: &'a OwnedFd,
+    comps: &[Vec<u8>],
+    entry: &[u8],
+) -> Result<BorrowedFd<'a>> {
+    let key = path::join(comps);
+    if cache.as_ref().is_none_or(|(k, _)| *k != key) {
+        let fd = make_parent(root.as_fd(), comps, entry)?;
+        *cache = Some((key, fd));
+    }
+    Ok(cache.as_ref().map(|(_, fd)| fd.as_fd()).unwrap_or(root.as_fd()))
+}
+
+fn bad(raw: &[u8], why: &str) -> Error {
+    Error::invalid(format!("layer entry {:?}: {why}", path::show(raw)))
+}
+
+fn io(raw: &[u8], e: std::io::Error) -> Error {
+    errno("io", raw, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+/// Removes whatever is at `name` so a new entry can take its place.
+fn replace(dir: BorrowedFd<'_>, name: &[u8], raw: &[u8]) -> Result<()> {
+    remove_all(dir, name).map_err(|e| errno("replace", raw, e))
+}
+
+fn write_file<R: Read>(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    data: &mut R,
+    meta: &Meta,
+    raw: &[u8],
+    buf: &mut [u8],
+) -> Result<()> {
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mode = Mode::from_bits_truncate(0o600);
+    let fd = match openat(dir, name, flags, mode) {
+        Err(Errno::EEXIST) => {
+            replace(dir, name, raw)?;
+            openat(dir, name, flags, mode)
+        }
+        r => r,
+    }
+    .map_err(|e| errno("create", raw, e))?;
+    let mut file = std::fs::File::from(fd);
+    loop {
+        let n = match data.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(raw, e)),
+        };
+        file.write_all(&buf[..n]).map_err(|e| io(raw, e))?;
+    }
+    meta.apply_fd(file.as_fd(), raw)
+}
+
+/// A read error of the layer stream (corrupt archive, bad compression, size cap).
+pub fn read_err(raw: &[u8], e: std::io::Error) -> Error {
+    Error::invalid(format!("layer entry {:?}: read: {e}", path::show(raw)))
+}
+
+fn make_dir(dir: BorrowedFd<'_>, name: &[u8], meta: &Meta, raw: &[u8]) -> Result<()> {
+    match mkdirat(dir, name, Mode::from_bits_truncate(0o700)) {
+        Ok(()) => {}
+        Err(Errno::EEXIST) => {
+            let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| errno("stat", raw, e))?;
+            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
+                replace(dir, name, raw)?;
+                mkdirat(dir, name, Mode::from_bits_truncate(0o700)).map_err(|e| errno("mkdir", raw, e))?;
+            }
+        }
+        Err(e) => return Err(errno("mkdir", raw, e)),
+    }
+    let fd = open_child_dir(dir, name, OFlag::O_RDONLY).map_err(|e| errno("open", raw, e))?;
+    meta.apply_fd(fd.as_fd(), raw)
+}

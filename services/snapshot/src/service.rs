@@ -1,0 +1,185 @@
+//! The request handler: one `handle_<request>` per message. It picks the backend, runs the
+//! store's blocking work on the blocking pool, fetches blobs through [`Blobs`], and
+//! publishes `/snapshot/*` events.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use berth_ipc::snapshot::{
+    self as wire, Applied, Descriptor, Info, Kind, Mount, Snapshot, SnapshotRequest, SnapshotResponse,
+    Unpacked, Usage,
+};
+use berth_ipc::{Context, Error, Handler, Reply, Result};
+use tokio::sync::Semaphore;
+
+use crate::backend::{Backend, BackendKind};
+use crate::blobs::Blobs;
+use crate::events::Events;
+
+/// The snapshot service's state.
+#[derive(Clone)]
+pub struct SnapshotService {
+    pub(crate) overlay: Arc<Backend>,
+    pub(crate) native: Arc<Backend>,
+    pub(crate) default: BackendKind,
+    pub(crate) blobs: Arc<dyn Blobs>,
+    pub(crate) unpack_slots: Arc<Semaphore>,
+    pub(crate) events: Events,
+}
+
+/// Runs `f` on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("snapshot task: {e}")))?
+}
+
+impl SnapshotService {
+    /// A service over `overlay` and `native`, reading blobs from `blobs`.
+    pub fn new(
+        overlay: Backend,
+        native: Backend,
+        default: BackendKind,
+        blobs: Arc<dyn Blobs>,
+        parallel: usize,
+        events: Events,
+    ) -> Self {
+        SnapshotService {
+            overlay: Arc::new(overlay),
+            native: Arc::new(native),
+            default,
+            blobs,
+            unpack_slots: Arc::new(Semaphore::new(parallel.max(1))),
+            events,
+        }
+    }
+
+    /// The backend named `name` (empty: the default).
+    pub fn backend(&self, name: &str) -> Result<Arc<Backend>> {
+        let kind = if name.is_empty() { self.default } else { BackendKind::parse(name)? };
+        Ok(match kind {
+            BackendKind::Overlay => self.overlay.clone(),
+            BackendKind::Native => self.native.clone(),
+        })
+    }
+
+    async fn handle_create(
+        &self,
+        sn: &str,
+        key: String,
+        parent: Option<String>,
+        labels: BTreeMap<String, String>,
+        kind: Kind,
+    ) -> Result<Vec<Mount>> {
+        let b = self.backend(sn)?;
+        let (k, p) = (key.clone(), parent.clone());
+        let mounts = blocking(move || b.create(&k, p.as_deref(), labels, kind)).await?;
+        self.events.prepare(self.backend(sn)?.kind().name(), &key, parent.as_deref());
+        Ok(mounts)
+    }
+
+    async fn handle_commit(&self, r: wire::Commit) -> Result<()> {
+        let b = self.backend(&r.snapshotter)?;
+        let (name, key) = (r.name.clone(), r.key.clone());
+        let sn = b.kind().name();
+        blocking(move || b.commit(&r.name, &r.key, r.labels)).await?;
+        self.events.commit(sn, &key, &name);
+        Ok(())
+    }
+
+    async fn handle_remove(&self, r: wire::KeyRef) -> Result<()> {
+        let b = self.backend(&r.snapshotter)?;
+        let sn = b.kind().name();
+        let key = r.key.clone();
+        blocking(move || b.remove(&r.key)).await?;
+        self.events.remove(sn, &key);
+        Ok(())
+    }
+
+    async fn handle_mounts(&self, r: wire::KeyRef) -> Result<Vec<Mount>> {
+        let b = self.backend(&r.snapshotter)?;
+        blocking(move || b.mounts(&r.key)).await
+    }
+
+    async fn handle_stat(&self, r: wire::KeyRef) -> Result<Info> {
+        let b = self.backend(&r.snapshotter)?;
+        blocking(move || b.stat(&r.key)).await
+    }
+
+    async fn handle_update(&self, r: wire::Update) -> Result<Info> {
+        let b = self.backend(&r.snapshotter)?;
+        blocking(move || b.update(&r.key, r.labels, &r.fieldpaths)).await
+    }
+
+    async fn handle_usage(&self, r: wire::KeyRef) -> Result<Usage> {
+        let b = self.backend(&r.snapshotter)?;
+        blocking(move || b.usage(&r.key)).await
+    }
+
+    async fn handle_list(&self, r: wire::List) -> Result<Vec<Info>> {
+        let b = self.backend(&r.snapshotter)?;
+        blocking(move || b.list(&r.filters)).await
+    }
+
+    async fn handle_cleanup(&self, r: wire::Cleanup) -> Result<u64> {
+        let b = self.backend(&r.snapshotter)?;
+        blocking(move || b.cleanup()).await
+    }
+
+    /// `Apply`: the blob's fd from content, extracted on the blocking pool.
+    pub async fn handle_apply(&self, r: wire::Apply) -> Result<Applied> {
+        let b = self.backend(&r.snapshotter)?;
+        b.active_dir(&r.key)?;
+        let file = self.blobs.open(r.digest).await?;
+        let _slot = self
+            .unpack_slots
+            .acquire()
+            .await
+            .map_err(|_| Error::unavailable("snapshot service: shutting down"))?;
+        blocking(move || b.apply(&r.key, file)).await
+    }
+
+    async fn handle_unpack(&self, r: wire::Unpack) -> Result<Unpacked> {
+        crate::unpack::unpack(self, r).await
+    }
+
+    async fn handle_diff(&self, r: wire::Diff) -> Result<Descriptor> {
+        crate::diff::diff(self, r).await
+    }
+}
+
+impl SnapshotService {
+    /// Answers one request (the handler, and the in-process [`crate::store::Local`]).
+    pub async fn dispatch(&self, req: SnapshotRequest) -> Result<SnapshotResponse> {
+        use SnapshotRequest as Q;
+        use SnapshotResponse as A;
+        let r = match req {
+            Q::Prepare(r) => self
+                .handle_create(&r.snapshotter, r.key, r.parent, r.labels, Kind::Active)
+                .await
+                .map(A::Prepare),
+            Q::View(r) => {
+                self.handle_create(&r.snapshotter, r.key, r.parent, r.labels, Kind::View).await.map(A::View)
+            }
+            Q::Commit(r) => self.handle_commit(r).await.map(A::Commit),
+            Q::Mounts(r) => self.handle_mounts(r.0).await.map(A::Mounts),
+            Q::Remove(r) => self.handle_remove(r.0).await.map(A::Remove),
+            Q::Stat(r) => self.handle_stat(r.0).await.map(A::Stat),
+            Q::Update(r) => self.handle_update(r).await.map(A::Update),
+            Q::Usage(r) => self.handle_usage(r.0).await.map(A::Usage),
+            Q::List(r) => self.handle_list(r).await.map(A::List),
+            Q::Cleanup(r) => self.handle_cleanup(r).await.map(A::Cleanup),
+            Q::Apply(r) => self.handle_apply(r).await.map(A::Apply),
+            Q::Unpack(r) => self.handle_unpack(r).await.map(A::Unpack),
+            Q::Diff(r) => self.handle_diff(r).await.map(A::Diff),
+        };
+        if let Err(e) = &r {
+            tracing::debug!(code = %e.code, "snapshot request failed: {e}");
+        }
+        r
+    }
+}
+
+impl Handler<Snapshot> for SnapshotService {
+    async fn handle(&self, req: SnapshotRequest, _ctx: Context) -> Reply<SnapshotResponse> {
+        Reply::Unary(self.dispatch(req).await)
+    }
+}

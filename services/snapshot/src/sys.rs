@@ -1,0 +1,69 @@
+//! Extended attributes through raw `libc` calls (nix has no wrappers): the crate's only
+//! `unsafe`. Every call takes a path or an fd the caller resolved safely; none follows a
+//! symlink at the final component.
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+
+fn check(ret: isize) -> io::Result<usize> {
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret as usize) }
+}
+
+/// Sets xattr `name` on the open file `fd`.
+pub fn fsetxattr(fd: impl AsFd, name: &CStr, value: &[u8]) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated, `value` is a valid slice for its length, and `fd` is
+    // a live descriptor borrowed for the duration of the call.
+    let ret = unsafe {
+        libc::fsetxattr(fd.as_fd().as_raw_fd(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0)
+    };
+    check(ret as isize).map(drop)
+}
+
+/// Sets xattr `name` on `path` without following a final symlink.
+pub fn lsetxattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
+    // SAFETY: both strings are NUL-terminated; `value` is valid for `value.len()` bytes.
+    let ret = unsafe { libc::lsetxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    check(ret as isize).map(drop)
+}
+
+/// Reads xattr `name` of `path` (final symlink not followed); `None` when absent.
+pub fn lgetxattr(path: &CStr, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: strings are NUL-terminated; `buf` is writable for `buf.len()` bytes.
+        let ret =
+            unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        match check(ret) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(buf));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) && buf.len() < (1 << 16) => {
+                buf.resize(buf.len() * 4, 0)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Names of the xattrs of `path` (final symlink not followed).
+pub fn llistxattr(path: &CStr) -> io::Result<Vec<Vec<u8>>> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: `path` is NUL-terminated; `buf` is writable for `buf.len()` bytes.
+        let ret = unsafe { libc::llistxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        match check(ret) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf.split(|b| *b == 0).filter(|s| !s.is_empty()).map(<[u8]>::to_vec).collect());
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) && buf.len() < (1 << 20) => {
+                buf.resize(buf.len() * 4, 0)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

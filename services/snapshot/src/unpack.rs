@@ -1,0 +1,183 @@
+//! Batch unpack of an image's layers under chainIDs
+//! (`chainID(1) = diffID(1)`, `chainID(n) = sha256(chainID(n-1) + " " + diffID(n))`).
+//!
+//! Chains already committed are skipped. On overlayfs the missing layers are extracted side
+//! by side (each into its own parentless active snapshot, at most `parallel_unpack` at a
+//! time), then committed in order, each rebased onto the chain below it. On native each
+//! layer needs a copy of the one below, so they go one after another. A layer whose diff_id
+//! is not the promised one fails the unpack with `DataLoss`, and every snapshot the failed
+//! unpack made is removed. A chain committed meanwhile by a concurrent unpack is kept.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use berth_ipc::digest::Digest;
+use berth_ipc::snapshot::{Kind, Unpack, Unpacked};
+use berth_ipc::{Code, Error, Result};
+use sha2::{Digest as _, Sha256};
+
+use crate::backend::{Backend, BackendKind};
+use crate::service::{SnapshotService, blocking};
+
+/// The chainIDs of `diff_ids`.
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => *d,
+            Some(prev) => Digest::from_sha256(Sha256::digest(format!("{prev} {d}").as_bytes()).into()),
+        };
+        out.push(next);
+    }
+    out
+}
+
+fn temp_key(chain: &Digest) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let hex = chain.hex();
+    format!("extract-{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), &hex[..12])
+}
+
+fn committed(b: &Backend, key: &str) -> bool {
+    b.stat(key).is_ok_and(|i| i.kind == Kind::Committed)
+}
+
+/// Extracts layer `j` into a new active snapshot on `parent`; returns its key.
+async fn extract(
+    svc: &SnapshotService,
+    b: Arc<Backend>,
+    r: &Unpack,
+    j: usize,
+    parent: Option<String>,
+    chain: Digest,
+) -> Result<String> {
+    let layer = &r.layers[j];
+    let key = temp_key(&chain);
+    let file = svc.blobs.open(layer.digest).await?;
+    let _slot = svc
+        .unpack_slots
+        .acquire()
+        .await
+        .map_err(|_| Error::unavailable("snapshot service: shutting down"))?;
+    let (b2, k2) = (b.clone(), key.clone());
+    let labels = BTreeMap::from([("berth.io/unpack".to_string(), chain.to_string())]);
+    let applied = blocking(move || {
+        b2.create(&k2, parent.as_deref(), labels, Kind::Active)?;
+        b2.apply(&k2, file)
+    })
+    .await;
+    let fail = |e: Error| {
+        let _ = b.remove(&key);
+        e
+    };
+    let applied = applied.map_err(fail)?;
+    if applied.diff_id != layer.diff_id {
+        return Err(fail(Error::new(
+            Code::DataLoss,
+            format!("layer {}: diff_id is {}, image says {}", layer.digest, applied.diff_id, layer.diff_id),
+        )));
+    }
+    Ok(key)
+}
+
+/// Commits `key` as chain `name` on `parent`; a chain that appeared meanwhile is kept.
+fn commit(
+    svc: &SnapshotService,
+    b: &Backend,
+    key: &str,
+    name: &Digest,
+    parent: Option<&Digest>,
+    labels: &BTreeMap<String, String>,
+) -> Result<()> {
+    let p = parent.map(|d| d.to_string());
+    let rebase = (b.kind() == BackendKind::Overlay).then_some(p.as_deref());
+    match b.commit_onto(&name.to_string(), key, labels.clone(), rebase) {
+        Ok(()) => {
+            svc.events.commit(b.kind().name(), key, &name.to_string());
+            Ok(())
+        }
+        Err(e) if e.code == Code::AlreadyExists => b.remove(key),
+        Err(e) => {
+            let _ = b.remove(key);
+            Err(e)
+        }
+    }
+}
+
+/// Runs an unpack.
+pub async fn unpack(svc: &SnapshotService, r: Unpack) -> Result<Unpacked> {
+    if r.layers.is_empty() {
+        return Err(Error::invalid("unpack: no layers"));
+    }
+    let b = svc.backend(&r.snapshotter)?;
+    let diff_ids: Vec<Digest> = r.layers.iter().map(|l| l.diff_id).collect();
+    let chain = chain_ids(&diff_ids);
+    let top = *chain.last().unwrap_or(&diff_ids[0]);
+    let start = (0..chain.len()).rev().find(|&i| committed(&b, &chain[i].to_string())).map_or(0, |i| i + 1);
+    if start == chain.len() {
+        return Ok(Unpacked { chain_id: top, extracted: 0 });
+    }
+    let mut labels = r.labels.clone();
+    if b.kind() == BackendKind::Native {
+        for j in start..chain.len() {
+            let parent = (j > 0).then(|| chain[j - 1].to_string());
+            let key = extract(svc, b.clone(), &r, j, parent, chain[j]).await?;
+            commit(svc, &b, &key, &chain[j], j.checked_sub(1).map(|i| &chain[i]), &labels)?;
+        }
+    } else {
+        let futs = (start..chain.len()).map(|j| extract(svc, b.clone(), &r, j, None, chain[j]));
+        let results = join_all(futs).await;
+        if let Some(e) = results.iter().find_map(|r| r.as_ref().err()).cloned() {
+            for key in results.into_iter().flatten() {
+                let _ = b.remove(&key);
+            }
+            return Err(e);
+        }
+        let keys: Vec<String> = results.into_iter().flatten().collect();
+        for (j, key) in (start..chain.len()).zip(keys.iter()) {
+            if let Err(e) = commit(svc, &b, key, &chain[j], j.checked_sub(1).map(|i| &chain[i]), &labels) {
+                for k in &keys {
+                    let _ = b.remove(k);
+                }
+                return Err(e);
+            }
+        }
+    }
+    labels.clear();
+    Ok(Unpacked { chain_id: top, extracted: (chain.len() - start) as u32 })
+}
+
+/// Polls every future to completion concurrently, keeping their order.
+async fn join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futs.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in pinned.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_oci_rule() {
+        let a = Digest::of(b"a");
+        let b = Digest::of(b"b");
+        let c = chain_ids(&[a, b]);
+        assert_eq!(c[0], a);
+        assert_eq!(c[1], Digest::of(format!("{a} {b}").as_bytes()));
+    }
+}
