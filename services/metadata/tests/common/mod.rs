@@ -127,3 +127,58 @@ pub fn assert_code<T: std::fmt::Debug>(r: berth_ipc::Result<T>, code: Code) -> b
         Ok(v) => panic!("expected {code:?}, got {v:?}"),
     }
 }
+
+/// The content service, running beside the metadata service in the same temp root.
+pub struct ContentRunning {
+    pub client: berth_ipc::content::proxy::ContentClient,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the content service with `config` (call before the metadata service).
+pub async fn start_content(config: &Config) -> ContentRunning {
+    std::fs::create_dir_all(&config.state).expect("state dir");
+    let listener = berth_ipc::socket::bind(&config.socket("content"), None).expect("bind");
+    let shutdown = CancellationToken::new();
+    let env = ServiceEnv::new("content", config.clone());
+    let task = tokio::spawn(berth_content::run(env, listener, shutdown.clone()));
+    let options = ClientOptions { deadline: Duration::from_secs(5), client_name: "test".into() };
+    let client = berth_ipc::content::proxy::ContentClient::new(Client::in_state_dir(&config.state, options));
+    ContentRunning { client, shutdown, task }
+}
+
+impl ContentRunning {
+    /// Writes `data` as a blob (already present is fine) and returns its digest.
+    pub async fn write(&self, data: &[u8]) -> Digest {
+        use berth_ipc::content::store::{ContentStore, ContentWriter};
+        let d = Digest::of(data);
+        let mut w = self
+            .client
+            .writer(&format!("ref-{}", d.hex()), Some(d), Some(data.len() as u64))
+            .await
+            .expect("open writer");
+        w.write_at(0, data.to_vec()).await.expect("write");
+        match w.commit(None, None).await {
+            Ok(_) => {}
+            Err(e) if e.code == Code::AlreadyExists => {}
+            Err(e) => panic!("commit {d}: {e}"),
+        }
+        d
+    }
+
+    /// Whether the blob is in the content store.
+    pub async fn has(&self, d: &Digest) -> bool {
+        use berth_ipc::content::store::ContentStore;
+        match self.client.info(d).await {
+            Ok(_) => true,
+            Err(e) if e.code == Code::NotFound => false,
+            Err(e) => panic!("info {d}: {e}"),
+        }
+    }
+
+    /// Stops the content service.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}

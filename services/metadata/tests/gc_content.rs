@@ -1,0 +1,223 @@
+//! GC through the real content service: an image's blobs stay while it exists and leave
+//! the disk by the time `images rm --sync` returns; leased blobs survive until the lease
+//! ends; unrecorded blobs wait out the grace period; and a pull-like loop racing GC never
+//! sees a created image with a missing blob.
+
+mod common;
+
+use std::time::Duration;
+
+use berth_ipc::digest::Digest;
+use berth_ipc::metadata::*;
+use berth_ipc::{Client, Code};
+use common::*;
+
+const NS: &str = "default";
+
+/// Pulls an "image" the way distribution does: lease first, lease each blob before
+/// writing or reusing it, record the blobs with their reference labels, create the image,
+/// drop the lease. Returns the digests (manifest first).
+async fn pull(md: &Client<Metadata>, content: &ContentRunning, name: &str, layers: &[&[u8]]) -> Vec<Digest> {
+    let lease = md
+        .call(CreateLease {
+            namespace: NS.into(),
+            id: String::new(),
+            labels: Labels::new(),
+            ttl_ms: Some(60_000),
+        })
+        .await
+        .expect("lease");
+    let config = format!("config of {name}").into_bytes();
+    let mut blobs: Vec<Vec<u8>> = layers.iter().map(|l| l.to_vec()).collect();
+    blobs.push(config.clone());
+    let mut digests = Vec::new();
+    let mut refs = Labels::new();
+    for (i, b) in blobs.iter().enumerate() {
+        let d = Digest::of(b);
+        let res = LeaseResourceRequest {
+            namespace: NS.into(),
+            lease: lease.id.clone(),
+            resource: LeaseResource::Content(d),
+        };
+        md.call(AddLeaseResource(res)).await.expect("lease blob");
+        if !content.has(&d).await {
+            content.write(b).await;
+        }
+        md.call(PutContent {
+            namespace: NS.into(),
+            digest: d,
+            size: b.len() as u64,
+            labels: Labels::new(),
+            lease: None,
+        })
+        .await
+        .expect("record");
+        let key = if i + 1 == blobs.len() {
+            "containerd.io/gc.ref.content.config".to_string()
+        } else {
+            format!("containerd.io/gc.ref.content.l.{i}")
+        };
+        refs.insert(key, d.to_string());
+        digests.push(d);
+    }
+    let manifest = format!("manifest of {name} {refs:?}").into_bytes();
+    let m = Digest::of(&manifest);
+    let res = LeaseResourceRequest {
+        namespace: NS.into(),
+        lease: lease.id.clone(),
+        resource: LeaseResource::Content(m),
+    };
+    md.call(AddLeaseResource(res)).await.expect("lease manifest");
+    content.write(&manifest).await;
+    md.call(PutContent {
+        namespace: NS.into(),
+        digest: m,
+        size: manifest.len() as u64,
+        labels: refs,
+        lease: None,
+    })
+    .await
+    .expect("record manifest");
+    let mut img = image(name, &manifest);
+    img.target.size = manifest.len() as u64;
+    md.call(CreateImage { namespace: NS.into(), image: img }).await.expect("create image");
+    md.call(DeleteLease { namespace: NS.into(), id: lease.id, sync: false }).await.expect("end lease");
+    digests.insert(0, m);
+    digests
+}
+
+fn blob_path(root: &std::path::Path, d: &Digest) -> std::path::PathBuf {
+    root.join("content/blobs/sha256").join(d.hex())
+}
+
+#[tokio::test]
+async fn image_blobs_stay_then_leave_the_disk_on_rm_sync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&dir);
+    let content = start_content(&config).await;
+    let svc = start_with(dir, config).await;
+    let md = &svc.client;
+
+    let digests = pull(md, &content, "docker.io/library/app:1", &[b"layer one", b"layer two"]).await;
+    assert_eq!(digests.len(), 4);
+    let report = md.call(Gc).await.expect("gc");
+    assert_eq!(report.blobs_deleted, 0, "{report:?}");
+    assert!(report.errors.is_empty(), "{report:?}");
+    for d in &digests {
+        assert!(content.has(d).await, "{d} kept while the image exists");
+        assert!(blob_path(&svc.root, d).exists());
+    }
+
+    let report = md
+        .call(DeleteImage { namespace: NS.into(), name: "docker.io/library/app:1".into(), sync: true })
+        .await
+        .expect("rm --sync")
+        .expect("a report");
+    assert_eq!(report.content_records, 4, "{report:?}");
+    assert_eq!(report.blobs_deleted, 4, "{report:?}");
+    for d in &digests {
+        assert!(!blob_path(&svc.root, d).exists(), "{d} gone from disk");
+        assert!(!content.has(d).await);
+        let r = md.call(GetContent { namespace: NS.into(), digest: *d }).await;
+        assert!(matches!(r, Err(e) if e.code == Code::NotFound));
+    }
+    svc.stop().await;
+    content.stop().await;
+}
+
+#[tokio::test]
+async fn leased_blob_survives_until_the_lease_ends_and_unrecorded_blob_until_grace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(&dir);
+    config.metadata.gc_grace_ms = 1500;
+    let content = start_content(&config).await;
+    let svc = start_with(dir, config).await;
+    let md = &svc.client;
+
+    let lease = md
+        .call(CreateLease { namespace: NS.into(), id: "hold".into(), labels: Labels::new(), ttl_ms: None })
+        .await
+        .expect("lease");
+    let leased = Digest::of(b"leased blob");
+    let res = LeaseResourceRequest {
+        namespace: NS.into(),
+        lease: lease.id.clone(),
+        resource: LeaseResource::Content(leased),
+    };
+    md.call(AddLeaseResource(res)).await.expect("lease it");
+    content.write(b"leased blob").await;
+    md.call(PutContent {
+        namespace: NS.into(),
+        digest: leased,
+        size: 11,
+        labels: Labels::new(),
+        lease: None,
+    })
+    .await
+    .expect("record");
+    let stray = content.write(b"written, never recorded").await;
+
+    let report = md.call(Gc).await.expect("gc");
+    assert_eq!(report.spared, 1, "{report:?}");
+    assert!(content.has(&leased).await && content.has(&stray).await);
+
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let report = md.call(Gc).await.expect("gc");
+    assert_eq!(report.blobs_deleted, 1, "{report:?}");
+    assert!(!content.has(&stray).await, "collected after the grace period");
+    assert!(content.has(&leased).await, "the lease still holds");
+
+    let report = md
+        .call(DeleteLease { namespace: NS.into(), id: "hold".into(), sync: true })
+        .await
+        .expect("delete lease")
+        .expect("report");
+    assert_eq!(report.blobs_deleted, 1, "{report:?}");
+    assert!(!content.has(&leased).await);
+    svc.stop().await;
+    content.stop().await;
+}
+
+#[tokio::test]
+async fn gc_racing_a_pull_loop_never_loses_a_blob_of_a_created_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(&dir);
+    config.metadata.gc_grace_ms = 0; // the lease alone must protect in-flight blobs
+    let content = start_content(&config).await;
+    let svc = start_with(dir, config).await;
+    let md = svc.client.clone();
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let gc_task = {
+        let md = md.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut passes = 0u32;
+            while !stop.is_cancelled() {
+                md.call(Gc).await.expect("gc");
+                passes += 1;
+            }
+            passes
+        })
+    };
+    for i in 0..30u32 {
+        // Every image shares a base layer with the previous one, which is deleted just
+        // before: the base becomes unreferenced and is reused while GC runs.
+        let name = format!("img-{i}");
+        let unique = format!("unique layer {i}").into_bytes();
+        let digests = pull(&md, &content, &name, &[b"shared base layer", &unique]).await;
+        for d in &digests {
+            assert!(content.has(d).await, "image {name}: blob {d} missing");
+        }
+        if i > 0 {
+            md.call(DeleteImage { namespace: NS.into(), name: format!("img-{}", i - 1), sync: false })
+                .await
+                .expect("rm previous");
+        }
+    }
+    stop.cancel();
+    let passes = gc_task.await.expect("gc task");
+    assert!(passes > 1, "gc ran during the loop ({passes} passes)");
+    svc.stop().await;
+    content.stop().await;
+}
