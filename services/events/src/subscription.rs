@@ -83,9 +83,10 @@ impl Subscription {
                 }
             }
         }
-        if let Some(missed) = reg.lag.missed() {
-            debug_assert_eq!(missed, next);
-            self.send(SubscribeItem::Lagged { resume_from: next.min(missed) }).await?;
+        if reg.lag.missed().is_some() {
+            // Every batch before the missed one was delivered, so `next` is the first seq
+            // this subscriber has not seen.
+            self.send(SubscribeItem::Lagged { resume_from: next }).await?;
         }
         Some(())
     }
