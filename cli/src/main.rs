@@ -41,6 +41,20 @@ enum Command {
     /// Inspect and control the supervised services
     #[command(subcommand)]
     Services(cmd::services::ServicesCmd),
+    /// Namespaces: list, create, remove, label
+    #[command(subcommand, alias = "ns")]
+    Namespaces(cmd::namespaces::NamespacesCmd),
+    /// Image records: list, remove, tag, label
+    #[command(subcommand, alias = "image", alias = "i")]
+    Images(cmd::images::ImagesCmd),
+    /// Container records: list, info, remove, label
+    #[command(subcommand, alias = "container", alias = "c")]
+    Containers(cmd::containers::ContainersCmd),
+    /// Leases that protect work in progress from garbage collection
+    #[command(subcommand, alias = "lease")]
+    Leases(cmd::leases::LeasesCmd),
+    /// Run garbage collection now
+    Gc,
 }
 
 fn main() -> ExitCode {
@@ -67,5 +81,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Version => cmd::version::run(&ctx).await,
         Command::Config(c) => cmd::config::run(&ctx, c).await,
         Command::Services(c) => cmd::services::run(&ctx, c).await,
+        Command::Namespaces(c) => cmd::namespaces::run(&ctx, c).await,
+        Command::Images(c) => cmd::images::run(&ctx, c).await,
+        Command::Containers(c) => cmd::containers::run(&ctx, c).await,
+        Command::Leases(c) => cmd::leases::run(&ctx, c).await,
+        Command::Gc => cmd::gc::run(&ctx).await,
     }
 }

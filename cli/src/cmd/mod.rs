@@ -1,6 +1,11 @@
 //! One module per command group.
 
 pub mod config;
+pub mod containers;
+pub mod gc;
+pub mod images;
+pub mod leases;
+pub mod namespaces;
 pub mod services;
 pub mod version;
 

@@ -21,7 +21,7 @@ use berth_ipc::snapshot::{Descriptor, Diff, LABEL_UNCOMPRESSED, MEDIA_TYPE_LAYER
 use berth_ipc::{Error, Result};
 
 use crate::backend::{BackendKind, io_err};
-use crate::layer::whiteout::{OPAQUE, OVERLAY_OPAQUE_XATTR, PREFIX};
+use crate::layer::whiteout::{OPAQUE, PREFIX, is_opaque};
 use crate::service::{SnapshotService, blocking};
 use crate::tarwrite::{LayerWriter, Written, read_xattrs};
 
@@ -99,11 +99,6 @@ fn child(prefix: &[u8], name: &[u8]) -> Vec<u8> {
 
 fn is_whiteout(m: &Metadata) -> bool {
     m.file_type().is_char_device() && m.rdev() == 0
-}
-
-fn is_opaque(p: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else { return false };
-    matches!(crate::sys::lgetxattr(&c, OVERLAY_OPAQUE_XATTR), Ok(Some(v)) if v == b"y")
 }
 
 /// Writes an overlay upper dir as a layer.

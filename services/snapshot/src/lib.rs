@@ -15,7 +15,8 @@
 //!   metadata, whiteouts.
 //! - [`unpack`] — batch unpack of an image's layers under chainIDs.
 //! - [`diff`] — producing a layer from two snapshots; [`tarwrite`] writes it.
-//! - [`blobs`] — where layer blobs come from and diffs go (content, or a directory).
+//! - [`blobs`] — where layer blobs come from and diffs go; [`content`] is the content
+//!   service's side of it (blob fds by SCM_RIGHTS, diff uploads).
 //! - [`store`] — the [`store::Snapshotter`] trait the local store and the socket proxy share.
 //! - [`copy`] — the native backend's tree copy, and disk usage.
 //! - [`filters`] — `List` filter fields.
@@ -24,6 +25,7 @@
 
 pub mod backend;
 pub mod blobs;
+pub mod content;
 pub mod copy;
 pub mod diff;
 pub mod events;
@@ -63,9 +65,9 @@ pub fn build(env: &ServiceEnv, blobs: Arc<dyn Blobs>) -> anyhow::Result<Snapshot
 
 /// Runs the snapshot service on `listener` until `shutdown` is cancelled.
 pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    // CONTENT CALL SITE: blobs are read from content's directory until the fd-passing
-    // client is wired in `blobs` (see its module doc).
-    let blobs: Arc<dyn Blobs> = Arc::new(DirBlobs::new(env.config.root.join("content")));
+    let client = berth_ipc::Client::in_state_dir(&env.config.state, env.client_options());
+    let blobs: Arc<dyn Blobs> =
+        Arc::new(content::ContentBlobs(berth_ipc::content::proxy::ContentClient::new(client)));
     run_with(env, listener, shutdown, blobs).await
 }
 

@@ -45,10 +45,12 @@ impl Meta {
         };
         let h = entry.header();
         let mut m = Meta {
-            uid: h.uid().map_err(|_| bad("uid"))?.try_into().map_err(|_| bad("uid"))?,
-            gid: h.gid().map_err(|_| bad("gid"))?.try_into().map_err(|_| bad("gid"))?,
+            // An empty owner or time field reads as 0, as GNU tar reads it; a value too big
+            // for a Linux id is refused.
+            uid: h.uid().unwrap_or(0).try_into().map_err(|_| bad("uid"))?,
+            gid: h.gid().unwrap_or(0).try_into().map_err(|_| bad("gid"))?,
             mode: h.mode().map_err(|_| bad("mode"))? & 0o7777,
-            mtime: (h.mtime().map_err(|_| bad("mtime"))?.min(i64::MAX as u64) as i64, 0),
+            mtime: (h.mtime().unwrap_or(0).min(i64::MAX as u64) as i64, 0),
             rdev: (
                 h.device_major().ok().flatten().unwrap_or(0),
                 h.device_minor().ok().flatten().unwrap_or(0),

@@ -90,3 +90,10 @@ fn opaque(x: &mut Extractor, parent: &[Vec<u8>], dir_path: &[u8], raw: &[u8]) ->
     }
     Ok(())
 }
+
+/// Whether the directory `p` carries overlayfs' opaque mark.
+pub fn is_opaque(p: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else { return false };
+    matches!(crate::sys::lgetxattr(&c, OVERLAY_OPAQUE_XATTR), Ok(Some(v)) if v == b"y")
+}
