@@ -41,6 +41,8 @@ enum Command {
     /// Inspect and control the supervised services
     #[command(subcommand)]
     Services(cmd::services::ServicesCmd),
+    /// Stream events (replay with --since), one line each, until interrupted
+    Events(cmd::events::EventsArgs),
     /// Namespaces: list, create, remove, label
     #[command(subcommand, alias = "ns")]
     Namespaces(cmd::namespaces::NamespacesCmd),
@@ -81,6 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Version => cmd::version::run(&ctx).await,
         Command::Config(c) => cmd::config::run(&ctx, c).await,
         Command::Services(c) => cmd::services::run(&ctx, c).await,
+        Command::Events(a) => cmd::events::run(&ctx, a).await,
         Command::Namespaces(c) => cmd::namespaces::run(&ctx, c).await,
         Command::Images(c) => cmd::images::run(&ctx, c).await,
         Command::Containers(c) => cmd::containers::run(&ctx, c).await,

@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod config;
+pub mod events;
 pub mod containers;
 pub mod gc;
 pub mod images;
