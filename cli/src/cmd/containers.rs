@@ -3,7 +3,9 @@
 
 use std::process::ExitCode;
 
-use berth_ipc::metadata::{ByName, Container, DeleteContainer, GetContainer, ListContainers, ListIn, UpdateContainer};
+use berth_ipc::metadata::{
+    ByName, Container, DeleteContainer, GetContainer, ListContainers, ListIn, UpdateContainer,
+};
 use clap::Subcommand;
 use serde::Serialize;
 

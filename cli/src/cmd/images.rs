@@ -126,7 +126,8 @@ pub async fn run(ctx: &Ctx, cmd: ImagesCmd) -> anyhow::Result<ExitCode> {
     let ns = || ctx.namespace.clone();
     match cmd {
         ImagesCmd::Ls { filters, quiet } => {
-            let list = pages(md.stream(ListImages(ListIn { namespace: ns(), filters })).await.map_err(wire)?).await?;
+            let list = pages(md.stream(ListImages(ListIn { namespace: ns(), filters })).await.map_err(wire)?)
+                .await?;
             print(ctx, &list, quiet)?;
         }
         ImagesCmd::Rm { names, sync } => {
@@ -149,7 +150,10 @@ pub async fn run(ctx: &Ctx, cmd: ImagesCmd) -> anyhow::Result<ExitCode> {
             }
         }
         ImagesCmd::Tag { source, targets, force } => {
-            let src = md.call(GetImage(berth_ipc::metadata::ByName { namespace: ns(), name: source })).await.map_err(wire)?;
+            let src = md
+                .call(GetImage(berth_ipc::metadata::ByName { namespace: ns(), name: source }))
+                .await
+                .map_err(wire)?;
             for target in targets {
                 let image = Image { name: target.clone(), ..src.clone() };
                 match md.call(CreateImage { namespace: ns(), image: image.clone() }).await {
@@ -165,7 +169,10 @@ pub async fn run(ctx: &Ctx, cmd: ImagesCmd) -> anyhow::Result<ExitCode> {
         }
         ImagesCmd::Label { name, labels } => {
             let (labels, paths) = label_update(&labels)?;
-            let cur = md.call(GetImage(berth_ipc::metadata::ByName { namespace: ns(), name })).await.map_err(wire)?;
+            let cur = md
+                .call(GetImage(berth_ipc::metadata::ByName { namespace: ns(), name }))
+                .await
+                .map_err(wire)?;
             let image = Image { labels, ..cur };
             let img = md.call(UpdateImage { namespace: ns(), image, paths }).await.map_err(wire)?;
             print(ctx, &[img], false)?;

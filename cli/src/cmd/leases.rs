@@ -51,7 +51,8 @@ pub enum LeasesCmd {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("duration {s:?}: expected a number and a unit (90s, 30m, 24h)"))?;
+    let n: u64 =
+        num.parse().map_err(|_| format!("duration {s:?}: expected a number and a unit (90s, 30m, 24h)"))?;
     let ms = match unit {
         "ms" => Some(n),
         "" | "s" => n.checked_mul(1000),
@@ -99,7 +100,10 @@ pub async fn run(ctx: &Ctx, cmd: LeasesCmd) -> anyhow::Result<ExitCode> {
     let md = &ctx.services.metadata;
     match cmd {
         LeasesCmd::Ls { filters, quiet } => {
-            let list = md.call(ListLeases(ListIn { namespace: ctx.namespace.clone(), filters })).await.map_err(wire)?;
+            let list = md
+                .call(ListLeases(ListIn { namespace: ctx.namespace.clone(), filters }))
+                .await
+                .map_err(wire)?;
             print(ctx, &list, quiet)?;
         }
         LeasesCmd::Create { id, expires, labels } => {
@@ -119,7 +123,10 @@ pub async fn run(ctx: &Ctx, cmd: LeasesCmd) -> anyhow::Result<ExitCode> {
         LeasesCmd::Rm { ids, sync } => {
             let mut failed = false;
             for id in ids {
-                match md.call(DeleteLease { namespace: ctx.namespace.clone(), id: id.clone(), sync: false }).await {
+                match md
+                    .call(DeleteLease { namespace: ctx.namespace.clone(), id: id.clone(), sync: false })
+                    .await
+                {
                     Ok(_) => println!("{id}"),
                     Err(e) => {
                         eprintln!("berth: lease {id}: {e}");

@@ -3,7 +3,9 @@
 
 use std::process::ExitCode;
 
-use berth_ipc::metadata::{CreateNamespace, DeleteNamespace, Labels, ListNamespaces, Namespace, UpdateNamespace};
+use berth_ipc::metadata::{
+    CreateNamespace, DeleteNamespace, Labels, ListNamespaces, Namespace, UpdateNamespace,
+};
 use clap::Subcommand;
 
 use super::Ctx;
@@ -93,7 +95,8 @@ fn print(ctx: &Ctx, list: &[Namespace], quiet: bool) -> anyhow::Result<()> {
             Ok(())
         }
         Format::Table => {
-            let rows: Vec<Vec<String>> = list.iter().map(|n| vec![n.name.clone(), show_labels(&n.labels)]).collect();
+            let rows: Vec<Vec<String>> =
+                list.iter().map(|n| vec![n.name.clone(), show_labels(&n.labels)]).collect();
             output::table(&["NAME", "LABELS"], &rows);
             Ok(())
         }
@@ -127,7 +130,10 @@ pub async fn run(ctx: &Ctx, cmd: NamespacesCmd) -> anyhow::Result<ExitCode> {
         }
         NamespacesCmd::Label { name, labels } => {
             let (labels, paths) = label_update(&labels)?;
-            let n = md.call(UpdateNamespace { namespace: Namespace { name, labels }, paths }).await.map_err(wire)?;
+            let n = md
+                .call(UpdateNamespace { namespace: Namespace { name, labels }, paths })
+                .await
+                .map_err(wire)?;
             print(ctx, &[n], false)?;
         }
     }
