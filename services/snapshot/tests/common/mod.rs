@@ -3,6 +3,8 @@
 //! backends and services on temp dirs, and overlay mounts that are always unmounted.
 #![allow(dead_code)]
 
+pub mod service;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
