@@ -6,20 +6,15 @@
 //! service's default. Keys of active, view and committed snapshots share one key space per
 //! snapshotter. Errors follow containerd: `NotFound` for a missing key or parent,
 //! `AlreadyExists` for a taken key, `FailedPrecondition` when the kind is wrong (committing a
-//! view, preparing on an active parent, removing a snapshot with children).
+//! view, preparing on an active parent, removing a snapshot with children). The events the
+//! service publishes are `SnapshotPrepare`, `SnapshotCommit` and `SnapshotRemove` of
+//! [`crate::events::payload`].
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-
-/// Topic published after a snapshot is prepared (or a view made).
-pub const TOPIC_PREPARE: &str = "/snapshot/prepare";
-/// Topic published after an active snapshot is committed.
-pub const TOPIC_COMMIT: &str = "/snapshot/commit";
-/// Topic published after a snapshot is removed.
-pub const TOPIC_REMOVE: &str = "/snapshot/remove";
 
 /// Label on a layer blob naming its uncompressed digest.
 pub const LABEL_UNCOMPRESSED: &str = "containerd.io/uncompressed";

@@ -1,32 +1,64 @@
-//! The `/snapshot/{prepare,commit,remove}` events this service publishes.
-//!
-//! PUBLISHER CALL SITE: the shared publisher (`berth_ipc::publisher`, with its bounded
-//! outbox and retry) is being written alongside this service; until it is wired here, each
-//! event is logged at debug level only. All three topics go through [`Events::send`].
+//! The events this service publishes: `/snapshot/prepare` (prepare and view),
+//! `/snapshot/commit` and `/snapshot/remove`, after the index change is durable. The
+//! snapshot service has no namespaces of its own, so its events go out in `default`; the
+//! metadata service publishes the namespaced view. Publishing never fails an operation: the
+//! publisher keeps a bounded outbox and retries.
 
-use berth_ipc::snapshot::{TOPIC_COMMIT, TOPIC_PREPARE, TOPIC_REMOVE};
+use berth_ipc::events::payload::{SnapshotCommit, SnapshotPrepare, SnapshotRemove};
+use berth_ipc::publisher::Publisher;
 
-/// The service's event sink.
-#[derive(Debug, Clone, Default)]
-pub struct Events;
+/// The namespace the service's own events carry.
+pub const NAMESPACE: &str = "default";
+
+/// Where the service's events go; `None` publishes nothing (in-process tests).
+#[derive(Clone, Default)]
+pub struct Events {
+    publisher: Option<Publisher>,
+}
 
 impl Events {
+    /// Events sent through `publisher`.
+    pub fn new(publisher: Publisher) -> Self {
+        Events { publisher: Some(publisher) }
+    }
+
+    /// No events.
+    pub fn none() -> Self {
+        Events { publisher: None }
+    }
+
     /// A snapshot was prepared or a view made.
     pub fn prepare(&self, snapshotter: &str, key: &str, parent: Option<&str>) {
-        self.send(TOPIC_PREPARE, snapshotter, key, parent.unwrap_or(""));
+        if let Some(p) = &self.publisher {
+            let parent = parent.unwrap_or_default().to_string();
+            p.publish(
+                NAMESPACE,
+                SnapshotPrepare { key: key.into(), parent, snapshotter: snapshotter.into() },
+            );
+        }
     }
 
     /// An active snapshot was committed as `name`.
     pub fn commit(&self, snapshotter: &str, key: &str, name: &str) {
-        self.send(TOPIC_COMMIT, snapshotter, key, name);
+        if let Some(p) = &self.publisher {
+            p.publish(
+                NAMESPACE,
+                SnapshotCommit { key: key.into(), name: name.into(), snapshotter: snapshotter.into() },
+            );
+        }
     }
 
     /// A snapshot was removed.
     pub fn remove(&self, snapshotter: &str, key: &str) {
-        self.send(TOPIC_REMOVE, snapshotter, key, "");
+        if let Some(p) = &self.publisher {
+            p.publish(NAMESPACE, SnapshotRemove { key: key.into(), snapshotter: snapshotter.into() });
+        }
     }
 
-    fn send(&self, topic: &str, snapshotter: &str, key: &str, other: &str) {
-        tracing::debug!(topic, snapshotter, key, other, "event");
+    /// Gives queued events a moment to reach the log (at shutdown).
+    pub async fn flush(&self) {
+        if let Some(p) = &self.publisher {
+            p.flush(std::time::Duration::from_secs(2)).await;
+        }
     }
 }

@@ -49,8 +49,18 @@ pub use backend::{Backend, BackendKind};
 pub use blobs::{Blobs, DirBlobs};
 pub use service::SnapshotService;
 
-/// Builds the service for `env`, reading and writing blobs through `blobs`.
+/// Builds the service for `env`, reading and writing blobs through `blobs`, publishing no
+/// events (in-process use).
 pub fn build(env: &ServiceEnv, blobs: Arc<dyn Blobs>) -> anyhow::Result<SnapshotService> {
+    build_with_events(env, blobs, events::Events::none())
+}
+
+/// Builds the service with an event sink.
+pub fn build_with_events(
+    env: &ServiceEnv,
+    blobs: Arc<dyn Blobs>,
+    events: events::Events,
+) -> anyhow::Result<SnapshotService> {
     let cfg = &env.config.snapshot;
     let root = &env.config.root;
     let overlay = Backend::open(root, BackendKind::Overlay, cfg.max_layer_bytes)?;
@@ -60,7 +70,7 @@ pub fn build(env: &ServiceEnv, blobs: Arc<dyn Blobs>) -> anyhow::Result<Snapshot
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n,
     };
-    Ok(SnapshotService::new(overlay, native, default, blobs, parallel, events::Events))
+    Ok(SnapshotService::new(overlay, native, default, blobs, parallel, events))
 }
 
 /// Runs the snapshot service on `listener` until `shutdown` is cancelled.
@@ -78,6 +88,10 @@ pub async fn run_with(
     shutdown: CancellationToken,
     blobs: Arc<dyn Blobs>,
 ) -> anyhow::Result<()> {
-    let service = build(&env, blobs)?;
-    berth_service_kit::serve::<Snapshot, _>(&env, service, listener, shutdown).await
+    let events =
+        events::Events::new(berth_ipc::publisher::Publisher::in_state_dir(&env.config.state, "snapshot"));
+    let service = build_with_events(&env, blobs, events.clone())?;
+    let result = berth_service_kit::serve::<Snapshot, _>(&env, service, listener, shutdown).await;
+    events.flush().await;
+    result
 }
