@@ -55,6 +55,9 @@ enum Command {
     /// Leases that protect work in progress from garbage collection
     #[command(subcommand, alias = "lease")]
     Leases(cmd::leases::LeasesCmd),
+    /// Snapshots: prepare, view, commit, mount, diff, remove, usage
+    #[command(alias = "snapshot")]
+    Snapshots(cmd::snapshots::SnapshotsArgs),
     /// Run garbage collection now
     Gc,
 }
@@ -89,5 +92,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Containers(c) => cmd::containers::run(&ctx, c).await,
         Command::Leases(c) => cmd::leases::run(&ctx, c).await,
         Command::Gc => cmd::gc::run(&ctx).await,
+        Command::Snapshots(a) => cmd::snapshots::run(&ctx, a).await,
     }
 }

@@ -8,6 +8,7 @@ pub mod images;
 pub mod leases;
 pub mod namespaces;
 pub mod services;
+pub mod snapshots;
 pub mod version;
 
 use std::path::PathBuf;
