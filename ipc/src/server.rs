@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -291,7 +293,7 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
         let out_tx = out_tx.clone();
         let tokens = tokens.clone();
         let stops = stops.clone();
-        calls.spawn(async move {
+        let mut call = Box::pin(async move {
             tokio::select! {
                 _ = run_call(&shared, id, body, ctx, &out_tx, &stops.streams) => {}
                 _ = stops.hard.cancelled() => {}
@@ -299,6 +301,12 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
             lock(&tokens).remove(&id);
             drop(permit);
         });
+        // A call that answers without waiting (most do) is finished here, sparing a task
+        // and a wake-up; one that waits continues in its own task, so answers still
+        // overtake each other and the reader goes on reading.
+        if poll_once(&mut call).await.is_pending() {
+            calls.spawn(call);
+        }
     }
     // Reading stopped. On shutdown, unary calls in flight get the grace time to answer and
     // streams end at once with `Unavailable`; if the client left or sent garbage, every call
@@ -316,6 +324,11 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
     }
     drop(out_tx);
     let _ = writer.await;
+}
+
+/// Polls `fut` once in the caller's task.
+async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *fut).poll(cx))).await
 }
 
 /// Tokens that end a connection's calls early.
