@@ -38,6 +38,9 @@ enum Command {
     /// Configuration
     #[command(subcommand)]
     Config(cmd::config::ConfigCmd),
+    /// Blobs in the content store
+    #[command(subcommand)]
+    Content(cmd::content::ContentCmd),
     /// Inspect and control the supervised services
     #[command(subcommand)]
     Services(cmd::services::ServicesCmd),
@@ -93,5 +96,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Leases(c) => cmd::leases::run(&ctx, c).await,
         Command::Gc => cmd::gc::run(&ctx).await,
         Command::Snapshots(a) => cmd::snapshots::run(&ctx, a).await,
+        Command::Content(c) => cmd::content::run(&ctx, c).await,
     }
 }

@@ -1,8 +1,9 @@
 //! One module per command group.
 
 pub mod config;
-pub mod events;
 pub mod containers;
+pub mod content;
+pub mod events;
 pub mod gc;
 pub mod images;
 pub mod leases;

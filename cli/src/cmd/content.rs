@@ -1,0 +1,258 @@
+//! `berth content ls|get|ingest|rm|active|check`: the content store, like `ctr content`.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use berth_ipc::content::proxy::ContentClient;
+use berth_ipc::content::store::{ContentStore, ContentWriter};
+use berth_ipc::content::{Check, CheckItem, Read as ReadBlob};
+use berth_ipc::{Code, Digest};
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::Ctx;
+use crate::output::{self, Format};
+
+/// Bytes per chunk sent by `ingest`.
+const INGEST_CHUNK: usize = 4 << 20;
+
+/// `berth content …`
+#[derive(Debug, Subcommand)]
+pub enum ContentCmd {
+    /// List blobs (filters: digest==…, size==…)
+    #[command(alias = "list")]
+    Ls {
+        /// containerd-style filters; any one may match
+        filters: Vec<String>,
+    },
+    /// Write a blob's bytes to stdout
+    Get {
+        /// The blob's digest (sha256:…)
+        digest: String,
+    },
+    /// Store stdin as a blob under an ingest ref (resumes an interrupted ingest of that ref)
+    Ingest {
+        /// The ingest's ref
+        r#ref: String,
+        /// Digest the data must have
+        #[arg(long)]
+        expected_digest: Option<String>,
+        /// Size the data must have
+        #[arg(long)]
+        expected_size: Option<u64>,
+    },
+    /// Delete blobs
+    #[command(alias = "del", alias = "remove")]
+    Rm {
+        /// Digests of the blobs
+        #[arg(required = true)]
+        digests: Vec<String>,
+    },
+    /// List ingests in progress (filters: ref==…, ref~=…)
+    Active {
+        /// containerd-style filters; any one may match
+        filters: Vec<String>,
+    },
+    /// Re-hash every blob and name those whose bytes do not match (exit 1 if any)
+    Check,
+}
+
+#[derive(Serialize)]
+struct BlobRow {
+    digest: String,
+    size: u64,
+    created_at_ns: u64,
+}
+
+#[derive(Serialize)]
+struct IngestRow {
+    r#ref: String,
+    offset: u64,
+    total: Option<u64>,
+    started_at_ns: u64,
+    updated_at_ns: u64,
+}
+
+fn parse_digest(s: &str) -> anyhow::Result<Digest> {
+    Digest::parse(s).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn age(ns: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format!("{} ago", output::human_duration(now.saturating_sub(ns / 1_000_000_000)))
+}
+
+/// Runs a content command.
+pub async fn run(ctx: &Ctx, cmd: ContentCmd) -> anyhow::Result<ExitCode> {
+    let content = ContentClient::new(ctx.services.content.clone());
+    let e = |e: berth_ipc::Error| anyhow::anyhow!("{e}");
+    match cmd {
+        ContentCmd::Ls { filters } => {
+            let list = content.list(&filters).await.map_err(e)?;
+            let rows: Vec<BlobRow> = list
+                .iter()
+                .map(|i| BlobRow {
+                    digest: i.digest.to_string(),
+                    size: i.size,
+                    created_at_ns: i.created_at_ns,
+                })
+                .collect();
+            match ctx.format {
+                Format::Json => output::json(&rows)?,
+                Format::Table => output::table(
+                    &["DIGEST", "SIZE", "CREATED"],
+                    &rows
+                        .iter()
+                        .map(|r| vec![r.digest.clone(), r.size.to_string(), age(r.created_at_ns)])
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        ContentCmd::Get { digest } => {
+            let digest = parse_digest(&digest)?;
+            let mut stream =
+                content.client().stream(ReadBlob { digest, offset: 0, length: None }).await.map_err(e)?;
+            let mut out = std::io::stdout().lock();
+            while let Some(chunk) = stream.next().await {
+                out.write_all(&chunk.map_err(e)?.data.0)?;
+            }
+            out.flush()?;
+        }
+        ContentCmd::Ingest { r#ref, expected_digest, expected_size } => {
+            let expected = expected_digest.as_deref().map(parse_digest).transpose()?;
+            if let Some(info) = ingest(&content, &r#ref, expected, expected_size).await? {
+                println!("{}", info.digest);
+            }
+        }
+        ContentCmd::Rm { digests } => {
+            let mut failed = false;
+            for d in digests {
+                match parse_digest(&d) {
+                    Ok(digest) => match content.delete(&digest).await {
+                        Ok(()) => println!("{digest}"),
+                        Err(err) => {
+                            failed = true;
+                            eprintln!("berth: {err}");
+                        }
+                    },
+                    Err(err) => {
+                        failed = true;
+                        eprintln!("berth: {err}");
+                    }
+                }
+            }
+            return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
+        }
+        ContentCmd::Active { filters } => {
+            let list = content.list_statuses(&filters).await.map_err(e)?;
+            let rows: Vec<IngestRow> = list
+                .into_iter()
+                .map(|s| IngestRow {
+                    r#ref: s.r#ref,
+                    offset: s.offset,
+                    total: s.total,
+                    started_at_ns: s.started_at_ns,
+                    updated_at_ns: s.updated_at_ns,
+                })
+                .collect();
+            match ctx.format {
+                Format::Json => output::json(&rows)?,
+                Format::Table => output::table(
+                    &["REF", "SIZE", "TOTAL", "STARTED", "UPDATED"],
+                    &rows
+                        .iter()
+                        .map(|r| {
+                            vec![
+                                r.r#ref.clone(),
+                                r.offset.to_string(),
+                                r.total.map_or_else(|| "-".into(), |t| t.to_string()),
+                                age(r.started_at_ns),
+                                age(r.updated_at_ns),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        ContentCmd::Check => return check(&content).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Streams stdin into the ingest `r`, resuming where an earlier attempt stopped (the bytes
+/// already stored are skipped on stdin), and commits.
+async fn ingest(
+    content: &ContentClient,
+    r: &str,
+    expected: Option<Digest>,
+    size: Option<u64>,
+) -> anyhow::Result<Option<berth_ipc::content::BlobInfo>> {
+    let e = |e: berth_ipc::Error| anyhow::anyhow!("{e}");
+    let mut writer = match content.writer(r, expected, size).await {
+        Ok(w) => w,
+        Err(err) if err.code == Code::AlreadyExists => {
+            eprintln!("berth: {err}");
+            return Ok(None);
+        }
+        Err(err) => return Err(e(err)),
+    };
+    let skip = writer.status().offset;
+    // A thread reads stdin so that reading overlaps sending.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        if let Err(err) = std::io::copy(&mut (&mut stdin).take(skip), &mut std::io::sink()) {
+            let _ = tx.blocking_send(Err(err));
+            return;
+        }
+        loop {
+            let mut buf = vec![0u8; INGEST_CHUNK];
+            let mut filled = 0;
+            while filled < buf.len() {
+                match stdin.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(err) => {
+                        let _ = tx.blocking_send(Err(err));
+                        return;
+                    }
+                }
+            }
+            buf.truncate(filled);
+            if filled == 0 || tx.blocking_send(Ok(buf)).is_err() {
+                return;
+            }
+        }
+    });
+    while let Some(chunk) = rx.recv().await {
+        writer.push(chunk?).await.map_err(e)?;
+    }
+    match writer.commit(size, expected).await {
+        Ok(info) => Ok(Some(info)),
+        // The same bytes are already stored: the ingest has done its job.
+        Err(err) if err.code == Code::AlreadyExists => {
+            eprintln!("berth: {err}");
+            Ok(None)
+        }
+        Err(err) => Err(anyhow::anyhow!("{err}")),
+    }
+}
+
+async fn check(content: &ContentClient) -> anyhow::Result<ExitCode> {
+    let mut stream = content.client().stream(Check).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut bad_seen = 0u64;
+    while let Some(item) = stream.next().await {
+        match item.map_err(|e| anyhow::anyhow!("{e}"))? {
+            CheckItem::Bad { name, problem } => {
+                bad_seen += 1;
+                println!("{name}: {problem}");
+            }
+            CheckItem::Done { checked, bad } => {
+                eprintln!("checked {checked} blobs, {bad} bad");
+                return Ok(if bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS });
+            }
+        }
+    }
+    anyhow::bail!("check ended early after {bad_seen} bad blobs")
+}
