@@ -263,6 +263,11 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
         };
         let id = frame.header.id;
         match frame.header.kind {
+            Kind::Request if id == 0 => {
+                shared.recorder.bad_frames.fetch_add(1, ORD);
+                send(&out_tx, Kind::Error, 0, &Error::invalid("request id 0 is reserved")).await;
+                break;
+            }
             Kind::Request => {}
             Kind::Cancel => {
                 if let Some(token) = lock(&tokens).remove(&id) {

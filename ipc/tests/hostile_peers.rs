@@ -161,6 +161,15 @@ async fn undecodable_request_payload() {
         assert!(err.message.starts_with("request 5: undecodable payload"), "{err}");
         assert_serves(&fx.path).await;
     }
+    // Request id 0 is reserved for connection-level errors.
+    let mut s = raw_greeted(&fx.path).await;
+    let body = berth_ipc::codec::encode(&berth_ipc::protocol::RequestBody::<()>::Common(
+        berth_ipc::protocol::CommonRequest::Health,
+    ))
+    .expect("encode");
+    s.write_all(&frame_bytes(Kind::Request, 0, &body)).await.expect("send");
+    let err = expect_error_then_close(&mut s).await;
+    assert_eq!((err.code, err.message.as_str()), (Code::InvalidArgument, "request id 0 is reserved"));
     // A frame kind only a service sends.
     let mut s = raw_greeted(&fx.path).await;
     s.write_all(&frame_bytes(Kind::Welcome, 1, &[])).await.expect("send");
