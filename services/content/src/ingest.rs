@@ -9,15 +9,20 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_ipc::content::{BlobInfo, IngestStatus, check_ref};
 use berth_ipc::{Code, Digest, Error, Result};
 use sha2::Digest as _;
 
-use crate::store::{HASH_BUF, Store, io_err, mtime_ns, now_ns, sync_dir};
+use crate::direct::StagedFile;
+use crate::store::{HASH_BUF, Held, Store, io_err, mtime_ns, now_ns, sync_dir};
+
+/// Chunks at least this large are hashed on a second thread while they are written.
+const PARALLEL_MIN: usize = 256 << 10;
 
 /// The ingest dir of `ref`: `<ingest>/<sha256(ref)>`.
 fn ingest_dir(store: &Store, r: &str) -> PathBuf {
@@ -29,6 +34,8 @@ fn ingest_dir(store: &Store, r: &str) -> PathBuf {
 struct RefLock {
     store: Arc<Store>,
     r#ref: String,
+    /// The live offset status readers see.
+    offset: Arc<AtomicU64>,
 }
 
 impl RefLock {
@@ -37,8 +44,9 @@ impl RefLock {
         if locks.contains_key(r) {
             return Err(Error::unavailable(format!("ingest {r:?}: another writer holds it, retry later")));
         }
-        locks.insert(r.to_string(), expected);
-        Ok(RefLock { store: store.clone(), r#ref: r.to_string() })
+        let held = Held { expected, offset: Arc::default() };
+        locks.insert(r.to_string(), held.clone());
+        Ok(RefLock { store: store.clone(), r#ref: r.to_string(), offset: held.offset })
     }
 }
 
@@ -53,10 +61,13 @@ impl Drop for RefLock {
 pub struct Ingest {
     lock: RefLock,
     dir: PathBuf,
-    file: File,
+    data: StagedFile,
     hasher: sha2::Sha256,
     status: IngestStatus,
+    /// Committed or removed: nothing may be written any more.
     done: bool,
+    /// A write failed half-way: the hash may not match the file; reopen to resume.
+    broken: bool,
 }
 
 fn read_num(path: &Path) -> Option<u64> {
@@ -79,9 +90,11 @@ fn status_of_dir(store: &Store, dir: &Path) -> Option<IngestStatus> {
     let r = std::fs::read_to_string(dir.join("ref")).ok()?;
     let meta = std::fs::metadata(dir.join("data")).ok()?;
     let started = read_num(&dir.join("startedat")).unwrap_or(0);
-    let expected = store.locks.lock().unwrap_or_else(|p| p.into_inner()).get(&r).copied().flatten();
+    let held = store.locks.lock().unwrap_or_else(|p| p.into_inner()).get(&r).cloned();
+    let expected = held.as_ref().and_then(|h| h.expected);
+    let offset = held.map_or(meta.len(), |h| h.offset.load(Ordering::Relaxed));
     Some(IngestStatus {
-        offset: meta.len(),
+        offset,
         total: read_num(&dir.join("total")),
         expected,
         started_at_ns: started,
@@ -138,8 +151,9 @@ impl Ingest {
             write_small(&dir.join("total"), &t.to_string())?;
         }
         write_small(&dir.join("updatedat"), &now.to_string())?;
-        let file = OpenOptions::new().read(true).write(true).open(dir.join("data")).map_err(io_err(&what))?;
+        let file = OpenOptions::new().read(true).open(dir.join("data")).map_err(io_err(&what))?;
         let (hasher, offset) = rehash(&file).map_err(io_err(&what))?;
+        let data = StagedFile::open(&dir.join("data"), offset).map_err(io_err(&what))?;
         let status = IngestStatus {
             r#ref: r.to_string(),
             offset,
@@ -148,10 +162,11 @@ impl Ingest {
             started_at_ns: read_num(&dir.join("startedat")).unwrap_or(now),
             updated_at_ns: now,
         };
+        lock.offset.store(offset, Ordering::Relaxed);
         if offset > 0 {
             tracing::info!(r#ref = r, offset, "ingest resumed");
         }
-        Ok(Ingest { lock, dir, file, hasher, status, done: false })
+        Ok(Ingest { lock, dir, data, hasher, status, done: false, broken: false })
     }
 
     /// The status, offset included.
@@ -167,14 +182,13 @@ impl Ingest {
     /// Writes `data` at `offset`: the current end, or 0 to restart. Returns the new end.
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<u64> {
         let r = &self.lock.r#ref;
-        if self.done {
-            return Err(Error::precondition(format!("ingest {r:?}: already committed or aborted")));
-        }
+        self.usable()?;
         let end = self.status.offset;
         if offset == 0 && end > 0 {
-            self.file.set_len(0).map_err(io_err(format!("ingest {r:?}")))?;
+            self.data.truncate().map_err(io_err(format!("ingest {r:?}")))?;
             self.hasher = sha2::Sha256::new();
             self.status.offset = 0;
+            self.lock.offset.store(0, Ordering::Relaxed);
         } else if offset != end {
             return Err(Error::new(
                 Code::OutOfRange,
@@ -188,9 +202,23 @@ impl Ingest {
                 format!("ingest {r:?}: write up to {new_end} exceeds the expected size {total}"),
             ));
         }
-        self.file.write_all_at(data, offset).map_err(io_err(format!("ingest {r:?}")))?;
-        self.hasher.update(data);
+        let (hasher, file) = (&mut self.hasher, &mut self.data);
+        let appended = if data.len() >= PARALLEL_MIN {
+            std::thread::scope(|s| {
+                let hashing = s.spawn(|| hasher.update(data));
+                let appended = file.append(data);
+                hashing.join().map_err(|_| io::Error::other("hash thread panicked")).and(appended)
+            })
+        } else {
+            hasher.update(data);
+            file.append(data)
+        };
+        if let Err(e) = appended {
+            self.broken = true;
+            return Err(Error::from(e).context(format!("ingest {r:?}")));
+        }
         self.status.offset = new_end;
+        self.lock.offset.store(new_end, Ordering::Relaxed);
         self.status.updated_at_ns = now_ns();
         Ok(new_end)
     }
@@ -199,9 +227,7 @@ impl Ingest {
     /// `AlreadyExists` it is dropped.
     pub fn commit(&mut self, store: &Store, size: Option<u64>, digest: Option<Digest>) -> Result<BlobInfo> {
         let r = &self.lock.r#ref;
-        if self.done {
-            return Err(Error::precondition(format!("ingest {r:?}: already committed or aborted")));
-        }
+        self.usable()?;
         let have = self.status.offset;
         for (what, want) in [("size", size), ("expected size", self.status.total)] {
             if let Some(want) = want.filter(|w| *w != have) {
@@ -224,12 +250,27 @@ impl Ingest {
             return Err(Error::already_exists(format!("blob {actual}: already exists")));
         }
         let what = format!("commit blob {actual}");
-        self.file.set_permissions(std::fs::Permissions::from_mode(0o444)).map_err(io_err(&what))?;
-        self.file.sync_all().map_err(io_err(&what))?;
+        self.data.flush_tail().map_err(io_err(&what))?;
+        let file = self.data.file();
+        file.set_permissions(std::fs::Permissions::from_mode(0o444)).map_err(io_err(&what))?;
+        file.sync_all().map_err(io_err(&what))?;
         std::fs::rename(self.dir.join("data"), &target).map_err(io_err(&what))?;
         sync_dir(&store.blobs).map_err(io_err(&what))?;
         self.remove();
         store.info(&actual)
+    }
+
+    fn usable(&self) -> Result<()> {
+        let r = &self.lock.r#ref;
+        if self.done {
+            return Err(Error::precondition(format!("ingest {r:?}: already committed or aborted")));
+        }
+        if self.broken {
+            return Err(Error::unavailable(format!(
+                "ingest {r:?}: a write failed; reopen the ref to resume"
+            )));
+        }
+        Ok(())
     }
 
     /// Removes the ingest dir; the lock goes when `self` is dropped.
@@ -239,6 +280,18 @@ impl Ingest {
             if let Err(e) = std::fs::remove_dir_all(&self.dir) {
                 tracing::warn!(r#ref = %self.lock.r#ref, error = %e, "cannot remove ingest dir");
             }
+        }
+    }
+}
+
+impl Drop for Ingest {
+    /// A writer that goes away keeps its data: the staged tail is written out.
+    fn drop(&mut self) {
+        if self.done || self.broken {
+            return;
+        }
+        if let Err(e) = self.data.flush_tail() {
+            tracing::warn!(r#ref = %self.lock.r#ref, error = %e, "cannot write an ingest's tail");
         }
     }
 }

@@ -5,11 +5,13 @@
 //! # Layout
 //! - [`store`] — the blob store on disk: layout, info, list, delete, read, check.
 //! - [`ingest`] — writes in progress: locking, resuming, writing, committing.
+//! - [`direct`] — appending ingest data with direct I/O through an aligned staging buffer.
 //! - [`service`] — the request handler, one `handle_<request>` per message; write sessions.
 //! - [`local`] — the store behind the shared `ContentStore` trait (for the conformance suite).
 //! - [`fdserver`] — the `content-fd.sock` side socket (ReadFd).
 //! - [`events`] — `/content/create` and `/content/delete`.
 
+pub mod direct;
 pub mod events;
 pub mod fdserver;
 pub mod ingest;

@@ -38,8 +38,17 @@ pub struct Store {
     pub(crate) root: PathBuf,
     pub(crate) blobs: PathBuf,
     pub(crate) ingest: PathBuf,
-    /// Refs whose writer lock is held, with the holder's expected digest.
-    pub(crate) locks: Mutex<HashMap<String, Option<Digest>>>,
+    /// Refs whose writer lock is held, with what the holder knows.
+    pub(crate) locks: Mutex<HashMap<String, Held>>,
+}
+
+/// What a held ingest shares with status readers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Held {
+    /// The writer's expected digest.
+    pub expected: Option<Digest>,
+    /// Bytes written so far, including those still staged in memory.
+    pub offset: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// ns since the epoch.
