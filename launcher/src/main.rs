@@ -92,7 +92,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let sup = supervisor::Supervisor::new(config.clone(), config_file, listeners);
-    let supervising = tokio::spawn(sup.run(cmd_rx));
+    let (started_tx, started_rx) = oneshot::channel();
+    let supervising = tokio::spawn(sup.run(cmd_rx, started_tx));
 
     let stop_control = CancellationToken::new();
     let server_config = berth_ipc::ServerConfig {
@@ -102,9 +103,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let control = berth_ipc::Server::new(control::Control::new(cmd_tx.clone()), server_config);
     let serving = tokio::spawn(control.serve(control_listener, stop_control.clone()));
     tracing::info!(root = %config.root.display(), state = %config.state.display(), "berthd started");
-    berth_service_kit::ready::sd_notify("READY=1").ok();
 
-    wait_for_signal().await?;
+    let mut signals = std::pin::pin!(wait_for_signal());
+    tokio::select! {
+        r = &mut signals => r?,
+        _ = started_rx => {
+            tracing::info!("every service started");
+            berth_service_kit::ready::sd_notify("READY=1").ok();
+            signals.await?;
+        }
+    }
     tracing::info!("stopping services");
     let (tx, rx) = oneshot::channel();
     if cmd_tx.send(supervisor::Command::Shutdown(tx)).await.is_ok() {

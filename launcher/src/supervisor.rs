@@ -10,7 +10,9 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use berth_ipc::events::payload::{ServiceExited, ServiceFailed, ServiceRestarted, ServiceStarted};
 use berth_ipc::launcher::{ServiceState, ServiceStatus};
+use berth_ipc::publisher::Publisher;
 use berth_ipc::{Error, Result};
 use berth_service_kit::Config;
 use nix::sys::signal::{Signal, kill};
@@ -19,6 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::child;
 use crate::policy::{Decision, Policy};
+
+/// The namespace of the launcher's own events (`/services/*`).
+pub const SYSTEM_NAMESPACE: &str = "berth.system";
 
 /// Services in start order; stopped in reverse.
 pub const SERVICES: [&str; 5] = ["events", "content", "snapshot", "metadata", "runtime"];
@@ -104,6 +109,7 @@ pub struct Supervisor {
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
     shutdown_waiter: Option<oneshot::Sender<()>>,
+    events: Publisher,
 }
 
 impl Supervisor {
@@ -140,16 +146,19 @@ impl Supervisor {
             })
             .collect();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        Supervisor { config, config_file, services, events_tx, events_rx, shutdown_waiter: None }
+        let events = Publisher::in_state_dir(&config.state, "berthd");
+        Supervisor { config, config_file, services, events_tx, events_rx, shutdown_waiter: None, events }
     }
 
     /// Starts every service in order, each waiting for the previous to be ready (or to fail
-    /// to become ready), then serves commands until `Shutdown` has completed.
-    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    /// to become ready), reports that on `started`, then serves commands until `Shutdown`
+    /// has completed.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, started: oneshot::Sender<()>) {
         for idx in 0..self.services.len() {
             self.spawn(idx);
             self.wait_settled(idx).await;
         }
+        let _ = started.send(());
         let mut ping =
             tokio::time::interval(Duration::from_millis(self.config.supervisor.ping_interval_ms.max(10)));
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -238,9 +247,15 @@ impl Supervisor {
                 }
                 svc.state = ServiceState::Running;
                 svc.ready_at = Some(Instant::now());
+                let (name, pid) = (svc.name.to_string(), svc.pid.unwrap_or(0));
                 if let Some(t) = svc.exited_at.take() {
                     svc.last_restart = Some(t.elapsed());
+                    let restarts = svc.restarts;
+                    self.events.publish(SYSTEM_NAMESPACE, ServiceRestarted { name, pid, restarts });
+                } else {
+                    self.events.publish(SYSTEM_NAMESPACE, ServiceStarted { name, pid });
                 }
+                let svc = &mut self.services[idx];
                 tracing::info!(service = svc.name, pid = svc.pid, restart_ms = ?svc.last_restart.map(|d| d.as_millis()), "ready");
                 let status = svc.status();
                 for w in svc.waiters.drain(..) {
@@ -304,6 +319,10 @@ impl Supervisor {
             None => how,
         };
         tracing::warn!(service = svc.name, pid = svc.pid, "exited: {how}");
+        let exited =
+            ServiceExited { name: svc.name.to_string(), pid: svc.pid.unwrap_or(0), status: how.clone() };
+        self.events.publish(SYSTEM_NAMESPACE, exited);
+        let svc = &mut self.services[idx];
         svc.pid = None;
         svc.ready_at = None;
         svc.last_exit = Some(how);
@@ -330,6 +349,11 @@ impl Supervisor {
                         restarts = svc.restarts,
                         "restarted too often, giving up"
                     );
+                    let sup = &self.config.supervisor;
+                    let reason =
+                        format!("more than {} restarts in {} s", sup.max_restarts, sup.restart_window_s);
+                    let failed = ServiceFailed { name: svc.name.to_string(), restarts: svc.restarts, reason };
+                    self.events.publish(SYSTEM_NAMESPACE, failed);
                     let err = Error::unavailable(format!("{}: failed after too many restarts", svc.name));
                     for w in svc.waiters.drain(..) {
                         let _ = w.send(Err(err.clone()));
