@@ -2,7 +2,9 @@
 //! service restarts. Idempotent calls (and calls that never left this process) are retried
 //! until the deadline; only then does the caller see `Unavailable`.
 
-use std::collections::HashMap;
+mod conn;
+mod stream;
+
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
+
+use conn::{Calls, Conn, Pending, read_loop};
+pub use stream::Stream;
 
 use crate::codec;
 use crate::error::{Code, Error, Result};
@@ -62,57 +67,6 @@ struct Inner {
     conn: Mutex<Option<Arc<Conn>>>,
     /// Held while connecting, so that concurrent callers make one connection, not many.
     connecting: tokio::sync::Mutex<()>,
-}
-
-/// What the reader task hands a waiting call.
-enum Pending {
-    Unary(oneshot::Sender<Frame>),
-    Stream(mpsc::Sender<Frame>),
-}
-
-/// The calls waiting on one connection. Once `closed`, nothing more may wait: the reader
-/// or the writer has stopped, and every waiting call has seen its channel dropped.
-#[derive(Default)]
-struct Calls {
-    map: HashMap<u64, Pending>,
-    closed: bool,
-}
-
-impl Calls {
-    /// Registers a waiting call; false when the connection is already dead.
-    fn register(&mut self, id: u64, p: Pending) -> bool {
-        if self.closed {
-            return false;
-        }
-        self.map.insert(id, p);
-        true
-    }
-
-    /// Marks the connection dead and wakes every waiting call.
-    fn close(&mut self) {
-        self.closed = true;
-        self.map.clear();
-    }
-}
-
-struct Conn {
-    out: mpsc::Sender<Vec<u8>>,
-    pending: Arc<Mutex<Calls>>,
-    next_id: AtomicU64,
-    welcome: Welcome,
-    reader: tokio::task::JoinHandle<()>,
-}
-
-impl Conn {
-    fn alive(&self) -> bool {
-        !self.out.is_closed() && !lock(&self.pending).closed
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
 }
 
 /// Why a call did not get an answer on a connection.
@@ -371,101 +325,10 @@ impl<P: Protocol> Client<P> {
     }
 }
 
-/// Routes answers to the calls waiting for them; when the connection ends, every waiting
-/// call sees its channel closed.
-async fn read_loop(mut reader: BufReader<tokio::net::unix::OwnedReadHalf>, pending: Arc<Mutex<Calls>>) {
-    loop {
-        let Ok(frame) = frame::read_frame(&mut reader, frame::MAX_FRAME_LEN).await else { break };
-        let id = frame.header.id;
-        if id == 0 {
-            break; // a connection-level error: the service is closing this connection
-        }
-        let terminal = matches!(frame.header.kind, Kind::Response | Kind::Error | Kind::StreamEnd);
-        let entry = {
-            let mut map = lock(&pending);
-            if terminal {
-                map.map.remove(&id)
-            } else {
-                match map.map.get(&id) {
-                    Some(Pending::Stream(tx)) => Some(Pending::Stream(tx.clone())),
-                    _ => None,
-                }
-            }
-        };
-        match entry {
-            Some(Pending::Unary(tx)) => {
-                let _ = tx.send(frame);
-            }
-            Some(Pending::Stream(tx)) => {
-                let _ = tx.send(frame).await;
-            }
-            None => {}
-        }
-    }
-    lock(&pending).close();
-}
-
 fn decode_answer<P: Protocol>(frame: Frame) -> Result<ResponseBody<P::Response>> {
     match frame.header.kind {
         Kind::Response | Kind::StreamItem => codec::decode(&frame.payload),
         Kind::Error => Err(codec::decode::<Error>(&frame.payload)?),
         other => Err(Error::internal(format!("{}: unexpected {other:?} frame", P::NAME))),
-    }
-}
-
-/// The items of a streaming call. Dropping it before the end cancels the call.
-pub struct Stream<C: Call> {
-    rx: mpsc::Receiver<Frame>,
-    id: u64,
-    conn: Arc<Conn>,
-    done: bool,
-    service: &'static str,
-    _call: PhantomData<fn() -> C>,
-}
-
-impl<C: Call> Stream<C> {
-    /// The next item; `None` at the end of the stream. A lost connection is `Unavailable`.
-    pub async fn next(&mut self) -> Option<Result<C::Reply>> {
-        if self.done {
-            return None;
-        }
-        let Some(frame) = self.rx.recv().await else {
-            self.done = true;
-            return Some(Err(Error::unavailable(format!(
-                "{} service: connection lost during a stream",
-                self.service
-            ))));
-        };
-        match frame.header.kind {
-            Kind::StreamEnd => {
-                self.done = true;
-                None
-            }
-            _ => {
-                let item = decode_answer::<C::Protocol>(frame).and_then(|body| match body {
-                    ResponseBody::Service(r) => C::from_response(r).ok_or_else(|| {
-                        Error::internal(format!("{}: stream item of the wrong type", self.service))
-                    }),
-                    ResponseBody::Common(_) => {
-                        Err(Error::internal(format!("{}: stream item of the wrong type", self.service)))
-                    }
-                });
-                if item.is_err() {
-                    self.done = true;
-                }
-                Some(item)
-            }
-        }
-    }
-}
-
-impl<C: Call> Drop for Stream<C> {
-    fn drop(&mut self) {
-        if !self.done {
-            lock(&self.conn.pending).map.remove(&self.id);
-            let mut buf = Vec::with_capacity(frame::HEADER_LEN);
-            frame::put_frame(&mut buf, Kind::Cancel, self.id, &[]);
-            let _ = self.conn.out.try_send(buf);
-        }
     }
 }

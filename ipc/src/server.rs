@@ -1,7 +1,10 @@
 //! The server scaffold every service runs: accept with a connection cap, check peer
-//! credentials before reading anything, do the handshake, decode requests, run each in its
-//! own task so answers may overtake each other, answer `Health` and `Metrics` itself, and shut
-//! down gracefully.
+//! credentials before reading anything, do the handshake, decode requests, run each call
+//! (in its own task as soon as it has to wait, so answers may overtake each other), answer
+//! `Health` and `Metrics` itself, and shut down gracefully. Running one call and writing
+//! frames is in `server/answer.rs`.
+
+mod answer;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,7 +16,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::net::UnixStream;
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,9 +25,9 @@ use crate::error::{Error, Result};
 use crate::frame::{self, FrameError, Kind};
 use crate::metrics::Recorder;
 use crate::peer::{AccessPolicy, Peer};
-use crate::protocol::{
-    CommonRequest, CommonResponse, Health, Hello, Protocol, RequestBody, ResponseBody, Welcome,
-};
+use crate::protocol::{Hello, Protocol, RequestBody, Welcome};
+pub(crate) use answer::write_loop;
+use answer::{run_call, send};
 
 /// How a handler answers one request.
 pub enum Reply<R> {
@@ -374,130 +376,4 @@ async fn handshake<P: Protocol, H: Handler<P>>(
         return Err(Error::invalid(format!("this socket serves {}, not {}", P::NAME, hello.service)));
     }
     Ok(hello)
-}
-
-async fn run_call<P: Protocol, H: Handler<P>>(
-    shared: &Shared<P, H>,
-    id: u64,
-    body: RequestBody<P::Request>,
-    ctx: Context,
-    out: &mpsc::Sender<Vec<u8>>,
-    stop_streams: &CancellationToken,
-) {
-    let started = Instant::now();
-    let (method, reply) = match body {
-        RequestBody::Common(CommonRequest::Health) => {
-            let health = Health {
-                name: P::NAME.to_string(),
-                version: shared.config.version.clone(),
-                pid: std::process::id(),
-                uptime_ms: u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            };
-            ("Health", Reply::Unary(Ok(ResponseBody::Common(CommonResponse::Health(health)))))
-        }
-        RequestBody::Common(CommonRequest::Metrics) => {
-            let mut snap = shared.recorder.snapshot(P::NAME, shared.started.elapsed());
-            snap.gauges = shared.handler.gauges();
-            ("Metrics", Reply::Unary(Ok(ResponseBody::Common(CommonResponse::Metrics(snap)))))
-        }
-        RequestBody::Service(req) => {
-            let method = P::method(&req);
-            let span = tracing::debug_span!("call", service = P::NAME, method, id);
-            let _ = &span;
-            match shared.handler.handle(req, ctx.clone()).await {
-                Reply::Unary(r) => (method, Reply::Unary(r.map(ResponseBody::Service))),
-                Reply::Stream(rx) => {
-                    let failed = forward_stream(id, rx, &ctx.cancel, stop_streams, out).await;
-                    shared.recorder.record(method, started.elapsed(), failed);
-                    return;
-                }
-            }
-        }
-    };
-    let failed = match reply {
-        Reply::Unary(Ok(resp)) => {
-            send(out, Kind::Response, id, &resp).await;
-            false
-        }
-        Reply::Unary(Err(err)) => {
-            tracing::debug!(service = P::NAME, method, id, error = %err, "call failed");
-            send(out, Kind::Error, id, &err).await;
-            true
-        }
-        Reply::Stream(_) => false,
-    };
-    shared.recorder.record(method, started.elapsed(), failed);
-}
-
-/// Forwards a handler's stream to the client; returns whether it ended in an error.
-/// A client's `Cancel` ends it with `StreamEnd`; shutdown ends it with `Unavailable`.
-async fn forward_stream<R: serde::Serialize>(
-    id: u64,
-    mut rx: mpsc::Receiver<Result<R>>,
-    cancel: &CancellationToken,
-    stop: &CancellationToken,
-    out: &mpsc::Sender<Vec<u8>>,
-) -> bool {
-    loop {
-        let item = tokio::select! {
-            _ = cancel.cancelled() => {
-                send(out, Kind::StreamEnd, id, &()).await;
-                return false;
-            }
-            _ = stop.cancelled() => {
-                cancel.cancel();
-                send(out, Kind::Error, id, &Error::unavailable("service shutting down")).await;
-                return false;
-            }
-            item = rx.recv() => item,
-        };
-        match item {
-            Some(Ok(resp)) => {
-                if !send(out, Kind::StreamItem, id, &ResponseBody::<R>::Service(resp)).await {
-                    return false;
-                }
-            }
-            Some(Err(err)) => {
-                send(out, Kind::Error, id, &err).await;
-                return true;
-            }
-            None => {
-                send(out, Kind::StreamEnd, id, &()).await;
-                return false;
-            }
-        }
-    }
-}
-
-/// Queues one frame for the writer; false when the connection is gone.
-async fn send<T: serde::Serialize>(out: &mpsc::Sender<Vec<u8>>, kind: Kind, id: u64, body: &T) -> bool {
-    let (kind, payload) = match codec::encode(body) {
-        Ok(p) => (kind, p),
-        Err(e) => match codec::encode(&e) {
-            Ok(p) => (Kind::Error, p),
-            Err(_) => return false,
-        },
-    };
-    let mut buf = Vec::with_capacity(frame::HEADER_LEN + payload.len());
-    frame::put_frame(&mut buf, kind, id, &payload);
-    out.send(buf).await.is_ok()
-}
-
-/// Writes queued frames, batching whatever is queued into one flush.
-pub(crate) async fn write_loop(half: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
-    let mut w = tokio::io::BufWriter::with_capacity(64 * 1024, half);
-    while let Some(buf) = rx.recv().await {
-        if w.write_all(&buf).await.is_err() {
-            return;
-        }
-        while let Ok(more) = rx.try_recv() {
-            if w.write_all(&more).await.is_err() {
-                return;
-            }
-        }
-        if w.flush().await.is_err() {
-            return;
-        }
-    }
-    let _ = w.shutdown().await;
 }
