@@ -292,7 +292,14 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
                 break;
             }
         };
-        let Ok(permit) = inflight.clone().acquire_owned().await else { break };
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => {
+                shutting_down = true;
+                break;
+            }
+            p = inflight.clone().acquire_owned() => p,
+        };
+        let Ok(permit) = permit else { break };
         let cancel = conn_cancel.child_token();
         lock(&tokens).insert(id, cancel.clone());
         let ctx = Context { peer: peer.clone(), cancel };

@@ -79,3 +79,32 @@ async fn shutdown_grace_bounds_a_call_that_never_ends() {
     let err = stuck.await.expect("join").expect_err("the call was dropped");
     assert_eq!(err.code, Code::Unavailable, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_while_a_connection_is_at_its_inflight_limit() {
+    let config = ServerConfig {
+        max_inflight: 2,
+        shutdown_grace: Duration::from_millis(200),
+        ..ServerConfig::default()
+    };
+    let fx = fixture(config);
+    let c = client(&fx.path, Duration::from_millis(300));
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.call(Sleep { ms: 60_000 }).await })
+        })
+        .collect();
+    while State::get(&fx.state.sleep_started) < 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(State::get(&fx.state.sleep_started), 2, "the third call waits for a slot");
+    let asked = Instant::now();
+    fx.server.stop(Duration::from_secs(3)).await;
+    assert!(asked.elapsed() < Duration::from_secs(1), "serve overran the grace: {:?}", asked.elapsed());
+    for call in calls {
+        let err = call.await.expect("join").expect_err("dropped or never served");
+        assert_eq!(err.code, Code::Unavailable, "{err}");
+    }
+}
