@@ -77,6 +77,15 @@ fn bench_tmp() -> PathBuf {
     std::env::var_os("BENCH_TMP").map_or_else(std::env::temp_dir, PathBuf::from)
 }
 
+/// CPU seconds (user + system) the process `pid` has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // After the command name: state is field 0, utime field 11, stime field 12 (clock ticks).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn client(socket: &Path) -> Client<Events> {
     Client::new(socket, ClientOptions { deadline: Duration::from_secs(10), client_name: "bench".into() })
 }
@@ -205,14 +214,19 @@ async fn main() -> anyhow::Result<()> {
     println!("events bench: {events} events, temp root under {}", bench_tmp().display());
 
     let svc = start_service().await?;
+    let cpu_before = cpu_secs(svc.child.id());
     println!("durable publish throughput (events/s, each reply after fdatasync):");
     println!("  batches of 100, 4 publishers : {:>9.0}", batched(&svc, events, 4, 100).await?);
     println!("  single Publish, 256 in flight: {:>9.0}", single(&svc, events / 4, 256).await?);
     println!("  embedded Publisher (outbox)  : {:>9.0}", outbox(&svc, events).await?);
+    let cpu = cpu_secs(svc.child.id()) - cpu_before;
+    println!("  service CPU for the {} events: {cpu:.2} s ({:.1} us per event)", events * 9 / 4, cpu * 1e6 / (events * 9 / 4) as f64);
     drop(svc);
 
     let svc = start_service().await?;
+    let cpu_before = cpu_secs(svc.child.id());
     let (lat, achieved) = fanout(&svc, subscribers, rate, seconds).await?;
+    let cpu = cpu_secs(svc.child.id()) - cpu_before;
     println!(
         "fan-out: {subscribers} subscribers, {achieved:.0} events/s for {seconds}s, {} deliveries: \
          latency publish->delivery p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -220,6 +234,10 @@ async fn main() -> anyhow::Result<()> {
         pct(&lat, 0.5),
         pct(&lat, 0.99),
         pct(&lat, 1.0)
+    );
+    println!(
+        "  service CPU during fan-out: {cpu:.2} s ({:.1} us per delivery)",
+        cpu * 1e6 / lat.len().max(1) as f64
     );
     Ok(())
 }
