@@ -1,8 +1,369 @@
-//! The `runtime` service's wire vocabulary. Its duties arrive with their issue; until then it
-//! answers only the common calls (`Health`, `Metrics`).
+//! The `runtime` service's wire vocabulary: containers made from images, tasks (a
+//! container's running init process and its exec'd processes), and the private protocol
+//! between the runtime service and each `berth-shim`.
+//!
+//! A container is created from an image with [`RunOptions`]: the service prepares its
+//! snapshot, generates its OCI spec and records it in metadata. A task is created from a
+//! container (bundle under `<state>/tasks/<ns>/<id>`, one shim), started, and deleted once it
+//! has exited (or with a kill first). Exit statuses are 128 + signal for a signalled process,
+//! and 255 when a shim vanished without recording one. Events: `/tasks/create`,
+//! `/tasks/start`, `/tasks/exit`, `/tasks/delete`, `/tasks/paused`, `/tasks/resumed`,
+//! `/tasks/exec-added`, `/tasks/exec-started`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metadata::Container;
+
+/// A bind mount asked for with `--mount type=bind,src=…,dst=…[,ro]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindMount {
+    /// Host path.
+    pub source: String,
+    /// Path inside the container.
+    pub destination: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// What a user may change from the image's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// Replaces the image's `Cmd` (and, with no entrypoint override, keeps its entrypoint).
+    pub args: Option<Vec<String>>,
+    /// Replaces the image's `Entrypoint`.
+    pub entrypoint: Option<Vec<String>>,
+    /// `K=V` added after the image's environment (a later key wins).
+    pub env: Vec<String>,
+    /// Working directory inside the container (absolute).
+    pub cwd: Option<String>,
+    /// `uid`, `uid:gid`, `name`, `name:group`: names are looked up in the image.
+    pub user: Option<String>,
+    /// Hostname (default: the container id).
+    pub hostname: Option<String>,
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
+    /// CPU limit in thousandths of a CPU.
+    pub cpus_milli: Option<u64>,
+    /// Maximum number of processes.
+    pub pids_limit: Option<u64>,
+    /// Read-only root filesystem.
+    pub read_only: bool,
+    /// Share the host's network namespace.
+    pub net_host: bool,
+    /// Extra bind mounts.
+    pub mounts: Vec<BindMount>,
+    /// Give the init process a terminal.
+    pub terminal: bool,
+}
+
+/// `CreateContainer`: snapshot + spec + metadata record. `AlreadyExists` for a taken id,
+/// `NotFound` for an unknown image, `InvalidArgument` for bad options (user, cwd, mounts).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateContainer {
+    /// The namespace.
+    pub namespace: String,
+    /// The container id.
+    pub id: String,
+    /// The image name.
+    pub image: String,
+    /// `runc` (default when empty) or `crun`.
+    pub runtime: String,
+    /// Options.
+    pub options: RunOptions,
+    /// Labels of the container record.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `RemoveContainer`: record and snapshot. `FailedPrecondition` while it has a task, unless
+/// `force` (which kills and deletes the task first).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveContainer {
+    /// The namespace.
+    pub namespace: String,
+    /// The container id.
+    pub id: String,
+    /// Kill and delete a task first.
+    pub force: bool,
+}
+
+/// A task (or one of its processes) by container id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskRef {
+    /// The namespace.
+    pub namespace: String,
+    /// The container id.
+    pub id: String,
+    /// An exec'd process; `None` is the init process.
+    pub exec_id: Option<String>,
+}
+
+impl TaskRef {
+    /// The init process of `id` in `namespace`.
+    pub fn init(namespace: &str, id: &str) -> TaskRef {
+        TaskRef { namespace: namespace.to_string(), id: id.to_string(), exec_id: None }
+    }
+}
+
+/// A task's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskStatus {
+    /// Created, not started.
+    Created,
+    /// Running.
+    Running,
+    /// Frozen.
+    Paused,
+    /// Exited.
+    Stopped,
+    /// Its shim does not answer.
+    Unknown,
+}
+
+impl TaskStatus {
+    /// Lowercase name, as the CLI prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Created => "created",
+            TaskStatus::Running => "running",
+            TaskStatus::Paused => "paused",
+            TaskStatus::Stopped => "stopped",
+            TaskStatus::Unknown => "unknown",
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    /// Exit status (128 + signal when signalled; 255 when unknown).
+    pub status: u32,
+    /// Unix nanoseconds.
+    pub exited_at: u64,
+}
+
+/// A task as the runtime service sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// Container id.
+    pub id: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Init pid (0 before create finished).
+    pub pid: u32,
+    /// State.
+    pub status: TaskStatus,
+    /// Exit, once stopped.
+    pub exit: Option<ExitInfo>,
+    /// The bundle directory.
+    pub bundle: String,
+    /// The OCI runtime (`runc`, `crun`).
+    pub runtime: String,
+    /// The shim's pid (0 when it is gone).
+    pub shim_pid: u32,
+}
+
+/// `CreateTask`: bundle, rootfs mount, shim, runtime `create`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateTask(pub TaskRef);
+/// `StartTask`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StartTask(pub TaskRef);
+/// `DeleteTask`: only once stopped (or created); unmounts and removes the bundle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteTask(pub TaskRef);
+/// `GetTask`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetTask(pub TaskRef);
+/// `WaitTask`: answers when the process has exited.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WaitTask(pub TaskRef);
+/// `Ps`: pids in the container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ps(pub TaskRef);
+/// `Pause`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pause(pub TaskRef);
+/// `Resume`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Resume(pub TaskRef);
+/// `GetMetrics`: cgroup figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetMetrics(pub TaskRef);
+/// `Attach`: the process's output so far, then live, until it has exited.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attach(pub TaskRef);
+
+/// `ListTasks` of a namespace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListTasks {
+    /// The namespace.
+    pub namespace: String,
+}
+
+/// `KillTask`: a signal to the init process (or an exec, or with `all` every process).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KillTask {
+    /// Which process.
+    pub task: TaskRef,
+    /// Signal number.
+    pub signal: i32,
+    /// Every process of the container.
+    pub all: bool,
+}
+
+/// A process to add to a running task.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    /// Arguments (non-empty).
+    pub args: Vec<String>,
+    /// Extra `K=V` after the container's environment.
+    pub env: Vec<String>,
+    /// Working directory (default: the container's).
+    pub cwd: Option<String>,
+}
+
+/// `Exec`: add and start a process; answers its pid.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Exec {
+    /// Task and the new exec id (required).
+    pub task: TaskRef,
+    /// The process.
+    pub spec: ExecSpec,
+}
+
+/// Cgroup figures of a task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskMetrics {
+    /// CPU time used, nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use, bytes.
+    pub memory_bytes: u64,
+    /// Memory limit, bytes (0: none).
+    pub memory_limit: u64,
+    /// Processes.
+    pub pids: u64,
+}
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A piece of a process's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    /// Its stream.
+    pub stream: OutputStream,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
 
 crate::protocol! {
     /// The runtime service (`runtime.sock`).
     pub protocol Runtime = "runtime";
     request RuntimeRequest; response RuntimeResponse;
+    /// Create a container from an image. Allowed when the id is free and the image exists.
+    CreateContainer(CreateContainer) -> Container [];
+    /// Remove a container and its snapshot. Allowed without a task, or with `force`.
+    RemoveContainer(RemoveContainer) -> () [];
+    /// Create a task. Allowed for a container without a task.
+    CreateTask(CreateTask) -> TaskInfo [];
+    /// Start a created task.
+    StartTask(StartTask) -> TaskInfo [];
+    /// Signal a process. Allowed while it runs.
+    KillTask(KillTask) -> () [];
+    /// Delete a stopped or created task; answers its exit.
+    DeleteTask(DeleteTask) -> ExitInfo [];
+    /// A task's state. Always allowed.
+    GetTask(GetTask) -> TaskInfo [idempotent];
+    /// Every task of a namespace. Always allowed.
+    ListTasks(ListTasks) -> Vec<TaskInfo> [idempotent];
+    /// Wait for a process to exit.
+    WaitTask(WaitTask) -> ExitInfo [idempotent];
+    /// Add and start a process in a running task.
+    Exec(Exec) -> u32 [];
+    /// Pids of a task's processes.
+    Ps(Ps) -> Vec<u32> [idempotent];
+    /// Freeze a running task.
+    Pause(Pause) -> () [idempotent];
+    /// Thaw a paused task.
+    Resume(Resume) -> () [idempotent];
+    /// Cgroup figures.
+    GetMetrics(GetMetrics) -> TaskMetrics [idempotent];
+    /// A process's output, streamed until it exits.
+    Attach(Attach) -> OutputChunk [idempotent, stream];
+}
+
+/// One request to a shim, sent as a JSON line on its private socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShimRequest {
+    /// Start the created container.
+    Start,
+    /// Signal a process (`exec_id` `None` = init).
+    Kill {
+        /// Exec id.
+        exec_id: Option<String>,
+        /// Signal number.
+        signal: i32,
+        /// Every process.
+        all: bool,
+    },
+    /// Run an extra process (`process` is an OCI `Process` as JSON).
+    Exec {
+        /// Exec id.
+        exec_id: String,
+        /// OCI process JSON.
+        process: String,
+    },
+    /// Freeze.
+    Pause,
+    /// Thaw.
+    Resume,
+    /// Current state.
+    State,
+    /// Block until the process exits.
+    Wait {
+        /// Exec id.
+        exec_id: Option<String>,
+    },
+    /// Pids in the container.
+    Ps,
+    /// Delete the container from the OCI runtime and exit.
+    Shutdown,
+}
+
+/// A shim's view of its container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimState {
+    /// Init pid.
+    pub pid: u32,
+    /// State.
+    pub status: TaskStatus,
+    /// Exit, once stopped.
+    pub exit: Option<ExitInfo>,
+    /// The shim's pid.
+    pub shim_pid: u32,
+}
+
+/// One answer from a shim, a JSON line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShimResponse {
+    /// Done.
+    Ok,
+    /// A pid (exec, start).
+    Pid(u32),
+    /// State.
+    State(ShimState),
+    /// An exit.
+    Exit(ExitInfo),
+    /// Pids.
+    Pids(Vec<u32>),
+    /// Failed, with a code and message.
+    Error(crate::Error),
 }

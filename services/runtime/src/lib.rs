@@ -4,6 +4,9 @@
 //!
 //! # Layout
 //! - `lib.rs` — [`run`] and the request handler.
+//! - [`spec`] — the OCI spec of a container from its image config and options.
+
+pub mod spec;
 
 use berth_ipc::runtime::{Runtime, RuntimeRequest, RuntimeResponse};
 use berth_ipc::{Context, Handler, Reply};
@@ -17,7 +20,8 @@ pub struct RuntimeService;
 
 impl Handler<Runtime> for RuntimeService {
     async fn handle(&self, req: RuntimeRequest, _ctx: Context) -> Reply<RuntimeResponse> {
-        match req {}
+        let _ = req;
+        Reply::Unary(Err(berth_ipc::Error::new(berth_ipc::Code::Unimplemented, "not yet")))
     }
 }
 

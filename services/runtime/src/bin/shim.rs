@@ -1,0 +1,3 @@
+//! `berth-shim`: one per container (arrives next).
+
+fn main() {}
