@@ -32,6 +32,9 @@ pub use payload::{Payload, topics};
 pub const MAX_EVENT_LEN: usize = 64 * 1024;
 /// Most events in one [`PublishBatch`].
 pub const MAX_BATCH: usize = 4096;
+/// Most encoded event bytes a publisher puts in one [`PublishBatch`] (well under the frame
+/// limit).
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Longest publisher id.
 pub const MAX_PUBLISHER_LEN: usize = 128;
 
@@ -68,8 +71,9 @@ impl NewEvent {
         NewEvent { namespace: namespace.into(), topic: payload.topic().to_string(), payload }
     }
 
-    /// Checks namespace, topic (known, matching the payload) and encoded size.
-    pub fn validate(&self) -> Result<()> {
+    /// Checks namespace, topic (known, matching the payload) and encoded size; returns the
+    /// encoded size.
+    pub fn validate(&self) -> Result<usize> {
         crate::names::validate_namespace(&self.namespace)?;
         validate_topic(&self.topic)?;
         if self.topic != self.payload.topic() {
@@ -87,7 +91,7 @@ impl NewEvent {
                 self.topic
             )));
         }
-        Ok(())
+        Ok(len)
     }
 }
 

@@ -31,7 +31,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::client::{Client, ClientOptions};
 use crate::error::Code;
-use crate::events::{Events, MAX_BATCH, NewEvent, Payload, PublishBatch};
+use crate::events::{Events, MAX_BATCH, MAX_BATCH_BYTES, NewEvent, Payload, PublishBatch};
 
 /// Events the outbox holds by default before dropping new ones.
 pub const DEFAULT_OUTBOX: usize = 100_000;
@@ -77,8 +77,9 @@ struct Shared {
 struct Outbox {
     /// Counter of the next event published.
     next: u64,
-    /// Queued events; the front one has counter `next - queue.len()`.
-    queue: VecDeque<NewEvent>,
+    /// Queued events with their encoded sizes; the front one has counter
+    /// `next - queue.len()`.
+    queue: VecDeque<(NewEvent, usize)>,
     /// Whether a full outbox has been warned about since it last had room.
     warned_full: bool,
 }
@@ -135,11 +136,14 @@ impl Publisher {
 
     /// Queues a prepared event (its topic must match its payload).
     pub fn publish_event(&self, event: NewEvent) {
-        if let Err(e) = event.validate() {
-            self.shared.rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(publisher = %self.shared.id, error = %e, "event refused");
-            return;
-        }
+        let size = match event.validate() {
+            Ok(size) => size,
+            Err(e) => {
+                self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(publisher = %self.shared.id, error = %e, "event refused");
+                return;
+            }
+        };
         {
             let mut outbox = lock(&self.shared.outbox);
             if outbox.queue.len() >= self.shared.capacity {
@@ -151,7 +155,7 @@ impl Publisher {
                 }
                 return;
             }
-            outbox.queue.push_back(event);
+            outbox.queue.push_back((event, size));
             outbox.next += 1;
         }
         self.shared.wake.notify_one();
@@ -202,9 +206,20 @@ mod task {
         loop {
             let (first_counter, events) = {
                 let outbox = lock(&shared.outbox);
-                let n = outbox.queue.len().min(MAX_BATCH);
                 let first = outbox.next - outbox.queue.len() as u64;
-                (first, outbox.queue.iter().take(n).cloned().collect::<Vec<_>>())
+                let mut bytes = 0;
+                let batch = outbox
+                    .queue
+                    .iter()
+                    .take(MAX_BATCH)
+                    .enumerate()
+                    .take_while(|(i, (_, size))| {
+                        bytes += size;
+                        *i == 0 || bytes <= MAX_BATCH_BYTES
+                    })
+                    .map(|(_, (event, _))| event.clone())
+                    .collect::<Vec<_>>();
+                (first, batch)
             };
             if events.is_empty() {
                 if shared.closed.load(Ordering::SeqCst) {
@@ -229,7 +244,7 @@ mod task {
                     }
                     true
                 }
-                Err(e) if e.code == Code::InvalidArgument => {
+                Err(e) if matches!(e.code, Code::InvalidArgument | Code::OutOfRange) => {
                     shared.rejected.fetch_add(n as u64, Ordering::Relaxed);
                     tracing::error!(publisher = %shared.id, error = %e, events = n, "events refused by the service");
                     true

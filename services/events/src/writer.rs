@@ -108,17 +108,24 @@ fn run(mut rx: mpsc::Receiver<Append>, log: &Log, hub: &Hub, mut dedup: Dedup) {
                 for ((publisher, counter), env) in keys.into_iter().zip(&envelopes) {
                     dedup.insert(publisher, counter, env.seq);
                 }
-                for (these, reply) in slots.into_iter().zip(replies) {
-                    let seqs = these
-                        .iter()
-                        .map(|s| match s {
-                            Slot::Known(seq) => *seq,
-                            Slot::New(i) => envelopes[*i].seq,
-                        })
-                        .collect();
+                let answers: Vec<Vec<u64>> = slots
+                    .iter()
+                    .map(|these| {
+                        these
+                            .iter()
+                            .map(|s| match s {
+                                Slot::Known(seq) => *seq,
+                                Slot::New(i) => envelopes.get(*i).map_or(0, |e| e.seq),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                // Hand to the hub before answering: once a publish returns, a new
+                // subscriber's `Ready.last` covers it.
+                hub.deliver(Arc::new(envelopes));
+                for (seqs, reply) in answers.into_iter().zip(replies) {
                     let _ = reply.send(Ok(seqs));
                 }
-                hub.deliver(Arc::new(envelopes));
             }
             Err(e) => {
                 tracing::error!(error = %e, events = keys.len(), "append to event log failed");

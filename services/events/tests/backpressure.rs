@@ -23,23 +23,26 @@ async fn stalled_subscriber_lags_without_slowing_publishers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = EventsConfig { subscriber_buffer: 500, ..EventsConfig::default() };
     let svc = start_in(dir.path(), cfg).await;
-    // Baseline: 10,000 events (seqs 1..=10000) with no subscriber.
-    let baseline = publish_rounds(&svc, "warm", 50).await;
-
-    // A stalled subscriber (own connection, never read) and a healthy one that keeps up.
-    let stalled_client = svc.client();
-    let (mut stalled, _, last) = subscribe(&stalled_client, &[], Since::Live).await;
-    assert_eq!(last, 10_000);
+    // A healthy subscriber that keeps up, present throughout.
     let healthy_client = svc.client();
     let (mut healthy, _, _) = subscribe(&healthy_client, &[], Since::Live).await;
     let reader = tokio::spawn(async move { events_until(&mut healthy, 30_000).await });
+    // Baseline: 10,000 events (seqs 1..=10000) without the stalled subscriber.
+    let baseline = publish_rounds(&svc, "warm", 50).await;
+
+    // A stalled subscriber: its own connection, never read.
+    let stalled_client = svc.client();
+    let (mut stalled, _, last) = subscribe(&stalled_client, &[], Since::Live).await;
+    assert_eq!(last, 10_000);
 
     // 20,000 more (seqs 10001..=30000): far more than the socket and channel buffers hold.
     let with_stalled = publish_rounds(&svc, "load", 100).await;
     let healthy_got = reader.await.expect("healthy reader");
-    assert_contiguous(&healthy_got, 10_001, 30_000);
+    assert_contiguous(&healthy_got, 1, 30_000);
+    // Twice the events: allow three times the baseline per event before calling it slowed
+    // (the machine running the tests may be busy).
     assert!(
-        with_stalled < baseline * 4 + Duration::from_millis(500),
+        with_stalled < baseline * 6 + Duration::from_millis(500),
         "publishing with a stalled subscriber took {with_stalled:?}, baseline {baseline:?}"
     );
 

@@ -68,3 +68,18 @@ async fn full_outbox_drops_new_events_and_counts_them() {
     assert_eq!((stats.queued, stats.dropped), (10, 5));
     assert!(!publisher.flush(Duration::from_millis(100)).await, "nothing can be stored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_events_are_sent_in_batches_that_fit_a_frame() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = start_in(dir.path(), EventsConfig::default()).await;
+    let publisher = Publisher::new(svc.socket(), "big", 1000);
+    // 300 events of ~60 KiB: 18 MiB in all, more than one 16 MiB frame.
+    for i in 0..300 {
+        publisher.publish("default", ContentCreate { digest: "x".repeat(60_000), size: i });
+    }
+    assert!(publisher.flush(Duration::from_secs(30)).await, "flushed: {:?}", publisher.stats());
+    let stats = publisher.stats();
+    assert_eq!((stats.stored, stats.rejected, stats.last_seq), (300, 0, 300));
+    svc.stop().await;
+}
