@@ -4,8 +4,12 @@
 //!
 //! # Layout
 //! - `lib.rs` — [`run`] and the request handler.
+//! - [`bundle`] — a task's bundle directory and its durable exit record.
+//! - [`shim`] — `berth-shim`: daemon, reaper, OCI runtime calls, private socket.
 //! - [`spec`] — the OCI spec of a container from its image config and options.
 
+pub mod bundle;
+pub mod shim;
 pub mod spec;
 
 use berth_ipc::runtime::{Runtime, RuntimeRequest, RuntimeResponse};

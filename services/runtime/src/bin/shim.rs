@@ -1,3 +1,5 @@
-//! `berth-shim`: one per container (arrives next).
+//! `berth-shim`: the per-container shim. See `berth_runtime::shim`.
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    berth_runtime::shim::main()
+}

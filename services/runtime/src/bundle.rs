@@ -1,0 +1,127 @@
+//! A task's bundle directory, `<state>/tasks/<ns>/<id>`, and what lives in it:
+//! `config.json` and `rootfs/` for the OCI runtime, the container's output logs, its exit
+//! record, the init pid, the shim's private socket dir, and `task.json` (what re-adoption
+//! needs to know).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use berth_ipc::runtime::ExitInfo;
+use serde::{Deserialize, Serialize};
+
+/// What the runtime service records about a task in its bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Namespace.
+    pub namespace: String,
+    /// Container id.
+    pub id: String,
+    /// OCI runtime binary name (`runc`, `crun`).
+    pub runtime: String,
+    /// Snapshotter of the rootfs.
+    pub snapshotter: String,
+    /// Snapshot key of the rootfs.
+    pub snapshot_key: String,
+}
+
+/// Paths of one bundle.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+impl Bundle {
+    /// The bundle of `id` in `ns` under the state dir.
+    pub fn new(state: &Path, ns: &str, id: &str) -> Bundle {
+        Bundle { dir: state.join("tasks").join(ns).join(id) }
+    }
+    /// `config.json`.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    /// `rootfs/`.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    /// The init process's stdout (`None`) or an exec's.
+    pub fn stdout(&self, exec: Option<&str>) -> PathBuf {
+        match exec {
+            None => self.dir.join("stdout.log"),
+            Some(e) => self.dir.join(format!("exec-{e}.stdout.log")),
+        }
+    }
+    /// The init process's stderr or an exec's.
+    pub fn stderr(&self, exec: Option<&str>) -> PathBuf {
+        match exec {
+            None => self.dir.join("stderr.log"),
+            Some(e) => self.dir.join(format!("exec-{e}.stderr.log")),
+        }
+    }
+    /// The durable exit record of the init process.
+    pub fn exit(&self) -> PathBuf {
+        self.dir.join("exit.json")
+    }
+    /// `init.pid`, written by the OCI runtime.
+    pub fn init_pid(&self) -> PathBuf {
+        self.dir.join("init.pid")
+    }
+    /// The shim's private directory (0700).
+    pub fn shim_dir(&self) -> PathBuf {
+        self.dir.join("shim")
+    }
+    /// The shim's socket (0600).
+    pub fn socket(&self) -> PathBuf {
+        self.shim_dir().join("sock")
+    }
+    /// The shim's pid.
+    pub fn shim_pid(&self) -> PathBuf {
+        self.dir.join("shim.pid")
+    }
+    /// `task.json`.
+    pub fn record(&self) -> PathBuf {
+        self.dir.join("task.json")
+    }
+    /// The shim's own log.
+    pub fn shim_log(&self) -> PathBuf {
+        self.dir.join("shim.log")
+    }
+    /// The recorded exit, if any.
+    pub fn read_exit(&self) -> Option<ExitInfo> {
+        let text = std::fs::read(self.exit()).ok()?;
+        let (status, exited_at): (u32, u64) = serde_json::from_slice(&text).ok()?;
+        Some(ExitInfo { status, exited_at })
+    }
+    /// The task record, if readable.
+    pub fn read_record(&self) -> Option<TaskRecord> {
+        serde_json::from_slice(&std::fs::read(self.record()).ok()?).ok()
+    }
+    /// The shim's pid, if recorded.
+    pub fn read_shim_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.shim_pid()).ok()?.trim().parse().ok()
+    }
+}
+
+/// Writes `data` to `path` durably: temp file, fsync, rename, fsync of the directory.
+pub fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Records `exit` in the bundle durably.
+pub fn write_exit(bundle: &Bundle, exit: ExitInfo) -> std::io::Result<()> {
+    let json = serde_json::to_vec(&(exit.status, exit.exited_at)).map_err(std::io::Error::other)?;
+    write_durably(&bundle.exit(), &json)
+}
+
+/// Unix nanoseconds now.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,126 @@
+//! `berth-shim`: one per container. It daemonizes (detached from every berth process),
+//! becomes a subreaper, runs the OCI runtime's `create` with the bundle, then serves the
+//! runtime service on a private socket (`<bundle>/shim/sock`, 0600 in a 0700 dir): start,
+//! kill, exec, pause, resume, state, wait, ps, shutdown. The container's stdout and stderr go
+//! to log files in the bundle; its exit status and time are written durably to
+//! `exit.json` and published on `/tasks/exit`.
+//!
+//! It is plain `std` with a few threads (reaper, acceptor, one per connection); a tokio
+//! runtime exists only briefly, to publish the exit event.
+//!
+//! Start-up handshake: the runtime service spawns the shim with stdout a pipe; the daemon
+//! writes one JSON line (`ShimResponse::Pid` or `ShimResponse::Error`) once `create` is
+//! done and its socket listens.
+
+mod process;
+mod reaper;
+mod serve;
+mod sys;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use berth_ipc::runtime::ShimResponse;
+
+use crate::bundle::Bundle;
+
+/// What the shim is told on its command line.
+#[derive(Debug, Clone)]
+pub struct ShimArgs {
+    /// Namespace.
+    pub namespace: String,
+    /// Container id.
+    pub id: String,
+    /// Bundle dir.
+    pub bundle: PathBuf,
+    /// OCI runtime binary (`runc`, `crun`, or a path).
+    pub runtime: String,
+    /// The OCI runtime's state root (`--root`).
+    pub runtime_root: PathBuf,
+    /// berth's state dir (for `events.sock`).
+    pub state: PathBuf,
+}
+
+impl ShimArgs {
+    /// The command-line form, for spawning.
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            "--namespace".into(),
+            self.namespace.clone(),
+            "--id".into(),
+            self.id.clone(),
+            "--bundle".into(),
+            self.bundle.display().to_string(),
+            "--runtime".into(),
+            self.runtime.clone(),
+            "--runtime-root".into(),
+            self.runtime_root.display().to_string(),
+            "--state".into(),
+            self.state.display().to_string(),
+        ]
+    }
+
+    fn parse(mut args: impl Iterator<Item = String>) -> Option<ShimArgs> {
+        let mut get =
+            |flag: &str| -> Option<String> { if args.next()? == flag { args.next() } else { None } };
+        Some(ShimArgs {
+            namespace: get("--namespace")?,
+            id: get("--id")?,
+            bundle: get("--bundle")?.into(),
+            runtime: get("--runtime")?,
+            runtime_root: get("--runtime-root")?.into(),
+            state: get("--state")?.into(),
+        })
+    }
+}
+
+/// The shim's `main`.
+pub fn main() -> ExitCode {
+    let Some(args) = ShimArgs::parse(std::env::args().skip(1)) else {
+        eprintln!(
+            "usage: berth-shim --namespace NS --id ID --bundle DIR --runtime BIN --runtime-root DIR --state DIR"
+        );
+        return ExitCode::from(2);
+    };
+    if let Err(e) = sys::daemonize() {
+        eprintln!("berth-shim: daemonize: {e}");
+        return ExitCode::FAILURE;
+    }
+    // The grandchild: only the ready pipe (stdout) is kept; stdin and stderr are redirected.
+    sys::close_fds_from_3(&[]);
+    let bundle = Bundle { dir: args.bundle.clone() };
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = sys::redirect(&null, 0);
+    }
+    if let Ok(log) = std::fs::OpenOptions::new().create(true).append(true).open(bundle.shim_log()) {
+        let _ = sys::redirect(&log, 2);
+    }
+    if let Err(e) = sys::set_subreaper() {
+        eprintln!("berth-shim: subreaper: {e}");
+    }
+    let _ = std::fs::write(bundle.shim_pid(), std::process::id().to_string());
+    let ready = match serve::Shim::create(args) {
+        Ok(shim) => {
+            let pid = shim.init_pid();
+            ready_line(&ShimResponse::Pid(pid));
+            shim.serve();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => ShimResponse::Error(e),
+    };
+    ready_line(&ready);
+    ExitCode::FAILURE
+}
+
+/// Writes the start-up answer on stdout and points stdout at /dev/null.
+fn ready_line(resp: &ShimResponse) {
+    let mut out = std::io::stdout().lock();
+    let line = serde_json::to_string(resp).unwrap_or_else(|_| "\"Ok\"".into());
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+    drop(out);
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = sys::redirect(&null, 1);
+    }
+}

@@ -1,0 +1,306 @@
+//! The shim's container and its private socket: one JSON line per request, one per answer.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_ipc::events::payload::TaskExit;
+use berth_ipc::runtime::{ExitInfo, ShimRequest, ShimResponse, ShimState, TaskStatus};
+use berth_ipc::{Error, Result};
+
+use super::ShimArgs;
+use super::process::{Runner, runtime_error};
+use super::reaper::Reaper;
+use crate::bundle::{Bundle, write_exit};
+
+/// A shim with a created container.
+pub struct Shim {
+    args: ShimArgs,
+    bundle: Bundle,
+    runner: Runner,
+    init: i32,
+    status: Mutex<TaskStatus>,
+    execs: Mutex<HashMap<String, i32>>,
+    publishing: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    listener: UnixListener,
+}
+
+fn io(what: &str, e: std::io::Error) -> Error {
+    Error::internal(format!("{what}: {e}"))
+}
+
+fn append(path: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| io(&path.display().to_string(), e))
+}
+
+/// The last line of a log, for an error message.
+fn tail(path: &std::path::Path) -> Vec<u8> {
+    let data = std::fs::read(path).unwrap_or_default();
+    data[data.len().saturating_sub(600)..].to_vec()
+}
+
+impl Shim {
+    /// Starts the reaper, runs the runtime's `create`, binds the socket.
+    pub fn create(args: ShimArgs) -> Result<Shim> {
+        let bundle = Bundle { dir: args.bundle.clone() };
+        let init = Arc::new(AtomicI32::new(0));
+        let publishing = Arc::new(Mutex::new(None));
+        let hook = {
+            let (init, bundle, args, publishing) =
+                (init.clone(), bundle.clone(), args.clone(), publishing.clone());
+            Box::new(move |pid: i32, exit: ExitInfo| {
+                if pid == init.load(Ordering::SeqCst) {
+                    if let Err(e) = write_exit(&bundle, exit) {
+                        eprintln!("berth-shim: recording exit: {e}");
+                    }
+                    let handle = publish_exit(&args, pid, exit);
+                    *publishing.lock().unwrap_or_else(|p| p.into_inner()) = handle;
+                }
+            })
+        };
+        let reaper = Reaper::start(hook);
+        let runner = Runner { runtime: args.runtime.clone(), root: args.runtime_root.clone(), reaper };
+        let out = append(&bundle.stdout(None))?;
+        let err = append(&bundle.stderr(None))?;
+        let dir = bundle.dir.display().to_string();
+        let pid_file = bundle.init_pid().display().to_string();
+        let create = ["create", "--bundle", &dir, "--pid-file", &pid_file, &args.id];
+        let status = runner.run_with(&create, Stdio::from(out), Stdio::from(err))?;
+        if status != 0 {
+            let _ = runner.run(&["delete", "--force", &args.id]);
+            return Err(runtime_error(&args.runtime, "create", &tail(&bundle.stderr(None))));
+        }
+        let pid: i32 = std::fs::read_to_string(bundle.init_pid())
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| Error::internal(format!("{}: no init pid after create", args.runtime)))?;
+        init.store(pid, Ordering::SeqCst);
+        let shim_dir = bundle.shim_dir();
+        let _ = std::fs::remove_dir_all(&shim_dir);
+        std::fs::DirBuilder::new().mode(0o700).create(&shim_dir).map_err(|e| io("shim dir", e))?;
+        let listener = UnixListener::bind(bundle.socket()).map_err(|e| io("shim socket", e))?;
+        std::fs::set_permissions(bundle.socket(), std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io("shim socket", e))?;
+        Ok(Shim {
+            args,
+            bundle,
+            runner,
+            init: pid,
+            status: Mutex::new(TaskStatus::Created),
+            execs: Mutex::new(HashMap::new()),
+            publishing,
+            listener,
+        })
+    }
+
+    /// The container's init pid.
+    pub fn init_pid(&self) -> u32 {
+        u32::try_from(self.init).unwrap_or(0)
+    }
+
+    /// Serves connections until `Shutdown`.
+    pub fn serve(self) {
+        let shim = Arc::new(self);
+        for conn in shim.listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let shim = shim.clone();
+            let _ = std::thread::Builder::new().stack_size(256 << 10).spawn(move || shim.connection(conn));
+        }
+    }
+
+    fn connection(&self, conn: UnixStream) {
+        let Ok(write) = conn.try_clone() else { return };
+        let mut write = std::io::BufWriter::new(write);
+        let mut lines = BufReader::new(conn).lines();
+        while let Some(Ok(line)) = lines.next() {
+            let resp = match serde_json::from_str::<ShimRequest>(&line) {
+                Ok(ShimRequest::Shutdown) => match self.shutdown() {
+                    Ok(()) => {
+                        let _ = writeln!(write, "{}", json(&ShimResponse::Ok));
+                        let _ = write.flush();
+                        std::process::exit(0);
+                    }
+                    Err(e) => ShimResponse::Error(e),
+                },
+                Ok(req) => self.handle(req).unwrap_or_else(ShimResponse::Error),
+                Err(e) => ShimResponse::Error(Error::invalid(format!("shim request: {e}"))),
+            };
+            if writeln!(write, "{}", json(&resp)).is_err() || write.flush().is_err() {
+                return;
+            }
+        }
+    }
+
+    fn state(&self) -> ShimState {
+        let exit = self.runner.reaper.exited(self.init);
+        let status = if exit.is_some() {
+            TaskStatus::Stopped
+        } else {
+            *self.status.lock().unwrap_or_else(|p| p.into_inner())
+        };
+        ShimState { pid: self.init_pid(), status, exit, shim_pid: std::process::id() }
+    }
+
+    fn set(&self, status: TaskStatus) {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+    }
+
+    fn exec_pid(&self, exec_id: &str) -> Result<i32> {
+        self.execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(exec_id)
+            .copied()
+            .ok_or_else(|| Error::not_found(format!("exec {exec_id}: not found")))
+    }
+
+    fn handle(&self, req: ShimRequest) -> Result<ShimResponse> {
+        let id = self.args.id.as_str();
+        match req {
+            ShimRequest::Start => {
+                if self.state().status != TaskStatus::Created {
+                    return Err(Error::precondition(format!("task {id}: already started")));
+                }
+                self.runner.run(&["start", id])?;
+                self.set(TaskStatus::Running);
+                Ok(ShimResponse::Pid(self.init_pid()))
+            }
+            ShimRequest::Kill { exec_id, signal, all } => {
+                let sig = nix::sys::signal::Signal::try_from(signal)
+                    .map_err(|_| Error::invalid(format!("signal {signal}: unknown")))?;
+                if all {
+                    self.runner.run(&["kill", "--all", id, &signal.to_string()])?;
+                    return Ok(ShimResponse::Ok);
+                }
+                let pid = match &exec_id {
+                    Some(e) => self.exec_pid(e)?,
+                    None => self.init,
+                };
+                if self.runner.reaper.exited(pid).is_some() {
+                    return Err(Error::not_found(format!("task {id}: process already finished")));
+                }
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+                    .map_err(|e| Error::internal(format!("kill {pid}: {e}")))?;
+                Ok(ShimResponse::Ok)
+            }
+            ShimRequest::Exec { exec_id, process } => self.exec(&exec_id, &process),
+            ShimRequest::Pause => {
+                self.runner.run(&["pause", id])?;
+                self.set(TaskStatus::Paused);
+                Ok(ShimResponse::Ok)
+            }
+            ShimRequest::Resume => {
+                self.runner.run(&["resume", id])?;
+                self.set(TaskStatus::Running);
+                Ok(ShimResponse::Ok)
+            }
+            ShimRequest::State => Ok(ShimResponse::State(self.state())),
+            ShimRequest::Wait { exec_id } => {
+                let pid = match &exec_id {
+                    Some(e) => self.exec_pid(e)?,
+                    None => self.init,
+                };
+                Ok(ShimResponse::Exit(self.runner.reaper.wait(pid, true)))
+            }
+            ShimRequest::Ps => {
+                let out = self.runner.run(&["ps", "--format", "json", id])?;
+                let pids: Vec<u32> = serde_json::from_slice(&out).unwrap_or_default();
+                Ok(ShimResponse::Pids(pids))
+            }
+            ShimRequest::Shutdown => Ok(ShimResponse::Ok),
+        }
+    }
+
+    fn exec(&self, exec_id: &str, process: &str) -> Result<ShimResponse> {
+        let id = self.args.id.as_str();
+        if self.state().status != TaskStatus::Running {
+            return Err(Error::precondition(format!("task {id}: not running")));
+        }
+        if self.execs.lock().unwrap_or_else(|p| p.into_inner()).contains_key(exec_id) {
+            return Err(Error::already_exists(format!("exec {exec_id}: already exists")));
+        }
+        let spec = self.bundle.dir.join(format!("exec-{exec_id}.json"));
+        let pid_file = self.bundle.dir.join(format!("exec-{exec_id}.pid"));
+        std::fs::write(&spec, process).map_err(|e| io("exec spec", e))?;
+        let out = append(&self.bundle.stdout(Some(exec_id)))?;
+        let err_path = self.bundle.stderr(Some(exec_id));
+        let err = append(&err_path)?;
+        let (spec_s, pid_s) = (spec.display().to_string(), pid_file.display().to_string());
+        let args = ["exec", "--process", &spec_s, "--pid-file", &pid_s, "--detach", id];
+        let status = self.runner.run_with(&args, Stdio::from(out), Stdio::from(err))?;
+        if status != 0 {
+            return Err(runtime_error(&self.args.runtime, "exec", &tail(&err_path)));
+        }
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| Error::internal(format!("exec {exec_id}: no pid")))?;
+        self.execs.lock().unwrap_or_else(|p| p.into_inner()).insert(exec_id.to_string(), pid);
+        Ok(ShimResponse::Pid(u32::try_from(pid).unwrap_or(0)))
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        let id = self.args.id.as_str();
+        let state = self.state();
+        match state.status {
+            TaskStatus::Stopped => {
+                if self.runner.run(&["delete", id]).is_err() {
+                    self.runner.run(&["delete", "--force", id])?;
+                }
+            }
+            TaskStatus::Created => {
+                self.runner.run(&["delete", "--force", id])?;
+                let _ = self.runner.reaper.wait(self.init, true);
+            }
+            _ => return Err(Error::precondition(format!("task {id}: still running; kill it first"))),
+        }
+        // Give the exit event a moment to reach the events service.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let handle = self.publishing.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        let _ = std::fs::remove_file(self.bundle.socket());
+        Ok(())
+    }
+}
+
+fn json(resp: &ShimResponse) -> String {
+    serde_json::to_string(resp).unwrap_or_else(|_| "\"Ok\"".into())
+}
+
+/// Publishes `/tasks/exit` from a short-lived thread with its own small tokio runtime.
+fn publish_exit(args: &ShimArgs, pid: i32, exit: ExitInfo) -> Option<std::thread::JoinHandle<()>> {
+    let (state, ns, id) = (args.state.clone(), args.namespace.clone(), args.id.clone());
+    std::thread::Builder::new()
+        .name("publish".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                let publisher = berth_ipc::publisher::Publisher::in_state_dir(&state, "shim");
+                publisher.publish(
+                    &ns,
+                    TaskExit {
+                        container_id: id.clone(),
+                        id,
+                        pid: u32::try_from(pid).unwrap_or(0),
+                        exit_status: exit.status,
+                        exited_at: exit.exited_at,
+                    },
+                );
+                publisher.flush(Duration::from_secs(60)).await;
+            });
+        })
+        .ok()
+}

@@ -1,0 +1,80 @@
+//! The shim's system calls: fork, subreaper, closing inherited fds.
+#![allow(unsafe_code)]
+
+use std::os::fd::AsRawFd;
+
+/// Detaches from the caller: fork, the first child starts a new session and forks again,
+/// and only the grandchild returns. The original process waits for the first child and
+/// exits 0; the caller's stdout pipe stays open in the grandchild for the ready line.
+/// Must be called while the process has one thread.
+pub fn daemonize() -> nix::Result<()> {
+    use nix::unistd::{ForkResult, fork, setsid};
+    // SAFETY: the process is single-threaded at this point (called first thing in main), so
+    // the child may run arbitrary code.
+    match unsafe { fork() }? {
+        ForkResult::Parent { child } => {
+            let _ = nix::sys::wait::waitpid(child, None);
+            std::process::exit(0);
+        }
+        ForkResult::Child => {}
+    }
+    setsid()?;
+    // SAFETY: still single-threaded (the first child of a single-threaded process).
+    match unsafe { fork() }? {
+        ForkResult::Parent { .. } => std::process::exit(0),
+        ForkResult::Child => Ok(()),
+    }
+}
+
+/// Makes this process the reaper of its orphaned descendants.
+pub fn set_subreaper() -> nix::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true)
+}
+
+/// Closes every fd from 3 up, except `keep`.
+pub fn close_fds_from_3(keep: &[i32]) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<i32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: closing an fd number this process inherited and does not otherwise use;
+            // the read_dir handle above is already dropped.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Points fd `target` (0, 1 or 2) at `file`.
+pub fn redirect(file: &std::fs::File, target: i32) -> std::io::Result<()> {
+    // SAFETY: dup2 on two valid fds; the old `target` is atomically replaced.
+    let r = unsafe { libc::dup2(file.as_raw_fd(), target) };
+    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Makes `cmd` run in a private mount namespace without the cgroup v2 hierarchy of a
+/// hybrid host (`/sys/fs/cgroup/unified`), so crun sees a plain cgroup v1 host.
+pub fn hide_unified_cgroup(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only makes raw system
+    // calls (unshare, mount, umount2) with static arguments; no allocation, no locks.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let root = c"/".as_ptr();
+            if libc::mount(
+                std::ptr::null(),
+                root,
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_SLAVE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::umount2(c"/sys/fs/cgroup/unified".as_ptr(), libc::MNT_DETACH);
+            Ok(())
+        });
+    }
+}

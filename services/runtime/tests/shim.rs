@@ -1,0 +1,145 @@
+//! The shim on its own: a bundle made by hand (busybox rootfs directory), the real
+//! `berth-shim` binary, runc and crun.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use berth_ipc::runtime::{ExecSpec, RunOptions, ShimRequest, ShimResponse, TaskStatus};
+use berth_runtime::bundle::Bundle;
+use berth_runtime::shim::ShimArgs;
+use berth_runtime::spec;
+
+fn start_shim(runtime: &str, dir: &std::path::Path, id: &str, args: &[&str]) -> (Bundle, u32) {
+    let state = dir.join("state");
+    let bundle = Bundle::new(&state, "default", id);
+    std::fs::create_dir_all(bundle.rootfs()).expect("bundle");
+    common::busybox_rootfs(&bundle.rootfs());
+    let opts =
+        RunOptions { args: Some(args.iter().map(|s| s.to_string()).collect()), ..RunOptions::default() };
+    let image = spec::ImageConfig::default();
+    let spec = spec::generate(&image, &opts, "default", id, &bundle.rootfs()).expect("spec");
+    std::fs::write(bundle.config(), serde_json::to_vec(&spec).expect("json")).expect("config");
+    let shim_args = ShimArgs {
+        namespace: "default".into(),
+        id: id.into(),
+        bundle: bundle.dir.clone(),
+        runtime: runtime.into(),
+        runtime_root: dir.join("runc-root"),
+        state,
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+        .args(shim_args.to_args())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn shim");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready line");
+    assert!(child.wait().expect("wait").success(), "first shim process exits 0");
+    match serde_json::from_str(&line).expect("ready json") {
+        ShimResponse::Pid(pid) => (bundle, pid),
+        other => panic!("shim failed: {other:?}"),
+    }
+}
+
+fn run_to_exit(runtime: &str) {
+    if !common::can_run(runtime) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = format!("shimtest-{runtime}-{}", std::process::id());
+    let (bundle, pid) = start_shim(
+        runtime,
+        dir.path(),
+        &id,
+        &["sh", "-c", "echo hi; echo err >&2; hostname; sleep 0.3; exit 3"],
+    );
+    assert!(pid > 0);
+    let sock = bundle.socket();
+    let meta = std::fs::metadata(&sock).expect("socket");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
+    let state = match common::shim_call(&sock, &ShimRequest::State) {
+        ShimResponse::State(s) => s,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(state.status, TaskStatus::Created);
+    let shim_pid = state.shim_pid;
+    // Detached: the shim is not our child and leads no session of ours.
+    let stat = std::fs::read_to_string(format!("/proc/{shim_pid}/stat")).expect("shim stat");
+    let ppid: u32 = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .expect("ppid");
+    assert_ne!(ppid, std::process::id());
+    assert!(matches!(common::shim_call(&sock, &ShimRequest::Start), ShimResponse::Pid(p) if p == pid));
+    // An exec while it runs.
+    let spec: oci_spec::runtime::Spec =
+        serde_json::from_slice(&std::fs::read(bundle.config()).expect("config")).expect("spec");
+    let process = spec::exec_process(
+        &spec,
+        &ExecSpec {
+            args: vec!["sh".into(), "-c".into(), "echo inside; exit 5".into()],
+            ..ExecSpec::default()
+        },
+    )
+    .expect("exec");
+    let exec =
+        ShimRequest::Exec { exec_id: "e1".into(), process: serde_json::to_string(&process).expect("json") };
+    assert!(matches!(common::shim_call(&sock, &exec), ShimResponse::Pid(_)));
+    match common::shim_call(&sock, &ShimRequest::Wait { exec_id: Some("e1".into()) }) {
+        ShimResponse::Exit(e) => assert_eq!(e.status, 5),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(bundle.stdout(Some("e1"))).expect("exec out"), "inside\n");
+    match common::shim_call(&sock, &ShimRequest::Wait { exec_id: None }) {
+        ShimResponse::Exit(e) => assert_eq!(e.status, 3),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(bundle.read_exit().map(|e| e.status), Some(3));
+    assert_eq!(std::fs::read_to_string(bundle.stdout(None)).expect("out"), format!("hi\n{id}\n"));
+    assert_eq!(std::fs::read_to_string(bundle.stderr(None)).expect("err"), "err\n");
+    assert!(matches!(common::shim_call(&sock, &ShimRequest::Shutdown), ShimResponse::Ok));
+    for _ in 0..200 {
+        if !std::path::Path::new(&format!("/proc/{shim_pid}")).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!std::path::Path::new(&format!("/proc/{shim_pid}")).exists(), "shim exited after shutdown");
+}
+
+#[test]
+fn runc_run_exec_exit() {
+    run_to_exit("runc");
+}
+
+#[test]
+fn crun_run_exec_exit() {
+    run_to_exit("crun");
+}
+
+#[test]
+fn create_failure_is_reported() {
+    if !common::can_run("runc") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let bundle = Bundle::new(&state, "default", "broken");
+    std::fs::create_dir_all(bundle.rootfs()).expect("bundle");
+    std::fs::write(bundle.config(), b"{\"ociVersion\":\"1.0.2\"}").expect("config");
+    let args = ShimArgs {
+        namespace: "default".into(),
+        id: "broken".into(),
+        bundle: bundle.dir.clone(),
+        runtime: "runc".into(),
+        runtime_root: dir.path().join("runc-root"),
+        state,
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_berth-shim")).args(args.to_args()).output().expect("shim");
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(line.contains("Error"), "{line}");
+}
