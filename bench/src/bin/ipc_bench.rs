@@ -10,11 +10,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use berth_bench::ipc;
-use berth_bench::stats::{Percentiles, us};
+use berth_bench::stats::{Percentiles, cpu_time, us};
 use tokio_util::sync::CancellationToken;
 
 struct Options {
@@ -87,6 +87,11 @@ fn measure(o: &Options) -> anyhow::Result<()> {
     result
 }
 
+/// CPU time used by this process and the server so far.
+fn cpu_of_both(server: u32) -> Option<Duration> {
+    Some(cpu_time(None)? + cpu_time(Some(server))?)
+}
+
 async fn run(o: &Options, socket: &Path, pid: u32) -> anyhow::Result<()> {
     let c = ipc::client(socket);
     let welcome = c.welcome().await.context("connect to the server")?;
@@ -127,16 +132,22 @@ async fn run(o: &Options, socket: &Path, pid: u32) -> anyhow::Result<()> {
         [(1, &four[..1]), (64, &four[..1]), (256, &four[..1]), (64, &four[..]), (256, &four[..])]
     {
         ipc::concurrent(clients, tasks, Duration::from_millis(200)).await?; // warm-up
-        let started = Instant::now();
+        let cpu_before = cpu_of_both(pid);
         let (calls, took) = ipc::concurrent(clients, tasks, length).await?;
+        let cpu = cpu_of_both(pid).zip(cpu_before).map(|(after, before)| after.saturating_sub(before));
         let rate = calls as f64 / took.as_secs_f64();
         best = best.max(rate);
+        // CPU per call (client and server together) hardly depends on what else runs on the
+        // machine, unlike calls/s.
+        let per_call = cpu.map(|c| c.as_secs_f64() * 1e6 / calls.max(1) as f64).unwrap_or(f64::NAN);
+        let used = cpu.map(|c| c.as_secs_f64() / took.as_secs_f64()).unwrap_or(f64::NAN);
         println!(
-            "  {tasks:>3} tasks on {} connection{}: {:>9.0} calls/s ({calls} calls in {:.2} s)",
+            "  {tasks:>3} tasks on {} connection{}: {:>7.0} calls/s   cpu {:.1} µs/call, {:.2} CPUs busy",
             clients.len(),
             if clients.len() == 1 { " " } else { "s" },
             rate,
-            started.elapsed().as_secs_f64()
+            per_call,
+            used,
         );
     }
     println!();
