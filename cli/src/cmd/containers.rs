@@ -126,7 +126,7 @@ pub async fn run(ctx: &Ctx, cmd: ContainersCmd) -> anyhow::Result<ExitCode> {
                 match md.call(DeleteContainer(by(id.clone()))).await {
                     Ok(()) => println!("{id}"),
                     Err(e) => {
-                        eprintln!("berth: container {id}: {e}");
+                        eprintln!("berth: {e}");
                         failed = true;
                     }
                 }

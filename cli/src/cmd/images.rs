@@ -54,6 +54,8 @@ pub enum ImagesCmd {
         #[arg(required = true)]
         labels: Vec<String>,
     },
+    #[command(flatten)]
+    Distribution(super::distribution::DistributionCmd),
 }
 
 #[derive(Serialize)]
@@ -125,6 +127,7 @@ pub async fn run(ctx: &Ctx, cmd: ImagesCmd) -> anyhow::Result<ExitCode> {
     let md = &ctx.services.metadata;
     let ns = || ctx.namespace.clone();
     match cmd {
+        ImagesCmd::Distribution(c) => return super::distribution::run(ctx, c).await,
         ImagesCmd::Ls { filters, quiet } => {
             let list = pages(md.stream(ListImages(ListIn { namespace: ns(), filters })).await.map_err(wire)?)
                 .await?;
@@ -136,7 +139,7 @@ pub async fn run(ctx: &Ctx, cmd: ImagesCmd) -> anyhow::Result<ExitCode> {
                 match md.call(DeleteImage { namespace: ns(), name: name.clone(), sync: false }).await {
                     Ok(_) => println!("{name}"),
                     Err(e) => {
-                        eprintln!("berth: image {name}: {e}");
+                        eprintln!("berth: {e}");
                         failed = true;
                     }
                 }

@@ -129,7 +129,7 @@ pub async fn run(ctx: &Ctx, cmd: LeasesCmd) -> anyhow::Result<ExitCode> {
                 {
                     Ok(_) => println!("{id}"),
                     Err(e) => {
-                        eprintln!("berth: lease {id}: {e}");
+                        eprintln!("berth: {e}");
                         failed = true;
                     }
                 }

@@ -119,7 +119,7 @@ pub async fn run(ctx: &Ctx, cmd: NamespacesCmd) -> anyhow::Result<ExitCode> {
                 match md.call(DeleteNamespace { name: name.clone() }).await {
                     Ok(()) => println!("{name}"),
                     Err(e) => {
-                        eprintln!("berth: namespace {name}: {e}");
+                        eprintln!("berth: {e}");
                         failed = true;
                     }
                 }

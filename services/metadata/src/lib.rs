@@ -42,9 +42,9 @@ pub mod store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_ipc::Client;
 use berth_ipc::metadata::Metadata;
 use berth_ipc::publisher::Publisher;
+use berth_ipc::{Client, ClientOptions};
 use berth_service_kit::ServiceEnv;
 use berth_service_kit::config::MetadataConfig;
 use tokio::net::UnixListener;
@@ -54,13 +54,18 @@ pub use gc::Collector;
 pub use service::MetadataService;
 pub use store::Store;
 
+/// How long GC waits for a backend service that is (re)starting.
+const GC_CLIENT_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Runs the metadata service on `listener` until `shutdown` is cancelled.
 pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let dir = env.data_dir()?;
     let store = tokio::task::spawn_blocking(move || Store::open(&dir)).await??;
     let store = Arc::new(store);
-    let content =
-        gc::backend::ContentBackend::new(Client::in_state_dir(&env.config.state, env.client_options()));
+    // GC holds writes while it runs: a content service that is down costs a short wait,
+    // not the full client deadline.
+    let gc_client = ClientOptions { deadline: GC_CLIENT_DEADLINE, ..env.client_options() };
+    let content = gc::backend::ContentBackend::new(Client::in_state_dir(&env.config.state, gc_client));
     let cfg = env.config.metadata.clone();
     let collector = Arc::new(Collector::new(
         store.clone(),
