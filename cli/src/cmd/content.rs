@@ -1,6 +1,7 @@
 //! `berth content ls|get|ingest|rm|active|check`: the content store, like `ctr content`.
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use berth_ipc::content::proxy::ContentClient;
@@ -40,6 +41,10 @@ pub enum ContentCmd {
         /// Size the data must have
         #[arg(long)]
         expected_size: Option<u64>,
+        /// Send the bytes through content.sock even when stdin is a file or a pipe (whose
+        /// fd is otherwise passed to the service, which reads it itself)
+        #[arg(long)]
+        stream: bool,
     },
     /// Delete blobs
     #[command(alias = "del", alias = "remove")]
@@ -118,9 +123,9 @@ pub async fn run(ctx: &Ctx, cmd: ContentCmd) -> anyhow::Result<ExitCode> {
             }
             out.flush()?;
         }
-        ContentCmd::Ingest { r#ref, expected_digest, expected_size } => {
+        ContentCmd::Ingest { r#ref, expected_digest, expected_size, stream } => {
             let expected = expected_digest.as_deref().map(parse_digest).transpose()?;
-            if let Some(info) = ingest(&content, &r#ref, expected, expected_size).await? {
+            if let Some(info) = ingest(&content, &r#ref, expected, expected_size, stream).await? {
                 println!("{}", info.digest);
             }
         }
@@ -186,6 +191,7 @@ async fn ingest(
     r: &str,
     expected: Option<Digest>,
     size: Option<u64>,
+    force_stream: bool,
 ) -> anyhow::Result<Option<berth_ipc::content::BlobInfo>> {
     let e = |e: berth_ipc::Error| anyhow::anyhow!("{e}");
     let mut writer = match content.writer(r, expected, size).await {
@@ -197,6 +203,11 @@ async fn ingest(
         Err(err) => return Err(e(err)),
     };
     let skip = writer.status().offset;
+    let passable = if !force_stream && content.fd_socket().exists() { passable_stdin(skip)? } else { None };
+    if let Some(stdin) = passable {
+        writer.append_from(stdin.as_fd()).await.map_err(e)?;
+        return commit(writer, size, expected).await;
+    }
     // A thread reads stdin so that reading overlaps sending.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
     std::thread::spawn(move || {
@@ -228,6 +239,31 @@ async fn ingest(
     while let Some(chunk) = rx.recv().await {
         writer.push(chunk?).await.map_err(e)?;
     }
+    commit(writer, size, expected).await
+}
+
+/// Stdin as a file to pass to the service, positioned `skip` bytes on, when it is a
+/// regular file or a pipe.
+fn passable_stdin(skip: u64) -> anyhow::Result<Option<std::fs::File>> {
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::FileTypeExt;
+    let mut file = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        file.seek(SeekFrom::Current(i64::try_from(skip)?))?;
+    } else if kind.is_fifo() {
+        std::io::copy(&mut (&mut file).take(skip), &mut std::io::sink())?;
+    } else {
+        return Ok(None);
+    }
+    Ok(Some(file))
+}
+
+async fn commit(
+    writer: berth_ipc::content::proxy::RemoteWriter,
+    size: Option<u64>,
+    expected: Option<Digest>,
+) -> anyhow::Result<Option<berth_ipc::content::BlobInfo>> {
     match writer.commit(size, expected).await {
         Ok(info) => Ok(Some(info)),
         // The same bytes are already stored: the ingest has done its job.

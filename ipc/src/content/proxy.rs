@@ -162,6 +162,19 @@ impl RemoteWriter {
         Ok(())
     }
 
+    /// Has the service read `fd` to its end and append it (over the fd socket, so the bytes
+    /// do not cross a socket); returns the new end. Waits for pushed chunks first.
+    pub async fn append_from(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> Result<u64> {
+        self.flush().await?;
+        let req = readfd::AppendFdRequest { session: self.session, seq: self.seq, offset: self.offset };
+        self.seq += 1;
+        let socket = self.client.socket().parent().unwrap_or(Path::new(".")).join(readfd::SOCKET_NAME);
+        let end = readfd::append_fd(&socket, req, fd).await?;
+        self.status.offset = end;
+        self.offset = end;
+        Ok(end)
+    }
+
     /// Waits for every pushed chunk; returns the service's offset.
     pub async fn flush(&mut self) -> Result<u64> {
         while !self.inflight.is_empty() {

@@ -1,87 +1,182 @@
-//! The side socket `<state>/content-fd.sock`: hands peers an open read-only fd of a blob.
-//! The exchange is documented in `berth_ipc::content::readfd`; peers are checked with the
-//! same policy as on `content.sock`.
+//! The side socket `<state>/content-fd.sock`: hands peers an open read-only fd of a blob,
+//! and reads an ingest's data from an fd a peer passes. The exchange is documented in
+//! `berth_ipc::content::readfd`; peers are checked with the same policy as on
+//! `content.sock`.
 
-use std::os::fd::AsFd;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_ipc::content::readfd::{self, ReadFdReply};
+use berth_ipc::content::readfd::{self, AppendFdReply, AppendFdRequest, FdRequest, ReadFdReply};
 use berth_ipc::peer::AccessPolicy;
 use berth_ipc::{Error, Result};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::ingest::Ingest;
+use crate::session::{self, Sessions};
 use crate::store::Store;
 
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 256;
 /// Time a client has to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes read from a passed fd per write.
+const APPEND_CHUNK: usize = 4 << 20;
 
-/// Serves `listener` until `shutdown`.
-pub async fn serve(
-    listener: UnixListener,
-    store: Arc<Store>,
-    access: AccessPolicy,
-    shutdown: CancellationToken,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let stream = match accepted {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "content fd socket: accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+/// What the fd socket serves from.
+#[derive(Clone)]
+pub struct FdServer {
+    /// The blob store.
+    pub store: Arc<Store>,
+    /// The write sessions of `content.sock`.
+    pub sessions: Sessions,
+    /// Who may connect.
+    pub access: AccessPolicy,
+}
+
+impl FdServer {
+    /// Serves `listener` until `shutdown`.
+    pub async fn serve(self, listener: UnixListener, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            let stream = match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "content fd socket: accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                tracing::warn!("content fd socket: too many connections");
                 continue;
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.serve_one(stream).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn serve_one(&self, stream: UnixStream) {
+        let allowed = berth_ipc::peer::peer_of(&stream).is_ok_and(|p| self.access.allows(&p));
+        if !allowed {
+            tracing::warn!("content fd socket: peer refused");
+            return;
+        }
+        let bytes = match tokio::time::timeout(REQUEST_TIMEOUT, readfd::read_request(&stream)).await {
+            Err(_) => {
+                readfd::encode_reply::<()>(0, &Err(Error::unavailable("no request within the timeout")))
+            }
+            Ok(Err(e)) => readfd::encode_reply::<()>(0, &Err(e)),
+            Ok(Ok((id, FdRequest::Read(req), _))) => {
+                let store = self.store.clone();
+                let opened = tokio::task::spawn_blocking(move || store.open_blob(&req.digest))
+                    .await
+                    .map_err(|e| Error::internal(format!("content worker: {e}")))
+                    .and_then(|r| r);
+                let sent = match opened {
+                    Ok((file, size)) => {
+                        let bytes = readfd::encode_reply(id, &Ok(ReadFdReply { size }));
+                        berth_ipc::fdpass::send_with_fd(&stream, &bytes, Some(file.as_fd())).await
+                    }
+                    Err(e) => {
+                        let bytes = readfd::encode_reply::<ReadFdReply>(id, &Err(e));
+                        berth_ipc::fdpass::send_with_fd(&stream, &bytes, None).await
+                    }
+                };
+                if let Err(e) = sent {
+                    tracing::debug!(error = %e, "content fd socket: reply not sent");
+                }
+                return;
+            }
+            Ok(Ok((id, FdRequest::Append(req), fd))) => {
+                let end = self.append(req, fd).await.map(|end| AppendFdReply { end });
+                readfd::encode_reply(id, &end)
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("content fd socket: too many connections");
-            continue;
-        };
-        let store = store.clone();
-        tokio::spawn(async move {
-            serve_one(stream, &store, access).await;
-            drop(permit);
-        });
+        if let Err(e) = berth_ipc::fdpass::send_with_fd(&stream, &bytes, None).await {
+            tracing::debug!(error = %e, "content fd socket: reply not sent");
+        }
+    }
+
+    async fn append(&self, req: AppendFdRequest, fd: Option<OwnedFd>) -> Result<u64> {
+        let fd =
+            fd.ok_or_else(|| Error::invalid(format!("write session {}: append without an fd", req.session)))?;
+        let session = self.sessions.get(req.session)?;
+        let offset = req.offset;
+        session::apply(&session, req.session, req.seq, move |ingest, done| {
+            append_from(ingest, offset, fd, done)
+        })
+        .await
     }
 }
 
-async fn serve_one(mut stream: UnixStream, store: &Arc<Store>, access: AccessPolicy) {
-    let allowed = berth_ipc::peer::peer_of(&stream).is_ok_and(|p| access.allows(&p));
-    if !allowed {
-        tracing::warn!("content fd socket: peer refused");
-        return;
+/// Reads `fd` to its end into `ingest` from `offset`. A reader thread fills one buffer
+/// while the other is hashed and written.
+fn append_from(ingest: &mut Ingest, offset: u64, fd: OwnedFd, done: &CancellationToken) -> Result<u64> {
+    let mut source = File::from(fd);
+    let r = ingest.r#ref().to_string();
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(1);
+    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+    for _ in 0..2 {
+        let _ = free_tx.send(vec![0u8; APPEND_CHUNK]);
     }
-    let (id, result) = match tokio::time::timeout(REQUEST_TIMEOUT, readfd::read_request(&mut stream)).await {
-        Err(_) => (0, Err(Error::unavailable("no request within the timeout"))),
-        Ok(Err(e)) => (0, Err(e)),
-        Ok(Ok((id, req))) => {
-            let store = store.clone();
-            let opened = tokio::task::spawn_blocking(move || store.open_blob(&req.digest))
-                .await
-                .map_err(|e| Error::internal(format!("content worker: {e}")))
-                .and_then(|r| r);
-            (id, opened)
+    // Everything moves into the scope's closure, so an early return drops the channel ends
+    // and the reader thread stops instead of blocking the scope's join.
+    std::thread::scope(move |s| {
+        s.spawn(move || {
+            while let Ok(mut buf) = free_rx.recv() {
+                buf.resize(APPEND_CHUNK, 0);
+                let mut filled = 0;
+                let read = loop {
+                    match source.read(&mut buf[filled..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            filled += n;
+                            if filled == buf.len() {
+                                break Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                buf.truncate(filled);
+                let last = filled == 0 || read.is_err();
+                if full_tx.send(read.map(|()| buf)).is_err() || last {
+                    return;
+                }
+            }
+        });
+        let mut at = offset;
+        let mut first = true;
+        while let Ok(next) = full_rx.recv() {
+            let buf =
+                next.map_err(|e| Error::from(e).context(format!("ingest {r:?}: reading the passed fd")))?;
+            if buf.is_empty() && !first {
+                break;
+            }
+            if done.is_cancelled() {
+                return Err(Error::unavailable(format!("ingest {r:?}: its writer went away")));
+            }
+            at = ingest.write_at(at, &buf)?;
+            first = false;
+            if buf.is_empty() {
+                break;
+            }
+            let _ = free_tx.send(buf);
         }
-    };
-    let sent = match result {
-        Ok((file, size)) => {
-            let bytes = readfd::encode_reply(id, &Ok(ReadFdReply { size }));
-            berth_ipc::fdpass::send_with_fd(&stream, &bytes, Some(file.as_fd())).await
-        }
-        Err(e) => {
-            let bytes = readfd::encode_reply(id, &Result::<ReadFdReply>::Err(e));
-            berth_ipc::fdpass::send_with_fd(&stream, &bytes, None).await
-        }
-    };
-    if let Err(e) = sent {
-        tracing::debug!(error = %e, "content fd socket: reply not sent");
-    }
+        drop(free_tx);
+        Ok(at)
+    })
 }

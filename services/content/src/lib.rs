@@ -7,8 +7,9 @@
 //! - [`ingest`] — writes in progress: locking, resuming, writing, committing.
 //! - [`direct`] — appending ingest data with direct I/O through an aligned staging buffer.
 //! - [`service`] — the request handler, one `handle_<request>` per message; write sessions.
+//! - [`session`] — write sessions and the in-order application of their chunks.
 //! - [`local`] — the store behind the shared `ContentStore` trait (for the conformance suite).
-//! - [`fdserver`] — the `content-fd.sock` side socket (ReadFd).
+//! - [`fdserver`] — the `content-fd.sock` side socket (ReadFd, appending from a passed fd).
 //! - [`events`] — `/content/create` and `/content/delete`.
 
 pub mod direct;
@@ -17,6 +18,7 @@ pub mod fdserver;
 pub mod ingest;
 pub mod local;
 pub mod service;
+pub mod session;
 pub mod store;
 
 use berth_ipc::content::Content;
@@ -36,10 +38,11 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
     let fd_path = env.config.state.join(SOCKET_NAME);
     let fd_listener = berth_ipc::socket::bind(&fd_path, env.config.group_id())
         .map_err(|e| anyhow::anyhow!("bind {}: {e}", fd_path.display()))?;
-    let access = env.server_config().access;
-    let fd_task = tokio::spawn(fdserver::serve(fd_listener, store.clone(), access, shutdown.clone()));
     let events = events::Events::new(Publisher::in_state_dir(&env.config.state, "content"));
-    let service = ContentService::new(store, events.clone());
+    let service = ContentService::new(store.clone(), events.clone());
+    let fd_server =
+        fdserver::FdServer { store, sessions: service.sessions(), access: env.server_config().access };
+    let fd_task = tokio::spawn(fd_server.serve(fd_listener, shutdown.clone()));
     let result = berth_service_kit::serve::<Content, _>(&env, service, listener, shutdown).await;
     let _ = fd_task.await;
     let _ = std::fs::remove_file(&fd_path);

@@ -1,10 +1,8 @@
 //! The request handler: one `handle_<request>` per message of the content protocol. Disk
 //! work runs on the blocking pool; write sessions live in a table keyed by session id.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use berth_ipc::content::{
     Abort, BlobInfo, Check, CheckItem, Chunk, CommitWriter, Content, ContentRequest, ContentResponse, Delete,
@@ -16,27 +14,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::Events;
 use crate::ingest::{self, Ingest};
+use crate::session::{self, Session, Sessions};
 use crate::store::{Store, now_ns};
 
 /// Bytes per item of a `Read` stream.
 const READ_CHUNK: usize = 4 << 20;
-/// How long a pipelined chunk waits for its predecessors.
-const REORDER_WAIT: Duration = Duration::from_secs(10);
-
-/// An open write session.
-struct Session {
-    ingest: Arc<tokio::sync::Mutex<Ingest>>,
-    /// The `seq` of the next chunk to apply.
-    next_seq: watch::Sender<u64>,
-    /// Cancelled when the session ends (commit, abort); the lock stream then closes.
-    done: CancellationToken,
-}
-
 /// The content service's handler.
 pub struct ContentService {
     store: Arc<Store>,
     events: Events,
-    sessions: Arc<Mutex<HashMap<u64, Arc<Session>>>>,
+    sessions: Sessions,
     next_session: AtomicU64,
 }
 
@@ -54,28 +41,23 @@ impl ContentService {
         ContentService {
             store,
             events,
-            sessions: Arc::default(),
+            sessions: Sessions::default(),
             // Ids from a restarted service never match a session of its predecessor.
             next_session: AtomicU64::new(now_ns() | 1),
         }
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Session>>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    /// The session table, shared with the fd socket.
+    pub fn sessions(&self) -> Sessions {
+        self.sessions.clone()
     }
 
     fn session(&self, id: u64) -> Result<Arc<Session>> {
-        self.sessions().get(&id).cloned().ok_or_else(|| {
-            Error::precondition(format!(
-                "write session {id}: not open (its writer went away); reopen the ref"
-            ))
-        })
+        self.sessions.get(id)
     }
 
     fn end_session(&self, id: u64) {
-        if let Some(s) = self.sessions().remove(&id) {
-            s.done.cancel();
-        }
+        self.sessions.end(id);
     }
 
     async fn handle_info(&self, req: Info) -> Result<BlobInfo> {
@@ -194,7 +176,7 @@ impl ContentService {
             next_seq: watch::Sender::new(0),
             done: CancellationToken::new(),
         });
-        self.sessions().insert(id, session.clone());
+        self.sessions.insert(id, session.clone());
         let (tx, reply) = Reply::stream(1);
         let _ = tx.try_send(Ok(ContentResponse::OpenWriter(WriterEvent::Opened { session: id, status })));
         let sessions = self.sessions.clone();
@@ -204,9 +186,7 @@ impl ContentService {
                 _ = session.done.cancelled() => {}
                 _ = tx.closed() => {}
             }
-            if let Some(s) = sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) {
-                s.done.cancel();
-            }
+            sessions.end(id);
             // Let a chunk being written finish; the lock goes with the last reference.
             drop(session.ingest.lock().await);
             tracing::debug!(session = id, "write session closed");
@@ -223,37 +203,8 @@ impl ContentService {
                 berth_ipc::content::MAX_CHUNK
             )));
         }
-        let seq = req.seq;
-        if *session.next_seq.borrow() != seq {
-            // A pipelined chunk that overtook its predecessor: wait for its turn.
-            let mut rx = session.next_seq.subscribe();
-            match tokio::time::timeout(REORDER_WAIT, rx.wait_for(|n| *n >= seq)).await {
-                Ok(Ok(n)) if *n == seq => {}
-                Ok(Ok(n)) => {
-                    return Err(Error::invalid(format!(
-                        "write session {}: chunk seq {seq} already applied (next is {})",
-                        req.session, *n
-                    )));
-                }
-                _ => {
-                    return Err(Error::precondition(format!(
-                        "write session {}: chunk seq {seq} waited too long for its predecessors",
-                        req.session
-                    )));
-                }
-            }
-        }
-        let mut ingest = session.ingest.clone().lock_owned().await;
         let (offset, data) = (req.offset, req.data.0);
-        let end = blocking(move || {
-            let end = ingest.write_at(offset, &data);
-            drop(ingest);
-            end
-        })
-        .await;
-        // Applied or refused, the next chunk may go now.
-        session.next_seq.send_replace(seq + 1);
-        end
+        session::apply(&session, req.session, req.seq, move |ingest, _| ingest.write_at(offset, &data)).await
     }
 
     async fn handle_commit_writer(&self, req: CommitWriter) -> Result<BlobInfo> {
@@ -304,6 +255,6 @@ impl Handler<Content> for ContentService {
     }
 
     fn gauges(&self) -> Vec<(String, f64)> {
-        vec![("write_sessions".to_string(), self.sessions().len() as f64)]
+        vec![("write_sessions".to_string(), self.sessions.len() as f64)]
     }
 }

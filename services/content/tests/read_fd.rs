@@ -31,3 +31,37 @@ async fn peer_reads_exact_bytes_through_the_fd() {
     assert_eq!(err.code, Code::NotFound, "{err}");
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_appends_from_a_passed_fd() {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::fd::AsFd;
+    let svc = common::start().await;
+    let head = common::data(21, 10_000);
+    let body = common::data(22, 9 << 20 | 77);
+    let tail = common::data(23, 3_000);
+
+    let mut w = svc.client.writer("append-fd", None, None).await.expect("open");
+    w.push(head.clone()).await.expect("push");
+    // A regular file, read from its current position.
+    let mut file = tempfile::tempfile().expect("tempfile");
+    file.write_all(b"skip me").expect("write");
+    file.write_all(&body).expect("write");
+    file.seek(SeekFrom::Start(7)).expect("seek");
+    let end = w.append_from(file.as_fd()).await.expect("append from file");
+    assert_eq!(end, (head.len() + body.len()) as u64);
+    // A pipe, written by another thread.
+    let (rd, wr) = std::io::pipe().expect("pipe");
+    let t = tail.clone();
+    let writer_thread = std::thread::spawn(move || {
+        let mut wr = wr;
+        wr.write_all(&t).expect("write pipe");
+    });
+    w.append_from(rd.as_fd()).await.expect("append from pipe");
+    writer_thread.join().expect("join");
+    let info = w.commit(None, None).await.expect("commit");
+    let all = [head, body, tail].concat();
+    assert_eq!(info.digest, Digest::of(&all));
+    assert_eq!(svc.client.read(&info.digest, 0, None).await.expect("read"), all);
+    svc.stop().await;
+}
