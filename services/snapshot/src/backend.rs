@@ -229,50 +229,6 @@ impl Backend {
         Ok(())
     }
 
-    /// `Mounts` of `key`.
-    pub fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
-        let index = self.lock();
-        self.mounts_locked(&index, key)
-    }
-
-    fn mounts_locked(&self, index: &Index, key: &str) -> Result<Vec<Mount>> {
-        let r = index.get(key)?;
-        let own = self.fs_dir(r.id).display().to_string();
-        let bind = |src: String, ro: bool| {
-            vec![Mount {
-                kind: "bind".into(),
-                source: src,
-                options: vec![if ro { "ro" } else { "rw" }.into(), "rbind".into()],
-            }]
-        };
-        if self.kind == BackendKind::Native {
-            return Ok(bind(own, r.kind != Kind::Active));
-        }
-        let mut lowers: Vec<String> = index
-            .chain(r.parent.as_deref())?
-            .into_iter()
-            .map(|id| self.fs_dir(id).display().to_string())
-            .collect();
-        match r.kind {
-            Kind::Active if lowers.is_empty() => Ok(bind(own, false)),
-            Kind::Active => Ok(vec![Mount {
-                kind: "overlay".into(),
-                source: "overlay".into(),
-                options: vec![
-                    format!("workdir={}", self.snap_dir(r.id).join("work").display()),
-                    format!("upperdir={own}"),
-                    format!("lowerdir={}", lowers.join(":")),
-                ],
-            }]),
-            Kind::Committed => {
-                lowers.insert(0, own);
-                Ok(ro_mounts(lowers, bind))
-            }
-            Kind::View if lowers.is_empty() => Ok(bind(own, true)),
-            Kind::View => Ok(ro_mounts(lowers, bind)),
-        }
-    }
-
     /// `Remove`: refused while the snapshot has children.
     pub fn remove(&self, key: &str) -> Result<()> {
         let mut index = self.lock();
@@ -360,6 +316,15 @@ impl Backend {
                     continue;
                 }
                 let p = e.path();
+                if base.ends_with("tmp") && p.is_dir() {
+                    // A diff's mount point: never walked into, only unmounted and removed
+                    // once empty, so a view mounted there cannot be deleted through.
+                    let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+                    if std::fs::remove_dir(&p).is_ok() {
+                        removed += 1;
+                    }
+                    continue;
+                }
                 let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
                 r.map_err(|e| io_err("remove", &p, e))?;
                 removed += 1;
@@ -383,16 +348,4 @@ impl Backend {
         let dir = self.active_dir(key)?;
         crate::layer::apply(&dir, blob, self.whiteouts(), self.max_layer_bytes)
     }
-}
-
-/// Read-only mounts of a stack of layers, nearest first.
-fn ro_mounts(lowers: Vec<String>, bind: impl Fn(String, bool) -> Vec<Mount>) -> Vec<Mount> {
-    if lowers.len() == 1 {
-        return bind(lowers.into_iter().next().unwrap_or_default(), true);
-    }
-    vec![Mount {
-        kind: "overlay".into(),
-        source: "overlay".into(),
-        options: vec![format!("lowerdir={}", lowers.join(":"))],
-    }]
 }

@@ -3,9 +3,11 @@
 //!
 //! On overlayfs, when `upper`'s parent is `lower`, the upper directory *is* the change set:
 //! it is written as it stands, overlay whiteouts (char 0/0) turned back into `.wh.<name>`
-//! and opaque directories into `<dir>/.wh..wh..opq`. On native (full copies) the two trees
-//! are walked side by side: what is new or changed in `upper` is written, what `upper` lacks
-//! becomes a whiteout. Either way, applying the result onto `lower` gives `upper`'s view.
+//! and opaque directories into `<dir>/.wh..wh..opq`. Otherwise (native full copies, or two
+//! overlayfs snapshots further apart, whose views are mounted read-only for the walk) the
+//! two trees are walked side by side: what is new or changed in `upper` is written, what
+//! `upper` lacks becomes a whiteout. Either way, applying the result onto `lower` gives
+//! `upper`'s view.
 //!
 //! [`Blobs`]: crate::blobs::Blobs
 
@@ -34,13 +36,13 @@ pub async fn diff(svc: &SnapshotService, r: Diff) -> Result<Descriptor> {
         let l = r.lower.as_deref().map(|l| index.get(l).map(|x| x.id)).transpose()?;
         (b.fs_dir(u.id), l.map(|id| b.fs_dir(id)), u.parent.clone())
     };
-    let overlay = b.kind() == BackendKind::Overlay;
-    if overlay && upper_parent != r.lower {
-        return Err(Error::new(
-            berth_ipc::Code::Unimplemented,
-            format!("diff {}: on overlayfs the lower must be the upper's parent", r.upper),
-        ));
-    }
+    let overlay = b.kind() == BackendKind::Overlay && upper_parent == r.lower;
+    let views = if b.kind() == BackendKind::Overlay && !overlay {
+        let lower = r.lower.as_deref().map(|l| b.view_mounts(l)).transpose()?;
+        Some((lower, b.view_mounts(&r.upper)?))
+    } else {
+        None
+    };
     static N: AtomicU64 = AtomicU64::new(0);
     let tmp = b.dir().join("tmp").join(format!(
         "diff-{}-{}.tar.gz",
@@ -53,6 +55,11 @@ pub async fn diff(svc: &SnapshotService, r: Diff) -> Result<Descriptor> {
         let mut w = LayerWriter::new(file);
         if overlay {
             walk_upper(&mut w, &upper_dir, &[])?;
+        } else if let Some((lower, upper)) = views {
+            let base = t2.with_extension("mnt");
+            let l = lower.map(|m| TempMount::new(&m, &base.with_extension("lower"))).transpose()?;
+            let u = TempMount::new(&upper, &base.with_extension("upper"))?;
+            walk_two(&mut w, l.as_ref().map(|m| m.dir.as_path()), &u.dir, &[])?;
         } else {
             walk_two(&mut w, lower_dir.as_deref(), &upper_dir, &[])?;
         }
@@ -74,6 +81,40 @@ pub async fn diff(svc: &SnapshotService, r: Diff) -> Result<Descriptor> {
     }
     let _ = std::fs::remove_file(&tmp);
     Ok(Descriptor { media_type: MEDIA_TYPE_LAYER_GZIP.to_string(), digest, size, diff_id })
+}
+
+/// A read-only mount on a fresh directory, unmounted and removed when dropped.
+struct TempMount {
+    dir: PathBuf,
+}
+
+impl TempMount {
+    fn new(mounts: &[berth_ipc::snapshot::Mount], dir: &Path) -> Result<TempMount> {
+        use nix::mount::{MsFlags, mount};
+        std::fs::create_dir(dir).map_err(|e| io_err("create", dir, e))?;
+        let guard = TempMount { dir: dir.to_path_buf() };
+        let m = mounts.first().ok_or_else(|| Error::internal("diff: no mounts"))?;
+        let err = |e: nix::errno::Errno| {
+            Error::internal(format!("diff: mount {}: {}", dir.display(), e.desc().to_lowercase()))
+        };
+        if m.kind == "bind" {
+            mount(Some(m.source.as_str()), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(err)?;
+            let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            mount(None::<&str>, dir, None::<&str>, ro, None::<&str>).map_err(err)?;
+        } else {
+            let data = m.options.join(",");
+            mount(Some("overlay"), dir, Some("overlay"), MsFlags::MS_RDONLY, Some(data.as_str()))
+                .map_err(err)?;
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for TempMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 fn sorted_children(dir: &Path) -> Result<Vec<(Vec<u8>, PathBuf, Metadata)>> {

@@ -11,6 +11,7 @@
 //! - [`service`] — the request handler, one `handle_<request>` per message.
 //! - [`backend`] — a backend's operations with containerd's semantics, and its mounts.
 //! - [`index`] — the key index and its durable file.
+//! - [`mounts`] — mount lists of snapshots and views.
 //! - [`layer`] — applying a layer: decompression and diff_id, names, the extractor,
 //!   metadata, whiteouts.
 //! - [`unpack`] — batch unpack of an image's layers under chainIDs.
@@ -32,6 +33,7 @@ pub mod events;
 pub mod filters;
 pub mod index;
 pub mod layer;
+pub mod mounts;
 pub mod service;
 pub mod store;
 mod sys;

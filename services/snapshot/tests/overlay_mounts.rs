@@ -185,3 +185,54 @@ async fn deletions_and_opaque_dirs_made_through_overlay_survive_diff_and_apply()
         .expect("stat");
     assert_eq!(info.kind, Kind::Active);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_of_distant_overlay_snapshots_walks_mounted_views() {
+    if !common::can_mount_overlay() {
+        println!("skipping: needs root and overlayfs");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let (s, _d, blobs) = local(dir.path());
+    let layers = three_layers();
+    chain(&s, "overlayfs", &layers, &blobs).await;
+    // l0 → l2 skips a layer, so the overlay upper dir alone is not the change set.
+    let d = s
+        .call(Diff {
+            snapshotter: "overlayfs".into(),
+            lower: Some("l0".into()),
+            upper: "l2".into(),
+            labels: BTreeMap::new(),
+        })
+        .await
+        .expect("diff");
+    chain(&s, "native", &layers[..1], &blobs).await;
+    let m = s
+        .call(Prepare {
+            snapshotter: "native".into(),
+            key: "replay".into(),
+            parent: Some("l0".into()),
+            labels: BTreeMap::new(),
+        })
+        .await
+        .expect("prepare");
+    s.call(berth_ipc::snapshot::Apply {
+        snapshotter: "native".into(),
+        key: "replay".into(),
+        digest: d.digest,
+        media_type: d.media_type,
+    })
+    .await
+    .expect("apply");
+    let got = common::tree(std::path::Path::new(&m[0].source));
+    let names: Vec<&str> = got.iter().map(|l| l.split(' ').next().expect("name")).collect();
+    assert_eq!(names, ["etc", "etc/added", "etc/conf", "etc/extra"], "{got:#?}");
+    let left: Vec<_> =
+        std::fs::read_dir(dir.path().join("root/snapshots/overlayfs/tmp")).expect("tmp").collect();
+    assert!(left.is_empty(), "temporary mounts or files left behind");
+    assert!(
+        !std::fs::read_to_string("/proc/mounts")
+            .expect("mounts")
+            .contains(dir.path().to_str().expect("utf8"))
+    );
+}
