@@ -21,6 +21,10 @@ use super::meta::Meta;
 use super::path::{self, EntryPath};
 use super::whiteout;
 
+/// Most entries one layer may hold: what the extractor remembers per entry (paths written,
+/// directory times) stays bounded however well a hostile layer compresses.
+pub const MAX_ENTRIES: usize = 4_000_000;
+
 /// How whiteouts are carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Whiteouts {
@@ -39,6 +43,7 @@ pub struct Extractor {
     parent_cache: Option<(Vec<u8>, OwnedFd)>,
     dir_times: Vec<(EntryPath, Meta)>,
     buf: Vec<u8>,
+    entries: usize,
 }
 
 impl Extractor {
@@ -51,6 +56,7 @@ impl Extractor {
             parent_cache: None,
             dir_times: Vec::new(),
             buf: vec![0; 256 << 10],
+            entries: 0,
         }
     }
 
@@ -67,6 +73,10 @@ impl Extractor {
 
     /// Extracts one entry.
     pub fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+        self.entries += 1;
+        if self.entries > MAX_ENTRIES {
+            return Err(Error::invalid(format!("layer: more than {MAX_ENTRIES} entries")));
+        }
         let raw = entry.path_bytes().into_owned();
         let p = EntryPath::parse(&raw)?;
         let kind = entry.header().entry_type();

@@ -7,7 +7,10 @@ use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use berth_ipc::Result;
-use nix::sys::stat::{FchmodatFlags, Mode, UtimensatFlags, fchmod, fchmodat, futimens, utimensat};
+use nix::fcntl::{AT_FDCWD, OFlag, openat};
+use nix::sys::stat::{
+    FchmodatFlags, Mode, SFlag, UtimensatFlags, fchmod, fchmodat, fstat, futimens, utimensat,
+};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchown, fchownat};
 
@@ -120,10 +123,21 @@ impl Meta {
         )
         .map_err(|e| errno("chown", path, e))?;
         if !symlink {
-            // The name was created by mknodat a moment ago in a directory only this
-            // extractor writes: it is not a symlink.
-            fchmodat(dir, name, Mode::from_bits_truncate(self.mode), FchmodatFlags::FollowSymlink)
+            // Through an O_PATH fd of the node itself, checked not to be a symlink, so a
+            // process swapping the name meanwhile cannot redirect the chmod.
+            let fd = openat(dir, name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
                 .map_err(|e| errno("chmod", path, e))?;
+            let st = fstat(&fd).map_err(|e| errno("chmod", path, e))?;
+            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFLNK {
+                let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                fchmodat(
+                    AT_FDCWD,
+                    proc.as_str(),
+                    Mode::from_bits_truncate(self.mode),
+                    FchmodatFlags::FollowSymlink,
+                )
+                .map_err(|e| errno("chmod", path, e))?;
+            }
         }
         if !self.xattrs.is_empty() {
             let mut p = format!("/proc/self/fd/{}/", dir.as_fd().as_raw_fd()).into_bytes();
