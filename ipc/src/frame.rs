@@ -5,8 +5,8 @@
 //!    credentials (SO_PEERCRED) and closes the connection unless it is allowed.
 //! 2. The client sends a `Hello` frame naming the service it expects; the service answers
 //!    `Welcome` (or an `Error` frame with request id 0, then closes).
-//! 3. The client sends `Request` frames, each with a fresh request id. Many may be in
-//!    flight on one connection.
+//! 3. The client sends `Request` frames, each with a fresh non-zero request id (0 is
+//!    reserved for the handshake and connection errors). Many may be in flight at once.
 //! 4. The service answers each id with exactly one `Response`, or with `StreamItem` frames
 //!    followed by one `StreamEnd`, or with one `Error`. Answers to different ids may come in
 //!    any order.
