@@ -1,9 +1,27 @@
 //! berth's client library: one handle with a typed client per service, found through the
-//! state dir. Distribution (pull, push, import, export, unpack) will live here too, as in
-//! containerd 1.x.
+//! state dir, and distribution (import, export, pull, push, unpack) as in containerd 1.x:
+//! blobs into content under a lease, records with GC reference labels in metadata, layers
+//! unpacked through the snapshot service, the image record last.
 //!
 //! # Layout
 //! - `lib.rs` — [`Services`].
+//! - [`oci`] — media types, descriptors, manifests, indexes, configs, platforms.
+//! - [`reference`] — Docker-style reference normalization.
+//! - [`session`] — a job's namespace, lease and blob writes.
+//! - [`image`] — resolve, record with GC labels, unpack, create the image record.
+//! - [`archive`] — tar entries streamed from a blocking reader.
+//! - [`import`] — OCI layout and docker-archive import.
+//! - [`mount`] — read-only views of images on a directory.
+//! - [`rootfs`] — single-layer images from rootfs tarballs.
+
+pub mod archive;
+pub mod image;
+pub mod import;
+pub mod mount;
+pub mod oci;
+pub mod reference;
+pub mod rootfs;
+pub mod session;
 
 use std::path::{Path, PathBuf};
 

@@ -5,6 +5,8 @@
 //! The binaries must be built first (`cargo build --workspace --bins`, which the README's
 //! test command does); they are looked up next to the test executable.
 
+pub mod dist;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

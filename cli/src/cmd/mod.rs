@@ -3,6 +3,7 @@
 pub mod config;
 pub mod containers;
 pub mod content;
+pub mod distribution;
 pub mod events;
 pub mod gc;
 pub mod images;

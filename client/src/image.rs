@@ -1,0 +1,207 @@
+//! Finishing an image whose blobs are in content: walk from the root descriptor (index →
+//! platform manifest → config and layers), record every blob with its GC reference labels,
+//! check the config's diff_ids against the layers, unpack through the snapshot service under
+//! chainIDs, and create (or retarget) the image record last.
+
+use std::collections::BTreeMap;
+
+use berth_ipc::content::proxy::ContentClient;
+use berth_ipc::content::store::ContentStore;
+use berth_ipc::metadata::{CreateImage, Descriptor as MetaDescriptor, Image, UpdateImage};
+use berth_ipc::snapshot::{LABEL_UNCOMPRESSED, Layer, Unpack};
+use berth_ipc::{Code, Digest, Error, Result};
+
+use crate::oci::{self, Config, Descriptor, Manifest, Platform};
+use crate::session::{Session, chain_ids};
+
+/// The label naming a content blob a record references.
+pub const GC_REF_CONTENT: &str = "containerd.io/gc.ref.content";
+/// The label prefix naming the snapshot a config unpacks to.
+pub const GC_REF_SNAPSHOT: &str = "containerd.io/gc.ref.snapshot";
+/// How many entries an index may list.
+pub const MAX_INDEX_ENTRIES: usize = 256;
+
+/// A platform manifest with its config.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The manifest's descriptor.
+    pub desc: Descriptor,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The config.
+    pub config: Config,
+}
+
+/// Picks the entry of `index` for `platform` (the first match).
+pub fn choose<'a>(index: &'a oci::Index, platform: &Platform, what: &str) -> Result<&'a Descriptor> {
+    if index.manifests.len() > MAX_INDEX_ENTRIES {
+        return Err(Error::invalid(format!(
+            "{what}: {} entries, over the limit of {MAX_INDEX_ENTRIES}",
+            index.manifests.len()
+        )));
+    }
+    index
+        .manifests
+        .iter()
+        .find(|d| oci::is_manifest(&d.media_type) && d.platform.as_ref().is_none_or(|p| platform.matches(p)))
+        .ok_or_else(|| Error::not_found(format!("{what}: no manifest for platform {platform}")))
+}
+
+/// Labels of an index record: one reference per child.
+pub fn index_labels(index: &oci::Index) -> BTreeMap<String, String> {
+    index
+        .manifests
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("{GC_REF_CONTENT}.m.{i}"), d.digest.to_string()))
+        .collect()
+}
+
+/// Labels of a manifest record: its config and layers.
+pub fn manifest_labels(m: &Manifest) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::from([(format!("{GC_REF_CONTENT}.config"), m.config.digest.to_string())]);
+    for (i, d) in m.layers.iter().enumerate() {
+        l.insert(format!("{GC_REF_CONTENT}.l.{i}"), d.digest.to_string());
+    }
+    l
+}
+
+/// Checks that the config promises as many layers as the manifest has.
+pub fn check_layers(m: &Manifest, c: &Config, what: &str) -> Result<()> {
+    if c.rootfs.diff_ids.len() != m.layers.len() {
+        return Err(Error::new(
+            Code::DataLoss,
+            format!(
+                "{what}: config lists {} diff_ids for {} layers",
+                c.rootfs.diff_ids.len(),
+                m.layers.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads and records the tree under `root` (already in content), returning the platform
+/// manifest.
+pub async fn resolve(sess: &Session, root: &Descriptor, platform: &Platform) -> Result<Resolved> {
+    let (resolved, index) = load(&sess.content, root, platform).await?;
+    if let Some(index) = index {
+        sess.record(root.digest, root.size, index_labels(&index)).await?;
+    }
+    Ok(resolved)
+}
+
+/// A small blob's bytes from content, refusing blobs over [`oci::MAX_JSON`].
+pub async fn get_json(content: &ContentClient, digest: &Digest) -> Result<Vec<u8>> {
+    let info = content.info(digest).await?;
+    if info.size > oci::MAX_JSON {
+        return Err(Error::invalid(format!(
+            "blob {digest}: {} bytes, over the {}-byte bound",
+            info.size,
+            oci::MAX_JSON
+        )));
+    }
+    content.read(digest, 0, None).await
+}
+
+/// Reads the tree under `root` from content without recording anything: the platform
+/// manifest and config, and the index on the way if there was one.
+pub async fn load(
+    content: &ContentClient,
+    root: &Descriptor,
+    platform: &Platform,
+) -> Result<(Resolved, Option<oci::Index>)> {
+    let bytes = get_json(content, &root.digest).await?;
+    let what = format!("{} {}", kind(&root.media_type), root.digest);
+    let mt = oci::sniff(&bytes, &root.media_type, &what)?;
+    let (desc, index) = if oci::is_index(&mt) {
+        let index = oci::parse_index(&bytes, &what)?;
+        let child = choose(&index, platform, &what)?.clone();
+        (child, Some(index))
+    } else {
+        (root.clone(), None)
+    };
+    let bytes = if desc.digest == root.digest { bytes } else { get_json(content, &desc.digest).await? };
+    let what = format!("manifest {}", desc.digest);
+    let mt = oci::sniff(&bytes, &desc.media_type, &what)?;
+    if !oci::is_manifest(&mt) {
+        return Err(Error::invalid(format!("{what}: expected a manifest, found {mt}")));
+    }
+    let manifest = oci::parse_manifest(&bytes, &what)?;
+    let cbytes = get_json(content, &manifest.config.digest).await?;
+    let config = oci::parse_config(&cbytes, &format!("config {}", manifest.config.digest))?;
+    check_layers(&manifest, &config, &what)?;
+    Ok((Resolved { desc, manifest, config }, index))
+}
+
+fn kind(mt: &str) -> &'static str {
+    if oci::is_index(mt) { "index" } else { "manifest" }
+}
+
+/// Records the manifest, config and layers of `r` (labels included), and, with `unpack`,
+/// unpacks the layers and labels the config with the top chainID. Returns the chainID.
+pub async fn record_and_unpack(sess: &Session, r: &Resolved, unpack: bool) -> Result<Option<Digest>> {
+    let m = &r.manifest;
+    let diff_ids = &r.config.rootfs.diff_ids;
+    for (l, d) in m.layers.iter().zip(diff_ids) {
+        match sess.has_blob(&l.digest).await? {
+            Some(size) if size == l.size => {}
+            Some(size) => {
+                return Err(Error::new(
+                    Code::DataLoss,
+                    format!("layer {}: {size} bytes in content, manifest says {}", l.digest, l.size),
+                ));
+            }
+            None if !unpack => continue,
+            None => return Err(Error::not_found(format!("layer {}: not in content", l.digest))),
+        }
+        let labels = BTreeMap::from([(LABEL_UNCOMPRESSED.to_string(), d.to_string())]);
+        sess.record(l.digest, l.size, labels).await?;
+    }
+    sess.record(r.desc.digest, r.desc.size, manifest_labels(m)).await?;
+    let mut config_labels = BTreeMap::new();
+    let mut top = None;
+    if unpack && !diff_ids.is_empty() {
+        let chain = chain_ids(diff_ids);
+        for (i, c) in chain.iter().enumerate() {
+            sess.record_snapshot(c.to_string(), i.checked_sub(1).map(|p| chain[p].to_string())).await?;
+        }
+        let layers = m
+            .layers
+            .iter()
+            .zip(diff_ids)
+            .map(|(l, d)| Layer { digest: l.digest, media_type: l.media_type.clone(), diff_id: *d })
+            .collect();
+        let req = Unpack { snapshotter: sess.snapshotter.clone(), layers, labels: BTreeMap::new() };
+        let done = sess.services.snapshot.call(req).await?;
+        config_labels.insert(format!("{GC_REF_SNAPSHOT}.{}", sess.snapshotter), done.chain_id.to_string());
+        top = Some(done.chain_id);
+    }
+    sess.record(m.config.digest, m.config.size, config_labels).await?;
+    Ok(top)
+}
+
+/// Creates the image record `name` → `target`, or retargets an existing one.
+pub async fn set_image(sess: &Session, name: &str, target: &Descriptor) -> Result<Image> {
+    let image = Image {
+        name: name.to_string(),
+        target: MetaDescriptor {
+            media_type: target.media_type.clone(),
+            digest: target.digest,
+            size: target.size,
+        },
+        labels: BTreeMap::new(),
+        created: 0,
+        updated: 0,
+    };
+    let ns = sess.namespace.clone();
+    match sess.services.metadata.call(CreateImage { namespace: ns.clone(), image: image.clone() }).await {
+        Err(e) if e.is(Code::AlreadyExists) => {
+            sess.services
+                .metadata
+                .call(UpdateImage { namespace: ns, image, paths: vec!["target".into()] })
+                .await
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,173 @@
+//! [`Session`]: one distribution job in one namespace under one lease. Everything it writes
+//! (ingests, blobs, content records, snapshot records) is added to the lease from the first
+//! byte, so garbage collection cannot take half an image; dropping the lease at the end
+//! leaves only what the image record (and its reference labels) keeps.
+
+use std::collections::BTreeMap;
+
+use berth_ipc::content::proxy::{ContentClient, RemoteWriter};
+use berth_ipc::content::store::{ContentStore, ContentWriter};
+use berth_ipc::metadata::{
+    AddLeaseResource, CreateLease, DeleteLease, LeaseResource, LeaseResourceRequest, PutContent, PutSnapshot,
+    SnapshotRecord,
+};
+use berth_ipc::{Code, Digest, Result};
+use sha2::{Digest as _, Sha256};
+
+use crate::Services;
+
+/// Lease lifetime: long enough for a slow pull, short enough that a dead client's lease goes.
+const LEASE_TTL_MS: u64 = 6 * 3600 * 1000;
+/// Bytes per content write.
+pub const CHUNK: usize = 4 << 20;
+
+/// A namespace, a lease, and the services.
+pub struct Session {
+    /// The services.
+    pub services: Services,
+    /// The content service with its store interface.
+    pub content: ContentClient,
+    /// The namespace.
+    pub namespace: String,
+    /// The lease id.
+    pub lease: String,
+    /// The snapshotter (empty: the service's default, `overlayfs`).
+    pub snapshotter: String,
+}
+
+impl Session {
+    /// Opens a session: creates a lease labelled with `purpose`.
+    pub async fn open(services: &Services, namespace: &str, purpose: &str) -> Result<Session> {
+        berth_ipc::names::validate_namespace(namespace)?;
+        let labels = BTreeMap::from([("berth.io/purpose".to_string(), purpose.to_string())]);
+        let lease = services
+            .metadata
+            .call(CreateLease {
+                namespace: namespace.to_string(),
+                id: String::new(),
+                labels,
+                ttl_ms: Some(LEASE_TTL_MS),
+            })
+            .await?;
+        Ok(Session {
+            services: services.clone(),
+            content: ContentClient::new(services.content.clone()),
+            namespace: namespace.to_string(),
+            lease: lease.id,
+            snapshotter: "overlayfs".to_string(),
+        })
+    }
+
+    /// Ends the session: deletes the lease (what nothing else references goes at the next GC).
+    pub async fn close(self) -> Result<()> {
+        let req = DeleteLease { namespace: self.namespace.clone(), id: self.lease.clone(), sync: false };
+        match self.services.metadata.call(req).await {
+            Err(e) if !e.is(Code::NotFound) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn lease_add(&self, resource: LeaseResource) -> Result<()> {
+        let req =
+            LeaseResourceRequest { namespace: self.namespace.clone(), lease: self.lease.clone(), resource };
+        self.services.metadata.call(AddLeaseResource(req)).await
+    }
+
+    /// Records a blob in the namespace (replacing its labels) under the lease.
+    pub async fn record(&self, digest: Digest, size: u64, labels: BTreeMap<String, String>) -> Result<()> {
+        let req = PutContent {
+            namespace: self.namespace.clone(),
+            digest,
+            size,
+            labels,
+            lease: Some(self.lease.clone()),
+        };
+        self.services.metadata.call(req).await.map(drop)
+    }
+
+    /// Records a snapshot under the lease.
+    pub async fn record_snapshot(&self, key: String, parent: Option<String>) -> Result<()> {
+        let snapshot = SnapshotRecord {
+            snapshotter: self.snapshotter.clone(),
+            key,
+            parent,
+            labels: BTreeMap::new(),
+            created: 0,
+            updated: 0,
+        };
+        let req =
+            PutSnapshot { namespace: self.namespace.clone(), snapshot, lease: Some(self.lease.clone()) };
+        self.services.metadata.call(req).await.map(drop)
+    }
+
+    /// Is the blob already in the content store?
+    pub async fn has_blob(&self, digest: &Digest) -> Result<Option<u64>> {
+        match self.content.info(digest).await {
+            Ok(i) => Ok(Some(i.size)),
+            Err(e) if e.is(Code::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds a blob to the lease.
+    pub async fn protect(&self, digest: Digest) -> Result<()> {
+        self.lease_add(LeaseResource::Content(digest)).await
+    }
+
+    /// Opens the ingest `ref` under the lease (resuming whatever it holds).
+    pub async fn writer(&self, r#ref: &str, expected: Option<(Digest, u64)>) -> Result<RemoteWriter> {
+        self.lease_add(LeaseResource::Ingest(r#ref.to_string())).await?;
+        if let Some((d, _)) = expected {
+            self.lease_add(LeaseResource::Content(d)).await?;
+        }
+        self.content.writer(r#ref, expected.map(|e| e.0), expected.map(|e| e.1)).await
+    }
+
+    /// Writes a whole small blob (a config or manifest) and returns its digest.
+    pub async fn put_bytes(&self, data: &[u8]) -> Result<Digest> {
+        let digest = Digest::of(data);
+        if self.has_blob(&digest).await?.is_some() {
+            self.protect(digest).await?;
+            return Ok(digest);
+        }
+        let mut w = self.writer(&format!("put-{digest}"), Some((digest, data.len() as u64))).await?;
+        let mut first = true;
+        for chunk in data.chunks(CHUNK) {
+            if first {
+                w.write_at(0, chunk.to_vec()).await?;
+                first = false;
+            } else {
+                w.push(chunk.to_vec()).await?;
+            }
+        }
+        commit(w, data.len() as u64, digest).await?;
+        Ok(digest)
+    }
+
+    /// A small blob's bytes, refusing blobs over [`crate::oci::MAX_JSON`].
+    pub async fn get_json(&self, digest: &Digest) -> Result<Vec<u8>> {
+        crate::image::get_json(&self.content, digest).await
+    }
+}
+
+/// Commits a writer, treating an already present blob as success.
+pub async fn commit(w: RemoteWriter, size: u64, digest: Digest) -> Result<()> {
+    match w.commit(Some(size), Some(digest)).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is(Code::AlreadyExists) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// chainIDs of `diff_ids` (`chain(1) = diff(1)`, `chain(n) = sha256(chain(n-1) + " " + diff(n))`).
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => *d,
+            Some(prev) => Digest::from_sha256(Sha256::digest(format!("{prev} {d}").as_bytes()).into()),
+        };
+        out.push(next);
+    }
+    out
+}
