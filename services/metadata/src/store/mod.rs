@@ -1,6 +1,12 @@
 //! The store: every record in one fjall keyspace, read through snapshots and written in
 //! single-writer transactions that are fsynced (`SyncAll`) before they return.
 //!
+//! Group commit: a transaction commits into the journal under fjall's writer lock, then
+//! waits outside it until a `SyncAll` that started after its commit has finished. One
+//! fsync thus covers every transaction committed while the previous one ran, so concurrent
+//! writers share fsyncs instead of queueing for their own; each still returns only once
+//! its own write is on disk.
+//!
 //! This layer knows nothing about sockets: the service calls it from blocking tasks.
 
 pub mod containers;
@@ -14,6 +20,7 @@ pub mod update;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use berth_ipc::{Error, Result, codec};
@@ -28,6 +35,19 @@ pub struct Store {
     db: SingleWriterTxDatabase,
     ks: SingleWriterTxKeyspace,
     mutations: AtomicU64,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+}
+
+/// Group-commit bookkeeping: transactions are numbered as they commit.
+#[derive(Default)]
+struct SyncState {
+    /// Number of the last committed transaction.
+    committed: u64,
+    /// Every transaction up to this number is on disk.
+    synced: u64,
+    /// A `SyncAll` is running.
+    syncing: bool,
 }
 
 /// A write transaction: reads see its own writes; nothing is visible to others before
@@ -65,7 +85,8 @@ impl Store {
     pub fn open_with(dir: &Path, migrations: &[Migration]) -> Result<Store> {
         let db = SingleWriterTxDatabase::builder(dir).open().map_err(storage)?;
         let ks = db.keyspace("metadata", KeyspaceCreateOptions::default).map_err(storage)?;
-        let store = Store { db, ks, mutations: AtomicU64::new(0) };
+        let store =
+            Store { db, ks, mutations: AtomicU64::new(0), sync: Mutex::default(), synced: Condvar::new() };
         migrate::run(&store, migrations)?;
         Ok(store)
     }
@@ -74,11 +95,47 @@ impl Store {
     /// nothing is written.
     pub fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let mut tx =
-            Tx { tx: self.db.write_tx().durability(Some(PersistMode::SyncAll)), ks: &self.ks, now: now_ns() };
+            Tx { tx: self.db.write_tx().durability(Some(PersistMode::Buffer)), ks: &self.ks, now: now_ns() };
         let out = f(&mut tx)?;
         tx.tx.commit().map_err(storage)?;
+        let number = {
+            let mut s = self.lock_sync();
+            s.committed += 1;
+            s.committed
+        };
+        self.wait_durable(number)?;
         self.mutations.fetch_add(1, Ordering::Relaxed);
         Ok(out)
+    }
+
+    fn lock_sync(&self) -> MutexGuard<'_, SyncState> {
+        self.sync.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Returns once transaction `number` is on disk, running the `SyncAll` itself when no
+    /// other writer is.
+    fn wait_durable(&self, number: u64) -> Result<()> {
+        let mut s = self.lock_sync();
+        loop {
+            if s.synced >= number {
+                return Ok(());
+            }
+            if s.syncing {
+                s = self.synced.wait(s).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            s.syncing = true;
+            let target = s.committed;
+            drop(s);
+            let result = self.db.persist(PersistMode::SyncAll);
+            s = self.lock_sync();
+            s.syncing = false;
+            if result.is_ok() {
+                s.synced = s.synced.max(target);
+            }
+            self.synced.notify_all();
+            result.map_err(storage)?;
+        }
     }
 
     /// A consistent read view of the store.
