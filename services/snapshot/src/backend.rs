@@ -344,7 +344,7 @@ impl Backend {
     }
 
     /// Applies a layer into the active snapshot `key`.
-    pub fn apply<R: std::io::Read>(&self, key: &str, blob: R) -> Result<berth_ipc::snapshot::Applied> {
+    pub fn apply<R: std::io::Read + Send>(&self, key: &str, blob: R) -> Result<berth_ipc::snapshot::Applied> {
         let dir = self.active_dir(key)?;
         crate::layer::apply(&dir, blob, self.whiteouts(), self.max_layer_bytes)
     }
