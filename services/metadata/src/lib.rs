@@ -54,6 +54,9 @@ pub use gc::Collector;
 pub use service::MetadataService;
 pub use store::Store;
 
+/// The snapshotters whose snapshots GC frees.
+const SNAPSHOTTERS: [&str; 2] = ["overlayfs", "native"];
+
 /// How long GC waits for a backend service that is (re)starting.
 const GC_CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -65,13 +68,15 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
     // GC holds writes while it runs: a content service that is down costs a short wait,
     // not the full client deadline.
     let gc_client = ClientOptions { deadline: GC_CLIENT_DEADLINE, ..env.client_options() };
-    let content = gc::backend::ContentBackend::new(Client::in_state_dir(&env.config.state, gc_client));
+    let content =
+        gc::backend::ContentBackend::new(Client::in_state_dir(&env.config.state, gc_client.clone()));
+    let snapshots = Client::<berth_ipc::snapshot::Snapshot>::in_state_dir(&env.config.state, gc_client);
+    let mut backends: Vec<Arc<dyn gc::Backend>> = vec![Arc::new(content)];
+    for sn in SNAPSHOTTERS {
+        backends.push(Arc::new(gc::backend::SnapshotBackend::new(snapshots.clone(), sn)));
+    }
     let cfg = env.config.metadata.clone();
-    let collector = Arc::new(Collector::new(
-        store.clone(),
-        vec![Arc::new(content)],
-        Duration::from_millis(cfg.gc_grace_ms),
-    ));
+    let collector = Arc::new(Collector::new(store.clone(), backends, Duration::from_millis(cfg.gc_grace_ms)));
     let events = events::Events::new(Publisher::in_state_dir(&env.config.state, "metadata"));
     let service = MetadataService::new(store, collector.clone(), events);
     let scheduler = tokio::spawn(schedule_gc(collector, cfg, shutdown.clone()));

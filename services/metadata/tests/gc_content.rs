@@ -1,7 +1,8 @@
-//! GC through the real content service: an image's blobs stay while it exists and leave
-//! the disk by the time `images rm --sync` returns; leased blobs survive until the lease
-//! ends; unrecorded blobs wait out the grace period; and a pull-like loop racing GC never
-//! sees a created image with a missing blob.
+//! GC through the real content and snapshot services: an image's blobs stay while it
+//! exists and leave the disk by the time `images rm --sync` returns; leased blobs survive
+//! until the lease ends; unrecorded blobs wait out the grace period; a container's
+//! snapshot chain stays while it exists and goes children first; and a pull-like loop
+//! racing GC never sees a created image with a missing blob.
 
 mod common;
 
@@ -95,6 +96,7 @@ async fn image_blobs_stay_then_leave_the_disk_on_rm_sync() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(&dir);
     let content = start_content(&config).await;
+    let snapshots = start_snapshot(&config).await;
     let svc = start_with(dir, config).await;
     let md = &svc.client;
 
@@ -122,6 +124,8 @@ async fn image_blobs_stay_then_leave_the_disk_on_rm_sync() {
         assert!(matches!(r, Err(e) if e.code == Code::NotFound));
     }
     svc.stop().await;
+    snapshots.0.cancel();
+    let _ = snapshots.1.await;
     content.stop().await;
 }
 
@@ -131,6 +135,7 @@ async fn leased_blob_survives_until_the_lease_ends_and_unrecorded_blob_until_gra
     let mut config = config(&dir);
     config.metadata.gc_grace_ms = 1500;
     let content = start_content(&config).await;
+    let snapshots = start_snapshot(&config).await;
     let svc = start_with(dir, config).await;
     let md = &svc.client;
 
@@ -175,6 +180,8 @@ async fn leased_blob_survives_until_the_lease_ends_and_unrecorded_blob_until_gra
     assert_eq!(report.blobs_deleted, 1, "{report:?}");
     assert!(!content.has(&leased).await);
     svc.stop().await;
+    snapshots.0.cancel();
+    let _ = snapshots.1.await;
     content.stop().await;
 }
 
@@ -184,6 +191,7 @@ async fn gc_racing_a_pull_loop_never_loses_a_blob_of_a_created_image() {
     let mut config = config(&dir);
     config.metadata.gc_grace_ms = 0; // the lease alone must protect in-flight blobs
     let content = start_content(&config).await;
+    let snapshots = start_snapshot(&config).await;
     let svc = start_with(dir, config).await;
     let md = svc.client.clone();
 
@@ -219,5 +227,68 @@ async fn gc_racing_a_pull_loop_never_loses_a_blob_of_a_created_image() {
     let passes = gc_task.await.expect("gc task");
     assert!(passes > 1, "gc ran during the loop ({passes} passes)");
     svc.stop().await;
+    snapshots.0.cancel();
+    let _ = snapshots.1.await;
+    content.stop().await;
+}
+
+#[tokio::test]
+async fn snapshot_chain_stays_with_its_container_and_goes_children_first() {
+    use berth_ipc::snapshot::{Commit, KeyRef, List, Prepare, Snapshot, Stat};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&dir);
+    let content = start_content(&config).await;
+    let snapshots = start_snapshot(&config).await;
+    let svc = start_with(dir, config.clone()).await;
+    let md = &svc.client;
+    let sn = Client::<Snapshot>::in_state_dir(&config.state, berth_ipc::ClientOptions::default());
+    let prepare = |key: &str, parent: Option<&str>| Prepare {
+        snapshotter: "native".into(),
+        key: key.into(),
+        parent: parent.map(str::to_string),
+        labels: Labels::new(),
+    };
+    sn.call(prepare("base-active", None)).await.expect("prepare base");
+    sn.call(Commit {
+        snapshotter: "native".into(),
+        name: "base".into(),
+        key: "base-active".into(),
+        labels: Labels::new(),
+    })
+    .await
+    .expect("commit base");
+    sn.call(prepare("rootfs-c1", Some("base"))).await.expect("prepare child");
+    for (key, parent) in [("base", None), ("rootfs-c1", Some("base"))] {
+        let rec = SnapshotRecord {
+            snapshotter: "native".into(),
+            key: key.into(),
+            parent: parent.map(str::to_string),
+            labels: Labels::new(),
+            created: 0,
+            updated: 0,
+        };
+        md.call(PutSnapshot { namespace: NS.into(), snapshot: rec, lease: None }).await.expect("record");
+    }
+    let mut c = container("c1");
+    c.snapshotter = "native".into();
+    c.snapshot_key = "rootfs-c1".into();
+    md.call(CreateContainer { namespace: NS.into(), container: c }).await.expect("container");
+
+    let report = md.call(Gc).await.expect("gc");
+    assert_eq!(report.snapshots_deleted, 0, "{report:?}");
+    assert!(report.errors.is_empty(), "{report:?}");
+    let stat = |key: &str| Stat(KeyRef { snapshotter: "native".into(), key: key.into() });
+    sn.call(stat("rootfs-c1")).await.expect("child kept");
+    sn.call(stat("base")).await.expect("parent kept");
+
+    md.call(DeleteContainer(by(NS, "c1"))).await.expect("rm container");
+    let report = md.call(Gc).await.expect("gc");
+    assert_eq!((report.snapshot_records, report.snapshots_deleted), (2, 2), "{report:?}");
+    assert!(report.errors.is_empty(), "{report:?}");
+    let left = sn.call(List { snapshotter: "native".into(), filters: vec![] }).await.expect("list");
+    assert!(left.is_empty(), "{left:?}");
+    svc.stop().await;
+    snapshots.0.cancel();
+    let _ = snapshots.1.await;
     content.stop().await;
 }

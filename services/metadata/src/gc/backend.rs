@@ -1,12 +1,13 @@
 //! The backends GC frees objects in: anything that can list its objects with their
-//! creation time and delete one. The content service is one; the snapshot service will be
-//! another. Tests use an in-memory fake.
+//! creation time and delete one. The content service is one; each snapshotter of the
+//! snapshot service is another. Tests use an in-memory fake.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use berth_ipc::content::{Content, Delete, List};
 use berth_ipc::digest::Digest;
+use berth_ipc::snapshot::{self, Snapshot};
 use berth_ipc::{Client, Code, Result};
 
 /// A boxed future, so backends can sit behind `dyn`.
@@ -91,6 +92,72 @@ impl Backend for ContentBackend {
         Box::pin(async move {
             let ObjectId::Content(digest) = id else { return Ok(()) };
             match self.client.call(Delete { digest: *digest }).await {
+                Err(e) if e.code == Code::NotFound => Ok(()),
+                other => other,
+            }
+        })
+    }
+}
+
+/// One snapshotter of the snapshot service as a GC backend. The snapshot service has no
+/// namespaces: its keys are global per snapshotter, as the records' `(snapshotter, key)`.
+pub struct SnapshotBackend {
+    client: Client<Snapshot>,
+    snapshotter: String,
+    name: String,
+}
+
+impl SnapshotBackend {
+    /// A backend for `snapshotter` over a snapshot-service client.
+    pub fn new(client: Client<Snapshot>, snapshotter: &str) -> Self {
+        SnapshotBackend {
+            client,
+            snapshotter: snapshotter.to_string(),
+            name: format!("snapshot/{snapshotter}"),
+        }
+    }
+}
+
+impl Backend for SnapshotBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn holds(&self, id: &ObjectId) -> bool {
+        matches!(id, ObjectId::Snapshot(sn, _) if *sn == self.snapshotter)
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<BackendObject>>> {
+        Box::pin(async move {
+            let req = snapshot::List { snapshotter: self.snapshotter.clone(), filters: Vec::new() };
+            let infos = match self.client.call(req).await {
+                Ok(i) => i,
+                // A snapshotter this host does not run holds nothing.
+                Err(e)
+                    if matches!(
+                        e.code,
+                        Code::InvalidArgument | Code::Unimplemented | Code::FailedPrecondition
+                    ) =>
+                {
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(e),
+            };
+            Ok(infos
+                .into_iter()
+                .map(|i| BackendObject {
+                    id: ObjectId::Snapshot(self.snapshotter.clone(), i.name),
+                    created_ns: i.created_ms.saturating_mul(1_000_000),
+                })
+                .collect())
+        })
+    }
+
+    fn delete<'a>(&'a self, id: &'a ObjectId) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let ObjectId::Snapshot(sn, key) = id else { return Ok(()) };
+            let req = snapshot::Remove(snapshot::KeyRef { snapshotter: sn.clone(), key: key.clone() });
+            match self.client.call(req).await {
                 Err(e) if e.code == Code::NotFound => Ok(()),
                 other => other,
             }

@@ -92,6 +92,7 @@ impl Collector {
                 }
             };
             let mut present: HashSet<ObjectId> = HashSet::new();
+            let mut doomed: Vec<(ObjectId, bool)> = Vec::new();
             for obj in objects {
                 present.insert(obj.id.clone());
                 let was_known = known.contains(&obj.id);
@@ -102,18 +103,36 @@ impl Collector {
                     report.spared += 1;
                     continue;
                 }
-                match backend.delete(&obj.id).await {
-                    Ok(()) => {
-                        match obj.id {
-                            ObjectId::Content(_) => report.blobs_deleted += 1,
-                            ObjectId::Snapshot(..) => report.snapshots_deleted += 1,
+                doomed.push((obj.id, was_known));
+            }
+            // Deletions go in rounds: a snapshot refuses removal while it has children, so a
+            // parent may only go in the round after its last child.
+            loop {
+                let mut failed = Vec::new();
+                let mut last_errors = Vec::new();
+                let before = doomed.len();
+                for (id, was_known) in doomed {
+                    match backend.delete(&id).await {
+                        Ok(()) => {
+                            match id {
+                                ObjectId::Content(_) => report.blobs_deleted += 1,
+                                ObjectId::Snapshot(..) => report.snapshots_deleted += 1,
+                            }
+                            if was_known {
+                                forget.push(id);
+                            }
                         }
-                        if was_known {
-                            forget.push(obj.id);
+                        Err(e) => {
+                            last_errors.push(format!("{}: delete {id}: {e}", backend.name()));
+                            failed.push((id, was_known));
                         }
                     }
-                    Err(e) => report.errors.push(format!("{}: delete {}: {e}", backend.name(), obj.id)),
                 }
+                if failed.is_empty() || failed.len() == before {
+                    report.errors.extend(last_errors);
+                    break;
+                }
+                doomed = failed;
             }
             // Known objects that are unreferenced and no longer stored need no marker.
             forget.extend(

@@ -182,3 +182,15 @@ impl ContentRunning {
         let _ = self.task.await;
     }
 }
+
+/// Starts the snapshot service with `config` (blobs from the content service).
+pub async fn start_snapshot(
+    config: &Config,
+) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    std::fs::create_dir_all(&config.state).expect("state dir");
+    let listener = berth_ipc::socket::bind(&config.socket("snapshot"), None).expect("bind");
+    let shutdown = CancellationToken::new();
+    let env = ServiceEnv::new("snapshot", config.clone());
+    let task = tokio::spawn(berth_snapshot::run(env, listener, shutdown.clone()));
+    (shutdown, task)
+}
