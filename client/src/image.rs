@@ -205,3 +205,30 @@ pub async fn set_image(sess: &Session, name: &str, target: &Descriptor) -> Resul
         other => other,
     }
 }
+
+/// Records everything under `root` that is in content, for every platform, without
+/// unpacking (`--no-unpack` imports).
+pub async fn record_tree(sess: &Session, root: &Descriptor) -> Result<()> {
+    let bytes = sess.get_json(&root.digest).await?;
+    let what = format!("{} {}", kind(&root.media_type), root.digest);
+    let mt = oci::sniff(&bytes, &root.media_type, &what)?;
+    if oci::is_index(&mt) {
+        let index = oci::parse_index(&bytes, &what)?;
+        if index.manifests.len() > MAX_INDEX_ENTRIES {
+            return Err(Error::invalid(format!("{what}: {} entries, over the limit", index.manifests.len())));
+        }
+        sess.record(root.digest, root.size, index_labels(&index)).await?;
+        for child in &index.manifests {
+            if sess.has_blob(&child.digest).await?.is_some() {
+                Box::pin(record_tree(sess, child)).await?;
+            }
+        }
+        return Ok(());
+    }
+    let manifest = oci::parse_manifest(&bytes, &what)?;
+    let cbytes = sess.get_json(&manifest.config.digest).await?;
+    let config = oci::parse_config(&cbytes, &format!("config {}", manifest.config.digest))?;
+    check_layers(&manifest, &config, &what)?;
+    let resolved = Resolved { desc: root.clone(), manifest, config };
+    record_and_unpack(sess, &resolved, false).await.map(drop)
+}

@@ -85,8 +85,13 @@ async fn run(sess: &Session, path: &Path, opts: &ImportOptions) -> Result<Vec<Im
     };
     let mut out = Vec::new();
     for (names, desc) in roots {
-        let resolved = image::resolve(sess, &desc, &platform).await?;
-        let chain_id = image::record_and_unpack(sess, &resolved, !opts.no_unpack).await?;
+        let chain_id = if opts.no_unpack {
+            image::record_tree(sess, &desc).await?;
+            None
+        } else {
+            let resolved = image::resolve(sess, &desc, &platform).await?;
+            image::record_and_unpack(sess, &resolved, true).await?
+        };
         for name in names {
             image::set_image(sess, &name, &desc).await?;
             out.push(Imported { name, target: desc.clone(), chain_id });

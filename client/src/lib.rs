@@ -7,6 +7,12 @@
 //! - `lib.rs` — [`Services`].
 //! - [`oci`] — media types, descriptors, manifests, indexes, configs, platforms.
 //! - [`reference`] — Docker-style reference normalization.
+//! - [`registry`] — the OCI distribution API client (auth, manifests, blobs, uploads).
+//! - [`progress`] — per-blob progress reports.
+//! - [`pull`] — pull with parallel, resumable layer downloads.
+//! - [`push`] — push, skipping blobs the registry has.
+//! - [`export`] — OCI layout tar export.
+//! - [`check`] — is an image complete?
 //! - [`session`] — a job's namespace, lease and blob writes.
 //! - [`image`] — resolve, record with GC labels, unpack, create the image record.
 //! - [`archive`] — tar entries streamed from a blocking reader.
@@ -15,11 +21,17 @@
 //! - [`rootfs`] — single-layer images from rootfs tarballs.
 
 pub mod archive;
+pub mod check;
+pub mod export;
 pub mod image;
 pub mod import;
 pub mod mount;
 pub mod oci;
+pub mod progress;
+pub mod pull;
+pub mod push;
 pub mod reference;
+pub mod registry;
 pub mod rootfs;
 pub mod session;
 

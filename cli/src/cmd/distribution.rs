@@ -4,12 +4,24 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use berth_client::check::check;
+use berth_client::export::export;
 use berth_client::import::{ImportOptions, import_archive};
 use berth_client::mount::{mount_image, unmount_image};
 use berth_client::oci::Platform;
+use berth_client::progress::{Progress, Silent, State};
+use berth_client::pull::{PullOptions, pull};
+use berth_client::push::{PushOptions, push};
 use berth_client::reference::normalize;
+use berth_client::registry::{Credentials, RegistryOptions};
 use berth_client::rootfs::import_rootfs_tar;
+use berth_ipc::Digest;
 use berth_ipc::metadata::{ByName, GetImage};
+use berth_ipc::metadata::{ListImages, ListIn};
 use clap::Subcommand;
 
 use super::Ctx;
@@ -40,6 +52,56 @@ pub enum DistributionCmd {
         #[arg(long, default_value = "overlayfs")]
         snapshotter: String,
     },
+    /// Pull an image from a registry, and unpack it
+    Pull {
+        /// The reference (`alpine`, `host:5000/repo:tag`, `repo@sha256:…`)
+        reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Platform to pull (os/arch[/variant]); the host's by default
+        #[arg(long)]
+        platform: Option<String>,
+        /// Store only, do not unpack
+        #[arg(long)]
+        no_unpack: bool,
+        /// Snapshotter to unpack with
+        #[arg(long, default_value = "overlayfs")]
+        snapshotter: String,
+        /// Layers downloaded at once
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+        /// No progress output
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Push an image to a registry
+    Push {
+        /// The image
+        name: String,
+        /// Where to push it, if not to its own name
+        remote: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// No progress output
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write images to an OCI layout tar
+    Export {
+        /// The tar to write
+        file: PathBuf,
+        /// The images
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Tell whether every blob of images is present and their layers unpacked
+    Check {
+        /// The images (all when none)
+        names: Vec<String>,
+        /// Snapshotter to look for unpacked layers on
+        #[arg(long, default_value = "overlayfs")]
+        snapshotter: String,
+    },
     /// Mount an image's root filesystem read-only on DIR
     Mount {
         /// The image
@@ -59,6 +121,53 @@ pub enum DistributionCmd {
         #[arg(long, default_value = "overlayfs")]
         snapshotter: String,
     },
+}
+
+/// Registry access flags.
+#[derive(Debug, clap::Args)]
+pub struct RegistryArgs {
+    /// Use plain HTTP (automatic for localhost and 127.0.0.0/8)
+    #[arg(long)]
+    plain_http: bool,
+    /// USER:PASSWORD for the registry
+    #[arg(short, long, env = "BERTH_REGISTRY_USER")]
+    user: Option<String>,
+}
+
+impl RegistryArgs {
+    fn options(&self) -> anyhow::Result<RegistryOptions> {
+        let credentials = match &self.user {
+            None => None,
+            Some(u) => {
+                let Some((username, password)) = u.split_once(':') else {
+                    anyhow::bail!("--user takes USER:PASSWORD");
+                };
+                Some(Credentials { username: username.into(), password: password.into() })
+            }
+        };
+        Ok(RegistryOptions { plain_http: self.plain_http, credentials })
+    }
+}
+
+/// Prints one line per blob state change on stderr.
+struct Lines {
+    seen: Mutex<HashMap<Digest, State>>,
+}
+
+impl Progress for Lines {
+    fn update(&self, digest: &Digest, state: State, done: u64, total: u64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.insert(*digest, state) != Some(state) {
+            eprintln!("{}: {} {done}/{total}", digest.short(), state.as_str());
+        }
+    }
+    fn step(&self, message: &str) {
+        eprintln!("{message}");
+    }
+}
+
+fn progress(quiet: bool) -> Arc<dyn Progress> {
+    if quiet { Arc::new(Silent) } else { Arc::new(Lines { seen: Mutex::new(HashMap::new()) }) }
 }
 
 /// Runs a distribution command.
@@ -83,6 +192,76 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
             };
             for i in imported {
                 println!("{} {}", i.name, i.target.digest);
+            }
+        }
+        DistributionCmd::Pull { reference, registry, platform, no_unpack, snapshotter, parallel, quiet } => {
+            let started = Instant::now();
+            let platform = platform.as_deref().map(Platform::parse).transpose().map_err(wire)?;
+            let opts = PullOptions {
+                registry: registry.options()?,
+                platform,
+                no_unpack,
+                snapshotter: Some(snapshotter),
+                parallel,
+                progress: progress(quiet),
+            };
+            let i = pull(&ctx.services, &ctx.namespace, &reference, &opts).await.map_err(wire)?;
+            if !quiet {
+                eprintln!("pulled in {:.2} s", started.elapsed().as_secs_f64());
+            }
+            println!("{} {}", i.name, i.target.digest);
+        }
+        DistributionCmd::Push { name, remote, registry, quiet } => {
+            let name = normalize_or_keep(ctx, &name).await;
+            let opts = PushOptions { registry: registry.options()?, progress: progress(quiet) };
+            let d =
+                push(&ctx.services, &ctx.namespace, &name, remote.as_deref(), &opts).await.map_err(wire)?;
+            println!("{} {}", remote.unwrap_or(name), d.digest);
+        }
+        DistributionCmd::Export { file, names } => {
+            let mut full = Vec::new();
+            for n in names {
+                full.push(normalize_or_keep(ctx, &n).await);
+            }
+            export(&ctx.services, &ctx.namespace, &full, &file).await.map_err(wire)?;
+        }
+        DistributionCmd::Check { names, snapshotter } => {
+            let names = if names.is_empty() {
+                let mut s = ctx
+                    .services
+                    .metadata
+                    .stream(ListImages(ListIn { namespace: ctx.namespace.clone(), filters: vec![] }))
+                    .await
+                    .map_err(wire)?;
+                let mut all = Vec::new();
+                while let Some(page) = s.next().await {
+                    all.extend(page.map_err(wire)?.into_iter().map(|i| i.name));
+                }
+                all
+            } else {
+                let mut full = Vec::new();
+                for n in names {
+                    full.push(normalize_or_keep(ctx, &n).await);
+                }
+                full
+            };
+            let mut bad = false;
+            for n in names {
+                let r = check(&ctx.services, &ctx.namespace, &n, &snapshotter).await.map_err(wire)?;
+                let state = if r.missing.is_empty() { "complete" } else { "incomplete" };
+                bad |= !r.missing.is_empty();
+                let unpacked = if r.unpacked { "unpacked" } else { "not unpacked" };
+                println!(
+                    "{n}\t{state}\t{}/{} blobs\t{unpacked}",
+                    r.present,
+                    r.present + r.missing.len() as u64
+                );
+                for m in r.missing {
+                    println!("  missing {m}");
+                }
+            }
+            if bad {
+                return Ok(ExitCode::FAILURE);
             }
         }
         DistributionCmd::Mount { name, dir, snapshotter } => {

@@ -1,0 +1,81 @@
+//! `images check`: is every blob of an image's tree in content, at the right size, and is
+//! its root filesystem unpacked?
+
+use berth_ipc::content::proxy::ContentClient;
+use berth_ipc::content::store::ContentStore;
+use berth_ipc::metadata::{ByName, GetImage};
+use berth_ipc::snapshot::{KeyRef, Stat};
+use berth_ipc::{Code, Digest, Result};
+
+use crate::Services;
+use crate::image::get_json;
+use crate::oci::{self, Descriptor, Platform};
+use crate::session::chain_ids;
+
+/// What a check found.
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    /// Blobs present with the right size.
+    pub present: u64,
+    /// Blobs absent or of the wrong size.
+    pub missing: Vec<Digest>,
+    /// Whether the host platform's layers are unpacked on the snapshotter.
+    pub unpacked: bool,
+}
+
+/// Checks image `name` of namespace `ns`.
+pub async fn check(services: &Services, ns: &str, name: &str, snapshotter: &str) -> Result<CheckReport> {
+    let image = services.metadata.call(GetImage(ByName { namespace: ns.into(), name: name.into() })).await?;
+    let content = ContentClient::new(services.content.clone());
+    let t = &image.target;
+    let mut report = CheckReport::default();
+    walk(&content, &Descriptor::new(&t.media_type, t.digest, t.size), &mut report).await?;
+    if let Ok((r, _)) =
+        crate::image::load(&content, &Descriptor::new(&t.media_type, t.digest, t.size), &Platform::host())
+            .await
+        && let Some(top) = chain_ids(&r.config.rootfs.diff_ids).last()
+    {
+        let key = KeyRef { snapshotter: snapshotter.into(), key: top.to_string() };
+        report.unpacked = services.snapshot.call(Stat(key)).await.is_ok();
+    }
+    Ok(report)
+}
+
+async fn present(content: &ContentClient, d: &Descriptor, report: &mut CheckReport) -> Result<bool> {
+    match content.info(&d.digest).await {
+        Ok(i) if i.size == d.size => {
+            report.present += 1;
+            Ok(true)
+        }
+        Ok(_) => {
+            report.missing.push(d.digest);
+            Ok(false)
+        }
+        Err(e) if e.is(Code::NotFound) => {
+            report.missing.push(d.digest);
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn walk(content: &ContentClient, d: &Descriptor, report: &mut CheckReport) -> Result<()> {
+    if !present(content, d, report).await? {
+        return Ok(());
+    }
+    let bytes = get_json(content, &d.digest).await?;
+    let what = format!("blob {}", d.digest);
+    let mt = oci::sniff(&bytes, &d.media_type, &what)?;
+    if oci::is_index(&mt) {
+        for child in oci::parse_index(&bytes, &what)?.manifests {
+            Box::pin(walk(content, &child, report)).await?;
+        }
+    } else {
+        let m = oci::parse_manifest(&bytes, &what)?;
+        present(content, &m.config, report).await?;
+        for l in &m.layers {
+            present(content, l, report).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! `images pull`: resolve a reference on its registry, fetch the index (if any), the platform
+//! manifest, its config and its layers into content — layers in parallel, streamed, resumed
+//! from the ingest's offset with an HTTP range, verified by digest and size — then record,
+//! unpack and create the image record last, all under one lease.
+
+use std::sync::Arc;
+
+use berth_ipc::content::store::{ContentStore, ContentWriter};
+use berth_ipc::{Code, Digest, Error, Result};
+use tokio::sync::Semaphore;
+
+use crate::Services;
+use crate::image::{self, MAX_INDEX_ENTRIES, choose};
+use crate::import::Imported;
+use crate::oci::{self, Descriptor, MAX_JSON, Platform};
+use crate::progress::{Progress, State};
+use crate::reference::Reference;
+use crate::registry::{Registry, RegistryOptions};
+use crate::session::{CHUNK, Session};
+
+/// How to pull.
+#[derive(Clone)]
+pub struct PullOptions {
+    /// Registry access.
+    pub registry: RegistryOptions,
+    /// Platform; the host's when `None`.
+    pub platform: Option<Platform>,
+    /// Store and record only.
+    pub no_unpack: bool,
+    /// Snapshotter; `overlayfs` when `None`.
+    pub snapshotter: Option<String>,
+    /// Layers fetched at once.
+    pub parallel: usize,
+    /// Progress sink.
+    pub progress: Arc<dyn Progress>,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            registry: RegistryOptions::default(),
+            platform: None,
+            no_unpack: false,
+            snapshotter: None,
+            parallel: 4,
+            progress: Arc::new(crate::progress::Silent),
+        }
+    }
+}
+
+/// Pulls `reference` into namespace `ns`; the image is named by the normalized reference.
+pub async fn pull(services: &Services, ns: &str, reference: &str, opts: &PullOptions) -> Result<Imported> {
+    let r = Reference::parse(reference)?;
+    let reg = Arc::new(Registry::new(&r, &opts.registry, false)?);
+    let mut sess = Session::open(services, ns, "pull").await?;
+    if let Some(s) = &opts.snapshotter {
+        sess.snapshotter = s.clone();
+    }
+    let sess = Arc::new(sess);
+    let result = run(&sess, &reg, &r, opts).await;
+    let closed = match Arc::try_unwrap(sess) {
+        Ok(s) => s.close().await,
+        Err(_) => Ok(()),
+    };
+    let out = result?;
+    closed?;
+    Ok(out)
+}
+
+async fn run(
+    sess: &Arc<Session>,
+    reg: &Arc<Registry>,
+    r: &Reference,
+    opts: &PullOptions,
+) -> Result<Imported> {
+    let platform = opts.platform.clone().unwrap_or_else(Platform::host);
+    opts.progress.step(&format!("resolving {r}"));
+    let (bytes, declared) = reg.get_manifest(&r.object()).await?;
+    let digest = Digest::of(&bytes);
+    if let Some(d) = r.digest
+        && d != digest
+    {
+        return Err(Error::new(Code::DataLoss, format!("manifest {r}: bytes do not match the digest")));
+    }
+    let what = format!("{r}");
+    let mt = oci::sniff(&bytes, &declared, &what)?;
+    let root = Descriptor::new(&mt, digest, bytes.len() as u64);
+    sess.put_bytes(&bytes).await?;
+    let mdesc = if oci::is_index(&mt) {
+        let index = oci::parse_index(&bytes, &what)?;
+        if index.manifests.len() > MAX_INDEX_ENTRIES {
+            return Err(Error::invalid(format!(
+                "{what}: index of {} entries, over the limit",
+                index.manifests.len()
+            )));
+        }
+        let child = choose(&index, &platform, &what)?.clone();
+        if child.size > MAX_JSON {
+            return Err(Error::invalid(format!("manifest {}: over the {MAX_JSON}-byte bound", child.digest)));
+        }
+        let (cbytes, _) = reg.get_manifest(&child.digest.to_string()).await?;
+        if Digest::of(&cbytes) != child.digest || cbytes.len() as u64 != child.size {
+            return Err(Error::new(
+                Code::DataLoss,
+                format!("manifest {}: bytes do not match the digest", child.digest),
+            ));
+        }
+        sess.put_bytes(&cbytes).await?;
+        child
+    } else {
+        root.clone()
+    };
+    let mbytes = sess.get_json(&mdesc.digest).await?;
+    let manifest = oci::parse_manifest(&mbytes, &format!("manifest {}", mdesc.digest))?;
+    let config = reg.get_small_blob(&manifest.config.digest, manifest.config.size).await?;
+    sess.put_bytes(&config).await?;
+    let cfg = oci::parse_config(&config, &format!("config {}", manifest.config.digest))?;
+    image::check_layers(&manifest, &cfg, &format!("manifest {}", mdesc.digest))?;
+
+    let sem = Arc::new(Semaphore::new(opts.parallel.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in &manifest.layers {
+        opts.progress.update(&l.digest, State::Waiting, 0, l.size);
+        let (sess, reg, sem, l, p) =
+            (sess.clone(), reg.clone(), sem.clone(), l.clone(), opts.progress.clone());
+        tasks.spawn(async move {
+            let _slot = sem.acquire_owned().await.map_err(|_| Error::internal("pull: semaphore closed"))?;
+            fetch_layer(&sess, &reg, &l, &*p).await
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(Error::internal(format!("pull task: {e}"))),
+        }
+    }
+    if !opts.no_unpack {
+        opts.progress.step(&format!("unpacking {} layers", manifest.layers.len()));
+    }
+    let resolved = image::resolve(sess, &root, &platform).await?;
+    let chain_id = image::record_and_unpack(sess, &resolved, !opts.no_unpack).await?;
+    let name = r.to_string();
+    image::set_image(sess, &name, &root).await?;
+    Ok(Imported { name, target: root, chain_id })
+}
+
+/// Fetches one layer into content, resuming an earlier ingest of it.
+async fn fetch_layer(sess: &Session, reg: &Registry, l: &Descriptor, p: &dyn Progress) -> Result<()> {
+    match sess.has_blob(&l.digest).await? {
+        Some(size) if size == l.size => {
+            sess.protect(l.digest).await?;
+            p.update(&l.digest, State::Exists, l.size, l.size);
+            return Ok(());
+        }
+        _ => {}
+    }
+    let r = format!("pull-{}", l.digest);
+    let mut w = sess.writer(&r, Some((l.digest, l.size))).await?;
+    let mut attempts = 0;
+    loop {
+        let offset = if w.offset() > l.size { 0 } else { w.offset() };
+        let result = stream_into(reg, l, &mut w, offset, p).await;
+        match result {
+            Ok(()) => break,
+            Err(e) if e.is(Code::Unavailable) && attempts < 3 => {
+                attempts += 1;
+                w.flush().await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    w.flush().await?;
+    match w.commit(Some(l.size), Some(l.digest)).await {
+        Ok(_) => {}
+        Err(e) if e.is(Code::AlreadyExists) => {}
+        Err(e) => {
+            let _ = sess.content.abort(&r).await;
+            let code = if e.is(Code::FailedPrecondition) { Code::DataLoss } else { e.code };
+            return Err(Error::new(code, format!("layer {}: {}", l.digest, e.message)));
+        }
+    }
+    p.update(&l.digest, State::Done, l.size, l.size);
+    Ok(())
+}
+
+async fn stream_into(
+    reg: &Registry,
+    l: &Descriptor,
+    w: &mut berth_ipc::content::proxy::RemoteWriter,
+    offset: u64,
+    p: &dyn Progress,
+) -> Result<()> {
+    let (mut resp, start) = reg.get_blob(&l.digest, offset).await?;
+    let mut pos = start;
+    let mut restart = start == 0 && w.offset() != 0;
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    let what = format!("layer {}", l.digest);
+    p.update(&l.digest, State::Downloading, pos, l.size);
+    loop {
+        let chunk = resp.chunk().await.map_err(|e| Error::unavailable(format!("{what}: {e}")))?;
+        let end = chunk.is_none();
+        if let Some(c) = chunk {
+            if pos + (buf.len() + c.len()) as u64 > l.size {
+                return Err(Error::new(
+                    Code::DataLoss,
+                    format!("{what}: registry sent more than {} bytes", l.size),
+                ));
+            }
+            buf.extend_from_slice(&c);
+        }
+        if buf.len() >= CHUNK || (end && !buf.is_empty()) {
+            let data = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK));
+            let n = data.len() as u64;
+            if restart {
+                w.write_at(0, data).await?;
+                restart = false;
+            } else {
+                w.push(data).await?;
+            }
+            pos += n;
+            p.update(&l.digest, State::Downloading, pos, l.size);
+        }
+        if end {
+            break;
+        }
+    }
+    if pos != l.size {
+        return Err(Error::unavailable(format!("{what}: connection ended at {pos} of {} bytes", l.size)));
+    }
+    Ok(())
+}
