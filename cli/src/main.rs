@@ -63,6 +63,11 @@ enum Command {
     Snapshots(cmd::snapshots::SnapshotsArgs),
     /// Run garbage collection now
     Gc,
+    /// Create a container from an image and run it
+    Run(cmd::run::RunArgs),
+    /// Tasks: running containers
+    #[command(subcommand, alias = "task", alias = "t")]
+    Tasks(cmd::tasks::TasksCmd),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +100,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Containers(c) => cmd::containers::run(&ctx, c).await,
         Command::Leases(c) => cmd::leases::run(&ctx, c).await,
         Command::Gc => cmd::gc::run(&ctx).await,
+        Command::Run(a) => cmd::run::run(&ctx, a).await,
+        Command::Tasks(c) => cmd::tasks::run(&ctx, c).await,
         Command::Snapshots(a) => cmd::snapshots::run(&ctx, a).await,
         Command::Content(c) => cmd::content::run(&ctx, c).await,
     }

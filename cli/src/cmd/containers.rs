@@ -1,11 +1,10 @@
-//! `berth containers ls|info|rm|label`: container records. `create` arrives with the
-//! runtime, which builds the OCI spec.
+//! `berth containers create|ls|info|rm|label`: containers. `create` and `rm` go through the
+//! runtime service, which prepares or removes the snapshot and builds the OCI spec.
 
 use std::process::ExitCode;
 
-use berth_ipc::metadata::{
-    ByName, Container, DeleteContainer, GetContainer, ListContainers, ListIn, UpdateContainer,
-};
+use berth_ipc::metadata::{ByName, Container, GetContainer, ListContainers, ListIn, UpdateContainer};
+use berth_ipc::runtime::RemoveContainer;
 use clap::Subcommand;
 use serde::Serialize;
 
@@ -31,12 +30,17 @@ pub enum ContainersCmd {
         /// The container id
         id: String,
     },
-    /// Remove container records
+    /// Create a container from an image (snapshot, OCI spec, record)
+    Create(Box<super::run::RunFlags>),
+    /// Remove containers and their snapshots (refused while a task exists, unless --force)
     #[command(alias = "remove", alias = "del")]
     Rm {
         /// Their ids
         #[arg(required = true)]
         ids: Vec<String>,
+        /// Kill and delete a task first
+        #[arg(short, long)]
+        force: bool,
     },
     /// Set labels (KEY=VALUE) or remove them (KEY or KEY=)
     Label {
@@ -120,10 +124,15 @@ pub async fn run(ctx: &Ctx, cmd: ContainersCmd) -> anyhow::Result<ExitCode> {
             let c = md.call(GetContainer(by(id))).await.map_err(wire)?;
             output::json(&info(&c))?;
         }
-        ContainersCmd::Rm { ids } => {
+        ContainersCmd::Create(flags) => {
+            let c = ctx.services.runtime.call(flags.request(&ctx.namespace)?).await.map_err(wire)?;
+            println!("{}", c.id);
+        }
+        ContainersCmd::Rm { ids, force } => {
             let mut failed = false;
             for id in ids {
-                match md.call(DeleteContainer(by(id.clone()))).await {
+                let req = RemoveContainer { namespace: ctx.namespace.clone(), id: id.clone(), force };
+                match ctx.services.runtime.call(req).await {
                     Ok(()) => println!("{id}"),
                     Err(e) => {
                         eprintln!("berth: {e}");

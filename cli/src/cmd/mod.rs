@@ -9,8 +9,10 @@ pub mod gc;
 pub mod images;
 pub mod leases;
 pub mod namespaces;
+pub mod run;
 pub mod services;
 pub mod snapshots;
+pub mod tasks;
 pub mod version;
 
 use std::path::PathBuf;

@@ -1,35 +1,134 @@
-//! The runtime service. Its duties arrive with their issue; today it is the bare service:
-//! it listens on `runtime.sock`, answers the handshake, `Health` and `Metrics`, and exits
-//! cleanly on SIGTERM.
+//! The runtime service: containers made from images and tasks run through a real OCI
+//! runtime (runc by default, crun selectable), one detached `berth-shim` per task.
+//!
+//! The service keeps no state of its own in memory: each task is its bundle directory
+//! (`<state>/tasks/<ns>/<id>`) and its shim. A restarted service therefore re-adopts every
+//! task by reading the bundles ([`adopt`]); a task whose shim is gone reports the exit the
+//! shim recorded, or 255, and what the OCI runtime kept of it is cleaned up.
 //!
 //! # Layout
-//! - `lib.rs` — [`run`] and the request handler.
-//! - [`bundle`] — a task's bundle directory and its durable exit record.
-//! - [`shim`] — `berth-shim`: daemon, reaper, OCI runtime calls, private socket.
 //! - [`spec`] — the OCI spec of a container from its image config and options.
+//! - [`image`] — an image's config and top chainID, read from content.
+//! - [`containers`] — create (snapshot + spec + record) and remove containers.
+//! - [`tasks`] — task lifecycle: create, start, kill, wait, state, delete, list.
+//! - [`procs`] — exec, ps, pause, resume, metrics, attach.
+//! - [`bundle`] — a task's bundle directory and its durable exit record.
+//! - [`mount`] — mounting a snapshot's mounts on the bundle's rootfs.
+//! - [`shim`] — `berth-shim`: daemon, reaper, OCI runtime calls, private socket.
+//! - [`shim_client`] — spawning and calling shims.
+//! - `lib.rs` — [`Runtime`], the request handler, [`run`].
 
 pub mod bundle;
+pub mod containers;
+pub mod image;
+pub mod mount;
+pub mod procs;
 pub mod shim;
+pub mod shim_client;
 pub mod spec;
+pub mod tasks;
 
-use berth_ipc::runtime::{Runtime, RuntimeRequest, RuntimeResponse};
-use berth_ipc::{Context, Handler, Reply};
+use std::path::PathBuf;
+
+use berth_ipc::content::proxy::ContentClient;
+use berth_ipc::metadata::Metadata;
+use berth_ipc::publisher::Publisher;
+use berth_ipc::runtime::{Runtime as RuntimeProtocol, RuntimeRequest, RuntimeResponse, TaskRef};
+use berth_ipc::snapshot::Snapshot;
+use berth_ipc::{Client, Context, Handler, Reply};
 use berth_service_kit::ServiceEnv;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
-/// The service's request handler.
-#[derive(Debug, Default)]
-pub struct RuntimeService;
+/// The runtime service: clients of the services it uses and the state dir.
+#[derive(Clone)]
+pub struct Runtime {
+    /// berth's state dir (bundles under `tasks/`, OCI runtime roots under `oci/`).
+    pub state: PathBuf,
+    /// The metadata service.
+    pub metadata: Client<Metadata>,
+    /// The snapshot service.
+    pub snapshot: Client<Snapshot>,
+    /// The content service.
+    pub content: ContentClient,
+    /// Events.
+    pub events: Publisher,
+}
 
-impl Handler<Runtime> for RuntimeService {
-    async fn handle(&self, req: RuntimeRequest, _ctx: Context) -> Reply<RuntimeResponse> {
-        let _ = req;
-        Reply::Unary(Err(berth_ipc::Error::new(berth_ipc::Code::Unimplemented, "not yet")))
+impl Runtime {
+    /// A runtime service for `env` (must be called inside tokio).
+    pub fn new(env: &ServiceEnv) -> Runtime {
+        let state = env.config.state.clone();
+        let options = env.client_options();
+        Runtime {
+            metadata: Client::in_state_dir(&state, options.clone()),
+            snapshot: Client::in_state_dir(&state, options.clone()),
+            content: ContentClient::new(Client::in_state_dir(&state, options)),
+            events: Publisher::in_state_dir(&state, "runtime"),
+            state,
+        }
     }
 }
 
-/// Runs the runtime service on `listener` until `shutdown` is cancelled.
+/// Re-adopts every task found in the state dir: live shims are simply used again; for a
+/// dead one the exit is settled (recorded, or 255) and the OCI runtime's leftovers removed.
+pub async fn adopt(rt: &Runtime) -> (usize, usize) {
+    let (mut live, mut dead) = (0, 0);
+    let Ok(namespaces) = std::fs::read_dir(rt.state.join("tasks")) else { return (0, 0) };
+    for ns in namespaces.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+        if ns.starts_with('.') {
+            continue;
+        }
+        let Ok(tasks) = rt.list(&ns).await else { continue };
+        for task in tasks {
+            if task.shim_pid != 0 {
+                live += 1;
+                continue;
+            }
+            dead += 1;
+            let bundle = rt.bundle(&ns, &task.id);
+            rt.cleanup_runtime(&bundle, &task.runtime, &ns, &task.id).await;
+            tracing::warn!(namespace = %ns, id = %task.id, exit = ?task.exit, "shim gone; exit settled");
+        }
+    }
+    (live, dead)
+}
+
+impl Handler<RuntimeProtocol> for Runtime {
+    async fn handle(&self, req: RuntimeRequest, _ctx: Context) -> Reply<RuntimeResponse> {
+        use RuntimeRequest as Q;
+        use RuntimeResponse as A;
+        match req {
+            Q::CreateContainer(r) => self.create_container(r).await.map(A::CreateContainer).into(),
+            Q::RemoveContainer(r) => self.remove_container(r).await.map(A::RemoveContainer).into(),
+            Q::CreateTask(r) => self.create(r.0).await.map(A::CreateTask).into(),
+            Q::StartTask(r) => self.start(r.0).await.map(A::StartTask).into(),
+            Q::KillTask(r) => self.kill(r).await.map(A::KillTask).into(),
+            Q::DeleteTask(r) => self.delete(r.0).await.map(A::DeleteTask).into(),
+            Q::GetTask(r) => self.get(r.0).await.map(A::GetTask).into(),
+            Q::ListTasks(r) => self.list(&r.namespace).await.map(A::ListTasks).into(),
+            Q::WaitTask(r) => self.wait(r.0).await.map(A::WaitTask).into(),
+            Q::Exec(r) => self.exec(r).await.map(A::Exec).into(),
+            Q::Ps(r) => self.ps(r.0).await.map(A::Ps).into(),
+            Q::Pause(r) => self.freeze(r.0, false).await.map(A::Pause).into(),
+            Q::Resume(r) => self.freeze(r.0, true).await.map(A::Resume).into(),
+            Q::GetMetrics(r) => self.metrics(r.0).await.map(A::GetMetrics).into(),
+            Q::Attach(r) => {
+                let (tx, reply) = Reply::stream(16);
+                let rt = self.clone();
+                let task: TaskRef = r.0;
+                tokio::spawn(async move { rt.attach(task, tx).await });
+                reply
+            }
+        }
+    }
+}
+
+/// Runs the runtime service on `listener` until `shutdown` is cancelled. Shims and
+/// containers are left running.
 pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    berth_service_kit::serve::<Runtime, _>(&env, RuntimeService, listener, shutdown).await
+    let rt = Runtime::new(&env);
+    let (live, dead) = adopt(&rt).await;
+    tracing::info!(live, dead, "tasks adopted");
+    berth_service_kit::serve::<RuntimeProtocol, _>(&env, rt, listener, shutdown).await
 }

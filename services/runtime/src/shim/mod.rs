@@ -25,6 +25,8 @@ use berth_ipc::runtime::ShimResponse;
 
 use crate::bundle::Bundle;
 
+pub use process::runtime_command;
+
 /// What the shim is told on its command line.
 #[derive(Debug, Clone)]
 pub struct ShimArgs {

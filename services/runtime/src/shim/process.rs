@@ -22,12 +22,8 @@ pub struct Runner {
 
 impl Runner {
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.runtime);
-        cmd.arg("--root").arg(&self.root);
-        if self.runtime.ends_with("crun") && crun_needs_no_cgroups() {
-            super::sys::hide_unified_cgroup(&mut cmd);
-        }
-        cmd.args(args).stdin(Stdio::null());
+        let mut cmd = runtime_command(&self.runtime, &self.root);
+        cmd.args(args);
         cmd
     }
 
@@ -70,6 +66,17 @@ impl Runner {
         }
         Ok(stdout)
     }
+}
+
+/// A command running the OCI runtime `runtime` with state root `root`.
+pub fn runtime_command(runtime: &str, root: &std::path::Path) -> Command {
+    let mut cmd = Command::new(runtime);
+    cmd.arg("--root").arg(root);
+    if runtime.ends_with("crun") && crun_needs_no_cgroups() {
+        super::sys::hide_unified_cgroup(&mut cmd);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
 }
 
 /// crun refuses hybrid cgroup hosts (v1 controllers plus a v2 hierarchy that holds one);

@@ -1,0 +1,230 @@
+//! `berth run [--rm] [-d] [options] IMAGE ID [CMD…]`: create a container and its task,
+//! start it, and in the foreground stream its output and exit with its exit code. The
+//! options ([`RunFlags`]) are shared with `berth containers create`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+use berth_ipc::Stream;
+use berth_ipc::runtime::{
+    Attach, BindMount, CreateContainer, CreateTask, DeleteTask, KillTask, OutputStream, RemoveContainer,
+    RunOptions, StartTask, TaskRef, WaitTask,
+};
+use clap::Args;
+
+use super::Ctx;
+use super::namespaces::wire;
+
+/// Options of a new container.
+#[derive(Debug, Clone, Args)]
+pub struct RunFlags {
+    /// OCI runtime: runc or crun
+    #[arg(long, default_value = "runc")]
+    pub runtime: String,
+    /// Environment variable KEY=VALUE (repeatable)
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// User: uid, uid:gid, name or name:group (looked up in the image)
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Hostname (default: the container id)
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Memory limit in bytes (suffixes k, m, g)
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// CPU limit, e.g. 0.5
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes
+    #[arg(long)]
+    pub pids_limit: Option<u64>,
+    /// Read-only root filesystem
+    #[arg(long)]
+    pub read_only: bool,
+    /// Use the host's network namespace
+    #[arg(long)]
+    pub net_host: bool,
+    /// Bind mount: type=bind,src=HOST,dst=CONTAINER[,ro] (repeatable)
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Label KEY=VALUE (repeatable)
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Replace the image's entrypoint
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// The image
+    pub image: String,
+    /// The container id
+    pub id: String,
+    /// Command and arguments (replace the image's cmd)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let lower = s.to_ascii_lowercase();
+    let (num, mult) = match lower.trim_end_matches('b').chars().last() {
+        Some('k') => (&lower[..lower.trim_end_matches('b').len() - 1], 1u64 << 10),
+        Some('m') => (&lower[..lower.trim_end_matches('b').len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.trim_end_matches('b').len() - 1], 1 << 30),
+        _ => (lower.as_str(), 1),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: not a size"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?}: too large"))
+}
+
+fn parse_mount(s: &str) -> anyhow::Result<BindMount> {
+    let mut m = BindMount { source: String::new(), destination: String::new(), read_only: false };
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("type", "bind")) => {}
+            Some(("type", other)) => anyhow::bail!("mount {s:?}: type {other} is not supported (bind)"),
+            Some(("src" | "source", v)) => m.source = v.to_string(),
+            Some(("dst" | "destination" | "target", v)) => m.destination = v.to_string(),
+            None if part == "ro" || part == "readonly" => m.read_only = true,
+            _ => anyhow::bail!("mount {s:?}: unknown option {part:?}"),
+        }
+    }
+    anyhow::ensure!(
+        !m.source.is_empty() && !m.destination.is_empty(),
+        "mount {s:?}: src and dst are required"
+    );
+    Ok(m)
+}
+
+impl RunFlags {
+    /// The `CreateContainer` request these flags describe.
+    pub fn request(&self, namespace: &str) -> anyhow::Result<CreateContainer> {
+        let mut labels = BTreeMap::new();
+        for l in &self.label {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            labels.insert(k.to_string(), v.to_string());
+        }
+        let cpus_milli = match self.cpus {
+            Some(c) if !(c > 0.0 && c < 1e6) => anyhow::bail!("--cpus {c}: must be a positive number"),
+            Some(c) => Some((c * 1000.0).round() as u64),
+            None => None,
+        };
+        let options = RunOptions {
+            args: (!self.cmd.is_empty()).then(|| self.cmd.clone()),
+            entrypoint: self.entrypoint.clone().map(|e| vec![e]),
+            env: self.env.clone(),
+            cwd: self.cwd.clone(),
+            user: self.user.clone(),
+            hostname: self.hostname.clone(),
+            memory: self.memory,
+            cpus_milli,
+            pids_limit: self.pids_limit,
+            read_only: self.read_only,
+            net_host: self.net_host,
+            mounts: self.mount.iter().map(|m| parse_mount(m)).collect::<anyhow::Result<_>>()?,
+            terminal: false,
+        };
+        Ok(CreateContainer {
+            namespace: namespace.to_string(),
+            id: self.id.clone(),
+            image: self.image.clone(),
+            runtime: self.runtime.clone(),
+            options,
+            labels,
+        })
+    }
+}
+
+/// `berth run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Delete the task, the container and its snapshot when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Return once started, printing the id
+    #[arg(short, long)]
+    pub detach: bool,
+    /// The container
+    #[command(flatten)]
+    pub flags: RunFlags,
+}
+
+/// Copies an attach stream to stdout/stderr until it ends.
+pub async fn pump(mut stream: Stream<Attach>) -> anyhow::Result<()> {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(wire)?;
+        match chunk.stream {
+            OutputStream::Stdout => {
+                out.write_all(&chunk.data)?;
+                out.flush()?;
+            }
+            OutputStream::Stderr => err.write_all(&chunk.data)?,
+        }
+    }
+    Ok(())
+}
+
+/// An exit status as a process exit code.
+pub fn code(status: u32) -> ExitCode {
+    ExitCode::from(u8::try_from(status).unwrap_or(255))
+}
+
+/// Runs `berth run`.
+pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let rt = &ctx.services.runtime;
+    let ns = ctx.namespace.clone();
+    let id = args.flags.id.clone();
+    rt.call(args.flags.request(&ns)?).await.map_err(wire)?;
+    let task = TaskRef::init(&ns, &id);
+    let result = async {
+        rt.call(CreateTask(task.clone())).await.map_err(wire)?;
+        if args.detach {
+            rt.call(StartTask(task.clone())).await.map_err(wire)?;
+            println!("{id}");
+            return Ok(None);
+        }
+        let stream = rt.stream(Attach(task.clone())).await.map_err(wire)?;
+        rt.call(StartTask(task.clone())).await.map_err(wire)?;
+        tokio::select! {
+            r = pump(stream) => r?,
+            _ = tokio::signal::ctrl_c() => {
+                let _ = rt.call(KillTask { task: task.clone(), signal: 15, all: false }).await;
+            }
+        }
+        let exit = rt.call(WaitTask(task.clone())).await.map_err(wire)?;
+        Ok::<_, anyhow::Error>(Some(exit.status))
+    }
+    .await;
+    if args.rm && !args.detach {
+        if result.is_err() {
+            let _ = rt.call(KillTask { task: task.clone(), signal: 9, all: true }).await;
+            let _ = rt.call(WaitTask(task.clone())).await;
+        }
+        let _ = rt.call(DeleteTask(task.clone())).await;
+        rt.call(RemoveContainer { namespace: ns, id, force: true }).await.map_err(wire)?;
+    }
+    match result? {
+        Some(status) => Ok(code(status)),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_mounts() {
+        assert_eq!(parse_size("64m"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("x").is_err());
+        let m = parse_mount("type=bind,src=/a,dst=/b,ro").expect("mount");
+        assert_eq!(m, BindMount { source: "/a".into(), destination: "/b".into(), read_only: true });
+        assert!(parse_mount("type=tmpfs,dst=/x").is_err());
+        assert!(parse_mount("src=/a").is_err());
+    }
+}

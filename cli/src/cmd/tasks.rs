@@ -1,0 +1,226 @@
+//! `berth tasks ls|start|kill|delete|wait|exec|ps|pause|resume|metrics|attach`.
+
+use std::process::ExitCode;
+
+use berth_ipc::runtime::{
+    Attach, DeleteTask, Exec, ExecSpec, GetMetrics, KillTask, ListTasks, Pause, Ps, Resume, StartTask,
+    TaskRef, WaitTask,
+};
+use clap::Subcommand;
+
+use super::Ctx;
+use super::namespaces::wire;
+use super::run::{code, pump};
+use crate::output::{self, Format};
+
+/// `berth tasks …`
+#[derive(Debug, Subcommand)]
+pub enum TasksCmd {
+    /// List tasks
+    #[command(alias = "list")]
+    Ls,
+    /// Start a created task
+    Start {
+        /// Container id
+        id: String,
+    },
+    /// Signal a task
+    Kill {
+        /// Container id
+        id: String,
+        /// Signal (name or number)
+        #[arg(short, long, default_value = "SIGTERM")]
+        signal: String,
+        /// Every process of the container
+        #[arg(short, long)]
+        all: bool,
+        /// An exec'd process
+        #[arg(long)]
+        exec_id: Option<String>,
+    },
+    /// Delete stopped tasks, printing their exit status
+    #[command(alias = "rm")]
+    Delete {
+        /// Container ids
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Wait for a task (or exec) to exit; exits with its status
+    Wait {
+        /// Container id
+        id: String,
+        /// An exec'd process
+        #[arg(long)]
+        exec_id: Option<String>,
+    },
+    /// Run another process in a running task
+    Exec {
+        /// The exec id
+        #[arg(long)]
+        exec_id: String,
+        /// Return once started
+        #[arg(short, long)]
+        detach: bool,
+        /// Working directory
+        #[arg(long)]
+        cwd: Option<String>,
+        /// Environment KEY=VALUE
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        /// Container id
+        id: String,
+        /// Command
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
+    /// Pids of a task
+    Ps {
+        /// Container id
+        id: String,
+    },
+    /// Freeze a task
+    Pause {
+        /// Container id
+        id: String,
+    },
+    /// Thaw a task
+    Resume {
+        /// Container id
+        id: String,
+    },
+    /// Cgroup figures of a task
+    Metrics {
+        /// Container id
+        id: String,
+    },
+    /// Print a task's output so far and follow it until it exits
+    Attach {
+        /// Container id
+        id: String,
+        /// An exec'd process
+        #[arg(long)]
+        exec_id: Option<String>,
+    },
+}
+
+/// A signal by name (`SIGKILL`, `KILL`) or number.
+pub fn parse_signal(s: &str) -> anyhow::Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        anyhow::ensure!((1..=64).contains(&n), "signal {n}: out of range");
+        return Ok(n);
+    }
+    let name = s.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    let n = match name {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "KILL" => 9,
+        "USR1" => 10,
+        "USR2" => 12,
+        "TERM" => 15,
+        "CONT" => 18,
+        "STOP" => 19,
+        "WINCH" => 28,
+        _ => anyhow::bail!("signal {s:?}: unknown"),
+    };
+    Ok(n)
+}
+
+/// Runs a tasks command.
+pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
+    let rt = &ctx.services.runtime;
+    let ns = ctx.namespace.as_str();
+    let task = |id: &str, exec: Option<String>| TaskRef {
+        namespace: ns.to_string(),
+        id: id.to_string(),
+        exec_id: exec,
+    };
+    match cmd {
+        TasksCmd::Ls => {
+            let list = rt.call(ListTasks { namespace: ns.to_string() }).await.map_err(wire)?;
+            if ctx.format == Format::Json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({"id": t.id, "pid": t.pid, "status": t.status.as_str(),
+                            "exit_status": t.exit.map(|e| e.status), "runtime": t.runtime, "shim_pid": t.shim_pid})
+                    })
+                    .collect();
+                output::json(&rows)?;
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|t| {
+                        let exit = t.exit.map(|e| e.status.to_string()).unwrap_or_default();
+                        vec![
+                            t.id.clone(),
+                            t.pid.to_string(),
+                            t.status.as_str().into(),
+                            exit,
+                            t.runtime.clone(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["TASK", "PID", "STATUS", "EXIT", "RUNTIME"], &rows);
+            }
+        }
+        TasksCmd::Start { id } => {
+            let info = rt.call(StartTask(task(&id, None))).await.map_err(wire)?;
+            println!("{}", info.pid);
+        }
+        TasksCmd::Kill { id, signal, all, exec_id } => {
+            let signal = parse_signal(&signal)?;
+            rt.call(KillTask { task: task(&id, exec_id), signal, all }).await.map_err(wire)?;
+        }
+        TasksCmd::Delete { ids } => {
+            let mut failed = false;
+            for id in ids {
+                match rt.call(DeleteTask(task(&id, None))).await {
+                    Ok(exit) => println!("{id} {}", exit.status),
+                    Err(e) => {
+                        eprintln!("berth: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        TasksCmd::Wait { id, exec_id } => {
+            let exit = rt.call(WaitTask(task(&id, exec_id))).await.map_err(wire)?;
+            return Ok(code(exit.status));
+        }
+        TasksCmd::Exec { exec_id, detach, cwd, env, id, cmd } => {
+            let t = task(&id, Some(exec_id));
+            let pid = rt
+                .call(Exec { task: t.clone(), spec: ExecSpec { args: cmd, env, cwd } })
+                .await
+                .map_err(wire)?;
+            if detach {
+                println!("{pid}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            pump(rt.stream(Attach(t.clone())).await.map_err(wire)?).await?;
+            let exit = rt.call(WaitTask(t)).await.map_err(wire)?;
+            return Ok(code(exit.status));
+        }
+        TasksCmd::Ps { id } => {
+            for pid in rt.call(Ps(task(&id, None))).await.map_err(wire)? {
+                println!("{pid}");
+            }
+        }
+        TasksCmd::Pause { id } => rt.call(Pause(task(&id, None))).await.map_err(wire)?,
+        TasksCmd::Resume { id } => rt.call(Resume(task(&id, None))).await.map_err(wire)?,
+        TasksCmd::Metrics { id } => {
+            let m = rt.call(GetMetrics(task(&id, None))).await.map_err(wire)?;
+            output::json(&serde_json::json!({"cpu_ns": m.cpu_ns, "memory_bytes": m.memory_bytes,
+                "memory_limit": m.memory_limit, "pids": m.pids}))?;
+        }
+        TasksCmd::Attach { id, exec_id } => {
+            pump(rt.stream(Attach(task(&id, exec_id))).await.map_err(wire)?).await?
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,160 @@
+//! Containers: made from an image (snapshot prepared on its top chainID, spec generated
+//! with the rootfs mounted for lookups, record in metadata) and removed again. A failure
+//! part-way undoes what was done, so nothing is left behind.
+
+use std::collections::BTreeMap;
+
+use berth_ipc::metadata::{
+    ByName, Container, CreateContainer as MdCreate, DeleteContainer, GetContainer, GetImage, PutSnapshot,
+    RemoveSnapshot, RuntimeInfo, SnapshotRecord, SnapshotRef,
+};
+use berth_ipc::names::{validate_identifier, validate_labels, validate_namespace};
+use berth_ipc::runtime::{CreateContainer, KillTask, RemoveContainer, TaskRef};
+use berth_ipc::snapshot::{KeyRef, Prepare, Remove};
+use berth_ipc::{Code, Error, Result};
+
+use crate::Runtime;
+use crate::{image, mount, spec};
+
+/// The snapshotter containers use.
+pub const SNAPSHOTTER: &str = "overlayfs";
+
+/// The snapshot key of container `id` in `ns` (snapshot keys are global).
+pub fn snapshot_key(ns: &str, id: &str) -> String {
+    format!("berth-container-{ns}-{id}")
+}
+
+/// The OCI runtime binary for a runtime name.
+pub fn runtime_binary(name: &str) -> Result<&'static str> {
+    match name {
+        "" | "runc" | "io.containerd.runc.v2" => Ok("runc"),
+        "crun" => Ok("crun"),
+        other => Err(Error::invalid(format!("runtime {other:?}: unknown (runc or crun)"))),
+    }
+}
+
+impl Runtime {
+    /// `CreateContainer`.
+    pub async fn create_container(&self, req: CreateContainer) -> Result<Container> {
+        validate_namespace(&req.namespace)?;
+        validate_identifier("container id", &req.id)?;
+        validate_labels(&req.labels)?;
+        let runtime = runtime_binary(&req.runtime)?;
+        let (ns, id) = (req.namespace.as_str(), req.id.as_str());
+        match self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() })).await {
+            Ok(_) => return Err(Error::already_exists(format!("container {id}: already exists"))),
+            Err(e) if e.is(Code::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let image = self
+            .metadata
+            .call(GetImage(ByName { namespace: ns.into(), name: req.image.clone() }))
+            .await
+            .map_err(|e| {
+                if e.is(Code::NotFound) {
+                    Error::not_found(format!("image {}: not found", req.image))
+                } else {
+                    e
+                }
+            })?;
+        let (config, chain) = image::resolve(&self.content, &image).await?;
+        let key = snapshot_key(ns, id);
+        let parent = chain.map(|c| c.to_string());
+        let prepare = Prepare {
+            snapshotter: SNAPSHOTTER.into(),
+            key: key.clone(),
+            parent: parent.clone(),
+            labels: BTreeMap::new(),
+        };
+        let mounts =
+            self.snapshot.call(prepare).await.map_err(|e| e.context(format!("container {id}: snapshot")))?;
+        let result = async {
+            self.metadata
+                .call(PutSnapshot {
+                    namespace: ns.into(),
+                    snapshot: SnapshotRecord {
+                        snapshotter: SNAPSHOTTER.into(),
+                        key: key.clone(),
+                        parent: parent.clone(),
+                        labels: BTreeMap::new(),
+                        created: 0,
+                        updated: 0,
+                    },
+                    lease: None,
+                })
+                .await?;
+            let spec = self.spec_in_mounted(&mounts, &config, &req).await?;
+            let container = Container {
+                id: id.into(),
+                image: req.image.clone(),
+                runtime: RuntimeInfo { name: runtime.into(), options: Vec::new() },
+                spec,
+                snapshotter: SNAPSHOTTER.into(),
+                snapshot_key: key.clone(),
+                labels: req.labels.clone(),
+                extensions: BTreeMap::new(),
+                created: 0,
+                updated: 0,
+            };
+            self.metadata.call(MdCreate { namespace: ns.into(), container }).await
+        }
+        .await;
+        if result.is_err() {
+            self.drop_snapshot(ns, &key).await;
+        }
+        result
+    }
+
+    /// Mounts the new snapshot on a temp dir, generates the spec, unmounts.
+    async fn spec_in_mounted(
+        &self,
+        mounts: &[berth_ipc::snapshot::Mount],
+        config: &spec::ImageConfig,
+        req: &CreateContainer,
+    ) -> Result<Vec<u8>> {
+        let tmp = self.state.join("tasks").join(".mnt").join(format!("{}-{}", req.namespace, req.id));
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::internal(format!("{}: {e}", tmp.display())))?;
+        let (mounts, config, req2, tmp2) = (mounts.to_vec(), config.clone(), req.clone(), tmp.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            mount::mount_all(&mounts, &tmp2)?;
+            let spec = spec::generate(&config, &req2.options, &req2.namespace, &req2.id, &tmp2);
+            let _ = mount::unmount_all(&tmp2);
+            serde_json::to_vec(&spec?).map_err(|e| Error::internal(format!("spec: {e}")))
+        })
+        .await
+        .map_err(|e| Error::internal(format!("spec task: {e}")))?;
+        let _ = std::fs::remove_dir(&tmp);
+        out
+    }
+
+    async fn drop_snapshot(&self, ns: &str, key: &str) {
+        let _ = self.snapshot.call(Remove(KeyRef { snapshotter: SNAPSHOTTER.into(), key: key.into() })).await;
+        let at = SnapshotRef { namespace: ns.into(), snapshotter: SNAPSHOTTER.into(), key: key.into() };
+        let _ = self.metadata.call(RemoveSnapshot(at)).await;
+    }
+
+    /// `RemoveContainer`.
+    pub async fn remove_container(&self, req: RemoveContainer) -> Result<()> {
+        validate_namespace(&req.namespace)?;
+        validate_identifier("container id", &req.id)?;
+        let (ns, id) = (req.namespace.as_str(), req.id.as_str());
+        let container =
+            self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() })).await?;
+        if self.bundle(ns, id).dir.exists() {
+            if !req.force {
+                return Err(Error::precondition(format!(
+                    "container {id}: has a task; delete it first or force"
+                )));
+            }
+            let task = TaskRef::init(ns, id);
+            let _ = self.kill(KillTask { task: task.clone(), signal: 9, all: true }).await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.wait(task.clone())).await;
+            self.delete(task).await?;
+        }
+        self.metadata.call(DeleteContainer(ByName { namespace: ns.into(), name: id.into() })).await?;
+        if !container.snapshot_key.is_empty() {
+            self.drop_snapshot(ns, &container.snapshot_key).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! What happens inside a running task: exec, ps, pause, resume, metrics, attach.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::time::Duration;
+
+use berth_ipc::events::payload::{TaskExecAdded, TaskExecStarted, TaskPaused, TaskResumed};
+use berth_ipc::runtime::{
+    Exec, OutputChunk, OutputStream, RuntimeResponse, ShimRequest, ShimResponse, TaskMetrics, TaskRef,
+    TaskStatus,
+};
+use berth_ipc::{Error, Result};
+use tokio::sync::mpsc;
+
+use crate::Runtime;
+use crate::tasks::check;
+use crate::{shim_client, spec};
+
+/// How often attach looks for new output.
+const ATTACH_POLL: Duration = Duration::from_millis(3);
+
+impl Runtime {
+    /// `Exec`.
+    pub async fn exec(&self, req: Exec) -> Result<u32> {
+        check(&req.task)?;
+        let exec_id =
+            req.task.exec_id.clone().ok_or_else(|| Error::invalid("exec: an exec id is required"))?;
+        let bundle = self.bundle(&req.task.namespace, &req.task.id);
+        let config = std::fs::read(bundle.config())
+            .map_err(|_| Error::not_found(format!("task {}: not found", req.task.id)))?;
+        let oci: oci_spec::runtime::Spec =
+            serde_json::from_slice(&config).map_err(|e| Error::internal(format!("config.json: {e}")))?;
+        let process = spec::exec_process(&oci, &req.spec)?;
+        let process = serde_json::to_string(&process).map_err(|e| Error::internal(e.to_string()))?;
+        let ns = req.task.namespace.clone();
+        self.events
+            .publish(&ns, TaskExecAdded { container_id: req.task.id.clone(), exec_id: exec_id.clone() });
+        let call = ShimRequest::Exec { exec_id: exec_id.clone(), process };
+        match shim_client::call(&bundle.socket(), &call).await? {
+            ShimResponse::Pid(pid) => {
+                self.events.publish(&ns, TaskExecStarted { container_id: req.task.id.clone(), exec_id, pid });
+                Ok(pid)
+            }
+            other => Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
+        }
+    }
+
+    /// `Ps`.
+    pub async fn ps(&self, task: TaskRef) -> Result<Vec<u32>> {
+        check(&task)?;
+        let bundle = self.bundle(&task.namespace, &task.id);
+        match shim_client::call(&bundle.socket(), &ShimRequest::Ps).await? {
+            ShimResponse::Pids(p) => Ok(p),
+            other => Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
+        }
+    }
+
+    /// `Pause` (`resume = false`) and `Resume`.
+    pub async fn freeze(&self, task: TaskRef, resume: bool) -> Result<()> {
+        check(&task)?;
+        let bundle = self.bundle(&task.namespace, &task.id);
+        let req = if resume { ShimRequest::Resume } else { ShimRequest::Pause };
+        shim_client::call(&bundle.socket(), &req).await?;
+        let id = task.id.clone();
+        if resume {
+            self.events.publish(&task.namespace, TaskResumed { container_id: id });
+        } else {
+            self.events.publish(&task.namespace, TaskPaused { container_id: id });
+        }
+        Ok(())
+    }
+
+    /// `GetMetrics`: cgroup v1 files (or v2 where there is no v1 controller).
+    pub async fn metrics(&self, task: TaskRef) -> Result<TaskMetrics> {
+        let info = self.get(task.clone()).await?;
+        if !matches!(info.status, TaskStatus::Running | TaskStatus::Paused | TaskStatus::Created) {
+            return Err(Error::precondition(format!("task {}: not running", task.id)));
+        }
+        let cg = spec::cgroup_path(&task.namespace, &task.id);
+        let read = |p: String| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<u64>().ok());
+        let v1 = |ctl: &str, file: &str| read(format!("/sys/fs/cgroup/{ctl}{cg}/{file}"));
+        let v2 = |file: &str| read(format!("/sys/fs/cgroup{cg}/{file}"));
+        let m = TaskMetrics {
+            cpu_ns: v1("cpuacct", "cpuacct.usage").unwrap_or(0),
+            memory_bytes: v1("memory", "memory.usage_in_bytes").or_else(|| v2("memory.current")).unwrap_or(0),
+            memory_limit: v1("memory", "memory.limit_in_bytes").filter(|l| *l < (1 << 62)).unwrap_or(0),
+            pids: v1("pids", "pids.current").or_else(|| v2("pids.current")).unwrap_or(0),
+        };
+        Ok(m)
+    }
+
+    /// `Attach`: streams the process's logs from the start, then live, until it exits.
+    pub async fn attach(&self, task: TaskRef, tx: mpsc::Sender<Result<RuntimeResponse>>) {
+        if let Err(e) = check(&task) {
+            let _ = tx.send(Err(e)).await;
+            return;
+        }
+        let bundle = self.bundle(&task.namespace, &task.id);
+        if !bundle.record().exists() {
+            let _ = tx.send(Err(Error::not_found(format!("task {}: not found", task.id)))).await;
+            return;
+        }
+        let exec = task.exec_id.as_deref();
+        let mut files = [
+            (OutputStream::Stdout, bundle.stdout(exec), 0u64),
+            (OutputStream::Stderr, bundle.stderr(exec), 0u64),
+        ];
+        let (done_tx, mut done) = tokio::sync::oneshot::channel();
+        let waiter = {
+            let (rt, task) = (self.clone(), task.clone());
+            tokio::spawn(async move {
+                let _ = rt.wait(task).await;
+                let _ = done_tx.send(());
+            })
+        };
+        loop {
+            let finished = done.try_recv().is_ok() || waiter.is_finished();
+            let mut any = false;
+            for (stream, path, offset) in files.iter_mut() {
+                while let Some(data) = read_from(path, offset) {
+                    any = true;
+                    if tx
+                        .send(Ok(RuntimeResponse::Attach(OutputChunk { stream: *stream, data })))
+                        .await
+                        .is_err()
+                    {
+                        waiter.abort();
+                        return;
+                    }
+                }
+            }
+            if finished && !any {
+                return;
+            }
+            if !any {
+                tokio::select! {
+                    _ = tokio::time::sleep(ATTACH_POLL) => {}
+                    _ = tx.closed() => { waiter.abort(); return; }
+                }
+            }
+        }
+    }
+}
+
+/// Up to 64 KiB of `path` from `offset`, advancing it; `None` when there is nothing new.
+fn read_from(path: &std::path::Path, offset: &mut u64) -> Option<Vec<u8>> {
+    let mut f = std::fs::File::open(path).ok()?;
+    f.seek(SeekFrom::Start(*offset)).ok()?;
+    let mut buf = vec![0u8; 64 << 10];
+    let n = f.read(&mut buf).ok()?;
+    if n == 0 {
+        return None;
+    }
+    buf.truncate(n);
+    *offset += n as u64;
+    Some(buf)
+}

@@ -1,0 +1,299 @@
+//! Task lifecycle: create (bundle, rootfs mount, shim), start, kill, wait, state, delete.
+//! The bundle directories are the only state: the service keeps nothing in memory that a
+//! restart would lose, and a task whose shim is gone reports its recorded exit (or 255).
+
+use std::os::unix::fs::DirBuilderExt;
+
+use berth_ipc::events::payload::{EventMount, TaskCreate, TaskDelete, TaskExit, TaskStart};
+use berth_ipc::metadata::{ByName, GetContainer};
+use berth_ipc::names::{validate_identifier, validate_namespace};
+use berth_ipc::runtime::{ExitInfo, KillTask, ShimRequest, ShimResponse, TaskInfo, TaskRef, TaskStatus};
+use berth_ipc::snapshot::{KeyRef, Mounts};
+use berth_ipc::{Code, Error, Result};
+
+use crate::Runtime;
+use crate::bundle::{Bundle, TaskRecord, now_ns, write_exit};
+use crate::containers::runtime_binary;
+use crate::shim::ShimArgs;
+use crate::{mount, shim_client};
+
+/// Exit status reported when a shim vanished without recording one.
+pub const UNKNOWN_EXIT: u32 = 255;
+
+pub(crate) fn check(task: &TaskRef) -> Result<()> {
+    validate_namespace(&task.namespace)?;
+    validate_identifier("container id", &task.id)?;
+    if let Some(e) = &task.exec_id {
+        validate_identifier("exec id", e)?;
+    }
+    Ok(())
+}
+
+fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
+    Error::internal(format!("{what}: {e}"))
+}
+
+impl Runtime {
+    /// The bundle of a task.
+    pub fn bundle(&self, ns: &str, id: &str) -> Bundle {
+        Bundle::new(&self.state, ns, id)
+    }
+
+    /// The OCI runtime's state root for `runtime` in `ns`.
+    pub fn runtime_root(&self, runtime: &str, ns: &str) -> std::path::PathBuf {
+        self.state.join("oci").join(runtime).join(ns)
+    }
+
+    fn existing(&self, task: &TaskRef) -> Result<Bundle> {
+        check(task)?;
+        let bundle = self.bundle(&task.namespace, &task.id);
+        if !bundle.record().exists() {
+            return Err(Error::not_found(format!("task {}: not found", task.id)));
+        }
+        Ok(bundle)
+    }
+
+    /// `CreateTask`.
+    pub async fn create(&self, task: TaskRef) -> Result<TaskInfo> {
+        check(&task)?;
+        let (ns, id) = (task.namespace.as_str(), task.id.as_str());
+        let container =
+            self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() })).await?;
+        let runtime = runtime_binary(&container.runtime.name)?;
+        let bundle = self.bundle(ns, id);
+        if let Some(parent) = bundle.dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io("tasks dir", e))?;
+        }
+        match std::fs::DirBuilder::new().mode(0o711).create(&bundle.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::already_exists(format!("task {id}: already exists")));
+            }
+            Err(e) => return Err(io("bundle", e)),
+        }
+        let result = self.create_in(&bundle, &container, runtime, ns, id).await;
+        if result.is_err() {
+            let _ = mount::unmount_all(&bundle.rootfs());
+            let _ = std::fs::remove_dir_all(&bundle.dir);
+        }
+        result
+    }
+
+    async fn create_in(
+        &self,
+        bundle: &Bundle,
+        container: &berth_ipc::metadata::Container,
+        runtime: &str,
+        ns: &str,
+        id: &str,
+    ) -> Result<TaskInfo> {
+        let mounts = self
+            .snapshot
+            .call(Mounts(KeyRef {
+                snapshotter: container.snapshotter.clone(),
+                key: container.snapshot_key.clone(),
+            }))
+            .await?;
+        std::fs::create_dir(bundle.rootfs()).map_err(|e| io("rootfs", e))?;
+        std::fs::write(bundle.config(), &container.spec).map_err(|e| io("config.json", e))?;
+        let record = TaskRecord {
+            namespace: ns.into(),
+            id: id.into(),
+            runtime: runtime.into(),
+            snapshotter: container.snapshotter.clone(),
+            snapshot_key: container.snapshot_key.clone(),
+        };
+        let json = serde_json::to_vec(&record).map_err(|e| Error::internal(e.to_string()))?;
+        crate::bundle::write_durably(&bundle.record(), &json).map_err(|e| io("task.json", e))?;
+        let (m, root) = (mounts.clone(), bundle.rootfs());
+        tokio::task::spawn_blocking(move || mount::mount_all(&m, &root))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))??;
+        let args = ShimArgs {
+            namespace: ns.into(),
+            id: id.into(),
+            bundle: bundle.dir.clone(),
+            runtime: runtime.into(),
+            runtime_root: self.runtime_root(runtime, ns),
+            state: self.state.clone(),
+        };
+        let pid = shim_client::spawn(&args).await?;
+        let rootfs = mounts
+            .iter()
+            .map(|m| EventMount {
+                kind: m.kind.clone(),
+                source: m.source.clone(),
+                options: m.options.clone(),
+            })
+            .collect();
+        let bundle_s = bundle.dir.display().to_string();
+        self.events
+            .publish(ns, TaskCreate { container_id: id.into(), bundle: bundle_s.clone(), rootfs, pid });
+        Ok(TaskInfo {
+            id: id.into(),
+            namespace: ns.into(),
+            pid,
+            status: TaskStatus::Created,
+            exit: None,
+            bundle: bundle_s,
+            runtime: runtime.into(),
+            shim_pid: bundle.read_shim_pid().unwrap_or(0),
+        })
+    }
+
+    /// `StartTask`.
+    pub async fn start(&self, task: TaskRef) -> Result<TaskInfo> {
+        let bundle = self.existing(&task)?;
+        let pid = match shim_client::call(&bundle.socket(), &ShimRequest::Start).await? {
+            ShimResponse::Pid(pid) => pid,
+            other => return Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
+        };
+        self.events.publish(&task.namespace, TaskStart { container_id: task.id.clone(), pid });
+        self.get(task).await
+    }
+
+    /// `GetTask`: asks the shim, or reads the bundle when it is gone.
+    pub async fn get(&self, task: TaskRef) -> Result<TaskInfo> {
+        let bundle = self.existing(&task)?;
+        let record = bundle.read_record();
+        let runtime = record.map(|r| r.runtime).unwrap_or_default();
+        let mut info = TaskInfo {
+            id: task.id.clone(),
+            namespace: task.namespace.clone(),
+            pid: std::fs::read_to_string(bundle.init_pid())
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0),
+            status: TaskStatus::Stopped,
+            exit: None,
+            bundle: bundle.dir.display().to_string(),
+            runtime,
+            shim_pid: 0,
+        };
+        match shim_client::call(&bundle.socket(), &ShimRequest::State).await {
+            Ok(ShimResponse::State(s)) => {
+                info.pid = s.pid;
+                info.status = s.status;
+                info.exit = s.exit;
+                info.shim_pid = s.shim_pid;
+            }
+            Ok(_) | Err(_) if !bundle.shim_pid().exists() => {
+                // Being created (or a create that crashed before its shim started).
+                info.status = TaskStatus::Unknown;
+            }
+            Ok(_) | Err(_) => info.exit = Some(self.dead_shim_exit(&bundle, &task.namespace, &task.id)),
+        }
+        Ok(info)
+    }
+
+    /// The exit of a task whose shim is gone: the recorded one, or 255 (then recorded and
+    /// published, so every later reader agrees).
+    pub(crate) fn dead_shim_exit(&self, bundle: &Bundle, ns: &str, id: &str) -> ExitInfo {
+        if let Some(exit) = bundle.read_exit() {
+            return exit;
+        }
+        let exit = ExitInfo { status: UNKNOWN_EXIT, exited_at: now_ns() };
+        if write_exit(bundle, exit).is_ok() {
+            self.events.publish(
+                ns,
+                TaskExit {
+                    container_id: id.into(),
+                    id: id.into(),
+                    pid: 0,
+                    exit_status: exit.status,
+                    exited_at: exit.exited_at,
+                },
+            );
+        }
+        exit
+    }
+
+    /// `KillTask`.
+    pub async fn kill(&self, req: KillTask) -> Result<()> {
+        let bundle = self.existing(&req.task)?;
+        let call = ShimRequest::Kill { exec_id: req.task.exec_id.clone(), signal: req.signal, all: req.all };
+        match shim_client::call(&bundle.socket(), &call).await {
+            Err(e) if e.is(Code::Unavailable) => {
+                Err(Error::not_found(format!("task {}: not running", req.task.id)))
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// `WaitTask`.
+    pub async fn wait(&self, task: TaskRef) -> Result<ExitInfo> {
+        let bundle = self.existing(&task)?;
+        match shim_client::call(&bundle.socket(), &ShimRequest::Wait { exec_id: task.exec_id.clone() }).await
+        {
+            Ok(ShimResponse::Exit(exit)) => Ok(exit),
+            Ok(other) => Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
+            Err(e) if e.is(Code::Unavailable) && task.exec_id.is_none() => {
+                Ok(self.dead_shim_exit(&bundle, &task.namespace, &task.id))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `DeleteTask`: refused while running; shim shut down, rootfs unmounted, bundle removed.
+    pub async fn delete(&self, task: TaskRef) -> Result<ExitInfo> {
+        let info = self.get(TaskRef { exec_id: None, ..task.clone() }).await?;
+        if matches!(info.status, TaskStatus::Running | TaskStatus::Paused) {
+            return Err(Error::precondition(format!("task {}: running; kill it first", task.id)));
+        }
+        let bundle = self.bundle(&task.namespace, &task.id);
+        let exit = match shim_client::call(&bundle.socket(), &ShimRequest::Shutdown).await {
+            Ok(_) => info.exit.or_else(|| bundle.read_exit()),
+            Err(e) if e.is(Code::Unavailable) => {
+                self.cleanup_runtime(&bundle, &info.runtime, &task.namespace, &task.id).await;
+                info.exit
+            }
+            Err(e) => return Err(e),
+        };
+        let exit = exit.unwrap_or(ExitInfo { status: UNKNOWN_EXIT, exited_at: now_ns() });
+        let root = bundle.rootfs();
+        tokio::task::spawn_blocking(move || mount::unmount_all(&root))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))??;
+        std::fs::remove_dir_all(&bundle.dir).map_err(|e| io("bundle", e))?;
+        self.events.publish(
+            &task.namespace,
+            TaskDelete {
+                container_id: task.id.clone(),
+                id: task.id.clone(),
+                pid: info.pid,
+                exit_status: exit.status,
+                exited_at: exit.exited_at,
+            },
+        );
+        Ok(exit)
+    }
+
+    /// Removes what the OCI runtime keeps of a container whose shim is gone.
+    pub(crate) async fn cleanup_runtime(&self, bundle: &Bundle, runtime: &str, ns: &str, id: &str) {
+        let Ok(bin) = runtime_binary(runtime) else { return };
+        let mut cmd = crate::shim::runtime_command(bin, &self.runtime_root(bin, ns));
+        cmd.args(["delete", "--force", id])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let _ = tokio::task::spawn_blocking(move || cmd.status()).await;
+        let _ = std::fs::remove_file(bundle.socket());
+    }
+
+    /// `ListTasks`: every bundle of the namespace.
+    pub async fn list(&self, ns: &str) -> Result<Vec<TaskInfo>> {
+        validate_namespace(ns)?;
+        let dir = self.state.join("tasks").join(ns);
+        let mut ids: Vec<String> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect(),
+            Err(_) => Vec::new(),
+        };
+        ids.sort();
+        let mut out = Vec::new();
+        for id in ids {
+            if let Ok(info) = self.get(TaskRef::init(ns, &id)).await {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+}
