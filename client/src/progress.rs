@@ -18,6 +18,8 @@ pub enum State {
     Unpacking,
     /// Being uploaded.
     Uploading,
+    /// Applied to its snapshot.
+    Unpacked,
 }
 
 impl State {
@@ -30,6 +32,7 @@ impl State {
             State::Done => "done",
             State::Unpacking => "unpacking",
             State::Uploading => "uploading",
+            State::Unpacked => "unpacked",
         }
     }
 }

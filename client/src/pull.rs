@@ -3,11 +3,13 @@
 //! from the ingest's offset with an HTTP range, verified by digest and size — then record,
 //! unpack and create the image record last, all under one lease.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use berth_ipc::content::store::{ContentStore, ContentWriter};
+use berth_ipc::snapshot::{Layer, Unpack};
 use berth_ipc::{Code, Digest, Error, Result};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::Services;
 use crate::image::{self, MAX_INDEX_ENTRIES, choose};
@@ -16,7 +18,7 @@ use crate::oci::{self, Descriptor, MAX_JSON, Platform};
 use crate::progress::{Progress, State};
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryOptions};
-use crate::session::{CHUNK, Session};
+use crate::session::{CHUNK, Session, chain_ids};
 
 /// How to pull.
 #[derive(Clone)]
@@ -117,23 +119,57 @@ async fn run(
     let cfg = oci::parse_config(&config, &format!("config {}", manifest.config.digest))?;
     image::check_layers(&manifest, &cfg, &format!("manifest {}", mdesc.digest))?;
 
+    let layers: Vec<Layer> = manifest
+        .layers
+        .iter()
+        .zip(&cfg.rootfs.diff_ids)
+        .map(|(l, d)| Layer { digest: l.digest, media_type: l.media_type.clone(), diff_id: *d })
+        .collect();
+    let (tx, rx) = mpsc::unbounded_channel::<usize>();
+    let unpacker = if opts.no_unpack {
+        drop(rx);
+        None
+    } else {
+        let chain = chain_ids(&cfg.rootfs.diff_ids);
+        for (i, c) in chain.iter().enumerate() {
+            sess.record_snapshot(c.to_string(), i.checked_sub(1).map(|p| chain[p].to_string())).await?;
+        }
+        Some(tokio::spawn(unpack_as_they_come(sess.clone(), layers, rx, opts.progress.clone())))
+    };
     let sem = Arc::new(Semaphore::new(opts.parallel.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for l in &manifest.layers {
+    for (i, l) in manifest.layers.iter().enumerate() {
         opts.progress.update(&l.digest, State::Waiting, 0, l.size);
         let (sess, reg, sem, l, p) =
             (sess.clone(), reg.clone(), sem.clone(), l.clone(), opts.progress.clone());
+        let tx = tx.clone();
         tasks.spawn(async move {
             let _slot = sem.acquire_owned().await.map_err(|_| Error::internal("pull: semaphore closed"))?;
-            fetch_layer(&sess, &reg, &l, &*p).await
+            fetch_layer(&sess, &reg, &l, &*p).await?;
+            let _ = tx.send(i);
+            Ok::<(), Error>(())
         });
     }
-    while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(e) => return Err(Error::internal(format!("pull task: {e}"))),
+    drop(tx);
+    let fetched = async {
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(Error::internal(format!("pull task: {e}"))),
+            }
         }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = fetched {
+        if let Some(u) = &unpacker {
+            u.abort();
+        }
+        return Err(e);
+    }
+    if let Some(u) = unpacker {
+        u.await.map_err(|e| Error::internal(format!("unpack task: {e}")))??;
     }
     if !opts.no_unpack {
         opts.progress.step(&format!("unpacking {} layers", manifest.layers.len()));
@@ -143,6 +179,42 @@ async fn run(
     let name = r.to_string();
     image::set_image(sess, &name, &root).await?;
     Ok(Imported { name, target: root, chain_id })
+}
+
+/// Unpacks the longest fully downloaded prefix of `layers` each time a download completes,
+/// so extraction overlaps the downloads still running (the snapshot service skips chains
+/// already committed and extracts the new layers of a prefix in parallel).
+async fn unpack_as_they_come(
+    sess: Arc<Session>,
+    layers: Vec<Layer>,
+    mut rx: mpsc::UnboundedReceiver<usize>,
+    p: Arc<dyn Progress>,
+) -> Result<()> {
+    let mut done = vec![false; layers.len()];
+    let mut upto = 0;
+    while let Some(i) = rx.recv().await {
+        done[i] = true;
+        while let Ok(j) = rx.try_recv() {
+            done[j] = true;
+        }
+        let k = done.iter().take_while(|d| **d).count();
+        if k > upto {
+            for l in &layers[upto..k] {
+                p.update(&l.digest, State::Unpacking, 0, 0);
+            }
+            let req = Unpack {
+                snapshotter: sess.snapshotter.clone(),
+                layers: layers[..k].to_vec(),
+                labels: BTreeMap::new(),
+            };
+            sess.services.snapshot.call(req).await?;
+            for l in &layers[upto..k] {
+                p.update(&l.digest, State::Unpacked, 0, 0);
+            }
+            upto = k;
+        }
+    }
+    Ok(())
 }
 
 /// Fetches one layer into content, resuming an earlier ingest of it.
