@@ -4,8 +4,11 @@
 #   cargo build --release -p berth-cli -p berth-content
 #   bash bench/content.sh [SIZE_MIB] [RUNS]
 #
-# berth:      berth content ingest REF < FILE   (stdin -> content service -> committed blob)
-#             berth content get DIGEST > /dev/null
+# berth:      berth content ingest REF < FILE   (stdin -> content service -> committed blob;
+#                                                the CLI passes stdin's fd, the service reads it)
+#             berth content ingest --stream REF < FILE  (bytes sent through content.sock)
+#             berth content get DIGEST > /dev/null   (the CLI gets the blob's fd, the kernel copies)
+#             berth content get --stream DIGEST > /dev/null (bytes sent through content.sock)
 # containerd: ctr content ingest REF < FILE     (same, through containerd's content store)
 #             ctr content get DIGEST > /dev/null
 # Both run from a private temp dir (own root, state and sockets; never the default paths)
@@ -80,6 +83,12 @@ for run in $(seq 1 "$RUNS"); do
     c=$(now); berth content get "$DIGEST" > /dev/null; d=$(now)
     berth content rm "$DIGEST" > /dev/null
     echo "berth $(elapsed "$a" "$b") $(elapsed "$c" "$d")" >> "$T/results"
+    sync
+    a=$(now); got=$(berth content ingest --stream "bench-s-$run" < "$FILE"); b=$(now)
+    [ "$got" = "$DIGEST" ] || { echo "berth --stream stored $got, expected $DIGEST" >&2; exit 1; }
+    c=$(now); berth content get --stream "$DIGEST" > /dev/null; d=$(now)
+    berth content rm "$DIGEST" > /dev/null
+    echo "berth-stream $(elapsed "$a" "$b") $(elapsed "$c" "$d")" >> "$T/results"
     if [ $HAVE_CTR = 1 ]; then
         sync
         a=$(now); ctr content ingest "bench-$run" < "$FILE"; b=$(now)
@@ -89,11 +98,11 @@ for run in $(seq 1 "$RUNS"); do
     fi
 done
 
-echo "# ${SIZE_MIB} MiB, $RUNS runs, $(nproc) cores; seconds (MiB/s)"
+echo "# ${SIZE_MIB} MiB, $RUNS runs, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); seconds (MiB/s)"
 while read -r who ing rd; do
     echo "run  $who ingest ${ing}s ($(mibps "$ing") MiB/s)  read ${rd}s ($(mibps "$rd") MiB/s)"
 done < "$T/results"
-for who in berth containerd; do
+for who in berth berth-stream containerd; do
     grep -q "^$who " "$T/results" || continue
     ing=$(grep "^$who " "$T/results" | cut -d' ' -f2 | median)
     rd=$(grep "^$who " "$T/results" | cut -d' ' -f3 | median)

@@ -80,7 +80,7 @@ impl<'de> Deserialize<'de> for Bytes {
                 Ok(Bytes(v))
             }
         }
-        d.deserialize_byte_buf(V)
+        d.deserialize_bytes(V)
     }
 }
 
