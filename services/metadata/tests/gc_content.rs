@@ -293,3 +293,35 @@ async fn snapshot_chain_stays_with_its_container_and_goes_children_first() {
     let _ = snapshots.1.await;
     content.stop().await;
 }
+
+#[tokio::test]
+async fn a_pass_runs_by_itself_after_enough_mutations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(&dir);
+    config.metadata.gc_mutations = 5;
+    let content = start_content(&config).await;
+    let snapshots = start_snapshot(&config).await;
+    let svc = start_with(dir, config).await;
+    let md = &svc.client;
+    let d = content.write(b"nobody wants me").await;
+    md.call(PutContent { namespace: NS.into(), digest: d, size: 15, labels: Labels::new(), lease: None })
+        .await
+        .expect("record");
+    md.call(RemoveContent { namespace: NS.into(), digest: d }).await.expect("unrecord");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(content.has(&d).await, "2 mutations: no pass yet");
+    for i in 0..3 {
+        md.call(CreateImage { namespace: NS.into(), image: image(&format!("i{i}"), b"x") })
+            .await
+            .expect("write");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while content.has(&d).await {
+        assert!(std::time::Instant::now() < deadline, "no automatic pass after 5 mutations");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    svc.stop().await;
+    snapshots.0.cancel();
+    let _ = snapshots.1.await;
+    content.stop().await;
+}
