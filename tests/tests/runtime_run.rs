@@ -198,3 +198,57 @@ fn bad_input_leaves_nothing_behind() {
     assert_clean(&berth);
     teardown(&berth);
 }
+
+#[test]
+fn task_events_in_containerd_order() {
+    use berth_ipc::events::{Since, Subscribe, SubscribeItem};
+    if !can_run("runc") {
+        return;
+    }
+    let berth = Berth::start();
+    import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
+    let o = berth.cli(&["run", "--rm", "tiny", "ev1", "true"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let o = berth.cli(&["run", "-d", "tiny", "ev2", "sleep", "1000"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let o = berth.cli(&["tasks", "exec", "--exec-id", "x", "ev2", "true"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(berth.cli(&["tasks", "kill", "-s", "9", "ev2"]).status.success());
+    assert!(berth.cli(&["tasks", "wait", "ev2"]).status.code() == Some(137));
+    assert!(berth.cli(&["tasks", "delete", "ev2"]).status.success());
+    let services = berth.clients(std::time::Duration::from_secs(10));
+    let topics = berth_system_tests::block_on(async {
+        let sub = Subscribe { filters: vec!["topic~=\"^/tasks/\"".into()], since: Since::Seq(0) };
+        let mut stream = services.events.stream(sub).await.expect("subscribe");
+        let mut seen: Vec<(String, String)> = Vec::new();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while seen.len() < 11 {
+            let item = tokio::time::timeout_at(deadline, stream.next()).await;
+            let Ok(Some(Ok(item))) = item else { break };
+            if let SubscribeItem::Event(env) = item {
+                let json = env.payload.to_json();
+                let who = json.get("container_id").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                seen.push((who, env.topic.clone()));
+            }
+        }
+        seen
+    });
+    let of = |id: &str| -> Vec<String> {
+        topics.iter().filter(|(c, _)| c == id).map(|(_, t)| t.clone()).collect()
+    };
+    assert_eq!(of("ev1"), ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"], "{topics:?}");
+    assert_eq!(
+        of("ev2"),
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exec-added",
+            "/tasks/exec-started",
+            "/tasks/exit",
+            "/tasks/exit",
+            "/tasks/delete"
+        ],
+        "{topics:?}"
+    );
+    teardown(&berth);
+}

@@ -3,7 +3,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
-use berth_ipc::events::payload::{TaskExecAdded, TaskExecStarted, TaskPaused, TaskResumed};
+use berth_ipc::events::payload::{TaskExecAdded, TaskPaused, TaskResumed};
 use berth_ipc::runtime::{
     Exec, OutputChunk, OutputStream, RuntimeResponse, ShimRequest, ShimResponse, TaskMetrics, TaskRef,
     TaskStatus,
@@ -36,10 +36,7 @@ impl Runtime {
             .publish(&ns, TaskExecAdded { container_id: req.task.id.clone(), exec_id: exec_id.clone() });
         let call = ShimRequest::Exec { exec_id: exec_id.clone(), process };
         match shim_client::call(&bundle.socket(), &call).await? {
-            ShimResponse::Pid(pid) => {
-                self.events.publish(&ns, TaskExecStarted { container_id: req.task.id.clone(), exec_id, pid });
-                Ok(pid)
-            }
+            ShimResponse::Pid(pid) => Ok(pid),
             other => Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
         }
     }

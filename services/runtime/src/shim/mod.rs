@@ -12,6 +12,7 @@
 //! writes one JSON line (`ShimResponse::Pid` or `ShimResponse::Error`) once `create` is
 //! done and its socket listens.
 
+mod events;
 mod process;
 mod reaper;
 mod serve;

@@ -22,7 +22,7 @@ pub struct Reaper {
 }
 
 /// A hook called with each reaped pid (the shim records the init's exit durably).
-pub type OnExit = Box<dyn Fn(i32, ExitInfo) + Send>;
+pub type OnExit = Box<dyn Fn(i32, ExitInfo, &Reaper) + Send>;
 
 impl Reaper {
     /// Starts the reaper thread.
@@ -62,7 +62,9 @@ impl Reaper {
                 }
             };
             let exit = ExitInfo { status, exited_at: now_ns() };
-            on_exit(pid.as_raw(), exit);
+            // The hook first (the init's exit is made durable before anyone hears of it), but
+            // exec exits are recorded first so that an exec registering late still finds them.
+            on_exit(pid.as_raw(), exit, self);
             let mut exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
             exits.insert(pid.as_raw(), exit);
             self.changed.notify_all();
@@ -85,6 +87,11 @@ impl Reaper {
             }
             exits = self.changed.wait(exits).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    /// Records `pid`'s exit before the hook's caller does (see `run`).
+    pub fn record(&self, pid: i32, exit: ExitInfo) {
+        self.exits.lock().unwrap_or_else(|p| p.into_inner()).insert(pid, exit);
     }
 
     /// `pid`'s exit if it has happened.

@@ -7,13 +7,14 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_ipc::events::payload::TaskExit;
+use berth_ipc::events::payload::{TaskExecStarted, TaskExit, TaskStart};
 use berth_ipc::runtime::{ExitInfo, ShimRequest, ShimResponse, ShimState, TaskStatus};
 use berth_ipc::{Error, Result};
 
 use super::ShimArgs;
+use super::events::ShimEvents;
 use super::process::{Runner, runtime_error};
 use super::reaper::Reaper;
 use crate::bundle::{Bundle, write_exit};
@@ -26,8 +27,21 @@ pub struct Shim {
     init: i32,
     status: Mutex<TaskStatus>,
     execs: Mutex<HashMap<String, i32>>,
-    publishing: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    order: Arc<Mutex<Order>>,
+    events: Arc<ShimEvents>,
     listener: UnixListener,
+}
+
+/// Keeps `/tasks/start` before `/tasks/exit` and `/tasks/exec-started` before the exec's
+/// exit. Never held while waiting for a child.
+#[derive(Default)]
+struct Order {
+    /// `/tasks/start` is published.
+    started: bool,
+    /// The init's exit, reaped before start was published.
+    pending: Option<TaskExit>,
+    /// Exec pids whose exit is still to be published, with their exec ids.
+    exec_pids: HashMap<i32, String>,
 }
 
 fn io(what: &str, e: std::io::Error) -> Error {
@@ -53,17 +67,35 @@ impl Shim {
     pub fn create(args: ShimArgs) -> Result<Shim> {
         let bundle = Bundle { dir: args.bundle.clone() };
         let init = Arc::new(AtomicI32::new(0));
-        let publishing = Arc::new(Mutex::new(None));
+        let order = Arc::new(Mutex::new(Order::default()));
+        let events = Arc::new(ShimEvents::new(args.state.clone(), args.namespace.clone()));
         let hook = {
-            let (init, bundle, args, publishing) =
-                (init.clone(), bundle.clone(), args.clone(), publishing.clone());
-            Box::new(move |pid: i32, exit: ExitInfo| {
+            let (init, bundle, order, events, id) =
+                (init.clone(), bundle.clone(), order.clone(), events.clone(), args.id.clone());
+            Box::new(move |pid: i32, exit: ExitInfo, reaper: &Reaper| {
+                let event = |process: &str| TaskExit {
+                    container_id: id.clone(),
+                    id: process.to_string(),
+                    pid: u32::try_from(pid).unwrap_or(0),
+                    exit_status: exit.status,
+                    exited_at: exit.exited_at,
+                };
                 if pid == init.load(Ordering::SeqCst) {
                     if let Err(e) = write_exit(&bundle, exit) {
                         eprintln!("berth-shim: recording exit: {e}");
                     }
-                    let handle = publish_exit(&args, pid, exit);
-                    *publishing.lock().unwrap_or_else(|p| p.into_inner()) = handle;
+                    let mut o = order.lock().unwrap_or_else(|p| p.into_inner());
+                    if o.started {
+                        events.publish(event(&id));
+                    } else {
+                        o.pending = Some(event(&id));
+                    }
+                } else {
+                    reaper.record(pid, exit);
+                    let mut o = order.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(exec_id) = o.exec_pids.remove(&pid) {
+                        events.publish(event(&exec_id));
+                    }
                 }
             })
         };
@@ -97,7 +129,8 @@ impl Shim {
             init: pid,
             status: Mutex::new(TaskStatus::Created),
             execs: Mutex::new(HashMap::new()),
-            publishing,
+            order,
+            events,
             listener,
         })
     }
@@ -172,6 +205,12 @@ impl Shim {
                 }
                 self.runner.run(&["start", id])?;
                 self.set(TaskStatus::Running);
+                let mut o = self.order.lock().unwrap_or_else(|p| p.into_inner());
+                self.events.publish(TaskStart { container_id: id.to_string(), pid: self.init_pid() });
+                o.started = true;
+                if let Some(exit) = o.pending.take() {
+                    self.events.publish(exit);
+                }
                 Ok(ShimResponse::Pid(self.init_pid()))
             }
             ShimRequest::Kill { exec_id, signal, all } => {
@@ -245,7 +284,26 @@ impl Shim {
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| Error::internal(format!("exec {exec_id}: no pid")))?;
         self.execs.lock().unwrap_or_else(|p| p.into_inner()).insert(exec_id.to_string(), pid);
-        Ok(ShimResponse::Pid(u32::try_from(pid).unwrap_or(0)))
+        let upid = u32::try_from(pid).unwrap_or(0);
+        let mut o = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        self.events.publish(TaskExecStarted {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            pid: upid,
+        });
+        match self.runner.reaper.exited(pid) {
+            Some(exit) => self.events.publish(TaskExit {
+                container_id: id.to_string(),
+                id: exec_id.to_string(),
+                pid: upid,
+                exit_status: exit.status,
+                exited_at: exit.exited_at,
+            }),
+            None => {
+                o.exec_pids.insert(pid, exec_id.to_string());
+            }
+        }
+        Ok(ShimResponse::Pid(upid))
     }
 
     fn shutdown(&self) -> Result<()> {
@@ -263,14 +321,12 @@ impl Shim {
             }
             _ => return Err(Error::precondition(format!("task {id}: still running; kill it first"))),
         }
-        // Give the exit event a moment to reach the events service.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let handle = self.publishing.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = handle {
-            while !handle.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
-            }
+        let pending = self.order.lock().unwrap_or_else(|p| p.into_inner()).pending.take();
+        if let Some(exit) = pending {
+            self.events.publish(exit);
         }
+        // Give the events a moment to reach the events service.
+        self.events.finish(Duration::from_secs(2));
         let _ = std::fs::remove_file(self.bundle.socket());
         Ok(())
     }
@@ -278,29 +334,4 @@ impl Shim {
 
 fn json(resp: &ShimResponse) -> String {
     serde_json::to_string(resp).unwrap_or_else(|_| "\"Ok\"".into())
-}
-
-/// Publishes `/tasks/exit` from a short-lived thread with its own small tokio runtime.
-fn publish_exit(args: &ShimArgs, pid: i32, exit: ExitInfo) -> Option<std::thread::JoinHandle<()>> {
-    let (state, ns, id) = (args.state.clone(), args.namespace.clone(), args.id.clone());
-    std::thread::Builder::new()
-        .name("publish".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            rt.block_on(async move {
-                let publisher = berth_ipc::publisher::Publisher::in_state_dir(&state, "shim");
-                publisher.publish(
-                    &ns,
-                    TaskExit {
-                        container_id: id.clone(),
-                        id,
-                        pid: u32::try_from(pid).unwrap_or(0),
-                        exit_status: exit.status,
-                        exited_at: exit.exited_at,
-                    },
-                );
-                publisher.flush(Duration::from_secs(60)).await;
-            });
-        })
-        .ok()
 }
