@@ -220,7 +220,11 @@ async fn main() -> anyhow::Result<()> {
     println!("  single Publish, 256 in flight: {:>9.0}", single(&svc, events / 4, 256).await?);
     println!("  embedded Publisher (outbox)  : {:>9.0}", outbox(&svc, events).await?);
     let cpu = cpu_secs(svc.child.id()) - cpu_before;
-    println!("  service CPU for the {} events: {cpu:.2} s ({:.1} us per event)", events * 9 / 4, cpu * 1e6 / (events * 9 / 4) as f64);
+    println!(
+        "  service CPU for the {} events: {cpu:.2} s ({:.1} us per event)",
+        events * 9 / 4,
+        cpu * 1e6 / (events * 9 / 4) as f64
+    );
     drop(svc);
 
     let svc = start_service().await?;
