@@ -65,7 +65,7 @@ fn interrupted_pulls_resume() {
     let archive = work.join("img.tar");
     layout_tar(
         work,
-        &[LayoutImage { name: &name, layers: &[big.clone()], fake_diff_ids: None, index: None }],
+        &[LayoutImage { name: &name, layers: std::slice::from_ref(&big), fake_diff_ids: None, index: None }],
         &archive,
     );
     std::fs::remove_dir_all(&big).expect("rm big");
