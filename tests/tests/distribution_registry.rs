@@ -197,3 +197,39 @@ fn lying_images_and_registries() {
         assert!(berth_ok(b, &["leases", "ls", "-q"]).trim().is_empty());
     }
 }
+
+/// A registry that answers every manifest request with `body_len` bytes of JSON-ish junk.
+fn hostile_registry(body_len: usize) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let handle = std::thread::spawn(move || {
+        for _ in 0..4 {
+            let Ok((stream, _)) = listener.accept() else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let mut s = stream;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {body_len}\r\nConnection: close\r\n\r\n"
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&vec![b' '; body_len]);
+        }
+    });
+    (addr, handle)
+}
+
+#[test]
+fn oversized_manifest_is_refused() {
+    let berth = Berth::start();
+    let (addr, _server) = hostile_registry(5 << 20);
+    let name = format!("{addr}/huge/img:v1");
+    let e = berth_err(&berth, &["images", "pull", &name]);
+    assert!(e.contains("bound"), "{e}");
+    assert_eq!(image_digest(&berth, "default", &name), None);
+    berth_ok(&berth, &["gc"]);
+    assert!(berth_ok(&berth, &["leases", "ls", "-q"]).trim().is_empty());
+}
