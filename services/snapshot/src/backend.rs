@@ -53,6 +53,8 @@ pub struct Backend {
     kind: BackendKind,
     dir: PathBuf,
     index: Mutex<Index>,
+    /// Keys with an apply running: commit and remove wait their turn (`Conflict`).
+    busy: Mutex<std::collections::HashSet<String>>,
     /// Largest uncompressed layer accepted by apply.
     pub max_layer_bytes: u64,
 }
@@ -77,7 +79,7 @@ impl Backend {
             private_dir(&d)?;
         }
         let index = Index::load(&dir)?;
-        Ok(Backend { kind, dir, index: Mutex::new(index), max_layer_bytes })
+        Ok(Backend { kind, dir, index: Mutex::new(index), busy: Mutex::default(), max_layer_bytes })
     }
 
     /// Which backend this is.
@@ -188,6 +190,7 @@ impl Backend {
     ) -> Result<()> {
         berth_ipc::names::validate_name("snapshot name", name)?;
         berth_ipc::names::validate_labels(&labels)?;
+        self.not_busy(key)?;
         let mut index = self.lock();
         let r = index.get(key)?;
         if r.kind != Kind::Active {
@@ -231,6 +234,7 @@ impl Backend {
 
     /// `Remove`: refused while the snapshot has children.
     pub fn remove(&self, key: &str) -> Result<()> {
+        self.not_busy(key)?;
         let mut index = self.lock();
         let r = index.get(key)?.clone();
         if index.has_children(key) {
@@ -343,9 +347,22 @@ impl Backend {
         Ok(self.fs_dir(r.id))
     }
 
-    /// Applies a layer into the active snapshot `key`.
+    /// Applies a layer into the active snapshot `key`; one apply per key at a time.
     pub fn apply<R: std::io::Read + Send>(&self, key: &str, blob: R) -> Result<berth_ipc::snapshot::Applied> {
         let dir = self.active_dir(key)?;
-        crate::layer::apply(&dir, blob, self.whiteouts(), self.max_layer_bytes)
+        let busy = || self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if !busy().insert(key.to_string()) {
+            return Err(Error::new(berth_ipc::Code::Conflict, format!("snapshot {key}: apply in progress")));
+        }
+        let r = crate::layer::apply(&dir, blob, self.whiteouts(), self.max_layer_bytes);
+        busy().remove(key);
+        r
+    }
+
+    fn not_busy(&self, key: &str) -> Result<()> {
+        if self.busy.lock().unwrap_or_else(|p| p.into_inner()).contains(key) {
+            return Err(Error::new(berth_ipc::Code::Conflict, format!("snapshot {key}: apply in progress")));
+        }
+        Ok(())
     }
 }
