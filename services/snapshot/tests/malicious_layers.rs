@@ -27,6 +27,17 @@ fn symlink_to_etc_then_file_below_stays_inside() {
         if r.is_ok() {
             assert!(env.fs().join("etc").symlink_metadata().is_ok());
         }
+        // A link to /etc beside a real etc: the file lands in the snapshot's own etc.
+        // (A name the host lacks stands in for passwd, so a bug cannot damage the host.)
+        let env = Env::new(kind);
+        let layer = Layer::new()
+            .dir("etc")
+            .symlink("hostetc", b"/etc")
+            .file(&format!("hostetc/{name}"), b"inside")
+            .tar();
+        env.apply(&layer).expect("resolved inside the root");
+        assert_eq!(std::fs::read(env.fs().join("etc").join(&name)).expect("inside"), b"inside");
+        assert!(!std::path::Path::new("/etc").join(&name).exists(), "host /etc written");
         // Same with a symlink to the canary's directory.
         let canary = Canary::new();
         let env = Env::new(kind);
