@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -23,6 +24,7 @@ use berth_ipc::Digest;
 use berth_ipc::metadata::{ByName, GetImage};
 use berth_ipc::metadata::{ListImages, ListIn};
 use clap::Subcommand;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::Ctx;
 use super::namespaces::wire;
@@ -166,8 +168,48 @@ impl Progress for Lines {
     }
 }
 
+/// One indicatif bar per blob (bytes, speed, state), for a terminal.
+struct Bars {
+    multi: MultiProgress,
+    bars: Mutex<HashMap<Digest, ProgressBar>>,
+}
+
+impl Progress for Bars {
+    fn update(&self, digest: &Digest, state: State, done: u64, total: u64) {
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        let bar = bars.entry(*digest).or_insert_with(|| {
+            let b = self.multi.add(ProgressBar::new(total));
+            let style = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            b.set_style(style);
+            b.set_prefix(digest.short());
+            b
+        });
+        if total > 0 {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+        bar.set_message(state.as_str());
+        if matches!(state, State::Done | State::Unpacked | State::Exists) {
+            bar.finish();
+        }
+    }
+    fn step(&self, message: &str) {
+        let _ = self.multi.println(message);
+    }
+}
+
 fn progress(quiet: bool) -> Arc<dyn Progress> {
-    if quiet { Arc::new(Silent) } else { Arc::new(Lines { seen: Mutex::new(HashMap::new()) }) }
+    if quiet {
+        Arc::new(Silent)
+    } else if std::io::stderr().is_terminal() {
+        Arc::new(Bars { multi: MultiProgress::new(), bars: Mutex::new(HashMap::new()) })
+    } else {
+        Arc::new(Lines { seen: Mutex::new(HashMap::new()) })
+    }
 }
 
 /// Runs a distribution command.
