@@ -182,3 +182,32 @@ async fn data_survives_a_restart() {
     assert_eq!(img.target.digest, Digest::of(b"1"));
     svc.stop().await;
 }
+
+#[tokio::test]
+async fn lists_longer_than_a_page_arrive_whole_and_in_order() {
+    let svc = start().await;
+    let total = LIST_PAGE * 2 + 7;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let c = svc.client.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (t..total).step_by(8) {
+                let img = image(&format!("img-{i:05}"), format!("{i}").as_bytes());
+                c.call(CreateImage { namespace: "many".into(), image: img }).await.expect("create");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let mut stream = svc.client.stream(ListImages(list_in("many", &[]))).await.expect("list");
+    let mut pages = Vec::new();
+    while let Some(page) = stream.next().await {
+        pages.push(page.expect("page"));
+    }
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [LIST_PAGE, LIST_PAGE, 7]);
+    let names: Vec<String> = pages.into_iter().flatten().map(|i| i.name).collect();
+    let want: Vec<String> = (0..total).map(|i| format!("img-{i:05}")).collect();
+    assert_eq!(names, want);
+    svc.stop().await;
+}

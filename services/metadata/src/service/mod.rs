@@ -53,7 +53,7 @@ impl MetadataService {
     /// Answers a list as a stream of pages of at most [`LIST_PAGE`] items.
     async fn pages<T, F>(&self, f: F, wrap: fn(Vec<T>) -> MetadataResponse) -> Reply<MetadataResponse>
     where
-        T: Clone + Send + Sync + 'static,
+        T: Send + 'static,
         F: FnOnce(&Store) -> Result<Vec<T>> + Send + 'static,
     {
         let items = self.read(f).await;
@@ -61,8 +61,10 @@ impl MetadataService {
         tokio::spawn(async move {
             match items {
                 Ok(items) => {
-                    for page in items.chunks(LIST_PAGE) {
-                        if tx.send(Ok(wrap(page.to_vec()))).await.is_err() {
+                    let mut items = items.into_iter().peekable();
+                    while items.peek().is_some() {
+                        let page: Vec<T> = items.by_ref().take(LIST_PAGE).collect();
+                        if tx.send(Ok(wrap(page))).await.is_err() {
                             break;
                         }
                     }
