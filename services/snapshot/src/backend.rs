@@ -43,7 +43,7 @@ impl BackendKind {
         match name {
             "overlayfs" | "overlay" => Ok(BackendKind::Overlay),
             "native" => Ok(BackendKind::Native),
-            other => Err(Error::not_found(format!("snapshotter {other}: not found"))),
+            other => Err(Error::invalid(format!("snapshotter {other}: not loaded (overlayfs or native)"))),
         }
     }
 }

@@ -182,4 +182,13 @@ impl Handler<Snapshot> for SnapshotService {
     async fn handle(&self, req: SnapshotRequest, _ctx: Context) -> Reply<SnapshotResponse> {
         Reply::Unary(self.dispatch(req).await)
     }
+
+    fn gauges(&self) -> Vec<(String, f64)> {
+        let mut g: Vec<(String, f64)> = [&self.overlay, &self.native]
+            .iter()
+            .map(|b| (format!("snapshots.{}", b.kind().name()), b.lock().snapshots.len() as f64))
+            .collect();
+        g.push(("unpack_slots_free".into(), self.unpack_slots.available_permits() as f64));
+        g
+    }
 }

@@ -146,7 +146,10 @@ async fn lifecycle<S: Snapshotter>(s: &S, sn: &str, blobs: &DirBlobs) {
     assert_eq!(s.call(Remove(key(sn, "base"))).await.expect_err("gone").code, Code::NotFound);
     assert!(list("").await.expect("list").is_empty());
     assert_eq!(s.call(Cleanup { snapshotter: sn.into() }).await.expect("cleanup"), 0);
-    assert_eq!(prepare(s, "zfs", "z", None).await.expect_err("unknown snapshotter").code, Code::NotFound);
+    assert_eq!(
+        prepare(s, "zfs", "z", None).await.expect_err("unknown snapshotter").code,
+        Code::InvalidArgument
+    );
 }
 
 async fn unpack_and_diff<S: Snapshotter>(s: &S, sn: &str, blobs: &DirBlobs) {
