@@ -67,6 +67,14 @@ fn run_rm_output_and_exit_code_with_runc_and_crun() {
         assert_clean(&berth);
         assert_no_zombies(&berth);
     }
+    // The user's path: a rootfs tarball imported with the CLI, then run.
+    let tar = berth.dir.path().join("rootfs.tar");
+    std::fs::write(&tar, runtime_support::busybox_tar()).expect("tar");
+    let o = berth.cli(&["images", "import", "--rootfs", tar.to_str().expect("path"), "imported"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let o = berth.cli(&["run", "--rm", "imported", "imp", "echo", "from", "imported"]);
+    assert_eq!(out(&o), "from imported\n", "{}", show(&o));
+    assert_clean(&berth);
     teardown(&berth);
 }
 

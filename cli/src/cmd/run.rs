@@ -129,7 +129,7 @@ impl RunFlags {
         Ok(CreateContainer {
             namespace: namespace.to_string(),
             id: self.id.clone(),
-            image: self.image.clone(),
+            image: berth_client::reference::normalize(&self.image).unwrap_or_else(|_| self.image.clone()),
             runtime: self.runtime.clone(),
             options,
             labels,

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use berth_ipc::runtime::{
-    Attach, DeleteTask, Exec, ExecSpec, GetMetrics, KillTask, ListTasks, Pause, Ps, Resume, StartTask,
-    TaskRef, WaitTask,
+    Attach, CreateTask, DeleteTask, Exec, ExecSpec, GetMetrics, KillTask, ListTasks, Pause, Ps, Resume,
+    StartTask, TaskRef, WaitTask,
 };
 use clap::Subcommand;
 
@@ -19,7 +19,7 @@ pub enum TasksCmd {
     /// List tasks
     #[command(alias = "list")]
     Ls,
-    /// Start a created task
+    /// Start a container's task (creating it first if there is none)
     Start {
         /// Container id
         id: String,
@@ -166,6 +166,10 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
             }
         }
         TasksCmd::Start { id } => {
+            match rt.call(CreateTask(task(&id, None))).await {
+                Err(e) if !e.is(berth_ipc::Code::AlreadyExists) => return Err(wire(e)),
+                _ => {}
+            }
             let info = rt.call(StartTask(task(&id, None))).await.map_err(wire)?;
             println!("{}", info.pid);
         }

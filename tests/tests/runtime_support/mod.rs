@@ -95,7 +95,7 @@ async fn put_blob(content: &ContentClient, data: &[u8]) -> Digest {
     digest
 }
 
-/// Records a busybox image `name` whose config carries `config` (Entrypoint, Cmd, Env,
+/// Records a busybox image `name` (as `docker.io/library/<name>:latest`) whose config carries `config` (Entrypoint, Cmd, Env,
 /// WorkingDir, User…).
 pub fn import_busybox(berth: &Berth, name: &str, config: serde_json::Value) {
     let services = berth.clients(Duration::from_secs(20));
@@ -159,7 +159,7 @@ async fn import(s: &Services, name: &str, config: serde_json::Value) {
         .await
         .expect("record snapshot");
     let image = Image {
-        name: name.into(),
+        name: format!("docker.io/library/{name}:latest"),
         target: Descriptor {
             media_type: "application/vnd.oci.image.manifest.v1+json".into(),
             digest: man_d,

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Run-to-exit, shim memory and concurrent starts: berth vs containerd, in the same run.
+#
+#   cargo build --release --workspace --bins
+#   bash bench/runtime.sh [RUNS]
+#
+# One 2 MB busybox image (an OCI layout tar built here from /bin/busybox) is imported into
+# both. Then:
+#   berth run --rm tiny ID /bin/true            (runc, then --runtime crun)
+#   ctr run --rm docker.io/library/tiny:latest ID /bin/true   (containerd + runc v2 shim)
+# wall time per run, medians; VmRSS of one berth-shim vs one containerd-shim-runc-v2 holding
+# a `sleep`; and the time to start 50 containers concurrently with `berth run -d`.
+# Everything lives in a private temp dir (own root, state, sockets), removed at the end.
+set -euo pipefail
+
+RUNS=${1:-30}
+BIN=${BERTH_BIN:-${CARGO_TARGET_DIR:-target}/release}
+for b in berth berthd berth-runtime berth-shim; do
+    [ -x "$BIN/$b" ] || { echo "missing $BIN/$b: cargo build --release --workspace --bins" >&2; exit 1; }
+done
+HAVE_CTR=1
+command -v containerd >/dev/null && command -v ctr >/dev/null || HAVE_CTR=0
+
+T=$(mktemp -d /var/tmp/berth-bench-runtime.XXXXXX)
+PIDS=()
+cleanup() {
+    if [ -d "$T/berth/state/tasks" ]; then
+        for p in "$T"/berth/state/tasks/*/*/init.pid; do [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null || true; done
+        pkill -9 -f "$T/berth/state" 2>/dev/null || true
+    fi
+    [ $HAVE_CTR = 1 ] && command ctr --address "$T/ctd/containerd.sock" -n bench tasks kill -s 9 ctd-rss 2>/dev/null || true
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    grep -o "$T[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+now() { date +%s%N; }
+ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+wait_sock() { for _ in $(seq 1 400); do [ -S "$1" ] && return 0; sleep 0.05; done; echo "no socket $1" >&2; exit 1; }
+rss() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
+
+# The image: busybox rootfs -> OCI layout tar.
+mkdir -p "$T/rootfs/bin" "$T/rootfs/etc" "$T/rootfs/proc" "$T/rootfs/sys" "$T/rootfs/dev" "$T/rootfs/tmp" "$T/oci/blobs/sha256"
+cp /bin/busybox "$T/rootfs/bin/busybox"
+for a in sh true echo sleep; do ln -s busybox "$T/rootfs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$T/rootfs/etc/passwd"
+tar -C "$T/rootfs" --numeric-owner -cf "$T/layer.tar" .
+blob() { local d; d=$(sha256sum "$1" | cut -d' ' -f1); cp "$1" "$T/oci/blobs/sha256/$d"; echo "$d"; }
+L=$(blob "$T/layer.tar"); LS=$(stat -c %s "$T/layer.tar")
+printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$L" > "$T/config.json"
+C=$(blob "$T/config.json"); CS=$(stat -c %s "$T/config.json")
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' "$C" "$CS" "$L" "$LS" > "$T/manifest.json"
+M=$(blob "$T/manifest.json"); MS=$(stat -c %s "$T/manifest.json")
+printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"io.containerd.image.name":"docker.io/library/tiny:latest","org.opencontainers.image.ref.name":"latest"}}]}' "$M" "$MS" > "$T/oci/index.json"
+echo '{"imageLayoutVersion":"1.0.0"}' > "$T/oci/oci-layout"
+tar -C "$T/oci" -cf "$T/tiny.tar" .
+
+# berth: berthd and every service in a private root.
+mkdir -p "$T/berth"
+: > "$T/berth/berth.toml"
+"$BIN/berthd" --root "$T/berth/root" --state "$T/berth/state" --config "$T/berth/berth.toml" 2>"$T/berthd.log" &
+PIDS+=($!)
+wait_sock "$T/berth/state/runtime.sock"
+sleep 1
+berth() { "$BIN/berth" --state "$T/berth/state" "$@"; }
+berth images import "$T/tiny.tar" > /dev/null
+IMG=$(berth images ls -q | head -1)
+
+if [ $HAVE_CTR = 1 ]; then
+    mkdir -p "$T/ctd"
+    cat > "$T/ctd/config.toml" <<EOF
+version = 2
+root = "$T/ctd/root"
+state = "$T/ctd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$T/ctd/containerd.sock"
+[ttrpc]
+  address = "$T/ctd/containerd.sock.ttrpc"
+EOF
+    containerd --config "$T/ctd/config.toml" >"$T/ctd.log" 2>&1 &
+    PIDS+=($!)
+    wait_sock "$T/ctd/containerd.sock"
+    ctr() { command ctr --address "$T/ctd/containerd.sock" -n bench "$@"; }
+    ctr images import "$T/tiny.tar" > /dev/null
+fi
+
+# Warm-up, then RUNS runs of each, interleaved.
+berth run --rm "$IMG" warm /bin/true
+[ $HAVE_CTR = 1 ] && ctr run --rm docker.io/library/tiny:latest warm /bin/true
+for i in $(seq 1 "$RUNS"); do
+    a=$(now); berth run --rm "$IMG" "r$i" /bin/true; b=$(now); echo "berth-runc $(ms "$a" "$b")" >> "$T/results"
+    a=$(now); berth run --rm --runtime crun "$IMG" "c$i" /bin/true; b=$(now); echo "berth-crun $(ms "$a" "$b")" >> "$T/results"
+    if [ $HAVE_CTR = 1 ]; then
+        a=$(now); ctr run --rm docker.io/library/tiny:latest "k$i" /bin/true; b=$(now); echo "ctr-runc $(ms "$a" "$b")" >> "$T/results"
+    fi
+done
+echo "run --rm /bin/true, median of $RUNS (ms):"
+for who in berth-runc berth-crun ctr-runc; do
+    grep -q "^$who " "$T/results" && echo "  $who $(grep "^$who " "$T/results" | cut -d' ' -f2 | median)"
+done
+
+# Shim memory: one container holding `sleep`.
+berth run -d "$IMG" rss sleep 1000 > /dev/null
+SHIM=$(cat "$T/berth/state/tasks/default/rss/shim.pid")
+echo "berth-shim VmRSS: $(rss "$SHIM") kB"
+if [ $HAVE_CTR = 1 ]; then
+    ctr run -d docker.io/library/tiny:latest ctd-rss sleep 1000
+    sleep 0.5
+    CSHIM=$(pgrep -f "containerd-shim-runc-v2 -namespace bench -id ctd-rss" | head -1)
+    echo "containerd-shim-runc-v2 VmRSS: $(rss "$CSHIM") kB"
+    ctr tasks kill -s 9 ctd-rss; sleep 0.3; ctr tasks rm ctd-rss > /dev/null; ctr containers rm ctd-rss
+fi
+berth tasks kill -s 9 rss; berth tasks wait rss || true; berth tasks delete rss > /dev/null; berth containers rm rss > /dev/null
+
+# 50 containers started concurrently.
+a=$(now)
+for i in $(seq 1 50); do berth run -d "$IMG" "p$i" sleep 1000 > /dev/null & done
+wait
+b=$(now)
+echo "50 concurrent berth run -d: $(ms "$a" "$b") ms, running: $(berth tasks ls | grep -c running)"
+for i in $(seq 1 50); do berth tasks kill -s 9 "p$i" & done; wait
+for i in $(seq 1 50); do (berth tasks wait "p$i" > /dev/null || true; berth tasks delete "p$i" > /dev/null; berth containers rm "p$i" > /dev/null) & done; wait
