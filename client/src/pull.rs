@@ -29,6 +29,8 @@ pub struct PullOptions {
     pub platform: Option<Platform>,
     /// Store and record only.
     pub no_unpack: bool,
+    /// Fetch every platform of an index (only the chosen one is unpacked).
+    pub all_platforms: bool,
     /// Snapshotter; `overlayfs` when `None`.
     pub snapshotter: Option<String>,
     /// Layers fetched at once.
@@ -43,6 +45,7 @@ impl Default for PullOptions {
             registry: RegistryOptions::default(),
             platform: None,
             no_unpack: false,
+            all_platforms: false,
             snapshotter: None,
             parallel: 4,
             progress: Arc::new(crate::progress::Silent),
@@ -171,8 +174,15 @@ async fn run(
     if let Some(u) = unpacker {
         u.await.map_err(|e| Error::internal(format!("unpack task: {e}")))??;
     }
-    if !opts.no_unpack {
-        opts.progress.step(&format!("unpacking {} layers", manifest.layers.len()));
+    if opts.all_platforms && oci::is_index(&mt) {
+        let index = oci::parse_index(&bytes, &what)?;
+        let mut seen = std::collections::BTreeSet::from([mdesc.digest]);
+        for child in index.manifests.iter().filter(|c| oci::is_manifest(&c.media_type)) {
+            if seen.insert(child.digest) {
+                fetch_other(sess, reg, child, opts).await?;
+            }
+        }
+        image::record_tree(sess, &root).await?;
     }
     let resolved = image::resolve(sess, &root, &platform).await?;
     let chain_id = image::record_and_unpack(sess, &resolved, !opts.no_unpack).await?;
@@ -213,6 +223,42 @@ async fn unpack_as_they_come(
             }
             upto = k;
         }
+    }
+    Ok(())
+}
+
+/// Fetches another platform's manifest, config and layers (not unpacked).
+async fn fetch_other(
+    sess: &Arc<Session>,
+    reg: &Arc<Registry>,
+    child: &Descriptor,
+    opts: &PullOptions,
+) -> Result<()> {
+    if child.size > MAX_JSON {
+        return Err(Error::invalid(format!("manifest {}: over the {MAX_JSON}-byte bound", child.digest)));
+    }
+    let (bytes, _) = reg.get_manifest(&child.digest.to_string()).await?;
+    if Digest::of(&bytes) != child.digest {
+        return Err(Error::new(
+            Code::DataLoss,
+            format!("manifest {}: bytes do not match the digest", child.digest),
+        ));
+    }
+    sess.put_bytes(&bytes).await?;
+    let m = oci::parse_manifest(&bytes, &format!("manifest {}", child.digest))?;
+    let config = reg.get_small_blob(&m.config.digest, m.config.size).await?;
+    sess.put_bytes(&config).await?;
+    let sem = Arc::new(Semaphore::new(opts.parallel.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in m.layers {
+        let (sess, reg, sem, p) = (sess.clone(), reg.clone(), sem.clone(), opts.progress.clone());
+        tasks.spawn(async move {
+            let _slot = sem.acquire_owned().await.map_err(|_| Error::internal("pull: semaphore closed"))?;
+            fetch_layer(&sess, &reg, &l, &*p).await
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| Error::internal(format!("pull task: {e}")))??;
     }
     Ok(())
 }

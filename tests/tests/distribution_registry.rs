@@ -85,7 +85,7 @@ fn push_pull_round_trip() {
     .collect();
     assert_eq!(view, expect);
     let check = berth_ok(&berth, &["-n", "other", "images", "check"]);
-    assert!(check.contains("complete") && check.contains("unpacked"), "{check}");
+    assert!(check.contains("\tcomplete\t") && check.contains("\tunpacked"), "{check}");
 
     // Export, re-import elsewhere: same digest; skopeo reads the export.
     let out = work.join("export.tar");
@@ -172,6 +172,24 @@ fn lying_images_and_registries() {
     berth_ok(&berth, &["images", "push", &no_platform]);
     let e = berth_err(&berth, &["-n", "p", "images", "pull", &no_platform]);
     assert!(e.contains("no manifest for platform"), "{e}");
+    // Asked for that platform explicitly (and every platform), it is stored unpacked-less.
+    berth_ok(
+        &berth,
+        &[
+            "-n",
+            "s390x",
+            "images",
+            "pull",
+            "--platform",
+            "linux/s390x",
+            "--all-platforms",
+            "--no-unpack",
+            &no_platform,
+        ],
+    );
+    assert!(image_digest(&berth, "s390x", &no_platform).is_some());
+    let check = berth_ok(&berth, &["-n", "s390x", "images", "check", &no_platform]);
+    assert!(check.contains("\tcomplete\t"), "{check}");
 
     // A registry whose stored blob no longer matches its digest.
     let archive = work.join("corrupt.tar");

@@ -63,6 +63,9 @@ pub enum DistributionCmd {
         /// Platform to pull (os/arch[/variant]); the host's by default
         #[arg(long)]
         platform: Option<String>,
+        /// Fetch every platform of a multi-platform image (the chosen one is unpacked)
+        #[arg(long)]
+        all_platforms: bool,
         /// Store only, do not unpack
         #[arg(long)]
         no_unpack: bool,
@@ -236,13 +239,23 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
                 println!("{} {}", i.name, i.target.digest);
             }
         }
-        DistributionCmd::Pull { reference, registry, platform, no_unpack, snapshotter, parallel, quiet } => {
+        DistributionCmd::Pull {
+            reference,
+            registry,
+            platform,
+            all_platforms,
+            no_unpack,
+            snapshotter,
+            parallel,
+            quiet,
+        } => {
             let started = Instant::now();
             let platform = platform.as_deref().map(Platform::parse).transpose().map_err(wire)?;
             let opts = PullOptions {
                 registry: registry.options()?,
                 platform,
                 no_unpack,
+                all_platforms,
                 snapshotter: Some(snapshotter),
                 parallel,
                 progress: progress(quiet),
