@@ -123,11 +123,11 @@ impl Backend {
     ) -> Result<Vec<Mount>> {
         berth_ipc::names::validate_name("snapshot key", key)?;
         berth_ipc::names::validate_labels(&labels)?;
-        let mut index = self.lock();
-        if index.snapshots.contains_key(key) {
-            return Err(Error::already_exists(format!("snapshot {key}: already exists")));
-        }
-        if let Some(p) = parent {
+        let check = |index: &Index| -> Result<Option<u64>> {
+            if index.snapshots.contains_key(key) {
+                return Err(Error::already_exists(format!("snapshot {key}: already exists")));
+            }
+            let Some(p) = parent else { return Ok(None) };
             let r = index
                 .snapshots
                 .get(p)
@@ -135,12 +135,23 @@ impl Backend {
             if r.kind != Kind::Committed {
                 return Err(Error::precondition(format!("snapshot parent {p}: not committed")));
             }
-        }
-        let id = index.next_id;
-        index.next_id += 1;
+            Ok(Some(r.id))
+        };
+        let (id, parent_id) = {
+            let mut index = self.lock();
+            let parent_id = check(&index)?;
+            index.next_id += 1;
+            (index.next_id - 1, parent_id)
+        };
+        // The directories (a full copy on native) are made without holding the index, so
+        // a long copy does not stall every other call; the checks are repeated after.
         let sd = self.snap_dir(id);
-        let made = self.make_dirs(&sd, parent.map(|p| index.snapshots[p].id));
-        if let Err(e) = made {
+        if let Err(e) = self.make_dirs(&sd, parent_id) {
+            let _ = std::fs::remove_dir_all(&sd);
+            return Err(e);
+        }
+        let mut index = self.lock();
+        if let Err(e) = check(&index) {
             let _ = std::fs::remove_dir_all(&sd);
             return Err(e);
         }
@@ -157,6 +168,8 @@ impl Backend {
     }
 
     fn make_dirs(&self, sd: &Path, parent_id: Option<u64>) -> Result<()> {
+        // No record owns this number: whatever is there was left by a crash.
+        let _ = std::fs::remove_dir_all(sd);
         private_dir(sd)?;
         let fs = sd.join("fs");
         std::fs::create_dir(&fs).map_err(|e| io_err("create", &fs, e))?;
