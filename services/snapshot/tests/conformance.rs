@@ -287,3 +287,28 @@ async fn cleanup_removes_orphan_dirs_and_the_index_survives_a_restart() {
     let meta = std::fs::metadata(dir.path().join("root/snapshots/overlayfs/snapshots")).expect("dir");
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o700);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_unpacks_of_one_image_agree_and_leave_nothing_behind() {
+    for sn in ["overlayfs", "native"] {
+        let dir = tempfile::tempdir().expect("dir");
+        let (_b, blobs) = common::blob_dir();
+        let s = local(dir.path(), blobs.clone());
+        let tars: Vec<Vec<u8>> = (0..3).map(|i| Layer::new().file(&format!("f{i}"), b"x").tar()).collect();
+        let layers: Vec<Layer_> = tars
+            .iter()
+            .map(|t| Layer_ {
+                digest: blobs.add(t).expect("blob"),
+                media_type: String::new(),
+                diff_id: Digest::of(t),
+            })
+            .collect();
+        let req = Unpack { snapshotter: sn.into(), layers, labels: BTreeMap::new() };
+        let (a, b) = tokio::join!(s.call(req.clone()), s.call(req.clone()));
+        let (a, b) = (a.expect("first"), b.expect("second"));
+        assert_eq!(a.chain_id, b.chain_id);
+        let all = s.call(List { snapshotter: sn.into(), filters: vec![] }).await.expect("list");
+        assert_eq!(all.len(), 3, "{sn}: exactly the chain, no extract-* leftovers: {all:?}");
+        assert!(all.iter().all(|i| i.kind == Kind::Committed));
+    }
+}
