@@ -63,10 +63,7 @@ pub async fn pull(services: &Services, ns: &str, reference: &str, opts: &PullOpt
     }
     let sess = Arc::new(sess);
     let result = run(&sess, &reg, &r, opts).await;
-    let closed = match Arc::try_unwrap(sess) {
-        Ok(s) => s.close().await,
-        Err(_) => Ok(()),
-    };
+    let closed = sess.close().await;
     let out = result?;
     closed?;
     Ok(out)

@@ -59,7 +59,7 @@ impl Session {
     }
 
     /// Ends the session: deletes the lease (what nothing else references goes at the next GC).
-    pub async fn close(self) -> Result<()> {
+    pub async fn close(&self) -> Result<()> {
         let req = DeleteLease { namespace: self.namespace.clone(), id: self.lease.clone(), sync: false };
         match self.services.metadata.call(req).await {
             Err(e) if !e.is(Code::NotFound) => Err(e),
