@@ -18,6 +18,7 @@ use crate::archive::{self, Item};
 use crate::image::{self, MAX_INDEX_ENTRIES};
 use crate::oci::{self, Descriptor, Manifest, Platform};
 use crate::reference::normalize;
+pub use crate::rootfs::import_rootfs_tar;
 use crate::session::{self, Session};
 
 /// How to import.
