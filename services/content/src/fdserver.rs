@@ -3,8 +3,6 @@
 //! `berth_ipc::content::readfd`; peers are checked with the same policy as on
 //! `content.sock`.
 
-use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +14,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::ingest::Ingest;
+use crate::append::append_from;
 use crate::session::{self, Sessions};
 use crate::store::Store;
 
@@ -24,8 +22,6 @@ use crate::store::Store;
 const MAX_CONNECTIONS: usize = 256;
 /// Time a client has to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Bytes read from a passed fd per write.
-const APPEND_CHUNK: usize = 4 << 20;
 
 /// What the fd socket serves from.
 #[derive(Clone)]
@@ -119,64 +115,4 @@ impl FdServer {
         })
         .await
     }
-}
-
-/// Reads `fd` to its end into `ingest` from `offset`. A reader thread fills one buffer
-/// while the other is hashed and written.
-fn append_from(ingest: &mut Ingest, offset: u64, fd: OwnedFd, done: &CancellationToken) -> Result<u64> {
-    let mut source = File::from(fd);
-    let r = ingest.r#ref().to_string();
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(1);
-    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
-    for _ in 0..2 {
-        let _ = free_tx.send(vec![0u8; APPEND_CHUNK]);
-    }
-    // Everything moves into the scope's closure, so an early return drops the channel ends
-    // and the reader thread stops instead of blocking the scope's join.
-    std::thread::scope(move |s| {
-        s.spawn(move || {
-            while let Ok(mut buf) = free_rx.recv() {
-                buf.resize(APPEND_CHUNK, 0);
-                let mut filled = 0;
-                let read = loop {
-                    match source.read(&mut buf[filled..]) {
-                        Ok(0) => break Ok(()),
-                        Ok(n) => {
-                            filled += n;
-                            if filled == buf.len() {
-                                break Ok(());
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => break Err(e),
-                    }
-                };
-                buf.truncate(filled);
-                let last = filled == 0 || read.is_err();
-                if full_tx.send(read.map(|()| buf)).is_err() || last {
-                    return;
-                }
-            }
-        });
-        let mut at = offset;
-        let mut first = true;
-        while let Ok(next) = full_rx.recv() {
-            let buf =
-                next.map_err(|e| Error::from(e).context(format!("ingest {r:?}: reading the passed fd")))?;
-            if buf.is_empty() && !first {
-                break;
-            }
-            if done.is_cancelled() {
-                return Err(Error::unavailable(format!("ingest {r:?}: its writer went away")));
-            }
-            at = ingest.write_at(at, &buf)?;
-            first = false;
-            if buf.is_empty() {
-                break;
-            }
-            let _ = free_tx.send(buf);
-        }
-        drop(free_tx);
-        Ok(at)
-    })
 }

@@ -10,8 +10,11 @@
 //! - [`session`] — write sessions and the in-order application of their chunks.
 //! - [`local`] — the store behind the shared `ContentStore` trait (for the conformance suite).
 //! - [`fdserver`] — the `content-fd.sock` side socket (ReadFd, appending from a passed fd).
+//! - [`append`] — reading a passed fd into an ingest (AppendFd).
 //! - [`events`] — `/content/create` and `/content/delete`.
+//! - `sys` — poll(2), the crate's only `unsafe`.
 
+pub mod append;
 pub mod direct;
 pub mod events;
 pub mod fdserver;
@@ -20,6 +23,7 @@ pub mod local;
 pub mod service;
 pub mod session;
 pub mod store;
+mod sys;
 
 use berth_ipc::content::Content;
 use berth_ipc::content::readfd::SOCKET_NAME;

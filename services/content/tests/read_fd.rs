@@ -65,3 +65,31 @@ async fn service_appends_from_a_passed_fd() {
     assert_eq!(svc.client.read(&info.digest, 0, None).await.expect("read"), all);
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_pipe_does_not_keep_the_lock_after_the_writer_leaves() {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    use std::time::{Duration, Instant};
+    let svc = common::start().await;
+    let (rd, mut wr) = std::io::pipe().expect("pipe");
+    wr.write_all(&common::data(31, 60_000)).expect("write pipe"); // fits the pipe; stays open
+    let mut w = svc.client.writer("stalled", None, None).await.expect("open");
+    let appending = tokio::time::timeout(Duration::from_millis(500), w.append_from(rd.as_fd())).await;
+    assert!(appending.is_err(), "the append waits for more bytes");
+    drop(w); // the writer leaves while the service still waits on the pipe
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let again = loop {
+        match svc.client.writer("stalled", None, None).await {
+            Ok(w) => break w,
+            Err(e) if e.code == Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("lock not released: {e}"),
+        }
+    };
+    assert!(again.status().offset <= 60_000);
+    again.abort().await.expect("abort");
+    drop(wr);
+    svc.stop().await;
+}
