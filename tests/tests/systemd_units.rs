@@ -27,7 +27,8 @@ fn units_verify_cleanly() {
         files.push(out);
     }
     assert_eq!(files.len(), 7, "5 service units, berth.target, berthd.service");
-    let out = Command::new("systemd-analyze").arg("verify").args(&files).output().expect("run systemd-analyze");
+    let out =
+        Command::new("systemd-analyze").arg("verify").args(&files).output().expect("run systemd-analyze");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let ours: Vec<_> = stderr.lines().filter(|l| l.contains(tmp.path().to_str().unwrap_or("?"))).collect();
     assert!(out.status.success() && ours.is_empty(), "systemd-analyze verify:\n{stderr}");
@@ -37,7 +38,9 @@ fn units_verify_cleanly() {
 fn units_have_the_designed_settings() {
     for name in SERVICES {
         let text = std::fs::read_to_string(units_dir().join(format!("berth-{name}.service"))).expect("unit");
-        for want in ["Type=notify", "Restart=always", "PartOf=berth.target", &format!("/usr/bin/berth-{name} ")] {
+        for want in
+            ["Type=notify", "Restart=always", "PartOf=berth.target", &format!("/usr/bin/berth-{name} ")]
+        {
             assert!(text.contains(want), "berth-{name}.service lacks {want}");
         }
         let runtime_only = text.contains("KillMode=process") && text.contains("Delegate=yes");
