@@ -168,9 +168,14 @@ impl Ingest {
             return Ok(ing);
         }
         match known {
-            Some(d) if sess.has_blob(&d).await?.is_some() => {
-                sess.protect(d).await?;
-                ing.skip = true;
+            // Lease first, look second, so GC cannot take the blob in between.
+            Some(d)
+                if {
+                    sess.protect(d).await?;
+                    sess.has_blob(&d).await?.is_some()
+                } =>
+            {
+                ing.skip = true
             }
             Some(d) => ing.writer = Some(sess.writer(&format!("import-{d}"), Some((d, size))).await?),
             None => {

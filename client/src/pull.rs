@@ -262,9 +262,10 @@ async fn fetch_other(
 
 /// Fetches one layer into content, resuming an earlier ingest of it.
 async fn fetch_layer(sess: &Session, reg: &Registry, l: &Descriptor, p: &dyn Progress) -> Result<()> {
+    // Lease first, look second, so GC cannot take the blob in between.
+    sess.protect(l.digest).await?;
     match sess.has_blob(&l.digest).await? {
         Some(size) if size == l.size => {
-            sess.protect(l.digest).await?;
             p.update(&l.digest, State::Exists, l.size, l.size);
             return Ok(());
         }

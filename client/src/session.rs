@@ -126,8 +126,10 @@ impl Session {
     /// Writes a whole small blob (a config or manifest) and returns its digest.
     pub async fn put_bytes(&self, data: &[u8]) -> Result<Digest> {
         let digest = Digest::of(data);
+        // Lease first, look second: a blob seen present and only then leased could be
+        // collected in between.
+        self.protect(digest).await?;
         if self.has_blob(&digest).await?.is_some() {
-            self.protect(digest).await?;
             return Ok(digest);
         }
         let mut w = self.writer(&format!("put-{digest}"), Some((digest, data.len() as u64))).await?;
