@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use berth_ipc::metadata::{
-    ByName, Container, CreateContainer as MdCreate, DeleteContainer, GetContainer, GetImage, PutSnapshot,
-    RemoveSnapshot, RuntimeInfo, SnapshotRecord, SnapshotRef,
+    ByName, Container, CreateContainer as MdCreate, CreateLease, DeleteContainer, DeleteLease, GetContainer,
+    GetImage, PutSnapshot, RemoveSnapshot, RuntimeInfo, SnapshotRecord, SnapshotRef,
 };
 use berth_ipc::names::{validate_identifier, validate_labels, validate_namespace};
 use berth_ipc::runtime::{CreateContainer, KillTask, RemoveContainer, TaskRef};
@@ -60,6 +60,33 @@ impl Runtime {
         let (config, chain) = image::resolve(&self.content, &image).await?;
         let key = snapshot_key(ns, id);
         let parent = chain.map(|c| c.to_string());
+        // A lease protects the snapshot from garbage collection until the container record,
+        // which references it, exists.
+        let lease = self
+            .metadata
+            .call(CreateLease {
+                namespace: ns.into(),
+                id: String::new(),
+                labels: BTreeMap::new(),
+                ttl_ms: Some(120_000),
+            })
+            .await?;
+        let result = self.create_leased(&req, runtime, &config, &key, parent, &lease.id).await;
+        let _ = self.metadata.call(DeleteLease { namespace: ns.into(), id: lease.id, sync: false }).await;
+        result
+    }
+
+    async fn create_leased(
+        &self,
+        req: &CreateContainer,
+        runtime: &str,
+        config: &spec::ImageConfig,
+        key: &str,
+        parent: Option<String>,
+        lease: &str,
+    ) -> Result<Container> {
+        let (ns, id) = (req.namespace.as_str(), req.id.as_str());
+        let key = key.to_string();
         let prepare = Prepare {
             snapshotter: SNAPSHOTTER.into(),
             key: key.clone(),
@@ -80,10 +107,10 @@ impl Runtime {
                         created: 0,
                         updated: 0,
                     },
-                    lease: None,
+                    lease: Some(lease.to_string()),
                 })
                 .await?;
-            let spec = self.spec_in_mounted(&mounts, &config, &req).await?;
+            let spec = self.spec_in_mounted(&mounts, config, req).await?;
             let container = Container {
                 id: id.into(),
                 image: req.image.clone(),

@@ -1,36 +1,43 @@
 //! The shim's events: `/tasks/start`, `/tasks/exec-started` and every `/tasks/exit`, in the
-//! order they happen, through one publisher on a thread of its own (started with the first
-//! event, so a shim that never publishes carries no tokio runtime). Publishing start and
-//! exits from the same queue keeps containerd's order (start → exit) even for a container
-//! that exits at once.
+//! order they happen, through one publisher on a thread of its own. The thread (and its
+//! small tokio runtime) exists only while there is something to send: it starts with an
+//! event and ends once everything is stored and the queue has been idle a moment, so a
+//! shim that only waits for its container stays small. Publishing start and exits from the
+//! same queue keeps containerd's order (start → exit) even for a container that exits at
+//! once.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use berth_ipc::events::payload::Payload;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
+/// How long the thread waits for another event before it ends.
+const IDLE: Duration = Duration::from_millis(200);
+
+type Slot = Arc<Mutex<Option<(UnboundedSender<Payload>, JoinHandle<()>)>>>;
+
 /// A lazily started event thread.
 pub struct ShimEvents {
     state: PathBuf,
     namespace: String,
-    inner: Mutex<Option<(UnboundedSender<Payload>, JoinHandle<()>)>>,
+    inner: Slot,
 }
 
 impl ShimEvents {
     /// Events of a task in `namespace`, to `<state>/events.sock`.
     pub fn new(state: PathBuf, namespace: String) -> ShimEvents {
-        ShimEvents { state, namespace, inner: Mutex::new(None) }
+        ShimEvents { state, namespace, inner: Arc::new(Mutex::new(None)) }
     }
 
-    /// Queues `payload`; never blocks.
+    /// Queues `payload`; never blocks for long.
     pub fn publish(&self, payload: impl Into<Payload>) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner.is_none() {
             let (tx, mut rx) = unbounded_channel::<Payload>();
-            let (state, ns) = (self.state.clone(), self.namespace.clone());
+            let (state, ns, slot) = (self.state.clone(), self.namespace.clone(), self.inner.clone());
             let spawned =
                 std::thread::Builder::new().name("events".into()).stack_size(256 << 10).spawn(move || {
                     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
@@ -38,11 +45,24 @@ impl ShimEvents {
                     };
                     rt.block_on(async move {
                         let publisher = berth_ipc::publisher::Publisher::in_state_dir(&state, "shim");
-                        while let Some(p) = rx.recv().await {
-                            publisher.publish(&ns, p);
+                        loop {
+                            match tokio::time::timeout(IDLE, rx.recv()).await {
+                                Ok(Some(p)) => publisher.publish(&ns, p),
+                                Ok(None) => break,
+                                Err(_) => {
+                                    publisher.flush(Duration::from_secs(30)).await;
+                                    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+                                    if rx.is_empty() {
+                                        *guard = None;
+                                        break;
+                                    }
+                                }
+                            }
                         }
                         publisher.flush(Duration::from_secs(30)).await;
                     });
+                    drop(rt);
+                    super::sys::trim_heap();
                 });
             match spawned {
                 Ok(handle) => *inner = Some((tx, handle)),

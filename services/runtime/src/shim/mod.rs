@@ -99,6 +99,7 @@ pub fn main() -> ExitCode {
     if let Ok(log) = std::fs::OpenOptions::new().create(true).append(true).open(bundle.shim_log()) {
         let _ = sys::redirect(&log, 2);
     }
+    sys::small_heap();
     if let Err(e) = sys::set_subreaper() {
         eprintln!("berth-shim: subreaper: {e}");
     }

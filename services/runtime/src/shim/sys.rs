@@ -78,3 +78,16 @@ pub fn hide_unified_cgroup(cmd: &mut std::process::Command) {
         });
     }
 }
+
+/// One malloc arena for the whole shim (its threads allocate little), so memory freed by a
+/// finished thread is not kept in a per-thread arena.
+pub fn small_heap() {
+    // SAFETY: mallopt with a valid parameter; called before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+}
+
+/// Gives freed heap pages back to the kernel.
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only releases free memory; safe to call from any thread.
+    unsafe { libc::malloc_trim(0) };
+}
