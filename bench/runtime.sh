@@ -30,7 +30,7 @@ cleanup() {
     fi
     [ $HAVE_CTR = 1 ] && command ctr --address "$T/ctd/containerd.sock" -n bench tasks kill -s 9 ctd-rss 2>/dev/null || true
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    grep -o "$T[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    awk '{ print $5 }' /proc/self/mountinfo | grep "^$T" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     rm -rf "$T"
 }
 trap cleanup EXIT
