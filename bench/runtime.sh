@@ -116,10 +116,12 @@ fi
 berth tasks kill -s 9 rss; berth tasks wait rss || true; berth tasks delete rss > /dev/null; berth containers rm rss > /dev/null
 
 # 50 containers started concurrently.
+# (wait on these jobs only: a bare `wait` would also wait for berthd and containerd)
+JOBS=()
 a=$(now)
-for i in $(seq 1 50); do berth run -d "$IMG" "p$i" sleep 1000 > /dev/null & done
-wait
+for i in $(seq 1 50); do berth run -d "$IMG" "p$i" sleep 1000 > /dev/null & JOBS+=($!); done
+for j in "${JOBS[@]}"; do wait "$j"; done
 b=$(now)
 echo "50 concurrent berth run -d: $(ms "$a" "$b") ms, running: $(berth tasks ls | grep -c running)"
-for i in $(seq 1 50); do berth tasks kill -s 9 "p$i" & done; wait
-for i in $(seq 1 50); do (berth tasks wait "p$i" > /dev/null || true; berth tasks delete "p$i" > /dev/null; berth containers rm "p$i" > /dev/null) & done; wait
+for i in $(seq 1 50); do berth tasks kill -s 9 "p$i"; done
+for i in $(seq 1 50); do berth tasks wait "p$i" > /dev/null || true; berth tasks delete "p$i" > /dev/null; berth containers rm "p$i" > /dev/null; done
