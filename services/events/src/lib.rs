@@ -46,6 +46,11 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
         let (log, hub) = (log.clone(), hub.clone());
         tokio::task::spawn_blocking(move || writer::Writer::start(log, hub, cfg.dedup_window)).await??
     };
+    // The first retention pass runs before the service answers, so that what it serves
+    // from the start already respects the limits; later passes run in the background.
+    let max_age_ns = cfg.max_age_s.saturating_mul(1_000_000_000);
+    let l = log.clone();
+    tokio::task::spawn_blocking(move || l.enforce_retention(cfg.max_events, max_age_ns)).await??;
     tracing::info!(last_seq = log.last(), retained = log.count(), "event log open");
     let retention = tokio::spawn(retain(log.clone(), cfg.max_events, cfg.max_age_s, shutdown.clone()));
     let result = berth_service_kit::serve::<Events, _>(
@@ -63,16 +68,16 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
 async fn retain(log: Arc<store::Log>, max_events: u64, max_age_s: u64, shutdown: CancellationToken) {
     let max_age_ns = max_age_s.saturating_mul(1_000_000_000);
     loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(RETENTION_INTERVAL) => {}
+        }
         let l = log.clone();
         match tokio::task::spawn_blocking(move || l.enforce_retention(max_events, max_age_ns)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::debug!(removed = n, oldest = log.oldest(), "retention"),
             Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
             Err(e) => tracing::warn!(error = %e, "retention task failed"),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(RETENTION_INTERVAL) => {}
         }
     }
 }

@@ -91,7 +91,12 @@ pub struct EventsConfig {
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        EventsConfig { max_events: 1_000_000, max_age_s: 7 * 24 * 3600, subscriber_buffer: 8192, dedup_window: 100_000 }
+        EventsConfig {
+            max_events: 1_000_000,
+            max_age_s: 7 * 24 * 3600,
+            subscriber_buffer: 8192,
+            dedup_window: 100_000,
+        }
     }
 }
 
