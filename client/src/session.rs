@@ -12,7 +12,6 @@ use berth_ipc::metadata::{
     SnapshotRecord,
 };
 use berth_ipc::{Code, Digest, Result};
-use sha2::{Digest as _, Sha256};
 
 use crate::Services;
 
@@ -161,15 +160,4 @@ pub async fn commit(w: RemoteWriter, size: u64, digest: Digest) -> Result<()> {
     }
 }
 
-/// chainIDs of `diff_ids` (`chain(1) = diff(1)`, `chain(n) = sha256(chain(n-1) + " " + diff(n))`).
-pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
-    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
-    for d in diff_ids {
-        let next = match out.last() {
-            None => *d,
-            Some(prev) => Digest::from_sha256(Sha256::digest(format!("{prev} {d}").as_bytes()).into()),
-        };
-        out.push(next);
-    }
-    out
-}
+pub use berth_ipc::digest::chain_ids;

@@ -133,6 +133,20 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
+/// The chainIDs of an image's `diff_ids`: `chain(1) = diff(1)`,
+/// `chain(n) = sha256(chain(n-1) + " " + diff(n))` (the OCI image spec's definition).
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => *d,
+            Some(prev) => Digest::of(format!("{prev} {d}").as_bytes()),
+        };
+        out.push(next);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

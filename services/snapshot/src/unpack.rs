@@ -15,23 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use berth_ipc::digest::Digest;
 use berth_ipc::snapshot::{Kind, Unpack, Unpacked};
 use berth_ipc::{Code, Error, Result};
-use sha2::{Digest as _, Sha256};
 
 use crate::backend::{Backend, BackendKind};
 use crate::service::{SnapshotService, blocking};
 
-/// The chainIDs of `diff_ids`.
-pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
-    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
-    for d in diff_ids {
-        let next = match out.last() {
-            None => *d,
-            Some(prev) => Digest::from_sha256(Sha256::digest(format!("{prev} {d}").as_bytes()).into()),
-        };
-        out.push(next);
-    }
-    out
-}
+pub use berth_ipc::digest::chain_ids;
 
 fn temp_key(chain: &Digest) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
