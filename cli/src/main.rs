@@ -68,6 +68,8 @@ enum Command {
     /// Tasks: running containers
     #[command(subcommand, alias = "task", alias = "t")]
     Tasks(cmd::tasks::TasksCmd),
+    /// Make an image of a container's changes
+    Commit(cmd::commit::CommitArgs),
 }
 
 fn main() -> ExitCode {
@@ -104,5 +106,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tasks(c) => cmd::tasks::run(&ctx, c).await,
         Command::Snapshots(a) => cmd::snapshots::run(&ctx, a).await,
         Command::Content(c) => cmd::content::run(&ctx, c).await,
+        Command::Commit(a) => cmd::commit::run(&ctx, a).await,
     }
 }

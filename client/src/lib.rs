@@ -13,6 +13,7 @@
 //! - [`push`] — push, skipping blobs the registry has.
 //! - [`export`] — OCI layout tar export.
 //! - [`check`] — is an image complete?
+//! - [`commit`] — a container's changes as a new image.
 //! - [`session`] — a job's namespace, lease and blob writes.
 //! - [`image`] — resolve, record with GC labels, unpack, create the image record.
 //! - [`archive`] — tar entries streamed from a blocking reader.
@@ -22,6 +23,7 @@
 
 pub mod archive;
 pub mod check;
+pub mod commit;
 pub mod export;
 pub mod image;
 pub mod import;

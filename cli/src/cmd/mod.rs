@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod commit;
 pub mod config;
 pub mod containers;
 pub mod content;
