@@ -95,7 +95,7 @@ pub fn extend_config(bytes: &[u8], diff_id: &Digest, digest: Digest) -> Result<V
     let bad = |m: &str| Error::invalid(format!("config {digest}: {m}"));
     let mut v: Value = serde_json::from_slice(bytes).map_err(|e| bad(&e.to_string()))?;
     let obj = v.as_object_mut().ok_or_else(|| bad("not an object"))?;
-    let now = rfc3339(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    let now = crate::time::rfc3339(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
     let ids = obj
         .get_mut("rootfs")
         .and_then(|r| r.get_mut("diff_ids"))
@@ -113,33 +113,9 @@ pub fn extend_config(bytes: &[u8], diff_id: &Digest, digest: Digest) -> Result<V
     serde_json::to_vec(&v).map_err(|e| Error::internal(format!("config: {e}")))
 }
 
-/// `secs` since the epoch as an RFC 3339 UTC time.
-fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_known_times() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_798_761_599), "2026-12-31T23:59:59Z");
-    }
 
     #[test]
     fn config_extended_and_kept() {

@@ -20,6 +20,7 @@
 //! - [`import`] — OCI layout and docker-archive import.
 //! - [`mount`] — read-only views of images on a directory.
 //! - [`rootfs`] — single-layer images from rootfs tarballs.
+//! - [`time`] — RFC 3339 times without a date library.
 
 pub mod archive;
 pub mod check;
@@ -36,6 +37,7 @@ pub mod reference;
 pub mod registry;
 pub mod rootfs;
 pub mod session;
+pub mod time;
 
 use std::path::{Path, PathBuf};
 

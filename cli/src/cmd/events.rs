@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use berth_client::time::rfc3339_millis;
 use berth_ipc::events::{Envelope, Since, Subscribe, SubscribeItem};
 use berth_ipc::{Code, Error};
 use clap::Args;
@@ -79,7 +80,7 @@ fn print_event(format: Format, e: &Envelope) -> anyhow::Result<()> {
             let line = serde_json::json!({
                 "seq": e.seq,
                 "timestamp": e.timestamp,
-                "time": rfc3339(e.timestamp),
+                "time": rfc3339_millis(e.timestamp),
                 "namespace": e.namespace,
                 "topic": e.topic,
                 "type": e.payload.type_name(),
@@ -88,7 +89,7 @@ fn print_event(format: Format, e: &Envelope) -> anyhow::Result<()> {
             println!("{line}");
         }
         Format::Table => {
-            println!("{:>8}  {}  {}  {}  {}", e.seq, rfc3339(e.timestamp), e.namespace, e.topic, event)
+            println!("{:>8}  {}  {}  {}  {}", e.seq, rfc3339_millis(e.timestamp), e.namespace, e.topic, event)
         }
     }
     Ok(())
@@ -115,29 +116,6 @@ fn parse_since(s: &str) -> anyhow::Result<Since> {
     Ok(Since::Time(now.saturating_sub(n.saturating_mul(unit_ns))))
 }
 
-/// Unix nanoseconds as `2026-11-29T18:45:37.123Z` (UTC).
-fn rfc3339(nanos: u64) -> String {
-    let secs = nanos / 1_000_000_000;
-    let millis = (nanos / 1_000_000) % 1000;
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,12 +126,5 @@ mod tests {
         assert!(matches!(parse_since("5m").expect("duration"), Since::Time(t) if t > 0));
         assert!(parse_since("5y").is_err());
         assert!(parse_since("m").is_err());
-    }
-
-    #[test]
-    fn times_are_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_795_977_937_123_000_000), "2026-11-29T18:45:37.123Z");
-        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
     }
 }
