@@ -138,20 +138,7 @@ impl<P: Protocol, H: Handler<P>> Server<P, H> {
         let shared = self.shared;
         let slots = Arc::new(Semaphore::new(shared.config.max_connections));
         let tracker = TaskTracker::new();
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                a = listener.accept() => a,
-            };
-            let stream = match accepted {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(service = P::NAME, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
+        while let Some(stream) = crate::socket::accept(&listener, &shutdown, P::NAME).await {
             let shared = shared.clone();
             let slots = slots.clone();
             let shutdown = shutdown.clone();

@@ -47,6 +47,29 @@ pub fn group_id(name: &str) -> Option<u32> {
     nix::unistd::Group::from_name(name).ok().flatten().map(|g| g.gid.as_raw())
 }
 
+/// The next connection on `listener`, or `None` once `shutdown` is cancelled. Accept
+/// failures (EMFILE and friends) are logged and retried after a short pause instead of
+/// spinning; `what` names the socket in that log line.
+pub async fn accept(
+    listener: &UnixListener,
+    shutdown: &tokio_util::sync::CancellationToken,
+    what: &str,
+) -> Option<tokio::net::UnixStream> {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _)) => return Some(stream),
+            Err(e) => {
+                tracing::warn!(socket = what, error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,19 +38,7 @@ impl FdServer {
     /// Serves `listener` until `shutdown`.
     pub async fn serve(self, listener: UnixListener, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                a = listener.accept() => a,
-            };
-            let stream = match accepted {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "content fd socket: accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
+        while let Some(stream) = berth_ipc::socket::accept(&listener, &shutdown, "content-fd").await {
             let Ok(permit) = slots.clone().try_acquire_owned() else {
                 tracing::warn!("content fd socket: too many connections");
                 continue;
