@@ -132,10 +132,7 @@ fn bind_fresh(path: &Path, group: Option<u32>) -> anyhow::Result<std::os::unix::
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("remove stale {}", path.display())),
     }
-    let l = berth_ipc::socket::bind_std(path, group).with_context(|| format!("bind {}", path.display()))?;
-    // The launcher keeps it blocking-agnostic; each service sets its own mode.
-    l.set_nonblocking(true)?;
-    Ok(l)
+    berth_ipc::socket::bind_std(path, group).with_context(|| format!("bind {}", path.display()))
 }
 
 /// Takes `<state>/berthd.lock` so two launchers never share a state dir. The lock lasts as

@@ -22,7 +22,15 @@ pub fn notify_ready() {
 
 /// Sends `state` to systemd's notify socket, if `NOTIFY_SOCKET` is set.
 pub fn sd_notify(state: &str) -> std::io::Result<()> {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return Ok(()) };
+    match std::env::var_os("NOTIFY_SOCKET") {
+        Some(path) => notify_to(&path, state),
+        None => Ok(()),
+    }
+}
+
+/// Sends `state` to the notify socket at `path` (`@name` is the abstract namespace, as
+/// systemd writes it).
+fn notify_to(path: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
     let sock = UnixDatagram::unbound()?;
     let bytes = path.as_encoded_bytes();
     if let Some(name) = bytes.strip_prefix(b"@") {
@@ -30,7 +38,7 @@ pub fn sd_notify(state: &str) -> std::io::Result<()> {
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
         sock.send_to_addr(state.as_bytes(), &addr)?;
     } else {
-        sock.send_to(state.as_bytes(), &path)?;
+        sock.send_to(state.as_bytes(), path)?;
     }
     Ok(())
 }
@@ -44,8 +52,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("notify");
         let server = UnixDatagram::bind(&path).expect("bind");
-        let sock = UnixDatagram::unbound().expect("socket");
-        sock.send_to(b"READY=1", &path).expect("send");
+        notify_to(path.as_os_str(), "READY=1").expect("send");
         let mut buf = [0u8; 16];
         let n = server.recv(&mut buf).expect("recv");
         assert_eq!(&buf[..n], b"READY=1");
