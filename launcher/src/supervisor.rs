@@ -108,7 +108,6 @@ pub struct Supervisor {
     services: Vec<Service>,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
-    shutdown_waiter: Option<oneshot::Sender<()>>,
     events: Publisher,
 }
 
@@ -147,7 +146,7 @@ impl Supervisor {
             .collect();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let events = Publisher::in_state_dir(&config.state, "berthd");
-        Supervisor { config, config_file, services, events_tx, events_rx, shutdown_waiter: None, events }
+        Supervisor { config, config_file, services, events_tx, events_rx, events }
     }
 
     /// Starts every service in order, each waiting for the previous to be ready (or to fail
@@ -178,9 +177,6 @@ impl Supervisor {
                     }
                 },
                 _ = ping.tick() => self.ping_all(),
-            }
-            if let Some(done) = self.shutdown_waiter.take() {
-                let _ = done.send(());
             }
         }
     }
