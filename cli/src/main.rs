@@ -70,6 +70,8 @@ enum Command {
     Tasks(cmd::tasks::TasksCmd),
     /// Make an image of a container's changes
     Commit(cmd::commit::CommitArgs),
+    /// Print every service's metrics in Prometheus text format
+    Metrics,
 }
 
 fn main() -> ExitCode {
@@ -107,5 +109,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshots(a) => cmd::snapshots::run(&ctx, a).await,
         Command::Content(c) => cmd::content::run(&ctx, c).await,
         Command::Commit(a) => cmd::commit::run(&ctx, a).await,
+        Command::Metrics => cmd::metrics::run(&ctx).await,
     }
 }

@@ -1,5 +1,5 @@
 //! The launcher's control socket (`berthd.sock`): list the supervised services, restart,
-//! stop or start one.
+//! stop or start one, and read every service's metrics as Prometheus text.
 
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +76,12 @@ pub struct StartService {
     pub name: String,
 }
 
+/// `ScrapeMetrics`: every service's counters, the launcher's figures and every running
+/// task's cgroup figures, in Prometheus text exposition format (version 0.0.4) — the same
+/// text the launcher's HTTP endpoint serves at `/metrics`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScrapeMetrics;
+
 crate::protocol! {
     /// The launcher's control socket.
     pub protocol Launcher = "berthd";
@@ -89,4 +95,7 @@ crate::protocol! {
     Stop(StopService) -> ServiceStatus [idempotent];
     /// Start a stopped or failed service; `FailedPrecondition` while it runs.
     Start(StartService) -> ServiceStatus [];
+    /// Gather and render metrics. Always allowed; a service that does not answer in time is
+    /// left out (its `berth_service_up` is 0).
+    Metrics(ScrapeMetrics) -> String [idempotent];
 }

@@ -11,6 +11,7 @@
 //! - [`codec`] — bincode payload encoding with a size limit.
 //! - [`digest`] — the validated `sha256:<hex>` [`Digest`].
 //! - [`error`] — the closed error-code enum and the wire error.
+//! - [`failpoint`] — named power-cut points for crash tests (compiled out of release builds).
 //! - [`fdpass`] — sending and receiving fds over Unix sockets (SCM_RIGHTS).
 //! - [`filter`] — containerd-style filters: parser and matcher over an [`filter::Adaptor`].
 //! - [`protocol`] — the `Protocol`/`Call` traits, handshake messages, common calls, and
@@ -30,6 +31,7 @@ pub mod client;
 pub mod codec;
 pub mod digest;
 pub mod error;
+pub mod failpoint;
 pub mod fdpass;
 pub mod filter;
 pub mod frame;

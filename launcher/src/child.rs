@@ -1,6 +1,7 @@
 //! Starting one service process: its binary and flags, the inherited listening socket
-//! (fd 3, `BERTH_LISTEN_FD`) and readiness pipe (fd 4, `BERTH_READY_FD`), and its output
-//! forwarded to the launcher's stderr with the service's name in front.
+//! (fd 3, `BERTH_LISTEN_FD`) and readiness pipe (fd 4, `BERTH_READY_FD`), the launcher's
+//! log format, and its output forwarded to the launcher's log tagged with its name
+//! ([`crate::logs`]).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -9,7 +10,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use berth_service_kit::Config;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use berth_service_kit::logging::LogFormat;
+use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
 /// A started service process.
@@ -38,10 +40,11 @@ pub fn binary(config: &Config, name: &str) -> PathBuf {
     PathBuf::from(file)
 }
 
-/// Spawns service `name` with `listener` as its socket.
+/// Spawns service `name` with `listener` as its socket, logging in `log_format`.
 pub fn spawn(
     config: &Config,
     config_file: Option<&Path>,
+    log_format: LogFormat,
     name: &str,
     listener: &UnixListener,
 ) -> std::io::Result<Started> {
@@ -52,6 +55,8 @@ pub fn spawn(
         .arg(&config.root)
         .arg("--state")
         .arg(&config.state)
+        .arg("--log-format")
+        .arg(log_format.as_str())
         .env(berth_service_kit::boot::LISTEN_FD_ENV, "3")
         .env(berth_service_kit::ready::READY_FD_ENV, "4")
         .env_remove("LISTEN_FDS")
@@ -73,21 +78,12 @@ pub fn spawn(
     drop(ready_write);
     let pid = child.id().unwrap_or(0);
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(forward(name.to_string(), out));
+        tokio::spawn(crate::logs::forward(log_format, name.to_string(), out));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(forward(name.to_string(), err));
+        tokio::spawn(crate::logs::forward(log_format, name.to_string(), err));
     }
     Ok(Started { child, pid, ready: ready_read })
-}
-
-/// Copies a child's output to our stderr, line by line, prefixed with its name.
-async fn forward<R: tokio::io::AsyncRead + Unpin>(name: String, from: R) {
-    let mut lines = BufReader::new(from).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr().lock(), "{name}: {line}");
-    }
 }
 
 /// Waits until the service writes `READY=1` to its pipe. Errors: the pipe closed first (the

@@ -1,21 +1,26 @@
 //! The control socket (`berthd.sock`): the [`Launcher`] protocol, answered by forwarding
-//! each request to the supervisor actor.
+//! each request to the supervisor actor (metrics: by the scraper).
+
+use std::sync::Arc;
 
 use berth_ipc::launcher::{Launcher, LauncherRequest, LauncherResponse};
 use berth_ipc::{Context, Error, Handler, Reply};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::Scraper;
 use crate::supervisor::Command;
 
 /// Forwards control requests to the supervisor.
 pub struct Control {
     commands: mpsc::Sender<Command>,
+    scraper: Arc<Scraper>,
 }
 
 impl Control {
-    /// A handler sending to the supervisor's command inbox.
-    pub fn new(commands: mpsc::Sender<Command>) -> Self {
-        Control { commands }
+    /// A handler sending to the supervisor's command inbox and rendering metrics with
+    /// `scraper`.
+    pub fn new(commands: mpsc::Sender<Command>, scraper: Arc<Scraper>) -> Self {
+        Control { commands, scraper }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
@@ -40,6 +45,7 @@ impl Handler<Launcher> for Control {
             LauncherRequest::Start(r) => {
                 self.ask(|tx| Command::Start(r.name, tx)).await.and_then(|r| r).map(LauncherResponse::Start)
             }
+            LauncherRequest::Metrics(_) => Ok(LauncherResponse::Metrics(self.scraper.render().await)),
         };
         Reply::Unary(result)
     }

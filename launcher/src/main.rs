@@ -1,7 +1,7 @@
 //! `berthd`: the launcher. It prepares the directories, binds every service's socket
 //! (so the sockets outlive any one service process: clients queue in the backlog while a
 //! service restarts), starts the services in dependency order, supervises them, and serves
-//! the control socket `berthd.sock`.
+//! the control socket `berthd.sock` and, when configured, the Prometheus endpoint.
 //!
 //! # Layout
 //! - `main.rs` — flags, directories, sockets, signals.
@@ -9,19 +9,25 @@
 //! - `policy` — when to restart and when to give up.
 //! - `child` — spawning one service with its inherited fds.
 //! - `control` — the control socket's handler.
+//! - `logs` — the services' output, tagged with their names, in the launcher's log.
+//! - `metrics` — gathering, rendering and serving metrics.
 //! - `sys` — the pre-exec code (the crate's only `unsafe`).
 
 mod child;
 mod control;
+mod logs;
+mod metrics;
 mod policy;
 mod supervisor;
 mod sys;
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use berth_service_kit::CommonArgs;
+use berth_service_kit::logging::LogFormat;
+use berth_service_kit::{CommonArgs, Config};
 use clap::{Parser, Subcommand};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -55,12 +61,16 @@ fn main() -> ExitCode {
         print!("{}", berth_service_kit::config::DEFAULT_TOML);
         return ExitCode::SUCCESS;
     }
-    berth_service_kit::logging::init();
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")
-        .and_then(|rt| rt.block_on(run(cli)));
+    let config = cli.common.load();
+    let log_format = cli.common.log_format(config.as_ref().ok());
+    berth_service_kit::logging::init(log_format);
+    let result = config.and_then(|config| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("start the async runtime")
+            .and_then(|rt| rt.block_on(run(cli, config, log_format)))
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -70,16 +80,23 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, config: Config, log_format: LogFormat) -> anyhow::Result<()> {
     berth_service_kit::boot::raise_nofile_limit();
-    let config = cli.common.load()?;
     let config_file = cli.common.config.as_deref().map(std::path::absolute).transpose()?;
+    let metrics_addr = config.metrics.socket_addr().map_err(|e| match &config_file {
+        Some(f) => anyhow::anyhow!("config {}: {e}", f.display()),
+        None => anyhow::anyhow!("config: {e}"),
+    })?;
     berth_service_kit::boot::create_private_dir(&config.root)
         .with_context(|| format!("create root {}", config.root.display()))?;
     berth_service_kit::boot::create_state_dir(&config.state)
         .with_context(|| format!("create state {}", config.state.display()))?;
     let _lock = lock_state(&config.state)?;
     let group = config.group_id();
+    let metrics_listener = match metrics_addr {
+        Some(addr) => Some(bind_metrics(addr).await?),
+        None => None,
+    };
 
     // With the lock held no other launcher owns these sockets: any file there is left over
     // (perhaps still open in a dying orphan), so it is replaced, never reused.
@@ -91,7 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let control_listener = tokio::net::UnixListener::from_std(bind_fresh(&control_path, group)?)?;
 
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
-    let sup = supervisor::Supervisor::new(config.clone(), config_file, listeners);
+    let sup = supervisor::Supervisor::new(config.clone(), config_file, log_format, listeners);
     let (started_tx, started_rx) = oneshot::channel();
     let supervising = tokio::spawn(sup.run(cmd_rx, started_tx));
 
@@ -100,8 +117,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         access: berth_ipc::peer::AccessPolicy { group },
         ..berth_ipc::ServerConfig::default()
     };
-    let control = berth_ipc::Server::new(control::Control::new(cmd_tx.clone()), server_config);
+    let scraper = Arc::new(metrics::Scraper::new(&config.state, cmd_tx.clone()));
+    let control =
+        berth_ipc::Server::new(control::Control::new(cmd_tx.clone(), scraper.clone()), server_config);
     let serving = tokio::spawn(control.serve(control_listener, stop_control.clone()));
+    let scraping =
+        metrics_listener.map(|l| tokio::spawn(metrics::http::serve(l, scraper, stop_control.clone())));
     tracing::info!(root = %config.root.display(), state = %config.state.display(), "berthd started");
 
     let mut signals = std::pin::pin!(wait_for_signal());
@@ -121,9 +142,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let _ = supervising.await;
     stop_control.cancel();
     let _ = serving.await;
+    if let Some(scraping) = scraping {
+        let _ = scraping.await;
+    }
     let _ = std::fs::remove_file(&control_path);
     tracing::info!("berthd stopped");
     Ok(())
+}
+
+/// The metrics endpoint's listener.
+async fn bind_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind the metrics endpoint {addr} ([metrics] address)"))?;
+    tracing::info!(address = %addr, "serving metrics at http://{addr}/metrics");
+    Ok(listener)
 }
 
 fn bind_fresh(path: &Path, group: Option<u32>) -> anyhow::Result<std::os::unix::net::UnixListener> {

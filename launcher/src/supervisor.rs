@@ -15,6 +15,7 @@ use berth_ipc::launcher::{ServiceState, ServiceStatus};
 use berth_ipc::publisher::Publisher;
 use berth_ipc::{Error, Result};
 use berth_service_kit::Config;
+use berth_service_kit::logging::LogFormat;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
@@ -105,6 +106,7 @@ impl Service {
 pub struct Supervisor {
     config: Config,
     config_file: Option<PathBuf>,
+    log_format: LogFormat,
     services: Vec<Service>,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
@@ -112,10 +114,12 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor for the services whose sockets are already bound in `listeners`.
+    /// A supervisor for the services whose sockets are already bound in `listeners`; they log
+    /// in `log_format`.
     pub fn new(
         config: Config,
         config_file: Option<PathBuf>,
+        log_format: LogFormat,
         listeners: Vec<(&'static str, UnixListener)>,
     ) -> Self {
         let sup = &config.supervisor;
@@ -146,7 +150,7 @@ impl Supervisor {
             .collect();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let events = Publisher::in_state_dir(&config.state, "berthd");
-        Supervisor { config, config_file, services, events_tx, events_rx, events }
+        Supervisor { config, config_file, log_format, services, events_tx, events_rx, events }
     }
 
     /// Starts every service in order, each waiting for the previous to be ready (or to fail
@@ -198,7 +202,13 @@ impl Supervisor {
         svc.kill_reason = None;
         svc.after_exit = AfterExit::Policy;
         let generation = svc.generation;
-        match child::spawn(&self.config, self.config_file.as_deref(), svc.name, &svc.listener) {
+        match child::spawn(
+            &self.config,
+            self.config_file.as_deref(),
+            self.log_format,
+            svc.name,
+            &svc.listener,
+        ) {
             Ok(started) => {
                 svc.state = ServiceState::Starting;
                 svc.pid = Some(started.pid);

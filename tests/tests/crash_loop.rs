@@ -25,7 +25,10 @@ fn crash_looping_service_is_marked_failed() {
     assert_eq!(content.restarts, 3, "{content:?}");
     assert_eq!(content.pid, None);
     assert!(content.last_exit.as_deref().is_some_and(|e| e.contains("exit status 3")), "{content:?}");
-    assert!(berth.log().contains("content: cannot open store"), "service output not forwarded");
+    assert!(
+        berth.log().lines().any(|l| l.contains("cannot open store") && l.ends_with(" service=content")),
+        "service output not forwarded with its name"
+    );
 
     // Everyone else runs and answers.
     for s in list.iter().filter(|s| s.name != "content") {

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::config::Config;
+use crate::logging::LogFormat;
 
-/// `--root`, `--state`, `--config`, shared by `berthd` and every service binary.
+/// `--root`, `--state`, `--config`, `--log-format`, shared by `berthd` and every service binary.
 #[derive(Debug, Clone, Default, Args)]
 pub struct CommonArgs {
     /// Persistent data directory [default: /var/lib/berth]
@@ -18,6 +19,9 @@ pub struct CommonArgs {
     /// TOML configuration file (see `berthd config default`)
     #[arg(long, env = "BERTH_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// Log format: plain text or JSON lines [default: the config's `[log] format`, else plain]
+    #[arg(long, value_enum, env = "BERTH_LOG_FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
 }
 
 impl CommonArgs {
@@ -31,5 +35,10 @@ impl CommonArgs {
             config.state = state.clone();
         }
         Ok(config)
+    }
+
+    /// The log format: the flag (or `BERTH_LOG_FORMAT`), else the configuration's, else plain.
+    pub fn log_format(&self, config: Option<&Config>) -> LogFormat {
+        self.log_format.or(config.map(|c| c.log.format)).unwrap_or_default()
     }
 }

@@ -98,8 +98,9 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let cli = ServiceCli::parse();
-    crate::logging::init();
-    match boot(name, cli, run) {
+    let config = cli.common.load();
+    crate::logging::init(cli.common.log_format(config.as_ref().ok()));
+    match config.and_then(|config| boot(name, config, run)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(service = name, "{e:#}");
@@ -109,13 +110,12 @@ where
     }
 }
 
-fn boot<F, Fut>(name: &'static str, cli: ServiceCli, run: F) -> anyhow::Result<()>
+fn boot<F, Fut>(name: &'static str, config: Config, run: F) -> anyhow::Result<()>
 where
     F: FnOnce(ServiceEnv, UnixListener, CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
     raise_nofile_limit();
-    let config = cli.common.load()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name(format!("berth-{name}"))

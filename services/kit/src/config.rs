@@ -31,6 +31,39 @@ pub struct Config {
     pub snapshot: SnapshotConfig,
     /// The metadata service.
     pub metadata: MetadataConfig,
+    /// Logging of the launcher and every service.
+    pub log: LogConfig,
+    /// The launcher's Prometheus endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `plain` or `json`; `--log-format` and `BERTH_LOG_FORMAT` override it.
+    pub format: crate::logging::LogFormat,
+}
+
+/// The launcher's Prometheus endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `IP:PORT` to serve `GET /metrics` on; empty: no endpoint.
+    pub address: String,
+}
+
+impl MetricsConfig {
+    /// The endpoint's address, `None` when off. Errors: the text is not `IP:PORT`.
+    pub fn socket_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        let text = self.address.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| {
+            format!("[metrics] address {text:?}: not an IP:PORT address (e.g. \"127.0.0.1:9464\")")
+        })
+    }
 }
 
 /// The metadata service's settings.
@@ -158,6 +191,8 @@ impl Default for Config {
             events: EventsConfig::default(),
             snapshot: SnapshotConfig::default(),
             metadata: MetadataConfig::default(),
+            log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -230,6 +265,24 @@ mod tests {
     fn unknown_key_is_an_error() {
         let err = Config::parse("[supervisor]\nmax_restart = 3\n").expect_err("typo refused");
         assert!(err.to_string().contains("max_restart"), "{err}");
+    }
+
+    #[test]
+    fn metrics_address_is_checked() {
+        let c = Config::parse("[metrics]\naddress = \"127.0.0.1:9464\"\n").expect("parses");
+        assert_eq!(c.metrics.socket_addr(), Ok(Some(([127, 0, 0, 1], 9464).into())));
+        assert_eq!(Config::default().metrics.socket_addr(), Ok(None));
+        let bad = Config::parse("[metrics]\naddress = \"localhost\"\n").expect("parses");
+        let err = bad.metrics.socket_addr().expect_err("no port");
+        assert!(err.contains("\"localhost\": not an IP:PORT"), "{err}");
+    }
+
+    #[test]
+    fn log_format_is_plain_or_json() {
+        let c = Config::parse("[log]\nformat = \"json\"\n").expect("parses");
+        assert_eq!(c.log.format, crate::logging::LogFormat::Json);
+        let err = Config::parse("[log]\nformat = \"xml\"\n").expect_err("refused");
+        assert!(err.to_string().contains("xml"), "{err}");
     }
 
     #[test]

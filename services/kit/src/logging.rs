@@ -1,6 +1,9 @@
-//! Tracing set-up for every berth binary: plain text on stderr (JSON with
-//! `BERTH_LOG_FORMAT=json`), level from `BERTH_LOG` (default `info`), colours only on a
-//! terminal.
+//! Tracing set-up for every berth binary: plain text on stderr (colours only on a terminal)
+//! or JSON lines ([`LogFormat::Json`], chosen by `--log-format json`, `BERTH_LOG_FORMAT=json`
+//! or `[log] format = "json"`); level from `BERTH_LOG` (default `info`).
+//!
+//! JSON events are flat: the message and every field are top-level keys beside `timestamp`
+//! and `level`, so that a line forwarded by the launcher can carry a top-level `service`.
 //!
 //! Writes that fail are dropped: a service whose launcher died (its stderr is a broken pipe)
 //! must still log its way through a clean shutdown, and tracing-subscriber would otherwise
@@ -8,19 +11,40 @@
 
 use std::io::{self, Write};
 
+use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `<time>  <LEVEL> <message> key=value…`, coloured on a terminal.
+    #[default]
+    Plain,
+    /// One JSON object per line: `timestamp`, `level`, `message`, then the fields.
+    Json,
+}
+
+impl LogFormat {
+    /// The flag value: `plain` or `json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Plain => "plain",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 /// Installs the global subscriber. Safe to call once per process.
-pub fn init() {
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("BERTH_LOG_FORMAT").is_ok_and(|v| v == "json");
     let ansi = io::IsTerminal::is_terminal(&io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| LossyStderr)
-        .with_ansi(ansi)
-        .with_target(false);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| LossyStderr).with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Plain => builder.with_ansi(ansi).try_init(),
+    };
 }
 
 /// Standard error that never fails.

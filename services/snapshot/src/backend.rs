@@ -150,6 +150,7 @@ impl Backend {
             let _ = std::fs::remove_dir_all(&sd);
             return Err(e);
         }
+        berth_ipc::failpoint!("snapshot.create.after_dirs");
         let mut index = self.lock();
         if let Err(e) = check(&index) {
             let _ = std::fs::remove_dir_all(&sd);
@@ -237,11 +238,13 @@ impl Backend {
         r.labels.extend(labels);
         r.updated_ms = now_ms();
         index.snapshots.insert(name.to_string(), r);
+        berth_ipc::failpoint!("snapshot.commit.before_save");
         if let Err(e) = index.save() {
             index.snapshots.remove(name);
             index.snapshots.insert(key.to_string(), old);
             return Err(e);
         }
+        berth_ipc::failpoint!("snapshot.commit.after_save");
         Ok(())
     }
 
@@ -259,6 +262,7 @@ impl Backend {
             return Err(e);
         }
         drop(index);
+        berth_ipc::failpoint!("snapshot.remove.after_save");
         let sd = self.snap_dir(r.id);
         if let Err(e) = std::fs::remove_dir_all(&sd) {
             tracing::warn!(dir = %sd.display(), "remove snapshot dir: {e}; cleanup will retry");

@@ -86,7 +86,9 @@ impl Index {
         let mut f = std::fs::File::create(&tmp).map_err(|e| internal("create", &tmp, e))?;
         f.write_all(&bytes).map_err(|e| internal("write", &tmp, e))?;
         f.sync_all().map_err(|e| internal("fsync", &tmp, e))?;
+        berth_ipc::failpoint!("snapshot.index.after_tmp");
         std::fs::rename(&tmp, &self.path).map_err(|e| internal("rename", &self.path, e))?;
+        berth_ipc::failpoint!("snapshot.index.after_rename");
         if let Some(dir) = self.path.parent() {
             std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| internal("fsync dir", dir, e))?;
         }

@@ -38,13 +38,35 @@ pub struct Collector {
     lock: RwLock<()>,
     /// `store.mutations()` when the last pass started.
     last_pass: std::sync::atomic::AtomicU64,
+    /// Passes completed, and what they did, for `Metrics`.
+    stats: GcStats,
+}
+
+/// Counters of completed passes.
+#[derive(Debug, Default)]
+pub struct GcStats {
+    /// Passes that ran to the end (with or without backend errors).
+    pub runs: std::sync::atomic::AtomicU64,
+    /// How long the last one took, µs.
+    pub last_us: std::sync::atomic::AtomicU64,
+    /// Blobs and snapshots deleted by all passes.
+    pub deleted: std::sync::atomic::AtomicU64,
+    /// Passes that reported errors.
+    pub failed: std::sync::atomic::AtomicU64,
 }
 
 impl Collector {
     /// A collector; backend objects that never had a record are spared while younger than
     /// `grace`.
     pub fn new(store: Arc<Store>, backends: Vec<Arc<dyn Backend>>, grace: Duration) -> Self {
-        Collector { store, backends, grace, lock: RwLock::new(()), last_pass: 0.into() }
+        Collector {
+            store,
+            backends,
+            grace,
+            lock: RwLock::new(()),
+            last_pass: 0.into(),
+            stats: GcStats::default(),
+        }
     }
 
     /// The shared side of the GC lock: held by every write that may add a reference.
@@ -55,6 +77,11 @@ impl Collector {
     /// Mutations since the last pass started.
     pub fn mutations_since_pass(&self) -> u64 {
         self.store.mutations().saturating_sub(self.last_pass.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Counters of the passes so far.
+    pub fn stats(&self) -> &GcStats {
+        &self.stats
     }
 
     /// Runs one full pass.
@@ -159,6 +186,13 @@ impl Collector {
             .map_err(|e| Error::internal(format!("gc: {e}")))??;
         }
         report.total_us = micros(started.elapsed());
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        self.stats.runs.fetch_add(1, relaxed);
+        self.stats.last_us.store(report.total_us, relaxed);
+        self.stats.deleted.fetch_add(report.blobs_deleted + report.snapshots_deleted, relaxed);
+        if !report.errors.is_empty() {
+            self.stats.failed.fetch_add(1, relaxed);
+        }
         tracing::info!(
             content_records = report.content_records,
             snapshot_records = report.snapshot_records,

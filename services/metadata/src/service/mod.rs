@@ -121,8 +121,16 @@ impl Handler<Metadata> for MetadataService {
     }
 
     fn gauges(&self) -> Vec<(String, f64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = self.gc.stats();
         #[allow(clippy::cast_precision_loss)]
-        let since = self.gc.mutations_since_pass() as f64;
-        vec![("gc_pending_mutations".to_string(), since)]
+        let g = |name: &str, v: u64| (name.to_string(), v as f64);
+        vec![
+            g("gc_pending_mutations", self.gc.mutations_since_pass()),
+            g("gc_runs", stats.runs.load(Relaxed)),
+            g("gc_failed_runs", stats.failed.load(Relaxed)),
+            g("gc_last_duration_us", stats.last_us.load(Relaxed)),
+            g("gc_deleted_objects", stats.deleted.load(Relaxed)),
+        ]
     }
 }
