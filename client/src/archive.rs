@@ -78,7 +78,9 @@ fn walk(file: File, tx: &mpsc::Sender<Result<Item>>) -> std::io::Result<()> {
     for entry in ar.entries()? {
         let mut entry = entry?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let Some(name) = clean(&raw) else { continue };
+        let Some(name) = clean(&raw) else {
+            return Err(std::io::Error::other(format!("member {raw:?} leaves the archive")));
+        };
         let kind = entry.header().entry_type();
         if kind.is_symlink() || kind.is_hard_link() {
             let Some(link) = entry.link_name_bytes() else { continue };

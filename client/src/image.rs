@@ -206,21 +206,42 @@ pub async fn set_image(sess: &Session, name: &str, target: &Descriptor) -> Resul
     }
 }
 
+/// How deep indexes may nest under an image's root.
+pub const MAX_INDEX_DEPTH: usize = 4;
+
 /// Records everything under `root` that is in content, for every platform, without
-/// unpacking (`--no-unpack` imports).
+/// unpacking (`--no-unpack` imports). Each blob is visited once, so an index listing the
+/// same children many times at several levels costs one visit per distinct blob, and
+/// indexes nest at most [`MAX_INDEX_DEPTH`] deep.
 pub async fn record_tree(sess: &Session, root: &Descriptor) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    record_tree_at(sess, root, 0, &mut seen).await
+}
+
+async fn record_tree_at(
+    sess: &Session,
+    root: &Descriptor,
+    depth: usize,
+    seen: &mut std::collections::BTreeSet<Digest>,
+) -> Result<()> {
+    if !seen.insert(root.digest) {
+        return Ok(());
+    }
     let bytes = sess.get_json(&root.digest).await?;
     let what = format!("{} {}", kind(&root.media_type), root.digest);
     let mt = oci::sniff(&bytes, &root.media_type, &what)?;
     if oci::is_index(&mt) {
+        if depth >= MAX_INDEX_DEPTH {
+            return Err(Error::invalid(format!("{what}: indexes nested over {MAX_INDEX_DEPTH} deep")));
+        }
         let index = oci::parse_index(&bytes, &what)?;
         if index.manifests.len() > MAX_INDEX_ENTRIES {
             return Err(Error::invalid(format!("{what}: {} entries, over the limit", index.manifests.len())));
         }
         sess.record(root.digest, root.size, index_labels(&index)).await?;
         for child in &index.manifests {
-            if sess.has_blob(&child.digest).await?.is_some() {
-                Box::pin(record_tree(sess, child)).await?;
+            if !seen.contains(&child.digest) && sess.has_blob(&child.digest).await?.is_some() {
+                Box::pin(record_tree_at(sess, child, depth + 1, seen)).await?;
             }
         }
         return Ok(());

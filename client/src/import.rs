@@ -115,7 +115,9 @@ async fn ingest_all(
     while let Some(item) = rx.recv().await {
         match item? {
             Item::Small { name, data } => {
-                smalls.insert(name, data);
+                if smalls.insert(name.clone(), data).is_some() {
+                    return Err(Error::invalid(format!("archive {}: {name} appears twice", path.display())));
+                }
             }
             Item::Link { name, target } => links.push((name, target)),
             Item::Begin { name, size } => {
@@ -248,6 +250,14 @@ fn oci_roots(index: &[u8], opts: &ImportOptions) -> Result<Vec<(Vec<String>, Des
             return Err(Error::invalid(format!(
                 "index.json: entry {} has media type {:?}",
                 d.digest, d.media_type
+            )));
+        }
+        if let Some((_, other)) = out.iter().find(|(n, _): &&(Vec<String>, Descriptor)| n[0] == name)
+            && other.digest != d.digest
+        {
+            return Err(Error::invalid(format!(
+                "index.json: {name} names both {} and {}",
+                other.digest, d.digest
             )));
         }
         out.push((vec![name], d.clone()));

@@ -6,8 +6,10 @@
 //! # Layout
 //! - `lib.rs` — [`Services`].
 //! - [`oci`] — media types, descriptors, manifests, indexes, configs, platforms.
+//! - [`config_check`] — hostile `User`, `WorkingDir`, `Volumes` refused on the way in.
 //! - [`reference`] — Docker-style reference normalization.
 //! - [`registry`] — the OCI distribution API client (auth, manifests, blobs, uploads).
+//! - [`watchdog`] — stall timeouts on registry responses (slow-loris, silent peers).
 //! - [`progress`] — per-blob progress reports.
 //! - [`pull`] — pull with parallel, resumable layer downloads.
 //! - [`push`] — push, skipping blobs the registry has.
@@ -25,6 +27,7 @@
 pub mod archive;
 pub mod check;
 pub mod commit;
+pub mod config_check;
 pub mod export;
 pub mod image;
 pub mod import;
@@ -38,6 +41,7 @@ pub mod registry;
 pub mod rootfs;
 pub mod session;
 pub mod time;
+pub mod watchdog;
 
 use std::path::{Path, PathBuf};
 

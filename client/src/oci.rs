@@ -214,6 +214,9 @@ pub struct Config {
     pub variant: Option<String>,
     /// The root filesystem.
     pub rootfs: RootFs,
+    /// Execution defaults, as far as they are checked on the way in.
+    #[serde(default)]
+    pub config: Option<crate::config_check::Exec>,
 }
 
 /// `rootfs` of a config.
@@ -304,9 +307,14 @@ pub fn parse_manifest(data: &[u8], what: &str) -> Result<Manifest> {
     Ok(m)
 }
 
-/// Parses a config.
+/// Parses a config, refusing a hostile `User`, `WorkingDir` or `Volumes`
+/// ([`crate::config_check`]).
 pub fn parse_config(data: &[u8], what: &str) -> Result<Config> {
-    serde_json::from_slice(data).map_err(|e| bad(what, e))
+    let c: Config = serde_json::from_slice(data).map_err(|e| bad(what, e))?;
+    if let Some(exec) = &c.config {
+        crate::config_check::check(exec, what)?;
+    }
+    Ok(c)
 }
 
 /// The compressed-layer media type for the first bytes of a blob.

@@ -13,6 +13,7 @@ use tokio::sync::RwLock;
 
 use crate::oci::{self, MAX_JSON};
 use crate::reference::Reference;
+use crate::watchdog::{self, STALL_TIMEOUT, Watchdog};
 
 /// User name and password for a registry.
 #[derive(Clone)]
@@ -36,6 +37,9 @@ pub struct RegistryOptions {
     pub plain_http: bool,
     /// Credentials for Basic auth or the token flow.
     pub credentials: Option<Credentials>,
+    /// How long the registry may take to start a response, and the window in which a body
+    /// must make progress ([`watchdog::STALL_TIMEOUT`] when `None`).
+    pub stall_timeout: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -54,6 +58,7 @@ pub struct Registry {
     scope: String,
     creds: Option<Credentials>,
     auth: RwLock<Auth>,
+    stall: Duration,
 }
 
 /// Is `domain` served over plain HTTP by default (localhost, 127.0.0.0/8, ::1)?
@@ -65,16 +70,14 @@ pub fn is_local(domain: &str) -> bool {
     host == "localhost" || host.starts_with("127.") || host == "[::1]"
 }
 
-fn http_err(what: &str, e: reqwest::Error) -> Error {
-    Error::unavailable(format!("{what}: {e}"))
-}
-
 impl Registry {
     /// A client of `r`'s repository; `push` asks for push rights as well.
     pub fn new(r: &Reference, opts: &RegistryOptions, push: bool) -> Result<Registry> {
         let scheme = if opts.plain_http || is_local(&r.domain) { "http" } else { "https" };
+        let stall = opts.stall_timeout.unwrap_or(STALL_TIMEOUT).max(Duration::from_secs(1));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
+            .read_timeout(stall)
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::internal(format!("http client: {e}")))?;
@@ -87,6 +90,7 @@ impl Registry {
             scope: format!("repository:{}:{actions}", r.path),
             creds: opts.credentials.clone(),
             auth: RwLock::new(Auth::None),
+            stall,
         })
     }
 
@@ -107,11 +111,35 @@ impl Registry {
         }
     }
 
+    /// Sends `rb`, failing if no response starts within the stall timeout.
+    async fn start(&self, what: &str, rb: RequestBuilder) -> Result<Response> {
+        watchdog::started(&format!("registry {}: {what}", self.host), self.stall, rb.send()).await
+    }
+
+    /// Whether `url` is on the registry host itself (same host and port), not a host a
+    /// redirect led to.
+    fn on_registry(&self, url: &reqwest::Url) -> bool {
+        reqwest::Url::parse(&self.base).is_ok_and(|b| {
+            b.host_str() == url.host_str() && b.port_or_known_default() == url.port_or_known_default()
+        })
+    }
+
     /// Sends a request built by `build` (rebuilt for the retry after authenticating).
     async fn send(&self, what: &str, build: impl Fn() -> RequestBuilder) -> Result<Response> {
-        let resp = self.authorize(build()).await.send().await.map_err(|e| http_err(what, e))?;
+        let resp = self.start(what, self.authorize(build()).await).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
+        }
+        // A host a redirect led to asks for credentials: they are not its to have.
+        if !self.on_registry(resp.url()) {
+            return Err(Error::new(
+                Code::PermissionDenied,
+                format!(
+                    "registry {}: {what}: redirected to {} which asks for credentials; not sent",
+                    self.host,
+                    resp.url().host_str().unwrap_or("another host")
+                ),
+            ));
         }
         let challenge = resp
             .headers()
@@ -120,7 +148,7 @@ impl Registry {
             .unwrap_or_default()
             .to_string();
         self.authenticate(&challenge).await?;
-        let resp = self.authorize(build()).await.send().await.map_err(|e| http_err(what, e))?;
+        let resp = self.start(what, self.authorize(build()).await).await?;
         if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
             return Err(self.denied());
         }
@@ -148,11 +176,11 @@ impl Registry {
                 if let Some(c) = &self.creds {
                     rb = rb.basic_auth(&c.username, Some(&c.password));
                 }
-                let resp = rb.send().await.map_err(|e| http_err("token", e))?;
+                let resp = self.start("token", rb).await?;
                 if !resp.status().is_success() {
                     return Err(self.denied());
                 }
-                let body = read_bounded(resp, 1 << 20, "token").await?;
+                let body = read_bounded(resp, 1 << 20, "token", self.stall).await?;
                 let v: serde_json::Value = serde_json::from_slice(&body)
                     .map_err(|e| Error::invalid(format!("registry {}: token: {e}", self.host)))?;
                 let token =
@@ -189,7 +217,7 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(';').next().unwrap_or("").trim().to_string())
             .unwrap_or_default();
-        Ok((read_bounded(resp, MAX_JSON, &what).await?, mt))
+        Ok((read_bounded(resp, MAX_JSON, &what, self.stall).await?, mt))
     }
 
     /// A blob from byte `offset`: the response and where its body starts (0 if the registry
@@ -203,9 +231,10 @@ impl Registry {
                 if offset > 0 { rb.header(header::RANGE, format!("bytes={offset}-")) } else { rb }
             })
             .await?;
+        let label = format!("registry {}: {what}", self.host);
         match resp.status() {
-            StatusCode::PARTIAL_CONTENT => Ok((resp, offset)),
-            s if s.is_success() => Ok((resp, 0)),
+            StatusCode::PARTIAL_CONTENT => Ok((watchdog::guard(resp, self.stall, label), offset)),
+            s if s.is_success() => Ok((watchdog::guard(resp, self.stall, label), 0)),
             s => Err(self.status_error(&what, s)),
         }
     }
@@ -218,7 +247,7 @@ impl Registry {
             )));
         }
         let (resp, _) = self.get_blob(digest, 0).await?;
-        let data = read_bounded(resp, size, &format!("blob {digest}")).await?;
+        let data = read_bounded(resp, size, &format!("blob {digest}"), self.stall).await?;
         if Digest::of(&data) != *digest || data.len() as u64 != size {
             return Err(Error::new(Code::DataLoss, format!("blob {digest}: bytes do not match the digest")));
         }
@@ -264,7 +293,10 @@ impl Registry {
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .header(header::CONTENT_LENGTH, size)
             .body(body);
-        let resp = self.authorize(rb).await.send().await.map_err(|e| http_err(&what, e))?;
+        // The body may be large: no deadline on the upload itself (reads still time out).
+        let resp = self.authorize(rb).await.send().await.map_err(|e| {
+            Error::unavailable(format!("registry {}: {what}: {}", self.host, watchdog::describe(&e)))
+        })?;
         if !resp.status().is_success() {
             return Err(self.status_error(&what, resp.status()));
         }
@@ -285,13 +317,15 @@ impl Registry {
     }
 }
 
-/// Reads a response body, refusing more than `max` bytes.
-pub async fn read_bounded(mut resp: Response, max: u64, what: &str) -> Result<Vec<u8>> {
+/// Reads a response body, refusing more than `max` bytes, and failing once the registry
+/// stalls (see [`watchdog`]).
+pub async fn read_bounded(mut resp: Response, max: u64, what: &str, stall: Duration) -> Result<Vec<u8>> {
     if resp.content_length().is_some_and(|l| l > max) {
         return Err(Error::invalid(format!("{what}: over the {max}-byte bound")));
     }
     let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| http_err(what, e))? {
+    let mut dog = Watchdog::new(stall);
+    while let Some(chunk) = dog.chunk(&mut resp, what).await? {
         if (out.len() + chunk.len()) as u64 > max {
             return Err(Error::invalid(format!("{what}: over the {max}-byte bound")));
         }

@@ -85,6 +85,20 @@ pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     labels.iter().try_for_each(|(k, v)| validate_label(k, v))
 }
 
+/// Label key prefixes berth and containerd's garbage collector give a meaning to
+/// (`containerd.io/gc.root`, `containerd.io/gc.ref.…`, `berth.io/unpack`…).
+pub const RESERVED_LABEL_PREFIXES: [&str; 2] = ["containerd.io/", "berth.io/"];
+
+/// Checks labels a user sets on a container: [`validate_labels`], and no key in the space
+/// of [`RESERVED_LABEL_PREFIXES`], which only berth itself sets.
+pub fn validate_user_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+    validate_labels(labels)?;
+    match labels.keys().find(|k| RESERVED_LABEL_PREFIXES.iter().any(|p| k.starts_with(p))) {
+        Some(k) => Err(Error::invalid(format!("label {}: reserved for berth itself", shorten(k)))),
+        None => Ok(()),
+    }
+}
+
 /// Checks a free-form name such as an image reference or a snapshot key: non-empty, at
 /// most [`MAX_NAME_LEN`] bytes, no control characters.
 pub fn validate_name(what: &str, name: &str) -> Result<()> {

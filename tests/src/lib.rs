@@ -6,6 +6,7 @@
 //! test command does); they are looked up next to the test executable.
 
 pub mod dist;
+pub mod hostile;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

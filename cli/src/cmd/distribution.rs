@@ -137,6 +137,9 @@ pub struct RegistryArgs {
     /// USER:PASSWORD for the registry
     #[arg(short, long, env = "BERTH_REGISTRY_USER")]
     user: Option<String>,
+    /// Seconds the registry may take to start a response or to deliver 16 KiB of a body
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    stall_timeout: u64,
 }
 
 impl RegistryArgs {
@@ -150,7 +153,8 @@ impl RegistryArgs {
                 Some(Credentials { username: username.into(), password: password.into() })
             }
         };
-        Ok(RegistryOptions { plain_http: self.plain_http, credentials })
+        let stall_timeout = Some(std::time::Duration::from_secs(self.stall_timeout));
+        Ok(RegistryOptions { plain_http: self.plain_http, credentials, stall_timeout })
     }
 }
 

@@ -8,7 +8,7 @@ use berth_ipc::metadata::{
     ByName, Container, CreateContainer as MdCreate, CreateLease, DeleteContainer, DeleteLease, GetContainer,
     GetImage, PutSnapshot, RemoveSnapshot, RuntimeInfo, SnapshotRecord, SnapshotRef,
 };
-use berth_ipc::names::{validate_identifier, validate_labels, validate_namespace};
+use berth_ipc::names::{validate_identifier, validate_namespace, validate_user_labels};
 use berth_ipc::runtime::{CreateContainer, KillTask, RemoveContainer, TaskRef};
 use berth_ipc::snapshot::{KeyRef, Prepare, Remove};
 use berth_ipc::{Code, Error, Result};
@@ -38,7 +38,7 @@ impl Runtime {
     pub async fn create_container(&self, req: CreateContainer) -> Result<Container> {
         validate_namespace(&req.namespace)?;
         validate_identifier("container id", &req.id)?;
-        validate_labels(&req.labels)?;
+        validate_user_labels(&req.labels)?;
         let runtime = runtime_binary(&req.runtime)?;
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
         match self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() })).await {
@@ -140,7 +140,10 @@ impl Runtime {
         req: &CreateContainer,
     ) -> Result<Vec<u8>> {
         let tmp = self.state.join("tasks").join(".mnt").join(format!("{}-{}", req.namespace, req.id));
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::internal(format!("{}: {e}", tmp.display())))?;
+        // 0700 like every dir of the state dir: the image's rootfs is mounted there for a moment.
+        let mut dirs = std::fs::DirBuilder::new();
+        std::os::unix::fs::DirBuilderExt::mode(dirs.recursive(true), 0o700);
+        dirs.create(&tmp).map_err(|e| Error::internal(format!("{}: {e}", tmp.display())))?;
         let (mounts, config, req2, tmp2) = (mounts.to_vec(), config.clone(), req.clone(), tmp.clone());
         let out = tokio::task::spawn_blocking(move || {
             mount::mount_all(&mounts, &tmp2)?;

@@ -65,7 +65,12 @@ impl Runtime {
         let runtime = runtime_binary(&container.runtime.name)?;
         let bundle = self.bundle(ns, id);
         if let Some(parent) = bundle.dir.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| io("tasks dir", e))?;
+            // Bundles hold specs (env, secrets) and logs: no one else may list or read them.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| io("tasks dir", e))?;
         }
         match std::fs::DirBuilder::new().mode(0o711).create(&bundle.dir) {
             Ok(()) => {}
