@@ -231,3 +231,44 @@ fn containers_cannot_reach_sockets() {
     }
     let _ = berth.cli(&["tasks", "kill", "--signal", "KILL", "bg"]);
 }
+
+#[test]
+fn loose_or_foreign_state_dir() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: needs root");
+        return;
+    }
+    // Left world-writable between two runs: tightened on the next start.
+    let mut berth = Berth::start();
+    berth.stop();
+    std::fs::set_permissions(&berth.state, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    berth.launch();
+    assert_eq!(mode(&berth.state), 0o711, "state dir left loose");
+    // Owned by someone else: refused, naming the dir.
+    let dir = tempfile::Builder::new().prefix("berth-foreign-").tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("mkdir");
+    nix::unistd::chown(&state, Some(nix::unistd::Uid::from_raw(65534)), None).expect("chown");
+    let mut child = Command::new(bin_dir().join("berthd"))
+        .arg("--root")
+        .arg(dir.path().join("root"))
+        .arg("--state")
+        .arg(&state)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run berthd");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().expect("berthd output");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "berthd ran on a foreign state dir: {}", show(&o));
+    assert!(e.contains("owned by uid 65534"), "{e}");
+    assert!(walk(&state).0.is_empty(), "sockets made in a foreign state dir");
+}

@@ -146,13 +146,21 @@ where
     })
 }
 
-/// Creates the state dir with mode 0711 (sockets inside carry their own modes).
+/// Creates the state dir, or takes an existing one, with mode 0711 (sockets inside carry
+/// their own modes). An existing dir left with a looser mode is tightened, and one owned by
+/// another user is refused: whoever can write it can replace the sockets.
 pub fn create_state_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    if !dir.exists() {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))?;
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir_all(dir)?;
+    let owner = std::fs::metadata(dir)?.uid();
+    let me = nix::unistd::geteuid().as_raw();
+    if owner != me {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("state dir {}: owned by uid {owner}, not by uid {me}", dir.display()),
+        ));
     }
-    Ok(())
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) -> std::io::Result<()> {
