@@ -170,6 +170,8 @@ fn endpoint_counts_calls_errors_restarts_gc_and_tasks() {
     assert_eq!(http(port, "GET / HTTP/1.1\r\n\r\n").0, 404);
     assert_eq!(http(port, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").0, 405);
     assert_eq!(http(port, "hello\r\n\r\n").0, 400);
+    let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(10_000));
+    assert_eq!(http(port, &huge).0, 431);
     let (status, _, body) = http(port, "HEAD /metrics HTTP/1.1\r\n\r\n");
     assert_eq!((status, body.as_str()), (200, ""));
 

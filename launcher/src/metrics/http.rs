@@ -107,7 +107,21 @@ async fn exchange(mut stream: TcpStream, scraper: &Scraper) -> std::io::Result<(
         },
     };
     stream.write_all(&response).await?;
-    stream.shutdown().await
+    stream.shutdown().await?;
+    // Lingering close: closing with unread input would send a reset, which can destroy the
+    // response before the client reads it. Drain a little of what it still sends.
+    let drain = async {
+        let mut buf = [0u8; 1024];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    Ok(())
 }
 
 /// Reads up to the blank line ending the head; `None` if it exceeds [`MAX_HEAD`].
