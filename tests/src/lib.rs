@@ -49,6 +49,10 @@ pub struct Berth {
     pub state: PathBuf,
     /// The config file given to berthd.
     pub config: PathBuf,
+    /// Extra environment for berthd, and so for every service, from the next [`Berth::launch`]
+    /// on. When it is not empty berthd leads a process group of its own, so that a power cut
+    /// by a failpoint (`kill(-pgid)`, see `berth_ipc::failpoint`) takes berth and nothing else.
+    pub env: Vec<(String, String)>,
     launcher: Option<Child>,
     seen_pids: Vec<u32>,
 }
@@ -66,7 +70,8 @@ impl Berth {
         let state = dir.path().join("state");
         let config = dir.path().join("berth.toml");
         std::fs::write(&config, toml).expect("write config");
-        let mut berth = Berth { dir, root, state, config, launcher: None, seen_pids: Vec::new() };
+        let mut berth =
+            Berth { dir, root, state, config, env: Vec::new(), launcher: None, seen_pids: Vec::new() };
         berth.launch();
         berth
     }
@@ -78,7 +83,12 @@ impl Berth {
             .append(true)
             .open(self.dir.path().join("berthd.log"))
             .expect("log file");
-        let child = Command::new(bin("berthd"))
+        let mut cmd = Command::new(bin("berthd"));
+        if !self.env.is_empty() {
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        }
+        let child = cmd
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("--root")
             .arg(&self.root)
             .arg("--state")
@@ -155,6 +165,23 @@ impl Berth {
     /// berthd's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for berthd to exit by itself (a failpoint's power cut) and reaps
+    /// it; `None` if it still runs.
+    pub fn wait_launcher_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.launcher.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.launcher = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// SIGKILLs berthd and waits for it.

@@ -137,7 +137,8 @@ impl Ingest {
         let lock = RefLock::take(store, r, expected)?;
         let dir = ingest_dir(store, r);
         let what = format!("ingest {r:?}");
-        let existing = std::fs::read_to_string(dir.join("ref")).ok().filter(|x| x == r);
+        let existing =
+            std::fs::read_to_string(dir.join("ref")).ok().filter(|x| x == r && dir.join("data").exists());
         let now = now_ns();
         if existing.is_none() {
             // New (or a dir left half-made by a crash before its ref file): start over.
@@ -220,6 +221,7 @@ impl Ingest {
         self.status.offset = new_end;
         self.lock.offset.store(new_end, Ordering::Relaxed);
         self.status.updated_at_ns = now_ns();
+        berth_ipc::failpoint!("content.write.after_append");
         Ok(new_end)
     }
 
@@ -251,12 +253,17 @@ impl Ingest {
         }
         let what = format!("commit blob {actual}");
         self.data.flush_tail().map_err(io_err(&what))?;
+        berth_ipc::failpoint!("content.commit.after_data");
         let file = self.data.file();
         file.set_permissions(std::fs::Permissions::from_mode(0o444)).map_err(io_err(&what))?;
         file.sync_all().map_err(io_err(&what))?;
+        berth_ipc::failpoint!("content.commit.after_fsync");
         std::fs::rename(self.dir.join("data"), &target).map_err(io_err(&what))?;
+        berth_ipc::failpoint!("content.commit.after_rename");
         sync_dir(&store.blobs).map_err(io_err(&what))?;
+        berth_ipc::failpoint!("content.commit.after_dirsync");
         self.remove();
+        berth_ipc::failpoint!("content.commit.after_cleanup");
         store.info(&actual)
     }
 

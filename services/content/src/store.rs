@@ -91,6 +91,7 @@ impl Store {
         for dir in [&blobs, &ingest] {
             std::fs::create_dir_all(dir).map_err(io_err(dir.display()))?;
         }
+        sweep_ingests(&ingest);
         Ok(Arc::new(Store { root: root.to_path_buf(), blobs, ingest, locks: Mutex::default() }))
     }
 
@@ -143,6 +144,7 @@ impl Store {
     pub fn delete(&self, digest: &Digest) -> Result<()> {
         match std::fs::remove_file(self.blob_path(digest)) {
             Ok(()) => {
+                berth_ipc::failpoint!("content.delete.after_unlink");
                 let _ = sync_dir(&self.blobs);
                 Ok(())
             }
@@ -237,6 +239,21 @@ pub fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
         total += n as u64;
     }
     Ok((Digest::from_sha256(hasher.finalize().into()), total))
+}
+
+/// Removes ingest dirs without a `data` or a `ref` file: left by a crash after a commit's
+/// rename and before the dir's removal, or while a new ingest was being set up. Nothing
+/// lists, resumes or aborts such a dir, so it would stay forever. At open no writer holds any.
+fn sweep_ingests(ingest: &Path) {
+    for entry in std::fs::read_dir(ingest).into_iter().flatten().flatten() {
+        let dir = entry.path();
+        if dir.is_dir() && !(dir.join("data").exists() && dir.join("ref").exists()) {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::info!(dir = %dir.display(), "removed a half-removed ingest"),
+                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove ingest dir"),
+            }
+        }
+    }
 }
 
 /// fsyncs a directory, making renames and unlinks in it durable.

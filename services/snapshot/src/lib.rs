@@ -67,6 +67,15 @@ pub fn build_with_events(
     let root = &env.config.root;
     let overlay = Backend::open(root, BackendKind::Overlay, cfg.max_layer_bytes)?;
     let native = Backend::open(root, BackendKind::Native, cfg.max_layer_bytes)?;
+    // A crash between a snapshot dir and its record (either way round) leaves a dir no
+    // record owns; nothing is in flight yet, so every such dir is an orphan.
+    for b in [&overlay, &native] {
+        match b.cleanup() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(backend = b.kind().name(), removed = n, "removed orphan snapshot dirs"),
+            Err(e) => tracing::warn!(backend = b.kind().name(), error = %e, "orphan snapshot dirs"),
+        }
+    }
     let default = BackendKind::parse(&cfg.default_snapshotter)?;
     let parallel = match cfg.parallel_unpack {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),

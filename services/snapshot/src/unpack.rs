@@ -123,6 +123,7 @@ pub async fn unpack(svc: &SnapshotService, r: Unpack) -> Result<Unpacked> {
             return Err(e);
         }
         let keys: Vec<String> = results.into_iter().flatten().collect();
+        berth_ipc::failpoint!("snapshot.unpack.after_extract");
         for (j, key) in (start..chain.len()).zip(keys.iter()) {
             if let Err(e) = commit(svc, &b, key, &chain[j], j.checked_sub(1).map(|i| &chain[i]), &labels) {
                 for k in &keys {

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use berth_ipc::content::{Content, Delete, List};
+use berth_ipc::content::{Abort, Content, Delete, List, ListStatuses};
 use berth_ipc::digest::Digest;
 use berth_ipc::snapshot::{self, Snapshot};
 use berth_ipc::{Client, Code, Result};
@@ -50,6 +50,14 @@ pub trait Backend: Send + Sync {
     fn list(&self) -> BoxFuture<'_, Result<Vec<BackendObject>>>;
     /// Deletes one object; an object already gone is not an error.
     fn delete<'a>(&'a self, id: &'a ObjectId) -> BoxFuture<'a, Result<()>>;
+    /// Writes in progress, as `(ref, last update in ns since the epoch)`; none by default.
+    fn ingests(&self) -> BoxFuture<'_, Result<Vec<(String, u64)>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// Drops an ingest; one already gone, or held by a live writer, is not an error.
+    fn abort_ingest<'a>(&'a self, _ref: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The content service as a GC backend.
@@ -93,6 +101,22 @@ impl Backend for ContentBackend {
             let ObjectId::Content(digest) = id else { return Ok(()) };
             match self.client.call(Delete { digest: *digest }).await {
                 Err(e) if e.code == Code::NotFound => Ok(()),
+                other => other,
+            }
+        })
+    }
+
+    fn ingests(&self) -> BoxFuture<'_, Result<Vec<(String, u64)>>> {
+        Box::pin(async move {
+            let list = self.client.call(ListStatuses { filters: Vec::new() }).await?;
+            Ok(list.into_iter().map(|s| (s.r#ref, s.updated_at_ns)).collect())
+        })
+    }
+
+    fn abort_ingest<'a>(&'a self, r: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            match self.client.call(Abort { r#ref: r.to_string(), session: None }).await {
+                Err(e) if matches!(e.code, Code::NotFound | Code::Unavailable) => Ok(()),
                 other => other,
             }
         })

@@ -21,6 +21,8 @@ pub struct Marked {
     pub content: HashSet<Digest>,
     /// Snapshots some namespace references, as `(snapshotter, key)`.
     pub snapshots: HashSet<(String, String)>,
+    /// Ingest refs some unexpired lease holds (the content service's refs are global).
+    pub ingests: HashSet<String>,
     /// Content records removed.
     pub content_records: u64,
     /// Snapshot records removed.
@@ -61,7 +63,9 @@ fn namespace(tx: &mut Tx<'_>, ns: &str, now: u64, out: &mut Marked) -> Result<()
             match res {
                 LeaseResource::Content(d) => roots.push(Node::Content(d)),
                 LeaseResource::Snapshot { snapshotter, key } => roots.push(Node::Snapshot(snapshotter, key)),
-                LeaseResource::Ingest(_) => {} // ingests live in the content service, which keeps them
+                LeaseResource::Ingest(r) => {
+                    out.ingests.insert(r);
+                }
             }
         }
     }

@@ -2,7 +2,9 @@
 //! backend phase: every backend object that no namespace references is deleted — at once
 //! if it ever had a record (its record was just swept, or an earlier pass failed to delete
 //! it), after the grace period if it never had one (a crash between writing a blob and
-//! recording it, or a store that lost its last writes, must not cost data).
+//! recording it, or a store that lost its last writes, must not cost data). Ingests (writes
+//! in progress) that no lease holds are aborted once they have not moved for the grace
+//! period: their writer died and its lease went.
 //!
 //! Writes that could add references wait while a pass runs: they hold [`Collector::writer`]
 //! (a shared lock) and a pass takes it exclusively, so nothing marked unreferenced can be
@@ -99,6 +101,7 @@ impl Collector {
         })
         .await
         .map_err(|e| Error::internal(format!("gc: {e}")))??;
+        berth_ipc::failpoint!("metadata.gc.after_sweep");
         let mut report = GcReport {
             content_records: marked.content_records,
             snapshot_records: marked.snapshot_records,
@@ -141,6 +144,7 @@ impl Collector {
                 for (id, was_known) in doomed {
                     match backend.delete(&id).await {
                         Ok(()) => {
+                            berth_ipc::failpoint!("metadata.gc.after_delete");
                             match id {
                                 ObjectId::Content(_) => report.blobs_deleted += 1,
                                 ObjectId::Snapshot(..) => report.snapshots_deleted += 1,
@@ -161,6 +165,7 @@ impl Collector {
                 }
                 doomed = failed;
             }
+            abort_ingests(backend.as_ref(), &marked, now, grace, &mut report).await;
             // Known objects that are unreferenced and no longer stored need no marker.
             forget.extend(
                 known
@@ -169,6 +174,7 @@ impl Collector {
                     .cloned(),
             );
         }
+        berth_ipc::failpoint!("metadata.gc.before_forget");
         if !forget.is_empty() {
             let store = self.store.clone();
             tokio::task::spawn_blocking(move || {
@@ -205,6 +211,33 @@ impl Collector {
             "gc pass"
         );
         Ok(report)
+    }
+}
+
+/// Aborts the backend's ingests that no lease holds and that have not moved for `grace`:
+/// a writer that died (its lease expired or was deleted) would otherwise leave them forever.
+async fn abort_ingests(
+    backend: &dyn Backend,
+    marked: &mark::Marked,
+    now: u64,
+    grace: u64,
+    report: &mut GcReport,
+) {
+    let ingests = match backend.ingests().await {
+        Ok(i) => i,
+        Err(e) => {
+            report.errors.push(format!("{}: list ingests: {e}", backend.name()));
+            return;
+        }
+    };
+    for (r, updated) in ingests {
+        if marked.ingests.contains(&r) || now.saturating_sub(updated) < grace {
+            continue;
+        }
+        match backend.abort_ingest(&r).await {
+            Ok(()) => tracing::info!(r#ref = %r, "gc: aborted an abandoned ingest"),
+            Err(e) => report.errors.push(format!("{}: abort ingest {r:?}: {e}", backend.name())),
+        }
     }
 }
 

@@ -46,6 +46,7 @@ impl MetadataService {
     pub(super) async fn handle_create_image(&self, r: CreateImage) -> Result<Image> {
         let ns = r.namespace.clone();
         let img = self.write(move |s| s.create_image(&r.namespace, &r.image)).await?;
+        berth_ipc::failpoint!("metadata.image_create.after_commit");
         self.events.image_created(&ns, &img);
         Ok(img)
     }
@@ -60,6 +61,7 @@ impl MetadataService {
     pub(super) async fn handle_delete_image(&self, r: DeleteImage) -> Result<Option<GcReport>> {
         let (ns, name, sync) = (r.namespace.clone(), r.name.clone(), r.sync);
         self.write(move |s| s.delete_image(&r.namespace, &r.name)).await?;
+        berth_ipc::failpoint!("metadata.image_delete.after_commit");
         self.events.image_deleted(&ns, &name);
         if sync { self.gc.collect().await.map(Some) } else { Ok(None) }
     }

@@ -97,13 +97,16 @@ impl Store {
         let mut tx =
             Tx { tx: self.db.write_tx().durability(Some(PersistMode::Buffer)), ks: &self.ks, now: now_ns() };
         let out = f(&mut tx)?;
+        berth_ipc::failpoint!("metadata.tx.before_commit");
         tx.tx.commit().map_err(storage)?;
+        berth_ipc::failpoint!("metadata.tx.after_commit");
         let number = {
             let mut s = self.lock_sync();
             s.committed += 1;
             s.committed
         };
         self.wait_durable(number)?;
+        berth_ipc::failpoint!("metadata.tx.after_sync");
         self.mutations.fetch_add(1, Ordering::Relaxed);
         Ok(out)
     }
