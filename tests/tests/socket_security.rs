@@ -76,11 +76,43 @@ fn probe() {
     let Ok(paths) = std::env::var("BERTH_PROBE_PATHS") else { return };
     for p in paths.lines() {
         match std::os::unix::net::UnixStream::connect(p) {
-            Ok(_) => println!("CONNECTED {p}"),
+            Ok(s) => {
+                println!("CONNECTED {p}");
+                if let Some(reply) = shim_state(s) {
+                    println!("SERVED {p}: {reply}");
+                }
+            }
             Err(e) => println!("REFUSED {p}: {e}"),
         }
     }
     println!("PROBE-DONE");
+}
+
+/// Sends a shim `State` request on `s`; the reply line, if one comes within 3 s.
+fn shim_state(s: std::os::unix::net::UnixStream) -> Option<String> {
+    use std::io::{BufRead, Write};
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3))).ok()?;
+    (&s).write_all(b"\"State\"\n").ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(&s).read_line(&mut line).ok()?;
+    (!line.is_empty()).then(|| line.trim().to_string())
+}
+
+/// Runs the probe as `uid:gid` and returns the paths that answered a shim request.
+fn served_as(uid: u32, gid: u32, paths: &[PathBuf]) -> Vec<String> {
+    let exe = std::env::current_exe().expect("exe");
+    let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let o = Command::new(exe)
+        .args(["--exact", "probe", "--nocapture", "--test-threads", "1"])
+        .env("BERTH_PROBE_PATHS", list.join("\n"))
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .expect("run probe");
+    let text = out(&o);
+    assert!(text.contains("PROBE-DONE"), "probe did not run: {}", show(&o));
+    println!("{text}");
+    text.lines().filter_map(|l| l.strip_prefix("SERVED ")).map(String::from).collect()
 }
 
 /// Whether uid 65534 can reach this test binary; prints why not.
@@ -271,4 +303,37 @@ fn loose_or_foreign_state_dir() {
     assert!(!o.status.success(), "berthd ran on a foreign state dir: {}", show(&o));
     assert!(e.contains("owned by uid 65534"), "{e}");
     assert!(walk(&state).0.is_empty(), "sockets made in a foreign state dir");
+}
+
+#[test]
+fn shim_refuses_strangers_even_when_reachable() {
+    if !probe_possible() || !can_run("runc") {
+        return;
+    }
+    let berth = Berth::start();
+    import_busybox(&berth, "shim", serde_json::json!({"Cmd": ["sleep", "300"]}));
+    let o = berth.cli(&["run", "-d", "shim", "target"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let (socks, _) = walk(&berth.state);
+    let shim: Vec<PathBuf> = socks
+        .into_iter()
+        .filter(|s| s.strip_prefix(&berth.state).is_ok_and(|r| r.starts_with("tasks")))
+        .collect();
+    assert!(!shim.is_empty(), "no shim socket");
+    // Root is served (the request is right)...
+    let sock = std::os::unix::net::UnixStream::connect(&shim[0]).expect("connect as root");
+    assert!(shim_state(sock).is_some_and(|r| !r.is_empty()), "root not served");
+    // ...and a stranger is not, even with every dir and the socket opened up.
+    std::fs::set_permissions(berth.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for s in &shim {
+        let mut p = s.parent();
+        while let Some(d) = p.filter(|d| d.starts_with(&berth.state)) {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode(d) | 0o005)).expect("chmod dir");
+            p = d.parent();
+        }
+        std::fs::set_permissions(s, std::fs::Permissions::from_mode(0o666)).expect("chmod socket");
+    }
+    let served = served_as(65534, 65534, &shim);
+    assert!(served.is_empty(), "a stranger drove the shim: {served:?}");
+    let _ = berth.cli(&["tasks", "kill", "--signal", "KILL", "target"]);
 }

@@ -151,6 +151,13 @@ impl Shim {
     }
 
     fn connection(&self, conn: UnixStream) {
+        // The socket's dir is 0700, and the peer is checked too: only our own uid (root)
+        // may drive the container (exec, kill) through its shim.
+        let me = nix::unistd::geteuid().as_raw();
+        match nix::sys::socket::getsockopt(&conn, nix::sys::socket::sockopt::PeerCredentials) {
+            Ok(peer) if peer.uid() == me || peer.uid() == 0 => {}
+            _ => return,
+        }
         let Ok(write) = conn.try_clone() else { return };
         let mut write = std::io::BufWriter::new(write);
         let mut lines = BufReader::new(conn).lines();
