@@ -13,6 +13,7 @@ pub mod render;
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_ipc::content::Content;
@@ -23,7 +24,8 @@ use berth_ipc::metrics::MetricsSnapshot;
 use berth_ipc::runtime::{GetMetrics, ListTasks, Runtime, TaskRef, TaskStatus};
 use berth_ipc::snapshot::Snapshot;
 use berth_ipc::{Client, ClientOptions, Protocol};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use crate::supervisor::Command;
 use render::{Scrape, TaskFigures};
@@ -32,6 +34,8 @@ use render::{Scrape, TaskFigures};
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long gathering task figures may take in all.
 const TASKS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Task figures asked for at once.
+const TASK_CALLS: usize = 16;
 
 /// Gathers and renders metrics.
 pub struct Scraper {
@@ -130,7 +134,9 @@ impl Scraper {
         rx.await.unwrap_or_default()
     }
 
-    /// Figures of every running or paused task of every namespace, and how many calls failed.
+    /// Figures of every running or paused task of every namespace, and how many calls
+    /// failed. The figures are asked for [`TASK_CALLS`] at a time; what arrived before
+    /// [`TASKS_TIMEOUT`] is kept.
     async fn tasks(&self, reachable: bool) -> (Vec<TaskFigures>, u64) {
         if !reachable {
             return (Vec::new(), 0);
@@ -145,31 +151,39 @@ impl Scraper {
                     return;
                 }
             };
+            let slots = Arc::new(Semaphore::new(TASK_CALLS));
+            let mut calls = JoinSet::new();
             for ns in namespaces {
-                let tasks = match self.runtime.call(ListTasks { namespace: ns.name.clone() }).await {
-                    Ok(t) => t,
-                    Err(_) => {
-                        errors += 1;
-                        continue;
-                    }
+                let Ok(tasks) = self.runtime.call(ListTasks { namespace: ns.name.clone() }).await else {
+                    errors += 1;
+                    continue;
                 };
                 for t in
                     tasks.into_iter().filter(|t| matches!(t.status, TaskStatus::Running | TaskStatus::Paused))
                 {
-                    match self.runtime.call(GetMetrics(TaskRef::init(&ns.name, &t.id))).await {
-                        Ok(metrics) => {
-                            out.push(TaskFigures { namespace: ns.name.clone(), container: t.id, metrics })
-                        }
-                        // It may have exited since it was listed.
-                        Err(e) if e.code == berth_ipc::Code::FailedPrecondition => {}
-                        Err(_) => errors += 1,
+                    let (runtime, slots, namespace) = (self.runtime.clone(), slots.clone(), ns.name.clone());
+                    calls.spawn(async move {
+                        let _slot = slots.acquire_owned().await;
+                        let got = runtime.call(GetMetrics(TaskRef::init(&namespace, &t.id))).await;
+                        (namespace, t.id, got)
+                    });
+                }
+            }
+            while let Some(done) = calls.join_next().await {
+                match done {
+                    Ok((namespace, container, Ok(metrics))) => {
+                        out.push(TaskFigures { namespace, container, metrics })
                     }
+                    // It exited since it was listed.
+                    Ok((_, _, Err(e))) if e.code == berth_ipc::Code::FailedPrecondition => {}
+                    _ => errors += 1,
                 }
             }
         };
         if tokio::time::timeout(TASKS_TIMEOUT, gather).await.is_err() {
             errors += 1;
         }
+        out.sort_by(|a, b| (&a.namespace, &a.container).cmp(&(&b.namespace, &b.container)));
         (out, errors)
     }
 }
