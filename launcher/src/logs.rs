@@ -72,18 +72,14 @@ fn tag_json(name: &str, line: &str) -> Tagged {
     Tagged::Line(format!("{{\"service\":{key}{sep}{rest}"))
 }
 
+/// The longest line kept whole; a longer one is passed on in pieces of this size.
+const MAX_LINE: u64 = 64 * 1024;
+
 /// Copies a service's output into the launcher's log, line by line, until it closes.
 pub async fn forward<R: tokio::io::AsyncRead + Unpin>(format: LogFormat, name: String, from: R) {
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(from).lines();
-    loop {
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
-            Ok(None) => return,
-            // Not UTF-8: the line is lost, the rest still comes through.
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => continue,
-            Err(_) => return,
-        };
+    let mut reader = tokio::io::BufReader::new(from);
+    let mut buf = Vec::new();
+    while let Some(line) = read_line(&mut reader, &mut buf).await {
         if line.trim().is_empty() {
             continue;
         }
@@ -96,9 +92,32 @@ pub async fn forward<R: tokio::io::AsyncRead + Unpin>(format: LogFormat, name: S
     }
 }
 
+/// The next line without its end, at most [`MAX_LINE`] bytes (the rest of a longer one
+/// comes as the next line); bytes that are not UTF-8 are replaced. `None` at the end.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> Option<String> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    buf.clear();
+    match reader.take(MAX_LINE).read_until(b'\n', buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(String::from_utf8_lossy(buf).trim_end_matches(['\n', '\r']).to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn long_lines_come_in_pieces() {
+        let mut data = vec![b'x'; MAX_LINE as usize + 10];
+        data.extend_from_slice(b"\n\xffok\r\n");
+        let (mut reader, mut buf) = (&data[..], Vec::new());
+        let first = read_line(&mut reader, &mut buf).await.expect("first piece");
+        assert_eq!(first.len(), MAX_LINE as usize);
+        assert_eq!(read_line(&mut reader, &mut buf).await.as_deref(), Some("xxxxxxxxxx"));
+        assert_eq!(read_line(&mut reader, &mut buf).await.as_deref(), Some("\u{fffd}ok"));
+        assert_eq!(read_line(&mut reader, &mut buf).await, None);
+    }
 
     #[test]
     fn plain_lines_get_the_name_once() {
