@@ -30,13 +30,22 @@ pub async fn check(services: &Services, ns: &str, name: &str, snapshotter: &str)
     let t = &image.target;
     let mut report = CheckReport::default();
     walk(&content, &Descriptor::new(&t.media_type, t.digest, t.size), &mut report).await?;
-    if let Ok((r, _)) =
-        crate::image::load(&content, &Descriptor::new(&t.media_type, t.digest, t.size), &Platform::host())
-            .await
-        && let Some(top) = chain_ids(&r.config.rootfs.diff_ids).last()
-    {
+    let root = Descriptor::new(&t.media_type, t.digest, t.size);
+    let r = match crate::image::load(&content, &root, &Platform::host()).await {
+        Ok((r, _)) => r,
+        // A service that failed to answer is an error, not a verdict.
+        Err(e) if e.is(Code::Unavailable) => return Err(e),
+        // Missing blobs, or no entry for this platform: not unpacked here.
+        Err(_) => return Ok(report),
+    };
+    if let Some(top) = chain_ids(&r.config.rootfs.diff_ids).last() {
         let key = KeyRef { snapshotter: snapshotter.into(), key: top.to_string() };
-        report.unpacked = services.snapshot.call(Stat(key)).await.is_ok();
+        // Only NotFound means "not unpacked": a service that failed to answer is an error.
+        report.unpacked = match services.snapshot.call(Stat(key)).await {
+            Ok(_) => true,
+            Err(e) if e.is(Code::NotFound) => false,
+            Err(e) => return Err(e),
+        };
     }
     Ok(report)
 }

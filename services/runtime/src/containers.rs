@@ -41,6 +41,7 @@ impl Runtime {
         validate_user_labels(&req.labels)?;
         let runtime = runtime_binary(&req.runtime)?;
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
+        let _claim = Claim::take(&self.state, ns, id)?;
         match self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() })).await {
             Ok(_) => return Err(Error::already_exists(format!("container {id}: already exists"))),
             Err(e) if e.is(Code::NotFound) => {}
@@ -94,7 +95,7 @@ impl Runtime {
             labels: BTreeMap::new(),
         };
         let mounts =
-            self.snapshot.call(prepare).await.map_err(|e| e.context(format!("container {id}: snapshot")))?;
+            self.prepare_fresh(prepare, ns, id).await.map_err(|e| e.context(format!("container {id}: snapshot")))?;
         let result = async {
             self.metadata
                 .call(PutSnapshot {
@@ -132,6 +133,32 @@ impl Runtime {
         result
     }
 
+    /// Prepares the container's snapshot. One already under its key is what a create that
+    /// crashed left (this process holds the id's [`Claim`] and no container record exists):
+    /// it is removed, with its spec mount if any, and the snapshot prepared again.
+    async fn prepare_fresh(
+        &self,
+        prepare: Prepare,
+        ns: &str,
+        id: &str,
+    ) -> Result<Vec<berth_ipc::snapshot::Mount>> {
+        match self.snapshot.call(prepare.clone()).await {
+            Err(e) if e.is(Code::AlreadyExists) => {
+                tracing::warn!(namespace = ns, id, key = %prepare.key, "removing a crashed create's snapshot");
+                let tmp = self.spec_mount_dir(ns, id);
+                let _ = tokio::task::spawn_blocking(move || mount::unmount_all(&tmp)).await;
+                self.drop_snapshot(ns, &prepare.key).await;
+                self.snapshot.call(prepare).await
+            }
+            other => other,
+        }
+    }
+
+    /// Where a new container's rootfs is mounted while its spec is generated.
+    pub(crate) fn spec_mount_dir(&self, ns: &str, id: &str) -> std::path::PathBuf {
+        self.state.join("tasks").join(".mnt").join(format!("{ns}-{id}"))
+    }
+
     /// Mounts the new snapshot on a temp dir, generates the spec, unmounts.
     async fn spec_in_mounted(
         &self,
@@ -139,7 +166,7 @@ impl Runtime {
         config: &spec::ImageConfig,
         req: &CreateContainer,
     ) -> Result<Vec<u8>> {
-        let tmp = self.state.join("tasks").join(".mnt").join(format!("{}-{}", req.namespace, req.id));
+        let tmp = self.spec_mount_dir(&req.namespace, &req.id);
         // 0700 like every dir of the state dir: the image's rootfs is mounted there for a moment.
         let mut dirs = std::fs::DirBuilder::new();
         std::os::unix::fs::DirBuilderExt::mode(dirs.recursive(true), 0o700);
@@ -186,5 +213,31 @@ impl Runtime {
             self.drop_snapshot(ns, &container.snapshot_key).await;
         }
         Ok(())
+    }
+}
+
+/// Containers being created by this process, by state dir, namespace and id: a create
+/// holds its id's claim, so what it finds of an earlier create of that id is a crashed
+/// process's leftover, never a concurrent create's work.
+static CREATING: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// One id's claim; released on drop.
+struct Claim(String);
+
+impl Claim {
+    fn take(state: &std::path::Path, ns: &str, id: &str) -> Result<Claim> {
+        let key = format!("{}\0{ns}\0{id}", state.display());
+        let mut creating = CREATING.lock().unwrap_or_else(|p| p.into_inner());
+        if !creating.insert(key.clone()) {
+            return Err(Error::already_exists(format!("container {id}: being created")));
+        }
+        Ok(Claim(key))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        CREATING.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.0);
     }
 }

@@ -74,6 +74,11 @@ impl Runtime {
 /// dead one the exit is settled (recorded, or 255) and the OCI runtime's leftovers removed.
 pub async fn adopt(rt: &Runtime) -> (usize, usize) {
     let (mut live, mut dead) = (0, 0);
+    // Spec mounts of container creates that died with the previous process.
+    for e in std::fs::read_dir(rt.state.join("tasks/.mnt")).into_iter().flatten().flatten() {
+        let _ = mount::unmount_all(&e.path());
+        let _ = std::fs::remove_dir(e.path());
+    }
     let Ok(namespaces) = std::fs::read_dir(rt.state.join("tasks")) else { return (0, 0) };
     for ns in namespaces.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
         if ns.starts_with('.') {

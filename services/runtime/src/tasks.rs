@@ -32,6 +32,17 @@ pub(crate) fn check(task: &TaskRef) -> Result<()> {
     Ok(())
 }
 
+/// Whether the shim recorded in `bundle` still runs (its pid is a `berth-shim` of this
+/// bundle: a reused pid is not).
+pub(crate) fn shim_alive(bundle: &Bundle) -> bool {
+    let Some(pid) = bundle.read_shim_pid() else { return false };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("Z");
+    let bundle_dir = bundle.dir.as_os_str().as_encoded_bytes();
+    !zombie && !bundle_dir.is_empty() && cmdline.windows(bundle_dir.len()).any(|w| w == bundle_dir)
+}
+
 fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
     Error::internal(format!("{what}: {e}"))
 }
@@ -189,17 +200,23 @@ impl Runtime {
                 // Being created (or a create that crashed before its shim started).
                 info.status = TaskStatus::Unknown;
             }
-            Ok(_) | Err(_) => info.exit = Some(self.dead_shim_exit(&bundle, &task.namespace, &task.id)),
+            // A shim that lives but did not answer is not dead: no verdict yet.
+            Ok(_) | Err(_) if shim_alive(&bundle) => info.status = TaskStatus::Unknown,
+            Ok(_) | Err(_) => info.exit = Some(self.dead_shim_exit(&bundle, &task.namespace, &task.id).await),
         }
         Ok(info)
     }
 
     /// The exit of a task whose shim is gone: the recorded one, or 255 (then recorded and
-    /// published, so every later reader agrees).
-    pub(crate) fn dead_shim_exit(&self, bundle: &Bundle, ns: &str, id: &str) -> ExitInfo {
+    /// published, so every later reader agrees). With no exit recorded the container may
+    /// still run, unsupervised: it is killed first (the OCI runtime's `delete --force`), so
+    /// a task reported stopped is stopped.
+    pub(crate) async fn dead_shim_exit(&self, bundle: &Bundle, ns: &str, id: &str) -> ExitInfo {
         if let Some(exit) = bundle.read_exit() {
             return exit;
         }
+        let runtime = bundle.read_record().map(|r| r.runtime).unwrap_or_default();
+        self.cleanup_runtime(bundle, &runtime, ns, id).await;
         let exit = ExitInfo { status: UNKNOWN_EXIT, exited_at: now_ns() };
         if write_exit(bundle, exit).is_ok() {
             self.events.publish(
@@ -235,8 +252,8 @@ impl Runtime {
         {
             Ok(ShimResponse::Exit(exit)) => Ok(exit),
             Ok(other) => Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
-            Err(e) if e.is(Code::Unavailable) && task.exec_id.is_none() => {
-                Ok(self.dead_shim_exit(&bundle, &task.namespace, &task.id))
+            Err(e) if e.is(Code::Unavailable) && task.exec_id.is_none() && !shim_alive(&bundle) => {
+                Ok(self.dead_shim_exit(&bundle, &task.namespace, &task.id).await)
             }
             Err(e) => Err(e),
         }
