@@ -1,0 +1,139 @@
+//! One regression test per defect the fault campaign (`fault_campaign.rs`) found, each a
+//! deterministic replay of the moment a SIGKILL hit by chance.
+
+mod runtime_support;
+
+use std::time::{Duration, Instant};
+
+use berth_ipc::Digest;
+use berth_ipc::content::proxy::ContentClient;
+use berth_ipc::content::store::{ContentStore, ContentWriter};
+use berth_system_tests::dist::{LayoutImage, Registry, berth_ok, busybox_rootfs, have, layout_tar};
+use berth_system_tests::{Berth, block_on, pid_alive, signal};
+use nix::sys::signal::Signal;
+use runtime_support::{can_run, import_busybox, mounts_under, out, show, teardown};
+
+fn wait_for(what: &str, ok: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A pull killed between writing a layer's last byte and committing it left an ingest
+/// holding the whole blob; every later pull asked the registry for `bytes=SIZE-` and got
+/// 416, forever. Now the full ingest is committed (and its digest verified).
+#[test]
+fn pull_resumes_an_ingest_that_holds_every_byte() {
+    if !have("docker-registry") {
+        eprintln!("skipped: docker-registry is missing");
+        return;
+    }
+    let berth = Berth::start();
+    let reg = Registry::start(None);
+    let work = berth.dir.path().join("work");
+    busybox_rootfs(&work.join("l0"), "full-ingest");
+    let name = format!("{}/regress/full:v1", reg.addr);
+    let archive = work.join("img.tar");
+    let layers = [work.join("l0")];
+    layout_tar(
+        &work,
+        &[LayoutImage { name: &name, layers: &layers, fake_diff_ids: None, index: None }],
+        &archive,
+    );
+    berth_ok(&berth, &["-n", "seed", "images", "import", archive.to_str().expect("utf8")]);
+    berth_ok(&berth, &["-n", "seed", "images", "push", "--quiet", &name]);
+    let ls = berth_ok(&berth, &["-n", "seed", "--format", "json", "images", "ls"]);
+    let manifest: serde_json::Value = serde_json::from_str(&ls).expect("json");
+    let manifest = manifest[0]["digest"].as_str().expect("digest").to_string();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&berth_ok(&berth, &["content", "get", &manifest])).expect("manifest");
+    let layer = Digest::parse(manifest["layers"][0]["digest"].as_str().expect("layer")).expect("digest");
+    let clients = berth.clients(Duration::from_secs(10));
+    let content = ContentClient::new(clients.content.clone());
+    let bytes = block_on(content.read(&layer, 0, None)).expect("layer bytes");
+    berth_ok(&berth, &["-n", "seed", "images", "rm", "--sync", &name]);
+
+    // The interrupted pull: every byte written under the pull's ingest ref, no commit.
+    block_on(async {
+        let mut w = content
+            .writer(&format!("pull-{layer}"), Some(layer), Some(bytes.len() as u64))
+            .await
+            .expect("writer");
+        w.write_at(0, bytes.clone()).await.expect("write");
+    });
+    let o = berth.cli(&["images", "pull", "--quiet", &name]);
+    assert!(o.status.success(), "{}", show(&o));
+    let check = berth_ok(&berth, &["images", "check", &name]);
+    assert!(check.contains("\tcomplete\t") && !check.contains("not unpacked"), "{check}");
+}
+
+/// A task whose shim was SIGKILLed reported `stopped` with 255 while its container kept
+/// running, unsupervised. Now the container is killed before the 255 is recorded.
+#[test]
+fn a_task_whose_shim_died_is_really_stopped() {
+    if !can_run("runc") {
+        return;
+    }
+    let berth = Berth::start();
+    import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
+    berth_ok(&berth, &["run", "-d", "tiny", "v", "sleep", "1000"]);
+    let bundle = berth.state.join("tasks/default/v");
+    let read =
+        |f: &str| -> u32 { std::fs::read_to_string(bundle.join(f)).expect(f).trim().parse().expect("pid") };
+    let (init, shim) = (read("init.pid"), read("shim.pid"));
+    signal(shim, Signal::SIGKILL);
+    wait_for("the shim to die", || !pid_alive(shim));
+    let o = berth.cli(&["--format", "json", "tasks", "ls"]);
+    let list: serde_json::Value = serde_json::from_str(&out(&o)).expect("tasks json");
+    assert_eq!(list[0]["status"], "stopped", "{list}");
+    assert_eq!(list[0]["exit_status"], 255, "{list}");
+    wait_for("the container to be gone", || !pid_alive(init));
+    assert_eq!(berth_ok(&berth, &["tasks", "delete", "v"]).trim(), "v 255");
+    berth_ok(&berth, &["containers", "rm", "v"]);
+    teardown(&berth);
+}
+
+/// A container create killed after its snapshot was prepared left the snapshot (and maybe
+/// its spec mount) behind, and every later create of that id failed with "already exists"
+/// until GC took the snapshot. Now the leftover is removed and the create goes through.
+#[test]
+fn a_create_killed_after_its_snapshot_does_not_block_the_id() {
+    if !can_run("runc") {
+        return;
+    }
+    let berth = Berth::start();
+    import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
+    berth_ok(&berth, &["snapshots", "prepare", "berth-container-default-c1"]);
+    let spec_mnt = berth.state.join("tasks/.mnt/default-c1");
+    std::fs::create_dir_all(&spec_mnt).expect("mkdir");
+    let tmpfs = nix::mount::MsFlags::empty();
+    nix::mount::mount(Some("tmpfs"), &spec_mnt, Some("tmpfs"), tmpfs, None::<&str>).expect("mount tmpfs");
+    let o = berth.cli(&["run", "-d", "tiny", "c1", "sleep", "1000"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(mounts_under(&spec_mnt).is_empty(), "{:?}", mounts_under(&spec_mnt));
+    berth_ok(&berth, &["containers", "rm", "--force", "c1"]);
+    teardown(&berth);
+}
+
+/// A runtime service killed while a new container's rootfs was mounted for its spec left
+/// that mount forever. The restarted service unmounts what is left under `tasks/.mnt`.
+#[test]
+fn a_restarted_runtime_unmounts_a_killed_creates_spec_mount() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut berth = Berth::start();
+    let spec_mnt = berth.state.join("tasks/.mnt/default-gone");
+    std::fs::create_dir_all(&spec_mnt).expect("mkdir");
+    let tmpfs = nix::mount::MsFlags::empty();
+    nix::mount::mount(Some("tmpfs"), &spec_mnt, Some("tmpfs"), tmpfs, None::<&str>).expect("mount tmpfs");
+    let old = berth.status("runtime").pid.expect("runtime pid");
+    signal(old, Signal::SIGKILL);
+    let health = block_on(berth.clients(Duration::from_secs(10)).runtime.health()).expect("runtime back");
+    assert_ne!(health.pid, old);
+    assert!(mounts_under(&spec_mnt).is_empty(), "{:?}", mounts_under(&spec_mnt));
+    assert!(!spec_mnt.exists());
+}
