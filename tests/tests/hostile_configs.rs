@@ -3,7 +3,8 @@
 //! climbs out with `..`, refused at import and pull with an error naming the config; a
 //! `WorkingDir` through a symlink into `/proc` and an unknown user, refused when a container
 //! is made; and labels in berth's own label space (`containerd.io/gc.*`, `berth.io/*`), which
-//! an image config never carries into any record, and `--label` cannot set.
+//! an image config never carries into any record, and neither `--label` nor `images label`
+//! or `containers label` can set.
 
 mod runtime_support;
 
@@ -120,6 +121,12 @@ fn reserved_labels_never_land() {
         let key = label.split('=').next().expect("key");
         assert!(e.contains(key) && e.contains("reserved"), "{label}: {e}");
     }
+    // Set on records through the metadata service: refused too.
+    let e = berth_err(&berth, &["images", "label", name, "containerd.io/gc.root=x"]);
+    assert!(e.contains("containerd.io/gc.root") && e.contains("reserved"), "{e}");
+    let e = berth_err(&berth, &["containers", "label", "keep", "berth.io/unpack=x"]);
+    assert!(e.contains("berth.io/unpack") && e.contains("reserved"), "{e}");
+    berth_ok(&berth, &["images", "label", name, "org.example/ok=yes"]);
     let _ = berth.cli(&["tasks", "kill", "--signal", "KILL", "keep"]);
     runtime_support::teardown(&berth);
 }

@@ -29,7 +29,7 @@ fn validate(c: &Container) -> Result<()> {
     for name in c.extensions.keys() {
         names::validate_name("extension name", name)?;
     }
-    names::validate_labels(&c.labels)
+    names::validate_user_labels(&c.labels)
 }
 
 impl Store {

@@ -16,7 +16,7 @@ fn not_found(name: &str) -> Error {
 fn validate(img: &Image) -> Result<()> {
     names::validate_name("image name", &img.name)?;
     names::validate_name("image media type", &img.target.media_type)?;
-    names::validate_labels(&img.labels)
+    names::validate_user_labels(&img.labels)
 }
 
 impl Store {
