@@ -1,0 +1,6 @@
+//! The events service's request decoder: a `Request` frame payload as the server decodes it.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    berth_fuzz::request::<berth_ipc::events::Events>(data);
+});
