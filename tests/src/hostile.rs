@@ -377,3 +377,31 @@ pub fn assert_clean(berth: &Berth, ns: &str, name: &str, layers: &[Vec<u8>]) {
         assert!(!chain.iter().any(|c| c == key), "{name}: snapshot {key} of the refused image committed");
     }
 }
+
+/// Runs `berth ARGS…` with a deadline; returns (success, stderr), or panics if it is still
+/// running after `limit` (a hang is a failure, not a stuck test run).
+pub fn berth_bounded(berth: &Berth, args: &[&str], limit: Duration) -> (bool, String) {
+    let log = berth.dir.path().join(format!("bounded-{}.err", crate::dist::free_port()));
+    let err = std::fs::File::create(&log).expect("stderr file");
+    let mut child = std::process::Command::new(crate::bin("berth"))
+        .arg("--state")
+        .arg(&berth.state)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("spawn berth");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("berth {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status.success(), std::fs::read_to_string(&log).unwrap_or_default())
+}

@@ -5,13 +5,12 @@
 //! no image record, and a clean store.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_ipc::Digest;
+use berth_system_tests::Berth;
 use berth_system_tests::dist::{berth_err, berth_ok, image_digest};
-use berth_system_tests::hostile::{RawImage, RawTar, assert_clean};
-use berth_system_tests::{Berth, bin};
+use berth_system_tests::hostile::{RawImage, RawTar, assert_clean, berth_bounded};
 use serde_json::json;
 
 const NAME: &str = "docker.io/hostile/archive:v1";
@@ -146,31 +145,6 @@ fn missing_blobs_are_named() {
     }
 }
 
-/// Runs `berth ARGS…` with a deadline; returns (success, stderr), or panics if it hangs.
-fn bounded(berth: &Berth, args: &[&str], limit: Duration) -> (bool, String) {
-    let mut child = Command::new(bin("berth"))
-        .arg("--state")
-        .arg(&berth.state)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn berth");
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            let out = child.wait_with_output().expect("output");
-            return (status.success(), String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("berth {args:?} still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn index_loops_and_fan_out_end() {
     let berth = Berth::start();
@@ -214,11 +188,11 @@ fn index_loops_and_fan_out_end() {
     let archive = work.join("fanout.tar");
     members(&archive, &files);
     let a = archive.to_str().expect("utf8");
-    let (ok, e) = bounded(&berth, &["-n", "fan", "images", "import", a], Duration::from_secs(60));
+    let (ok, e) = berth_bounded(&berth, &["-n", "fan", "images", "import", a], Duration::from_secs(60));
     assert!(!ok && e.contains("index"), "{e}");
     assert_clean(&berth, "fan", NAME, &img.layers);
     let (ok, e) =
-        bounded(&berth, &["-n", "fan2", "images", "import", "--no-unpack", a], Duration::from_secs(60));
+        berth_bounded(&berth, &["-n", "fan2", "images", "import", "--no-unpack", a], Duration::from_secs(60));
     assert!(ok, "{e}");
     assert!(image_digest(&berth, "fan2", NAME).is_some());
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_system_tests::Berth;
-use berth_system_tests::dist::berth_err;
-use berth_system_tests::hostile::{FakeRegistry, RawImage, RawTar, Reply, Seen, assert_clean, serve_image};
+use berth_system_tests::hostile::{
+    FakeRegistry, RawImage, RawTar, Reply, Seen, assert_clean, berth_bounded, serve_image,
+};
 
 fn image() -> RawImage {
     image_marked("")
@@ -33,7 +34,8 @@ fn pull_err(berth: &Berth, ns: &str, addr: &str, extra: &[&str]) -> (String, Dur
     args.extend_from_slice(extra);
     args.push(&name);
     let t = Instant::now();
-    let e = berth_err(berth, &args);
+    let (ok, e) = berth_bounded(berth, &args, Duration::from_secs(120));
+    assert!(!ok, "berth {args:?} should fail: {e}");
     (e, t.elapsed())
 }
 
