@@ -285,6 +285,13 @@ async fn docker_roots(
 ) -> Result<Vec<(Vec<String>, Descriptor)>> {
     let entries: Vec<DockerEntry> =
         serde_json::from_slice(manifest).map_err(|e| Error::invalid(format!("manifest.json: {e}")))?;
+    let tags: usize = entries.iter().map(|e| e.repo_tags.as_ref().map_or(0, Vec::len)).sum();
+    if entries.len() > MAX_INDEX_ENTRIES || tags > MAX_INDEX_ENTRIES {
+        return Err(Error::invalid(format!(
+            "manifest.json: {} images, {tags} tags, over the limit of {MAX_INDEX_ENTRIES}",
+            entries.len()
+        )));
+    }
     if opts.name.is_some() && entries.len() != 1 {
         return Err(Error::invalid("manifest.json: --name needs an archive of exactly one image"));
     }

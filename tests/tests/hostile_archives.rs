@@ -80,6 +80,13 @@ fn traversal_in_member_names_is_refused() {
         assert!(!Path::new("/tmp").join(&stamp).exists(), "written outside");
         assert_clean(&berth, &ns, NAME, &img.layers);
     }
+    // A docker-archive naming host paths for its config and layers.
+    let archive = work.join("docker-trav.tar");
+    let entry = json!([{"Config": "../../../etc/passwd", "RepoTags": [NAME], "Layers": ["/etc/passwd"]}]);
+    members(&archive, &[("manifest.json".into(), entry.to_string().into_bytes())]);
+    let e = import_err(&berth, "dtrav", &archive, &[]);
+    assert!(e.contains("etc/passwd") && e.contains("not in the archive"), "{e}");
+    assert_clean(&berth, "dtrav", NAME, &[]);
     // A blob that is a symlink to a host file: the host file is never read as the blob.
     let img = image_marked("link");
     let archive = work.join("link.tar");
@@ -110,6 +117,14 @@ fn oversized_json_is_refused() {
         assert!(e.contains(member) && e.contains("bound"), "{e}");
         assert_clean(&berth, &ns, NAME, &[]);
     }
+    // A docker-archive manifest.json within the bound but naming thousands of images.
+    let archive = work.join("many.tar");
+    let one = json!({"Config": "c.json", "RepoTags": ["x:1"], "Layers": []});
+    let many = serde_json::Value::Array(vec![one; 5000]);
+    members(&archive, &[("manifest.json".into(), many.to_string().into_bytes())]);
+    let e = import_err(&berth, "many", &archive, &[]);
+    assert!(e.contains("manifest.json") && e.contains("over the limit"), "{e}");
+    assert_clean(&berth, "many", NAME, &[]);
     // A "manifest" blob over the bound, named by a small index.json.
     let mut big = json!({"schemaVersion": 2, "mediaType": MANIFEST, "config": {}, "layers": []}).to_string();
     big.push_str(&" ".repeat(5 << 20));
