@@ -137,3 +137,37 @@ fn a_restarted_runtime_unmounts_a_killed_creates_spec_mount() {
     assert!(mounts_under(&spec_mnt).is_empty(), "{:?}", mounts_under(&spec_mnt));
     assert!(!spec_mnt.exists());
 }
+
+/// berthd SIGKILLed: its services got SIGTERM and drained while the new berthd started new
+/// ones on the same store at once. An old snapshot service finishing an unpack after the
+/// new one had read its index left an image "not unpacked" for good. Now a service waits
+/// for `<root>/.<name>.lock`, held by the previous process until it exits.
+#[test]
+fn a_service_waits_for_its_predecessor_to_leave_the_store() {
+    let mut berth = Berth::start();
+    let lock =
+        std::fs::File::open(berth.root.join(".snapshot.lock")).expect("the snapshot service's lock file");
+    assert!(
+        nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err(),
+        "the running snapshot service holds its lock"
+    );
+    // Stand in for a predecessor still draining: hold the lock, then replace the service.
+    let old = berth.status("snapshot").pid.expect("snapshot pid");
+    signal(old, Signal::SIGKILL);
+    let lock = std::fs::File::open(berth.root.join(".snapshot.lock")).expect("lock file");
+    let held = loop {
+        match nix::fcntl::Flock::lock(
+            lock.try_clone().expect("fd"),
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        ) {
+            Ok(l) => break l,
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let waiting = berth.status("snapshot");
+    assert_eq!(waiting.state, berth_ipc::launcher::ServiceState::Starting, "{waiting:?}");
+    drop(held);
+    let health = block_on(berth.clients(Duration::from_secs(10)).snapshot.health()).expect("snapshot back");
+    assert_ne!(health.pid, old);
+}

@@ -135,6 +135,7 @@ where
                 (l, Some(path))
             }
         };
+        let _store = lock_store(&config.root, name).await?;
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone())?;
         let env = ServiceEnv::new(name, config);
@@ -144,6 +145,34 @@ where
         }
         result
     })
+}
+
+/// Takes `<root>/.<name>.lock` (flock, exclusive), waiting while another process holds it:
+/// one process per store. When berthd dies its services get SIGTERM and drain, and a new
+/// berthd starts new ones at once; without the lock an old snapshot service still finishing
+/// an unpack and the new one, which had already read its index, each kept their own view
+/// of the same store (found by the fault campaign). The fd is close-on-exec, so no child
+/// (a shim) inherits the lock; it goes when the process does.
+async fn lock_store(root: &std::path::Path, name: &str) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    std::fs::create_dir_all(root)?;
+    let path = root.join(format!(".{name}.lock"));
+    let mut file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    let mut waited = false;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
+                if !waited {
+                    tracing::info!(lock = %path.display(), "waiting for the previous {name} process to exit");
+                    waited = true;
+                }
+                file = f;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((_, e)) => return Err(anyhow::anyhow!("lock {}: {e}", path.display())),
+        }
+    }
 }
 
 /// Creates the state dir, or takes an existing one, with mode 0711 (sockets inside carry
