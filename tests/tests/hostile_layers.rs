@@ -122,6 +122,21 @@ fn host_untouched(canary: &Canary, stamp: &str, case: &str, root: &Path) {
     for dir in places {
         assert!(!dir.join(stamp).exists(), "{case}: {} written", dir.join(stamp).display());
     }
+    // Inside berth's own dirs, the stamp may only be in a snapshot's `fs` tree.
+    let mut stack = vec![root.parent().expect("test dir").to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_name() == stamp {
+                let parts: Vec<String> = p.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+                let in_fs = parts.windows(3).any(|w| w[0] == "snapshots" && w[2] == "fs");
+                assert!(in_fs, "{case}: {} written outside a snapshot", p.display());
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            }
+        }
+    }
 }
 
 fn check_outcome(
