@@ -209,3 +209,30 @@ fn credentials_never_follow_a_redirect() {
         }
     }
 }
+
+#[test]
+fn redirect_loops_and_foreign_schemes_end() {
+    let berth = Berth::start();
+    // Manifests redirect to themselves forever; blobs redirect to a file on this host.
+    for (round, target) in [(0, "loop"), (1, "file:///etc/passwd"), (2, "ftp://127.0.0.1/x")] {
+        let img = Arc::new(image_marked(&format!("redirect-{round}")));
+        let i = img.clone();
+        let reg = FakeRegistry::start(move |req: &Seen| {
+            if round == 0 && req.path.contains("/manifests/") {
+                return Reply::status(307, Some(("Location", &req.path)));
+            }
+            if round > 0 && req.path.contains("/blobs/") {
+                return Reply::status(307, Some(("Location", target)));
+            }
+            serve_image(&i, req).unwrap_or(Reply::status(404, None))
+        });
+        let ns = format!("redir{round}");
+        let (e, took) = pull_err(&berth, &ns, &reg.addr, &[]);
+        println!("{target}: {took:?}: {e}");
+        assert!(e.contains("redirect") || e.contains("scheme") || e.contains("HTTP 307"), "{target}: {e}");
+        assert!(took < Duration::from_secs(30), "{target}: took {took:?}");
+        let hops = reg.seen().len();
+        assert!(hops < 64, "{target}: {hops} requests");
+        assert_clean(&berth, &ns, &name(&reg.addr), &img.layers);
+    }
+}
