@@ -77,7 +77,6 @@ impl Registry {
         let stall = opts.stall_timeout.unwrap_or(STALL_TIMEOUT).max(Duration::from_secs(1));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
-            .read_timeout(stall)
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::internal(format!("http client: {e}")))?;
@@ -293,7 +292,8 @@ impl Registry {
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .header(header::CONTENT_LENGTH, size)
             .body(body);
-        // The body may be large: no deadline on the upload itself (reads still time out).
+        // The body may be large: no deadline on the upload and its answer (the stall
+        // timeout bounds responses to small requests and the bodies of downloads).
         let resp = self.authorize(rb).await.send().await.map_err(|e| {
             Error::unavailable(format!("registry {}: {what}: {}", self.host, watchdog::describe(&e)))
         })?;
