@@ -1,15 +1,16 @@
 //! `images pull`: resolve a reference on its registry, fetch the index (if any), the platform
 //! manifest, its config and its layers into content — layers in parallel, streamed, resumed
-//! from the ingest's offset with an HTTP range, verified by digest and size — then record,
-//! unpack and create the image record last, all under one lease.
+//! from the ingest's offset with an HTTP range, verified by digest and size — while the
+//! snapshot service unpacks each layer from its ingest as the bytes land; then record and
+//! create the image record last, all under one lease.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use berth_ipc::content::store::{ContentStore, ContentWriter};
-use berth_ipc::snapshot::{Layer, Unpack};
+use berth_ipc::snapshot::{Layer, Unpack, UnpackFollow};
 use berth_ipc::{Code, Digest, Error, Result};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 
 use crate::Services;
 use crate::image::{self, MAX_INDEX_ENTRIES, choose};
@@ -125,32 +126,26 @@ async fn run(
         .zip(&cfg.rootfs.diff_ids)
         .map(|(l, d)| Layer { digest: l.digest, media_type: l.media_type.clone(), diff_id: *d })
         .collect();
-    let (tx, rx) = mpsc::unbounded_channel::<usize>();
     let unpacker = if opts.no_unpack {
-        drop(rx);
         None
     } else {
         let chain = chain_ids(&cfg.rootfs.diff_ids);
         for (i, c) in chain.iter().enumerate() {
             sess.record_snapshot(c.to_string(), i.checked_sub(1).map(|p| chain[p].to_string())).await?;
         }
-        Some(tokio::spawn(unpack_as_they_come(sess.clone(), layers, rx, opts.progress.clone())))
+        Some(tokio::spawn(unpack_as_they_come(sess.clone(), layers, opts.progress.clone())))
     };
     let sem = Arc::new(Semaphore::new(opts.parallel.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, l) in manifest.layers.iter().enumerate() {
+    for l in &manifest.layers {
         opts.progress.update(&l.digest, State::Waiting, 0, l.size);
         let (sess, reg, sem, l, p) =
             (sess.clone(), reg.clone(), sem.clone(), l.clone(), opts.progress.clone());
-        let tx = tx.clone();
         tasks.spawn(async move {
             let _slot = sem.acquire_owned().await.map_err(|_| Error::internal("pull: semaphore closed"))?;
-            fetch_layer(&sess, &reg, &l, &*p).await?;
-            let _ = tx.send(i);
-            Ok::<(), Error>(())
+            fetch_layer(&sess, &reg, &l, &*p).await
         });
     }
-    drop(tx);
     let fetched = async {
         while let Some(done) = tasks.join_next().await {
             match done {
@@ -162,6 +157,7 @@ async fn run(
         Ok(())
     }
     .await;
+    // A failed download is the better error than what unpacking its bytes ran into.
     if let Err(e) = fetched {
         if let Some(u) = &unpacker {
             u.abort();
@@ -188,38 +184,15 @@ async fn run(
     Ok(Imported { name, target: root, chain_id })
 }
 
-/// Unpacks the longest fully downloaded prefix of `layers` each time a download completes,
-/// so extraction overlaps the downloads still running (the snapshot service skips chains
-/// already committed and extracts the new layers of a prefix in parallel).
-async fn unpack_as_they_come(
-    sess: Arc<Session>,
-    layers: Vec<Layer>,
-    mut rx: mpsc::UnboundedReceiver<usize>,
-    p: Arc<dyn Progress>,
-) -> Result<()> {
-    let mut done = vec![false; layers.len()];
-    let mut upto = 0;
-    while let Some(i) = rx.recv().await {
-        done[i] = true;
-        while let Ok(j) = rx.try_recv() {
-            done[j] = true;
-        }
-        let k = done.iter().take_while(|d| **d).count();
-        if k > upto {
-            for l in &layers[upto..k] {
-                p.update(&l.digest, State::Unpacking, 0, 0);
-            }
-            let req = Unpack {
-                snapshotter: sess.snapshotter.clone(),
-                layers: layers[..k].to_vec(),
-                labels: BTreeMap::new(),
-            };
-            sess.services.snapshot.call(req).await?;
-            for l in &layers[upto..k] {
-                p.update(&l.digest, State::Unpacked, 0, 0);
-            }
-            upto = k;
-        }
+/// Unpacks the layers while they download: the snapshot service reads each one from its
+/// ingest in content as the bytes land (`UnpackFollow`), extracting layers side by side and
+/// committing them in order once their diff_ids check out.
+async fn unpack_as_they_come(sess: Arc<Session>, layers: Vec<Layer>, p: Arc<dyn Progress>) -> Result<()> {
+    let req =
+        Unpack { snapshotter: sess.snapshotter.clone(), layers: layers.clone(), labels: BTreeMap::new() };
+    sess.services.snapshot.call(UnpackFollow(req)).await?;
+    for l in &layers {
+        p.update(&l.digest, State::Unpacked, 0, 0);
     }
     Ok(())
 }

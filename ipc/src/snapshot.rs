@@ -216,6 +216,10 @@ pub struct Unpack {
     pub labels: BTreeMap<String, String>,
 }
 
+/// `UnpackFollow`: an [`Unpack`] of layers that may still be downloading into content.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnpackFollow(pub Unpack);
+
 /// What an unpack did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unpacked {
@@ -285,4 +289,7 @@ crate::protocol! {
     Unpack(Unpack) -> Unpacked [idempotent];
     /// Produce a layer from two snapshots.
     Diff(Diff) -> Descriptor [];
+    /// `Unpack` of layers that may still be downloading: a layer not yet in content is read
+    /// from the ingest expected to become it, as its bytes arrive (content's `Follow`).
+    UnpackFollow(UnpackFollow) -> Unpacked [idempotent];
 }

@@ -48,6 +48,12 @@ impl ContentClient {
     pub async fn read_fd(&self, digest: &Digest) -> Result<readfd::BlobFd> {
         readfd::read_fd(&self.fd_socket(), digest).await
     }
+
+    /// The open read-only file of a blob, or of the ingest in progress that is to become it
+    /// (see [`readfd::follow_fd`]).
+    pub async fn follow_fd(&self, digest: &Digest) -> Result<readfd::FollowFd> {
+        readfd::follow_fd(&self.fd_socket(), digest).await
+    }
 }
 
 async fn collect<C: crate::Call>(mut s: Stream<C>) -> Result<Vec<C::Reply>> {

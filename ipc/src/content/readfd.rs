@@ -1,7 +1,8 @@
 //! `content-fd.sock`: the content service's side socket where fds cross (SCM_RIGHTS)
 //! between the service and peers on this host: the service hands out an open, read-only fd
-//! of a blob (ReadFd), and takes an fd to read an ingest's data from (AppendFd), so bytes
-//! never travel through a socket.
+//! of a blob (ReadFd) or of an ingest still being written (Follow, so a layer can be
+//! unpacked while it downloads), and takes an fd to read an ingest's data from (AppendFd),
+//! so bytes never travel through a socket.
 //!
 //! The exchange, one per connection:
 //! 1. The client connects to `<state>/content-fd.sock`; the service checks its peer
@@ -9,7 +10,8 @@
 //! 2. The client sends one `Request` frame (see [`crate::frame`], any id) whose payload is an
 //!    [`FdRequest`]; for `Append` the fd to read is attached to the frame's bytes.
 //! 3. The service answers one frame with the same id, or an `Error` frame: for `Read` a
-//!    `Response` with a [`ReadFdReply`] and the blob's fd attached; for `Append`, once it
+//!    `Response` with a [`ReadFdReply`] and the blob's fd attached; for `Follow` a
+//!    [`FollowFdReply`] and the fd attached; for `Append`, once it
 //!    has read the fd to its end, a `Response` with an [`AppendFdReply`].
 //! 4. The service closes the connection.
 //!
@@ -41,6 +43,9 @@ pub enum FdRequest {
     /// Read the attached fd to its end and append what it yields to an open write session
     /// (as one `WriteChunk` with this `seq`, at this `offset`).
     Append(AppendFdRequest),
+    /// Send me the fd of this blob, or of the ingest in progress that is expected to become
+    /// it, so I can read its bytes as they arrive.
+    Follow(ReadFdRequest),
 }
 
 /// Appends a passed fd's bytes to a write session.
@@ -73,6 +78,25 @@ pub struct ReadFdRequest {
 pub struct ReadFdReply {
     /// The blob's size: the fd's file is exactly this long.
     pub size: u64,
+}
+
+/// The answer to a follow, which carries the fd.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FollowFdReply {
+    /// The blob is committed: the file is whole.
+    pub committed: bool,
+    /// The blob's size (committed) or the ingest's expected total (in progress; `None` if its
+    /// writer did not say).
+    pub total: Option<u64>,
+}
+
+/// A blob or an ingest becoming it: a read-only file that may still be growing.
+#[derive(Debug)]
+pub struct FollowFd {
+    /// The open file.
+    pub file: std::fs::File,
+    /// What the service said about it.
+    pub reply: FollowFdReply,
 }
 
 /// An open blob: a read-only file positioned at 0, and its size.
@@ -143,6 +167,16 @@ pub async fn read_fd(socket: &Path, digest: &Digest) -> Result<BlobFd> {
     let r: ReadFdReply = reply(&header, &body)?;
     let fd = fd.ok_or_else(|| Error::internal(format!("blob {digest}: reply carried no fd")))?;
     Ok(BlobFd { file: std::fs::File::from(fd), size: r.size })
+}
+
+/// Asks the content service whose side socket is `socket` for the fd of `digest`, or of the
+/// ingest in progress expected to become `digest`; `NotFound` when there is neither (yet).
+pub async fn follow_fd(socket: &Path, digest: &Digest) -> Result<FollowFd> {
+    let (header, body, fd) =
+        exchange(socket, &FdRequest::Follow(ReadFdRequest { digest: *digest }), None).await?;
+    let reply: FollowFdReply = reply(&header, &body)?;
+    let fd = fd.ok_or_else(|| Error::internal(format!("blob {digest}: reply carried no fd")))?;
+    Ok(FollowFd { file: std::fs::File::from(fd), reply })
 }
 
 /// Has the service read `fd` to its end into an open write session; returns the new end.

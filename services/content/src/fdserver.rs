@@ -64,23 +64,14 @@ impl FdServer {
             Ok(Err(e)) => readfd::encode_reply::<()>(0, &Err(e)),
             Ok(Ok((id, FdRequest::Read(req), _))) => {
                 let store = self.store.clone();
-                let opened = tokio::task::spawn_blocking(move || store.open_blob(&req.digest))
-                    .await
-                    .map_err(|e| Error::internal(format!("content worker: {e}")))
-                    .and_then(|r| r);
-                let sent = match opened {
-                    Ok((file, size)) => {
-                        let bytes = readfd::encode_reply(id, &Ok(ReadFdReply { size }));
-                        berth_ipc::fdpass::send_with_fd(&stream, &bytes, Some(file.as_fd())).await
-                    }
-                    Err(e) => {
-                        let bytes = readfd::encode_reply::<ReadFdReply>(id, &Err(e));
-                        berth_ipc::fdpass::send_with_fd(&stream, &bytes, None).await
-                    }
-                };
-                if let Err(e) = sent {
-                    tracing::debug!(error = %e, "content fd socket: reply not sent");
-                }
+                let opened = blocking(move || store.open_blob(&req.digest)).await;
+                send_fd(&stream, id, opened.map(|(file, size)| (file, ReadFdReply { size }))).await;
+                return;
+            }
+            Ok(Ok((id, FdRequest::Follow(req), _))) => {
+                let store = self.store.clone();
+                send_fd(&stream, id, blocking(move || crate::ingest::follow(&store, &req.digest)).await)
+                    .await;
                 return;
             }
             Ok(Ok((id, FdRequest::Append(req), fd))) => {
@@ -102,5 +93,26 @@ impl FdServer {
             append_from(ingest, offset, fd, done)
         })
         .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("content worker: {e}")))?
+}
+
+/// Sends `reply` with its file's fd attached, or the error.
+async fn send_fd<T: serde::Serialize>(stream: &UnixStream, id: u64, reply: Result<(std::fs::File, T)>) {
+    let sent = match reply {
+        Ok((file, r)) => {
+            let bytes = readfd::encode_reply(id, &Ok(r));
+            berth_ipc::fdpass::send_with_fd(stream, &bytes, Some(file.as_fd())).await
+        }
+        Err(e) => {
+            let bytes = readfd::encode_reply::<()>(id, &Err(e));
+            berth_ipc::fdpass::send_with_fd(stream, &bytes, None).await
+        }
+    };
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, "content fd socket: reply not sent");
     }
 }

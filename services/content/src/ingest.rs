@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use berth_ipc::content::readfd::FollowFdReply;
 use berth_ipc::content::{BlobInfo, IngestStatus, check_ref};
 use berth_ipc::{Code, Digest, Error, Result};
 use sha2::Digest as _;
@@ -36,17 +37,19 @@ struct RefLock {
     r#ref: String,
     /// The live offset status readers see.
     offset: Arc<AtomicU64>,
+    /// Set once the ingest's files are in place (followers wait for it).
+    ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RefLock {
-    fn take(store: &Arc<Store>, r: &str, expected: Option<Digest>) -> Result<RefLock> {
+    fn take(store: &Arc<Store>, r: &str, expected: Option<Digest>, total: Option<u64>) -> Result<RefLock> {
         let mut locks = store.locks.lock().unwrap_or_else(|p| p.into_inner());
         if locks.contains_key(r) {
             return Err(Error::unavailable(format!("ingest {r:?}: another writer holds it, retry later")));
         }
-        let held = Held { expected, offset: Arc::default() };
+        let held = Held { expected, offset: Arc::default(), total, ready: Arc::default() };
         locks.insert(r.to_string(), held.clone());
-        Ok(RefLock { store: store.clone(), r#ref: r.to_string(), offset: held.offset })
+        Ok(RefLock { store: store.clone(), r#ref: r.to_string(), offset: held.offset, ready: held.ready })
     }
 }
 
@@ -116,10 +119,37 @@ pub fn list(store: &Store) -> Result<Vec<IngestStatus>> {
     Ok(out)
 }
 
+/// A read-only file of blob `digest` if committed, else of the held ingest expected to
+/// become it (its bytes so far, growing), with the expected total; `NotFound` for neither.
+pub fn follow(store: &Store, digest: &Digest) -> Result<(File, FollowFdReply)> {
+    // An ingest may commit (its data renamed into blobs/) between the look and the open:
+    // look again then, and the blob is there.
+    for _ in 0..3 {
+        if let Ok((file, size)) = store.open_blob(digest) {
+            return Ok((file, FollowFdReply { committed: true, total: Some(size) }));
+        }
+        let held = store.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let found = held
+            .iter()
+            .find(|(_, h)| h.expected == Some(*digest) && h.ready.load(Ordering::Acquire))
+            .map(|(r, h)| (r.clone(), h.total));
+        drop(held);
+        let Some((r, total)) = found else {
+            return Err(Error::not_found(format!("blob {digest}: not found, and no ingest expects it")));
+        };
+        match File::open(ingest_dir(store, &r).join("data")) {
+            Ok(file) => return Ok((file, FollowFdReply { committed: false, total })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::from(e).context(format!("ingest {r:?}"))),
+        }
+    }
+    Err(Error::unavailable(format!("blob {digest}: its ingest keeps moving, retry")))
+}
+
 /// Drops ingest `ref` when no writer holds it.
 pub fn abort(store: &Arc<Store>, r: &str) -> Result<()> {
     check_ref(r)?;
-    let _lock = RefLock::take(store, r, None)?;
+    let _lock = RefLock::take(store, r, None, None)?;
     let dir = ingest_dir(store, r);
     if status_of_dir(store, &dir).is_none_or(|s| s.r#ref != r) {
         return Err(Error::not_found(format!("ingest {r:?}: not found")));
@@ -134,7 +164,7 @@ impl Ingest {
         if let Some(d) = expected.filter(|d| store.blob_path(d).exists()) {
             return Err(Error::already_exists(format!("blob {d}: already exists")));
         }
-        let lock = RefLock::take(store, r, expected)?;
+        let lock = RefLock::take(store, r, expected, total)?;
         let dir = ingest_dir(store, r);
         let what = format!("ingest {r:?}");
         let existing =
@@ -164,6 +194,7 @@ impl Ingest {
             updated_at_ns: now,
         };
         lock.offset.store(offset, Ordering::Relaxed);
+        lock.ready.store(true, Ordering::Release);
         if offset > 0 {
             tracing::info!(r#ref = r, offset, "ingest resumed");
         }

@@ -49,6 +49,10 @@ pub(crate) struct Held {
     pub expected: Option<Digest>,
     /// Bytes written so far, including those still staged in memory.
     pub offset: Arc<std::sync::atomic::AtomicU64>,
+    /// The writer's expected total size.
+    pub total: Option<u64>,
+    /// The ingest's files are set up: its `data` file is the one being written.
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// ns since the epoch.

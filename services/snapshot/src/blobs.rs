@@ -18,6 +18,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Blobs: Send + Sync + 'static {
     /// An open, read-only file of blob `digest`; `NotFound` if absent.
     fn open(&self, digest: Digest) -> BoxFuture<'_, Result<std::fs::File>>;
+    /// A read-only file of blob `digest` if committed, else of the download in progress
+    /// that is to become it; `NotFound` for neither (yet).
+    fn follow(&self, digest: Digest) -> BoxFuture<'_, Result<Followed>>;
     /// Stores the finished file `path` as blob `digest` of `size` bytes, with `labels`.
     /// `AlreadyExists` counts as success.
     fn put(
@@ -27,6 +30,17 @@ pub trait Blobs: Send + Sync + 'static {
         size: u64,
         labels: BTreeMap<String, String>,
     ) -> BoxFuture<'_, Result<()>>;
+}
+
+/// A blob or its download in progress, from [`Blobs::follow`].
+#[derive(Debug)]
+pub struct Followed {
+    /// The open file.
+    pub file: std::fs::File,
+    /// The file is the whole blob.
+    pub committed: bool,
+    /// The size the blob will have, if known.
+    pub total: Option<u64>,
 }
 
 /// Blobs in a directory: `<dir>/blobs/sha256/<hex>` (content's own layout); labels are
@@ -70,6 +84,14 @@ impl Blobs for DirBlobs {
                 std::io::ErrorKind::NotFound => Error::not_found(format!("blob {digest}: not found")),
                 _ => Error::internal(format!("blob {digest}: {e}")),
             })
+        })
+    }
+
+    fn follow(&self, digest: Digest) -> BoxFuture<'_, Result<Followed>> {
+        Box::pin(async move {
+            let file = self.open(digest).await?;
+            let total = file.metadata().map_err(|e| Error::internal(format!("blob {digest}: {e}")))?.len();
+            Ok(Followed { file, committed: true, total: Some(total) })
         })
     }
 

@@ -14,7 +14,7 @@ use berth_ipc::content::store::{ContentStore, ContentWriter};
 use berth_ipc::digest::Digest;
 use berth_ipc::{Code, Error, Result};
 
-use crate::blobs::{Blobs, BoxFuture};
+use crate::blobs::{Blobs, BoxFuture, Followed};
 
 /// Chunk size of diff uploads.
 const CHUNK: usize = 1 << 20;
@@ -50,6 +50,13 @@ async fn upload(c: &ContentClient, path: PathBuf, digest: Digest, size: u64) -> 
 impl Blobs for ContentBlobs {
     fn open(&self, digest: Digest) -> BoxFuture<'_, Result<std::fs::File>> {
         Box::pin(async move { Ok(self.0.read_fd(&digest).await?.file) })
+    }
+
+    fn follow(&self, digest: Digest) -> BoxFuture<'_, Result<Followed>> {
+        Box::pin(async move {
+            let f = self.0.follow_fd(&digest).await?;
+            Ok(Followed { file: f.file, committed: f.reply.committed, total: f.reply.total })
+        })
     }
 
     fn put(

@@ -14,7 +14,8 @@
 //! - [`mounts`] — mount lists of snapshots and views.
 //! - [`layer`] — applying a layer: decompression and diff_id, names, the extractor,
 //!   metadata, whiteouts.
-//! - [`unpack`] — batch unpack of an image's layers under chainIDs.
+//! - [`unpack`] — batch unpack of an image's layers under chainIDs; [`follow`] reads a layer
+//!   still downloading.
 //! - [`diff`] — producing a layer from two snapshots; [`tarwrite`] writes it.
 //! - [`blobs`] — where layer blobs come from and diffs go; [`content`] is the content
 //!   service's side of it (blob fds by SCM_RIGHTS, diff uploads).
@@ -31,6 +32,7 @@ pub mod copy;
 pub mod diff;
 pub mod events;
 pub mod filters;
+pub mod follow;
 pub mod index;
 pub mod layer;
 pub mod mounts;

@@ -11,10 +11,12 @@ use berth_ipc::snapshot::{
 };
 use berth_ipc::{Context, Error, Handler, Reply, Result};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, BackendKind};
 use crate::blobs::Blobs;
 use crate::events::Events;
+use crate::unpack::Source;
 
 /// The snapshot service's state.
 #[derive(Clone)]
@@ -137,8 +139,8 @@ impl SnapshotService {
         blocking(move || b.apply(&r.key, file)).await
     }
 
-    async fn handle_unpack(&self, r: wire::Unpack) -> Result<Unpacked> {
-        crate::unpack::unpack(self, r).await
+    async fn handle_unpack(&self, r: wire::Unpack, source: Source) -> Result<Unpacked> {
+        crate::unpack::unpack(self, r, source).await
     }
 
     async fn handle_diff(&self, r: wire::Diff) -> Result<Descriptor> {
@@ -147,8 +149,17 @@ impl SnapshotService {
 }
 
 impl SnapshotService {
-    /// Answers one request (the handler, and the in-process [`crate::store::Local`]).
+    /// Answers one request (the in-process [`crate::store::Local`]).
     pub async fn dispatch(&self, req: SnapshotRequest) -> Result<SnapshotResponse> {
+        self.dispatch_until(req, CancellationToken::new()).await
+    }
+
+    /// Answers one request whose caller is gone once `cancel` is cancelled.
+    pub async fn dispatch_until(
+        &self,
+        req: SnapshotRequest,
+        cancel: CancellationToken,
+    ) -> Result<SnapshotResponse> {
         use SnapshotRequest as Q;
         use SnapshotResponse as A;
         let r = match req {
@@ -168,7 +179,8 @@ impl SnapshotService {
             Q::List(r) => self.handle_list(r).await.map(A::List),
             Q::Cleanup(r) => self.handle_cleanup(r).await.map(A::Cleanup),
             Q::Apply(r) => self.handle_apply(r).await.map(A::Apply),
-            Q::Unpack(r) => self.handle_unpack(r).await.map(A::Unpack),
+            Q::Unpack(r) => self.handle_unpack(r, Source::Committed).await.map(A::Unpack),
+            Q::UnpackFollow(r) => self.handle_unpack(r.0, Source::Follow(cancel)).await.map(A::UnpackFollow),
             Q::Diff(r) => self.handle_diff(r).await.map(A::Diff),
         };
         if let Err(e) = &r {
@@ -179,8 +191,8 @@ impl SnapshotService {
 }
 
 impl Handler<Snapshot> for SnapshotService {
-    async fn handle(&self, req: SnapshotRequest, _ctx: Context) -> Reply<SnapshotResponse> {
-        Reply::Unary(self.dispatch(req).await)
+    async fn handle(&self, req: SnapshotRequest, ctx: Context) -> Reply<SnapshotResponse> {
+        Reply::Unary(self.dispatch_until(req, ctx.cancel).await)
     }
 
     fn gauges(&self) -> Vec<(String, f64)> {

@@ -7,16 +7,22 @@
 //! layer needs a copy of the one below, so they go one after another. A layer whose diff_id
 //! is not the promised one fails the unpack with `DataLoss`, and every snapshot the failed
 //! unpack made is removed. A chain committed meanwhile by a concurrent unpack is kept.
+//!
+//! `UnpackFollow` reads each layer as it downloads (see [`crate::follow`]), so a pull's
+//! extraction overlaps its downloads layer by layer rather than after each one lands.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_ipc::digest::Digest;
 use berth_ipc::snapshot::{Kind, Unpack, Unpacked};
 use berth_ipc::{Code, Error, Result};
+use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, BackendKind};
+use crate::follow;
 use crate::service::{SnapshotService, blocking};
 
 pub use berth_ipc::digest::chain_ids;
@@ -31,6 +37,45 @@ fn committed(b: &Backend, key: &str) -> bool {
     b.stat(key).is_ok_and(|i| i.kind == Kind::Committed)
 }
 
+/// Where layers are read from.
+#[derive(Clone)]
+pub enum Source {
+    /// Committed blobs only.
+    Committed,
+    /// Blobs or their downloads in progress, until the caller goes away.
+    Follow(CancellationToken),
+}
+
+/// Layer `digest`'s bytes: the blob, or (following) its download in progress as it grows.
+/// A download not begun yet is waited for as long as a stalled one.
+async fn open(svc: &SnapshotService, digest: Digest, source: &Source) -> Result<Box<dyn Read + Send>> {
+    let Source::Follow(cancel) = source else {
+        return Ok(Box::new(svc.blobs.open(digest).await?));
+    };
+    // Wait for the download to begin, and to have said its size (else for its blob).
+    let since = std::time::Instant::now();
+    let (f, total) = loop {
+        match svc.blobs.follow(digest).await {
+            Ok(f) => match f.total {
+                Some(total) => break (f, total),
+                None if since.elapsed() < follow::STALL => {}
+                None => {
+                    return Err(Error::unavailable(format!(
+                        "layer {digest}: its download never said its size"
+                    )));
+                }
+            },
+            Err(e) if e.code == Code::NotFound && since.elapsed() < follow::STALL => {}
+            Err(e) => return Err(e),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(Error::unavailable(format!("layer {digest}: unpack cancelled"))),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+        }
+    };
+    Ok(Box::new(follow::Growing::new(f.file, digest, total, f.committed, cancel.clone())))
+}
+
 /// Extracts layer `j` into a new active snapshot on `parent`; returns its key.
 async fn extract(
     svc: &SnapshotService,
@@ -39,10 +84,11 @@ async fn extract(
     j: usize,
     parent: Option<String>,
     chain: Digest,
+    source: &Source,
 ) -> Result<String> {
     let layer = &r.layers[j];
     let key = temp_key(&chain);
-    let file = svc.blobs.open(layer.digest).await?;
+    let file = open(svc, layer.digest, source).await?;
     let _slot = svc
         .unpack_slots
         .acquire()
@@ -93,8 +139,8 @@ fn commit(
     }
 }
 
-/// Runs an unpack.
-pub async fn unpack(svc: &SnapshotService, r: Unpack) -> Result<Unpacked> {
+/// Runs an unpack reading layers from `source`.
+pub async fn unpack(svc: &SnapshotService, r: Unpack, source: Source) -> Result<Unpacked> {
     if r.layers.is_empty() {
         return Err(Error::invalid("unpack: no layers"));
     }
@@ -110,11 +156,11 @@ pub async fn unpack(svc: &SnapshotService, r: Unpack) -> Result<Unpacked> {
     if b.kind() == BackendKind::Native {
         for j in start..chain.len() {
             let parent = (j > 0).then(|| chain[j - 1].to_string());
-            let key = extract(svc, b.clone(), &r, j, parent, chain[j]).await?;
+            let key = extract(svc, b.clone(), &r, j, parent, chain[j], &source).await?;
             commit(svc, &b, &key, &chain[j], j.checked_sub(1).map(|i| &chain[i]), &labels)?;
         }
     } else {
-        let futs = (start..chain.len()).map(|j| extract(svc, b.clone(), &r, j, None, chain[j]));
+        let futs = (start..chain.len()).map(|j| extract(svc, b.clone(), &r, j, None, chain[j], &source));
         let results = join_all(futs).await;
         if let Some(e) = results.iter().find_map(|r| r.as_ref().err()).cloned() {
             for key in results.into_iter().flatten() {
