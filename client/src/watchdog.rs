@@ -46,24 +46,29 @@ where
     }
 }
 
-/// Tracks a body's progress window by window.
+/// Tracks a body's progress window by window. Only the time spent waiting for the registry
+/// counts: a reader that pauses (its own disk or the content service is slow) is not taken
+/// for a stalled registry.
 pub struct Watchdog {
     stall: Duration,
-    window_start: Instant,
+    waited: Duration,
     in_window: u64,
 }
 
 impl Watchdog {
     /// A watchdog whose first window starts now.
     pub fn new(stall: Duration) -> Watchdog {
-        Watchdog { stall, window_start: Instant::now(), in_window: 0 }
+        Watchdog { stall, waited: Duration::ZERO, in_window: 0 }
     }
 
     /// The next chunk of `resp`, or an error once a window ends with too little progress.
     pub async fn chunk(&mut self, resp: &mut Response, what: &str) -> Result<Option<Vec<u8>>> {
         loop {
-            let deadline = self.window_start + self.stall;
-            match tokio::time::timeout_at(deadline, resp.chunk()).await {
+            let budget = self.stall.saturating_sub(self.waited);
+            let start = Instant::now();
+            let next = tokio::time::timeout(budget, resp.chunk()).await;
+            self.waited += start.elapsed();
+            match next {
                 Ok(Ok(Some(c))) => {
                     self.in_window += c.len() as u64;
                     self.roll(what)?;
@@ -71,15 +76,17 @@ impl Watchdog {
                 }
                 Ok(Ok(None)) => return Ok(None),
                 Ok(Err(e)) => return Err(Error::unavailable(format!("{what}: {}", describe(&e)))),
-                Err(_) => self.roll(what)?,
+                Err(_) => {
+                    self.waited = self.waited.max(self.stall);
+                    self.roll(what)?;
+                }
             }
         }
     }
 
     /// Starts a new window if the current one is over, failing if it fell short.
     fn roll(&mut self, what: &str) -> Result<()> {
-        let now = Instant::now();
-        if now < self.window_start + self.stall {
+        if self.waited < self.stall {
             return Ok(());
         }
         if self.in_window < MIN_PROGRESS {
@@ -89,7 +96,7 @@ impl Watchdog {
                 self.stall.as_secs()
             )));
         }
-        self.window_start = now;
+        self.waited = Duration::ZERO;
         self.in_window = 0;
         Ok(())
     }
