@@ -137,13 +137,19 @@ async fn run(
     };
     let sem = Arc::new(Semaphore::new(opts.parallel.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
+    let unpacking = unpacker.is_some();
     for l in &manifest.layers {
         opts.progress.update(&l.digest, State::Waiting, 0, l.size);
         let (sess, reg, sem, l, p) =
             (sess.clone(), reg.clone(), sem.clone(), l.clone(), opts.progress.clone());
         tasks.spawn(async move {
             let _slot = sem.acquire_owned().await.map_err(|_| Error::internal("pull: semaphore closed"))?;
-            fetch_layer(&sess, &reg, &l, &*p).await
+            fetch_layer(&sess, &reg, &l, &*p).await?;
+            if unpacking {
+                // Its last bytes are still being extracted (the rest already are).
+                p.update(&l.digest, State::Unpacking, l.size, l.size);
+            }
+            Ok(())
         });
     }
     let fetched = async {
