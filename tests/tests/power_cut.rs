@@ -16,7 +16,8 @@ use std::collections::BTreeSet;
 use berth_system_tests::Berth;
 use berth_system_tests::dist::have;
 use power_cut_support::{
-    CONFIG, assert_intact, assert_no_orphans, cut_during, image_tar, images, ok, selected,
+    CONFIG, CONFIG_GRACE, assert_intact, assert_no_orphans, content_records, cut_during, drop_leases,
+    image_tar, images, names, ok, selected, snapshot_index,
 };
 
 /// Every step of an import: content ingest and commit, snapshot create/extract/commit and
@@ -169,4 +170,55 @@ fn container_commit_survives_a_power_cut_at_every_step() {
     let o = berth.cli(&["run", "--rm", "snap0", "r1", "cat", "/srv/new.txt"]);
     assert_eq!(runtime_support::out(&o), "committed0\n", "{}", runtime_support::show(&o));
     runtime_support::teardown(&berth);
+}
+
+/// What a cut import left is kept for its retry: while the dead client's lease lives, a GC
+/// pass takes nothing of it (the retry finishes the ingest and uses the committed snapshots
+/// instead of extracting again — containerd once lost such live snapshots to GC); and
+/// once the lease is gone, a blob committed but never recorded is still kept for the grace
+/// period.
+#[test]
+fn an_interrupted_import_is_kept_for_its_retry() {
+    if !can_run() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut berth = Berth::start_with(CONFIG_GRACE);
+    let base = image_tar(work.path(), "power/base:1", "base-marker");
+    ok(&berth, &["images", "import", base.to_str().expect("utf8")]);
+    let disk = |b: &Berth| {
+        (
+            names(&b.root.join("content/ingest")),
+            snapshot_index(b),
+            names(&b.root.join("content/blobs/sha256")),
+        )
+    };
+    for (i, fp) in ["content.commit.after_data", "snapshot.commit.after_save"].iter().enumerate() {
+        let tar = image_tar(work.path(), &format!("power/retry{i}:1"), &format!("retry{i}"));
+        let tar = tar.to_str().expect("utf8");
+        cut_during(&mut berth, fp, &["images", "import", tar]);
+        let before = disk(&berth);
+        ok(&berth, &["gc"]);
+        assert_eq!(disk(&berth), before, "{fp}: GC took part of an import whose lease lives");
+        ok(&berth, &["images", "import", tar]);
+        let after = disk(&berth);
+        assert!(after.0.is_empty(), "{fp}: ingest not resumed to its end: {:?}", after.0);
+        if *fp == "snapshot.commit.after_save" {
+            assert_eq!(after.1, before.1, "{fp}: the retry extracted again");
+        }
+        assert_intact(&berth, &images(&berth).into_iter().collect::<Vec<_>>());
+    }
+    let tar = image_tar(work.path(), "power/young:1", "young");
+    cut_during(
+        &mut berth,
+        "content.commit.after_cleanup",
+        &["images", "import", tar.to_str().expect("utf8")],
+    );
+    drop_leases(&berth);
+    let on_disk = names(&berth.root.join("content/blobs/sha256"));
+    let unrecorded: BTreeSet<String> = on_disk.difference(&content_records(&berth)).cloned().collect();
+    assert!(!unrecorded.is_empty(), "the cut left no unrecorded blob");
+    ok(&berth, &["gc"]);
+    let left = names(&berth.root.join("content/blobs/sha256"));
+    assert!(left.is_superset(&unrecorded), "GC took a young unrecorded blob: {unrecorded:?}");
 }

@@ -3,7 +3,7 @@
 //! everything committed is intact, and nothing unreferenced outlives a GC pass.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +16,9 @@ use nix::sys::signal::Signal;
 /// No GC unless asked (`berth gc`, `images rm --sync`), and no grace: a pass frees every
 /// unreferenced object, so "nothing unreferenced stays" is checked right after one.
 pub const CONFIG: &str = "[metadata]\ngc_mutations = 0\ngc_interval_s = 0\ngc_grace_ms = 0\n";
+
+/// The same with the default grace period (1 hour).
+pub const CONFIG_GRACE: &str = "[metadata]\ngc_mutations = 0\ngc_interval_s = 0\n";
 
 /// The namespace every test works in.
 pub const NS: &str = "default";
@@ -155,22 +158,11 @@ pub fn assert_intact(berth: &Berth, names: &[String]) {
 /// disk holds exactly what the records hold — every blob has a content record, no ingest
 /// is left, every snapshot dir has an index entry and every index entry a record.
 pub fn assert_no_orphans(berth: &Berth) {
-    let s = berth.clients(Duration::from_secs(20));
-    block_on(async {
-        let list = ListLeases(ListIn { namespace: NS.into(), filters: Vec::new() });
-        for lease in s.metadata.call(list).await.expect("leases") {
-            let del = DeleteLease { namespace: NS.into(), id: lease.id, sync: false };
-            s.metadata.call(del).await.expect("delete lease");
-        }
-    });
+    drop_leases(berth);
     let report = ok(berth, &["gc"]);
-    let (contents, snaps) = block_on(async {
-        let mut contents = BTreeSet::new();
-        let list = ListContent(ListIn { namespace: NS.into(), filters: vec![] });
-        let mut st = s.metadata.stream(list).await.expect("list content");
-        while let Some(page) = st.next().await {
-            contents.extend(page.expect("content page").into_iter().map(|r| r.digest.hex().to_string()));
-        }
+    let contents = content_records(berth);
+    let s = berth.clients(Duration::from_secs(20));
+    let snaps = block_on(async {
         let mut snaps = BTreeSet::new();
         let req = ListSnapshots {
             list: ListIn { namespace: NS.into(), filters: vec![] },
@@ -180,7 +172,7 @@ pub fn assert_no_orphans(berth: &Berth) {
         while let Some(page) = st.next().await {
             snaps.extend(page.expect("snapshot page").into_iter().map(|r| r.key));
         }
-        (contents, snaps)
+        snaps
     });
     let root = &berth.root;
     let blobs = names(&root.join("content/blobs/sha256"));
@@ -188,16 +180,48 @@ pub fn assert_no_orphans(berth: &Berth) {
     let ingests = names(&root.join("content/ingest"));
     assert!(ingests.is_empty(), "ingests left after GC: {ingests:?}");
     let sdir = root.join("snapshots/overlayfs");
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(sdir.join("index.json")).unwrap_or_else(|_| b"{}".to_vec()))
-            .expect("index.json");
-    let empty = serde_json::Map::new();
-    let entries = index["snapshots"].as_object().unwrap_or(&empty);
-    let keys: BTreeSet<String> = entries.keys().cloned().collect();
+    let index = snapshot_index(berth);
+    let keys: BTreeSet<String> = index.keys().cloned().collect();
     assert_eq!(keys, snaps, "snapshot index vs snapshot records (gc: {report})");
-    let ids: BTreeSet<String> = entries.values().map(|r| r["id"].to_string()).collect();
+    let ids: BTreeSet<String> = index.values().map(u64::to_string).collect();
     assert_eq!(names(&sdir.join("snapshots")), ids, "snapshot dirs vs index ids");
     assert!(names(&sdir.join("tmp")).is_empty(), "snapshot tmp not empty");
+}
+
+/// The hex digests of the content records of [`NS`].
+pub fn content_records(berth: &Berth) -> BTreeSet<String> {
+    let s = berth.clients(Duration::from_secs(20));
+    block_on(async {
+        let mut contents = BTreeSet::new();
+        let list = ListContent(ListIn { namespace: NS.into(), filters: vec![] });
+        let mut st = s.metadata.stream(list).await.expect("list content");
+        while let Some(page) = st.next().await {
+            contents.extend(page.expect("content page").into_iter().map(|r| r.digest.hex().to_string()));
+        }
+        contents
+    })
+}
+
+/// The overlayfs index as read from disk: key -> dir number.
+pub fn snapshot_index(berth: &Berth) -> BTreeMap<String, u64> {
+    let path = berth.root.join("snapshots/overlayfs/index.json");
+    let bytes = std::fs::read(path).unwrap_or_else(|_| b"{}".to_vec());
+    let index: serde_json::Value = serde_json::from_slice(&bytes).expect("index.json");
+    let empty = serde_json::Map::new();
+    let entries = index["snapshots"].as_object().unwrap_or(&empty);
+    entries.iter().map(|(k, r)| (k.clone(), r["id"].as_u64().expect("id"))).collect()
+}
+
+/// Deletes every lease of [`NS`] (what expiry does to a dead client's lease).
+pub fn drop_leases(berth: &Berth) {
+    let s = berth.clients(Duration::from_secs(20));
+    block_on(async {
+        let list = ListLeases(ListIn { namespace: NS.into(), filters: Vec::new() });
+        for lease in s.metadata.call(list).await.expect("leases") {
+            let del = DeleteLease { namespace: NS.into(), id: lease.id, sync: false };
+            s.metadata.call(del).await.expect("delete lease");
+        }
+    });
 }
 
 /// The entry names of a directory (empty if it does not exist).
