@@ -16,8 +16,8 @@ use std::collections::BTreeSet;
 use berth_system_tests::Berth;
 use berth_system_tests::dist::have;
 use power_cut_support::{
-    CONFIG, CONFIG_GRACE, assert_intact, assert_no_orphans, content_records, cut_during, drop_leases,
-    image_tar, images, names, ok, selected, snapshot_index,
+    CONFIG, CONFIG_GRACE, assert_intact, assert_intact_on, assert_no_orphans, assert_no_orphans_on,
+    content_records, cut_during, drop_leases, image_tar, images, names, ok, selected, snapshot_index,
 };
 
 /// Every step of an import: content ingest and commit, snapshot create/extract/commit and
@@ -51,6 +51,15 @@ const GC_POINTS: &[&str] = &[
     "snapshot.remove.after_save",
     "snapshot.index.after_rename",
     "metadata.gc.before_forget",
+];
+
+/// Steps the `native` snapshotter takes its own way: each layer a full copy of its parent,
+/// committed without rebasing.
+const NATIVE_POINTS: &[&str] = &[
+    "snapshot.create.after_dirs",
+    "snapshot.index.after_tmp",
+    "snapshot.commit.before_save",
+    "snapshot.commit.after_save",
 ];
 
 /// Steps of `berth commit` (diff of a container's snapshot into a new layer, unpacked).
@@ -108,6 +117,30 @@ fn import_survives_a_power_cut_at_every_step() {
         assert_intact(&berth, &all);
         assert_no_orphans(&berth);
         assert_intact(&berth, &all);
+    }
+}
+
+#[test]
+fn native_import_survives_a_power_cut_at_every_step() {
+    if !can_run() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut berth = Berth::start_with(CONFIG);
+    let base = image_tar(work.path(), "power/base:1", "base-marker");
+    ok(&berth, &["images", "import", "--snapshotter", "native", base.to_str().expect("utf8")]);
+    for (i, fp) in selected(NATIVE_POINTS).iter().enumerate() {
+        let committed = images(&berth);
+        let tar = image_tar(work.path(), &format!("power/native{i}:1"), &format!("native{i}-{fp}"));
+        let import = ["images", "import", "--snapshotter", "native", tar.to_str().expect("utf8")];
+        cut_during(&mut berth, fp, &import);
+        assert_intact_on(&berth, &committed.iter().cloned().collect::<Vec<_>>(), "native");
+        assert_no_orphans_on(&berth, "native");
+        ok(&berth, &import);
+        let all: Vec<String> = images(&berth).into_iter().collect();
+        assert_eq!(all.len(), committed.len() + 1, "{fp}: {all:?}");
+        assert_no_orphans_on(&berth, "native");
+        assert_intact_on(&berth, &all, "native");
     }
 }
 

@@ -147,9 +147,14 @@ pub fn images(berth: &Berth) -> BTreeSet<String> {
 /// Promise one: every blob re-hashes to its name and every image named resolves to all
 /// its content and its unpacked snapshots.
 pub fn assert_intact(berth: &Berth, names: &[String]) {
+    assert_intact_on(berth, names, "overlayfs");
+}
+
+/// [`assert_intact`] for images unpacked on `snapshotter`.
+pub fn assert_intact_on(berth: &Berth, names: &[String], snapshotter: &str) {
     ok(berth, &["content", "check"]);
     for n in names {
-        let out = ok(berth, &["images", "check", n]);
+        let out = ok(berth, &["images", "check", "--snapshotter", snapshotter, n]);
         assert!(out.contains("\tcomplete\t") && out.contains("\tunpacked"), "image {n}: {out}");
     }
 }
@@ -158,6 +163,11 @@ pub fn assert_intact(berth: &Berth, names: &[String]) {
 /// disk holds exactly what the records hold — every blob has a content record, no ingest
 /// is left, every snapshot dir has an index entry and every index entry a record.
 pub fn assert_no_orphans(berth: &Berth) {
+    assert_no_orphans_on(berth, "overlayfs");
+}
+
+/// [`assert_no_orphans`] with the snapshots of `snapshotter`.
+pub fn assert_no_orphans_on(berth: &Berth, snapshotter: &str) {
     drop_leases(berth);
     let report = ok(berth, &["gc"]);
     let contents = content_records(berth);
@@ -166,7 +176,7 @@ pub fn assert_no_orphans(berth: &Berth) {
         let mut snaps = BTreeSet::new();
         let req = ListSnapshots {
             list: ListIn { namespace: NS.into(), filters: vec![] },
-            snapshotter: "overlayfs".into(),
+            snapshotter: snapshotter.into(),
         };
         let mut st = s.metadata.stream(req).await.expect("list snapshots");
         while let Some(page) = st.next().await {
@@ -179,8 +189,8 @@ pub fn assert_no_orphans(berth: &Berth) {
     assert_eq!(blobs, contents, "blobs on disk vs content records (gc: {report})");
     let ingests = names(&root.join("content/ingest"));
     assert!(ingests.is_empty(), "ingests left after GC: {ingests:?}");
-    let sdir = root.join("snapshots/overlayfs");
-    let index = snapshot_index(berth);
+    let sdir = root.join("snapshots").join(snapshotter);
+    let index = snapshot_index_of(berth, snapshotter);
     let keys: BTreeSet<String> = index.keys().cloned().collect();
     assert_eq!(keys, snaps, "snapshot index vs snapshot records (gc: {report})");
     let ids: BTreeSet<String> = index.values().map(u64::to_string).collect();
@@ -204,7 +214,12 @@ pub fn content_records(berth: &Berth) -> BTreeSet<String> {
 
 /// The overlayfs index as read from disk: key -> dir number.
 pub fn snapshot_index(berth: &Berth) -> BTreeMap<String, u64> {
-    let path = berth.root.join("snapshots/overlayfs/index.json");
+    snapshot_index_of(berth, "overlayfs")
+}
+
+/// The index of `snapshotter` as read from disk: key -> dir number.
+pub fn snapshot_index_of(berth: &Berth, snapshotter: &str) -> BTreeMap<String, u64> {
+    let path = berth.root.join("snapshots").join(snapshotter).join("index.json");
     let bytes = std::fs::read(path).unwrap_or_else(|_| b"{}".to_vec());
     let index: serde_json::Value = serde_json::from_slice(&bytes).expect("index.json");
     let empty = serde_json::Map::new();
