@@ -179,30 +179,38 @@ fn container_commit_survives_a_power_cut_at_every_step() {
         return;
     }
     let mut berth = Berth::start_with(CONFIG);
-    runtime_support::import_busybox(&berth, "base", serde_json::json!({"Cmd": ["sh"]}));
+    // Shims outlive berthd: kill them (and unmount) even when an assertion fails.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_at_every_step(&mut berth)));
+    runtime_support::teardown(&berth);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn commit_at_every_step(berth: &mut Berth) {
+    runtime_support::import_busybox(berth, "base", serde_json::json!({"Cmd": ["sh"]}));
     for (i, fp) in selected(COMMIT_POINTS).iter().enumerate() {
         // A container of its own each time, so its diff is a new layer and a new chain.
         let (c, name) = (format!("c{i}"), format!("snap{i}"));
         let script = format!("echo committed{i} > /srv/new.txt && rm /etc/group");
         let o = berth.cli(&["run", "base", &c, "sh", "-c", &script]);
         assert_eq!(o.status.code(), Some(0), "{}", runtime_support::show(&o));
-        let committed = images(&berth);
-        let cut = cut_during(&mut berth, fp, &["commit", &c, &name]);
+        let committed = images(berth);
+        let cut = cut_during(berth, fp, &["commit", &c, &name]);
         let finished = cut.finished.is_some_and(|s| s.success());
-        assert_intact(&berth, &committed.iter().cloned().collect::<Vec<_>>());
-        check_interrupted(&berth, &committed, fp, finished);
-        assert_no_orphans(&berth);
-        if images(&berth) == committed {
-            ok(&berth, &["commit", &c, &name]);
+        assert_intact(berth, &committed.iter().cloned().collect::<Vec<_>>());
+        check_interrupted(berth, &committed, fp, finished);
+        assert_no_orphans(berth);
+        if images(berth) == committed {
+            ok(berth, &["commit", &c, &name]);
         }
-        let all: Vec<String> = images(&berth).into_iter().collect();
-        assert_intact(&berth, &all);
-        assert_no_orphans(&berth);
-        assert_intact(&berth, &all);
+        let all: Vec<String> = images(berth).into_iter().collect();
+        assert_intact(berth, &all);
+        assert_no_orphans(berth);
+        assert_intact(berth, &all);
     }
     let o = berth.cli(&["run", "--rm", "snap0", "r1", "cat", "/srv/new.txt"]);
     assert_eq!(runtime_support::out(&o), "committed0\n", "{}", runtime_support::show(&o));
-    runtime_support::teardown(&berth);
 }
 
 /// What a cut import left is kept for its retry: while the dead client's lease lives, a GC
