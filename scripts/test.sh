@@ -15,4 +15,8 @@ status=${PIPESTATUS[0]}
 set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "\nberth tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
-exit "$status"
+# Then every fuzz target for a few seconds from its seed corpus (docs/fuzzing.md); a crash fails.
+fuzz_status=0
+FUZZ_JOBS=${FUZZ_JOBS:-2} scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-10}" || fuzz_status=$?
+[ "$status" -ne 0 ] && exit "$status"
+exit "$fuzz_status"

@@ -76,7 +76,13 @@ impl Reference {
         }
         let path = if domain == DOCKER_IO && !path.contains('/') { format!("library/{path}") } else { path };
         let tag = if tag.is_none() && digest.is_none() { Some("latest".to_string()) } else { tag };
-        Ok(Reference { domain, path, tag, digest })
+        let r = Reference { domain, path, tag, digest };
+        // Normalizing adds up to `docker.io/library/` and `:latest`: what is accepted must
+        // still parse once normalized (found by fuzzing).
+        if r.to_string().len() > MAX_LEN {
+            return Err(bad("too long once normalized"));
+        }
+        Ok(r)
     }
 
     /// `domain/path`.
