@@ -171,3 +171,27 @@ fn a_service_waits_for_its_predecessor_to_leave_the_store() {
     let health = block_on(berth.clients(Duration::from_secs(10)).snapshot.health()).expect("snapshot back");
     assert_ne!(health.pid, old);
 }
+
+/// A task delete (or create) killed part-way left a bundle without its `task.json`: the
+/// task was "not found", yet `containers rm` said "has a task", forever. Now removing the
+/// container clears such a bundle (rootfs unmounted).
+#[test]
+fn a_bundle_left_without_its_record_does_not_pin_the_container() {
+    if !can_run("runc") {
+        return;
+    }
+    let berth = Berth::start();
+    import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
+    berth_ok(&berth, &["containers", "create", "tiny", "c2", "sleep", "1000"]);
+    let rootfs = berth.state.join("tasks/default/c2/rootfs");
+    std::fs::create_dir_all(&rootfs).expect("mkdir");
+    let tmpfs = nix::mount::MsFlags::empty();
+    nix::mount::mount(Some("tmpfs"), &rootfs, Some("tmpfs"), tmpfs, None::<&str>).expect("mount tmpfs");
+    let o = berth.cli(&["tasks", "delete", "c2"]);
+    assert!(!o.status.success() && show(&o).contains("not found"), "{}", show(&o));
+    let o = berth.cli(&["containers", "rm", "c2"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(mounts_under(&rootfs).is_empty(), "{:?}", mounts_under(&rootfs));
+    assert!(!berth.state.join("tasks/default/c2").exists());
+    teardown(&berth);
+}

@@ -14,6 +14,7 @@ use berth_ipc::snapshot::{KeyRef, Prepare, Remove};
 use berth_ipc::{Code, Error, Result};
 
 use crate::Runtime;
+use crate::bundle::Bundle;
 use crate::{image, mount, spec};
 
 /// The snapshotter containers use.
@@ -41,7 +42,7 @@ impl Runtime {
         validate_user_labels(&req.labels)?;
         let runtime = runtime_binary(&req.runtime)?;
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
-        let _claim = Claim::take(&self.state, ns, id)?;
+        let _claim = Claim::take(&self.state, "container", ns, id)?;
         match self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() })).await {
             Ok(_) => return Err(Error::already_exists(format!("container {id}: already exists"))),
             Err(e) if e.is(Code::NotFound) => {}
@@ -190,6 +191,25 @@ impl Runtime {
         let _ = self.metadata.call(RemoveSnapshot(at)).await;
     }
 
+    /// Clears a bundle without its `task.json`: what a task create or delete that died
+    /// part-way left (no task create of the id runs in this process). Nothing can adopt it,
+    /// and it made the container impossible to remove ("has a task", found by the fault
+    /// campaign). A shim it may have started is killed, the container with it.
+    async fn remove_leftover_bundle(&self, bundle: &Bundle, runtime: &str, ns: &str, id: &str) -> Result<()> {
+        tracing::warn!(namespace = ns, id, "removing a task bundle left without its record");
+        if let Some(pid) = bundle.read_shim_pid().filter(|_| crate::tasks::shim_alive(bundle)) {
+            crate::shim_client::kill_pid(pid);
+        }
+        self.cleanup_runtime(bundle, runtime, ns, id).await;
+        let (root, dir) = (bundle.rootfs(), bundle.dir.clone());
+        tokio::task::spawn_blocking(move || {
+            mount::unmount_all(&root)?;
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::internal(format!("{}: {e}", dir.display())))
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?
+    }
+
     /// `RemoveContainer`.
     pub async fn remove_container(&self, req: RemoveContainer) -> Result<()> {
         validate_namespace(&req.namespace)?;
@@ -197,7 +217,11 @@ impl Runtime {
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
         let container =
             self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() })).await?;
-        if self.bundle(ns, id).dir.exists() {
+        let bundle = self.bundle(ns, id);
+        if bundle.dir.exists() && !bundle.record().exists() && !Claim::held(&self.state, "task", ns, id) {
+            self.remove_leftover_bundle(&bundle, &container.runtime.name, ns, id).await?;
+        }
+        if bundle.dir.exists() {
             if !req.force {
                 return Err(Error::precondition(format!(
                     "container {id}: has a task; delete it first or force"
@@ -222,17 +246,24 @@ impl Runtime {
 static CREATING: std::sync::Mutex<std::collections::BTreeSet<String>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 
-/// One id's claim; released on drop.
-struct Claim(String);
+/// One id's claim (of a `kind` of create: `container`, `task`); released on drop.
+pub(crate) struct Claim(String);
 
 impl Claim {
-    fn take(state: &std::path::Path, ns: &str, id: &str) -> Result<Claim> {
-        let key = format!("{}\0{ns}\0{id}", state.display());
+    /// Claims `kind` `id` in `ns`, or fails with AlreadyExists while another holds it.
+    pub(crate) fn take(state: &std::path::Path, kind: &str, ns: &str, id: &str) -> Result<Claim> {
+        let key = format!("{}\0{kind}\0{ns}\0{id}", state.display());
         let mut creating = CREATING.lock().unwrap_or_else(|p| p.into_inner());
         if !creating.insert(key.clone()) {
-            return Err(Error::already_exists(format!("container {id}: being created")));
+            return Err(Error::already_exists(format!("{kind} {id}: being created")));
         }
         Ok(Claim(key))
+    }
+
+    /// Whether a create of `kind` `id` in `ns` runs in this process.
+    pub(crate) fn held(state: &std::path::Path, kind: &str, ns: &str, id: &str) -> bool {
+        let key = format!("{}\0{kind}\0{ns}\0{id}", state.display());
+        CREATING.lock().unwrap_or_else(|p| p.into_inner()).contains(&key)
     }
 }
 

@@ -63,3 +63,10 @@ pub async fn call(socket: &Path, req: &ShimRequest) -> Result<ShimResponse> {
         Err(e) => Err(Error::internal(format!("shim answer: {e}"))),
     }
 }
+
+/// SIGKILLs the shim `pid` (the caller checked it is one).
+pub fn kill_pid(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}

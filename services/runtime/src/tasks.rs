@@ -71,6 +71,7 @@ impl Runtime {
     pub async fn create(&self, task: TaskRef) -> Result<TaskInfo> {
         check(&task)?;
         let (ns, id) = (task.namespace.as_str(), task.id.as_str());
+        let _claim = crate::containers::Claim::take(&self.state, "task", ns, id)?;
         let container =
             self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() })).await?;
         let runtime = runtime_binary(&container.runtime.name)?;
