@@ -298,7 +298,10 @@ async fn stream_into(
     let what = format!("layer {}", l.digest);
     p.update(&l.digest, State::Downloading, pos, l.size);
     loop {
-        let chunk = resp.chunk().await.map_err(|e| Error::unavailable(format!("{what}: {e}")))?;
+        let chunk = resp
+            .chunk()
+            .await
+            .map_err(|e| Error::unavailable(format!("{what}: {}", crate::watchdog::describe(&e))))?;
         let end = chunk.is_none();
         if let Some(c) = chunk {
             if pos + (buf.len() + c.len()) as u64 > l.size {

@@ -9,14 +9,17 @@ use berth_ipc::content::proxy::{ContentClient, RemoteWriter};
 use berth_ipc::content::store::{ContentStore, ContentWriter};
 use berth_ipc::metadata::{
     AddLeaseResource, CreateLease, DeleteLease, LeaseResource, LeaseResourceRequest, PutContent, PutSnapshot,
-    SnapshotRecord,
+    RenewLease, SnapshotRecord,
 };
 use berth_ipc::{Code, Digest, Result};
 
 use crate::Services;
 
-/// Lease lifetime: long enough for a slow pull, short enough that a dead client's lease goes.
-const LEASE_TTL_MS: u64 = 6 * 3600 * 1000;
+/// Lease lifetime: a live session renews its lease every [`RENEW_EVERY`], so this only says
+/// how long a killed client's lease (and what only it protects) outlives the client.
+const LEASE_TTL_MS: u64 = 5 * 60 * 1000;
+/// How often a live session pushes its lease's expiry out.
+const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// Bytes per content write.
 pub const CHUNK: usize = 4 << 20;
 
@@ -32,6 +35,29 @@ pub struct Session {
     pub lease: String,
     /// The snapshotter (empty: the service's default, `overlayfs`).
     pub snapshotter: String,
+    /// Renews the lease while the session lives.
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
+/// Renews lease `id` every [`RENEW_EVERY`] until aborted. A renewal that fails is retried at
+/// the next beat; one refused because the lease is gone ends the beat (the job's own calls
+/// under the lease then fail with `NotFound`).
+async fn heartbeat(services: Services, namespace: String, id: String) {
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        let req = RenewLease { namespace: namespace.clone(), id: id.clone(), ttl_ms: LEASE_TTL_MS };
+        match services.metadata.call(req).await {
+            Ok(_) => {}
+            Err(e) if e.is(Code::NotFound) => return,
+            Err(_) => {}
+        }
+    }
 }
 
 impl Session {
@@ -48,17 +74,20 @@ impl Session {
                 ttl_ms: Some(LEASE_TTL_MS),
             })
             .await?;
+        let heartbeat = tokio::spawn(heartbeat(services.clone(), namespace.to_string(), lease.id.clone()));
         Ok(Session {
             services: services.clone(),
             content: ContentClient::new(services.content.clone()),
             namespace: namespace.to_string(),
             lease: lease.id,
             snapshotter: "overlayfs".to_string(),
+            heartbeat,
         })
     }
 
     /// Ends the session: deletes the lease (what nothing else references goes at the next GC).
     pub async fn close(&self) -> Result<()> {
+        self.heartbeat.abort();
         let req = DeleteLease { namespace: self.namespace.clone(), id: self.lease.clone(), sync: false };
         match self.services.metadata.call(req).await {
             Err(e) if !e.is(Code::NotFound) => Err(e),

@@ -251,6 +251,17 @@ pub struct DeleteLease {
     /// Run a GC pass before answering.
     pub sync: bool,
 }
+/// `RenewLease`: the lease now expires `ttl_ms` from now. `NotFound` if it is absent or has
+/// already expired (what it protected may be gone: the holder must not go on as if covered).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewLease {
+    /// The namespace.
+    pub namespace: String,
+    /// The lease id.
+    pub id: String,
+    /// New time to live in ms.
+    pub ttl_ms: u64,
+}
 /// A lease and one of its resources.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LeaseResourceRequest {
@@ -341,4 +352,6 @@ crate::protocol! {
     ListLeaseResources(ListLeaseResources) -> Vec<LeaseResource> [idempotent];
     /// Run a garbage-collection pass now. Always allowed.
     Gc(Gc) -> GcReport [idempotent];
+    /// Push a lease's expiry out (a long job's heartbeat).
+    RenewLease(RenewLease) -> Lease [idempotent];
 }

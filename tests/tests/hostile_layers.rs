@@ -150,14 +150,10 @@ fn check_outcome(
 ) {
     match (refused, res) {
         (true, Err(e)) => {
-            // The snapshot service names the entry; naming the layer's digest as well waits for
-            // the unpack rewrite (services/snapshot/src/unpack.rs, `extract`: add the digest as
-            // context to the apply error).
+            // The error names the layer (by digest) and the entry.
             let named = layers.iter().any(|l| e.contains(&Digest::of(l).to_string()));
-            assert!(named || e.contains("layer entry") || e.contains("whiteout"), "{case}: unclear: {e}");
-            if !named {
-                println!("{case}: the error names the entry but not the layer digest");
-            }
+            assert!(named, "{case}: the error does not name the layer: {e}");
+            assert!(e.contains("layer entry") || e.contains("whiteout"), "{case}: unclear: {e}");
             assert_clean(berth, ns, name, layers);
         }
         (true, Ok(out)) => panic!("{case}: accepted: {out}"),

@@ -233,3 +233,35 @@ async fn leases_and_their_resources() {
     assert_code(c.call(ListLeaseResources(by("default", "pull-1"))).await, Code::NotFound);
     svc.stop().await;
 }
+
+#[tokio::test]
+async fn renewed_leases_outlive_their_first_expiry_and_expired_ones_stay_dead() {
+    let svc = start().await;
+    let c = &svc.client;
+    let create = |id: &str, ttl_ms| CreateLease {
+        namespace: "default".into(),
+        id: id.into(),
+        labels: Default::default(),
+        ttl_ms: Some(ttl_ms),
+    };
+    let renew = |id: &str| RenewLease { namespace: "default".into(), id: id.into(), ttl_ms: 60_000 };
+    let short = c.call(create("job", 300)).await.expect("create");
+    let renewed = c.call(renew("job")).await.expect("renew");
+    let (was, now) = (short.expires.expect("ttl"), renewed.expires.expect("ttl"));
+    assert!(now >= was + 59_000 * 1_000_000, "expiry moved from {was} to only {now}");
+
+    c.call(create("late", 50)).await.expect("create");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // The renewed lease lives past its first expiry; the other one is past saving.
+    let ids: Vec<String> = c
+        .call(ListLeases(list_in("default", &[])))
+        .await
+        .expect("ls")
+        .into_iter()
+        .filter(|l| l.expires.is_some_and(|e| e > renewed.created + 1_000_000_000))
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(ids, ["job"]);
+    assert_code(c.call(renew("late")).await, Code::NotFound);
+    assert_code(c.call(renew("nobody")).await, Code::NotFound);
+}

@@ -105,7 +105,7 @@ async fn extract(
         let _ = b.remove(&key);
         e
     };
-    let applied = applied.map_err(fail)?;
+    let applied = applied.map_err(|e| fail(e.context(format!("layer {}", layer.digest))))?;
     if applied.diff_id != layer.diff_id {
         return Err(fail(Error::new(
             Code::DataLoss,
@@ -113,6 +113,15 @@ async fn extract(
         )));
     }
     Ok(key)
+}
+
+/// Flushes the file system holding the backend (syncfs), so a layer's files are on disk
+/// before the index record naming it committed is: otherwise a power cut could leave a
+/// committed snapshot whose files are empty or missing, which nothing would ever notice.
+/// One call flushes every layer extracted so far; the calls after it find little to do.
+fn sync_fs(b: &Backend) -> Result<()> {
+    let dir = std::fs::File::open(b.dir()).map_err(|e| crate::backend::io_err("open", b.dir(), e))?;
+    nix::unistd::syncfs(&dir).map_err(|e| crate::backend::io_err("syncfs", b.dir(), e.into()))
 }
 
 /// Commits `key` as chain `name` on `parent`; a chain that appeared meanwhile is kept.
@@ -124,6 +133,10 @@ fn commit(
     parent: Option<&Digest>,
     labels: &BTreeMap<String, String>,
 ) -> Result<()> {
+    if let Err(e) = sync_fs(b) {
+        let _ = b.remove(key);
+        return Err(e);
+    }
     let p = parent.map(|d| d.to_string());
     let rebase = (b.kind() == BackendKind::Overlay).then_some(p.as_deref());
     match b.commit_onto(&name.to_string(), key, labels.clone(), rebase) {

@@ -160,6 +160,10 @@ impl MetadataService {
         self.write(move |s| s.create_lease(&r.namespace, &r.id, &r.labels, r.ttl_ms)).await
     }
 
+    pub(super) async fn handle_renew_lease(&self, r: RenewLease) -> Result<Lease> {
+        self.write(move |s| s.renew_lease(&r.namespace, &r.id, r.ttl_ms)).await
+    }
+
     pub(super) async fn handle_list_leases(&self, r: ListLeases) -> Result<Vec<Lease>> {
         let filters = Filters::parse(&r.0.filters)?;
         self.read(move |s| s.list_leases(&r.0.namespace, &filters)).await

@@ -108,6 +108,7 @@ impl Handler<Metadata> for MetadataService {
             Q::UpdateSnapshot(r) => self.handle_update_snapshot(r).await.map(A::UpdateSnapshot),
             Q::RemoveSnapshot(r) => self.handle_remove_snapshot(r).await.map(A::RemoveSnapshot),
             Q::CreateLease(r) => self.handle_create_lease(r).await.map(A::CreateLease),
+            Q::RenewLease(r) => self.handle_renew_lease(r).await.map(A::RenewLease),
             Q::ListLeases(r) => self.handle_list_leases(r).await.map(A::ListLeases),
             Q::DeleteLease(r) => self.handle_delete_lease(r).await.map(A::DeleteLease),
             Q::AddLeaseResource(r) => self.handle_add_lease_resource(r).await.map(A::AddLeaseResource),

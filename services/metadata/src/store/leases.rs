@@ -46,6 +46,21 @@ impl Store {
         })
     }
 
+    /// Sets a lease to expire `ttl_ms` from now; `NotFound` if absent or already expired.
+    pub fn renew_lease(&self, ns: &str, id: &str, ttl_ms: u64) -> Result<Lease> {
+        names::validate_namespace(ns)?;
+        self.write(|tx| {
+            let key = keys::object(ns, Kind::Lease, id);
+            let mut lease: Lease = tx.get(&key)?.ok_or_else(|| not_found(id))?;
+            if lease.expires.is_some_and(|e| e <= tx.now()) {
+                return Err(Error::not_found(format!("lease {id}: expired")));
+            }
+            lease.expires = Some(tx.now().saturating_add(ttl_ms.saturating_mul(1_000_000)));
+            tx.put(&key, &lease)?;
+            Ok(lease)
+        })
+    }
+
     /// Leases matching `filters`, by id.
     pub fn list_leases(&self, ns: &str, filters: &Filters) -> Result<Vec<Lease>> {
         names::validate_namespace(ns)?;
