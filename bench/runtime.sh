@@ -40,6 +40,8 @@ ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 wait_sock() { for _ in $(seq 1 400); do [ -S "$1" ] && return 0; sleep 0.05; done; echo "no socket $1" >&2; exit 1; }
 rss() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
+# VmRSS, then what of it is the process's own: anonymous memory and proportional set size.
+mem() { echo "VmRSS $(rss "$1") kB (anonymous $(awk '/RssAnon/ { print $2 }' "/proc/$1/status") kB, Pss $(awk '/^Pss:/ { print $2 }' "/proc/$1/smaps_rollup") kB)"; }
 
 # The image: busybox rootfs -> OCI layout tar.
 mkdir -p "$T/rootfs/bin" "$T/rootfs/etc" "$T/rootfs/proc" "$T/rootfs/sys" "$T/rootfs/dev" "$T/rootfs/tmp" "$T/oci/blobs/sha256"
@@ -102,15 +104,20 @@ for who in berth-runc berth-crun ctr-runc; do
     grep -q "^$who " "$T/results" && echo "  $who $(grep "^$who " "$T/results" | cut -d' ' -f2 | median)"
 done
 
-# Shim memory: one container holding `sleep`.
+# Shim memory: one idle shim whose container holds `sleep` (measured once the start's
+# events are sent, 2 s after `run -d` returned; same wait for containerd's shim).
 berth run -d "$IMG" rss sleep 1000 > /dev/null
+sleep 2
 SHIM=$(cat "$T/berth/state/tasks/default/rss/shim.pid")
-echo "berth-shim VmRSS: $(rss "$SHIM") kB"
+echo "berth-shim: $(mem "$SHIM")"
+berth tasks ps rss > /dev/null
+sleep 1
+echo "berth-shim after a request and 1 s idle: $(mem "$SHIM")"
 if [ $HAVE_CTR = 1 ]; then
     ctr run -d docker.io/library/tiny:latest ctd-rss sleep 1000
-    sleep 0.5
+    sleep 2
     CSHIM=$(pgrep -f "containerd-shim-runc-v2 -namespace bench -id ctd-rss" | head -1)
-    echo "containerd-shim-runc-v2 VmRSS: $(rss "$CSHIM") kB"
+    echo "containerd-shim-runc-v2: $(mem "$CSHIM")"
     ctr tasks kill -s 9 ctd-rss; sleep 0.3; ctr tasks rm ctd-rss > /dev/null; ctr containers rm ctd-rss
 fi
 berth tasks kill -s 9 rss; berth tasks wait rss || true; berth tasks delete rss > /dev/null; berth containers rm rss > /dev/null

@@ -264,6 +264,28 @@ pub struct OutputChunk {
     pub data: Vec<u8>,
 }
 
+/// `WriteStdin`: bytes typed into a terminal task's terminal (the pty master, so the
+/// terminal's line discipline applies: `^C`, `^D`, echo). `FailedPrecondition` for a task
+/// without a terminal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WriteStdin {
+    /// Which process (the init process; exec'd processes have no terminal).
+    pub task: TaskRef,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// `ResizePty`: the window size of a terminal task's terminal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResizePty {
+    /// Which process.
+    pub task: TaskRef,
+    /// Columns.
+    pub cols: u16,
+    /// Rows.
+    pub rows: u16,
+}
+
 crate::protocol! {
     /// The runtime service (`runtime.sock`).
     pub protocol Runtime = "runtime";
@@ -298,6 +320,10 @@ crate::protocol! {
     GetMetrics(GetMetrics) -> TaskMetrics [idempotent];
     /// A process's output, streamed until it exits.
     Attach(Attach) -> OutputChunk [idempotent, stream];
+    /// Input for a terminal task. Allowed while it has a terminal.
+    WriteStdin(WriteStdin) -> () [];
+    /// Window size of a terminal task. Allowed while it has a terminal.
+    ResizePty(ResizePty) -> () [idempotent];
 }
 
 /// One request to a shim, sent as a JSON line on its private socket.
@@ -336,6 +362,18 @@ pub enum ShimRequest {
     Ps,
     /// Delete the container from the OCI runtime and exit.
     Shutdown,
+    /// Bytes for the terminal (tty tasks only).
+    Stdin {
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Window size of the terminal (tty tasks only).
+    Resize {
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+    },
 }
 
 /// A shim's view of its container.

@@ -15,6 +15,7 @@ pub mod run;
 pub mod services;
 pub mod snapshots;
 pub mod tasks;
+pub mod tty;
 pub mod version;
 
 use std::path::PathBuf;

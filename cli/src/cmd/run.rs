@@ -1,6 +1,7 @@
-//! `berth run [--rm] [-d] [options] IMAGE ID [CMD…]`: create a container and its task,
-//! start it, and in the foreground stream its output and exit with its exit code. The
-//! options ([`RunFlags`]) are shared with `berth containers create`.
+//! `berth run [--rm] [-d] [-t] [options] IMAGE ID [CMD…]`: create a container and its task,
+//! start it, and in the foreground stream its output and exit with its exit code (`-t`: an
+//! interactive terminal, see [`super::tty`]). The options ([`RunFlags`]) are shared with
+//! `berth containers create`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -146,6 +147,9 @@ pub struct RunArgs {
     /// Return once started, printing the id
     #[arg(short, long)]
     pub detach: bool,
+    /// Give the container an interactive terminal (stdin, window size, raw local terminal)
+    #[arg(short = 't', long = "tty")]
+    pub tty: bool,
     /// The container
     #[command(flatten)]
     pub flags: RunFlags,
@@ -177,10 +181,15 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     let rt = &ctx.services.runtime;
     let ns = ctx.namespace.clone();
     let id = args.flags.id.clone();
-    rt.call(args.flags.request(&ns)?).await.map_err(wire)?;
+    let mut request = args.flags.request(&ns)?;
+    request.options.terminal = args.tty;
+    rt.call(request).await.map_err(wire)?;
     let task = TaskRef::init(&ns, &id);
     let result = async {
         rt.call(CreateTask(task.clone())).await.map_err(wire)?;
+        if args.tty && !args.detach {
+            return super::tty::session(rt, &task, true).await.map(Some);
+        }
         if args.detach {
             rt.call(StartTask(task.clone())).await.map_err(wire)?;
             println!("{id}");

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use berth_ipc::metadata::{ByName, GetContainer};
 use berth_ipc::runtime::{
     Attach, CreateTask, DeleteTask, Exec, ExecSpec, GetMetrics, KillTask, ListTasks, Pause, Ps, Resume,
     StartTask, TaskRef, WaitTask,
@@ -93,7 +94,8 @@ pub enum TasksCmd {
         /// Container id
         id: String,
     },
-    /// Print a task's output so far and follow it until it exits
+    /// Print a task's output so far and follow it until it exits (a task with a terminal:
+    /// interactive, exits with its exit code)
     Attach {
         /// Container id
         id: String,
@@ -223,6 +225,12 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
                 "memory_limit": m.memory_limit, "pids": m.pids}))?;
         }
         TasksCmd::Attach { id, exec_id } => {
+            let by_name = ByName { namespace: ns.to_string(), name: id.clone() };
+            let container = ctx.services.metadata.call(GetContainer(by_name)).await.map_err(wire)?;
+            if exec_id.is_none() && super::tty::spec_has_terminal(&container.spec) {
+                let status = super::tty::session(rt, &task(&id, None), false).await?;
+                return Ok(code(status));
+            }
             pump(rt.stream(Attach(task(&id, exec_id))).await.map_err(wire)?).await?
         }
     }

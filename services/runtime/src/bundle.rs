@@ -74,6 +74,10 @@ impl Bundle {
     pub fn socket(&self) -> PathBuf {
         self.shim_dir().join("sock")
     }
+    /// The socket the OCI runtime sends a terminal task's pty master on.
+    pub fn console(&self) -> PathBuf {
+        self.shim_dir().join("console")
+    }
     /// The shim's pid.
     pub fn shim_pid(&self) -> PathBuf {
         self.dir.join("shim.pid")
@@ -113,10 +117,21 @@ pub fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Records `exit` in the bundle durably.
+/// Records `exit` in the bundle durably. The runtime service creates `exit.json` empty with
+/// the bundle (made durable along with `task.json`), so one write and one `fdatasync` do
+/// here; a torn record reads as none (then 255, as for a shim that died first). A bundle
+/// without the empty file gets the full temp-file-and-rename.
 pub fn write_exit(bundle: &Bundle, exit: ExitInfo) -> std::io::Result<()> {
     let json = serde_json::to_vec(&(exit.status, exit.exited_at)).map_err(std::io::Error::other)?;
-    write_durably(&bundle.exit(), &json)
+    match std::fs::OpenOptions::new().write(true).open(bundle.exit()) {
+        Ok(mut f) => {
+            f.write_all(&json)?;
+            f.set_len(json.len() as u64)?;
+            f.sync_data()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_durably(&bundle.exit(), &json),
+        Err(e) => Err(e),
+    }
 }
 
 /// Unix nanoseconds now.

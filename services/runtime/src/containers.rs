@@ -62,75 +62,41 @@ impl Runtime {
         let (config, chain) = image::resolve(&self.content, &image).await?;
         let key = snapshot_key(ns, id);
         let parent = chain.map(|c| c.to_string());
-        // A lease protects the snapshot from garbage collection until the container record,
-        // which references it, exists.
-        let lease = self
-            .metadata
-            .call(CreateLease {
-                namespace: ns.into(),
-                id: String::new(),
-                labels: BTreeMap::new(),
-                ttl_ms: Some(120_000),
-            })
-            .await?;
-        let result = self.create_leased(&req, runtime, &config, &key, parent, &lease.id).await;
-        let _ = self.metadata.call(DeleteLease { namespace: ns.into(), id: lease.id, sync: false }).await;
-        result
-    }
-
-    async fn create_leased(
-        &self,
-        req: &CreateContainer,
-        runtime: &str,
-        config: &spec::ImageConfig,
-        key: &str,
-        parent: Option<String>,
-        lease: &str,
-    ) -> Result<Container> {
-        let (ns, id) = (req.namespace.as_str(), req.id.as_str());
-        let key = key.to_string();
+        // A lease protects the snapshot from garbage collection from its record on until the
+        // container record, which references it, exists (before its record, a new snapshot
+        // is protected by GC's grace period for never-recorded objects). The lease is taken
+        // while the snapshot is prepared, and dropped in the background.
+        let lease = self.metadata.call(CreateLease {
+            namespace: ns.into(),
+            id: String::new(),
+            labels: BTreeMap::new(),
+            ttl_ms: Some(120_000),
+        });
         let prepare = Prepare {
             snapshotter: SNAPSHOTTER.into(),
             key: key.clone(),
             parent: parent.clone(),
             labels: BTreeMap::new(),
         };
-        let mounts =
-            self.prepare_fresh(prepare, ns, id).await.map_err(|e| e.context(format!("container {id}: snapshot")))?;
-        let result = async {
-            self.metadata
-                .call(PutSnapshot {
-                    namespace: ns.into(),
-                    snapshot: SnapshotRecord {
-                        snapshotter: SNAPSHOTTER.into(),
-                        key: key.clone(),
-                        parent: parent.clone(),
-                        labels: BTreeMap::new(),
-                        created: 0,
-                        updated: 0,
-                    },
-                    lease: Some(lease.to_string()),
-                })
-                .await?;
-            let spec = self.spec_in_mounted(&mounts, config, req).await?;
-            let container = Container {
-                id: id.into(),
-                image: req.image.clone(),
-                runtime: RuntimeInfo { name: runtime.into(), options: Vec::new() },
-                spec,
-                snapshotter: SNAPSHOTTER.into(),
-                snapshot_key: key.clone(),
-                labels: req.labels.clone(),
-                extensions: BTreeMap::new(),
-                created: 0,
-                updated: 0,
-            };
-            self.metadata.call(MdCreate { namespace: ns.into(), container }).await
-        }
-        .await;
-        if result.is_err() {
-            self.drop_snapshot(ns, &key).await;
-        }
+        let (lease, mounts) = tokio::join!(lease, self.prepare_fresh(prepare, ns, id));
+        let mounts = mounts.map_err(|e| e.context(format!("container {id}: snapshot")));
+        let (lease, mounts) = match (lease, mounts) {
+            (Ok(lease), Ok(mounts)) => (lease, mounts),
+            (lease, mounts) => {
+                let mut error = Error::internal("create");
+                match mounts {
+                    Ok(_) => self.drop_snapshot(ns, &key).await,
+                    Err(e) => error = e,
+                }
+                match lease {
+                    Ok(lease) => self.drop_lease(ns, lease.id),
+                    Err(e) => error = e,
+                }
+                return Err(error);
+            }
+        };
+        let result = self.create_leased(&req, runtime, &config, &key, parent, &lease.id, mounts).await;
+        self.drop_lease(ns, lease.id);
         result
     }
 
@@ -158,6 +124,64 @@ impl Runtime {
     /// Where a new container's rootfs is mounted while its spec is generated.
     pub(crate) fn spec_mount_dir(&self, ns: &str, id: &str) -> std::path::PathBuf {
         self.state.join("tasks").join(".mnt").join(format!("{ns}-{id}"))
+    }
+
+    fn drop_lease(&self, ns: &str, id: String) {
+        let (metadata, ns) = (self.metadata.clone(), ns.to_string());
+        tokio::spawn(async move {
+            let _ = metadata.call(DeleteLease { namespace: ns, id, sync: false }).await;
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_leased(
+        &self,
+        req: &CreateContainer,
+        runtime: &str,
+        config: &spec::ImageConfig,
+        key: &str,
+        parent: Option<String>,
+        lease: &str,
+        mounts: Vec<berth_ipc::snapshot::Mount>,
+    ) -> Result<Container> {
+        let (ns, id) = (req.namespace.as_str(), req.id.as_str());
+        let key = key.to_string();
+        let result = async {
+            let record = self.metadata.call(PutSnapshot {
+                namespace: ns.into(),
+                snapshot: SnapshotRecord {
+                    snapshotter: SNAPSHOTTER.into(),
+                    key: key.clone(),
+                    parent: parent.clone(),
+                    labels: BTreeMap::new(),
+                    created: 0,
+                    updated: 0,
+                },
+                lease: Some(lease.to_string()),
+            });
+            // The spec needs the rootfs mounted for lookups; that overlaps the record.
+            let (record, spec) = tokio::join!(record, self.spec_in_mounted(&mounts, config, req));
+            record?;
+            let spec = spec?;
+            let container = Container {
+                id: id.into(),
+                image: req.image.clone(),
+                runtime: RuntimeInfo { name: runtime.into(), options: Vec::new() },
+                spec,
+                snapshotter: SNAPSHOTTER.into(),
+                snapshot_key: key.clone(),
+                labels: req.labels.clone(),
+                extensions: BTreeMap::new(),
+                created: 0,
+                updated: 0,
+            };
+            self.metadata.call(MdCreate { namespace: ns.into(), container }).await
+        }
+        .await;
+        if result.is_err() {
+            self.drop_snapshot(ns, &key).await;
+        }
+        result
     }
 
     /// Mounts the new snapshot on a temp dir, generates the spec, unmounts.

@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use berth_ipc::content::proxy::ContentClient;
 use berth_ipc::metadata::Metadata;
 use berth_ipc::publisher::Publisher;
-use berth_ipc::runtime::{Runtime as RuntimeProtocol, RuntimeRequest, RuntimeResponse, TaskRef};
+use berth_ipc::runtime::{Runtime as RuntimeProtocol, RuntimeRequest, RuntimeResponse, ShimRequest, TaskRef};
 use berth_ipc::snapshot::Snapshot;
 use berth_ipc::{Client, Context, Handler, Reply};
 use berth_service_kit::ServiceEnv;
@@ -118,6 +118,13 @@ impl Handler<RuntimeProtocol> for Runtime {
             Q::Pause(r) => self.freeze(r.0, false).await.map(A::Pause).into(),
             Q::Resume(r) => self.freeze(r.0, true).await.map(A::Resume).into(),
             Q::GetMetrics(r) => self.metrics(r.0).await.map(A::GetMetrics).into(),
+            Q::WriteStdin(r) => {
+                self.terminal(r.task, ShimRequest::Stdin { data: r.data }).await.map(A::WriteStdin).into()
+            }
+            Q::ResizePty(r) => {
+                let req = ShimRequest::Resize { cols: r.cols, rows: r.rows };
+                self.terminal(r.task, req).await.map(A::ResizePty).into()
+            }
             Q::Attach(r) => {
                 let (tx, reply) = Reply::stream(16);
                 let rt = self.clone();

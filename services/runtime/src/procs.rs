@@ -66,6 +66,24 @@ impl Runtime {
         Ok(())
     }
 
+    /// `WriteStdin` and `ResizePty`: to the shim, which owns the task's pty master.
+    pub async fn terminal(&self, task: TaskRef, req: ShimRequest) -> Result<()> {
+        check(&task)?;
+        if task.exec_id.is_some() {
+            return Err(Error::precondition(format!("exec of task {}: has no terminal", task.id)));
+        }
+        let bundle = self.bundle(&task.namespace, &task.id);
+        if !bundle.record().exists() {
+            return Err(Error::not_found(format!("task {}: not found", task.id)));
+        }
+        match shim_client::call(&bundle.socket(), &req).await {
+            Err(e) if e.is(berth_ipc::Code::Unavailable) => {
+                Err(Error::precondition(format!("task {}: not running", task.id)))
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
     /// `GetMetrics`: cgroup v1 files (or v2 where there is no v1 controller).
     pub async fn metrics(&self, task: TaskRef) -> Result<TaskMetrics> {
         let info = self.get(task.clone()).await?;

@@ -124,20 +124,39 @@ impl Runtime {
             snapshot_key: container.snapshot_key.clone(),
         };
         let json = serde_json::to_vec(&record).map_err(|e| Error::internal(e.to_string()))?;
-        crate::bundle::write_durably(&bundle.record(), &json).map_err(|e| io("task.json", e))?;
-        let (m, root) = (mounts.clone(), bundle.rootfs());
-        tokio::task::spawn_blocking(move || mount::mount_all(&m, &root))
-            .await
-            .map_err(|e| Error::internal(e.to_string()))??;
-        let args = ShimArgs {
-            namespace: ns.into(),
-            id: id.into(),
-            bundle: bundle.dir.clone(),
-            runtime: runtime.into(),
-            runtime_root: self.runtime_root(runtime, ns),
-            state: self.state.clone(),
+        // The empty exit record, made durable with task.json (see `bundle::write_exit`).
+        std::fs::File::create(bundle.exit()).map_err(|e| io("exit.json", e))?;
+        // task.json is made durable while the rootfs is mounted and the shim starts.
+        let path = bundle.record();
+        let recorded = tokio::task::spawn_blocking(move || crate::bundle::write_durably(&path, &json));
+        let started = async {
+            let (m, root) = (mounts.clone(), bundle.rootfs());
+            tokio::task::spawn_blocking(move || mount::mount_all(&m, &root))
+                .await
+                .map_err(|e| Error::internal(e.to_string()))??;
+            let args = ShimArgs {
+                namespace: ns.into(),
+                id: id.into(),
+                bundle: bundle.dir.clone(),
+                runtime: runtime.into(),
+                runtime_root: self.runtime_root(runtime, ns),
+                state: self.state.clone(),
+            };
+            shim_client::spawn(&args).await
+        }
+        .await;
+        let recorded = match recorded.await {
+            Ok(r) => r.map_err(|e| io("task.json", e)),
+            Err(e) => Err(Error::internal(e.to_string())),
         };
-        let pid = shim_client::spawn(&args).await?;
+        let pid = match (started, recorded) {
+            (Ok(pid), Ok(())) => pid,
+            (Ok(_), Err(e)) => {
+                let _ = shim_client::call(&bundle.socket(), &ShimRequest::Shutdown).await;
+                return Err(e);
+            }
+            (Err(e), _) => return Err(e),
+        };
         let rootfs = mounts
             .iter()
             .map(|m| EventMount {

@@ -63,6 +63,7 @@ impl ShimEvents {
                     });
                     drop(rt);
                     super::sys::trim_heap();
+                    super::sys::release_file_pages();
                 });
             match spawned {
                 Ok(handle) => *inner = Some((tx, handle)),
@@ -75,6 +76,11 @@ impl ShimEvents {
         if let Some((tx, _)) = inner.as_ref() {
             let _ = tx.send(payload.into());
         }
+    }
+
+    /// Whether the event thread runs (events in flight, or just sent).
+    pub fn busy(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
     /// Closes the queue and waits up to `timeout` for the events to be stored.

@@ -11,6 +11,7 @@ use berth_ipc::{Error, Result};
 use super::reaper::Reaper;
 
 /// The OCI runtime binary and its state root.
+#[derive(Clone)]
 pub struct Runner {
     /// Binary name or path.
     pub runtime: String,

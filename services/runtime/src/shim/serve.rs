@@ -2,22 +2,28 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use berth_ipc::events::payload::{TaskExecStarted, TaskExit, TaskStart};
-use berth_ipc::runtime::{ExitInfo, ShimRequest, ShimResponse, ShimState, TaskStatus};
+use berth_ipc::runtime::{ShimRequest, ShimResponse, ShimState, TaskStatus};
 use berth_ipc::{Error, Result};
 
 use super::ShimArgs;
 use super::events::ShimEvents;
+use super::exit::{self, EarlyDelete, ExitCtx, Order};
 use super::process::{Runner, runtime_error};
 use super::reaper::Reaper;
-use crate::bundle::{Bundle, write_exit};
+use super::tty::{ConsoleSocket, Tty};
+use crate::bundle::Bundle;
+
+/// How long the shim waits after its last activity before making itself small again.
+const IDLE_RELEASE_MS: i32 = 300;
 
 /// A shim with a created container.
 pub struct Shim {
@@ -30,18 +36,8 @@ pub struct Shim {
     order: Arc<Mutex<Order>>,
     events: Arc<ShimEvents>,
     listener: UnixListener,
-}
-
-/// Keeps `/tasks/start` before `/tasks/exit` and `/tasks/exec-started` before the exec's
-/// exit. Never held while waiting for a child.
-#[derive(Default)]
-struct Order {
-    /// `/tasks/start` is published.
-    started: bool,
-    /// The init's exit, reaped before start was published.
-    pending: Option<TaskExit>,
-    /// Exec pids whose exit is still to be published, with their exec ids.
-    exec_pids: HashMap<i32, String>,
+    tty: Option<Arc<Tty>>,
+    early: Arc<EarlyDelete>,
 }
 
 fn io(what: &str, e: std::io::Error) -> Error {
@@ -69,56 +65,58 @@ impl Shim {
         let init = Arc::new(AtomicI32::new(0));
         let order = Arc::new(Mutex::new(Order::default()));
         let events = Arc::new(ShimEvents::new(args.state.clone(), args.namespace.clone()));
-        let hook = {
-            let (init, bundle, order, events, id) =
-                (init.clone(), bundle.clone(), order.clone(), events.clone(), args.id.clone());
-            Box::new(move |pid: i32, exit: ExitInfo, reaper: &Reaper| {
-                let event = |process: &str| TaskExit {
-                    container_id: id.clone(),
-                    id: process.to_string(),
-                    pid: u32::try_from(pid).unwrap_or(0),
-                    exit_status: exit.status,
-                    exited_at: exit.exited_at,
-                };
-                if pid == init.load(Ordering::SeqCst) {
-                    if let Err(e) = write_exit(&bundle, exit) {
-                        eprintln!("berth-shim: recording exit: {e}");
-                    }
-                    let mut o = order.lock().unwrap_or_else(|p| p.into_inner());
-                    if o.started {
-                        events.publish(event(&id));
-                    } else {
-                        o.pending = Some(event(&id));
-                    }
-                } else {
-                    reaper.record(pid, exit);
-                    let mut o = order.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(exec_id) = o.exec_pids.remove(&pid) {
-                        events.publish(event(&exec_id));
-                    }
-                }
-            })
-        };
+        let cell = Arc::new(OnceLock::new());
+        let early = Arc::new(EarlyDelete::default());
+        let hook = exit::hook(ExitCtx {
+            id: args.id.clone(),
+            bundle: bundle.clone(),
+            init: init.clone(),
+            order: order.clone(),
+            events: events.clone(),
+            runner: cell.clone(),
+            early: early.clone(),
+        });
         let reaper = Reaper::start(hook);
         let runner = Runner { runtime: args.runtime.clone(), root: args.runtime_root.clone(), reaper };
+        let _ = cell.set(runner.clone());
+        let shim_dir = bundle.shim_dir();
+        let _ = std::fs::remove_dir_all(&shim_dir);
+        std::fs::DirBuilder::new().mode(0o700).create(&shim_dir).map_err(|e| io("shim dir", e))?;
+        let console = if super::tty::wants_terminal(&bundle.config()) {
+            Some(ConsoleSocket::bind(&bundle.console())?)
+        } else {
+            None
+        };
         let out = append(&bundle.stdout(None))?;
         let err = append(&bundle.stderr(None))?;
         let dir = bundle.dir.display().to_string();
         let pid_file = bundle.init_pid().display().to_string();
-        let create = ["create", "--bundle", &dir, "--pid-file", &pid_file, &args.id];
+        let console_path = console.as_ref().map(|c| c.path().display().to_string());
+        let mut create = vec!["create", "--bundle", &dir, "--pid-file", &pid_file];
+        if let Some(path) = &console_path {
+            create.extend(["--console-socket", path.as_str()]);
+        }
+        create.push(&args.id);
         let status = runner.run_with(&create, Stdio::from(out), Stdio::from(err))?;
         if status != 0 {
             let _ = runner.run(&["delete", "--force", &args.id]);
             return Err(runtime_error(&args.runtime, "create", &tail(&bundle.stderr(None))));
         }
+        let tty = match console.map(|c| c.receive(Duration::from_secs(5))) {
+            None => None,
+            Some(master) => {
+                let tty = master.and_then(|m| Tty::start(m, append(&bundle.stdout(None))?));
+                if tty.is_err() {
+                    let _ = runner.run(&["delete", "--force", &args.id]);
+                }
+                Some(tty?)
+            }
+        };
         let pid: i32 = std::fs::read_to_string(bundle.init_pid())
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| Error::internal(format!("{}: no init pid after create", args.runtime)))?;
         init.store(pid, Ordering::SeqCst);
-        let shim_dir = bundle.shim_dir();
-        let _ = std::fs::remove_dir_all(&shim_dir);
-        std::fs::DirBuilder::new().mode(0o700).create(&shim_dir).map_err(|e| io("shim dir", e))?;
         let listener = UnixListener::bind(bundle.socket()).map_err(|e| io("shim socket", e))?;
         std::fs::set_permissions(bundle.socket(), std::fs::Permissions::from_mode(0o600))
             .map_err(|e| io("shim socket", e))?;
@@ -132,6 +130,8 @@ impl Shim {
             order,
             events,
             listener,
+            tty,
+            early,
         })
     }
 
@@ -143,10 +143,32 @@ impl Shim {
     /// Serves connections until `Shutdown`.
     pub fn serve(self) {
         let shim = Arc::new(self);
-        for conn in shim.listener.incoming() {
-            let Ok(conn) = conn else { continue };
-            let shim = shim.clone();
-            let _ = std::thread::Builder::new().stack_size(256 << 10).spawn(move || shim.connection(conn));
+        let active = Arc::new(AtomicI32::new(0));
+        let mut dirty = true;
+        loop {
+            // Once nothing has run for a moment (no connection, no event in flight), the
+            // heap is trimmed and the code pages unmapped, from this thread, which then only
+            // runs this loop.
+            let timeout = if dirty { IDLE_RELEASE_MS } else { -1 };
+            if !super::sys::wait_readable(shim.listener.as_fd(), timeout) {
+                if active.load(Ordering::SeqCst) == 0 && !shim.events.busy() {
+                    super::sys::trim_heap();
+                    super::sys::release_file_pages();
+                    dirty = false;
+                }
+                continue;
+            }
+            let Ok((conn, _)) = shim.listener.accept() else { continue };
+            dirty = true;
+            let (shim, count) = (shim.clone(), active.clone());
+            active.fetch_add(1, Ordering::SeqCst);
+            let spawned = std::thread::Builder::new().stack_size(256 << 10).spawn(move || {
+                shim.connection(conn);
+                count.fetch_sub(1, Ordering::SeqCst);
+            });
+            if spawned.is_err() {
+                active.fetch_sub(1, Ordering::SeqCst);
+            }
         }
     }
 
@@ -217,6 +239,7 @@ impl Shim {
                 o.started = true;
                 if let Some(exit) = o.pending.take() {
                     self.events.publish(exit);
+                    self.early.begin(self.runner.clone(), id.to_string());
                 }
                 Ok(ShimResponse::Pid(self.init_pid()))
             }
@@ -255,7 +278,12 @@ impl Shim {
                     Some(e) => self.exec_pid(e)?,
                     None => self.init,
                 };
-                Ok(ShimResponse::Exit(self.runner.reaper.wait(pid, true)))
+                let exit = self.runner.reaper.wait(pid, true);
+                if let (None, Some(tty)) = (&exec_id, &self.tty) {
+                    // Everything the task wrote reaches the log before its exit is told.
+                    tty.wait_drained(Duration::from_millis(500));
+                }
+                Ok(ShimResponse::Exit(exit))
             }
             ShimRequest::Ps => {
                 let out = self.runner.run(&["ps", "--format", "json", id])?;
@@ -263,7 +291,17 @@ impl Shim {
                 Ok(ShimResponse::Pids(pids))
             }
             ShimRequest::Shutdown => Ok(ShimResponse::Ok),
+            ShimRequest::Stdin { data } => self.terminal()?.write(&data).map(|()| ShimResponse::Ok),
+            ShimRequest::Resize { cols, rows } => {
+                self.terminal()?.resize(cols, rows).map(|()| ShimResponse::Ok)
+            }
         }
+    }
+
+    fn terminal(&self) -> Result<&Tty> {
+        self.tty
+            .as_deref()
+            .ok_or_else(|| Error::precondition(format!("task {}: has no terminal", self.args.id)))
     }
 
     fn exec(&self, exec_id: &str, process: &str) -> Result<ShimResponse> {
@@ -318,7 +356,7 @@ impl Shim {
         let state = self.state();
         match state.status {
             TaskStatus::Stopped => {
-                if self.runner.run(&["delete", id]).is_err() {
+                if !self.early.wait(Duration::from_secs(10)) && self.runner.run(&["delete", id]).is_err() {
                     self.runner.run(&["delete", "--force", id])?;
                 }
             }

@@ -91,3 +91,58 @@ pub fn trim_heap() {
     // SAFETY: malloc_trim only releases free memory; safe to call from any thread.
     unsafe { libc::malloc_trim(0) };
 }
+
+/// Takes ownership of an fd received over a socket.
+pub fn own_fd(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` was just received with SCM_RIGHTS: it is open and nothing else owns it.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+/// Sets a terminal's window size (TIOCSWINSZ on its pty master).
+pub fn set_window_size(fd: std::os::fd::BorrowedFd<'_>, cols: u16, rows: u16) -> std::io::Result<()> {
+    let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which is valid for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Unmaps this process's clean, read-only file pages: the code and read-only data of the
+/// binary and its libraries, which the page cache holds anyway (shared with every other
+/// shim) and which a later access maps again with a minor fault. Only mappings that are not
+/// writable and hold no private (copied-on-write) page are touched, so nothing is lost;
+/// a relocated read-only section (RELRO) has private pages and is skipped.
+pub fn release_file_pages() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
+    let mut candidate: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(first) = fields.next() else { continue };
+        if let Some((start, end)) = first
+            .split_once('-')
+            .and_then(|(s, e)| Some((usize::from_str_radix(s, 16).ok()?, usize::from_str_radix(e, 16).ok()?)))
+        {
+            let perms = fields.next().unwrap_or("");
+            let path = fields.nth(3).unwrap_or("");
+            candidate = (matches!(perms, "r-xp" | "r--p") && path.starts_with('/')).then_some((start, end));
+        } else if first == "Anonymous:" {
+            let private = fields.next().is_none_or(|kb| kb != "0");
+            if let (Some((start, end)), false) = (candidate.take(), private) {
+                // SAFETY: [start, end) is a whole private, read-only, file-backed mapping of
+                // this process with no anonymous (modified) page; MADV_DONTNEED on it only
+                // drops page-table entries, and the next access re-reads the unchanged file
+                // page. No other thread can write to it (it is not writable).
+                unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+            }
+        }
+    }
+}
+
+/// Waits until `fd` is readable (`true`) or `timeout_ms` passes (`false`; -1 waits forever).
+pub fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, timeout_ms: i32) -> bool {
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll on one valid pollfd that lives for the call.
+    let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    // An error (EINTR) counts as readable: the caller's accept then simply fails and retries.
+    r != 0
+}

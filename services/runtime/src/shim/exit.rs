@@ -1,0 +1,121 @@
+//! What the shim does when a process it reaped has exited: the init's exit is recorded
+//! durably in the bundle before anyone hears of it, exits are published in order (see
+//! [`Order`]), and the OCI runtime's `delete` of a started container whose init has exited
+//! runs at once, off the reaper thread ([`EarlyDelete`]), so that deleting the task later
+//! does not wait for it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+use berth_ipc::events::payload::TaskExit;
+use berth_ipc::runtime::ExitInfo;
+
+use super::events::ShimEvents;
+use super::process::Runner;
+use super::reaper::{OnExit, Reaper};
+use crate::bundle::{Bundle, write_exit};
+
+/// Keeps `/tasks/start` before `/tasks/exit` and `/tasks/exec-started` before the exec's
+/// exit. Never held while waiting for a child.
+#[derive(Default)]
+pub struct Order {
+    /// `/tasks/start` is published.
+    pub started: bool,
+    /// The init's exit, reaped before start was published.
+    pub pending: Option<TaskExit>,
+    /// Exec pids whose exit is still to be published, with their exec ids.
+    pub exec_pids: HashMap<i32, String>,
+}
+
+/// The runtime's `delete` of an exited container, begun by the exit hook.
+#[derive(Default)]
+pub struct EarlyDelete {
+    /// `None` before it began; `Some(None)` while it runs; `Some(Some(ok))` once done.
+    state: Mutex<Option<Option<bool>>>,
+    changed: Condvar,
+}
+
+impl EarlyDelete {
+    /// Runs `delete` on a thread of its own.
+    pub fn begin(self: &Arc<Self>, runner: Runner, id: String) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(None);
+        let this = self.clone();
+        let spawned =
+            std::thread::Builder::new().name("delete".into()).stack_size(128 << 10).spawn(move || {
+                let ok = runner.run(&["delete", &id]).is_ok();
+                *this.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(Some(ok));
+                this.changed.notify_all();
+            });
+        if spawned.is_err() {
+            *self.state.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
+    /// Whether the early delete succeeded: `false` when it never began, failed, or is still
+    /// running after `timeout` (then the caller deletes itself).
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = self
+            .changed
+            .wait_timeout_while(guard, timeout, |s| matches!(s, Some(None)))
+            .unwrap_or_else(|p| p.into_inner());
+        matches!(*guard, Some(Some(true)))
+    }
+}
+
+/// What the exit hook works with.
+pub struct ExitCtx {
+    /// The container id.
+    pub id: String,
+    /// The bundle (for `exit.json`).
+    pub bundle: Bundle,
+    /// The init's pid once known (0 before).
+    pub init: Arc<AtomicI32>,
+    /// Event order.
+    pub order: Arc<Mutex<Order>>,
+    /// Events.
+    pub events: Arc<ShimEvents>,
+    /// The runner, once the reaper exists.
+    pub runner: Arc<OnceLock<Runner>>,
+    /// The early delete.
+    pub early: Arc<EarlyDelete>,
+}
+
+/// The reaper's hook.
+pub fn hook(ctx: ExitCtx) -> OnExit {
+    Box::new(move |pid: i32, exit: ExitInfo, reaper: &Reaper| {
+        let event = |process: &str| TaskExit {
+            container_id: ctx.id.clone(),
+            id: process.to_string(),
+            pid: u32::try_from(pid).unwrap_or(0),
+            exit_status: exit.status,
+            exited_at: exit.exited_at,
+        };
+        if pid == ctx.init.load(Ordering::SeqCst) {
+            // The runtime's delete overlaps the durable write (a container that exits
+            // before its start is answered is deleted early by the start instead).
+            if ctx.order.lock().unwrap_or_else(|p| p.into_inner()).started
+                && let Some(runner) = ctx.runner.get()
+            {
+                ctx.early.begin(runner.clone(), ctx.id.clone());
+            }
+            if let Err(e) = write_exit(&ctx.bundle, exit) {
+                eprintln!("berth-shim: recording exit: {e}");
+            }
+            let mut o = ctx.order.lock().unwrap_or_else(|p| p.into_inner());
+            if o.started {
+                ctx.events.publish(event(&ctx.id));
+            } else {
+                o.pending = Some(event(&ctx.id));
+            }
+        } else {
+            reaper.record(pid, exit);
+            let mut o = ctx.order.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(exec_id) = o.exec_pids.remove(&pid) {
+                ctx.events.publish(event(&exec_id));
+            }
+        }
+    })
+}

@@ -1,0 +1,146 @@
+//! A terminal task's pty. The OCI runtime's `create --console-socket` connects to a socket
+//! the shim listens on and sends the pty master over it (SCM_RIGHTS); the shim then relays
+//! everything the container writes to its terminal into `stdout.log` (which the runtime
+//! service streams to attach clients, live), and writes input and window sizes coming from
+//! attach clients to the master.
+
+use std::fs::File;
+use std::io::{IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_ipc::{Error, Result};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+
+use super::sys;
+
+/// Whether the bundle's `config.json` asks for a terminal (`process.terminal`).
+pub fn wants_terminal(config: &Path) -> bool {
+    let Ok(data) = std::fs::read(config) else { return false };
+    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&data) else { return false };
+    spec.pointer("/process/terminal").and_then(serde_json::Value::as_bool).unwrap_or(false)
+}
+
+/// The socket the OCI runtime sends the pty master on.
+pub struct ConsoleSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ConsoleSocket {
+    /// Listens at `path` (in the shim's private dir).
+    pub fn bind(path: &Path) -> Result<ConsoleSocket> {
+        let _ = std::fs::remove_file(path);
+        let listener =
+            UnixListener::bind(path).map_err(|e| Error::internal(format!("console socket: {e}")))?;
+        Ok(ConsoleSocket { listener, path: path.to_path_buf() })
+    }
+
+    /// The path, for `--console-socket`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The pty master, once the runtime's `create` has returned (it has connected and sent
+    /// it by then; `timeout` covers a runtime that does so late).
+    pub fn receive(self, timeout: Duration) -> Result<OwnedFd> {
+        let fail = |what: &str| Error::internal(format!("console socket: {what}"));
+        self.listener.set_nonblocking(true).map_err(|e| fail(&e.to_string()))?;
+        let deadline = Instant::now() + timeout;
+        let conn = loop {
+            match self.listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => return Err(fail(&format!("no terminal from the runtime: {e}"))),
+            }
+        };
+        let _ = std::fs::remove_file(&self.path);
+        conn.set_nonblocking(false).map_err(|e| fail(&e.to_string()))?;
+        conn.set_read_timeout(Some(timeout)).map_err(|e| fail(&e.to_string()))?;
+        receive_fd(&conn).ok_or_else(|| fail("no pty master received"))
+    }
+}
+
+fn receive_fd(conn: &UnixStream) -> Option<OwnedFd> {
+    let mut name = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).ok()?;
+    let mut master = None;
+    for cmsg in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            for fd in fds {
+                let owned = sys::own_fd(fd);
+                if master.is_none() {
+                    master = Some(owned);
+                }
+            }
+        }
+    }
+    master
+}
+
+/// The pty master of a running terminal task.
+pub struct Tty {
+    master: File,
+    drained: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Tty {
+    /// Starts relaying the master's output into `log`.
+    pub fn start(master: OwnedFd, log: File) -> Result<Arc<Tty>> {
+        let master = File::from(master);
+        let reader = master.try_clone().map_err(|e| Error::internal(format!("pty: {e}")))?;
+        let tty = Arc::new(Tty { master, drained: Mutex::new(false), changed: Condvar::new() });
+        let relay = tty.clone();
+        std::thread::Builder::new()
+            .name("tty".into())
+            .stack_size(64 << 10)
+            .spawn(move || relay.relay(reader, log))
+            .map_err(|e| Error::internal(format!("tty thread: {e}")))?;
+        Ok(tty)
+    }
+
+    /// Copies the terminal's output to the log until every slave end is closed (EIO).
+    fn relay(&self, mut master: File, mut log: File) {
+        let mut buf = vec![0u8; 8 << 10];
+        loop {
+            match master.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if log.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        drop(buf);
+        *self.drained.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits (at most `timeout`) until the relay has copied everything the task wrote.
+    pub fn wait_drained(&self, timeout: Duration) {
+        let guard = self.drained.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self.changed.wait_timeout_while(guard, timeout, |drained| !*drained);
+    }
+
+    /// Types `data` into the terminal.
+    pub fn write(&self, data: &[u8]) -> Result<()> {
+        (&self.master).write_all(data).map_err(|e| Error::precondition(format!("terminal: {e}")))
+    }
+
+    /// Sets the terminal's window size (the foreground process gets SIGWINCH).
+    pub fn resize(&self, cols: u16, rows: u16) -> Result<()> {
+        sys::set_window_size(self.master.as_fd(), cols, rows)
+            .map_err(|e| Error::precondition(format!("terminal resize: {e}")))
+    }
+}
