@@ -95,7 +95,7 @@ put("oci", "platform", b"\x00linux/arm/v7")
 put("oci", "gzip_magic", b"\x01\x1f\x8b\x08\x00")
 
 # reference
-for i, r in enumerate(["busybox", "docker.io/library/alpine:3.20", "localhost:5000/a/b:t",
+for i, r in enumerate(["a" * 4090, "busybox", "docker.io/library/alpine:3.20", "localhost:5000/a/b:t",
                        "127.0.0.1:5000/x@" + DIGEST, "[::1]:5000/x:1", "user/app:1.0@" + DIGEST,
                        "index.docker.io/busybox", "ghcr.io/o/r__x-y.z:v1.2_3"]):
     put("reference", f"r{i}", r)
