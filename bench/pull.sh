@@ -8,7 +8,7 @@
 # (a second layer of many small files), and a layer of whiteouts deleting part of the first
 # (gzip, like a registry image). It is imported into a private berth, pushed to a
 # `docker-registry` on 127.0.0.1, then pulled cold, alternately, by
-#   berth images pull HOST/bench/img:v1          (parallel downloads, unpack as layers land)
+#   berth images pull HOST/bench/img:v1          (parallel downloads, each layer unpacked while it downloads)
 #   ctr images pull --plain-http HOST/bench/img:v1 (containerd's default: fetch, then unpack)
 # removing the image, its blobs and its snapshots between runs. Then
 #   berth images import FILE  vs  ctr images import FILE  of the same OCI archive.
