@@ -14,7 +14,7 @@ mod runtime_support;
 use std::collections::BTreeSet;
 
 use berth_system_tests::Berth;
-use berth_system_tests::dist::have;
+use berth_system_tests::dist::{Registry, have};
 use power_cut_support::{
     CONFIG, CONFIG_GRACE, assert_intact, assert_intact_on, assert_no_orphans, assert_no_orphans_on,
     content_records, cut_during, drop_leases, image_tar, images, names, ok, selected, snapshot_index,
@@ -60,6 +60,15 @@ const NATIVE_POINTS: &[&str] = &[
     "snapshot.index.after_tmp",
     "snapshot.commit.before_save",
     "snapshot.commit.after_save",
+];
+
+/// Steps of a pull from a registry (layers unpacked while they download).
+const PULL_POINTS: &[&str] = &[
+    "content.write.after_append",
+    "content.commit.after_rename",
+    "snapshot.create.after_dirs",
+    "snapshot.commit.after_save",
+    "metadata.image_create.after_commit",
 ];
 
 /// Steps of `berth commit` (diff of a container's snapshot into a new layer, unpacked).
@@ -141,6 +150,37 @@ fn native_import_survives_a_power_cut_at_every_step() {
         assert_eq!(all.len(), committed.len() + 1, "{fp}: {all:?}");
         assert_no_orphans_on(&berth, "native");
         assert_intact_on(&berth, &all, "native");
+    }
+}
+
+#[test]
+fn pull_survives_a_power_cut_at_every_step() {
+    if !can_run() || !have("docker-registry") {
+        eprintln!("skipped: needs docker-registry");
+        return;
+    }
+    let reg = Registry::start(None);
+    // The images come from another berth: one content store would already hold their blobs.
+    let source = Berth::start_with(CONFIG);
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut berth = Berth::start_with(CONFIG);
+    for (i, fp) in selected(PULL_POINTS).iter().enumerate() {
+        let name = format!("{}/power/pull{i}:1", reg.addr);
+        let tar = image_tar(work.path(), &name, &format!("pull{i}-{fp}"));
+        ok(&source, &["images", "import", tar.to_str().expect("utf8")]);
+        ok(&source, &["images", "push", &name]);
+        let committed = images(&berth);
+        let cut = cut_during(&mut berth, fp, &["images", "pull", "-q", &name]);
+        let finished = cut.finished.is_some_and(|s| s.success());
+        assert_intact(&berth, &committed.iter().cloned().collect::<Vec<_>>());
+        check_interrupted(&berth, &committed, fp, finished);
+        assert_no_orphans(&berth);
+        ok(&berth, &["images", "pull", "-q", &name]);
+        let all: Vec<String> = images(&berth).into_iter().collect();
+        assert_eq!(all.len(), committed.len() + 1, "{fp}: {all:?}");
+        assert_intact(&berth, &all);
+        assert_no_orphans(&berth);
+        assert_intact(&berth, &all);
     }
 }
 
