@@ -1,5 +1,5 @@
-//! Extended attributes through raw `libc` calls (nix has no wrappers): the crate's only
-//! `unsafe`. Every call takes a path or an fd the caller resolved safely; none follows a
+//! Extended attributes and writeback hints through raw `libc` calls (nix has no wrappers):
+//! the crate's only `unsafe`. Every call takes a path or an fd the caller resolved safely; none follows a
 //! symlink at the final component.
 #![allow(unsafe_code)]
 
@@ -18,6 +18,16 @@ pub fn fsetxattr(fd: impl AsFd, name: &CStr, value: &[u8]) -> io::Result<()> {
     let ret = unsafe {
         libc::fsetxattr(fd.as_fd().as_raw_fd(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0)
     };
+    check(ret as isize).map(drop)
+}
+
+/// Starts writing the open file `fd`'s dirty pages to disk without waiting for them
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so a later `syncfs` finds the I/O done or
+/// under way instead of all of it still to do.
+pub fn start_writeback(fd: impl AsFd) -> io::Result<()> {
+    // SAFETY: `fd` is a live descriptor borrowed for the call; offset 0 and length 0 mean the
+    // whole file, and the flag is a valid `sync_file_range` flag.
+    let ret = unsafe { libc::sync_file_range(fd.as_fd().as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
     check(ret as isize).map(drop)
 }
 

@@ -25,6 +25,9 @@ use super::whiteout;
 /// directory times) stays bounded however well a hostile layer compresses.
 pub const MAX_ENTRIES: usize = 4_000_000;
 
+/// Files at least this large have their writeback started as soon as they are written.
+const WRITEBACK_MIN: usize = 256 << 10;
+
 /// How whiteouts are carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Whiteouts {
@@ -236,6 +239,7 @@ fn write_file<R: Read>(
     }
     .map_err(|e| errno("create", raw, e))?;
     let mut file = std::fs::File::from(fd);
+    let mut written = 0;
     loop {
         let n = match data.read(buf) {
             Ok(0) => break,
@@ -244,6 +248,12 @@ fn write_file<R: Read>(
             Err(e) => return Err(read_err(raw, e)),
         };
         file.write_all(&buf[..n]).map_err(|e| io(raw, e))?;
+        written += n;
+    }
+    if written >= WRITEBACK_MIN {
+        // The commit's syncfs must wait for these bytes anyway; start them now, while the
+        // rest of the layer is still being extracted. A refusal only loses the head start.
+        let _ = crate::sys::start_writeback(file.as_fd());
     }
     meta.apply_fd(file.as_fd(), raw)
 }
