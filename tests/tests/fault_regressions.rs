@@ -195,3 +195,26 @@ fn a_bundle_left_without_its_record_does_not_pin_the_container() {
     assert!(!berth.state.join("tasks/default/c2").exists());
     teardown(&berth);
 }
+
+/// A shim still starting when its runtime service died lost its socket at adoption (its
+/// task, with no `shim.pid` yet, was settled as dead), served nobody, and outlived its
+/// container's removal. Now a cleanup kills every live shim of the bundle first.
+#[test]
+fn an_unreachable_shim_does_not_outlive_its_container() {
+    if !can_run("runc") {
+        return;
+    }
+    let berth = Berth::start();
+    import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
+    berth_ok(&berth, &["run", "-d", "tiny", "u", "sleep", "1000"]);
+    let bundle = berth.state.join("tasks/default/u");
+    let read =
+        |f: &str| -> u32 { std::fs::read_to_string(bundle.join(f)).expect(f).trim().parse().expect("pid") };
+    let (init, shim) = (read("init.pid"), read("shim.pid"));
+    std::fs::remove_file(bundle.join("shim/sock")).expect("remove the shim's socket");
+    let o = berth.cli(&["containers", "rm", "--force", "u"]);
+    assert!(o.status.success(), "{}", show(&o));
+    wait_for("the shim to be gone", || !pid_alive(shim));
+    wait_for("the container to be gone", || !pid_alive(init));
+    teardown(&berth);
+}

@@ -43,6 +43,22 @@ pub(crate) fn shim_alive(bundle: &Bundle) -> bool {
     !zombie && !bundle_dir.is_empty() && cmdline.windows(bundle_dir.len()).any(|w| w == bundle_dir)
 }
 
+/// SIGKILLs every live `berth-shim` serving `bundle` (found by its command line, since a
+/// shim still starting has not written `shim.pid` yet).
+pub(crate) fn kill_shims_of(bundle: &Bundle) {
+    let mut needle = b"--bundle\0".to_vec();
+    needle.extend_from_slice(bundle.dir.as_os_str().as_encoded_bytes());
+    needle.push(0);
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let is_shim = cmdline.split(|b| *b == 0).next().is_some_and(|a| a.ends_with(b"berth-shim"));
+        if is_shim && cmdline.windows(needle.len()).any(|w| w == needle.as_slice()) {
+            crate::shim_client::kill_pid(pid);
+        }
+    }
+}
+
 fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
     Error::internal(format!("{what}: {e}"))
 }
@@ -314,7 +330,12 @@ impl Runtime {
     }
 
     /// Removes what the OCI runtime keeps of a container whose shim is gone.
+    /// A shim of this bundle that still runs is unreachable here (its socket is gone or it
+    /// never answered): it is killed first, or it would be orphaned for good (found by the
+    /// fault campaign: a shim still starting when its runtime died lost its socket at
+    /// adoption and outlived its container).
     pub(crate) async fn cleanup_runtime(&self, bundle: &Bundle, runtime: &str, ns: &str, id: &str) {
+        kill_shims_of(bundle);
         let Ok(bin) = runtime_binary(runtime) else { return };
         let mut cmd = crate::shim::runtime_command(bin, &self.runtime_root(bin, ns));
         cmd.args(["delete", "--force", id])
