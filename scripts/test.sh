@@ -17,6 +17,6 @@ awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += 
      END { printf "\nberth tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
 # Then every fuzz target for a few seconds from its seed corpus (docs/fuzzing.md); a crash fails.
 fuzz_status=0
-FUZZ_JOBS=${FUZZ_JOBS:-2} scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-10}" || fuzz_status=$?
+FUZZ_JOBS=${FUZZ_JOBS:-2} FUZZ_SANITIZER=${FUZZ_SANITIZER:-none} scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-10}" || fuzz_status=$?
 [ "$status" -ne 0 ] && exit "$status"
 exit "$fuzz_status"
