@@ -98,8 +98,14 @@ impl Log {
     /// Opens (or creates) the log in `dir`.
     pub fn open(dir: &Path) -> Result<Log> {
         let db = Database::builder(dir).open().map_err(storage)?;
-        let log = db.keyspace("log", KeyspaceCreateOptions::default).map_err(storage)?;
-        let meta = db.keyspace("meta", KeyspaceCreateOptions::default).map_err(storage)?;
+        // Memtables flushed at 4 MiB, and what the journal replay rebuilt flushed at once: a
+        // restart replays at most that much instead of the log's whole unflushed history.
+        let opts = || KeyspaceCreateOptions::default().max_memtable_size(4 << 20);
+        let log = db.keyspace("log", opts).map_err(storage)?;
+        let meta = db.keyspace("meta", opts).map_err(storage)?;
+        for ks in [&log, &meta] {
+            ks.rotate_memtable_and_wait().map_err(storage)?;
+        }
         let stored_last = match meta.get(LAST_SEQ).map_err(storage)? {
             Some(v) => seq_of(&v)?,
             None => 0,

@@ -75,6 +75,11 @@ pub fn now_ns() -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Memtables flushed at 4 MiB: a restart replays at most that much journal.
+fn keyspace_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default().max_memtable_size(4 << 20)
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir` and brings its format up to date.
     pub fn open(dir: &Path) -> Result<Store> {
@@ -84,7 +89,11 @@ impl Store {
     /// Opens the store running `migrations` (tests pass their own list).
     pub fn open_with(dir: &Path, migrations: &[Migration]) -> Result<Store> {
         let db = SingleWriterTxDatabase::builder(dir).open().map_err(storage)?;
-        let ks = db.keyspace("metadata", KeyspaceCreateOptions::default).map_err(storage)?;
+        let ks = db.keyspace("metadata", keyspace_options).map_err(storage)?;
+        // What the journal replay just rebuilt goes to a table now, so the next start does not
+        // replay it again (with the default 64 MiB memtable a small store never flushed, and
+        // every restart replayed its whole history: 0.2 s grew to 8.7 s in a 20-minute soak).
+        ks.inner().rotate_memtable_and_wait().map_err(storage)?;
         let store =
             Store { db, ks, mutations: AtomicU64::new(0), sync: Mutex::default(), synced: Condvar::new() };
         migrate::run(&store, migrations)?;
