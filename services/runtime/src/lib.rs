@@ -86,7 +86,12 @@ pub async fn adopt(rt: &Runtime) -> (usize, usize) {
         }
         let Ok(tasks) = rt.list(&ns).await else { continue };
         for task in tasks {
-            if task.shim_pid != 0 {
+            // Answering, or alive but not answering yet (a loaded machine, a shim still
+            // starting): no verdict, so hands off. Only a settled exit (the shim recorded it,
+            // or it is gone and `get` settled 255) is cleaned up. Cleaning up a live shim
+            // that merely missed its State deadline killed running containers (the fault
+            // campaign's keepers died with 137 while a relaunched berthd adopted them).
+            if task.shim_pid != 0 || task.exit.is_none() {
                 live += 1;
                 continue;
             }
