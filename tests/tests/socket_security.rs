@@ -186,8 +186,21 @@ fn modes_and_strangers() {
     for s in &shim_socks {
         assert!(!member.contains(&s.display().to_string()), "member reached shim socket {}", s.display());
     }
-    let o = berth.cli(&["tasks", "kill", "--signal", "KILL", "sleeper"]);
-    println!("{}", show(&o));
+    remove_container(&berth, "sleeper");
+}
+
+/// Kills container `id`, waits for it, deletes its task (which ends its shim) and removes it.
+fn remove_container(berth: &Berth, id: &str) {
+    let _ = berth.cli(&["tasks", "kill", "--signal", "KILL", id]);
+    let _ = berth.cli(&["tasks", "wait", id]);
+    let deleted = berth.cli(&["tasks", "delete", id]);
+    let removed = berth.cli(&["containers", "rm", id]);
+    assert!(
+        deleted.status.success() && removed.status.success(),
+        "{id} not cleaned up: {}{}",
+        show(&deleted),
+        show(&removed)
+    );
 }
 
 /// Inodes of abstract unix sockets in this network namespace.
@@ -261,7 +274,7 @@ fn containers_cannot_reach_sockets() {
             }
         }
     }
-    let _ = berth.cli(&["tasks", "kill", "--signal", "KILL", "bg"]);
+    remove_container(&berth, "bg");
 }
 
 #[test]
@@ -335,5 +348,5 @@ fn shim_refuses_strangers_even_when_reachable() {
     }
     let served = served_as(65534, 65534, &shim);
     assert!(served.is_empty(), "a stranger drove the shim: {served:?}");
-    let _ = berth.cli(&["tasks", "kill", "--signal", "KILL", "target"]);
+    remove_container(&berth, "target");
 }
