@@ -17,7 +17,8 @@ use berth_system_tests::Berth;
 use berth_system_tests::dist::{Registry, have};
 use power_cut_support::{
     CONFIG, CONFIG_GRACE, assert_intact, assert_intact_on, assert_no_orphans, assert_no_orphans_on,
-    content_records, cut_during, drop_leases, image_tar, images, names, ok, selected, snapshot_index,
+    assert_retry_adds_one, content_records, cut_during, drop_leases, image_tar, images, names, ok, selected,
+    snapshot_index,
 };
 
 /// Every step of an import: content ingest and commit, snapshot create/extract/commit and
@@ -120,12 +121,7 @@ fn import_survives_a_power_cut_at_every_step() {
         // Abandoned (its lease gone), the interrupted import leaves nothing behind.
         assert_no_orphans(&berth);
         assert_intact(&berth, &committed.iter().cloned().collect::<Vec<_>>());
-        ok(&berth, &["images", "import", tar]);
-        let all: Vec<String> = images(&berth).into_iter().collect();
-        assert_eq!(all.len(), committed.len() + 1, "{fp}: {all:?}");
-        assert_intact(&berth, &all);
-        assert_no_orphans(&berth);
-        assert_intact(&berth, &all);
+        assert_retry_adds_one(&berth, &committed, fp, &["images", "import", tar], "overlayfs");
     }
 }
 
@@ -145,11 +141,7 @@ fn native_import_survives_a_power_cut_at_every_step() {
         cut_during(&mut berth, fp, &import);
         assert_intact_on(&berth, &committed.iter().cloned().collect::<Vec<_>>(), "native");
         assert_no_orphans_on(&berth, "native");
-        ok(&berth, &import);
-        let all: Vec<String> = images(&berth).into_iter().collect();
-        assert_eq!(all.len(), committed.len() + 1, "{fp}: {all:?}");
-        assert_no_orphans_on(&berth, "native");
-        assert_intact_on(&berth, &all, "native");
+        assert_retry_adds_one(&berth, &committed, fp, &import, "native");
     }
 }
 
@@ -175,12 +167,7 @@ fn pull_survives_a_power_cut_at_every_step() {
         assert_intact(&berth, &committed.iter().cloned().collect::<Vec<_>>());
         check_interrupted(&berth, &committed, fp, finished);
         assert_no_orphans(&berth);
-        ok(&berth, &["images", "pull", "-q", &name]);
-        let all: Vec<String> = images(&berth).into_iter().collect();
-        assert_eq!(all.len(), committed.len() + 1, "{fp}: {all:?}");
-        assert_intact(&berth, &all);
-        assert_no_orphans(&berth);
-        assert_intact(&berth, &all);
+        assert_retry_adds_one(&berth, &committed, fp, &["images", "pull", "-q", &name], "overlayfs");
     }
 }
 

@@ -166,6 +166,24 @@ pub fn assert_no_orphans(berth: &Berth) {
     assert_no_orphans_on(berth, "overlayfs");
 }
 
+/// Retries the interrupted job `args` after a cut: it must add exactly one image to
+/// `committed`, every image then intact on `snapshotter`, before and after a GC pass that
+/// leaves no orphan.
+pub fn assert_retry_adds_one(
+    berth: &Berth,
+    committed: &BTreeSet<String>,
+    fp: &str,
+    args: &[&str],
+    snapshotter: &str,
+) {
+    ok(berth, args);
+    let all: Vec<String> = images(berth).into_iter().collect();
+    assert_eq!(all.len(), committed.len() + 1, "{fp}: {all:?}");
+    assert_intact_on(berth, &all, snapshotter);
+    assert_no_orphans_on(berth, snapshotter);
+    assert_intact_on(berth, &all, snapshotter);
+}
+
 /// [`assert_no_orphans`] with the snapshots of `snapshotter`.
 pub fn assert_no_orphans_on(berth: &Berth, snapshotter: &str) {
     drop_leases(berth);
