@@ -15,6 +15,7 @@
 # that is removed at the end. Each run starts after `sync` and deletes its blob afterwards,
 # so every ingest pays for its own fsync. Prints one line per run and the medians.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 SIZE_MIB=${1:-1024}
 RUNS=${2:-3}
@@ -52,27 +53,7 @@ berth() { "$BIN/berth" --state "$T/berth/state" "$@"; }
 
 # containerd: private root, state and sockets; CRI disabled.
 if [ $HAVE_CTR = 1 ]; then
-    mkdir -p "$T/ctd"
-    cat > "$T/ctd/config.toml" <<EOF
-version = 2
-root = "$T/ctd/root"
-state = "$T/ctd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$T/ctd/containerd.sock"
-[ttrpc]
-  address = "$T/ctd/containerd.sock.ttrpc"
-[debug]
-  address = "$T/ctd/debug.sock"
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$T/ctd/opt"
-EOF
-    containerd --config "$T/ctd/config.toml" >"$T/ctd.log" 2>&1 &
-    PIDS+=($!)
-    wait_sock "$T/ctd/containerd.sock"
-    ctr() { command ctr --address "$T/ctd/containerd.sock" -n bench "$@"; }
+    start_containerd
 fi
 
 : > "$T/results"

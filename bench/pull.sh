@@ -14,6 +14,7 @@
 #   berth images import FILE  vs  ctr images import FILE  of the same OCI archive.
 # Everything lives in a temp dir (own roots, states, sockets) removed at the end.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 RUNS=${1:-3}
 BIN=${BERTH_BIN:-${CARGO_TARGET_DIR:-target}/release}
@@ -91,27 +92,7 @@ berth images push -q "$REF" >/dev/null
 berth images rm --sync "$REF" >/dev/null
 
 if [ $HAVE_CTR = 1 ]; then
-    mkdir -p "$T/ctd"
-    cat > "$T/ctd/config.toml" <<EOF
-version = 2
-root = "$T/ctd/root"
-state = "$T/ctd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$T/ctd/containerd.sock"
-[ttrpc]
-  address = "$T/ctd/containerd.sock.ttrpc"
-[debug]
-  address = "$T/ctd/debug.sock"
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$T/ctd/opt"
-EOF
-    containerd --config "$T/ctd/config.toml" >"$T/ctd.log" 2>&1 &
-    PIDS+=($!)
-    wait_sock "$T/ctd/containerd.sock"
-    ctr() { command ctr --address "$T/ctd/containerd.sock" -n bench "$@"; }
+    start_containerd
 fi
 
 # Removes berth's image, blobs and snapshots (the metadata GC does not free snapshots yet).

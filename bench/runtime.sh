@@ -12,6 +12,7 @@
 # a `sleep`; and the time to start 50 containers concurrently with `berth run -d`.
 # Everything lives in a private temp dir (own root, state, sockets), removed at the end.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 RUNS=${1:-30}
 BIN=${BERTH_BIN:-${CARGO_TARGET_DIR:-target}/release}
@@ -71,21 +72,7 @@ berth images import "$T/tiny.tar" > /dev/null
 IMG=$(berth images ls -q | head -1)
 
 if [ $HAVE_CTR = 1 ]; then
-    mkdir -p "$T/ctd"
-    cat > "$T/ctd/config.toml" <<EOF
-version = 2
-root = "$T/ctd/root"
-state = "$T/ctd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$T/ctd/containerd.sock"
-[ttrpc]
-  address = "$T/ctd/containerd.sock.ttrpc"
-EOF
-    containerd --config "$T/ctd/config.toml" >"$T/ctd.log" 2>&1 &
-    PIDS+=($!)
-    wait_sock "$T/ctd/containerd.sock"
-    ctr() { command ctr --address "$T/ctd/containerd.sock" -n bench "$@"; }
+    start_containerd
     ctr images import "$T/tiny.tar" > /dev/null
 fi
 
