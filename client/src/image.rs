@@ -138,9 +138,21 @@ fn kind(mt: &str) -> &'static str {
     if oci::is_index(mt) { "index" } else { "manifest" }
 }
 
+/// Where an image's layers stand when [`record_and_unpack`] records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layers {
+    /// Stored only (`--no-unpack`): blobs may be missing, no snapshot.
+    Stored,
+    /// To be unpacked here: snapshot records made, chains unpacked.
+    Unpack,
+    /// Already unpacked by the caller under this session, snapshot records included.
+    Unpacked,
+}
+
 /// Records the manifest, config and layers of `r` (labels included), and, with `unpack`,
 /// unpacks the layers and labels the config with the top chainID. Returns the chainID.
-pub async fn record_and_unpack(sess: &Session, r: &Resolved, unpack: bool) -> Result<Option<Digest>> {
+pub async fn record_and_unpack(sess: &Session, r: &Resolved, layers: Layers) -> Result<Option<Digest>> {
+    let unpack = layers != Layers::Stored;
     let m = &r.manifest;
     let diff_ids = &r.config.rootfs.diff_ids;
     for (l, d) in m.layers.iter().zip(diff_ids) {
@@ -163,19 +175,26 @@ pub async fn record_and_unpack(sess: &Session, r: &Resolved, unpack: bool) -> Re
     let mut top = None;
     if unpack && !diff_ids.is_empty() {
         let chain = chain_ids(diff_ids);
-        for (i, c) in chain.iter().enumerate() {
-            sess.record_snapshot(c.to_string(), i.checked_sub(1).map(|p| chain[p].to_string())).await?;
-        }
-        let layers = m
-            .layers
-            .iter()
-            .zip(diff_ids)
-            .map(|(l, d)| Layer { digest: l.digest, media_type: l.media_type.clone(), diff_id: *d })
-            .collect();
-        let req = Unpack { snapshotter: sess.snapshotter.clone(), layers, labels: BTreeMap::new() };
-        let done = sess.services.snapshot.call(req).await?;
-        config_labels.insert(format!("{GC_REF_SNAPSHOT}.{}", sess.snapshotter), done.chain_id.to_string());
-        top = Some(done.chain_id);
+        let chain_id = match layers {
+            // Recorded and unpacked by the caller (a pull unpacks while it downloads).
+            Layers::Unpacked => *chain.last().unwrap_or(&diff_ids[0]),
+            _ => {
+                for (i, c) in chain.iter().enumerate() {
+                    sess.record_snapshot(c.to_string(), i.checked_sub(1).map(|p| chain[p].to_string()))
+                        .await?;
+                }
+                let layers = m
+                    .layers
+                    .iter()
+                    .zip(diff_ids)
+                    .map(|(l, d)| Layer { digest: l.digest, media_type: l.media_type.clone(), diff_id: *d })
+                    .collect();
+                let req = Unpack { snapshotter: sess.snapshotter.clone(), layers, labels: BTreeMap::new() };
+                sess.services.snapshot.call(req).await?.chain_id
+            }
+        };
+        config_labels.insert(format!("{GC_REF_SNAPSHOT}.{}", sess.snapshotter), chain_id.to_string());
+        top = Some(chain_id);
     }
     sess.record(m.config.digest, m.config.size, config_labels).await?;
     Ok(top)
@@ -251,5 +270,5 @@ async fn record_tree_at(
     let config = oci::parse_config(&cbytes, &format!("config {}", manifest.config.digest))?;
     check_layers(&manifest, &config, &what)?;
     let resolved = Resolved { desc: root.clone(), manifest, config };
-    record_and_unpack(sess, &resolved, false).await.map(drop)
+    record_and_unpack(sess, &resolved, Layers::Stored).await.map(drop)
 }

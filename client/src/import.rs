@@ -91,7 +91,7 @@ async fn run(sess: &Session, path: &Path, opts: &ImportOptions) -> Result<Vec<Im
             None
         } else {
             let resolved = image::resolve(sess, &desc, &platform).await?;
-            image::record_and_unpack(sess, &resolved, true).await?
+            image::record_and_unpack(sess, &resolved, image::Layers::Unpack).await?
         };
         for name in names {
             image::set_image(sess, &name, &desc).await?;

@@ -184,7 +184,12 @@ async fn run(
         image::record_tree(sess, &root).await?;
     }
     let resolved = image::resolve(sess, &root, &platform).await?;
-    let chain_id = image::record_and_unpack(sess, &resolved, !opts.no_unpack).await?;
+    let chain_id = image::record_and_unpack(
+        sess,
+        &resolved,
+        if opts.no_unpack { image::Layers::Stored } else { image::Layers::Unpacked },
+    )
+    .await?;
     let name = r.to_string();
     image::set_image(sess, &name, &root).await?;
     Ok(Imported { name, target: root, chain_id })

@@ -101,7 +101,7 @@ async fn run(sess: &Session, name: &str, path: &Path) -> Result<Imported> {
     let mdigest = sess.put_bytes(&mbytes).await?;
     let target = Descriptor::new(oci::OCI_MANIFEST, mdigest, mbytes.len() as u64);
     let resolved = image::resolve(sess, &target, &platform).await?;
-    let chain_id = image::record_and_unpack(sess, &resolved, true).await?;
+    let chain_id = image::record_and_unpack(sess, &resolved, image::Layers::Unpack).await?;
     image::set_image(sess, name, &target).await?;
     Ok(Imported { name: name.to_string(), target, chain_id })
 }
