@@ -53,9 +53,8 @@ fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).expect("stat").permissions().mode() & 0o7777
 }
 
-/// Runs this test binary's `probe` as `uid:gid`, connecting to each of `paths`; returns
-/// the paths it could connect to.
-fn probe_as(uid: u32, gid: u32, paths: &[PathBuf]) -> Vec<String> {
+/// Runs this test binary's `probe` as `uid:gid` against each of `paths`; returns its output.
+fn run_probe(uid: u32, gid: u32, paths: &[PathBuf]) -> String {
     let exe = std::env::current_exe().expect("exe");
     let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let o = Command::new(exe)
@@ -67,6 +66,12 @@ fn probe_as(uid: u32, gid: u32, paths: &[PathBuf]) -> Vec<String> {
         .expect("run probe");
     let text = out(&o);
     assert!(text.contains("PROBE-DONE"), "probe did not run: {}", show(&o));
+    text
+}
+
+/// The paths the probe, as `uid:gid`, could connect to.
+fn probe_as(uid: u32, gid: u32, paths: &[PathBuf]) -> Vec<String> {
+    let text = run_probe(uid, gid, paths);
     text.lines().filter_map(|l| l.strip_prefix("CONNECTED ")).map(String::from).collect()
 }
 
@@ -98,19 +103,9 @@ fn shim_state(s: std::os::unix::net::UnixStream) -> Option<String> {
     (!line.is_empty()).then(|| line.trim().to_string())
 }
 
-/// Runs the probe as `uid:gid` and returns the paths that answered a shim request.
+/// The paths that answered the probe's shim request, made as `uid:gid`.
 fn served_as(uid: u32, gid: u32, paths: &[PathBuf]) -> Vec<String> {
-    let exe = std::env::current_exe().expect("exe");
-    let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let o = Command::new(exe)
-        .args(["--exact", "probe", "--nocapture", "--test-threads", "1"])
-        .env("BERTH_PROBE_PATHS", list.join("\n"))
-        .uid(uid)
-        .gid(gid)
-        .output()
-        .expect("run probe");
-    let text = out(&o);
-    assert!(text.contains("PROBE-DONE"), "probe did not run: {}", show(&o));
+    let text = run_probe(uid, gid, paths);
     println!("{text}");
     text.lines().filter_map(|l| l.strip_prefix("SERVED ")).map(String::from).collect()
 }
