@@ -102,7 +102,17 @@ fn get(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
 fn endpoint_counts_calls_errors_restarts_gc_and_tasks() {
     let port = free_port();
     let mut berth = Berth::start_with(&format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n"));
-    let (before, families) = parse(&scrape(port));
+    // The launcher's service events reach the event log through its retrying publisher,
+    // so they may land a moment after berthd answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (before, families) = loop {
+        let (samples, families) = parse(&scrape(port));
+        let published = samples.get("berth_events_last_seq").is_some_and(|&s| s >= 5.0);
+        if published || std::time::Instant::now() > deadline {
+            break (samples, families);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     for f in [
         "berth_launcher_uptime_seconds",
         "berth_service_state",
