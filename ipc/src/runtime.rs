@@ -56,6 +56,9 @@ pub struct RunOptions {
     pub mounts: Vec<BindMount>,
     /// Give the init process a terminal.
     pub terminal: bool,
+    /// Keep the init process's stdin open, fed by `WriteStdin` and ended by `CloseStdin`
+    /// (without a terminal: a pipe; otherwise stdin is `/dev/null`).
+    pub stdin: bool,
 }
 
 /// `CreateContainer`: snapshot + spec + metadata record. `AlreadyExists` for a taken id,
@@ -222,6 +225,8 @@ pub struct ExecSpec {
     pub env: Vec<String>,
     /// Working directory (default: the container's).
     pub cwd: Option<String>,
+    /// Keep the process's stdin open (a pipe fed by `WriteStdin`, ended by `CloseStdin`).
+    pub stdin: bool,
 }
 
 /// `Exec`: add and start a process; answers its pid.
@@ -264,16 +269,22 @@ pub struct OutputChunk {
     pub data: Vec<u8>,
 }
 
-/// `WriteStdin`: bytes typed into a terminal task's terminal (the pty master, so the
-/// terminal's line discipline applies: `^C`, `^D`, echo). `FailedPrecondition` for a task
-/// without a terminal.
+/// `WriteStdin`: input for a process. For a task with a terminal, bytes typed into it (the
+/// pty master, so the terminal's line discipline applies: `^C`, `^D`, echo); for a process
+/// created with `stdin`, bytes written to its stdin pipe (blocking while the pipe is full).
+/// `FailedPrecondition` for a process with neither, or whose stdin was closed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WriteStdin {
-    /// Which process (the init process; exec'd processes have no terminal).
+    /// Which process.
     pub task: TaskRef,
     /// The bytes.
     pub data: Vec<u8>,
 }
+
+/// `CloseStdin`: end of input for a process created with `stdin` (its stdin pipe is closed,
+/// so it reads end of file). `FailedPrecondition` for a process without a stdin pipe.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CloseStdin(pub TaskRef);
 
 /// `ResizePty`: the window size of a terminal task's terminal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -320,8 +331,10 @@ crate::protocol! {
     GetMetrics(GetMetrics) -> TaskMetrics [idempotent];
     /// A process's output, streamed until it exits.
     Attach(Attach) -> OutputChunk [idempotent, stream];
-    /// Input for a terminal task. Allowed while it has a terminal.
+    /// Input for a process. Allowed while it has a terminal or an open stdin pipe.
     WriteStdin(WriteStdin) -> () [];
+    /// End of input for a process. Allowed while it has an open stdin pipe.
+    CloseStdin(CloseStdin) -> () [];
     /// Window size of a terminal task. Allowed while it has a terminal.
     ResizePty(ResizePty) -> () [idempotent];
 }
@@ -346,6 +359,9 @@ pub enum ShimRequest {
         exec_id: String,
         /// OCI process JSON.
         process: String,
+        /// Give it a stdin pipe.
+        #[serde(default)]
+        stdin: bool,
     },
     /// Freeze.
     Pause,
@@ -362,10 +378,18 @@ pub enum ShimRequest {
     Ps,
     /// Delete the container from the OCI runtime and exit.
     Shutdown,
-    /// Bytes for the terminal (tty tasks only).
+    /// Input: to the terminal (init of a tty task) or the process's stdin pipe.
     Stdin {
+        /// Exec id (`None`: init).
+        #[serde(default)]
+        exec_id: Option<String>,
         /// The bytes.
         data: Vec<u8>,
+    },
+    /// Close a process's stdin pipe.
+    CloseStdin {
+        /// Exec id (`None`: init).
+        exec_id: Option<String>,
     },
     /// Window size of the terminal (tty tasks only).
     Resize {

@@ -83,10 +83,12 @@ fn main() -> ExitCode {
 async fn run(cli: Cli, config: Config, log_format: LogFormat) -> anyhow::Result<()> {
     berth_service_kit::boot::raise_nofile_limit();
     let config_file = cli.common.config.as_deref().map(std::path::absolute).transpose()?;
-    let metrics_addr = config.metrics.socket_addr().map_err(|e| match &config_file {
+    let in_file = |e: String| match &config_file {
         Some(f) => anyhow::anyhow!("config {}: {e}", f.display()),
         None => anyhow::anyhow!("config: {e}"),
-    })?;
+    };
+    let metrics_addr = config.metrics.socket_addr().map_err(in_file)?;
+    config.runtime.cgroup_parent(&config.state).map_err(in_file)?;
     berth_service_kit::boot::create_private_dir(&config.root)
         .with_context(|| format!("create root {}", config.root.display()))?;
     berth_service_kit::boot::create_state_dir(&config.state)

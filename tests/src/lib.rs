@@ -162,6 +162,28 @@ impl Berth {
         Command::new(bin("berth")).arg("--state").arg(&self.state).args(args).output().expect("run berth")
     }
 
+    /// Runs `berth --state <state> ARGS…` with `input` on its stdin and returns its output.
+    pub fn cli_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = Command::new(bin("berth"))
+            .arg("--state")
+            .arg(&self.state)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run berth");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = input.to_vec();
+        // A writer thread: the CLI may stop reading (a process that ignores its input).
+        let writer = std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut stdin, &input);
+        });
+        let out = child.wait_with_output().expect("wait for berth");
+        let _ = writer.join();
+        out
+    }
+
     /// berthd's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
@@ -216,7 +238,27 @@ impl Drop for Berth {
                 signal(*pid, Signal::SIGKILL);
             }
         }
+        if let Ok(parent) = berth_service_kit::config::RuntimeConfig::default().cgroup_parent(&self.state) {
+            remove_cgroups(&parent);
+        }
     }
+}
+
+/// Removes the (empty) cgroups under `parent` in every hierarchy, deepest first; one still
+/// holding a process stays.
+pub fn remove_cgroups(parent: &str) {
+    fn remove(dir: &std::path::Path) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove(&e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        remove(&h.path().join(parent.trim_start_matches('/')));
+    }
+    remove(&std::path::Path::new("/sys/fs/cgroup").join(parent.trim_start_matches('/')));
 }
 
 /// Sends `sig` to `pid`, ignoring errors (it may be gone).

@@ -126,6 +126,7 @@ impl RunFlags {
             net_host: self.net_host,
             mounts: self.mount.iter().map(|m| parse_mount(m)).collect::<anyhow::Result<_>>()?,
             terminal: false,
+            stdin: false,
         };
         Ok(CreateContainer {
             namespace: namespace.to_string(),
@@ -150,6 +151,9 @@ pub struct RunArgs {
     /// Give the container an interactive terminal (stdin, window size, raw local terminal)
     #[arg(short = 't', long = "tty")]
     pub tty: bool,
+    /// Keep the container's stdin open and feed it this command's stdin (closed at its end)
+    #[arg(short = 'i', long = "interactive", conflicts_with = "detach")]
+    pub interactive: bool,
     /// The container
     #[command(flatten)]
     pub flags: RunFlags,
@@ -183,6 +187,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     let id = args.flags.id.clone();
     let mut request = args.flags.request(&ns)?;
     request.options.terminal = args.tty;
+    request.options.stdin = args.interactive && !args.tty;
     rt.call(request).await.map_err(wire)?;
     let task = TaskRef::init(&ns, &id);
     let result = async {
@@ -197,11 +202,15 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let stream = rt.stream(Attach(task.clone())).await.map_err(wire)?;
         rt.call(StartTask(task.clone())).await.map_err(wire)?;
+        let input = args.interactive.then(|| tokio::spawn(super::tty::feed_stdin(rt.clone(), task.clone())));
         tokio::select! {
             r = pump(stream) => r?,
             _ = tokio::signal::ctrl_c() => {
                 let _ = rt.call(KillTask { task: task.clone(), signal: 15, all: false }).await;
             }
+        }
+        if let Some(input) = input {
+            input.abort();
         }
         let exit = rt.call(WaitTask(task.clone())).await.map_err(wire)?;
         Ok::<_, anyhow::Error>(Some(exit.status))

@@ -62,6 +62,9 @@ pub enum TasksCmd {
         /// Return once started
         #[arg(short, long)]
         detach: bool,
+        /// Keep its stdin open and feed it this command's stdin (closed at its end)
+        #[arg(short = 'i', long = "interactive", conflicts_with = "detach")]
+        interactive: bool,
         /// Working directory
         #[arg(long)]
         cwd: Option<String>,
@@ -198,17 +201,19 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
             let exit = rt.call(WaitTask(task(&id, exec_id))).await.map_err(wire)?;
             return Ok(code(exit.status));
         }
-        TasksCmd::Exec { exec_id, detach, cwd, env, id, cmd } => {
+        TasksCmd::Exec { exec_id, detach, interactive, cwd, env, id, cmd } => {
             let t = task(&id, Some(exec_id));
-            let pid = rt
-                .call(Exec { task: t.clone(), spec: ExecSpec { args: cmd, env, cwd } })
-                .await
-                .map_err(wire)?;
+            let spec = ExecSpec { args: cmd, env, cwd, stdin: interactive };
+            let pid = rt.call(Exec { task: t.clone(), spec }).await.map_err(wire)?;
             if detach {
                 println!("{pid}");
                 return Ok(ExitCode::SUCCESS);
             }
+            let input = interactive.then(|| tokio::spawn(super::tty::feed_stdin(rt.clone(), t.clone())));
             pump(rt.stream(Attach(t.clone())).await.map_err(wire)?).await?;
+            if let Some(input) = input {
+                input.abort();
+            }
             let exit = rt.call(WaitTask(t)).await.map_err(wire)?;
             return Ok(code(exit.status));
         }

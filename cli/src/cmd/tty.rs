@@ -9,7 +9,7 @@ use std::io::Read;
 use std::os::fd::AsFd;
 
 use berth_ipc::Client;
-use berth_ipc::runtime::{Attach, ResizePty, Runtime, StartTask, TaskRef, WaitTask, WriteStdin};
+use berth_ipc::runtime::{Attach, CloseStdin, ResizePty, Runtime, StartTask, TaskRef, WaitTask, WriteStdin};
 use nix::sys::termios::{self, SetArg, Termios};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -77,6 +77,18 @@ fn read_stdin() -> mpsc::Receiver<Vec<u8>> {
         }
     });
     rx
+}
+
+/// Local stdin to a process started with a stdin pipe (`run -i`, `tasks exec -i`), then its
+/// end (`CloseStdin`) at end of input. Stops early when the process no longer takes input.
+pub async fn feed_stdin(rt: Client<Runtime>, task: TaskRef) {
+    let mut input = read_stdin();
+    while let Some(data) = input.recv().await {
+        if rt.call(WriteStdin { task: task.clone(), data }).await.is_err() {
+            return;
+        }
+    }
+    let _ = rt.call(CloseStdin(task)).await;
 }
 
 /// Input and window size to the task until the session ends.

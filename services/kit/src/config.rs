@@ -35,6 +35,48 @@ pub struct Config {
     pub log: LogConfig,
     /// The launcher's Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// The runtime service.
+    pub runtime: RuntimeConfig,
+}
+
+/// The runtime service's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// The cgroup containers are placed under (`<parent>/<namespace>/<id>`); empty: `/berth`
+    /// for the state dir `/run/berth`, `/berth-<hash of the state dir>` for any other, so
+    /// that two berth instances on one host never share a container's cgroup.
+    pub cgroup_parent: String,
+}
+
+impl RuntimeConfig {
+    /// The cgroup parent for a berth whose state dir is `state`. Errors: a parent that is not
+    /// a plain path (`..`, `.`, empty parts, NUL, over 200 bytes).
+    pub fn cgroup_parent(&self, state: &Path) -> Result<String, String> {
+        let text = self.cgroup_parent.trim_matches('/');
+        if !self.cgroup_parent.is_empty() {
+            let bad = text.is_empty()
+                || text.len() > 200
+                || text.split('/').any(|p| p.is_empty() || p == "." || p == ".." || p.contains('\0'));
+            if bad {
+                return Err(format!(
+                    "[runtime] cgroup_parent {:?}: not a plain cgroup path",
+                    self.cgroup_parent
+                ));
+            }
+            return Ok(format!("/{text}"));
+        }
+        if state == Path::new("/run/berth") {
+            return Ok("/berth".into());
+        }
+        // FNV-1a: stable across builds and releases, unlike std's hasher.
+        let hash = state
+            .as_os_str()
+            .as_encoded_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+        Ok(format!("/berth-{:08x}", hash as u32))
+    }
 }
 
 /// Logging settings.
@@ -193,6 +235,7 @@ impl Default for Config {
             metadata: MetadataConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            runtime: RuntimeConfig::default(),
         }
     }
 }
@@ -275,6 +318,23 @@ mod tests {
         let bad = Config::parse("[metrics]\naddress = \"localhost\"\n").expect("parses");
         let err = bad.metrics.socket_addr().expect_err("no port");
         assert!(err.contains("\"localhost\": not an IP:PORT"), "{err}");
+    }
+
+    #[test]
+    fn cgroup_parent_is_per_instance_and_checked() {
+        let c = RuntimeConfig::default();
+        assert_eq!(c.cgroup_parent(Path::new("/run/berth")), Ok("/berth".into()));
+        let a = c.cgroup_parent(Path::new("/tmp/a/state")).expect("a");
+        let b = c.cgroup_parent(Path::new("/tmp/b/state")).expect("b");
+        assert!(a.starts_with("/berth-") && a.len() == "/berth-".len() + 8, "{a}");
+        assert_ne!(a, b);
+        assert_eq!(c.cgroup_parent(Path::new("/tmp/a/state")), Ok(a));
+        let set = |p: &str| RuntimeConfig { cgroup_parent: p.into() }.cgroup_parent(Path::new("/x"));
+        assert_eq!(set("/system.slice/berth/"), Ok("/system.slice/berth".into()));
+        for bad in ["/", "../etc", "a//b", "a/./b", "a\0b"] {
+            let err = set(bad).expect_err(bad);
+            assert!(err.contains("not a plain cgroup path"), "{err}");
+        }
     }
 
     #[test]

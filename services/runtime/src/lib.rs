@@ -35,7 +35,7 @@ use berth_ipc::metadata::Metadata;
 use berth_ipc::publisher::Publisher;
 use berth_ipc::runtime::{Runtime as RuntimeProtocol, RuntimeRequest, RuntimeResponse, ShimRequest, TaskRef};
 use berth_ipc::snapshot::Snapshot;
-use berth_ipc::{Client, Context, Handler, Reply};
+use berth_ipc::{Client, Context, Error, Handler, Reply};
 use berth_service_kit::ServiceEnv;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
@@ -53,20 +53,31 @@ pub struct Runtime {
     pub content: ContentClient,
     /// Events.
     pub events: Publisher,
+    /// Containers' cgroups go under `<cgroup_parent>/<namespace>/<id>`.
+    pub cgroup_parent: String,
 }
 
 impl Runtime {
-    /// A runtime service for `env` (must be called inside tokio).
-    pub fn new(env: &ServiceEnv) -> Runtime {
+    /// A runtime service for `env` (must be called inside tokio). Errors: a bad
+    /// `[runtime] cgroup_parent`.
+    pub fn new(env: &ServiceEnv) -> anyhow::Result<Runtime> {
         let state = env.config.state.clone();
         let options = env.client_options();
-        Runtime {
+        let cgroup_parent =
+            env.config.runtime.cgroup_parent(&state).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+        Ok(Runtime {
             metadata: Client::in_state_dir(&state, options.clone()),
             snapshot: Client::in_state_dir(&state, options.clone()),
             content: ContentClient::new(Client::in_state_dir(&state, options)),
             events: Publisher::in_state_dir(&state, "runtime"),
             state,
-        }
+            cgroup_parent,
+        })
+    }
+
+    /// The cgroup of container `id` in `namespace`.
+    pub fn cgroup_path(&self, namespace: &str, id: &str) -> String {
+        format!("{}/{namespace}/{id}", self.cgroup_parent)
     }
 }
 
@@ -124,11 +135,22 @@ impl Handler<RuntimeProtocol> for Runtime {
             Q::Resume(r) => self.freeze(r.0, true).await.map(A::Resume).into(),
             Q::GetMetrics(r) => self.metrics(r.0).await.map(A::GetMetrics).into(),
             Q::WriteStdin(r) => {
-                self.terminal(r.task, ShimRequest::Stdin { data: r.data }).await.map(A::WriteStdin).into()
+                let req = ShimRequest::Stdin { exec_id: r.task.exec_id.clone(), data: r.data };
+                self.input(r.task, req).await.map(A::WriteStdin).into()
+            }
+            Q::CloseStdin(r) => {
+                let req = ShimRequest::CloseStdin { exec_id: r.0.exec_id.clone() };
+                self.input(r.0, req).await.map(A::CloseStdin).into()
             }
             Q::ResizePty(r) => {
                 let req = ShimRequest::Resize { cols: r.cols, rows: r.rows };
-                self.terminal(r.task, req).await.map(A::ResizePty).into()
+                let done = match r.task.exec_id {
+                    Some(_) => {
+                        Err(Error::precondition(format!("exec of task {}: has no terminal", r.task.id)))
+                    }
+                    None => self.input(r.task, req).await,
+                };
+                done.map(A::ResizePty).into()
             }
             Q::Attach(r) => {
                 let (tx, reply) = Reply::stream(16);
@@ -144,7 +166,7 @@ impl Handler<RuntimeProtocol> for Runtime {
 /// Runs the runtime service on `listener` until `shutdown` is cancelled. Shims and
 /// containers are left running.
 pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let rt = Runtime::new(&env);
+    let rt = Runtime::new(&env)?;
     let (live, dead) = adopt(&rt).await;
     tracing::info!(live, dead, "tasks adopted");
     berth_service_kit::serve::<RuntimeProtocol, _>(&env, rt, listener, shutdown).await

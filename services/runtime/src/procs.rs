@@ -34,7 +34,7 @@ impl Runtime {
         let ns = req.task.namespace.clone();
         self.events
             .publish(&ns, TaskExecAdded { container_id: req.task.id.clone(), exec_id: exec_id.clone() });
-        let call = ShimRequest::Exec { exec_id: exec_id.clone(), process };
+        let call = ShimRequest::Exec { exec_id: exec_id.clone(), process, stdin: req.spec.stdin };
         match shim_client::call(&bundle.socket(), &call).await? {
             ShimResponse::Pid(pid) => Ok(pid),
             other => Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
@@ -66,12 +66,10 @@ impl Runtime {
         Ok(())
     }
 
-    /// `WriteStdin` and `ResizePty`: to the shim, which owns the task's pty master.
-    pub async fn terminal(&self, task: TaskRef, req: ShimRequest) -> Result<()> {
+    /// `WriteStdin`, `CloseStdin` and `ResizePty`: to the shim, which owns the task's pty
+    /// master and its processes' stdin pipes.
+    pub async fn input(&self, task: TaskRef, req: ShimRequest) -> Result<()> {
         check(&task)?;
-        if task.exec_id.is_some() {
-            return Err(Error::precondition(format!("exec of task {}: has no terminal", task.id)));
-        }
         let bundle = self.bundle(&task.namespace, &task.id);
         if !bundle.record().exists() {
             return Err(Error::not_found(format!("task {}: not found", task.id)));
@@ -90,7 +88,14 @@ impl Runtime {
         if !matches!(info.status, TaskStatus::Running | TaskStatus::Paused | TaskStatus::Created) {
             return Err(Error::precondition(format!("task {}: not running", task.id)));
         }
-        let cg = spec::cgroup_path(&task.namespace, &task.id);
+        // The task's own spec says where it is (the configured parent may have changed since).
+        let bundle = self.bundle(&task.namespace, &task.id);
+        let cg = std::fs::read(bundle.config())
+            .ok()
+            .and_then(|c| serde_json::from_slice::<serde_json::Value>(&c).ok())
+            .and_then(|c| c.pointer("/linux/cgroupsPath").and_then(|p| p.as_str()).map(str::to_string))
+            .filter(|p| p.starts_with('/') && !p.split('/').any(|c| c == ".."))
+            .unwrap_or_else(|| self.cgroup_path(&task.namespace, &task.id));
         let read = |p: String| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<u64>().ok());
         let v1 = |ctl: &str, file: &str| read(format!("/sys/fs/cgroup/{ctl}{cg}/{file}"));
         let v2 = |file: &str| read(format!("/sys/fs/cgroup{cg}/{file}"));

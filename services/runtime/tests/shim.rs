@@ -19,7 +19,8 @@ fn start_shim(runtime: &str, dir: &std::path::Path, id: &str, args: &[&str]) -> 
     let opts =
         RunOptions { args: Some(args.iter().map(|s| s.to_string()).collect()), ..RunOptions::default() };
     let image = spec::ImageConfig::default();
-    let spec = spec::generate(&image, &opts, "default", id, &bundle.rootfs()).expect("spec");
+    let spec = spec::generate(&image, &opts, id, &format!("/berth-shimtest/default/{id}"), &bundle.rootfs())
+        .expect("spec");
     std::fs::write(bundle.config(), serde_json::to_vec(&spec).expect("json")).expect("config");
     let shim_args = ShimArgs {
         namespace: "default".into(),
@@ -86,8 +87,8 @@ fn run_to_exit(runtime: &str) {
         },
     )
     .expect("exec");
-    let exec =
-        ShimRequest::Exec { exec_id: "e1".into(), process: serde_json::to_string(&process).expect("json") };
+    let process = serde_json::to_string(&process).expect("json");
+    let exec = ShimRequest::Exec { exec_id: "e1".into(), process, stdin: false };
     assert!(matches!(common::shim_call(&sock, &exec), ShimResponse::Pid(_)));
     match common::shim_call(&sock, &ShimRequest::Wait { exec_id: Some("e1".into()) }) {
         ShimResponse::Exit(e) => assert_eq!(e.status, 5),
@@ -109,6 +110,14 @@ fn run_to_exit(runtime: &str) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert!(!std::path::Path::new(&format!("/proc/{shim_pid}")).exists(), "shim exited after shutdown");
+    // The container's cgroup, and its parents where now empty.
+    for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        for dir in
+            [format!("berth-shimtest/default/{id}"), "berth-shimtest/default".into(), "berth-shimtest".into()]
+        {
+            let _ = std::fs::remove_dir(h.path().join(dir));
+        }
+    }
 }
 
 #[test]

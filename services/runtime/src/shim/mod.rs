@@ -20,6 +20,7 @@
 
 mod events;
 mod exit;
+mod input;
 mod process;
 mod reaper;
 mod serve;

@@ -28,11 +28,12 @@ impl Runner {
         cmd
     }
 
-    /// Runs the runtime with `args`, its stdout and stderr going to `out` and `err`; returns
-    /// its exit status.
-    pub fn run_with(&self, args: &[&str], out: Stdio, err: Stdio) -> Result<u32> {
+    /// Runs the runtime with `args`, its stdin, stdout and stderr being `io` (passed on to
+    /// the container's process); returns its exit status.
+    pub fn run_with(&self, args: &[&str], io: [Stdio; 3]) -> Result<u32> {
         let mut cmd = self.command(args);
-        cmd.stdout(out).stderr(err);
+        let [input, out, err] = io;
+        cmd.stdin(input).stdout(out).stderr(err);
         let child = cmd.spawn().map_err(|e| Error::internal(format!("{}: {e}", self.runtime)))?;
         self.reaper.spawned();
         let pid = i32::try_from(child.id()).unwrap_or(0);

@@ -17,6 +17,7 @@ use berth_ipc::{Error, Result};
 use super::ShimArgs;
 use super::events::ShimEvents;
 use super::exit::{self, EarlyDelete, ExitCtx, Order};
+use super::input::Inputs;
 use super::process::{Runner, runtime_error};
 use super::reaper::Reaper;
 use super::tty::{ConsoleSocket, Tty};
@@ -37,6 +38,7 @@ pub struct Shim {
     events: Arc<ShimEvents>,
     listener: UnixListener,
     tty: Option<Arc<Tty>>,
+    inputs: Inputs,
     early: Arc<EarlyDelete>,
 }
 
@@ -82,10 +84,12 @@ impl Shim {
         let shim_dir = bundle.shim_dir();
         let _ = std::fs::remove_dir_all(&shim_dir);
         std::fs::DirBuilder::new().mode(0o700).create(&shim_dir).map_err(|e| io("shim dir", e))?;
-        let console = if super::tty::wants_terminal(&bundle.config()) {
-            Some(ConsoleSocket::bind(&bundle.console())?)
-        } else {
-            None
+        let (terminal, stdin) = super::tty::wants(&bundle.config());
+        let console = if terminal { Some(ConsoleSocket::bind(&bundle.console())?) } else { None };
+        let inputs = Inputs::default();
+        let input = match stdin && !terminal {
+            true => Stdio::from(inputs.open(None)?),
+            false => Stdio::null(),
         };
         let out = append(&bundle.stdout(None))?;
         let err = append(&bundle.stderr(None))?;
@@ -97,7 +101,7 @@ impl Shim {
             create.extend(["--console-socket", path.as_str()]);
         }
         create.push(&args.id);
-        let status = runner.run_with(&create, Stdio::from(out), Stdio::from(err))?;
+        let status = runner.run_with(&create, [input, Stdio::from(out), Stdio::from(err)])?;
         if status != 0 {
             let _ = runner.run(&["delete", "--force", &args.id]);
             return Err(runtime_error(&args.runtime, "create", &tail(&bundle.stderr(None))));
@@ -131,6 +135,7 @@ impl Shim {
             events,
             listener,
             tty,
+            inputs,
             early,
         })
     }
@@ -261,7 +266,7 @@ impl Shim {
                     .map_err(|e| Error::internal(format!("kill {pid}: {e}")))?;
                 Ok(ShimResponse::Ok)
             }
-            ShimRequest::Exec { exec_id, process } => self.exec(&exec_id, &process),
+            ShimRequest::Exec { exec_id, process, stdin } => self.exec(&exec_id, &process, stdin),
             ShimRequest::Pause => {
                 self.runner.run(&["pause", id])?;
                 self.set(TaskStatus::Paused);
@@ -291,7 +296,18 @@ impl Shim {
                 Ok(ShimResponse::Pids(pids))
             }
             ShimRequest::Shutdown => Ok(ShimResponse::Ok),
-            ShimRequest::Stdin { data } => self.terminal()?.write(&data).map(|()| ShimResponse::Ok),
+            ShimRequest::Stdin { exec_id: None, data } if self.tty.is_some() => {
+                self.terminal()?.write(&data).map(|()| ShimResponse::Ok)
+            }
+            ShimRequest::Stdin { exec_id, data } => {
+                if exec_id.is_none() && !self.inputs.has(None) {
+                    return Err(Error::precondition(format!("task {id}: has no terminal and no open stdin")));
+                }
+                self.inputs.write(id, exec_id.as_deref(), &data).map(|()| ShimResponse::Ok)
+            }
+            ShimRequest::CloseStdin { exec_id } => {
+                self.inputs.close(id, exec_id.as_deref()).map(|()| ShimResponse::Ok)
+            }
             ShimRequest::Resize { cols, rows } => {
                 self.terminal()?.resize(cols, rows).map(|()| ShimResponse::Ok)
             }
@@ -304,7 +320,7 @@ impl Shim {
             .ok_or_else(|| Error::precondition(format!("task {}: has no terminal", self.args.id)))
     }
 
-    fn exec(&self, exec_id: &str, process: &str) -> Result<ShimResponse> {
+    fn exec(&self, exec_id: &str, process: &str, stdin: bool) -> Result<ShimResponse> {
         let id = self.args.id.as_str();
         if self.state().status != TaskStatus::Running {
             return Err(Error::precondition(format!("task {id}: not running")));
@@ -320,8 +336,12 @@ impl Shim {
         let err = append(&err_path)?;
         let (spec_s, pid_s) = (spec.display().to_string(), pid_file.display().to_string());
         let args = ["exec", "--process", &spec_s, "--pid-file", &pid_s, "--detach", id];
-        let status = self.runner.run_with(&args, Stdio::from(out), Stdio::from(err))?;
+        let input = if stdin { Stdio::from(self.inputs.open(Some(exec_id))?) } else { Stdio::null() };
+        let status = self.runner.run_with(&args, [input, Stdio::from(out), Stdio::from(err)])?;
         if status != 0 {
+            if stdin {
+                let _ = self.inputs.close(id, Some(exec_id));
+            }
             return Err(runtime_error(&self.args.runtime, "exec", &tail(&err_path)));
         }
         let pid: i32 = std::fs::read_to_string(&pid_file)

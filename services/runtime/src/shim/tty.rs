@@ -16,12 +16,16 @@ use berth_ipc::{Error, Result};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 
 use super::sys;
+use crate::spec::STDIN_ANNOTATION;
 
-/// Whether the bundle's `config.json` asks for a terminal (`process.terminal`).
-pub fn wants_terminal(config: &Path) -> bool {
-    let Ok(data) = std::fs::read(config) else { return false };
-    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&data) else { return false };
-    spec.pointer("/process/terminal").and_then(serde_json::Value::as_bool).unwrap_or(false)
+/// Whether the bundle's `config.json` asks for a terminal (`process.terminal`), and whether
+/// for a stdin pipe (the annotation [`STDIN_ANNOTATION`]).
+pub fn wants(config: &Path) -> (bool, bool) {
+    let Ok(data) = std::fs::read(config) else { return (false, false) };
+    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&data) else { return (false, false) };
+    let terminal = spec.pointer("/process/terminal").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let stdin = spec.get("annotations").and_then(|a| a.get(STDIN_ANNOTATION)).is_some_and(|v| v == "open");
+    (terminal, stdin)
 }
 
 /// The socket the OCI runtime sends the pty master on.

@@ -74,11 +74,6 @@ const CAPABILITIES: [Capability; 14] = [
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The cgroup of a container: `/berth/<ns>/<id>`.
-pub fn cgroup_path(namespace: &str, id: &str) -> String {
-    format!("/berth/{namespace}/{id}")
-}
-
 /// `env` with `extra` applied in order: a later `K=V` replaces an earlier `K`.
 pub fn merge_env(env: &mut Vec<String>, extra: &[String]) -> Result<()> {
     for kv in extra {
@@ -97,13 +92,13 @@ pub fn merge_env(env: &mut Vec<String>, extra: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The spec of container `id` in `namespace` from `image` and `opts`; `rootfs` is the
+/// The spec of container `id` from `image` and `opts`, in cgroup `cgroup`; `rootfs` is the
 /// container's root filesystem, mounted, for lookups.
 pub fn generate(
     image: &ImageConfig,
     opts: &RunOptions,
-    namespace: &str,
     id: &str,
+    cgroup: &str,
     rootfs: &Path,
 ) -> Result<Spec> {
     let exec = image.config.clone().unwrap_or_default();
@@ -175,7 +170,7 @@ pub fn generate(
         .filter(|n| !(opts.net_host && n.typ() == LinuxNamespaceType::Network))
         .collect();
     linux.set_namespaces(Some(namespaces));
-    linux.set_cgroups_path(Some(PathBuf::from(cgroup_path(namespace, id))));
+    linux.set_cgroups_path(Some(PathBuf::from(cgroup)));
     let mut resources = linux.resources().clone().unwrap_or_default();
     if let Some(limit) = opts.memory {
         let limit = i64::try_from(limit).map_err(|_| Error::invalid("memory: limit too large"))?;
@@ -200,8 +195,16 @@ pub fn generate(
     }
     linux.set_resources(Some(resources));
     spec.set_linux(Some(linux));
+    if opts.stdin {
+        let open = [(STDIN_ANNOTATION.to_string(), "open".to_string())];
+        spec.set_annotations(Some(open.into_iter().collect()));
+    }
     Ok(spec)
 }
+
+/// The spec annotation telling the shim to give the init process a stdin pipe
+/// ([`RunOptions::stdin`](berth_ipc::runtime::RunOptions)).
+pub const STDIN_ANNOTATION: &str = "berth.io/stdin";
 
 fn bind_mount(bind: &berth_ipc::runtime::BindMount) -> Result<Mount> {
     if !bind.source.starts_with('/') || !bind.destination.starts_with('/') {
