@@ -76,14 +76,20 @@ if [ $HAVE_CTR = 1 ]; then
     ctr images import "$T/tiny.tar" > /dev/null
 fi
 
+# What a command leaves running in the background (containerd's GC removing the snapshot,
+# berth's shim finishing `runc delete`) must not land in the next command's time: each timed
+# run starts once that is over. SETTLE seconds (default 0.3; 0 for back-to-back runs).
+SETTLE=${SETTLE:-0.3}
+settle() { sleep "$SETTLE"; }
+
 # Warm-up, then RUNS runs of each, interleaved.
 berth run --rm "$IMG" warm /bin/true
 [ $HAVE_CTR = 1 ] && ctr run --rm docker.io/library/tiny:latest warm /bin/true
 for i in $(seq 1 "$RUNS"); do
-    a=$(now); berth run --rm "$IMG" "r$i" /bin/true; b=$(now); echo "berth-runc $(ms "$a" "$b")" >> "$T/results"
-    a=$(now); berth run --rm --runtime crun "$IMG" "c$i" /bin/true; b=$(now); echo "berth-crun $(ms "$a" "$b")" >> "$T/results"
+    settle; a=$(now); berth run --rm "$IMG" "r$i" /bin/true; b=$(now); echo "berth-runc $(ms "$a" "$b")" >> "$T/results"
+    settle; a=$(now); berth run --rm --runtime crun "$IMG" "c$i" /bin/true; b=$(now); echo "berth-crun $(ms "$a" "$b")" >> "$T/results"
     if [ $HAVE_CTR = 1 ]; then
-        a=$(now); ctr run --rm docker.io/library/tiny:latest "k$i" /bin/true; b=$(now); echo "ctr-runc $(ms "$a" "$b")" >> "$T/results"
+        settle; a=$(now); ctr run --rm docker.io/library/tiny:latest "k$i" /bin/true; b=$(now); echo "ctr-runc $(ms "$a" "$b")" >> "$T/results"
     fi
 done
 echo "run --rm /bin/true, median of $RUNS (ms):"

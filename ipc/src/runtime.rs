@@ -173,6 +173,9 @@ pub struct CreateTask(pub TaskRef);
 /// `StartTask`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StartTask(pub TaskRef);
+/// `RunTask`: create and start; events `/tasks/create` then `/tasks/start`, as for the two.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunTask(pub TaskRef);
 /// `DeleteTask`: only once stopped (or created); unmounts and removes the bundle.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeleteTask(pub TaskRef);
@@ -309,6 +312,9 @@ crate::protocol! {
     CreateTask(CreateTask) -> TaskInfo [];
     /// Start a created task.
     StartTask(StartTask) -> TaskInfo [];
+    /// Create a task and start it at once (one OCI runtime `run` instead of `create` and
+    /// `start`). Allowed for a container without a task.
+    RunTask(RunTask) -> TaskInfo [];
     /// Signal a process. Allowed while it runs.
     KillTask(KillTask) -> () [];
     /// Delete a stopped or created task; answers its exit.

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use berth_ipc::Stream;
 use berth_ipc::runtime::{
     Attach, BindMount, CreateContainer, CreateTask, DeleteTask, KillTask, OutputStream, RemoveContainer,
-    RunOptions, StartTask, TaskRef, WaitTask,
+    RunOptions, RunTask, TaskRef, WaitTask,
 };
 use clap::Args;
 
@@ -191,17 +191,19 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     rt.call(request).await.map_err(wire)?;
     let task = TaskRef::init(&ns, &id);
     let result = async {
-        rt.call(CreateTask(task.clone())).await.map_err(wire)?;
         if args.tty && !args.detach {
+            // Started only once the window size is set and the local terminal is raw.
+            rt.call(CreateTask(task.clone())).await.map_err(wire)?;
             return super::tty::session(rt, &task, true).await.map(Some);
         }
+        // Created and started by one runtime call; its output so far is in the task's log,
+        // which attach streams from the start.
+        rt.call(RunTask(task.clone())).await.map_err(wire)?;
         if args.detach {
-            rt.call(StartTask(task.clone())).await.map_err(wire)?;
             println!("{id}");
             return Ok(None);
         }
         let stream = rt.stream(Attach(task.clone())).await.map_err(wire)?;
-        rt.call(StartTask(task.clone())).await.map_err(wire)?;
         let input = args.interactive.then(|| tokio::spawn(super::tty::feed_stdin(rt.clone(), task.clone())));
         tokio::select! {
             r = pump(stream) => r?,

@@ -90,6 +90,8 @@ pub async fn adopt(rt: &Runtime) -> (usize, usize) {
         let _ = mount::unmount_all(&e.path());
         let _ = std::fs::remove_dir(e.path());
     }
+    // Bundles of deleted tasks whose removal a crash interrupted.
+    let _ = std::fs::remove_dir_all(rt.state.join("tasks/.trash"));
     let Ok(namespaces) = std::fs::read_dir(rt.state.join("tasks")) else { return (0, 0) };
     for ns in namespaces.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
         if ns.starts_with('.') {
@@ -112,7 +114,26 @@ pub async fn adopt(rt: &Runtime) -> (usize, usize) {
             tracing::warn!(namespace = %ns, id = %task.id, exit = ?task.exit, "shim gone; exit settled");
         }
     }
+    // Runtime state with no bundle: a deleted task whose shim died before it finished the
+    // runtime's delete (it runs after the delete is answered). In the background: a shim
+    // still finishing gets its few seconds without holding up the service's start.
+    let rt2 = rt.clone();
+    tokio::spawn(async move { delete_orphan_runtime_state(&rt2).await });
     (live, dead)
+}
+
+async fn delete_orphan_runtime_state(rt: &Runtime) {
+    for bin in ["runc", "crun"] {
+        for ns in std::fs::read_dir(rt.state.join("oci").join(bin)).into_iter().flatten().flatten() {
+            let Ok(ns) = ns.file_name().into_string() else { continue };
+            for c in std::fs::read_dir(rt.runtime_root(bin, &ns)).into_iter().flatten().flatten() {
+                let Ok(id) = c.file_name().into_string() else { continue };
+                if c.path().is_dir() && !rt.bundle(&ns, &id).dir.exists() {
+                    rt.previous_runtime_state_gone(&ns, &id).await;
+                }
+            }
+        }
+    }
 }
 
 impl Handler<RuntimeProtocol> for Runtime {
@@ -124,6 +145,7 @@ impl Handler<RuntimeProtocol> for Runtime {
             Q::RemoveContainer(r) => self.remove_container(r).await.map(A::RemoveContainer).into(),
             Q::CreateTask(r) => self.create(r.0).await.map(A::CreateTask).into(),
             Q::StartTask(r) => self.start(r.0).await.map(A::StartTask).into(),
+            Q::RunTask(r) => self.run(r.0).await.map(A::RunTask).into(),
             Q::KillTask(r) => self.kill(r).await.map(A::KillTask).into(),
             Q::DeleteTask(r) => self.delete(r.0).await.map(A::DeleteTask).into(),
             Q::GetTask(r) => self.get(r.0).await.map(A::GetTask).into(),

@@ -83,8 +83,21 @@ impl Runtime {
         Ok(bundle)
     }
 
+    /// `RunTask`: the task created and started by one OCI runtime `run`. `/tasks/create`
+    /// is stored before the shim is told to publish `/tasks/start` (two publishers, so
+    /// order is only kept by waiting).
+    pub async fn run(&self, task: TaskRef) -> Result<TaskInfo> {
+        self.create_with(task.clone(), true).await?;
+        self.events.flush(EVENT_ORDER_WAIT).await;
+        self.start(task).await
+    }
+
     /// `CreateTask`.
     pub async fn create(&self, task: TaskRef) -> Result<TaskInfo> {
+        self.create_with(task, false).await
+    }
+
+    async fn create_with(&self, task: TaskRef, start: bool) -> Result<TaskInfo> {
         check(&task)?;
         let (ns, id) = (task.namespace.as_str(), task.id.as_str());
         let _claim = crate::containers::Claim::take(&self.state, "task", ns, id)?;
@@ -107,7 +120,7 @@ impl Runtime {
             }
             Err(e) => return Err(io("bundle", e)),
         }
-        let result = self.create_in(&bundle, &container, runtime, ns, id).await;
+        let result = self.create_in(&bundle, &container, runtime, ns, id, start).await;
         if result.is_err() {
             let _ = mount::unmount_all(&bundle.rootfs());
             let _ = std::fs::remove_dir_all(&bundle.dir);
@@ -122,6 +135,7 @@ impl Runtime {
         runtime: &str,
         ns: &str,
         id: &str,
+        start: bool,
     ) -> Result<TaskInfo> {
         let mounts = self
             .snapshot
@@ -150,6 +164,7 @@ impl Runtime {
             tokio::task::spawn_blocking(move || mount::mount_all(&m, &root))
                 .await
                 .map_err(|e| Error::internal(e.to_string()))??;
+            self.previous_runtime_state_gone(ns, id).await;
             let args = ShimArgs {
                 namespace: ns.into(),
                 id: id.into(),
@@ -157,6 +172,7 @@ impl Runtime {
                 runtime: runtime.into(),
                 runtime_root: self.runtime_root(runtime, ns),
                 state: self.state.clone(),
+                start,
             };
             shim_client::spawn(&args).await
         }
@@ -188,7 +204,7 @@ impl Runtime {
             id: id.into(),
             namespace: ns.into(),
             pid,
-            status: TaskStatus::Created,
+            status: if start { TaskStatus::Running } else { TaskStatus::Created },
             exit: None,
             bundle: bundle_s,
             runtime: runtime.into(),
@@ -315,7 +331,7 @@ impl Runtime {
         tokio::task::spawn_blocking(move || mount::unmount_all(&root))
             .await
             .map_err(|e| Error::internal(e.to_string()))??;
-        std::fs::remove_dir_all(&bundle.dir).map_err(|e| io("bundle", e))?;
+        self.discard(&bundle)?;
         self.events.publish(
             &task.namespace,
             TaskDelete {
@@ -329,6 +345,57 @@ impl Runtime {
         Ok(exit)
     }
 
+    /// Waits until no OCI runtime keeps state of an earlier container with this id: a
+    /// deleted task's shim finishes the runtime's `delete` after the delete was answered,
+    /// and a new container must not be created (same runtime state dir, same cgroup) while
+    /// that runs. After 3 s, or for a shim that died meanwhile, the state is deleted here.
+    pub(crate) async fn previous_runtime_state_gone(&self, ns: &str, id: &str) {
+        let stale = || -> Vec<&'static str> {
+            ["runc", "crun"].into_iter().filter(|r| self.runtime_root(r, ns).join(id).exists()).collect()
+        };
+        if stale().is_empty() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        while !stale().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        for bin in stale() {
+            tracing::warn!(namespace = %ns, id = %id, runtime = bin, "stale runtime state; deleting it");
+            self.force_delete(bin, ns, id).await;
+        }
+    }
+
+    /// `<runtime> delete --force ID`, output discarded.
+    async fn force_delete(&self, bin: &str, ns: &str, id: &str) {
+        let mut cmd = crate::shim::runtime_command(bin, &self.runtime_root(bin, ns));
+        cmd.args(["delete", "--force", id])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let _ = tokio::task::spawn_blocking(move || cmd.status()).await;
+    }
+
+    /// Removes a deleted task's bundle: renamed into `tasks/.trash` at once (the id is free
+    /// again when this returns), removed from there in the background. What a crash leaves
+    /// in the trash is removed when the service starts.
+    fn discard(&self, bundle: &Bundle) -> Result<()> {
+        let trash = self.state.join("tasks/.trash");
+        let name = bundle.dir.iter().rev().take(2).map(|p| p.to_string_lossy()).collect::<Vec<_>>().join(".");
+        let target = trash.join(format!("{name}.{}", now_ns()));
+        let moved = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&trash)
+            .and_then(|()| std::fs::rename(&bundle.dir, &target));
+        match moved {
+            Ok(()) => {
+                tokio::task::spawn_blocking(move || std::fs::remove_dir_all(target));
+                Ok(())
+            }
+            Err(_) => std::fs::remove_dir_all(&bundle.dir).map_err(|e| io("bundle", e)),
+        }
+    }
+
     /// Removes what the OCI runtime keeps of a container whose shim is gone.
     /// A shim of this bundle that still runs is unreachable here (its socket is gone or it
     /// never answered): it is killed first, or it would be orphaned for good (found by the
@@ -337,11 +404,7 @@ impl Runtime {
     pub(crate) async fn cleanup_runtime(&self, bundle: &Bundle, runtime: &str, ns: &str, id: &str) {
         kill_shims_of(bundle);
         let Ok(bin) = runtime_binary(runtime) else { return };
-        let mut cmd = crate::shim::runtime_command(bin, &self.runtime_root(bin, ns));
-        cmd.args(["delete", "--force", id])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let _ = tokio::task::spawn_blocking(move || cmd.status()).await;
+        self.force_delete(bin, ns, id).await;
         let _ = std::fs::remove_file(bundle.socket());
     }
 

@@ -11,7 +11,9 @@ use berth_runtime::bundle::Bundle;
 use berth_runtime::shim::ShimArgs;
 use berth_runtime::spec;
 
-fn start_shim(runtime: &str, dir: &std::path::Path, id: &str, args: &[&str]) -> (Bundle, u32) {
+/// Spawns a shim for a fresh bundle running `args`; `start`: the runtime's `run` instead of
+/// `create`. Answers the bundle and the init pid.
+fn start_shim(runtime: &str, dir: &std::path::Path, id: &str, args: &[&str], start: bool) -> (Bundle, u32) {
     let state = dir.join("state");
     let bundle = Bundle::new(&state, "default", id);
     std::fs::create_dir_all(bundle.rootfs()).expect("bundle");
@@ -29,6 +31,7 @@ fn start_shim(runtime: &str, dir: &std::path::Path, id: &str, args: &[&str]) -> 
         runtime: runtime.into(),
         runtime_root: dir.join("runc-root"),
         state,
+        start,
     };
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth-shim"))
         .args(shim_args.to_args())
@@ -55,6 +58,7 @@ fn run_to_exit(runtime: &str) {
         dir.path(),
         &id,
         &["sh", "-c", "echo hi; echo err >&2; hostname; sleep 0.3; exit 3"],
+        false,
     );
     assert!(pid > 0);
     let sock = bundle.socket();
@@ -110,7 +114,11 @@ fn run_to_exit(runtime: &str) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert!(!std::path::Path::new(&format!("/proc/{shim_pid}")).exists(), "shim exited after shutdown");
-    // The container's cgroup, and its parents where now empty.
+    remove_test_cgroups(&id);
+}
+
+/// Removes the test cgroups of container `id` (and their parents where now empty).
+fn remove_test_cgroups(id: &str) {
     for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
         for dir in
             [format!("berth-shimtest/default/{id}"), "berth-shimtest/default".into(), "berth-shimtest".into()]
@@ -118,6 +126,61 @@ fn run_to_exit(runtime: &str) {
             let _ = std::fs::remove_dir(h.path().join(dir));
         }
     }
+}
+
+/// Started by the runtime's `run`, a container that exits at once (before the shim has read
+/// its pid, typically): its exit is still recorded as the init's, `/tasks/exit` waits for
+/// `Start`, and the shim shuts down cleanly.
+fn run_exits_at_once(runtime: &str) {
+    if !common::can_run(runtime) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = format!("shimrun-{runtime}-{}", std::process::id());
+    let (bundle, pid) = start_shim(runtime, dir.path(), &id, &["sh", "-c", "echo quick; exit 4"], true);
+    assert!(pid > 0);
+    let sock = bundle.socket();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let state = loop {
+        match common::shim_call(&sock, &ShimRequest::State) {
+            ShimResponse::State(s) if s.status == TaskStatus::Stopped => break s,
+            ShimResponse::State(s) if std::time::Instant::now() < deadline => {
+                assert_eq!(s.status, TaskStatus::Running, "started by run");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(state.exit.map(|e| e.status), Some(4));
+    assert_eq!(bundle.read_exit().map(|e| e.status), Some(4), "the init's exit is recorded durably");
+    assert!(matches!(common::shim_call(&sock, &ShimRequest::Start), ShimResponse::Pid(p) if p == pid));
+    assert_eq!(std::fs::read_to_string(bundle.stdout(None)).expect("out"), "quick\n");
+    assert!(matches!(common::shim_call(&sock, &ShimRequest::Shutdown), ShimResponse::Ok));
+    // The shim finishes the runtime's delete after answering, then exits.
+    let root = dir.path().join("runc-root").join(&id);
+    let shim_alive = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", state.shim_pid)).unwrap_or_default();
+        stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()).is_some_and(|s| s != "Z")
+    };
+    for _ in 0..300 {
+        if !root.exists() && !shim_alive() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!root.exists(), "the runtime's state of {id} is deleted");
+    assert!(!shim_alive(), "shim exited");
+    remove_test_cgroups(&id);
+}
+
+#[test]
+fn runc_run_exits_at_once() {
+    run_exits_at_once("runc");
+}
+
+#[test]
+fn crun_run_exits_at_once() {
+    run_exits_at_once("crun");
 }
 
 #[test]
@@ -147,6 +210,7 @@ fn create_failure_is_reported() {
         runtime: "runc".into(),
         runtime_root: dir.path().join("runc-root"),
         state,
+        start: false,
     };
     let out = Command::new(env!("CARGO_BIN_EXE_berth-shim")).args(args.to_args()).output().expect("shim");
     let line = String::from_utf8_lossy(&out.stdout);

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_ipc::events::payload::Payload;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
@@ -17,7 +17,9 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 /// How long the thread waits for another event before it ends.
 const IDLE: Duration = Duration::from_millis(200);
 
-type Slot = Arc<Mutex<Option<(UnboundedSender<Payload>, JoinHandle<()>)>>>;
+/// The queue into the running thread, and what tells that everything queued is stored.
+type Running = (UnboundedSender<Payload>, std::sync::mpsc::Receiver<()>, JoinHandle<()>);
+type Slot = Arc<Mutex<Option<Running>>>;
 
 /// A lazily started event thread.
 pub struct ShimEvents {
@@ -37,43 +39,49 @@ impl ShimEvents {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner.is_none() {
             let (tx, mut rx) = unbounded_channel::<Payload>();
+            let (stored_tx, stored_rx) = std::sync::mpsc::channel::<()>();
             let (state, ns, slot) = (self.state.clone(), self.namespace.clone(), self.inner.clone());
             let spawned =
                 std::thread::Builder::new().name("events".into()).stack_size(256 << 10).spawn(move || {
                     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                         return;
                     };
-                    rt.block_on(async move {
+                    let closed = rt.block_on(async move {
                         let publisher = berth_ipc::publisher::Publisher::in_state_dir(&state, "shim");
-                        loop {
+                        let closed = loop {
                             match tokio::time::timeout(IDLE, rx.recv()).await {
                                 Ok(Some(p)) => publisher.publish(&ns, p),
-                                Ok(None) => break,
+                                Ok(None) => break true,
                                 Err(_) => {
                                     publisher.flush(Duration::from_secs(30)).await;
                                     let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
                                     if rx.is_empty() {
                                         *guard = None;
-                                        break;
+                                        break false;
                                     }
                                 }
                             }
-                        }
+                        };
                         publisher.flush(Duration::from_secs(30)).await;
+                        let _ = stored_tx.send(());
+                        closed
                     });
-                    drop(rt);
-                    super::sys::trim_heap();
-                    super::sys::release_file_pages();
+                    // Closed by `finish`: the shim is about to exit, nothing to give back.
+                    if !closed {
+                        drop(rt);
+                        super::sys::trim_heap();
+                        super::sys::release_file_pages();
+                    }
                 });
             match spawned {
-                Ok(handle) => *inner = Some((tx, handle)),
+                Ok(handle) => *inner = Some((tx, stored_rx, handle)),
                 Err(e) => {
                     eprintln!("berth-shim: events thread: {e}");
                     return;
                 }
             }
         }
-        if let Some((tx, _)) = inner.as_ref() {
+        if let Some((tx, _, _)) = inner.as_ref() {
             let _ = tx.send(payload.into());
         }
     }
@@ -83,13 +91,13 @@ impl ShimEvents {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
-    /// Closes the queue and waits up to `timeout` for the events to be stored.
+    /// Closes the queue and waits up to `timeout` for the events to be stored (woken the
+    /// moment they are, or when the thread ends without).
     pub fn finish(&self, timeout: Duration) {
-        let Some((tx, handle)) = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
+        let Some((tx, stored, _thread)) = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
         drop(tx);
-        let deadline = Instant::now() + timeout;
-        while !handle.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let _ = stored.recv_timeout(timeout);
     }
 }

@@ -27,6 +27,8 @@ pub struct Order {
     pub pending: Option<TaskExit>,
     /// Exec pids whose exit is still to be published, with their exec ids.
     pub exec_pids: HashMap<i32, String>,
+    /// The init's exit has been handled (recorded, published or held back).
+    pub init_exited: bool,
 }
 
 /// The runtime's `delete` of an exited container, begun by the exit hook.
@@ -66,6 +68,7 @@ impl EarlyDelete {
 }
 
 /// What the exit hook works with.
+#[derive(Clone)]
 pub struct ExitCtx {
     /// The container id.
     pub id: String,
@@ -83,39 +86,77 @@ pub struct ExitCtx {
     pub early: Arc<EarlyDelete>,
 }
 
+fn exit_event(ctx: &ExitCtx, process: &str, pid: i32, exit: ExitInfo) -> TaskExit {
+    TaskExit {
+        container_id: ctx.id.clone(),
+        id: process.to_string(),
+        pid: u32::try_from(pid).unwrap_or(0),
+        exit_status: exit.status,
+        exited_at: exit.exited_at,
+    }
+}
+
+/// The init's exit: made durable, then published (or held back until `/tasks/start` is).
+/// Whoever calls this has set `Order::init_exited` under the lock, so it runs once.
+pub fn init_exited(ctx: &ExitCtx, pid: i32, exit: ExitInfo) {
+    // The runtime's delete overlaps the durable write (a container that exits before its
+    // start is answered is deleted early by the start instead).
+    if ctx.order.lock().unwrap_or_else(|p| p.into_inner()).started
+        && let Some(runner) = ctx.runner.get()
+    {
+        ctx.early.begin(runner.clone(), ctx.id.clone());
+    }
+    if let Err(e) = write_exit(&ctx.bundle, exit) {
+        eprintln!("berth-shim: recording exit: {e}");
+    }
+    let mut o = ctx.order.lock().unwrap_or_else(|p| p.into_inner());
+    if o.started {
+        ctx.events.publish(exit_event(ctx, &ctx.id, pid, exit));
+    } else {
+        o.pending = Some(exit_event(ctx, &ctx.id, pid, exit));
+    }
+}
+
+/// Called once the init's pid is known (stored in `ctx.init` under the order lock): a
+/// container started by `run` may have exited before, when its exit looked like any
+/// other child's.
+pub fn init_known(ctx: &ExitCtx, reaper: &Reaper, pid: i32) {
+    let exit = {
+        let mut o = ctx.order.lock().unwrap_or_else(|p| p.into_inner());
+        ctx.init.store(pid, Ordering::SeqCst);
+        match reaper.exited(pid) {
+            Some(exit) if !o.init_exited => {
+                o.init_exited = true;
+                exit
+            }
+            _ => return,
+        }
+    };
+    init_exited(ctx, pid, exit);
+}
+
 /// The reaper's hook.
 pub fn hook(ctx: ExitCtx) -> OnExit {
     Box::new(move |pid: i32, exit: ExitInfo, reaper: &Reaper| {
-        let event = |process: &str| TaskExit {
-            container_id: ctx.id.clone(),
-            id: process.to_string(),
-            pid: u32::try_from(pid).unwrap_or(0),
-            exit_status: exit.status,
-            exited_at: exit.exited_at,
+        let is_init = |o: &mut Order| {
+            let yes = pid == ctx.init.load(Ordering::SeqCst) && !o.init_exited;
+            o.init_exited |= yes;
+            yes
         };
-        if pid == ctx.init.load(Ordering::SeqCst) {
-            // The runtime's delete overlaps the durable write (a container that exits
-            // before its start is answered is deleted early by the start instead).
-            if ctx.order.lock().unwrap_or_else(|p| p.into_inner()).started
-                && let Some(runner) = ctx.runner.get()
-            {
-                ctx.early.begin(runner.clone(), ctx.id.clone());
-            }
-            if let Err(e) = write_exit(&ctx.bundle, exit) {
-                eprintln!("berth-shim: recording exit: {e}");
-            }
-            let mut o = ctx.order.lock().unwrap_or_else(|p| p.into_inner());
-            if o.started {
-                ctx.events.publish(event(&ctx.id));
-            } else {
-                o.pending = Some(event(&ctx.id));
-            }
-        } else {
-            reaper.record(pid, exit);
-            let mut o = ctx.order.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(exec_id) = o.exec_pids.remove(&pid) {
-                ctx.events.publish(event(&exec_id));
-            }
+        if is_init(&mut ctx.order.lock().unwrap_or_else(|p| p.into_inner())) {
+            init_exited(&ctx, pid, exit);
+            return;
+        }
+        reaper.record(pid, exit);
+        let mut o = ctx.order.lock().unwrap_or_else(|p| p.into_inner());
+        // The init's pid became known meanwhile (`init_known`).
+        if is_init(&mut o) {
+            drop(o);
+            init_exited(&ctx, pid, exit);
+            return;
+        }
+        if let Some(exec_id) = o.exec_pids.remove(&pid) {
+            ctx.events.publish(exit_event(&ctx, &exec_id, pid, exit));
         }
     })
 }

@@ -52,12 +52,15 @@ pub struct ShimArgs {
     pub runtime_root: PathBuf,
     /// berth's state dir (for `events.sock`).
     pub state: PathBuf,
+    /// Start the container at once: the runtime's `run --detach` rather than `create`
+    /// (one runtime process instead of two); `/tasks/start` waits for the `Start` request.
+    pub start: bool,
 }
 
 impl ShimArgs {
     /// The command-line form, for spawning.
     pub fn to_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "--namespace".into(),
             self.namespace.clone(),
             "--id".into(),
@@ -70,7 +73,11 @@ impl ShimArgs {
             self.runtime_root.display().to_string(),
             "--state".into(),
             self.state.display().to_string(),
-        ]
+        ];
+        if self.start {
+            args.push("--start".into());
+        }
+        args
     }
 
     fn parse(mut args: impl Iterator<Item = String>) -> Option<ShimArgs> {
@@ -83,6 +90,11 @@ impl ShimArgs {
             runtime: get("--runtime")?,
             runtime_root: get("--runtime-root")?.into(),
             state: get("--state")?.into(),
+            start: match args.next().as_deref() {
+                None => false,
+                Some("--start") => true,
+                Some(_) => return None,
+            },
         })
     }
 }
@@ -91,7 +103,7 @@ impl ShimArgs {
 pub fn main() -> ExitCode {
     let Some(args) = ShimArgs::parse(std::env::args().skip(1)) else {
         eprintln!(
-            "usage: berth-shim --namespace NS --id ID --bundle DIR --runtime BIN --runtime-root DIR --state DIR"
+            "usage: berth-shim --namespace NS --id ID --bundle DIR --runtime BIN --runtime-root DIR --state DIR [--start]"
         );
         return ExitCode::from(2);
     };

@@ -69,7 +69,7 @@ impl Shim {
         let events = Arc::new(ShimEvents::new(args.state.clone(), args.namespace.clone()));
         let cell = Arc::new(OnceLock::new());
         let early = Arc::new(EarlyDelete::default());
-        let hook = exit::hook(ExitCtx {
+        let ctx = ExitCtx {
             id: args.id.clone(),
             bundle: bundle.clone(),
             init: init.clone(),
@@ -77,7 +77,8 @@ impl Shim {
             events: events.clone(),
             runner: cell.clone(),
             early: early.clone(),
-        });
+        };
+        let hook = exit::hook(ctx.clone());
         let reaper = Reaper::start(hook);
         let runner = Runner { runtime: args.runtime.clone(), root: args.runtime_root.clone(), reaper };
         let _ = cell.set(runner.clone());
@@ -96,7 +97,9 @@ impl Shim {
         let dir = bundle.dir.display().to_string();
         let pid_file = bundle.init_pid().display().to_string();
         let console_path = console.as_ref().map(|c| c.path().display().to_string());
-        let mut create = vec!["create", "--bundle", &dir, "--pid-file", &pid_file];
+        let verb = if args.start { ["run", "--detach"].as_slice() } else { ["create"].as_slice() };
+        let mut create = verb.to_vec();
+        create.extend(["--bundle", &dir, "--pid-file", &pid_file]);
         if let Some(path) = &console_path {
             create.extend(["--console-socket", path.as_str()]);
         }
@@ -104,7 +107,7 @@ impl Shim {
         let status = runner.run_with(&create, [input, Stdio::from(out), Stdio::from(err)])?;
         if status != 0 {
             let _ = runner.run(&["delete", "--force", &args.id]);
-            return Err(runtime_error(&args.runtime, "create", &tail(&bundle.stderr(None))));
+            return Err(runtime_error(&args.runtime, verb[0], &tail(&bundle.stderr(None))));
         }
         let tty = match console.map(|c| c.receive(Duration::from_secs(5))) {
             None => None,
@@ -120,16 +123,17 @@ impl Shim {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| Error::internal(format!("{}: no init pid after create", args.runtime)))?;
-        init.store(pid, Ordering::SeqCst);
+        exit::init_known(&ctx, &runner.reaper, pid);
         let listener = UnixListener::bind(bundle.socket()).map_err(|e| io("shim socket", e))?;
         std::fs::set_permissions(bundle.socket(), std::fs::Permissions::from_mode(0o600))
             .map_err(|e| io("shim socket", e))?;
+        let status = if args.start { TaskStatus::Running } else { TaskStatus::Created };
         Ok(Shim {
             args,
             bundle,
             runner,
             init: pid,
-            status: Mutex::new(TaskStatus::Created),
+            status: Mutex::new(status),
             execs: Mutex::new(HashMap::new()),
             order,
             events,
@@ -194,6 +198,7 @@ impl Shim {
                     Ok(()) => {
                         let _ = writeln!(write, "{}", json(&ShimResponse::Ok));
                         let _ = write.flush();
+                        self.delete_exited();
                         std::process::exit(0);
                     }
                     Err(e) => ShimResponse::Error(e),
@@ -234,11 +239,16 @@ impl Shim {
         let id = self.args.id.as_str();
         match req {
             ShimRequest::Start => {
-                if self.state().status != TaskStatus::Created {
-                    return Err(Error::precondition(format!("task {id}: already started")));
+                // Started by `run` already: only `/tasks/start` (and an exit held back
+                // behind it) remains to be published, once.
+                let ran = self.args.start && !self.order.lock().unwrap_or_else(|p| p.into_inner()).started;
+                if !ran {
+                    if self.state().status != TaskStatus::Created {
+                        return Err(Error::precondition(format!("task {id}: already started")));
+                    }
+                    self.runner.run(&["start", id])?;
+                    self.set(TaskStatus::Running);
                 }
-                self.runner.run(&["start", id])?;
-                self.set(TaskStatus::Running);
                 let mut o = self.order.lock().unwrap_or_else(|p| p.into_inner());
                 self.events.publish(TaskStart { container_id: id.to_string(), pid: self.init_pid() });
                 o.started = true;
@@ -371,13 +381,28 @@ impl Shim {
         Ok(ShimResponse::Pid(upid))
     }
 
+    /// Waits for the early delete of an exited container, or deletes it now (forcibly if
+    /// need be), so that the OCI runtime keeps nothing of it once this shim is gone.
+    fn delete_exited(&self) {
+        let id = self.args.id.as_str();
+        if self.state().status == TaskStatus::Stopped
+            && !self.early.wait(Duration::from_secs(10))
+            && self.runner.run(&["delete", id]).is_err()
+        {
+            let _ = self.runner.run(&["delete", "--force", id]);
+        }
+    }
+
     fn shutdown(&self) -> Result<()> {
         let id = self.args.id.as_str();
         let state = self.state();
         match state.status {
+            // The runtime's delete of an exited container (begun at its exit) is finished
+            // after the answer, by `delete_exited`: it needs neither the bundle nor the
+            // rootfs, and a create of the same id waits for the runtime's state to go.
             TaskStatus::Stopped => {
-                if !self.early.wait(Duration::from_secs(10)) && self.runner.run(&["delete", id]).is_err() {
-                    self.runner.run(&["delete", "--force", id])?;
+                if std::env::var_os("BERTH_AB_SYNC").is_some() {
+                    self.delete_exited();
                 }
             }
             TaskStatus::Created => {
