@@ -32,6 +32,10 @@ cleanup() {
     [ $HAVE_CTR = 1 ] && command ctr --address "$T/ctd/containerd.sock" -n bench tasks kill -s 9 ctd-rss 2>/dev/null || true
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     awk '{ print $5 }' /proc/self/mountinfo | grep "^$T" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    # The (empty) cgroups runc leaves: berth's parent, and containerd's namespace (once the
+    # shims have finished their deletes).
+    sleep 0.5
+    find /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/*/bench -depth -type d -exec rmdir {} + 2>/dev/null || true
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -62,7 +66,7 @@ tar -C "$T/oci" -cf "$T/tiny.tar" .
 
 # berth: berthd and every service in a private root.
 mkdir -p "$T/berth"
-: > "$T/berth/berth.toml"
+printf '[runtime]\ncgroup_parent = "berth-bench"\n' > "$T/berth/berth.toml"
 "$BIN/berthd" --root "$T/berth/root" --state "$T/berth/state" --config "$T/berth/berth.toml" 2>"$T/berthd.log" &
 PIDS+=($!)
 wait_sock "$T/berth/state/runtime.sock"

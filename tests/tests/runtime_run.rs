@@ -6,12 +6,20 @@ mod runtime_support;
 use berth_system_tests::Berth;
 use runtime_support::{can_run, import_busybox, mounts_under, out, processes_with, show, teardown};
 
+/// No mount, shim or task left. A shim finishes the runtime's delete just after the task's
+/// delete is answered, so it gets a moment to exit.
 fn assert_clean(berth: &Berth) {
     assert!(mounts_under(&berth.state).is_empty(), "mounts left: {:?}", mounts_under(&berth.state));
-    let shims = processes_with("berth-shim");
     let state = berth.state.to_string_lossy().into_owned();
-    let ours: Vec<u32> = processes_with(&state).into_iter().filter(|p| shims.contains(p)).collect();
-    assert!(ours.is_empty(), "shims left: {ours:?}");
+    let ours = || -> Vec<u32> {
+        let shims = processes_with("berth-shim");
+        processes_with(&state).into_iter().filter(|p| shims.contains(p)).collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !ours().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(ours().is_empty(), "shims left: {:?}", ours());
     let tasks = berth.cli(&["tasks", "ls", "--format", "json"]);
     assert_eq!(out(&tasks).trim(), "[]", "{}", show(&tasks));
 }
@@ -143,6 +151,37 @@ fn memory_limit_is_enforced() {
         "x=$(head -c 1000000 /dev/zero | tr '\\0' a); echo survived",
     ]);
     assert_eq!(out(&o), "survived\n", "{}", show(&o));
+    assert_clean(&berth);
+    teardown(&berth);
+}
+
+/// The same id again and again, each run right after the last one's delete: the new
+/// container never collides with the runtime state its predecessor's shim is still
+/// deleting.
+#[test]
+fn same_id_back_to_back() {
+    if !can_run("runc") {
+        return;
+    }
+    let berth = Berth::start();
+    import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
+    let crun = can_run("crun");
+    for i in 0..8 {
+        let runtime = if i % 2 == 1 && crun { "crun" } else { "runc" };
+        let o = berth.cli(&[
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            "tiny",
+            "again",
+            "sh",
+            "-c",
+            &format!("echo {i}"),
+        ]);
+        assert!(o.status.success(), "run {i}: {}", show(&o));
+        assert_eq!(out(&o).trim(), i.to_string(), "run {i}");
+    }
     assert_clean(&berth);
     teardown(&berth);
 }

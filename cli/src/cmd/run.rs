@@ -194,7 +194,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
         if args.tty && !args.detach {
             // Started only once the window size is set and the local terminal is raw.
             rt.call(CreateTask(task.clone())).await.map_err(wire)?;
-            return super::tty::session(rt, &task, true).await.map(Some);
+            return super::tty::session(rt, &task, true).await.map(|s| Some(Status::Exited(s)));
         }
         // Created and started by one runtime call; its output so far is in the task's log,
         // which attach streams from the start.
@@ -205,31 +205,50 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let stream = rt.stream(Attach(task.clone())).await.map_err(wire)?;
         let input = args.interactive.then(|| tokio::spawn(super::tty::feed_stdin(rt.clone(), task.clone())));
-        tokio::select! {
-            r = pump(stream) => r?,
+        let ended = tokio::select! {
+            r = pump(stream) => { r?; true }
             _ = tokio::signal::ctrl_c() => {
                 let _ = rt.call(KillTask { task: task.clone(), signal: 15, all: false }).await;
+                false
             }
-        }
+        };
         if let Some(input) = input {
             input.abort();
         }
+        // The output ends when the process has exited; with --rm its delete answers the
+        // exit status, so there is nothing to wait for.
+        if ended && args.rm {
+            return Ok(Some(Status::OnDelete));
+        }
         let exit = rt.call(WaitTask(task.clone())).await.map_err(wire)?;
-        Ok::<_, anyhow::Error>(Some(exit.status))
+        Ok::<_, anyhow::Error>(Some(Status::Exited(exit.status)))
     }
     .await;
+    let mut deleted = None;
     if args.rm && !args.detach {
         if result.is_err() {
             let _ = rt.call(KillTask { task: task.clone(), signal: 9, all: true }).await;
             let _ = rt.call(WaitTask(task.clone())).await;
         }
-        let _ = rt.call(DeleteTask(task.clone())).await;
+        deleted = Some(rt.call(DeleteTask(task.clone())).await.map_err(wire));
         rt.call(RemoveContainer { namespace: ns, id, force: true }).await.map_err(wire)?;
     }
     match result? {
-        Some(status) => Ok(code(status)),
+        Some(Status::Exited(status)) => Ok(code(status)),
+        Some(Status::OnDelete) => match deleted {
+            Some(exit) => Ok(code(exit?.status)),
+            None => Ok(ExitCode::SUCCESS),
+        },
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Where `berth run` gets the exit status from.
+enum Status {
+    /// Waited for.
+    Exited(u32),
+    /// From the task's delete (`--rm`).
+    OnDelete,
 }
 
 #[cfg(test)]

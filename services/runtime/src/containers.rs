@@ -43,23 +43,29 @@ impl Runtime {
         let runtime = runtime_binary(&req.runtime)?;
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
         let _claim = Claim::take(&self.state, "container", ns, id)?;
-        match self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() })).await {
+        // Is the id free, and what does the image hold: asked at once.
+        let existing = self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() }));
+        let resolved = async {
+            let image = self
+                .metadata
+                .call(GetImage(ByName { namespace: ns.into(), name: req.image.clone() }))
+                .await
+                .map_err(|e| {
+                    if e.is(Code::NotFound) {
+                        Error::not_found(format!("image {}: not found", req.image))
+                    } else {
+                        e
+                    }
+                })?;
+            image::resolve(&self.content, &image).await
+        };
+        let (existing, resolved) = tokio::join!(existing, resolved);
+        match existing {
             Ok(_) => return Err(Error::already_exists(format!("container {id}: already exists"))),
             Err(e) if e.is(Code::NotFound) => {}
             Err(e) => return Err(e),
         }
-        let image = self
-            .metadata
-            .call(GetImage(ByName { namespace: ns.into(), name: req.image.clone() }))
-            .await
-            .map_err(|e| {
-                if e.is(Code::NotFound) {
-                    Error::not_found(format!("image {}: not found", req.image))
-                } else {
-                    e
-                }
-            })?;
-        let (config, chain) = image::resolve(&self.content, &image).await?;
+        let (config, chain) = resolved?;
         let key = snapshot_key(ns, id);
         let parent = chain.map(|c| c.to_string());
         // A lease protects the snapshot from garbage collection from its record on until the

@@ -132,8 +132,10 @@ impl Runtime {
                 let _ = done_tx.send(());
             })
         };
+        // Set once the process has exited: the logs are read once more, then the stream ends.
+        let mut exited = false;
         loop {
-            let finished = done.try_recv().is_ok() || waiter.is_finished();
+            let finished = exited || waiter.is_finished();
             let mut any = false;
             for (stream, path, offset) in files.iter_mut() {
                 while let Some(data) = read_from(path, offset) {
@@ -154,6 +156,7 @@ impl Runtime {
             if !any {
                 tokio::select! {
                     _ = tokio::time::sleep(ATTACH_POLL) => {}
+                    _ = &mut done, if !exited => exited = true,
                     _ = tx.closed() => { waiter.abort(); return; }
                 }
             }

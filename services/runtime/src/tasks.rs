@@ -87,9 +87,13 @@ impl Runtime {
     /// is stored before the shim is told to publish `/tasks/start` (two publishers, so
     /// order is only kept by waiting).
     pub async fn run(&self, task: TaskRef) -> Result<TaskInfo> {
-        self.create_with(task.clone(), true).await?;
+        let mut info = self.create_with(task.clone(), true).await?;
         self.events.flush(EVENT_ORDER_WAIT).await;
-        self.start(task).await
+        let bundle = self.existing(&task)?;
+        shim_client::call(&bundle.socket(), &ShimRequest::Start).await?;
+        // Running, or already exited: a `GetTask` tells which.
+        info.status = TaskStatus::Running;
+        Ok(info)
     }
 
     /// `CreateTask`.

@@ -46,6 +46,7 @@ impl EarlyDelete {
         let this = self.clone();
         let spawned =
             std::thread::Builder::new().name("delete".into()).stack_size(128 << 10).spawn(move || {
+                super::sys::background_priority();
                 let ok = runner.run(&["delete", &id]).is_ok();
                 *this.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(Some(ok));
                 this.changed.notify_all();

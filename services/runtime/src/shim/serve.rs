@@ -384,6 +384,7 @@ impl Shim {
     /// Waits for the early delete of an exited container, or deletes it now (forcibly if
     /// need be), so that the OCI runtime keeps nothing of it once this shim is gone.
     fn delete_exited(&self) {
+        super::sys::background_priority();
         let id = self.args.id.as_str();
         if self.state().status == TaskStatus::Stopped
             && !self.early.wait(Duration::from_secs(10))

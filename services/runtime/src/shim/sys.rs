@@ -86,6 +86,18 @@ pub fn small_heap() {
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
 }
 
+/// Lowers the calling thread's priority (nice 10), and so that of the children it spawns:
+/// for cleanup that nobody waits on (the runtime's delete of an exited container), which
+/// should not take CPU from the next container's start.
+pub fn background_priority() {
+    // SAFETY: plain syscalls on the calling thread (nice is per thread on Linux, and a child
+    // forked from this thread inherits it).
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
 /// Gives freed heap pages back to the kernel.
 pub fn trim_heap() {
     // SAFETY: malloc_trim only releases free memory; safe to call from any thread.
