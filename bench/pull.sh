@@ -106,6 +106,18 @@ berth_clean() {
     berth gc >/dev/null
 }
 
+# Before each timed run: everything written so far goes to disk, and the page cache is
+# dropped (COLD=0 skips the drop). Without it, the inodes the previous run just deleted sit
+# in cached inode-table blocks, and on ext4 without a journal (this VM's root) every inode
+# allocation of the next run scans past each inode deleted in the last 60 s
+# (find_inode_bit -> recently_deleted): the next pull's time then depends mostly on how many
+# files the run before it removed. docs/benchmarks.md has the figures both ways.
+COLD=${COLD:-1}
+sync() {
+    command sync
+    if [ "$COLD" = 1 ] && [ -w /proc/sys/vm/drop_caches ]; then echo 1 > /proc/sys/vm/drop_caches; fi
+}
+
 : > "$T/results"
 for run in $(seq 1 "$RUNS"); do
     sync
