@@ -24,6 +24,11 @@ fn assert_clean(berth: &Berth) {
     assert_eq!(out(&tasks).trim(), "[]", "{}", show(&tasks));
 }
 
+/// `berth run --rm --runtime RUNTIME tiny ID sh -c SCRIPT`.
+fn run_rm(berth: &Berth, runtime: &str, id: &str, script: &str) -> std::process::Output {
+    berth.cli(&["run", "--rm", "--runtime", runtime, "tiny", id, "sh", "-c", script])
+}
+
 /// Zombie children of pid 1 or of this test whose parent is a shim of ours would show as
 /// `Z`; none may exist among processes mentioning our state dir.
 fn assert_no_zombies(berth: &Berth) {
@@ -54,17 +59,7 @@ fn run_rm_output_and_exit_code_with_runc_and_crun() {
     import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
     for runtime in ["runc", "crun"] {
         let id = format!("rm-{runtime}");
-        let o = berth.cli(&[
-            "run",
-            "--rm",
-            "--runtime",
-            runtime,
-            "tiny",
-            &id,
-            "sh",
-            "-c",
-            "echo out; echo err >&2; exit 3",
-        ]);
+        let o = run_rm(&berth, runtime, &id, "echo out; echo err >&2; exit 3");
         assert_eq!(o.status.code(), Some(3), "{runtime}: {}", show(&o));
         assert_eq!(out(&o), "out\n", "{runtime}");
         assert!(String::from_utf8_lossy(&o.stderr).contains("err"), "{runtime}: {}", show(&o));
@@ -168,17 +163,7 @@ fn same_id_back_to_back() {
     let crun = can_run("crun");
     for i in 0..8 {
         let runtime = if i % 2 == 1 && crun { "crun" } else { "runc" };
-        let o = berth.cli(&[
-            "run",
-            "--rm",
-            "--runtime",
-            runtime,
-            "tiny",
-            "again",
-            "sh",
-            "-c",
-            &format!("echo {i}"),
-        ]);
+        let o = run_rm(&berth, runtime, "again", &format!("echo {i}"));
         assert!(o.status.success(), "run {i}: {}", show(&o));
         assert_eq!(out(&o).trim(), i.to_string(), "run {i}");
     }
