@@ -23,6 +23,10 @@ use super::reaper::Reaper;
 use super::tty::{ConsoleSocket, Tty};
 use crate::bundle::Bundle;
 
+/// How long a container started by `run` waits for the runtime service's `Start` before
+/// its `/tasks/start` is published without it.
+const START_GRACE: Duration = Duration::from_secs(10);
+
 /// How long the shim waits after its last activity before making itself small again.
 const IDLE_RELEASE_MS: i32 = 300;
 
@@ -39,6 +43,8 @@ pub struct Shim {
     listener: UnixListener,
     tty: Option<Arc<Tty>>,
     inputs: Inputs,
+    /// A `Start` was answered (for a container started by `run`).
+    start_answered: std::sync::atomic::AtomicBool,
     early: Arc<EarlyDelete>,
 }
 
@@ -140,6 +146,7 @@ impl Shim {
             listener,
             tty,
             inputs,
+            start_answered: std::sync::atomic::AtomicBool::new(false),
             early,
         })
     }
@@ -152,6 +159,15 @@ impl Shim {
     /// Serves connections until `Shutdown`.
     pub fn serve(self) {
         let shim = Arc::new(self);
+        if shim.args.start {
+            // A runtime service that died between this `run` and its `Start` never asks: the
+            // start (and any exit behind it) is published anyway, a little late.
+            let shim = shim.clone();
+            let _ = std::thread::Builder::new().name("start".into()).stack_size(64 << 10).spawn(move || {
+                std::thread::sleep(START_GRACE);
+                shim.publish_start();
+            });
+        }
         let active = Arc::new(AtomicI32::new(0));
         let mut dirty = true;
         loop {
@@ -239,9 +255,9 @@ impl Shim {
         let id = self.args.id.as_str();
         match req {
             ShimRequest::Start => {
-                // Started by `run` already: only `/tasks/start` (and an exit held back
-                // behind it) remains to be published, once.
-                let ran = self.args.start && !self.order.lock().unwrap_or_else(|p| p.into_inner()).started;
+                // Started by `run` already: the first `Start` only has `/tasks/start` (and an
+                // exit held back behind it) published.
+                let ran = self.args.start && !self.start_answered.swap(true, Ordering::SeqCst);
                 if !ran {
                     if self.state().status != TaskStatus::Created {
                         return Err(Error::precondition(format!("task {id}: already started")));
@@ -249,13 +265,7 @@ impl Shim {
                     self.runner.run(&["start", id])?;
                     self.set(TaskStatus::Running);
                 }
-                let mut o = self.order.lock().unwrap_or_else(|p| p.into_inner());
-                self.events.publish(TaskStart { container_id: id.to_string(), pid: self.init_pid() });
-                o.started = true;
-                if let Some(exit) = o.pending.take() {
-                    self.events.publish(exit);
-                    self.early.begin(self.runner.clone(), id.to_string());
-                }
+                self.publish_start();
                 Ok(ShimResponse::Pid(self.init_pid()))
             }
             ShimRequest::Kill { exec_id, signal, all } => {
@@ -321,6 +331,21 @@ impl Shim {
             ShimRequest::Resize { cols, rows } => {
                 self.terminal()?.resize(cols, rows).map(|()| ShimResponse::Ok)
             }
+        }
+    }
+
+    /// Publishes `/tasks/start` (once), then an exit held back until it was.
+    fn publish_start(&self) {
+        let id = self.args.id.as_str();
+        let mut o = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        if o.started {
+            return;
+        }
+        self.events.publish(TaskStart { container_id: id.to_string(), pid: self.init_pid() });
+        o.started = true;
+        if let Some(exit) = o.pending.take() {
+            self.events.publish(exit);
+            self.early.begin(self.runner.clone(), id.to_string());
         }
     }
 
