@@ -14,9 +14,17 @@ export BERTH_STATE=$base/state
 berth() { "$bin/berth" "$@"; }
 show() { echo; printf '$ berth'; printf ' %q' "$@"; echo; berth "$@"; }
 
-"$bin/berthd" --root "$base/root" --state "$BERTH_STATE" 2>"$base/berthd.log" &
+# Containers' cgroups go under /berth-quickstart (removed at the end).
+printf '[runtime]\ncgroup_parent = "berth-quickstart"\n' > "$base/berth.toml"
+"$bin/berthd" --root "$base/root" --state "$BERTH_STATE" --config "$base/berth.toml" 2>"$base/berthd.log" &
 berthd=$!
-trap 'kill -TERM $berthd 2>/dev/null; wait $berthd 2>/dev/null; rm -rf "$base"' EXIT
+cleanup() {
+    kill -TERM $berthd 2>/dev/null
+    wait $berthd 2>/dev/null
+    find /sys/fs/cgroup/*/berth-quickstart -depth -type d -exec rmdir {} + 2>/dev/null
+    rm -rf "$base"
+}
+trap cleanup EXIT
 for _ in $(seq 200); do
     berth --timeout 1 services ls >/dev/null 2>&1 && break
     sleep 0.05
