@@ -25,6 +25,8 @@ command -v containerd >/dev/null && command -v ctr >/dev/null || HAVE_CTR=0
 T=$(mktemp -d /var/tmp/berth-bench-runtime.XXXXXX)
 PIDS=()
 cleanup() {
+    # Best effort, every step: a failing one (grep finding no mount) must not skip the rest.
+    set +e +o pipefail
     if [ -d "$T/berth/state/tasks" ]; then
         for p in "$T"/berth/state/tasks/*/*/init.pid; do [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null || true; done
         pkill -9 -f "$T/berth/state" 2>/dev/null || true
