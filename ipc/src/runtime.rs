@@ -230,6 +230,8 @@ pub struct ExecSpec {
     pub cwd: Option<String>,
     /// Keep the process's stdin open (a pipe fed by `WriteStdin`, ended by `CloseStdin`).
     pub stdin: bool,
+    /// Give the process a terminal (fed by `WriteStdin`, sized by `ResizePty`).
+    pub terminal: bool,
 }
 
 /// `Exec`: add and start a process; answers its pid.
@@ -289,7 +291,7 @@ pub struct WriteStdin {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CloseStdin(pub TaskRef);
 
-/// `ResizePty`: the window size of a terminal task's terminal.
+/// `ResizePty`: the window size of a process's terminal (a task's, or an exec's).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResizePty {
     /// Which process.
@@ -341,7 +343,7 @@ crate::protocol! {
     WriteStdin(WriteStdin) -> () [];
     /// End of input for a process. Allowed while it has an open stdin pipe.
     CloseStdin(CloseStdin) -> () [];
-    /// Window size of a terminal task. Allowed while it has a terminal.
+    /// Window size of a process's terminal. Allowed while it has one.
     ResizePty(ResizePty) -> () [idempotent];
 }
 
@@ -368,6 +370,9 @@ pub enum ShimRequest {
         /// Give it a stdin pipe.
         #[serde(default)]
         stdin: bool,
+        /// Give it a terminal (`process.terminal` is set in `process` too).
+        #[serde(default)]
+        terminal: bool,
     },
     /// Freeze.
     Pause,
@@ -397,8 +402,11 @@ pub enum ShimRequest {
         /// Exec id (`None`: init).
         exec_id: Option<String>,
     },
-    /// Window size of the terminal (tty tasks only).
+    /// Window size of a terminal (the init's, or an exec's).
     Resize {
+        /// Exec id (`None`: init).
+        #[serde(default)]
+        exec_id: Option<String>,
         /// Columns.
         cols: u16,
         /// Rows.

@@ -181,3 +181,58 @@ fn run_t_output_reaches_the_terminal_and_attach_reattaches() {
     assert!(mounts_under(&berth.state).is_empty(), "mounts left");
     teardown(&berth);
 }
+
+/// `berth tasks exec -t`: a shell with a terminal of its own inside a running container,
+/// sized like ours, taking what is typed, its exit code coming back; then `exec` without a
+/// terminal refuses a window size. With runc and crun.
+#[test]
+fn exec_t_gives_a_second_terminal() {
+    if !can_run("runc") || !can_run("crun") {
+        return;
+    }
+    let berth = Berth::start();
+    import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
+    for runtime in ["runc", "crun"] {
+        let id = format!("exec-tty-{runtime}");
+        let o = berth.cli(&["run", "-d", "--runtime", runtime, "tiny", &id, "sleep", "100"]);
+        assert!(o.status.success(), "{}", show(&o));
+        let mut term = Terminal::spawn(&berth, &["tasks", "exec", "-t", "--exec-id", "sh1", &id, "sh"]);
+        term.wait_for("# ", Duration::from_secs(30));
+        term.type_line("test -t 0 && echo tty-yes; busybox stty size");
+        term.wait_for("tty-yes", Duration::from_secs(10));
+        term.wait_for("33 101", Duration::from_secs(10));
+        term.type_line("echo in-exec-$((2+3)); exit 6");
+        let (code, restored, text) = term.finish(Duration::from_secs(30));
+        assert!(text.contains("in-exec-5"), "{runtime}: terminal shows {text:?}");
+        assert_eq!(code, Some(6), "{runtime}: exec exit code; terminal shows {text:?}");
+        assert!(restored, "{runtime}: the local terminal is left in raw mode");
+
+        let o = berth.cli(&["tasks", "exec", "-d", "--exec-id", "plain", &id, "sleep", "100"]);
+        assert!(o.status.success(), "{}", show(&o));
+        let services = berth.clients(Duration::from_secs(10));
+        let task = berth_ipc::runtime::TaskRef {
+            namespace: "default".into(),
+            id: id.clone(),
+            exec_id: Some("plain".into()),
+        };
+        let r = berth_system_tests::block_on(services.runtime.call(berth_ipc::runtime::ResizePty {
+            task,
+            cols: 80,
+            rows: 24,
+        }));
+        match r {
+            Err(e) => {
+                assert!(e.message.contains(&format!("exec plain of task {id}: has no terminal")), "{e}")
+            }
+            Ok(()) => panic!("{runtime}: a window size for an exec without a terminal was taken"),
+        }
+        let _ = berth.cli(&["tasks", "kill", "-s", "KILL", "--all", &id]);
+        let _ = berth.cli(&["tasks", "wait", &id]);
+        let o = berth.cli(&["tasks", "delete", &id]);
+        assert!(o.status.success(), "{}", show(&o));
+        let o = berth.cli(&["containers", "rm", &id]);
+        assert!(o.status.success(), "{}", show(&o));
+    }
+    assert!(mounts_under(&berth.state).is_empty(), "mounts left");
+    teardown(&berth);
+}

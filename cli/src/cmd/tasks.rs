@@ -65,6 +65,9 @@ pub enum TasksCmd {
         /// Keep its stdin open and feed it this command's stdin (closed at its end)
         #[arg(short = 'i', long = "interactive", conflicts_with = "detach")]
         interactive: bool,
+        /// Give it an interactive terminal (stdin, window size, raw local terminal)
+        #[arg(short = 't', long = "tty")]
+        tty: bool,
         /// Working directory
         #[arg(long)]
         cwd: Option<String>,
@@ -201,13 +204,16 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
             let exit = rt.call(WaitTask(task(&id, exec_id))).await.map_err(wire)?;
             return Ok(code(exit.status));
         }
-        TasksCmd::Exec { exec_id, detach, interactive, cwd, env, id, cmd } => {
+        TasksCmd::Exec { exec_id, detach, interactive, tty, cwd, env, id, cmd } => {
             let t = task(&id, Some(exec_id));
-            let spec = ExecSpec { args: cmd, env, cwd, stdin: interactive };
+            let spec = ExecSpec { args: cmd, env, cwd, stdin: interactive && !tty, terminal: tty };
             let pid = rt.call(Exec { task: t.clone(), spec }).await.map_err(wire)?;
             if detach {
                 println!("{pid}");
                 return Ok(ExitCode::SUCCESS);
+            }
+            if tty {
+                return Ok(code(super::tty::session(rt, &t, false).await?));
             }
             let input = interactive.then(|| tokio::spawn(super::tty::feed_stdin(rt.clone(), t.clone())));
             pump(rt.stream(Attach(t.clone())).await.map_err(wire)?).await?;

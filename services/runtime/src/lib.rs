@@ -35,7 +35,7 @@ use berth_ipc::metadata::Metadata;
 use berth_ipc::publisher::Publisher;
 use berth_ipc::runtime::{Runtime as RuntimeProtocol, RuntimeRequest, RuntimeResponse, ShimRequest, TaskRef};
 use berth_ipc::snapshot::Snapshot;
-use berth_ipc::{Client, Context, Error, Handler, Reply};
+use berth_ipc::{Client, Context, Handler, Reply};
 use berth_service_kit::ServiceEnv;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
@@ -165,14 +165,8 @@ impl Handler<RuntimeProtocol> for Runtime {
                 self.input(r.0, req).await.map(A::CloseStdin).into()
             }
             Q::ResizePty(r) => {
-                let req = ShimRequest::Resize { cols: r.cols, rows: r.rows };
-                let done = match r.task.exec_id {
-                    Some(_) => {
-                        Err(Error::precondition(format!("exec of task {}: has no terminal", r.task.id)))
-                    }
-                    None => self.input(r.task, req).await,
-                };
-                done.map(A::ResizePty).into()
+                let req = ShimRequest::Resize { exec_id: r.task.exec_id.clone(), cols: r.cols, rows: r.rows };
+                self.input(r.task, req).await.map(A::ResizePty).into()
             }
             Q::Attach(r) => {
                 let (tx, reply) = Reply::stream(16);

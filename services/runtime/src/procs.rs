@@ -34,7 +34,12 @@ impl Runtime {
         let ns = req.task.namespace.clone();
         self.events
             .publish(&ns, TaskExecAdded { container_id: req.task.id.clone(), exec_id: exec_id.clone() });
-        let call = ShimRequest::Exec { exec_id: exec_id.clone(), process, stdin: req.spec.stdin };
+        let call = ShimRequest::Exec {
+            exec_id: exec_id.clone(),
+            process,
+            stdin: req.spec.stdin && !req.spec.terminal,
+            terminal: req.spec.terminal,
+        };
         match shim_client::call(&bundle.socket(), &call).await? {
             ShimResponse::Pid(pid) => Ok(pid),
             other => Err(Error::internal(format!("shim: unexpected answer {other:?}"))),

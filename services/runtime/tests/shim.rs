@@ -92,7 +92,7 @@ fn run_to_exit(runtime: &str) {
     )
     .expect("exec");
     let process = serde_json::to_string(&process).expect("json");
-    let exec = ShimRequest::Exec { exec_id: "e1".into(), process, stdin: false };
+    let exec = ShimRequest::Exec { exec_id: "e1".into(), process, stdin: false, terminal: false };
     assert!(matches!(common::shim_call(&sock, &exec), ShimResponse::Pid(_)));
     match common::shim_call(&sock, &ShimRequest::Wait { exec_id: Some("e1".into()) }) {
         ShimResponse::Exit(e) => assert_eq!(e.status, 5),

@@ -42,6 +42,10 @@ pub struct Shim {
     events: Arc<ShimEvents>,
     listener: UnixListener,
     tty: Option<Arc<Tty>>,
+    /// Terminals of exec'd processes, by exec id.
+    exec_ttys: Mutex<HashMap<String, Arc<Tty>>>,
+    /// Console sockets made so far (names them apart).
+    consoles: std::sync::atomic::AtomicUsize,
     inputs: Inputs,
     /// A `Start` was answered (for a container started by `run`).
     start_answered: std::sync::atomic::AtomicBool,
@@ -145,6 +149,8 @@ impl Shim {
             events,
             listener,
             tty,
+            exec_ttys: Mutex::new(HashMap::new()),
+            consoles: std::sync::atomic::AtomicUsize::new(0),
             inputs,
             start_answered: std::sync::atomic::AtomicBool::new(false),
             early,
@@ -286,7 +292,9 @@ impl Shim {
                     .map_err(|e| Error::internal(format!("kill {pid}: {e}")))?;
                 Ok(ShimResponse::Ok)
             }
-            ShimRequest::Exec { exec_id, process, stdin } => self.exec(&exec_id, &process, stdin),
+            ShimRequest::Exec { exec_id, process, stdin, terminal } => {
+                self.exec(&exec_id, &process, stdin, terminal)
+            }
             ShimRequest::Pause => {
                 self.runner.run(&["pause", id])?;
                 self.set(TaskStatus::Paused);
@@ -304,8 +312,9 @@ impl Shim {
                     None => self.init,
                 };
                 let exit = self.runner.reaper.wait(pid, true);
-                if let (None, Some(tty)) = (&exec_id, &self.tty) {
-                    // Everything the task wrote reaches the log before its exit is told.
+                // Everything the process wrote to its terminal reaches the log before its
+                // exit is told.
+                if let Ok(tty) = self.terminal(exec_id.as_deref()) {
                     tty.wait_drained(Duration::from_millis(500));
                 }
                 Ok(ShimResponse::Exit(exit))
@@ -316,8 +325,8 @@ impl Shim {
                 Ok(ShimResponse::Pids(pids))
             }
             ShimRequest::Shutdown => Ok(ShimResponse::Ok),
-            ShimRequest::Stdin { exec_id: None, data } if self.tty.is_some() => {
-                self.terminal()?.write(&data).map(|()| ShimResponse::Ok)
+            ShimRequest::Stdin { exec_id, data } if self.terminal(exec_id.as_deref()).is_ok() => {
+                self.terminal(exec_id.as_deref())?.write(&data).map(|()| ShimResponse::Ok)
             }
             ShimRequest::Stdin { exec_id, data } => {
                 if exec_id.is_none() && !self.inputs.has(None) {
@@ -328,8 +337,8 @@ impl Shim {
             ShimRequest::CloseStdin { exec_id } => {
                 self.inputs.close(id, exec_id.as_deref()).map(|()| ShimResponse::Ok)
             }
-            ShimRequest::Resize { cols, rows } => {
-                self.terminal()?.resize(cols, rows).map(|()| ShimResponse::Ok)
+            ShimRequest::Resize { exec_id, cols, rows } => {
+                self.terminal(exec_id.as_deref())?.resize(cols, rows).map(|()| ShimResponse::Ok)
             }
         }
     }
@@ -349,13 +358,19 @@ impl Shim {
         }
     }
 
-    fn terminal(&self) -> Result<&Tty> {
-        self.tty
-            .as_deref()
-            .ok_or_else(|| Error::precondition(format!("task {}: has no terminal", self.args.id)))
+    /// The terminal of the init (`None`) or of an exec'd process.
+    fn terminal(&self, exec_id: Option<&str>) -> Result<Arc<Tty>> {
+        let tty = match exec_id {
+            None => self.tty.clone(),
+            Some(e) => self.exec_ttys.lock().unwrap_or_else(|p| p.into_inner()).get(e).cloned(),
+        };
+        tty.ok_or_else(|| match exec_id {
+            None => Error::precondition(format!("task {}: has no terminal", self.args.id)),
+            Some(e) => Error::precondition(format!("exec {e} of task {}: has no terminal", self.args.id)),
+        })
     }
 
-    fn exec(&self, exec_id: &str, process: &str, stdin: bool) -> Result<ShimResponse> {
+    fn exec(&self, exec_id: &str, process: &str, stdin: bool, terminal: bool) -> Result<ShimResponse> {
         let id = self.args.id.as_str();
         if self.state().status != TaskStatus::Running {
             return Err(Error::precondition(format!("task {id}: not running")));
@@ -370,7 +385,20 @@ impl Shim {
         let err_path = self.bundle.stderr(Some(exec_id));
         let err = append(&err_path)?;
         let (spec_s, pid_s) = (spec.display().to_string(), pid_file.display().to_string());
-        let args = ["exec", "--process", &spec_s, "--pid-file", &pid_s, "--detach", id];
+        // A terminal comes over a console socket of its own (a short name: socket paths are
+        // limited to 108 bytes).
+        let console = match terminal {
+            true => Some(ConsoleSocket::bind(
+                &self.bundle.shim_dir().join(format!("c{}", self.consoles.fetch_add(1, Ordering::SeqCst))),
+            )?),
+            false => None,
+        };
+        let console_s = console.as_ref().map(|c| c.path().display().to_string());
+        let mut args = vec!["exec", "--process", &spec_s, "--pid-file", &pid_s, "--detach"];
+        if let Some(path) = &console_s {
+            args.extend(["--console-socket", path.as_str()]);
+        }
+        args.push(id);
         let input = if stdin { Stdio::from(self.inputs.open(Some(exec_id))?) } else { Stdio::null() };
         let status = self.runner.run_with(&args, [input, Stdio::from(out), Stdio::from(err)])?;
         if status != 0 {
@@ -378,6 +406,11 @@ impl Shim {
                 let _ = self.inputs.close(id, Some(exec_id));
             }
             return Err(runtime_error(&self.args.runtime, "exec", &tail(&err_path)));
+        }
+        if let Some(console) = console {
+            let master = console.receive(Duration::from_secs(5))?;
+            let tty = Tty::start(master, append(&self.bundle.stdout(Some(exec_id)))?)?;
+            self.exec_ttys.lock().unwrap_or_else(|p| p.into_inner()).insert(exec_id.to_string(), tty);
         }
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .ok()

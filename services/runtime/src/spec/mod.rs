@@ -248,7 +248,7 @@ pub fn exec_process(spec: &Spec, exec: &ExecSpec) -> Result<Process> {
         }
         process.set_cwd(PathBuf::from(cwd));
     }
-    process.set_terminal(Some(false));
+    process.set_terminal(Some(exec.terminal));
     Ok(process)
 }
 

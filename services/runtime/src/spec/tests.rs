@@ -106,7 +106,8 @@ fn exec_inherits_the_container() {
     let r = rootfs();
     let img = image(r#"{"config":{"Cmd":["/bin/true"],"Env":["A=1"]}}"#);
     let spec = generate(&img, &RunOptions::default(), "c", "/berth/ns/c", r.path()).expect("spec");
-    let exec = ExecSpec { args: vec!["ls".into()], env: vec!["B=2".into()], cwd: None, stdin: false };
+    let exec =
+        ExecSpec { args: vec!["ls".into()], env: vec!["B=2".into()], cwd: None, ..ExecSpec::default() };
     let p = exec_process(&spec, &exec).expect("exec");
     assert_eq!(p.args().clone().expect("args"), vec!["ls"]);
     assert!(p.env().clone().expect("env").contains(&"B=2".to_string()));
