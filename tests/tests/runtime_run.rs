@@ -4,7 +4,9 @@
 mod runtime_support;
 
 use berth_system_tests::Berth;
-use runtime_support::{can_run, import_busybox, mounts_under, out, processes_with, show, teardown};
+use runtime_support::{
+    berth_with_tiny, can_run, import_busybox, mounts_under, out, processes_with, show, teardown,
+};
 
 /// No mount, shim or task left. A shim finishes the runtime's delete just after the task's
 /// delete is answered, so it gets a moment to exit.
@@ -52,11 +54,7 @@ fn assert_no_zombies(berth: &Berth) {
 
 #[test]
 fn run_rm_output_and_exit_code_with_runc_and_crun() {
-    if !can_run("runc") || !can_run("crun") {
-        return;
-    }
-    let berth = Berth::start();
-    import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
+    let Some(berth) = berth_with_tiny(&["runc", "crun"]) else { return };
     for runtime in ["runc", "crun"] {
         let id = format!("rm-{runtime}");
         let o = run_rm(&berth, runtime, &id, "echo out; echo err >&2; exit 3");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use berth_system_tests::{Berth, bin};
 use nix::pty::{OpenptyResult, Winsize, openpty};
 use nix::sys::termios::{LocalFlags, tcgetattr};
-use runtime_support::{can_run, import_busybox, mounts_under, out, show, teardown};
+use runtime_support::{berth_with_tiny, can_run, import_busybox, mounts_under, out, show, teardown};
 
 /// The CLI running on the slave side of a fresh pty; the master's output collected.
 struct Terminal {
@@ -70,6 +70,15 @@ impl Terminal {
         }
     }
 
+    /// Waits for the shell's prompt, then checks that its stdin is a terminal of the size of
+    /// ours (33 rows, 101 columns).
+    fn shell_has_our_terminal(&mut self) {
+        self.wait_for("# ", Duration::from_secs(30));
+        self.type_line("test -t 0 && echo tty-yes; busybox stty size");
+        self.wait_for("tty-yes", Duration::from_secs(10));
+        self.wait_for("33 101", Duration::from_secs(10));
+    }
+
     fn type_line(&mut self, line: &str) {
         self.master.write_all(line.as_bytes()).expect("type");
         self.master.write_all(b"\r").expect("type");
@@ -100,20 +109,12 @@ impl Terminal {
 
 #[test]
 fn run_t_gives_an_interactive_terminal_with_runc_and_crun() {
-    if !can_run("runc") || !can_run("crun") {
-        return;
-    }
-    let berth = Berth::start();
-    import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
+    let Some(berth) = berth_with_tiny(&["runc", "crun"]) else { return };
     for runtime in ["runc", "crun"] {
         let id = format!("tty-{runtime}");
         let mut term =
             Terminal::spawn(&berth, &["run", "--rm", "-t", "--runtime", runtime, "tiny", &id, "sh"]);
-        term.wait_for("# ", Duration::from_secs(30));
-        // A terminal inside: stdin is a tty of the size of ours.
-        term.type_line("test -t 0 && echo tty-yes; busybox stty size");
-        term.wait_for("tty-yes", Duration::from_secs(10));
-        term.wait_for("33 101", Duration::from_secs(10));
+        term.shell_has_our_terminal();
         term.type_line("echo hi-$((1+1)); exit 4");
         let (code, restored, text) = term.finish(Duration::from_secs(30));
         assert!(text.contains("hi-2"), "{runtime}: terminal shows {text:?}");
@@ -187,20 +188,13 @@ fn run_t_output_reaches_the_terminal_and_attach_reattaches() {
 /// terminal refuses a window size. With runc and crun.
 #[test]
 fn exec_t_gives_a_second_terminal() {
-    if !can_run("runc") || !can_run("crun") {
-        return;
-    }
-    let berth = Berth::start();
-    import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
+    let Some(berth) = berth_with_tiny(&["runc", "crun"]) else { return };
     for runtime in ["runc", "crun"] {
         let id = format!("exec-tty-{runtime}");
         let o = berth.cli(&["run", "-d", "--runtime", runtime, "tiny", &id, "sleep", "100"]);
         assert!(o.status.success(), "{}", show(&o));
         let mut term = Terminal::spawn(&berth, &["tasks", "exec", "-t", "--exec-id", "sh1", &id, "sh"]);
-        term.wait_for("# ", Duration::from_secs(30));
-        term.type_line("test -t 0 && echo tty-yes; busybox stty size");
-        term.wait_for("tty-yes", Duration::from_secs(10));
-        term.wait_for("33 101", Duration::from_secs(10));
+        term.shell_has_our_terminal();
         term.type_line("echo in-exec-$((2+3)); exit 6");
         let (code, restored, text) = term.finish(Duration::from_secs(30));
         assert!(text.contains("in-exec-5"), "{runtime}: terminal shows {text:?}");

@@ -39,6 +39,17 @@ pub fn can_run(runtime: &str) -> bool {
     true
 }
 
+/// A berthd with the busybox image `tiny` (`Cmd` `sh`) imported, when every runtime of
+/// `runtimes` can run here (`None` otherwise: the test is skipped).
+pub fn berth_with_tiny(runtimes: &[&str]) -> Option<Berth> {
+    if !runtimes.iter().all(|r| can_run(r)) {
+        return None;
+    }
+    let berth = Berth::start();
+    import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
+    Some(berth)
+}
+
 /// A tar of a busybox rootfs, with `/work` a symlink to `/srv/work` and a `web` user.
 pub fn busybox_tar() -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
