@@ -6,6 +6,16 @@
 //! task by reading the bundles ([`adopt`]); a task whose shim is gone reports the exit the
 //! shim recorded, or 255, and what the OCI runtime kept of it is cleaned up.
 //!
+//! # A task's life, and what is left to the background
+//! `CreateTask` + `StartTask` run the OCI runtime's `create` then `start`; `RunTask` (what
+//! `berth run` sends) runs its `run --detach`, one process instead of two, and the shim
+//! publishes `/tasks/start` when told (after `/tasks/create` is stored). At the init's exit
+//! the shim records it durably and begins the runtime's `delete` at once (nice 10);
+//! `DeleteTask` is answered without waiting for that delete to end, and a create of the same
+//! id waits until the runtime's state of the old one is gone. Deleted bundles are renamed into
+//! `tasks/.trash` and removed in the background. Containers' cgroups live under
+//! `[runtime] cgroup_parent` (per berth instance by default).
+//!
 //! # Layout
 //! - [`spec`] — the OCI spec of a container from its image config and options.
 //! - [`image`] — an image's config and top chainID, read from content.
