@@ -216,10 +216,14 @@ impl Runtime {
         out
     }
 
+    /// Removes a container's snapshot and its record, at once: whichever a crash leaves
+    /// behind, GC settles (a snapshot without a record is an orphan it removes; a record
+    /// without a snapshot is one it drops).
     async fn drop_snapshot(&self, ns: &str, key: &str) {
-        let _ = self.snapshot.call(Remove(KeyRef { snapshotter: SNAPSHOTTER.into(), key: key.into() })).await;
+        let snapshot =
+            self.snapshot.call(Remove(KeyRef { snapshotter: SNAPSHOTTER.into(), key: key.into() }));
         let at = SnapshotRef { namespace: ns.into(), snapshotter: SNAPSHOTTER.into(), key: key.into() };
-        let _ = self.metadata.call(RemoveSnapshot(at)).await;
+        let _ = tokio::join!(snapshot, self.metadata.call(RemoveSnapshot(at)));
     }
 
     /// Clears a bundle without its `task.json`: what a task create or delete that died
