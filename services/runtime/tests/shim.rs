@@ -183,6 +183,31 @@ fn crun_run_exits_at_once() {
     run_exits_at_once("crun");
 }
 
+/// A container started by `run` whose `Start` never comes (the runtime service died in
+/// between): after the grace period the shim goes on as if told, so the exit held back
+/// behind `/tasks/start` is released and the runtime's delete of the exited container
+/// runs without waiting for a `Shutdown`.
+#[test]
+fn run_without_start_goes_on_after_the_grace_period() {
+    if !common::can_run("runc") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = format!("shimgrace-{}", std::process::id());
+    let (bundle, _) = start_shim("runc", dir.path(), &id, &["sh", "-c", "exit 2"], true);
+    let root = dir.path().join("runc-root").join(&id);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(root.exists(), "deleted before the grace period: /tasks/start would come after the exit");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while root.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!root.exists(), "the exited container was never deleted without a Start");
+    assert_eq!(bundle.read_exit().map(|e| e.status), Some(2));
+    assert!(matches!(common::shim_call(&bundle.socket(), &ShimRequest::Shutdown), ShimResponse::Ok));
+    remove_test_cgroups(&id);
+}
+
 #[test]
 fn runc_run_exec_exit() {
     run_to_exit("runc");
