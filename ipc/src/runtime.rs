@@ -56,8 +56,8 @@ pub struct RunOptions {
     pub mounts: Vec<BindMount>,
     /// Give the init process a terminal.
     pub terminal: bool,
-    /// Keep the init process's stdin open, fed by `WriteStdin` and ended by `CloseStdin`
-    /// (without a terminal: a pipe; otherwise stdin is `/dev/null`).
+    /// Keep the init process's stdin open: a pipe fed by `WriteStdin` and ended by
+    /// `CloseStdin` (ignored with `terminal`, whose terminal is the stdin).
     pub stdin: bool,
 }
 
@@ -228,7 +228,8 @@ pub struct ExecSpec {
     pub env: Vec<String>,
     /// Working directory (default: the container's).
     pub cwd: Option<String>,
-    /// Keep the process's stdin open (a pipe fed by `WriteStdin`, ended by `CloseStdin`).
+    /// Keep the process's stdin open: a pipe fed by `WriteStdin`, ended by `CloseStdin`
+    /// (ignored with `terminal`).
     pub stdin: bool,
     /// Give the process a terminal (fed by `WriteStdin`, sized by `ResizePty`).
     pub terminal: bool,

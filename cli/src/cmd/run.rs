@@ -187,7 +187,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     let id = args.flags.id.clone();
     let mut request = args.flags.request(&ns)?;
     request.options.terminal = args.tty;
-    request.options.stdin = args.interactive && !args.tty;
+    request.options.stdin = args.interactive;
     rt.call(request).await.map_err(wire)?;
     let task = TaskRef::init(&ns, &id);
     let result = async {

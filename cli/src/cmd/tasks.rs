@@ -206,7 +206,7 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
         }
         TasksCmd::Exec { exec_id, detach, interactive, tty, cwd, env, id, cmd } => {
             let t = task(&id, Some(exec_id));
-            let spec = ExecSpec { args: cmd, env, cwd, stdin: interactive && !tty, terminal: tty };
+            let spec = ExecSpec { args: cmd, env, cwd, stdin: interactive, terminal: tty };
             let pid = rt.call(Exec { task: t.clone(), spec }).await.map_err(wire)?;
             if detach {
                 println!("{pid}");

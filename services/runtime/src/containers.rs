@@ -25,6 +25,9 @@ pub fn snapshot_key(ns: &str, id: &str) -> String {
     format!("berth-container-{ns}-{id}")
 }
 
+/// The OCI runtimes berth runs (each keeps its state under `<state>/oci/<runtime>/`).
+pub const RUNTIMES: [&str; 2] = ["runc", "crun"];
+
 /// The OCI runtime binary for a runtime name.
 pub fn runtime_binary(name: &str) -> Result<&'static str> {
     match name {

@@ -133,7 +133,7 @@ pub async fn adopt(rt: &Runtime) -> (usize, usize) {
 }
 
 async fn delete_orphan_runtime_state(rt: &Runtime) {
-    for bin in ["runc", "crun"] {
+    for bin in containers::RUNTIMES {
         for ns in std::fs::read_dir(rt.state.join("oci").join(bin)).into_iter().flatten().flatten() {
             let Ok(ns) = ns.file_name().into_string() else { continue };
             for c in std::fs::read_dir(rt.runtime_root(bin, &ns)).into_iter().flatten().flatten() {

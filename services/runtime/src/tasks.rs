@@ -355,7 +355,10 @@ impl Runtime {
     /// that runs. After 3 s, or for a shim that died meanwhile, the state is deleted here.
     pub(crate) async fn previous_runtime_state_gone(&self, ns: &str, id: &str) {
         let stale = || -> Vec<&'static str> {
-            ["runc", "crun"].into_iter().filter(|r| self.runtime_root(r, ns).join(id).exists()).collect()
+            crate::containers::RUNTIMES
+                .into_iter()
+                .filter(|r| self.runtime_root(r, ns).join(id).exists())
+                .collect()
         };
         if stale().is_empty() {
             return;

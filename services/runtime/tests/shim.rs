@@ -107,14 +107,19 @@ fn run_to_exit(runtime: &str) {
     assert_eq!(std::fs::read_to_string(bundle.stdout(None)).expect("out"), format!("hi\n{id}\n"));
     assert_eq!(std::fs::read_to_string(bundle.stderr(None)).expect("err"), "err\n");
     assert!(matches!(common::shim_call(&sock, &ShimRequest::Shutdown), ShimResponse::Ok));
-    for _ in 0..200 {
-        if !std::path::Path::new(&format!("/proc/{shim_pid}")).exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until(std::time::Duration::from_secs(2), || {
+        !std::path::Path::new(&format!("/proc/{shim_pid}")).exists()
+    });
     assert!(!std::path::Path::new(&format!("/proc/{shim_pid}")).exists(), "shim exited after shutdown");
     remove_test_cgroups(&id);
+}
+
+/// Polls `done` every 10 ms until it holds or `timeout` has passed (the caller asserts).
+fn wait_until(timeout: std::time::Duration, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// Removes the test cgroups of container `id` (and their parents where now empty).
@@ -162,12 +167,7 @@ fn run_exits_at_once(runtime: &str) {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", state.shim_pid)).unwrap_or_default();
         stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()).is_some_and(|s| s != "Z")
     };
-    for _ in 0..300 {
-        if !root.exists() && !shim_alive() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until(std::time::Duration::from_secs(3), || !root.exists() && !shim_alive());
     assert!(!root.exists(), "the runtime's state of {id} is deleted");
     assert!(!shim_alive(), "shim exited");
     remove_test_cgroups(&id);
@@ -198,10 +198,7 @@ fn run_without_start_goes_on_after_the_grace_period() {
     let root = dir.path().join("runc-root").join(&id);
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(root.exists(), "deleted before the grace period: /tasks/start would come after the exit");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while root.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until(std::time::Duration::from_secs(20), || !root.exists());
     assert!(!root.exists(), "the exited container was never deleted without a Start");
     assert_eq!(bundle.read_exit().map(|e| e.status), Some(2));
     assert!(matches!(common::shim_call(&bundle.socket(), &ShimRequest::Shutdown), ShimResponse::Ok));

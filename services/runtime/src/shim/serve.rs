@@ -325,14 +325,15 @@ impl Shim {
                 Ok(ShimResponse::Pids(pids))
             }
             ShimRequest::Shutdown => Ok(ShimResponse::Ok),
-            ShimRequest::Stdin { exec_id, data } if self.terminal(exec_id.as_deref()).is_ok() => {
-                self.terminal(exec_id.as_deref())?.write(&data).map(|()| ShimResponse::Ok)
-            }
             ShimRequest::Stdin { exec_id, data } => {
+                let exec_id = exec_id.as_deref();
+                if let Ok(tty) = self.terminal(exec_id) {
+                    return tty.write(&data).map(|()| ShimResponse::Ok);
+                }
                 if exec_id.is_none() && !self.inputs.has(None) {
                     return Err(Error::precondition(format!("task {id}: has no terminal and no open stdin")));
                 }
-                self.inputs.write(id, exec_id.as_deref(), &data).map(|()| ShimResponse::Ok)
+                self.inputs.write(id, exec_id, &data).map(|()| ShimResponse::Ok)
             }
             ShimRequest::CloseStdin { exec_id } => {
                 self.inputs.close(id, exec_id.as_deref()).map(|()| ShimResponse::Ok)
@@ -459,11 +460,7 @@ impl Shim {
             // The runtime's delete of an exited container (begun at its exit) is finished
             // after the answer, by `delete_exited`: it needs neither the bundle nor the
             // rootfs, and a create of the same id waits for the runtime's state to go.
-            TaskStatus::Stopped => {
-                if std::env::var_os("BERTH_AB_SYNC").is_some() {
-                    self.delete_exited();
-                }
-            }
+            TaskStatus::Stopped => {}
             TaskStatus::Created => {
                 self.runner.run(&["delete", "--force", id])?;
                 let _ = self.runner.reaper.wait(self.init, true);
