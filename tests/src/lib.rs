@@ -230,6 +230,32 @@ impl Berth {
     }
 }
 
+impl Berth {
+    /// Kills every shim and container process of this berth (by its tasks' init pids and
+    /// the state dir in shims' command lines) and unmounts what is left under its temp dir.
+    /// Drop runs it too, so a test that panics half-way leaves nothing running.
+    pub fn teardown(&self) {
+        let state = self.state.to_string_lossy().into_owned();
+        for ns in std::fs::read_dir(self.state.join("tasks")).into_iter().flatten().flatten() {
+            for task in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+                let init = std::fs::read_to_string(task.path().join("init.pid")).ok();
+                if let Some(pid) = init.and_then(|p| p.trim().parse().ok()) {
+                    signal(pid, Signal::SIGKILL);
+                }
+            }
+        }
+        for pid in processes_with(&state) {
+            signal(pid, Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let mut mounts = mounts_under(self.dir.path());
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 impl Drop for Berth {
     fn drop(&mut self) {
         self.stop();
@@ -238,10 +264,35 @@ impl Drop for Berth {
                 signal(*pid, Signal::SIGKILL);
             }
         }
+        self.teardown();
         if let Ok(parent) = berth_service_kit::config::RuntimeConfig::default().cgroup_parent(&self.state) {
             remove_cgroups(&parent);
         }
     }
+}
+
+/// Mount points under `dir` (from `/proc/self/mountinfo`).
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let d = dir.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&*d))
+        .map(String::from)
+        .collect()
+}
+
+/// Pids of live processes whose command line mentions `needle`.
+pub fn processes_with(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(needle) && pid_alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 /// Removes the (empty) cgroups under `parent` in every hierarchy, deepest first; one still

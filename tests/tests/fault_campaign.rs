@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use berth_system_tests::dist::{LayoutImage, Registry, berth_ok, busybox_rootfs, have, layout_tar};
 use berth_system_tests::{Berth, bin, pid_alive};
+use berth_system_tests::{mounts_under, processes_with};
 use campaign::events::Subscriber;
 use campaign::{Rng, Shared, chaos, ok, workload};
-use runtime_support::{can_run, import_busybox, mounts_under, processes_with, teardown};
+use runtime_support::{can_run, import_busybox, teardown};
 
 /// Restarts are never given up on here (the crash-loop policy has its own test), and the
 /// back-off stays short so the campaign measures recovery, not waiting.

@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 use berth_ipc::Digest;
 use berth_ipc::content::proxy::ContentClient;
 use berth_ipc::content::store::{ContentStore, ContentWriter};
+use berth_ipc::runtime::{ListTasks, TaskInfo, TaskStatus};
 use berth_system_tests::dist::{LayoutImage, Registry, berth_ok, busybox_rootfs, have, layout_tar};
+use berth_system_tests::mounts_under;
 use berth_system_tests::{Berth, block_on, pid_alive, signal};
 use nix::sys::signal::Signal;
-use runtime_support::{can_run, import_busybox, mounts_under, out, show, teardown};
+use runtime_support::{can_run, import_busybox, out, show, teardown};
 
 fn wait_for(what: &str, ok: impl Fn() -> bool) {
     let start = Instant::now();
@@ -215,6 +217,56 @@ fn an_unreachable_shim_does_not_outlive_its_container() {
     let o = berth.cli(&["containers", "rm", "--force", "u"]);
     assert!(o.status.success(), "{}", show(&o));
     wait_for("the shim to be gone", || !pid_alive(shim));
+    wait_for("the container to be gone", || !pid_alive(init));
+    teardown(&berth);
+}
+
+/// A runtime service restarted while one shim did not answer (stopped, stuck, or slow on a
+/// loaded machine) either killed that shim's container at adoption (the campaign's keepers
+/// `k0`, `k2` died with 137 after a berthd relaunch: a missed `State` deadline counted as a
+/// dead shim) or, with the shim silent for good, never finished adopting: no deadline on
+/// shim calls, so the service never became ready, and every `tasks ls` hung. Now adoption
+/// leaves a live shim alone without asking it, a shim call has a deadline, and a silent
+/// shim's task lists as `unknown` beside the others.
+#[test]
+fn a_silent_shim_neither_dies_nor_blocks_the_runtime() {
+    if !can_run("runc") {
+        return;
+    }
+    let mut berth = Berth::start();
+    import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
+    berth_ok(&berth, &["run", "-d", "tiny", "quiet", "sleep", "1000"]);
+    berth_ok(&berth, &["run", "-d", "tiny", "loud", "sleep", "1000"]);
+    let bundle = berth.state.join("tasks/default/quiet");
+    let read =
+        |f: &str| -> u32 { std::fs::read_to_string(bundle.join(f)).expect(f).trim().parse().expect("pid") };
+    let (init, shim) = (read("init.pid"), read("shim.pid"));
+    signal(shim, Signal::SIGSTOP);
+    let old = berth.status("runtime").pid.expect("runtime pid");
+    signal(old, Signal::SIGKILL);
+    let services = berth.clients(Duration::from_secs(30));
+    let started = Instant::now();
+    let health = block_on(services.runtime.health()).expect("runtime back");
+    assert_ne!(health.pid, old);
+    let list = ListTasks { namespace: "default".into() };
+    let tasks = block_on(services.runtime.call(list.clone())).expect("tasks listed");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(20), "runtime back and tasks listed only after {waited:?}");
+    let status = |tasks: &[TaskInfo], id: &str| {
+        tasks.iter().find(|t| t.id == id).map(|t| (t.status, t.exit.map(|e| e.status)))
+    };
+    assert_eq!(status(&tasks, "quiet"), Some((TaskStatus::Unknown, None)), "{tasks:?}");
+    assert_eq!(status(&tasks, "loud"), Some((TaskStatus::Running, None)), "{tasks:?}");
+    assert!(pid_alive(init), "the silent shim's container was killed");
+    assert_eq!(berth.status("runtime").pid, Some(health.pid), "the runtime service was restarted again");
+
+    signal(shim, Signal::SIGCONT);
+    let tasks = block_on(services.runtime.call(list)).expect("tasks listed");
+    assert_eq!(status(&tasks, "quiet"), Some((TaskStatus::Running, None)), "{tasks:?}");
+    assert_eq!(tasks.iter().find(|t| t.id == "quiet").map(|t| t.pid), Some(init));
+    for id in ["quiet", "loud"] {
+        berth_ok(&berth, &["containers", "rm", "--force", id]);
+    }
     wait_for("the container to be gone", || !pid_alive(init));
     teardown(&berth);
 }

@@ -5,7 +5,8 @@
 mod runtime_support;
 
 use berth_system_tests::Berth;
-use runtime_support::{can_run, import_busybox, mounts_under, out, show, teardown};
+use berth_system_tests::mounts_under;
+use runtime_support::{can_run, import_busybox, out, show, teardown};
 
 #[test]
 fn commit_keeps_created_and_deleted_files() {

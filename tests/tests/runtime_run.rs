@@ -4,9 +4,8 @@
 mod runtime_support;
 
 use berth_system_tests::Berth;
-use runtime_support::{
-    berth_with_tiny, can_run, import_busybox, mounts_under, out, processes_with, show, teardown,
-};
+use berth_system_tests::{mounts_under, processes_with};
+use runtime_support::{berth_with_tiny, can_run, import_busybox, out, show, teardown};
 
 /// No mount, shim or task left. A shim finishes the runtime's delete just after the task's
 /// delete is answered, so it gets a moment to exit.

@@ -8,8 +8,9 @@ mod runtime_support;
 use std::time::Duration;
 
 use berth_ipc::runtime::{CloseStdin, TaskRef, WriteStdin};
+use berth_system_tests::mounts_under;
 use berth_system_tests::{Berth, block_on};
-use runtime_support::{can_run, import_busybox, mounts_under, out, show, teardown};
+use runtime_support::{can_run, import_busybox, out, show, teardown};
 
 /// 200 KiB after a first line: three times a pipe's buffer.
 fn input() -> Vec<u8> {

@@ -11,10 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use berth_system_tests::mounts_under;
 use berth_system_tests::{Berth, bin};
 use nix::pty::{OpenptyResult, Winsize, openpty};
 use nix::sys::termios::{LocalFlags, tcgetattr};
-use runtime_support::{berth_with_tiny, can_run, import_busybox, mounts_under, out, show, teardown};
+use runtime_support::{berth_with_tiny, can_run, import_busybox, out, show, teardown};
 
 /// The CLI running on the slave side of a fresh pty; the master's output collected.
 struct Terminal {

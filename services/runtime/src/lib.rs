@@ -47,6 +47,7 @@ use berth_ipc::runtime::{Runtime as RuntimeProtocol, RuntimeRequest, RuntimeResp
 use berth_ipc::snapshot::Snapshot;
 use berth_ipc::{Client, Context, Handler, Reply};
 use berth_service_kit::ServiceEnv;
+use tasks::shim_alive;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
@@ -107,19 +108,27 @@ pub async fn adopt(rt: &Runtime) -> (usize, usize) {
         if ns.starts_with('.') {
             continue;
         }
-        let Ok(tasks) = rt.list(&ns).await else { continue };
-        for task in tasks {
-            // Answering, or alive but not answering yet (a loaded machine, a shim still
-            // starting): no verdict, so hands off. Only a settled exit (the shim recorded it,
-            // or it is gone and `get` settled 255) is cleaned up. Cleaning up a live shim
-            // that merely missed its State deadline killed running containers (the fault
-            // campaign's keepers died with 137 while a relaunched berthd adopted them).
-            if task.shim_pid != 0 || task.exit.is_none() {
+        let Ok(ids) = std::fs::read_dir(rt.state.join("tasks").join(&ns)) else { continue };
+        for id in ids.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+            let bundle = rt.bundle(&ns, &id);
+            // A live shim is simply used again, without asking it anything: a shim stopped
+            // or slow on a loaded machine must hold up neither this start nor its container.
+            // Cleaning up a live shim that merely missed its State deadline killed running
+            // containers (the fault campaign's keepers died with 137 while a relaunched
+            // berthd adopted them). No shim.pid: a create in flight or one that crashed
+            // before its shim started, which `get` and `containers rm` settle.
+            if shim_alive(&bundle) || !bundle.shim_pid().exists() {
+                live += 1;
+                continue;
+            }
+            // The shim is gone: `get` settles its exit (recorded, or 255 after killing what
+            // is left of the container); then the OCI runtime's leftovers go.
+            let Ok(task) = rt.get(TaskRef::init(&ns, &id)).await else { continue };
+            if task.exit.is_none() {
                 live += 1;
                 continue;
             }
             dead += 1;
-            let bundle = rt.bundle(&ns, &task.id);
             rt.cleanup_runtime(&bundle, &task.runtime, &ns, &task.id).await;
             tracing::warn!(namespace = %ns, id = %task.id, exit = ?task.exit, "shim gone; exit settled");
         }

@@ -45,8 +45,32 @@ pub async fn spawn(args: &ShimArgs) -> Result<u32> {
     }
 }
 
-/// One call to the shim at `socket`. `Unavailable` when the shim is gone.
+/// How long a shim may take to answer `req`; `None` for the calls that block by design.
+/// A shim that is stopped or stuck must not hold up its caller forever: the runtime
+/// service's adoption, or a `tasks ls` of every task, waited on one such shim for good.
+fn answer_deadline(req: &ShimRequest) -> Option<Duration> {
+    match req {
+        ShimRequest::Wait { .. } | ShimRequest::Stdin { .. } => None,
+        ShimRequest::State => Some(Duration::from_secs(5)),
+        _ => Some(Duration::from_secs(60)),
+    }
+}
+
+/// One call to the shim at `socket`. `Unavailable` when the shim is gone or does not
+/// answer within its deadline ([`answer_deadline`]).
 pub async fn call(socket: &Path, req: &ShimRequest) -> Result<ShimResponse> {
+    let Some(deadline) = answer_deadline(req) else { return call_once(socket, req).await };
+    match tokio::time::timeout(deadline, call_once(socket, req)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(Error::unavailable(format!(
+            "shim {}: no answer within {} s",
+            socket.display(),
+            deadline.as_secs()
+        ))),
+    }
+}
+
+async fn call_once(socket: &Path, req: &ShimRequest) -> Result<ShimResponse> {
     let gone = |e: std::io::Error| Error::unavailable(format!("shim {}: {e}", socket.display()));
     let mut conn = UnixStream::connect(socket).await.map_err(gone)?;
     let mut line = serde_json::to_string(req).map_err(|e| Error::internal(e.to_string()))?;

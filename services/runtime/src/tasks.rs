@@ -424,12 +424,8 @@ impl Runtime {
             Err(_) => Vec::new(),
         };
         ids.sort();
-        let mut out = Vec::new();
-        for id in ids {
-            if let Ok(info) = self.get(TaskRef::init(ns, &id)).await {
-                out.push(info);
-            }
-        }
-        Ok(out)
+        // Concurrently: one slow shim costs its own deadline, not everyone's.
+        let gets = ids.iter().map(|id| self.get(TaskRef::init(ns, id)));
+        Ok(futures_util::future::join_all(gets).await.into_iter().filter_map(|r| r.ok()).collect())
     }
 }

@@ -197,50 +197,8 @@ pub fn show(o: &Output) -> String {
     format!("status {:?}\nstdout: {}\nstderr: {}", o.status, out(o), String::from_utf8_lossy(&o.stderr))
 }
 
-/// Mount points under `dir` (from `/proc/self/mountinfo`).
-pub fn mounts_under(dir: &Path) -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let d = dir.to_string_lossy();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.starts_with(&*d))
-        .map(String::from)
-        .collect()
-}
-
-/// Pids of live processes whose command line mentions `needle`.
-pub fn processes_with(needle: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmd).contains(needle) && berth_system_tests::pid_alive(pid) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// Kills every shim and container process of this berth (by the state dir in their
-/// command lines) and unmounts what is left under its temp dir.
+/// Kills every shim and container process of this berth and unmounts what is left under
+/// its temp dir ([`Berth::teardown`], which its drop runs as well).
 pub fn teardown(berth: &Berth) {
-    let state = berth.state.to_string_lossy().into_owned();
-    for ns in std::fs::read_dir(berth.state.join("tasks")).into_iter().flatten().flatten() {
-        for task in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
-            if let Some(pid) =
-                std::fs::read_to_string(task.path().join("init.pid")).ok().and_then(|p| p.trim().parse().ok())
-            {
-                berth_system_tests::signal(pid, nix::sys::signal::Signal::SIGKILL);
-            }
-        }
-    }
-    for pid in processes_with(&state) {
-        berth_system_tests::signal(pid, nix::sys::signal::Signal::SIGKILL);
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    let mut mounts = mounts_under(berth.dir.path());
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    for m in mounts {
-        let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-    }
+    berth.teardown();
 }
