@@ -270,3 +270,57 @@ fn a_silent_shim_neither_dies_nor_blocks_the_runtime() {
     wait_for("the container to be gone", || !pid_alive(init));
     teardown(&berth);
 }
+
+/// A long-lived container's shim reaps thousands of processes, and pids come round again
+/// (32768 of them by default). An exec that drew the pid of an exec reaped earlier was
+/// reported exited at once, with that exec's status and none of its own output (the
+/// campaign's keepers printed "" after some 2,000 execs each). Here the pid is made to come
+/// round on purpose, by setting the kernel's next pid (`/proc/sys/kernel/ns_last_pid`).
+#[test]
+fn an_exec_on_a_reused_pid_is_its_own_process() {
+    if !can_run("runc") {
+        return;
+    }
+    let berth = Berth::start();
+    import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
+    berth_ok(&berth, &["run", "-d", "tiny", "long", "sleep", "1000"]);
+    let exec_d = |exec_id: &str, script: &str| -> i32 {
+        let pid =
+            berth_ok(&berth, &["tasks", "exec", "-d", "--exec-id", exec_id, "long", "sh", "-c", script]);
+        pid.trim().parse().expect("exec pid")
+    };
+    let wait = |exec_id: &str| berth.cli(&["tasks", "wait", "--exec-id", exec_id, "long"]).status.code();
+    let first = exec_d("first", "exit 3");
+    assert_eq!(wait("first"), Some(3));
+
+    // The CLI's, the shim's and runc's processes and threads take pids before the exec's
+    // process does: aim below by as many as the last attempt took.
+    let mut reused = None;
+    let mut back = 8;
+    for attempt in 0..100 {
+        let base = first - back;
+        std::fs::write("/proc/sys/kernel/ns_last_pid", base.to_string()).expect("set ns_last_pid");
+        let id = format!("try{attempt}");
+        let pid = exec_d(&id, "sleep 0.3; echo mine; exit 5");
+        if (1..first).contains(&(pid - base)) {
+            back = pid - base;
+        }
+        if pid == first {
+            reused = Some(id);
+            break;
+        }
+        assert_eq!(wait(&id), Some(5), "exec {id}");
+    }
+    let Some(id) = reused else {
+        eprintln!("skipped: the kernel never gave pid {first} to an exec again in 100 tries");
+        return;
+    };
+    // The old record (exit 3) must not answer for the new process.
+    let state = berth_ok(&berth, &["--format", "json", "tasks", "ls"]);
+    assert!(state.contains("running"), "{state}");
+    assert_eq!(wait(&id), Some(5), "exec {id} on reused pid {first}: the earlier exec's exit came back");
+    let out = berth_ok(&berth, &["tasks", "attach", "--exec-id", &id, "long"]);
+    assert_eq!(out.trim(), "mine");
+    berth_ok(&berth, &["containers", "rm", "--force", "long"]);
+    teardown(&berth);
+}

@@ -121,11 +121,11 @@ pub fn init_exited(ctx: &ExitCtx, pid: i32, exit: ExitInfo) {
 /// Called once the init's pid is known (stored in `ctx.init` under the order lock): a
 /// container started by `run` may have exited before, when its exit looked like any
 /// other child's.
-pub fn init_known(ctx: &ExitCtx, reaper: &Reaper, pid: i32) {
+pub fn init_known(ctx: &ExitCtx, reaper: &Reaper, pid: i32, since: u64) {
     let exit = {
         let mut o = ctx.order.lock().unwrap_or_else(|p| p.into_inner());
         ctx.init.store(pid, Ordering::SeqCst);
-        match reaper.exited(pid) {
+        match reaper.exited(pid, since) {
             Some(exit) if !o.init_exited => {
                 o.init_exited = true;
                 exit

@@ -34,17 +34,19 @@ impl Runner {
         let mut cmd = self.command(args);
         let [input, out, err] = io;
         cmd.stdin(input).stdout(out).stderr(err);
+        let since = self.reaper.mark();
         let child = cmd.spawn().map_err(|e| Error::internal(format!("{}: {e}", self.runtime)))?;
         self.reaper.spawned();
         let pid = i32::try_from(child.id()).unwrap_or(0);
         drop(child);
-        Ok(self.reaper.wait(pid, false).status)
+        Ok(self.reaper.wait(pid, since, false).status)
     }
 
     /// Runs the runtime with `args` and returns its stdout; a failure carries its stderr.
     pub fn run(&self, args: &[&str]) -> Result<Vec<u8>> {
         let mut cmd = self.command(args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let since = self.reaper.mark();
         let mut child = cmd.spawn().map_err(|e| Error::internal(format!("{}: {e}", self.runtime)))?;
         self.reaper.spawned();
         let pid = i32::try_from(child.id()).unwrap_or(0);
@@ -62,7 +64,7 @@ impl Runner {
             stderr = reader.join().unwrap_or_default();
         }
         drop(child);
-        let status = self.reaper.wait(pid, false).status;
+        let status = self.reaper.wait(pid, since, false).status;
         if status != 0 {
             return Err(runtime_error(&self.runtime, args.first().copied().unwrap_or(""), &stderr));
         }

@@ -1,6 +1,13 @@
 //! The reaper: one thread waits for every child and orphan (the shim is a subreaper) and
 //! records how each ended; everyone else waits on the record instead of on the pid, so no
 //! exit is ever lost to a race between two `waitpid` callers.
+//!
+//! Pids are reused (32768 of them by default, and a long-lived container's shim reaps many
+//! thousands of processes), so a record is looked up together with a [`Reaper::mark`] taken
+//! before the process was spawned: a record older than the mark belongs to an earlier
+//! process that had the same pid. Without that, an exec that drew the pid of an exec reaped
+//! long before was reported exited at once, with the old exit status and none of its output
+//! (the fault campaign's keepers, after some 2,000 execs each).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -16,9 +23,28 @@ use berth_ipc::runtime::ExitInfo;
 /// Exits by pid, shared between the reaper thread and the shim's request threads.
 #[derive(Default)]
 pub struct Reaper {
-    exits: Mutex<HashMap<i32, ExitInfo>>,
+    exits: Mutex<Exits>,
     spawns: std::sync::atomic::AtomicU64,
     changed: Condvar,
+}
+
+/// The last exit recorded for each pid, numbered in the order they were recorded.
+#[derive(Default)]
+struct Exits {
+    by_pid: HashMap<i32, (u64, ExitInfo)>,
+    recorded: u64,
+}
+
+impl Exits {
+    fn insert(&mut self, pid: i32, exit: ExitInfo) {
+        self.recorded += 1;
+        self.by_pid.insert(pid, (self.recorded, exit));
+    }
+
+    /// `pid`'s exit if it was recorded after `since`.
+    fn since(&self, pid: i32, since: u64) -> Option<ExitInfo> {
+        self.by_pid.get(&pid).filter(|(n, _)| *n > since).map(|(_, exit)| *exit)
+    }
 }
 
 /// A hook called with each reaped pid (the shim records the init's exit durably).
@@ -48,7 +74,7 @@ impl Reaper {
                 Ok(_) => continue,
                 Err(Errno::ECHILD) => {
                     // Nothing to wait for: sleep until a spawn says otherwise.
-                    let guard = self.exits.lock().unwrap_or_else(|p| p.into_inner());
+                    let guard = self.lock();
                     if self.spawns.load(Ordering::SeqCst) == spawns {
                         let _ = self.changed.wait_timeout(guard, Duration::from_millis(50));
                     }
@@ -65,24 +91,41 @@ impl Reaper {
             // The hook first (the init's exit is made durable before anyone hears of it), but
             // exec exits are recorded first so that an exec registering late still finds them.
             on_exit(pid.as_raw(), exit, self);
-            let mut exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
-            exits.insert(pid.as_raw(), exit);
+            let mut exits = self.lock();
+            // Unless the hook recorded it already. (If a waiter consumed that record since, it
+            // comes back here, older than any later mark: harmless.)
+            if exits.by_pid.get(&pid.as_raw()).is_none_or(|(_, e)| *e != exit) {
+                exits.insert(pid.as_raw(), exit);
+            }
             self.changed.notify_all();
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Exits> {
+        self.exits.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Wakes the reaper after a spawn.
     pub fn spawned(&self) {
         self.spawns.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let _guard = self.exits.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.lock();
         self.changed.notify_all();
     }
 
-    /// Waits for `pid`'s exit (consuming the record unless `keep`).
-    pub fn wait(&self, pid: i32, keep: bool) -> ExitInfo {
-        let mut exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
+    /// Where the record stands now: taken before spawning a process, it tells that process's
+    /// exit from an older one of the same pid.
+    pub fn mark(&self) -> u64 {
+        self.lock().recorded
+    }
+
+    /// Waits for `pid`'s exit recorded after `since` (consuming the record unless `keep`).
+    pub fn wait(&self, pid: i32, since: u64, keep: bool) -> ExitInfo {
+        let mut exits = self.lock();
         loop {
-            if let Some(exit) = if keep { exits.get(&pid).copied() } else { exits.remove(&pid) } {
+            if let Some(exit) = exits.since(pid, since) {
+                if !keep {
+                    exits.by_pid.remove(&pid);
+                }
                 return exit;
             }
             exits = self.changed.wait(exits).unwrap_or_else(|p| p.into_inner());
@@ -91,11 +134,11 @@ impl Reaper {
 
     /// Records `pid`'s exit before the hook's caller does (see `run`).
     pub fn record(&self, pid: i32, exit: ExitInfo) {
-        self.exits.lock().unwrap_or_else(|p| p.into_inner()).insert(pid, exit);
+        self.lock().insert(pid, exit);
     }
 
-    /// `pid`'s exit if it has happened.
-    pub fn exited(&self, pid: i32) -> Option<ExitInfo> {
-        self.exits.lock().unwrap_or_else(|p| p.into_inner()).get(&pid).copied()
+    /// `pid`'s exit if it has happened since `since`.
+    pub fn exited(&self, pid: i32, since: u64) -> Option<ExitInfo> {
+        self.lock().since(pid, since)
     }
 }

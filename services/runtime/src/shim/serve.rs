@@ -36,8 +36,11 @@ pub struct Shim {
     bundle: Bundle,
     runner: Runner,
     init: i32,
+    /// The reaper's mark taken before the init was spawned.
+    init_since: u64,
     status: Mutex<TaskStatus>,
-    execs: Mutex<HashMap<String, i32>>,
+    /// Each exec's pid and the reaper's mark taken before it was spawned.
+    execs: Mutex<HashMap<String, (i32, u64)>>,
     order: Arc<Mutex<Order>>,
     events: Arc<ShimEvents>,
     listener: UnixListener,
@@ -114,6 +117,7 @@ impl Shim {
             create.extend(["--console-socket", path.as_str()]);
         }
         create.push(&args.id);
+        let init_since = runner.reaper.mark();
         let status = runner.run_with(&create, [input, Stdio::from(out), Stdio::from(err)])?;
         if status != 0 {
             let _ = runner.run(&["delete", "--force", &args.id]);
@@ -133,7 +137,7 @@ impl Shim {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| Error::internal(format!("{}: no init pid after create", args.runtime)))?;
-        exit::init_known(&ctx, &runner.reaper, pid);
+        exit::init_known(&ctx, &runner.reaper, pid, init_since);
         let listener = UnixListener::bind(bundle.socket()).map_err(|e| io("shim socket", e))?;
         std::fs::set_permissions(bundle.socket(), std::fs::Permissions::from_mode(0o600))
             .map_err(|e| io("shim socket", e))?;
@@ -143,6 +147,7 @@ impl Shim {
             bundle,
             runner,
             init: pid,
+            init_since,
             status: Mutex::new(status),
             execs: Mutex::new(HashMap::new()),
             order,
@@ -235,7 +240,7 @@ impl Shim {
     }
 
     fn state(&self) -> ShimState {
-        let exit = self.runner.reaper.exited(self.init);
+        let exit = self.runner.reaper.exited(self.init, self.init_since);
         let status = if exit.is_some() {
             TaskStatus::Stopped
         } else {
@@ -248,7 +253,8 @@ impl Shim {
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
     }
 
-    fn exec_pid(&self, exec_id: &str) -> Result<i32> {
+    /// An exec's pid and the reaper's mark before its spawn.
+    fn exec_pid(&self, exec_id: &str) -> Result<(i32, u64)> {
         self.execs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -281,11 +287,11 @@ impl Shim {
                     self.runner.run(&["kill", "--all", id, &signal.to_string()])?;
                     return Ok(ShimResponse::Ok);
                 }
-                let pid = match &exec_id {
+                let (pid, since) = match &exec_id {
                     Some(e) => self.exec_pid(e)?,
-                    None => self.init,
+                    None => (self.init, self.init_since),
                 };
-                if self.runner.reaper.exited(pid).is_some() {
+                if self.runner.reaper.exited(pid, since).is_some() {
                     return Err(Error::not_found(format!("task {id}: process already finished")));
                 }
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
@@ -307,11 +313,11 @@ impl Shim {
             }
             ShimRequest::State => Ok(ShimResponse::State(self.state())),
             ShimRequest::Wait { exec_id } => {
-                let pid = match &exec_id {
+                let (pid, since) = match &exec_id {
                     Some(e) => self.exec_pid(e)?,
-                    None => self.init,
+                    None => (self.init, self.init_since),
                 };
-                let exit = self.runner.reaper.wait(pid, true);
+                let exit = self.runner.reaper.wait(pid, since, true);
                 // Everything the process wrote to its terminal reaches the log before its
                 // exit is told.
                 if let Ok(tty) = self.terminal(exec_id.as_deref()) {
@@ -401,6 +407,7 @@ impl Shim {
         }
         args.push(id);
         let input = if stdin { Stdio::from(self.inputs.open(Some(exec_id))?) } else { Stdio::null() };
+        let since = self.runner.reaper.mark();
         let status = self.runner.run_with(&args, [input, Stdio::from(out), Stdio::from(err)])?;
         if status != 0 {
             if stdin {
@@ -417,7 +424,7 @@ impl Shim {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| Error::internal(format!("exec {exec_id}: no pid")))?;
-        self.execs.lock().unwrap_or_else(|p| p.into_inner()).insert(exec_id.to_string(), pid);
+        self.execs.lock().unwrap_or_else(|p| p.into_inner()).insert(exec_id.to_string(), (pid, since));
         let upid = u32::try_from(pid).unwrap_or(0);
         let mut o = self.order.lock().unwrap_or_else(|p| p.into_inner());
         self.events.publish(TaskExecStarted {
@@ -425,7 +432,7 @@ impl Shim {
             exec_id: exec_id.to_string(),
             pid: upid,
         });
-        match self.runner.reaper.exited(pid) {
+        match self.runner.reaper.exited(pid, since) {
             Some(exit) => self.events.publish(TaskExit {
                 container_id: id.to_string(),
                 id: exec_id.to_string(),
@@ -463,7 +470,7 @@ impl Shim {
             TaskStatus::Stopped => {}
             TaskStatus::Created => {
                 self.runner.run(&["delete", "--force", id])?;
-                let _ = self.runner.reaper.wait(self.init, true);
+                let _ = self.runner.reaper.wait(self.init, self.init_since, true);
             }
             _ => return Err(Error::precondition(format!("task {id}: still running; kill it first"))),
         }
