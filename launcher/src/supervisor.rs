@@ -329,6 +329,7 @@ impl Supervisor {
             ServiceExited { name: svc.name.to_string(), pid: svc.pid.unwrap_or(0), status: how.clone() };
         self.events.publish(SYSTEM_NAMESPACE, exited);
         let svc = &mut self.services[idx];
+        let served = svc.ready_at.map(|t| t.elapsed());
         svc.pid = None;
         svc.ready_at = None;
         svc.last_exit = Some(how);
@@ -347,7 +348,7 @@ impl Supervisor {
                 svc.policy.reset();
                 self.spawn(idx);
             }
-            AfterExit::Policy => match svc.policy.on_exit(Instant::now()) {
+            AfterExit::Policy => match svc.policy.on_exit(Instant::now(), served) {
                 Decision::GiveUp => {
                     svc.state = ServiceState::Failed;
                     tracing::error!(
