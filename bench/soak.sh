@@ -9,7 +9,8 @@
 # seed, until one fails. Each round's report (kills per process kind, operations, failures,
 # restart latency p50/p99 per service) is printed and kept in $SOAK_LOG (default
 # /var/tmp/berth-soak-<date>.log). BERTH_CAMPAIGN_SEED replays one round's choices.
-# Uses CARGO_TARGET_DIR if set; builds the binaries and the test first.
+# Uses CARGO_TARGET_DIR if set; builds the binaries and the test first, in the debug profile
+# unless SOAK_PROFILE=release (restart latencies as a production build has them).
 set -euo pipefail
 
 DUR=${1:-20m}
@@ -23,14 +24,16 @@ esac
 LOG=${SOAK_LOG:-/var/tmp/berth-soak-$(date +%Y%m%d-%H%M%S).log}
 cd "$(dirname "$0")/.."
 
-cargo build --workspace --bins
-cargo test -p berth-system-tests --test fault_campaign --no-run
+PROFILE=()
+[ "${SOAK_PROFILE:-debug}" = release ] && PROFILE=(--release)
+cargo build "${PROFILE[@]}" --workspace --bins
+cargo test "${PROFILE[@]}" -p berth-system-tests --test fault_campaign --no-run
 
-echo "soak: $ROUNDS round(s) of $SECS s of chaos; log: $LOG" | tee -a "$LOG"
+echo "soak: $ROUNDS round(s) of $SECS s of chaos, ${SOAK_PROFILE:-debug} build; log: $LOG" | tee -a "$LOG"
 for round in $(seq 1 "$ROUNDS"); do
     echo "== round $round/$ROUNDS, $(date -u +%FT%TZ)" | tee -a "$LOG"
     start=$(date +%s)
-    if ! BERTH_CAMPAIGN_SECS=$SECS cargo test -p berth-system-tests --test fault_campaign \
+    if ! BERTH_CAMPAIGN_SECS=$SECS cargo test "${PROFILE[@]}" -p berth-system-tests --test fault_campaign \
         -- --nocapture --test-threads 1 2>&1 | tee -a "$LOG"; then
         echo "soak: round $round FAILED after $(( $(date +%s) - start )) s; see $LOG" | tee -a "$LOG"
         exit 1

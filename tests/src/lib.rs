@@ -319,6 +319,21 @@ pub fn signal(pid: u32, sig: Signal) {
     }
 }
 
+/// A process's identity that survives pid reuse: its pid and its start time (clock ticks
+/// since boot, `/proc/<pid>/stat` field 22). `None` once it is gone.
+pub fn process_identity(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at its closing paren:
+    // state is field 3, start time field 22.
+    let start = stat.rsplit(')').next()?.split_whitespace().nth(19)?.parse().ok()?;
+    Some((pid, start))
+}
+
+/// Whether the process `identity` names still runs (a reused pid is another process).
+pub fn identity_alive(identity: (u32, u64)) -> bool {
+    pid_alive(identity.0) && process_identity(identity.0) == Some(identity)
+}
+
 /// Whether `pid` is a live (not zombie) process.
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use berth_system_tests::dist::{LayoutImage, Registry, berth_ok, busybox_rootfs, have, layout_tar};
-use berth_system_tests::{Berth, bin, pid_alive};
+use berth_system_tests::{Berth, bin, identity_alive, process_identity};
 use berth_system_tests::{mounts_under, processes_with};
 use campaign::events::Subscriber;
 use campaign::{Rng, Shared, chaos, ok, workload};
@@ -124,13 +124,14 @@ fn fault_campaign() {
     for id in &exiters {
         berth_ok(&berth, &["run", "-d", "tiny", id, "sh", "-c", EXITER]);
     }
-    let long: Vec<(String, u32)> = keepers
+    // Each init as (pid, start time): after hours of churn its pid may be another process's.
+    let long: Vec<(String, (u32, u64))> = keepers
         .iter()
         .chain(&victims)
         .chain(&exiters)
-        .map(|id| (id.clone(), init_pid(&berth.state, id)))
+        .map(|id| (id.clone(), process_identity(init_pid(&berth.state, id)).expect("a long-lived init runs")))
         .collect();
-    shared.init_pids.lock().expect("pids").extend(long.iter().map(|(_, p)| *p));
+    shared.init_pids.lock().expect("pids").extend(long.iter().map(|(_, init)| *init));
 
     let mut subs = vec![Subscriber::start(shared.clone(), Some(1))];
     let start = Instant::now();
@@ -217,13 +218,14 @@ fn check_stores(shared: &Shared, namespaces: &[&str]) {
 
 /// Keepers still run their first process; exiters report 7; victims run, or (shim killed)
 /// report 255 with their process gone.
-fn check_containers(shared: &Shared, long: &[(String, u32)]) {
+fn check_containers(shared: &Shared, long: &[(String, (u32, u64))]) {
     let Some(out) = shared.retry("tasks-ls", || ok(shared.cli(&["--format", "json", "tasks", "ls"]))) else {
         return;
     };
     let list: serde_json::Value = serde_json::from_str(&out).expect("tasks json");
     let killed = shared.shim_killed.lock().expect("shim set").clone();
-    for (id, pid) in long {
+    for (id, init) in long {
+        let pid = &init.0;
         let Some(t) = list.as_array().and_then(|l| l.iter().find(|t| t["id"] == id.as_str())) else {
             shared.violation(format!("container {id}: task gone"));
             continue;
@@ -231,11 +233,11 @@ fn check_containers(shared: &Shared, long: &[(String, u32)]) {
         let (status, exit) = (t["status"].as_str().unwrap_or(""), t["exit_status"].as_u64());
         let fine = match id.as_bytes()[0] {
             b'x' => status == "stopped" && exit == Some(7),
-            b'v' if killed.contains(id) => status == "stopped" && exit == Some(255) && !pid_alive(*pid),
-            _ => status == "running" && pid_alive(*pid) && t["pid"] == *pid,
+            b'v' if killed.contains(id) => status == "stopped" && exit == Some(255) && !identity_alive(*init),
+            _ => status == "running" && identity_alive(*init) && t["pid"] == *pid,
         };
         if !fine {
-            let alive = pid_alive(*pid);
+            let alive = identity_alive(*init);
             shared.violation(format!("container {id}: {t} (init pid {pid} alive: {alive})"));
         }
     }
@@ -254,7 +256,7 @@ fn check_teardown(shared: &Shared, berth: &mut Berth) {
     berth.stop();
     std::thread::sleep(Duration::from_millis(200));
     let pids = shared.init_pids.lock().expect("pids").clone();
-    let alive: Vec<u32> = pids.into_iter().filter(|p| pid_alive(*p)).collect();
+    let alive: Vec<u32> = pids.into_iter().filter(|p| identity_alive(*p)).map(|(pid, _)| pid).collect();
     if !alive.is_empty() {
         shared.violation(format!("container processes left: {alive:?}"));
     }

@@ -1,5 +1,6 @@
 //! The chaos loop: every 0.3–2 s it SIGKILLs one berth process picked at random (a service,
-//! berthd itself, or a container's shim) and measures how long until it answers again.
+//! berthd itself, or a container's shim) and measures how long until it answers again, or
+//! freezes one (SIGSTOP, then SIGCONT 0.2–3 s later): a hang instead of a death.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,8 @@ use nix::sys::signal::Signal;
 use super::{Rng, Shared};
 
 /// Process kinds the loop picks from.
-pub const KINDS: [&str; 7] = ["events", "content", "snapshot", "metadata", "runtime", "berthd", "shim"];
+pub const KINDS: [&str; 8] =
+    ["events", "content", "snapshot", "metadata", "runtime", "berthd", "shim", "freeze"];
 
 /// Runs the chaos loop on `berth` until `until`.
 pub fn run(berth: &mut Berth, shared: &Shared, rng: &Rng, until: Instant) {
@@ -20,6 +22,7 @@ pub fn run(berth: &mut Berth, shared: &Shared, rng: &Rng, until: Instant) {
         match kind {
             "berthd" => kill_launcher(berth, shared),
             "shim" => kill_shim(shared, rng),
+            "freeze" => freeze(berth, shared, rng),
             service => kill_service(berth, shared, service),
         }
     }
@@ -74,18 +77,7 @@ fn kill_service(berth: &mut Berth, shared: &Shared, name: &str) {
 
 /// SIGKILLs the shim of a churned (`c…`) or sacrificial (`v…`) container.
 fn kill_shim(shared: &Shared, rng: &Rng) {
-    let dir = shared.state.join("tasks/default");
-    let mut shims = Vec::new();
-    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let id = e.file_name().to_string_lossy().into_owned();
-        if !(id.starts_with('c') || id.starts_with('v')) {
-            continue;
-        }
-        let pid = std::fs::read_to_string(e.path().join("shim.pid")).ok().and_then(|p| p.trim().parse().ok());
-        if let Some(pid) = pid.filter(|p| is_our_shim(*p, shared)) {
-            shims.push((id, pid));
-        }
-    }
+    let mut shims = shims(shared, |id| id.starts_with('c') || id.starts_with('v'));
     if shims.is_empty() {
         return;
     }
@@ -93,6 +85,40 @@ fn kill_shim(shared: &Shared, rng: &Rng) {
     shared.shim_killed.lock().expect("shim set").insert(id);
     signal(pid, Signal::SIGKILL);
     record(shared, "shim", None);
+}
+
+/// Freezes one service or shim (any shim: a keeper must not notice its shim's hang) for
+/// 0.2–3 s. A service frozen longer than the launcher's hang detection allows is replaced,
+/// which is a fine outcome too; work sent to it meanwhile is retried by the workload.
+fn freeze(berth: &mut Berth, shared: &Shared, rng: &Rng) {
+    let mut targets: Vec<(String, u32)> =
+        berth.list().into_iter().filter_map(|s| Some((s.name, s.pid?))).collect();
+    targets.extend(shims(shared, |_| true));
+    if targets.is_empty() {
+        return;
+    }
+    let (_, pid) = &targets[rng.below(targets.len() as u64) as usize];
+    signal(*pid, Signal::SIGSTOP);
+    std::thread::sleep(rng.millis(200, 3000));
+    signal(*pid, Signal::SIGCONT);
+    record(shared, "freeze", None);
+}
+
+/// `(container id, shim pid)` of every live shim in the default namespace whose id passes
+/// `pick`.
+fn shims(shared: &Shared, pick: impl Fn(&str) -> bool) -> Vec<(String, u32)> {
+    let mut shims = Vec::new();
+    for e in std::fs::read_dir(shared.state.join("tasks/default")).into_iter().flatten().flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if !pick(&id) {
+            continue;
+        }
+        let pid = std::fs::read_to_string(e.path().join("shim.pid")).ok().and_then(|p| p.trim().parse().ok());
+        if let Some(pid) = pid.filter(|p| is_our_shim(*p, shared)) {
+            shims.push((id, pid));
+        }
+    }
+    shims
 }
 
 /// Whether `pid` is a live shim of this berth (not a reused pid).

@@ -29,8 +29,9 @@ pub struct Shared {
     pub tally: Mutex<Tally>,
     /// Containers whose shim the chaos loop SIGKILLed (their exit is 255 by design).
     pub shim_killed: Mutex<BTreeSet<String>>,
-    /// Every container init pid seen (none may survive the teardown).
-    pub init_pids: Mutex<BTreeSet<u32>>,
+    /// Every container init seen, as (pid, start time): none may survive the teardown. The
+    /// start time tells a survivor from an unrelated process that drew the same pid later.
+    pub init_pids: Mutex<BTreeSet<(u32, u64)>>,
 }
 
 /// Counters, samples and violations of one campaign.
@@ -172,7 +173,7 @@ pub fn percentile(samples: &[Duration], p: usize) -> Duration {
 pub fn report(t: &Tally, secs: u64, seed: u64) {
     println!("\n== fault campaign: {secs} s of chaos, seed {seed} ==");
     let kills: u64 = t.kills.values().sum();
-    println!("kills survived: {kills}");
+    println!("faults survived: {kills} (SIGKILLs per kind; freeze = a SIGSTOP of 0.2-3 s)");
     for (k, n) in &t.kills {
         println!("  {k:<10} {n}");
     }

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use berth_system_tests::process_identity;
+
 use super::{Rng, Shared, ok};
 
 /// Pulls `images` into namespace `ns` at random, checks each, and removes half of them
@@ -124,8 +126,8 @@ fn churn(shared: &Shared, rng: &Rng, id: &str) {
         return;
     }
     let pid = std::fs::read_to_string(shared.state.join("tasks/default").join(id).join("init.pid"));
-    if let Some(pid) = pid.ok().and_then(|p| p.trim().parse().ok()) {
-        shared.init_pids.lock().expect("pids").insert(pid);
+    if let Some(identity) = pid.ok().and_then(|p| p.trim().parse().ok()).and_then(process_identity) {
+        shared.init_pids.lock().expect("pids").insert(identity);
     }
     for j in 0..rng.below(3) {
         if shim_killed(shared, id) {
