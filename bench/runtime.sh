@@ -47,27 +47,11 @@ trap cleanup EXIT
 
 now() { date +%s%N; }
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-wait_sock() { for _ in $(seq 1 400); do [ -S "$1" ] && return 0; sleep 0.05; done; echo "no socket $1" >&2; exit 1; }
 rss() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
 # VmRSS, then what of it is the process's own: anonymous memory and proportional set size.
 mem() { echo "VmRSS $(rss "$1") kB (anonymous $(awk '/RssAnon/ { print $2 }' "/proc/$1/status") kB, Pss $(awk '/^Pss:/ { print $2 }' "/proc/$1/smaps_rollup") kB)"; }
 
-# The image: busybox rootfs -> OCI layout tar.
-mkdir -p "$T/rootfs/bin" "$T/rootfs/etc" "$T/rootfs/proc" "$T/rootfs/sys" "$T/rootfs/dev" "$T/rootfs/tmp" "$T/oci/blobs/sha256"
-cp /bin/busybox "$T/rootfs/bin/busybox"
-for a in sh true echo sleep; do ln -s busybox "$T/rootfs/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$T/rootfs/etc/passwd"
-tar -C "$T/rootfs" --numeric-owner -cf "$T/layer.tar" .
-blob() { local d; d=$(sha256sum "$1" | cut -d' ' -f1); cp "$1" "$T/oci/blobs/sha256/$d"; echo "$d"; }
-L=$(blob "$T/layer.tar"); LS=$(stat -c %s "$T/layer.tar")
-printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$L" > "$T/config.json"
-C=$(blob "$T/config.json"); CS=$(stat -c %s "$T/config.json")
-printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' "$C" "$CS" "$L" "$LS" > "$T/manifest.json"
-M=$(blob "$T/manifest.json"); MS=$(stat -c %s "$T/manifest.json")
-printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"io.containerd.image.name":"docker.io/library/tiny:latest","org.opencontainers.image.ref.name":"latest"}}]}' "$M" "$MS" > "$T/oci/index.json"
-echo '{"imageLayoutVersion":"1.0.0"}' > "$T/oci/oci-layout"
-tar -C "$T/oci" -cf "$T/tiny.tar" .
+make_tiny_image
 
 # berth: berthd and every service in a private root.
 mkdir -p "$T/berth"

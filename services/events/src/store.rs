@@ -103,8 +103,10 @@ impl Log {
         let opts = || KeyspaceCreateOptions::default().max_memtable_size(4 << 20);
         let log = db.keyspace("log", opts).map_err(storage)?;
         let meta = db.keyspace("meta", opts).map_err(storage)?;
+        // In the background: the flush is not on the restart's path (a process killed again
+        // before it ends replays the same journal once more).
         for ks in [&log, &meta] {
-            ks.rotate_memtable_and_wait().map_err(storage)?;
+            ks.rotate_memtable().map_err(storage)?;
         }
         let stored_last = match meta.get(LAST_SEQ).map_err(storage)? {
             Some(v) => seq_of(&v)?,
