@@ -119,11 +119,15 @@ pub struct MetadataConfig {
     pub gc_interval_s: u64,
     /// Backend objects that never had a record are spared while younger than this, ms.
     pub gc_grace_ms: u64,
+    /// Passes started by `gc_mutations` may hold writes at most this share of the time, in
+    /// percent: after a pass of d ms the next one waits until d is that share of the time
+    /// since it began (containerd's `pause_threshold`). 0: no limit.
+    pub gc_pause_percent: u64,
 }
 
 impl Default for MetadataConfig {
     fn default() -> Self {
-        MetadataConfig { gc_mutations: 100, gc_interval_s: 300, gc_grace_ms: 3_600_000 }
+        MetadataConfig { gc_mutations: 100, gc_interval_s: 300, gc_grace_ms: 3_600_000, gc_pause_percent: 2 }
     }
 }
 

@@ -85,22 +85,52 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
     served
 }
 
-/// Runs a GC pass after `gc_mutations` writes or every `gc_interval_s`, whichever first.
+/// Runs a GC pass after `gc_mutations` writes or every `gc_interval_s`, whichever first;
+/// passes started by the count are spaced so that they hold writes at most
+/// `gc_pause_percent` of the time.
 async fn schedule_gc(collector: Arc<Collector>, cfg: MetadataConfig, shutdown: CancellationToken) {
     let interval = (cfg.gc_interval_s > 0).then(|| Duration::from_secs(cfg.gc_interval_s));
     let mut last = Instant::now();
+    let mut spacing = Duration::ZERO;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
-        let by_count = cfg.gc_mutations > 0 && collector.mutations_since_pass() >= cfg.gc_mutations;
+        let by_count = cfg.gc_mutations > 0
+            && collector.mutations_since_pass() >= cfg.gc_mutations
+            && last.elapsed() >= spacing;
         let by_time = interval.is_some_and(|i| last.elapsed() >= i);
         if by_count || by_time {
             last = Instant::now();
             if let Err(e) = collector.collect().await {
                 tracing::error!(error = %e, "gc pass failed");
             }
+            spacing = pass_spacing(last.elapsed(), cfg.gc_pause_percent);
         }
+    }
+}
+
+/// The least time from the start of a pass that took `pass` to the next pass started by the
+/// write count, so that passes hold writes at most `percent` of the time.
+fn pass_spacing(pass: Duration, percent: u64) -> Duration {
+    match percent {
+        0 => Duration::ZERO,
+        p => pass.saturating_mul(100) / u32::try_from(p.min(100)).unwrap_or(100),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_by_count_hold_writes_at_most_their_share() {
+        let ms = Duration::from_millis;
+        assert_eq!(pass_spacing(ms(10), 2), ms(500));
+        assert_eq!(pass_spacing(ms(30), 3), ms(1000));
+        assert_eq!(pass_spacing(ms(10), 0), Duration::ZERO);
+        assert_eq!(pass_spacing(ms(10), 100), ms(10));
+        assert_eq!(pass_spacing(ms(10), 500), ms(10));
     }
 }
