@@ -49,3 +49,24 @@ make_tiny_image() {
     echo '{"imageLayoutVersion":"1.0.0"}' > "$T/oci/oci-layout"
     tar -C "$T/oci" -cf "$T/tiny.tar" .
 }
+
+# Cleanup steps shared by the scripts' EXIT traps (best effort: run them under `set +e`).
+# Every container process and shim of the berth under "$T/berth/state".
+kill_berth_containers() {
+    [ -d "$T/berth/state/tasks" ] || return 0
+    for p in "$T"/berth/state/tasks/*/*/init.pid; do [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null; done
+    pkill -9 -f "$T/berth/state" 2>/dev/null
+    return 0
+}
+
+# What is mounted under "$T", the (empty) cgroups runc leaves (berth's parent berth-bench,
+# containerd's namespace bench; retried while the last deletes finish), then "$T" itself.
+remove_leftovers() {
+    awk '{ print $5 }' /proc/self/mountinfo | grep "^$T" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    for _ in $(seq 1 20); do
+        find /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/*/bench -depth -type d -exec rmdir {} + 2>/dev/null || true
+        compgen -G "/sys/fs/cgroup/*/berth-bench" >/dev/null || compgen -G "/sys/fs/cgroup/*/bench" >/dev/null || break
+        sleep 0.5
+    done
+    rm -rf "$T"
+}

@@ -32,10 +32,7 @@ cleanup() {
     local rc=$?
     set +e +o pipefail
     [ $rc = 0 ] || { cp "$T/berthd.log" /tmp/berth-restart-bench.log 2>/dev/null && echo "berthd's log: /tmp/berth-restart-bench.log" >&2; }
-    if [ -d "$T/berth/state/tasks" ]; then
-        for p in "$T"/berth/state/tasks/*/*/init.pid; do [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null || true; done
-        pkill -9 -f "$T/berth/state" 2>/dev/null || true
-    fi
+    kill_berth_containers
     if [ $HAVE_CTR = 1 ] && [ -S "$T/ctd/containerd.sock" ]; then
         for i in 1 2 3 4 5; do command ctr --address "$T/ctd/containerd.sock" -n bench tasks kill -s 9 "restart-k$i" 2>/dev/null; done
         sleep 0.5
@@ -48,13 +45,7 @@ cleanup() {
     # The runc state containerd's shims keep outside our temp dir (/run/containerd/runc).
     for i in 1 2 3 4 5; do runc --root /run/containerd/runc/bench delete --force "restart-k$i" 2>/dev/null; done
     for p in "${PIDS[@]}" ${BERTHD:-} ${CTD:-}; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    awk '{ print $5 }' /proc/self/mountinfo | grep "^$T" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-    for _ in $(seq 1 20); do
-        find /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/*/bench -depth -type d -exec rmdir {} + 2>/dev/null || true
-        compgen -G "/sys/fs/cgroup/*/berth-bench" >/dev/null || compgen -G "/sys/fs/cgroup/*/bench" >/dev/null || break
-        sleep 0.5
-    done
-    rm -rf "$T"
+    remove_leftovers
 }
 trap cleanup EXIT
 

@@ -27,21 +27,10 @@ PIDS=()
 cleanup() {
     # Best effort, every step: a failing one (grep finding no mount) must not skip the rest.
     set +e +o pipefail
-    if [ -d "$T/berth/state/tasks" ]; then
-        for p in "$T"/berth/state/tasks/*/*/init.pid; do [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null || true; done
-        pkill -9 -f "$T/berth/state" 2>/dev/null || true
-    fi
+    kill_berth_containers
     [ $HAVE_CTR = 1 ] && command ctr --address "$T/ctd/containerd.sock" -n bench tasks kill -s 9 ctd-rss 2>/dev/null || true
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    awk '{ print $5 }' /proc/self/mountinfo | grep "^$T" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-    # The (empty) cgroups runc leaves: berth's parent, and containerd's namespace (retried
-    # while the last deletes finish).
-    for _ in $(seq 1 20); do
-        find /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/*/bench -depth -type d -exec rmdir {} + 2>/dev/null || true
-        compgen -G "/sys/fs/cgroup/*/berth-bench" >/dev/null || compgen -G "/sys/fs/cgroup/*/bench" >/dev/null || break
-        sleep 0.5
-    done
-    rm -rf "$T"
+    remove_leftovers
 }
 trap cleanup EXIT
 
