@@ -15,6 +15,14 @@ use berth_system_tests::{Berth, block_on, pid_alive, signal};
 use nix::sys::signal::Signal;
 use runtime_support::{can_run, import_busybox, out, show, teardown};
 
+/// The init and shim pids of task `id` in the default namespace.
+fn task_pids(berth: &Berth, id: &str) -> (u32, u32) {
+    let bundle = berth.state.join("tasks/default").join(id);
+    let read =
+        |f: &str| -> u32 { std::fs::read_to_string(bundle.join(f)).expect(f).trim().parse().expect("pid") };
+    (read("init.pid"), read("shim.pid"))
+}
+
 fn wait_for(what: &str, ok: impl Fn() -> bool) {
     let start = Instant::now();
     while !ok() {
@@ -81,10 +89,7 @@ fn a_task_whose_shim_died_is_really_stopped() {
     let berth = Berth::start();
     import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
     berth_ok(&berth, &["run", "-d", "tiny", "v", "sleep", "1000"]);
-    let bundle = berth.state.join("tasks/default/v");
-    let read =
-        |f: &str| -> u32 { std::fs::read_to_string(bundle.join(f)).expect(f).trim().parse().expect("pid") };
-    let (init, shim) = (read("init.pid"), read("shim.pid"));
+    let (init, shim) = task_pids(&berth, "v");
     signal(shim, Signal::SIGKILL);
     wait_for("the shim to die", || !pid_alive(shim));
     let o = berth.cli(&["--format", "json", "tasks", "ls"]);
@@ -209,11 +214,8 @@ fn an_unreachable_shim_does_not_outlive_its_container() {
     let berth = Berth::start();
     import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
     berth_ok(&berth, &["run", "-d", "tiny", "u", "sleep", "1000"]);
-    let bundle = berth.state.join("tasks/default/u");
-    let read =
-        |f: &str| -> u32 { std::fs::read_to_string(bundle.join(f)).expect(f).trim().parse().expect("pid") };
-    let (init, shim) = (read("init.pid"), read("shim.pid"));
-    std::fs::remove_file(bundle.join("shim/sock")).expect("remove the shim's socket");
+    let (init, shim) = task_pids(&berth, "u");
+    std::fs::remove_file(berth.state.join("tasks/default/u/shim/sock")).expect("remove the shim's socket");
     let o = berth.cli(&["containers", "rm", "--force", "u"]);
     assert!(o.status.success(), "{}", show(&o));
     wait_for("the shim to be gone", || !pid_alive(shim));
@@ -237,10 +239,7 @@ fn a_silent_shim_neither_dies_nor_blocks_the_runtime() {
     import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
     berth_ok(&berth, &["run", "-d", "tiny", "quiet", "sleep", "1000"]);
     berth_ok(&berth, &["run", "-d", "tiny", "loud", "sleep", "1000"]);
-    let bundle = berth.state.join("tasks/default/quiet");
-    let read =
-        |f: &str| -> u32 { std::fs::read_to_string(bundle.join(f)).expect(f).trim().parse().expect("pid") };
-    let (init, shim) = (read("init.pid"), read("shim.pid"));
+    let (init, shim) = task_pids(&berth, "quiet");
     signal(shim, Signal::SIGSTOP);
     let old = berth.status("runtime").pid.expect("runtime pid");
     signal(old, Signal::SIGKILL);

@@ -146,7 +146,7 @@ pub fn hook(ctx: ExitCtx) -> OnExit {
         };
         if is_init(&mut ctx.order.lock().unwrap_or_else(|p| p.into_inner())) {
             init_exited(&ctx, pid, exit);
-            return;
+            return false;
         }
         reaper.record(pid, exit);
         let mut o = ctx.order.lock().unwrap_or_else(|p| p.into_inner());
@@ -154,10 +154,11 @@ pub fn hook(ctx: ExitCtx) -> OnExit {
         if is_init(&mut o) {
             drop(o);
             init_exited(&ctx, pid, exit);
-            return;
+            return true;
         }
         if let Some(exec_id) = o.exec_pids.remove(&pid) {
             ctx.events.publish(exit_event(&ctx, &exec_id, pid, exit));
         }
+        true
     })
 }

@@ -47,8 +47,9 @@ impl Exits {
     }
 }
 
-/// A hook called with each reaped pid (the shim records the init's exit durably).
-pub type OnExit = Box<dyn Fn(i32, ExitInfo, &Reaper) + Send>;
+/// A hook called with each reaped pid (the shim records the init's exit durably); it
+/// returns whether it recorded the exit in the reaper itself ([`Reaper::record`]).
+pub type OnExit = Box<dyn Fn(i32, ExitInfo, &Reaper) -> bool + Send>;
 
 impl Reaper {
     /// Starts the reaper thread.
@@ -90,11 +91,9 @@ impl Reaper {
             let exit = ExitInfo { status, exited_at: now_ns() };
             // The hook first (the init's exit is made durable before anyone hears of it), but
             // exec exits are recorded first so that an exec registering late still finds them.
-            on_exit(pid.as_raw(), exit, self);
+            let recorded = on_exit(pid.as_raw(), exit, self);
             let mut exits = self.lock();
-            // Unless the hook recorded it already. (If a waiter consumed that record since, it
-            // comes back here, older than any later mark: harmless.)
-            if exits.by_pid.get(&pid.as_raw()).is_none_or(|(_, e)| *e != exit) {
+            if !recorded {
                 exits.insert(pid.as_raw(), exit);
             }
             self.changed.notify_all();

@@ -253,8 +253,10 @@ impl Shim {
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
     }
 
-    /// An exec's pid and the reaper's mark before its spawn.
-    fn exec_pid(&self, exec_id: &str) -> Result<(i32, u64)> {
+    /// A process's pid and the reaper's mark taken before its spawn: the init's, or an
+    /// exec's.
+    fn process(&self, exec_id: Option<&str>) -> Result<(i32, u64)> {
+        let Some(exec_id) = exec_id else { return Ok((self.init, self.init_since)) };
         self.execs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -287,10 +289,7 @@ impl Shim {
                     self.runner.run(&["kill", "--all", id, &signal.to_string()])?;
                     return Ok(ShimResponse::Ok);
                 }
-                let (pid, since) = match &exec_id {
-                    Some(e) => self.exec_pid(e)?,
-                    None => (self.init, self.init_since),
-                };
+                let (pid, since) = self.process(exec_id.as_deref())?;
                 if self.runner.reaper.exited(pid, since).is_some() {
                     return Err(Error::not_found(format!("task {id}: process already finished")));
                 }
@@ -313,10 +312,7 @@ impl Shim {
             }
             ShimRequest::State => Ok(ShimResponse::State(self.state())),
             ShimRequest::Wait { exec_id } => {
-                let (pid, since) = match &exec_id {
-                    Some(e) => self.exec_pid(e)?,
-                    None => (self.init, self.init_since),
-                };
+                let (pid, since) = self.process(exec_id.as_deref())?;
                 let exit = self.runner.reaper.wait(pid, since, true);
                 // Everything the process wrote to its terminal reaches the log before its
                 // exit is told.
