@@ -3,8 +3,12 @@
 //! batch unpack of an image's layers under chainIDs, and diff.
 //!
 //! Every request names its snapshotter (`overlayfs` or `native`); an empty name means the
-//! service's default. Keys of active, view and committed snapshots share one key space per
-//! snapshotter. Errors follow containerd: `NotFound` for a missing key or parent,
+//! service's default, and its namespace (an identifier, see [`crate::names`]). Keys of
+//! active, view and committed snapshots share one key space per snapshotter **and
+//! namespace**: the same key in two namespaces names two snapshots, a parent is looked up in
+//! the request's namespace only, and a namespace never sees, mounts, commits onto or removes
+//! another's snapshots (an unpack in one namespace never trusts a chain another committed).
+//! Errors follow containerd: `NotFound` for a missing key or parent,
 //! `AlreadyExists` for a taken key, `FailedPrecondition` when the kind is wrong (committing a
 //! view, preparing on an active parent, removing a snapshot with children). The events the
 //! service publishes are `SnapshotPrepare`, `SnapshotCommit` and `SnapshotRemove` of
@@ -90,6 +94,8 @@ pub struct Prepare {
     pub parent: Option<String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// The namespace the snapshot lives in (its key and parent are looked up there).
+    pub namespace: String,
 }
 
 /// `View`: a read-only snapshot of `parent`; same rules as [`Prepare`].
@@ -103,6 +109,8 @@ pub struct View {
     pub parent: Option<String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// The namespace the snapshot lives in (its key and parent are looked up there).
+    pub namespace: String,
 }
 
 /// `Commit`: turn the active snapshot `key` into the committed `name`.
@@ -116,6 +124,8 @@ pub struct Commit {
     pub key: String,
     /// Labels to add.
     pub labels: BTreeMap<String, String>,
+    /// The namespace the snapshot lives in (its key and parent are looked up there).
+    pub namespace: String,
 }
 
 /// A request naming one snapshot: `Mounts`, `Remove`, `Stat`, `Usage`.
@@ -125,6 +135,8 @@ pub struct KeyRef {
     pub snapshotter: String,
     /// The key.
     pub key: String,
+    /// The namespace the snapshot lives in (its key and parent are looked up there).
+    pub namespace: String,
 }
 
 /// `Mounts` of an active snapshot or view.
@@ -152,6 +164,8 @@ pub struct Update {
     pub labels: BTreeMap<String, String>,
     /// Which fields to change.
     pub fieldpaths: Vec<String>,
+    /// The namespace the snapshot lives in (its key and parent are looked up there).
+    pub namespace: String,
 }
 
 /// `List` snapshots matching any of `filters` (containerd syntax over `name`, `parent`,
@@ -162,6 +176,11 @@ pub struct List {
     pub snapshotter: String,
     /// Filters; empty matches all.
     pub filters: Vec<String>,
+    /// The namespace whose snapshots are listed (ignored with `all_namespaces`).
+    pub namespace: String,
+    /// List every namespace's snapshots, names and parents shown as `<namespace>/<key>`
+    /// (garbage collection's view).
+    pub all_namespaces: bool,
 }
 
 /// `Cleanup`: remove directories that no snapshot owns; returns how many.
@@ -182,6 +201,8 @@ pub struct Apply {
     pub digest: Digest,
     /// Its media type (gzip, zstd or plain tar is told by it, else by magic bytes).
     pub media_type: String,
+    /// The namespace the snapshot lives in (its key and parent are looked up there).
+    pub namespace: String,
 }
 
 /// What an apply found.
@@ -214,6 +235,8 @@ pub struct Unpack {
     pub layers: Vec<Layer>,
     /// Labels put on each committed snapshot.
     pub labels: BTreeMap<String, String>,
+    /// The namespace the snapshot lives in (its key and parent are looked up there).
+    pub namespace: String,
 }
 
 /// `UnpackFollow`: an [`Unpack`] of layers that may still be downloading into content.
@@ -241,6 +264,8 @@ pub struct Diff {
     pub upper: String,
     /// Labels for the blob besides the uncompressed label.
     pub labels: BTreeMap<String, String>,
+    /// The namespace the snapshot lives in (its key and parent are looked up there).
+    pub namespace: String,
 }
 
 /// The layer a diff produced.

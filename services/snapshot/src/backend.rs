@@ -311,14 +311,16 @@ impl Backend {
         crate::copy::usage(&self.fs_dir(id))
     }
 
-    /// `List` with containerd filters.
-    pub fn list(&self, filters: &[String]) -> Result<Vec<Info>> {
+    /// `List` with containerd filters: namespace `ns`'s snapshots as it names them, or
+    /// (`None`) every snapshot under its index key `<namespace>/<key>`.
+    pub fn list(&self, ns: Option<&str>, filters: &[String]) -> Result<Vec<Info>> {
         let f = berth_ipc::filter::Filters::parse(filters)?;
         let index = self.lock();
         Ok(index
             .snapshots
             .iter()
-            .map(|(k, r)| r.info(k))
+            .filter(|(k, _)| ns.is_none_or(|ns| crate::scope::strip(ns, k).is_some()))
+            .map(|(k, r)| if ns.is_some() { crate::scope::local(r.info(k)) } else { r.info(k) })
             .filter(|i| f.matches(&crate::filters::InfoFields(i)))
             .collect())
     }

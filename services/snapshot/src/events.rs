@@ -1,14 +1,13 @@
 //! The events this service publishes: `/snapshot/prepare` (prepare and view),
-//! `/snapshot/commit` and `/snapshot/remove`, after the index change is durable. The
-//! snapshot service has no namespaces of its own, so its events go out in `default`; the
-//! metadata service publishes the namespaced view. Publishing never fails an operation: the
+//! `/snapshot/commit` and `/snapshot/remove`, after the index change is durable. Each goes
+//! out in the snapshot's namespace, with keys as that namespace names them (the calls here
+//! take index keys, `<namespace>/<key>`). Publishing never fails an operation: the
 //! publisher keeps a bounded outbox and retries.
 
 use berth_ipc::events::payload::{SnapshotCommit, SnapshotPrepare, SnapshotRemove};
 use berth_ipc::publisher::Publisher;
 
-/// The namespace the service's own events carry.
-pub const NAMESPACE: &str = "default";
+use crate::scope::split;
 
 /// Where the service's events go; `None` publishes nothing (in-process tests).
 #[derive(Clone, Default)]
@@ -30,28 +29,26 @@ impl Events {
     /// A snapshot was prepared or a view made.
     pub fn prepare(&self, snapshotter: &str, key: &str, parent: Option<&str>) {
         if let Some(p) = &self.publisher {
-            let parent = parent.unwrap_or_default().to_string();
-            p.publish(
-                NAMESPACE,
-                SnapshotPrepare { key: key.into(), parent, snapshotter: snapshotter.into() },
-            );
+            let (ns, key) = split(key);
+            let parent = parent.map(|p| split(p).1).unwrap_or_default().to_string();
+            p.publish(ns, SnapshotPrepare { key: key.into(), parent, snapshotter: snapshotter.into() });
         }
     }
 
     /// An active snapshot was committed as `name`.
     pub fn commit(&self, snapshotter: &str, key: &str, name: &str) {
         if let Some(p) = &self.publisher {
-            p.publish(
-                NAMESPACE,
-                SnapshotCommit { key: key.into(), name: name.into(), snapshotter: snapshotter.into() },
-            );
+            let (ns, key) = split(key);
+            let name = split(name).1;
+            p.publish(ns, SnapshotCommit { key: key.into(), name: name.into(), snapshotter: snapshotter.into() });
         }
     }
 
     /// A snapshot was removed.
     pub fn remove(&self, snapshotter: &str, key: &str) {
         if let Some(p) = &self.publisher {
-            p.publish(NAMESPACE, SnapshotRemove { key: key.into(), snapshotter: snapshotter.into() });
+            let (ns, key) = split(key);
+            p.publish(ns, SnapshotRemove { key: key.into(), snapshotter: snapshotter.into() });
         }
     }
 

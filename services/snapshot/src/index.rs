@@ -48,9 +48,16 @@ impl Record {
     }
 }
 
+/// The index format: 1 keys every record `<namespace>/<key>` (see `scope`); 0 (no field)
+/// is the format from before namespaces, whose keys all become `default`'s on load.
+pub const VERSION: u32 = 1;
+
 /// The whole index, kept in memory and saved on every change.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Index {
+    /// The format (absent in indexes written before namespaces: 0).
+    #[serde(default)]
+    pub version: u32,
     /// The next directory number.
     pub next_id: u64,
     /// Records by key.
@@ -71,12 +78,39 @@ impl Index {
             Ok(bytes) => serde_json::from_slice::<Index>(&bytes).map_err(|e| {
                 Error::new(berth_ipc::Code::DataLoss, format!("snapshot index {}: {e}", path.display()))
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Index { next_id: 1, ..Index::default() },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Index { version: VERSION, next_id: 1, ..Index::default() }
+            }
             Err(e) => return Err(internal("read", &path, e)),
         };
+        if index.version > VERSION {
+            return Err(Error::precondition(format!(
+                "snapshot index {}: format {} is newer than this service's {VERSION}",
+                path.display(),
+                index.version
+            )));
+        }
         index.next_id = index.next_id.max(index.snapshots.values().map(|r| r.id + 1).max().unwrap_or(1));
         index.path = path;
+        if index.version < VERSION {
+            index.migrate_to_namespaces();
+            index.save()?;
+        }
         Ok(index)
+    }
+
+    /// Format 0 to 1: every snapshot from before namespaces is `default`'s.
+    fn migrate_to_namespaces(&mut self) {
+        let old = std::mem::take(&mut self.snapshots);
+        let scope = |k: &str| format!("{}/{k}", crate::scope::LEGACY_NAMESPACE);
+        self.snapshots = old
+            .into_iter()
+            .map(|(k, mut r)| {
+                r.parent = r.parent.as_deref().map(scope);
+                (scope(&k), r)
+            })
+            .collect();
+        self.version = VERSION;
     }
 
     /// Writes the index durably.

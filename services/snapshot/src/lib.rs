@@ -10,7 +10,7 @@
 //! # Layout
 //! - [`service`] — the request handler, one `handle_<request>` per message.
 //! - [`backend`] — a backend's operations with containerd's semantics, and its mounts.
-//! - [`index`] — the key index and its durable file.
+//! - [`index`] — the key index and its durable file; [`scope`] — namespaces in its keys.
 //! - [`mounts`] — mount lists of snapshots and views.
 //! - [`layer`] — applying a layer: decompression and diff_id, names, the extractor,
 //!   metadata, whiteouts.
@@ -36,6 +36,7 @@ pub mod follow;
 pub mod index;
 pub mod layer;
 pub mod mounts;
+pub mod scope;
 pub mod service;
 pub mod store;
 mod sys;

@@ -1,4 +1,5 @@
-//! The request handler: one `handle_<request>` per message. It picks the backend, runs the
+//! The request handler: one `handle_<request>` per message. It picks the backend, scopes
+//! the request's keys to its namespace (see [`crate::scope`]), runs the
 //! store's blocking work on the blocking pool, fetches blobs through [`Blobs`], and
 //! publishes `/snapshot/*` events.
 
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{Backend, BackendKind};
 use crate::blobs::Blobs;
 use crate::events::Events;
+use crate::scope::{local, scoped, scoped_opt};
 use crate::unpack::Source;
 
 /// The snapshot service's state.
@@ -66,23 +68,26 @@ impl SnapshotService {
     async fn handle_create(
         &self,
         sn: &str,
+        ns: &str,
         key: String,
         parent: Option<String>,
         labels: BTreeMap<String, String>,
         kind: Kind,
     ) -> Result<Vec<Mount>> {
         let b = self.backend(sn)?;
-        let (k, p) = (key.clone(), parent.clone());
-        let mounts = blocking(move || b.create(&k, p.as_deref(), labels, kind)).await?;
-        self.events.prepare(self.backend(sn)?.kind().name(), &key, parent.as_deref());
+        let (k, p) = (scoped(ns, &key)?, scoped_opt(ns, parent.as_deref())?);
+        let (k2, p2) = (k.clone(), p.clone());
+        let mounts = blocking(move || b.create(&k2, p2.as_deref(), labels, kind)).await?;
+        self.events.prepare(self.backend(sn)?.kind().name(), &k, p.as_deref());
         Ok(mounts)
     }
 
     async fn handle_commit(&self, r: wire::Commit) -> Result<()> {
         let b = self.backend(&r.snapshotter)?;
-        let (name, key) = (r.name.clone(), r.key.clone());
+        let (name, key) = (scoped(&r.namespace, &r.name)?, scoped(&r.namespace, &r.key)?);
         let sn = b.kind().name();
-        blocking(move || b.commit(&r.name, &r.key, r.labels)).await?;
+        let (n2, k2) = (name.clone(), key.clone());
+        blocking(move || b.commit(&n2, &k2, r.labels)).await?;
         self.events.commit(sn, &key, &name);
         Ok(())
     }
@@ -90,35 +95,44 @@ impl SnapshotService {
     async fn handle_remove(&self, r: wire::KeyRef) -> Result<()> {
         let b = self.backend(&r.snapshotter)?;
         let sn = b.kind().name();
-        let key = r.key.clone();
-        blocking(move || b.remove(&r.key)).await?;
+        let key = scoped(&r.namespace, &r.key)?;
+        let k2 = key.clone();
+        blocking(move || b.remove(&k2)).await?;
         self.events.remove(sn, &key);
         Ok(())
     }
 
     async fn handle_mounts(&self, r: wire::KeyRef) -> Result<Vec<Mount>> {
         let b = self.backend(&r.snapshotter)?;
-        blocking(move || b.mounts(&r.key)).await
+        let key = scoped(&r.namespace, &r.key)?;
+        blocking(move || b.mounts(&key)).await
     }
 
     async fn handle_stat(&self, r: wire::KeyRef) -> Result<Info> {
         let b = self.backend(&r.snapshotter)?;
-        blocking(move || b.stat(&r.key)).await
+        let key = scoped(&r.namespace, &r.key)?;
+        blocking(move || b.stat(&key)).await.map(local)
     }
 
     async fn handle_update(&self, r: wire::Update) -> Result<Info> {
         let b = self.backend(&r.snapshotter)?;
-        blocking(move || b.update(&r.key, r.labels, &r.fieldpaths)).await
+        let key = scoped(&r.namespace, &r.key)?;
+        blocking(move || b.update(&key, r.labels, &r.fieldpaths)).await.map(local)
     }
 
     async fn handle_usage(&self, r: wire::KeyRef) -> Result<Usage> {
         let b = self.backend(&r.snapshotter)?;
-        blocking(move || b.usage(&r.key)).await
+        let key = scoped(&r.namespace, &r.key)?;
+        blocking(move || b.usage(&key)).await
     }
 
     async fn handle_list(&self, r: wire::List) -> Result<Vec<Info>> {
         let b = self.backend(&r.snapshotter)?;
-        blocking(move || b.list(&r.filters)).await
+        if !r.all_namespaces {
+            berth_ipc::names::validate_namespace(&r.namespace)?;
+        }
+        let ns = (!r.all_namespaces).then_some(r.namespace);
+        blocking(move || b.list(ns.as_deref(), &r.filters)).await
     }
 
     async fn handle_cleanup(&self, r: wire::Cleanup) -> Result<u64> {
@@ -129,21 +143,25 @@ impl SnapshotService {
     /// `Apply`: the blob's fd from content, extracted on the blocking pool.
     pub async fn handle_apply(&self, r: wire::Apply) -> Result<Applied> {
         let b = self.backend(&r.snapshotter)?;
-        b.active_dir(&r.key)?;
+        let key = scoped(&r.namespace, &r.key)?;
+        b.active_dir(&key)?;
         let file = self.blobs.open(r.digest).await?;
         let _slot = self
             .unpack_slots
             .acquire()
             .await
             .map_err(|_| Error::unavailable("snapshot service: shutting down"))?;
-        blocking(move || b.apply(&r.key, file)).await
+        blocking(move || b.apply(&key, file)).await
     }
 
     async fn handle_unpack(&self, r: wire::Unpack, source: Source) -> Result<Unpacked> {
         crate::unpack::unpack(self, r, source).await
     }
 
-    async fn handle_diff(&self, r: wire::Diff) -> Result<Descriptor> {
+    async fn handle_diff(&self, mut r: wire::Diff) -> Result<Descriptor> {
+        // The diff works on index keys: both sides are this namespace's.
+        r.upper = scoped(&r.namespace, &r.upper)?;
+        r.lower = scoped_opt(&r.namespace, r.lower.as_deref())?;
         crate::diff::diff(self, r).await
     }
 }
@@ -164,12 +182,13 @@ impl SnapshotService {
         use SnapshotResponse as A;
         let r = match req {
             Q::Prepare(r) => self
-                .handle_create(&r.snapshotter, r.key, r.parent, r.labels, Kind::Active)
+                .handle_create(&r.snapshotter, &r.namespace, r.key, r.parent, r.labels, Kind::Active)
                 .await
                 .map(A::Prepare),
-            Q::View(r) => {
-                self.handle_create(&r.snapshotter, r.key, r.parent, r.labels, Kind::View).await.map(A::View)
-            }
+            Q::View(r) => self
+                .handle_create(&r.snapshotter, &r.namespace, r.key, r.parent, r.labels, Kind::View)
+                .await
+                .map(A::View),
             Q::Commit(r) => self.handle_commit(r).await.map(A::Commit),
             Q::Mounts(r) => self.handle_mounts(r.0).await.map(A::Mounts),
             Q::Remove(r) => self.handle_remove(r.0).await.map(A::Remove),

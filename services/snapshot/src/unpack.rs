@@ -27,10 +27,16 @@ use crate::service::{SnapshotService, blocking};
 
 pub use berth_ipc::digest::chain_ids;
 
-fn temp_key(chain: &Digest) -> String {
+fn temp_key(ns: &str, chain: &Digest) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let hex = chain.hex();
-    format!("extract-{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), &hex[..12])
+    format!("{ns}/extract-{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), &hex[..12])
+}
+
+/// The index key of chain `d` in namespace `ns`: each namespace unpacks and trusts only its
+/// own chains.
+fn chain_key(ns: &str, d: &Digest) -> String {
+    format!("{ns}/{d}")
 }
 
 fn committed(b: &Backend, key: &str) -> bool {
@@ -87,7 +93,7 @@ async fn extract(
     source: &Source,
 ) -> Result<String> {
     let layer = &r.layers[j];
-    let key = temp_key(&chain);
+    let key = temp_key(&r.namespace, &chain);
     let file = open(svc, layer.digest, source).await?;
     let _slot = svc
         .unpack_slots
@@ -128,6 +134,7 @@ fn sync_fs(b: &Backend) -> Result<()> {
 fn commit(
     svc: &SnapshotService,
     b: &Backend,
+    ns: &str,
     key: &str,
     name: &Digest,
     parent: Option<&Digest>,
@@ -137,11 +144,12 @@ fn commit(
         let _ = b.remove(key);
         return Err(e);
     }
-    let p = parent.map(|d| d.to_string());
+    let p = parent.map(|d| chain_key(ns, d));
     let rebase = (b.kind() == BackendKind::Overlay).then_some(p.as_deref());
-    match b.commit_onto(&name.to_string(), key, labels.clone(), rebase) {
+    let name = chain_key(ns, name);
+    match b.commit_onto(&name, key, labels.clone(), rebase) {
         Ok(()) => {
-            svc.events.commit(b.kind().name(), key, &name.to_string());
+            svc.events.commit(b.kind().name(), key, &name);
             Ok(())
         }
         Err(e) if e.code == Code::AlreadyExists => b.remove(key),
@@ -158,19 +166,21 @@ pub async fn unpack(svc: &SnapshotService, r: Unpack, source: Source) -> Result<
         return Err(Error::invalid("unpack: no layers"));
     }
     let b = svc.backend(&r.snapshotter)?;
+    berth_ipc::names::validate_namespace(&r.namespace)?;
+    let ns = r.namespace.clone();
     let diff_ids: Vec<Digest> = r.layers.iter().map(|l| l.diff_id).collect();
     let chain = chain_ids(&diff_ids);
     let top = *chain.last().unwrap_or(&diff_ids[0]);
-    let start = (0..chain.len()).rev().find(|&i| committed(&b, &chain[i].to_string())).map_or(0, |i| i + 1);
+    let start = (0..chain.len()).rev().find(|&i| committed(&b, &chain_key(&ns, &chain[i]))).map_or(0, |i| i + 1);
     if start == chain.len() {
         return Ok(Unpacked { chain_id: top, extracted: 0 });
     }
     let mut labels = r.labels.clone();
     if b.kind() == BackendKind::Native {
         for j in start..chain.len() {
-            let parent = (j > 0).then(|| chain[j - 1].to_string());
+            let parent = (j > 0).then(|| chain_key(&ns, &chain[j - 1]));
             let key = extract(svc, b.clone(), &r, j, parent, chain[j], &source).await?;
-            commit(svc, &b, &key, &chain[j], j.checked_sub(1).map(|i| &chain[i]), &labels)?;
+            commit(svc, &b, &ns, &key, &chain[j], j.checked_sub(1).map(|i| &chain[i]), &labels)?;
         }
     } else {
         let futs = (start..chain.len()).map(|j| extract(svc, b.clone(), &r, j, None, chain[j], &source));
@@ -184,7 +194,7 @@ pub async fn unpack(svc: &SnapshotService, r: Unpack, source: Source) -> Result<
         let keys: Vec<String> = results.into_iter().flatten().collect();
         berth_ipc::failpoint!("snapshot.unpack.after_extract");
         for (j, key) in (start..chain.len()).zip(keys.iter()) {
-            if let Err(e) = commit(svc, &b, key, &chain[j], j.checked_sub(1).map(|i| &chain[i]), &labels) {
+            if let Err(e) = commit(svc, &b, &ns, key, &chain[j], j.checked_sub(1).map(|i| &chain[i]), &labels) {
                 for k in &keys {
                     let _ = b.remove(k);
                 }
