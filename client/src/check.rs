@@ -39,7 +39,7 @@ pub async fn check(services: &Services, ns: &str, name: &str, snapshotter: &str)
         Err(_) => return Ok(report),
     };
     if let Some(top) = chain_ids(&r.config.rootfs.diff_ids).last() {
-        let key = KeyRef { snapshotter: snapshotter.into(), key: top.to_string() };
+        let key = KeyRef { snapshotter: snapshotter.into(), key: top.to_string(), namespace: ns.into() };
         // Only NotFound means "not unpacked": a service that failed to answer is an error.
         report.unpacked = match services.snapshot.call(Stat(key)).await {
             Ok(_) => true,

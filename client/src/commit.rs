@@ -56,13 +56,18 @@ async fn run(sess: &Session, image_name: &str, key: &str, name: &str) -> Result<
     let img = sess.services.metadata.call(GetImage(by)).await?;
     let root = Descriptor::new(&img.target.media_type, img.target.digest, img.target.size);
     let (base, _) = image::load(&sess.content, &root, &Platform::host()).await?;
-    let snap = KeyRef { snapshotter: sess.snapshotter.clone(), key: key.to_string() };
+    let snap = KeyRef {
+        snapshotter: sess.snapshotter.clone(),
+        key: key.to_string(),
+        namespace: sess.namespace.clone(),
+    };
     let info = sess.services.snapshot.call(Stat(snap)).await?;
     let diff = Diff {
         snapshotter: sess.snapshotter.clone(),
         lower: info.parent,
         upper: key.to_string(),
         labels: BTreeMap::new(),
+        namespace: sess.namespace.clone(),
     };
     let d = sess.services.snapshot.call(diff).await?;
     sess.protect(d.digest).await?;

@@ -189,7 +189,12 @@ pub async fn record_and_unpack(sess: &Session, r: &Resolved, layers: Layers) -> 
                     .zip(diff_ids)
                     .map(|(l, d)| Layer { digest: l.digest, media_type: l.media_type.clone(), diff_id: *d })
                     .collect();
-                let req = Unpack { snapshotter: sess.snapshotter.clone(), layers, labels: BTreeMap::new() };
+                let req = Unpack {
+                    snapshotter: sess.snapshotter.clone(),
+                    layers,
+                    labels: BTreeMap::new(),
+                    namespace: sess.namespace.clone(),
+                };
                 sess.services.snapshot.call(req).await?.chain_id
             }
         };

@@ -58,6 +58,7 @@ pub async fn mount_image(
         key: key.clone(),
         parent: Some(chain.to_string()),
         labels: BTreeMap::new(),
+        namespace: ns.into(),
     };
     let mounts = match services.snapshot.call(view).await {
         Err(e) if e.is(Code::NotFound) => {
@@ -109,7 +110,7 @@ pub async fn unmount_image(services: &Services, ns: &str, dir: &Path, snapshotte
             Err(e) => return Err(Error::precondition(format!("unmount {}: {e}", dir.display()))),
         }
     }
-    let r = KeyRef { snapshotter: snapshotter.into(), key: key.clone() };
+    let r = KeyRef { snapshotter: snapshotter.into(), key: key.clone(), namespace: ns.into() };
     match services.snapshot.call(Remove(r)).await {
         Err(e) if !e.is(Code::NotFound) => return Err(e),
         _ => {}

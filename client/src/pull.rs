@@ -199,8 +199,12 @@ async fn run(
 /// ingest in content as the bytes land (`UnpackFollow`), extracting layers side by side and
 /// committing them in order once their diff_ids check out.
 async fn unpack_as_they_come(sess: Arc<Session>, layers: Vec<Layer>, p: Arc<dyn Progress>) -> Result<()> {
-    let req =
-        Unpack { snapshotter: sess.snapshotter.clone(), layers: layers.clone(), labels: BTreeMap::new() };
+    let req = Unpack {
+        snapshotter: sess.snapshotter.clone(),
+        layers: layers.clone(),
+        labels: BTreeMap::new(),
+        namespace: sess.namespace.clone(),
+    };
     sess.services.snapshot.call(UnpackFollow(req)).await?;
     for l in &layers {
         p.update(&l.digest, State::Unpacked, 0, 0);

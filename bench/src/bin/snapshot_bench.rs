@@ -183,6 +183,7 @@ fn main() -> anyhow::Result<()> {
             let s = Local(berth_snapshot::build(&env, blobs)?);
             let req = Unpack {
                 snapshotter: "overlayfs".into(),
+                namespace: "default".into(),
                 layers: layers
                     .iter()
                     .map(|l| Layer {

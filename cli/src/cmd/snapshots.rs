@@ -1,5 +1,6 @@
 //! `berth snapshots [--snapshotter S] ls|prepare|view|commit|mounts|rm|tree|usage|info|label|diff|apply`:
-//! the snapshot service, like `ctr snapshots`.
+//! the snapshot service, like `ctr snapshots`. Every command sees and changes only the
+//! namespace's (`-n`) own snapshots.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -139,11 +140,13 @@ fn tree_lines(list: &[Info], parent: Option<&str>, depth: usize, out: &mut Vec<S
 pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     let c = &ctx.services.snapshot;
     let sn = args.snapshotter;
-    let key = |k: &str| KeyRef { snapshotter: sn.clone(), key: k.to_string() };
+    let ns = ctx.namespace.clone();
+    let key = |k: &str| KeyRef { snapshotter: sn.clone(), key: k.to_string(), namespace: ns.clone() };
+    let list = |filters: Vec<String>| List { snapshotter: sn.clone(), filters, namespace: ns.clone(), all_namespaces: false };
     let what = |e: berth_ipc::Error| anyhow::anyhow!("{e}");
     match args.cmd {
         SnapshotsCmd::Ls { filters } => {
-            let list = c.call(List { snapshotter: sn.clone(), filters }).await.map_err(what)?;
+            let list = c.call(list(filters)).await.map_err(what)?;
             match ctx.format {
                 Format::Json => output::json(&list.iter().map(info_json).collect::<Vec<_>>())?,
                 Format::Table => {
@@ -159,20 +162,20 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
         }
         SnapshotsCmd::Prepare { key: k, parent } => {
             let m = c
-                .call(Prepare { snapshotter: sn.clone(), key: k, parent, labels: BTreeMap::new() })
+                .call(Prepare { snapshotter: sn.clone(), key: k, parent, labels: BTreeMap::new(), namespace: ns.clone() })
                 .await
                 .map_err(what)?;
             print_mounts(ctx, &m, "/tmp/mnt")?;
         }
         SnapshotsCmd::View { key: k, parent } => {
             let m = c
-                .call(View { snapshotter: sn.clone(), key: k, parent, labels: BTreeMap::new() })
+                .call(View { snapshotter: sn.clone(), key: k, parent, labels: BTreeMap::new(), namespace: ns.clone() })
                 .await
                 .map_err(what)?;
             print_mounts(ctx, &m, "/tmp/mnt")?;
         }
         SnapshotsCmd::Commit { name, key: k } => {
-            c.call(Commit { snapshotter: sn.clone(), name, key: k, labels: BTreeMap::new() })
+            c.call(Commit { snapshotter: sn.clone(), name, key: k, labels: BTreeMap::new(), namespace: ns.clone() })
                 .await
                 .map_err(what)?;
         }
@@ -191,7 +194,7 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
             return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
         }
         SnapshotsCmd::Tree => {
-            let list = c.call(List { snapshotter: sn.clone(), filters: vec![] }).await.map_err(what)?;
+            let list = c.call(list(vec![])).await.map_err(what)?;
             let mut lines = Vec::new();
             tree_lines(&list, None, 0, &mut lines);
             for l in lines {
@@ -202,7 +205,7 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
             let keys = match one {
                 Some(k) => vec![k],
                 None => c
-                    .call(List { snapshotter: sn.clone(), filters: vec![] })
+                    .call(list(vec![]))
                     .await
                     .map_err(what)?
                     .into_iter()
@@ -235,14 +238,14 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             let i = c
-                .call(Update { snapshotter: sn.clone(), key: k, labels: map, fieldpaths })
+                .call(Update { snapshotter: sn.clone(), key: k, labels: map, fieldpaths, namespace: ns.clone() })
                 .await
                 .map_err(what)?;
             output::json(&info_json(&i))?;
         }
         SnapshotsCmd::Diff { lower, upper } => {
             let d = c
-                .call(Diff { snapshotter: sn.clone(), lower, upper, labels: BTreeMap::new() })
+                .call(Diff { snapshotter: sn.clone(), lower, upper, labels: BTreeMap::new(), namespace: ns.clone() })
                 .await
                 .map_err(what)?;
             match ctx.format {
@@ -255,7 +258,7 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
         SnapshotsCmd::Apply { key: k, digest } => {
             let digest = Digest::parse(&digest).map_err(what)?;
             let a = c
-                .call(Apply { snapshotter: sn.clone(), key: k, digest, media_type: String::new() })
+                .call(Apply { snapshotter: sn.clone(), key: k, digest, media_type: String::new(), namespace: ns.clone() })
                 .await
                 .map_err(what)?;
             println!("{}", a.diff_id);

@@ -22,7 +22,8 @@
 //!       └── s/<snapshotter>/<key>    ()  … a snapshot
 //! k/                                 backend objects that have had a record somewhere
 //!   ├── b/<digest>                   ()  (GC deletes them at once once unreferenced;
-//!   └── s/<snapshotter>/<key>        ()   objects never known wait out the grace period)
+//!   └── s/<snapshotter>/<ns>/<key>   ()   objects never known wait out the grace period;
+//!                                        `<ns>/<key>` with a `/`, the snapshot service's key)
 //! ```
 //!
 //! # Layout

@@ -10,7 +10,7 @@ use berth_ipc::metadata::{
 };
 use berth_ipc::names::{validate_identifier, validate_namespace, validate_user_labels};
 use berth_ipc::runtime::{CreateContainer, KillTask, RemoveContainer, TaskRef};
-use berth_ipc::snapshot::{KeyRef, Prepare, Remove};
+use berth_ipc::snapshot::{KeyRef, Prepare, Remove, Stat};
 use berth_ipc::{Code, Error, Result};
 
 use crate::Runtime;
@@ -20,9 +20,29 @@ use crate::{image, mount, spec};
 /// The snapshotter containers use.
 pub const SNAPSHOTTER: &str = "overlayfs";
 
-/// The snapshot key of container `id` in `ns` (snapshot keys are global).
-pub fn snapshot_key(ns: &str, id: &str) -> String {
-    format!("berth-container-{ns}-{id}")
+/// The snapshot key of container `id`. Snapshot keys are per namespace (the snapshot
+/// service scopes every key to the request's namespace), so the id alone is unambiguous;
+/// the namespace used to be joined into the key with a `-`, which made `a` + `b-c` and
+/// `a-b` + `c` the same snapshot.
+pub fn snapshot_key(id: &str) -> String {
+    format!("berth-container-{id}")
+}
+
+/// Label naming the namespace of the container a snapshot was prepared for.
+pub const LABEL_NAMESPACE: &str = "berth.io/namespace";
+/// Label naming the container a snapshot was prepared for.
+pub const LABEL_CONTAINER: &str = "berth.io/container";
+
+/// The labels a container's snapshot is prepared with: they prove whose it is.
+fn owner_labels(ns: &str, id: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(LABEL_NAMESPACE.to_string(), ns.to_string()), (LABEL_CONTAINER.to_string(), id.to_string())])
+}
+
+/// Whether `info` is the active snapshot a create of `ns`/`id` prepared.
+fn owned_by(info: &berth_ipc::snapshot::Info, ns: &str, id: &str) -> bool {
+    info.kind == berth_ipc::snapshot::Kind::Active
+        && info.labels.get(LABEL_NAMESPACE).is_some_and(|v| v == ns)
+        && info.labels.get(LABEL_CONTAINER).is_some_and(|v| v == id)
 }
 
 /// The OCI runtimes berth runs (each keeps its state under `<state>/oci/<runtime>/`).
@@ -69,7 +89,7 @@ impl Runtime {
             Err(e) => return Err(e),
         }
         let (config, chain) = resolved?;
-        let key = snapshot_key(ns, id);
+        let key = snapshot_key(id);
         let parent = chain.map(|c| c.to_string());
         // A lease protects the snapshot from garbage collection from its record on until the
         // container record, which references it, exists (before its record, a new snapshot
@@ -85,7 +105,8 @@ impl Runtime {
             snapshotter: SNAPSHOTTER.into(),
             key: key.clone(),
             parent: parent.clone(),
-            labels: BTreeMap::new(),
+            labels: owner_labels(ns, id),
+            namespace: ns.into(),
         };
         let (lease, mounts) = tokio::join!(lease, self.prepare_fresh(prepare, ns, id));
         let mounts = mounts.map_err(|e| e.context(format!("container {id}: snapshot")));
@@ -110,8 +131,10 @@ impl Runtime {
     }
 
     /// Prepares the container's snapshot. One already under its key is what a create that
-    /// crashed left (this process holds the id's [`Claim`] and no container record exists):
-    /// it is removed, with its spec mount if any, and the snapshot prepared again.
+    /// crashed left (this process holds the id's [`Claim`] and no container record exists)
+    /// if, and only if, its labels say it is the active snapshot of exactly this namespace
+    /// and container: then it is removed, with its spec mount if any, and the snapshot
+    /// prepared again. Any other snapshot under the key is left alone and the create fails.
     async fn prepare_fresh(
         &self,
         prepare: Prepare,
@@ -120,6 +143,14 @@ impl Runtime {
     ) -> Result<Vec<berth_ipc::snapshot::Mount>> {
         match self.snapshot.call(prepare.clone()).await {
             Err(e) if e.is(Code::AlreadyExists) => {
+                let at = KeyRef { snapshotter: prepare.snapshotter.clone(), key: prepare.key.clone(), namespace: ns.into() };
+                let info = self.snapshot.call(Stat(at)).await?;
+                if !owned_by(&info, ns, id) {
+                    return Err(Error::already_exists(format!(
+                        "snapshot {} in namespace {ns}: exists and is not container {id}'s (labels {:?}); not removed",
+                        prepare.key, info.labels
+                    )));
+                }
                 tracing::warn!(namespace = ns, id, key = %prepare.key, "removing a crashed create's snapshot");
                 let tmp = self.spec_mount_dir(ns, id);
                 let _ = tokio::task::spawn_blocking(move || mount::unmount_all(&tmp)).await;
@@ -132,7 +163,8 @@ impl Runtime {
 
     /// Where a new container's rootfs is mounted while its spec is generated.
     pub(crate) fn spec_mount_dir(&self, ns: &str, id: &str) -> std::path::PathBuf {
-        self.state.join("tasks").join(".mnt").join(format!("{ns}-{id}"))
+        // Both are identifiers (no `/`): one directory level each, never ambiguous.
+        self.state.join("tasks").join(".mnt").join(ns).join(id)
     }
 
     fn drop_lease(&self, ns: &str, id: String) {
@@ -223,8 +255,11 @@ impl Runtime {
     /// behind, GC settles (a snapshot without a record is an orphan it removes; a record
     /// without a snapshot is one it drops).
     async fn drop_snapshot(&self, ns: &str, key: &str) {
-        let snapshot =
-            self.snapshot.call(Remove(KeyRef { snapshotter: SNAPSHOTTER.into(), key: key.into() }));
+        let snapshot = self.snapshot.call(Remove(KeyRef {
+            snapshotter: SNAPSHOTTER.into(),
+            key: key.into(),
+            namespace: ns.into(),
+        }));
         let at = SnapshotRef { namespace: ns.into(), snapshotter: SNAPSHOTTER.into(), key: key.into() };
         let _ = tokio::join!(snapshot, self.metadata.call(RemoveSnapshot(at)));
     }

@@ -146,6 +146,7 @@ impl Runtime {
             .call(Mounts(KeyRef {
                 snapshotter: container.snapshotter.clone(),
                 key: container.snapshot_key.clone(),
+                namespace: ns.into(),
             }))
             .await?;
         std::fs::create_dir(bundle.rootfs()).map_err(|e| io("rootfs", e))?;

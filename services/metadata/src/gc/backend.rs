@@ -18,7 +18,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum ObjectId {
     /// A blob in the content store.
     Content(Digest),
-    /// A snapshot: `(snapshotter, key)`.
+    /// A snapshot: `(snapshotter, <namespace>/<key>)`, the snapshot service's index key.
     Snapshot(String, String),
 }
 
@@ -123,8 +123,9 @@ impl Backend for ContentBackend {
     }
 }
 
-/// One snapshotter of the snapshot service as a GC backend. The snapshot service has no
-/// namespaces: its keys are global per snapshotter, as the records' `(snapshotter, key)`.
+/// One snapshotter of the snapshot service as a GC backend. GC sees every namespace's
+/// snapshots (`List` with `all_namespaces`) under their index keys `<namespace>/<key>`, and
+/// removes one in its own namespace.
 pub struct SnapshotBackend {
     client: Client<Snapshot>,
     snapshotter: String,
@@ -153,7 +154,12 @@ impl Backend for SnapshotBackend {
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<BackendObject>>> {
         Box::pin(async move {
-            let req = snapshot::List { snapshotter: self.snapshotter.clone(), filters: Vec::new() };
+            let req = snapshot::List {
+                snapshotter: self.snapshotter.clone(),
+                filters: Vec::new(),
+                namespace: String::new(),
+                all_namespaces: true,
+            };
             let infos = match self.client.call(req).await {
                 Ok(i) => i,
                 // A snapshotter this host does not run holds nothing.
@@ -179,8 +185,15 @@ impl Backend for SnapshotBackend {
 
     fn delete<'a>(&'a self, id: &'a ObjectId) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let ObjectId::Snapshot(sn, key) = id else { return Ok(()) };
-            let req = snapshot::Remove(snapshot::KeyRef { snapshotter: sn.clone(), key: key.clone() });
+            let ObjectId::Snapshot(sn, full) = id else { return Ok(()) };
+            let Some((ns, key)) = full.split_once('/') else {
+                return Err(berth_ipc::Error::internal(format!("snapshot {sn}/{full}: no namespace in its key")));
+            };
+            let req = snapshot::Remove(snapshot::KeyRef {
+                snapshotter: sn.clone(),
+                key: key.to_string(),
+                namespace: ns.to_string(),
+            });
             match self.client.call(req).await {
                 Err(e) if e.code == Code::NotFound => Ok(()),
                 other => other,

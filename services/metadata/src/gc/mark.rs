@@ -19,7 +19,7 @@ use crate::store::{Read, Tx, leases};
 pub struct Marked {
     /// Blobs some namespace references (recorded or leased).
     pub content: HashSet<Digest>,
-    /// Snapshots some namespace references, as `(snapshotter, key)`.
+    /// Snapshots some namespace references, as `(snapshotter, <namespace>/<key>)`.
     pub snapshots: HashSet<(String, String)>,
     /// Ingest refs some unexpired lease holds (the content service's refs are global).
     pub ingests: HashSet<String>,
@@ -127,7 +127,9 @@ fn namespace(tx: &mut Tx<'_>, ns: &str, now: u64, out: &mut Marked) -> Result<()
                 out.content.insert(d);
             }
             Node::Snapshot(sn, key) => {
-                out.snapshots.insert((sn, key));
+                // The snapshot service's index key: the same key in two namespaces is two
+                // snapshots.
+                out.snapshots.insert((sn, format!("{ns}/{key}")));
             }
         }
     }

@@ -146,7 +146,8 @@ pub fn known_contents() -> Vec<u8> {
     prefix(&[b"k", b"b"])
 }
 
-/// `k/s/<snapshotter>/<key>`: the snapshot has had a record in some namespace.
+/// `k/s/<snapshotter>/<namespace>/<key>` (`key` is the snapshot service's index key
+/// `<namespace>/<key>`): the snapshot has had a record in that namespace.
 pub fn known_snapshot(snapshotter: &str, key: &str) -> Vec<u8> {
     join(&[b"k", b"s", snapshotter.as_bytes(), key.as_bytes()])
 }

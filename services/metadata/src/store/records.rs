@@ -112,7 +112,7 @@ impl Store {
             let created = tx.get::<SnapshotRecord>(&key)?.map_or(tx.now(), |r| r.created);
             let out = SnapshotRecord { created, updated: tx.now(), ..rec.clone() };
             tx.put(&key, &out)?;
-            tx.put(&keys::known_snapshot(&rec.snapshotter, &rec.key), &())?;
+            tx.put(&keys::known_snapshot(&rec.snapshotter, &format!("{ns}/{}", rec.key)), &())?;
             Ok(out)
         })
     }
