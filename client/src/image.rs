@@ -156,7 +156,8 @@ pub async fn record_and_unpack(sess: &Session, r: &Resolved, layers: Layers) -> 
     let m = &r.manifest;
     let diff_ids = &r.config.rootfs.diff_ids;
     for (l, d) in m.layers.iter().zip(diff_ids) {
-        match sess.has_blob(&l.digest).await? {
+        // Every layer here is one this namespace had or the session just wrote.
+        match sess.stored(&l.digest).await? {
             Some(size) if size == l.size => {}
             Some(size) => {
                 return Err(Error::new(
@@ -264,7 +265,7 @@ async fn record_tree_at(
         }
         sess.record(root.digest, root.size, index_labels(&index)).await?;
         for child in &index.manifests {
-            if !seen.contains(&child.digest) && sess.has_blob(&child.digest).await?.is_some() {
+            if !seen.contains(&child.digest) && sess.stored(&child.digest).await?.is_some() {
                 Box::pin(record_tree_at(sess, child, depth + 1, seen)).await?;
             }
         }

@@ -28,6 +28,7 @@ pub mod archive;
 pub mod check;
 pub mod commit;
 pub mod config_check;
+pub mod content_ns;
 pub mod export;
 pub mod image;
 pub mod import;

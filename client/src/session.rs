@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use berth_ipc::content::proxy::{ContentClient, RemoteWriter};
 use berth_ipc::content::store::{ContentStore, ContentWriter};
 use berth_ipc::metadata::{
-    AddLeaseResource, CreateLease, DeleteLease, LeaseResource, LeaseResourceRequest, PutContent, PutSnapshot,
-    RenewLease, SnapshotRecord,
+    AddLeaseResource, CreateLease, DeleteLease, GetContent, LeaseResource, LeaseResourceRequest, PutContent,
+    PutSnapshot, RenewLease, SnapshotRecord,
 };
 use berth_ipc::{Code, Digest, Result};
 
@@ -128,8 +128,26 @@ impl Session {
         self.services.metadata.call(req).await.map(drop)
     }
 
-    /// Is the blob already in the content store?
+    /// Does this namespace already have the blob (a record of it here, and its bytes in the
+    /// content store)? A blob only another namespace has counts as absent: the session must
+    /// write its bytes (see [`Session::writer`]) before this namespace records it.
     pub async fn has_blob(&self, digest: &Digest) -> Result<Option<u64>> {
+        let get = GetContent { namespace: self.namespace.clone(), digest: *digest };
+        match self.services.metadata.call(get).await {
+            Ok(_) => {}
+            Err(e) if e.is(Code::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        match self.content.info(digest).await {
+            Ok(i) => Ok(Some(i.size)),
+            Err(e) if e.is(Code::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Is the blob in the content store at all (any namespace's)? Only for blobs this session
+    /// has written or this namespace has recorded: what the session is about to record.
+    pub async fn stored(&self, digest: &Digest) -> Result<Option<u64>> {
         match self.content.info(digest).await {
             Ok(i) => Ok(Some(i.size)),
             Err(e) if e.is(Code::NotFound) => Ok(None),
@@ -142,13 +160,16 @@ impl Session {
         self.lease_add(LeaseResource::Content(digest)).await
     }
 
-    /// Opens the ingest `ref` under the lease (resuming whatever it holds).
+    /// Opens the ingest `ref` under the lease (resuming whatever it holds). The bytes are
+    /// written even when another namespace already stored the blob: commit verifies them
+    /// (answering `AlreadyExists`, which [`commit`] takes for success), so this namespace's
+    /// record of a blob always rests on bytes it supplied.
     pub async fn writer(&self, r#ref: &str, expected: Option<(Digest, u64)>) -> Result<RemoteWriter> {
         self.lease_add(LeaseResource::Ingest(r#ref.to_string())).await?;
         if let Some((d, _)) = expected {
             self.lease_add(LeaseResource::Content(d)).await?;
         }
-        self.content.writer(r#ref, expected.map(|e| e.0), expected.map(|e| e.1)).await
+        self.content.writer_proving(r#ref, expected.map(|e| e.0), expected.map(|e| e.1)).await
     }
 
     /// Writes a whole small blob (a config or manifest) and returns its digest.

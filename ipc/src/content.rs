@@ -191,6 +191,11 @@ pub struct OpenWriter {
     pub expected_digest: Option<Digest>,
     /// The size the data must have at commit.
     pub expected_size: Option<u64>,
+    /// Write even when the expected blob is already stored (no `AlreadyExists` at open):
+    /// the client proves it holds the bytes, which `CommitWriter` verifies before answering
+    /// `AlreadyExists`. Clients use it to record, in their namespace, a blob only another
+    /// namespace had.
+    pub prove: bool,
 }
 
 /// Items of an `OpenWriter` stream.

@@ -1,4 +1,9 @@
 //! `berth content ls|get|ingest|rm|active|check`: the content store, like `ctr content`.
+//! Every command but `active` works through the namespace's (`-n`) records
+//! ([`berth_client::content_ns`]): a namespace sees, reads and removes only the blobs it
+//! has a record of, and `rm` drops its record (the bytes go at GC once no namespace needs
+//! them). `ingest` writes the bytes even when another namespace stored the blob, and
+//! records the blob in this namespace once the content service has verified them.
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -10,6 +15,8 @@ use berth_ipc::content::{Check, CheckItem, Read as ReadBlob};
 use berth_ipc::{Code, Digest};
 use clap::Subcommand;
 use serde::Serialize;
+
+use berth_client::content_ns;
 
 use super::Ctx;
 use crate::output::{self, Format};
@@ -93,17 +100,14 @@ fn age(ns: u64) -> String {
 /// Runs a content command.
 pub async fn run(ctx: &Ctx, cmd: ContentCmd) -> anyhow::Result<ExitCode> {
     let content = ContentClient::new(ctx.services.content.clone());
+    let (services, ns) = (&ctx.services, ctx.namespace.as_str());
     let e = |e: berth_ipc::Error| anyhow::anyhow!("{e}");
     match cmd {
         ContentCmd::Ls { filters } => {
-            let list = content.list(&filters).await.map_err(e)?;
+            let list = content_ns::list(services, ns, &filters).await.map_err(e)?;
             let rows: Vec<BlobRow> = list
                 .iter()
-                .map(|i| BlobRow {
-                    digest: i.digest.to_string(),
-                    size: i.size,
-                    created_at_ns: i.created_at_ns,
-                })
+                .map(|i| BlobRow { digest: i.digest.to_string(), size: i.size, created_at_ns: i.created })
                 .collect();
             match ctx.format {
                 Format::Json => output::json(&rows)?,
@@ -118,6 +122,7 @@ pub async fn run(ctx: &Ctx, cmd: ContentCmd) -> anyhow::Result<ExitCode> {
         }
         ContentCmd::Get { digest, stream } => {
             let digest = parse_digest(&digest)?;
+            content_ns::get(services, ns, &digest).await.map_err(e)?;
             if !stream && content.fd_socket().exists() {
                 // The kernel copies (copy_file_range, sendfile or splice where it can).
                 let mut blob = content.read_fd(&digest).await.map_err(e)?;
@@ -135,15 +140,15 @@ pub async fn run(ctx: &Ctx, cmd: ContentCmd) -> anyhow::Result<ExitCode> {
         }
         ContentCmd::Ingest { r#ref, expected_digest, expected_size, stream } => {
             let expected = expected_digest.as_deref().map(parse_digest).transpose()?;
-            if let Some(info) = ingest(&content, &r#ref, expected, expected_size, stream).await? {
-                println!("{}", info.digest);
-            }
+            let (digest, size) = ingest(&content, &r#ref, expected, expected_size, stream).await?;
+            content_ns::record(services, ns, digest, size).await.map_err(e)?;
+            println!("{digest}");
         }
         ContentCmd::Rm { digests } => {
             let mut failed = false;
             for d in digests {
                 match parse_digest(&d) {
-                    Ok(digest) => match content.delete(&digest).await {
+                    Ok(digest) => match content_ns::remove(services, ns, &digest).await {
                         Ok(()) => println!("{digest}"),
                         Err(err) => {
                             failed = true;
@@ -189,29 +194,24 @@ pub async fn run(ctx: &Ctx, cmd: ContentCmd) -> anyhow::Result<ExitCode> {
                 ),
             }
         }
-        ContentCmd::Check => return check(&content).await,
+        ContentCmd::Check => return check(ctx, &content).await,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Streams stdin into the ingest `r`, resuming where an earlier attempt stopped (the bytes
-/// already stored are skipped on stdin), and commits.
+/// already stored are skipped on stdin), and commits; returns the verified blob's digest
+/// and size. The bytes are written even when the blob is already stored (by this or
+/// another namespace): the content service verifies them before saying so.
 async fn ingest(
     content: &ContentClient,
     r: &str,
     expected: Option<Digest>,
     size: Option<u64>,
     force_stream: bool,
-) -> anyhow::Result<Option<berth_ipc::content::BlobInfo>> {
+) -> anyhow::Result<(Digest, u64)> {
     let e = |e: berth_ipc::Error| anyhow::anyhow!("{e}");
-    let mut writer = match content.writer(r, expected, size).await {
-        Ok(w) => w,
-        Err(err) if err.code == Code::AlreadyExists => {
-            eprintln!("berth: {err}");
-            return Ok(None);
-        }
-        Err(err) => return Err(e(err)),
-    };
+    let mut writer = content.writer_proving(r, expected, size).await.map_err(e)?;
     let skip = writer.status().offset;
     let passable = if !force_stream && content.fd_socket().exists() { passable_stdin(skip)? } else { None };
     if let Some(stdin) = passable {
@@ -273,30 +273,47 @@ async fn commit(
     writer: berth_ipc::content::proxy::RemoteWriter,
     size: Option<u64>,
     expected: Option<Digest>,
-) -> anyhow::Result<Option<berth_ipc::content::BlobInfo>> {
+) -> anyhow::Result<(Digest, u64)> {
+    let written = writer.offset();
     match writer.commit(size, expected).await {
-        Ok(info) => Ok(Some(info)),
-        // The same bytes are already stored: the ingest has done its job.
+        Ok(info) => Ok((info.digest, info.size)),
+        // The same bytes are already stored, and commit verified ours against them
+        // ("blob sha256:…: already exists"): the ingest has done its job.
         Err(err) if err.code == Code::AlreadyExists => {
-            eprintln!("berth: {err}");
-            Ok(None)
+            let named = err.message.strip_prefix("blob ").and_then(|m| m.split_once(": already exists"));
+            let digest = match (expected, named) {
+                (Some(d), _) => d,
+                (None, Some((d, _))) => parse_digest(d)?,
+                (None, None) => anyhow::bail!("{err}"),
+            };
+            Ok((digest, written))
         }
         Err(err) => Err(anyhow::anyhow!("{err}")),
     }
 }
 
-async fn check(content: &ContentClient) -> anyhow::Result<ExitCode> {
+/// Re-hashes every blob and names the bad ones this namespace has a record of (a blob only
+/// other namespaces have is none of its business).
+async fn check(ctx: &Ctx, content: &ContentClient) -> anyhow::Result<ExitCode> {
+    let mine: std::collections::HashSet<String> = content_ns::list(&ctx.services, &ctx.namespace, &[])
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .into_iter()
+        .map(|r| format!("{}/{}", r.digest.algorithm(), r.digest.hex()))
+        .collect();
     let mut stream = content.client().stream(Check).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut bad_seen = 0u64;
     while let Some(item) = stream.next().await {
         match item.map_err(|e| anyhow::anyhow!("{e}"))? {
             CheckItem::Bad { name, problem } => {
-                bad_seen += 1;
-                println!("{name}: {problem}");
+                if mine.contains(&name) {
+                    bad_seen += 1;
+                    println!("{name}: {problem}");
+                }
             }
-            CheckItem::Done { checked, bad } => {
-                eprintln!("checked {checked} blobs, {bad} bad");
-                return Ok(if bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS });
+            CheckItem::Done { .. } => {
+                eprintln!("checked {} blobs of namespace {}, {bad_seen} bad", mine.len(), ctx.namespace);
+                return Ok(if bad_seen > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS });
             }
         }
     }

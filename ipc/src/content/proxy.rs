@@ -110,7 +110,30 @@ impl ContentStore for ContentClient {
         expected_digest: Option<Digest>,
         expected_size: Option<u64>,
     ) -> Result<RemoteWriter> {
-        let open = OpenWriter { r#ref: r#ref.to_string(), expected_digest, expected_size };
+        self.open_writer(r#ref, expected_digest, expected_size, false).await
+    }
+}
+
+impl ContentClient {
+    /// [`ContentStore::writer`] that writes (and has commit verify) the bytes even when the
+    /// expected blob is already stored: see [`OpenWriter::prove`].
+    pub async fn writer_proving(
+        &self,
+        r#ref: &str,
+        expected_digest: Option<Digest>,
+        expected_size: Option<u64>,
+    ) -> Result<RemoteWriter> {
+        self.open_writer(r#ref, expected_digest, expected_size, true).await
+    }
+
+    async fn open_writer(
+        &self,
+        r#ref: &str,
+        expected_digest: Option<Digest>,
+        expected_size: Option<u64>,
+        prove: bool,
+    ) -> Result<RemoteWriter> {
+        let open = OpenWriter { r#ref: r#ref.to_string(), expected_digest, expected_size, prove };
         let mut lock = self.client.stream(open).await?;
         match lock.next().await {
             Some(Ok(WriterEvent::Opened { session, status })) => Ok(RemoteWriter {

@@ -160,8 +160,22 @@ pub fn abort(store: &Arc<Store>, r: &str) -> Result<()> {
 impl Ingest {
     /// Opens or resumes ingest `ref`. Blocking: re-hashes existing data.
     pub fn open(store: &Arc<Store>, r: &str, expected: Option<Digest>, total: Option<u64>) -> Result<Ingest> {
+        Self::open_proving(store, r, expected, total, false)
+    }
+
+    /// [`Ingest::open`]; with `prove`, an expected blob that is already stored does not end
+    /// the write with `AlreadyExists` at once: the writer must write the bytes, which commit
+    /// verifies (then answering `AlreadyExists`). A namespace gets a record of a blob that
+    /// only another namespace had this way only by proving it holds the bytes.
+    pub fn open_proving(
+        store: &Arc<Store>,
+        r: &str,
+        expected: Option<Digest>,
+        total: Option<u64>,
+        prove: bool,
+    ) -> Result<Ingest> {
         check_ref(r)?;
-        if let Some(d) = expected.filter(|d| store.blob_path(d).exists()) {
+        if let Some(d) = expected.filter(|d| !prove && store.blob_path(d).exists()) {
             return Err(Error::already_exists(format!("blob {d}: already exists")));
         }
         let lock = RefLock::take(store, r, expected, total)?;
