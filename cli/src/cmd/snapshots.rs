@@ -142,7 +142,12 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     let sn = args.snapshotter;
     let ns = ctx.namespace.clone();
     let key = |k: &str| KeyRef { snapshotter: sn.clone(), key: k.to_string(), namespace: ns.clone() };
-    let list = |filters: Vec<String>| List { snapshotter: sn.clone(), filters, namespace: ns.clone(), all_namespaces: false };
+    let list = |filters: Vec<String>| List {
+        snapshotter: sn.clone(),
+        filters,
+        namespace: ns.clone(),
+        all_namespaces: false,
+    };
     let what = |e: berth_ipc::Error| anyhow::anyhow!("{e}");
     match args.cmd {
         SnapshotsCmd::Ls { filters } => {
@@ -162,22 +167,40 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
         }
         SnapshotsCmd::Prepare { key: k, parent } => {
             let m = c
-                .call(Prepare { snapshotter: sn.clone(), key: k, parent, labels: BTreeMap::new(), namespace: ns.clone() })
+                .call(Prepare {
+                    snapshotter: sn.clone(),
+                    key: k,
+                    parent,
+                    labels: BTreeMap::new(),
+                    namespace: ns.clone(),
+                })
                 .await
                 .map_err(what)?;
             print_mounts(ctx, &m, "/tmp/mnt")?;
         }
         SnapshotsCmd::View { key: k, parent } => {
             let m = c
-                .call(View { snapshotter: sn.clone(), key: k, parent, labels: BTreeMap::new(), namespace: ns.clone() })
+                .call(View {
+                    snapshotter: sn.clone(),
+                    key: k,
+                    parent,
+                    labels: BTreeMap::new(),
+                    namespace: ns.clone(),
+                })
                 .await
                 .map_err(what)?;
             print_mounts(ctx, &m, "/tmp/mnt")?;
         }
         SnapshotsCmd::Commit { name, key: k } => {
-            c.call(Commit { snapshotter: sn.clone(), name, key: k, labels: BTreeMap::new(), namespace: ns.clone() })
-                .await
-                .map_err(what)?;
+            c.call(Commit {
+                snapshotter: sn.clone(),
+                name,
+                key: k,
+                labels: BTreeMap::new(),
+                namespace: ns.clone(),
+            })
+            .await
+            .map_err(what)?;
         }
         SnapshotsCmd::Mounts { target, key: k } => {
             let m = c.call(Mounts(key(&k))).await.map_err(what)?;
@@ -204,13 +227,7 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
         SnapshotsCmd::Usage { key: one } => {
             let keys = match one {
                 Some(k) => vec![k],
-                None => c
-                    .call(list(vec![]))
-                    .await
-                    .map_err(what)?
-                    .into_iter()
-                    .map(|i| i.name)
-                    .collect(),
+                None => c.call(list(vec![])).await.map_err(what)?.into_iter().map(|i| i.name).collect(),
             };
             let mut rows = Vec::new();
             for k in keys {
@@ -238,14 +255,26 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             let i = c
-                .call(Update { snapshotter: sn.clone(), key: k, labels: map, fieldpaths, namespace: ns.clone() })
+                .call(Update {
+                    snapshotter: sn.clone(),
+                    key: k,
+                    labels: map,
+                    fieldpaths,
+                    namespace: ns.clone(),
+                })
                 .await
                 .map_err(what)?;
             output::json(&info_json(&i))?;
         }
         SnapshotsCmd::Diff { lower, upper } => {
             let d = c
-                .call(Diff { snapshotter: sn.clone(), lower, upper, labels: BTreeMap::new(), namespace: ns.clone() })
+                .call(Diff {
+                    snapshotter: sn.clone(),
+                    lower,
+                    upper,
+                    labels: BTreeMap::new(),
+                    namespace: ns.clone(),
+                })
                 .await
                 .map_err(what)?;
             match ctx.format {
@@ -258,7 +287,13 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
         SnapshotsCmd::Apply { key: k, digest } => {
             let digest = Digest::parse(&digest).map_err(what)?;
             let a = c
-                .call(Apply { snapshotter: sn.clone(), key: k, digest, media_type: String::new(), namespace: ns.clone() })
+                .call(Apply {
+                    snapshotter: sn.clone(),
+                    key: k,
+                    digest,
+                    media_type: String::new(),
+                    namespace: ns.clone(),
+                })
                 .await
                 .map_err(what)?;
             println!("{}", a.diff_id);

@@ -163,11 +163,10 @@ impl ContentService {
 
     async fn handle_open_writer(&self, req: OpenWriter, ctx: Context) -> Reply<ContentResponse> {
         let store = self.store.clone();
-        let opened =
-            blocking(move || {
-                Ingest::open_proving(&store, &req.r#ref, req.expected_digest, req.expected_size, req.prove)
-            })
-            .await;
+        let opened = blocking(move || {
+            Ingest::open_proving(&store, &req.r#ref, req.expected_digest, req.expected_size, req.prove)
+        })
+        .await;
         let ingest = match opened {
             Ok(i) => i,
             Err(e) => return Reply::Unary(Err(e)),

@@ -14,6 +14,7 @@ use berth_ipc::{Client, Code};
 use common::*;
 
 const NS: &str = "default";
+const OTHER: &str = "other";
 
 /// Pulls an "image" the way distribution does: lease first, lease each blob before
 /// writing or reusing it, record the blobs with their reference labels, create the image,
@@ -243,21 +244,37 @@ async fn snapshot_chain_stays_with_its_container_and_goes_children_first() {
     let svc = start_with(dir, config.clone()).await;
     let md = &svc.client;
     let sn = Client::<Snapshot>::in_state_dir(&config.state, berth_ipc::ClientOptions::default());
-    let prepare = |key: &str, parent: Option<&str>| Prepare {
+    let prepare_in = |ns: &str, key: &str, parent: Option<&str>| Prepare {
         snapshotter: "native".into(),
         key: key.into(),
         parent: parent.map(str::to_string),
         labels: Labels::new(),
+        namespace: ns.into(),
     };
-    sn.call(prepare("base-active", None)).await.expect("prepare base");
-    sn.call(Commit {
+    let prepare = |key: &str, parent: Option<&str>| prepare_in(NS, key, parent);
+    // The same key in another namespace is another snapshot, which that namespace's record
+    // keeps.
+    for ns in [NS, OTHER] {
+        sn.call(prepare_in(ns, "base-active", None)).await.expect("prepare base");
+        sn.call(Commit {
+            snapshotter: "native".into(),
+            name: "base".into(),
+            key: "base-active".into(),
+            labels: Labels::new(),
+            namespace: ns.into(),
+        })
+        .await
+        .expect("commit base");
+    }
+    let rec = SnapshotRecord {
         snapshotter: "native".into(),
-        name: "base".into(),
-        key: "base-active".into(),
-        labels: Labels::new(),
-    })
-    .await
-    .expect("commit base");
+        key: "base".into(),
+        parent: None,
+        labels: Labels::from([("containerd.io/gc.root".to_string(), "x".to_string())]),
+        created: 0,
+        updated: 0,
+    };
+    md.call(PutSnapshot { namespace: OTHER.into(), snapshot: rec, lease: None }).await.expect("record other");
     sn.call(prepare("rootfs-c1", Some("base"))).await.expect("prepare child");
     for (key, parent) in [("base", None), ("rootfs-c1", Some("base"))] {
         let rec = SnapshotRecord {
@@ -278,7 +295,10 @@ async fn snapshot_chain_stays_with_its_container_and_goes_children_first() {
     let report = md.call(Gc).await.expect("gc");
     assert_eq!(report.snapshots_deleted, 0, "{report:?}");
     assert!(report.errors.is_empty(), "{report:?}");
-    let stat = |key: &str| Stat(KeyRef { snapshotter: "native".into(), key: key.into() });
+    let stat_in = |ns: &str, key: &str| {
+        Stat(KeyRef { snapshotter: "native".into(), key: key.into(), namespace: ns.into() })
+    };
+    let stat = |key: &str| stat_in(NS, key);
     sn.call(stat("rootfs-c1")).await.expect("child kept");
     sn.call(stat("base")).await.expect("parent kept");
 
@@ -286,8 +306,17 @@ async fn snapshot_chain_stays_with_its_container_and_goes_children_first() {
     let report = md.call(Gc).await.expect("gc");
     assert_eq!((report.snapshot_records, report.snapshots_deleted), (2, 2), "{report:?}");
     assert!(report.errors.is_empty(), "{report:?}");
-    let left = sn.call(List { snapshotter: "native".into(), filters: vec![] }).await.expect("list");
+    let list = |ns: &str| List {
+        snapshotter: "native".into(),
+        filters: vec![],
+        namespace: ns.into(),
+        all_namespaces: false,
+    };
+    let left = sn.call(list(NS)).await.expect("list");
     assert!(left.is_empty(), "{left:?}");
+    // The other namespace's `base` is still there: only that namespace's record counts for it.
+    sn.call(stat_in(OTHER, "base")).await.expect("other namespace's base kept");
+    assert_eq!(sn.call(list(OTHER)).await.expect("list other").len(), 1);
     svc.stop().await;
     snapshots.0.cancel();
     let _ = snapshots.1.await;

@@ -35,7 +35,10 @@ pub const LABEL_CONTAINER: &str = "berth.io/container";
 
 /// The labels a container's snapshot is prepared with: they prove whose it is.
 fn owner_labels(ns: &str, id: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([(LABEL_NAMESPACE.to_string(), ns.to_string()), (LABEL_CONTAINER.to_string(), id.to_string())])
+    BTreeMap::from([
+        (LABEL_NAMESPACE.to_string(), ns.to_string()),
+        (LABEL_CONTAINER.to_string(), id.to_string()),
+    ])
 }
 
 /// Whether `info` is the active snapshot a create of `ns`/`id` prepared.
@@ -143,7 +146,11 @@ impl Runtime {
     ) -> Result<Vec<berth_ipc::snapshot::Mount>> {
         match self.snapshot.call(prepare.clone()).await {
             Err(e) if e.is(Code::AlreadyExists) => {
-                let at = KeyRef { snapshotter: prepare.snapshotter.clone(), key: prepare.key.clone(), namespace: ns.into() };
+                let at = KeyRef {
+                    snapshotter: prepare.snapshotter.clone(),
+                    key: prepare.key.clone(),
+                    namespace: ns.into(),
+                };
                 let info = self.snapshot.call(Stat(at)).await?;
                 if !owned_by(&info, ns, id) {
                     return Err(Error::already_exists(format!(

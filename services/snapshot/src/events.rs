@@ -40,7 +40,10 @@ impl Events {
         if let Some(p) = &self.publisher {
             let (ns, key) = split(key);
             let name = split(name).1;
-            p.publish(ns, SnapshotCommit { key: key.into(), name: name.into(), snapshotter: snapshotter.into() });
+            p.publish(
+                ns,
+                SnapshotCommit { key: key.into(), name: name.into(), snapshotter: snapshotter.into() },
+            );
         }
     }
 

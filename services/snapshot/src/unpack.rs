@@ -171,7 +171,8 @@ pub async fn unpack(svc: &SnapshotService, r: Unpack, source: Source) -> Result<
     let diff_ids: Vec<Digest> = r.layers.iter().map(|l| l.diff_id).collect();
     let chain = chain_ids(&diff_ids);
     let top = *chain.last().unwrap_or(&diff_ids[0]);
-    let start = (0..chain.len()).rev().find(|&i| committed(&b, &chain_key(&ns, &chain[i]))).map_or(0, |i| i + 1);
+    let start =
+        (0..chain.len()).rev().find(|&i| committed(&b, &chain_key(&ns, &chain[i]))).map_or(0, |i| i + 1);
     if start == chain.len() {
         return Ok(Unpacked { chain_id: top, extracted: 0 });
     }
@@ -194,7 +195,8 @@ pub async fn unpack(svc: &SnapshotService, r: Unpack, source: Source) -> Result<
         let keys: Vec<String> = results.into_iter().flatten().collect();
         berth_ipc::failpoint!("snapshot.unpack.after_extract");
         for (j, key) in (start..chain.len()).zip(keys.iter()) {
-            if let Err(e) = commit(svc, &b, &ns, key, &chain[j], j.checked_sub(1).map(|i| &chain[i]), &labels) {
+            if let Err(e) = commit(svc, &b, &ns, key, &chain[j], j.checked_sub(1).map(|i| &chain[i]), &labels)
+            {
                 for k in &keys {
                     let _ = b.remove(k);
                 }

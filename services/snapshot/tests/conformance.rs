@@ -16,7 +16,7 @@ use berth_snapshot::{BackendKind, DirBlobs};
 use common::Layer;
 
 fn key(sn: &str, key: &str) -> KeyRef {
-    KeyRef { snapshotter: sn.into(), key: key.into() }
+    KeyRef { namespace: "default".into(), snapshotter: sn.into(), key: key.into() }
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -30,6 +30,7 @@ async fn prepare<S: Snapshotter>(
     parent: Option<&str>,
 ) -> berth_ipc::Result<Vec<Mount>> {
     s.call(Prepare {
+        namespace: "default".into(),
         snapshotter: sn.into(),
         key: k.into(),
         parent: parent.map(Into::into),
@@ -39,12 +40,25 @@ async fn prepare<S: Snapshotter>(
 }
 
 async fn commit<S: Snapshotter>(s: &S, sn: &str, name: &str, k: &str) -> berth_ipc::Result<()> {
-    s.call(Commit { snapshotter: sn.into(), name: name.into(), key: k.into(), labels: BTreeMap::new() }).await
+    s.call(Commit {
+        namespace: "default".into(),
+        snapshotter: sn.into(),
+        name: name.into(),
+        key: k.into(),
+        labels: BTreeMap::new(),
+    })
+    .await
 }
 
 async fn apply<S: Snapshotter>(s: &S, sn: &str, k: &str, digest: Digest) -> berth_ipc::Result<Applied> {
-    s.call(Apply { snapshotter: sn.into(), key: k.into(), digest, media_type: MEDIA_TYPE_LAYER_GZIP.into() })
-        .await
+    s.call(Apply {
+        namespace: "default".into(),
+        snapshotter: sn.into(),
+        key: k.into(),
+        digest,
+        media_type: MEDIA_TYPE_LAYER_GZIP.into(),
+    })
+    .await
 }
 
 /// The directory a snapshot's changes go to, from its mounts.
@@ -96,6 +110,7 @@ async fn lifecycle<S: Snapshotter>(s: &S, sn: &str, blobs: &DirBlobs) {
     assert_eq!(s.call(Mounts(key(sn, "c"))).await.expect("mounts"), m);
     let v = s
         .call(View {
+            namespace: "default".into(),
             snapshotter: sn.into(),
             key: "v".into(),
             parent: Some("base".into()),
@@ -109,6 +124,7 @@ async fn lifecycle<S: Snapshotter>(s: &S, sn: &str, blobs: &DirBlobs) {
     assert_eq!(s.call(Remove(key(sn, "base"))).await.expect_err("children").code, Code::FailedPrecondition);
 
     let upd = Update {
+        namespace: "default".into(),
         snapshotter: sn.into(),
         key: "base".into(),
         labels: labels(&[("a", "1"), ("b", "2")]),
@@ -116,6 +132,7 @@ async fn lifecycle<S: Snapshotter>(s: &S, sn: &str, blobs: &DirBlobs) {
     };
     assert_eq!(s.call(upd).await.expect("update").labels, labels(&[("a", "1"), ("b", "2")]));
     let upd = Update {
+        namespace: "default".into(),
         snapshotter: sn.into(),
         key: "base".into(),
         labels: labels(&[("c", "3")]),
@@ -123,6 +140,7 @@ async fn lifecycle<S: Snapshotter>(s: &S, sn: &str, blobs: &DirBlobs) {
     };
     assert_eq!(s.call(upd).await.expect("update").labels, labels(&[("b", "2"), ("c", "3")]));
     let bad = Update {
+        namespace: "default".into(),
         snapshotter: sn.into(),
         key: "base".into(),
         labels: BTreeMap::new(),
@@ -130,7 +148,14 @@ async fn lifecycle<S: Snapshotter>(s: &S, sn: &str, blobs: &DirBlobs) {
     };
     assert_eq!(s.call(bad).await.expect_err("field").code, Code::InvalidArgument);
 
-    let list = |f: &str| s.call(List { snapshotter: sn.into(), filters: vec![f.to_string()] });
+    let list = |f: &str| {
+        s.call(List {
+            namespace: "default".into(),
+            all_namespaces: false,
+            snapshotter: sn.into(),
+            filters: vec![f.to_string()],
+        })
+    };
     let names = |l: Vec<Info>| l.into_iter().map(|i| i.name).collect::<Vec<_>>();
     assert_eq!(names(list("kind==committed").await.expect("list")), ["base"]);
     assert_eq!(names(list("labels.c==3").await.expect("list")), ["base"]);
@@ -169,7 +194,12 @@ async fn unpack_and_diff<S: Snapshotter>(s: &S, sn: &str, blobs: &DirBlobs) {
             diff_id: Digest::of(&t2),
         },
     ];
-    let req = Unpack { snapshotter: sn.into(), layers: layers.clone(), labels: BTreeMap::new() };
+    let req = Unpack {
+        namespace: "default".into(),
+        snapshotter: sn.into(),
+        layers: layers.clone(),
+        labels: BTreeMap::new(),
+    };
     let u = s.call(req.clone()).await.expect("unpack");
     assert_eq!(u.extracted, 2);
     let chain = berth_snapshot::unpack::chain_ids(&[Digest::of(&t1), Digest::of(&t2)]);
@@ -186,7 +216,15 @@ async fn unpack_and_diff<S: Snapshotter>(s: &S, sn: &str, blobs: &DirBlobs) {
         diff_id: Digest::of(b"lie"),
     });
     assert_eq!(s.call(bad).await.expect_err("diff_id mismatch").code, Code::DataLoss);
-    let all = s.call(List { snapshotter: sn.into(), filters: vec![] }).await.expect("list");
+    let all = s
+        .call(List {
+            namespace: "default".into(),
+            all_namespaces: false,
+            snapshotter: sn.into(),
+            filters: vec![],
+        })
+        .await
+        .expect("list");
     assert_eq!(all.len(), 2, "a failed unpack leaves nothing: {all:?}");
 
     // A container's changes, diffed and applied onto the same base, give the same tree.
@@ -209,6 +247,7 @@ async fn unpack_and_diff<S: Snapshotter>(s: &S, sn: &str, blobs: &DirBlobs) {
     }
     let d = s
         .call(Diff {
+            namespace: "default".into(),
             snapshotter: sn.into(),
             lower: Some(chain[1].to_string()),
             upper: "work".into(),
@@ -303,11 +342,20 @@ async fn concurrent_unpacks_of_one_image_agree_and_leave_nothing_behind() {
                 diff_id: Digest::of(t),
             })
             .collect();
-        let req = Unpack { snapshotter: sn.into(), layers, labels: BTreeMap::new() };
+        let req =
+            Unpack { namespace: "default".into(), snapshotter: sn.into(), layers, labels: BTreeMap::new() };
         let (a, b) = tokio::join!(s.call(req.clone()), s.call(req.clone()));
         let (a, b) = (a.expect("first"), b.expect("second"));
         assert_eq!(a.chain_id, b.chain_id);
-        let all = s.call(List { snapshotter: sn.into(), filters: vec![] }).await.expect("list");
+        let all = s
+            .call(List {
+                namespace: "default".into(),
+                all_namespaces: false,
+                snapshotter: sn.into(),
+                filters: vec![],
+            })
+            .await
+            .expect("list");
         assert_eq!(all.len(), 3, "{sn}: exactly the chain, no extract-* leftovers: {all:?}");
         assert!(all.iter().all(|i| i.kind == Kind::Committed));
     }

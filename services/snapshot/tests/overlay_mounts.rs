@@ -36,6 +36,7 @@ async fn chain(s: &Local, sn: &str, layers: &[Vec<u8>], blobs: &berth_snapshot::
     for (i, l) in layers.iter().enumerate() {
         let k = format!("active-{i}");
         s.call(Prepare {
+            namespace: "default".into(),
             snapshotter: sn.into(),
             key: k.clone(),
             parent: parent.clone(),
@@ -45,6 +46,7 @@ async fn chain(s: &Local, sn: &str, layers: &[Vec<u8>], blobs: &berth_snapshot::
         .expect("prepare");
         let d = blobs.add(l).expect("blob");
         s.call(berth_ipc::snapshot::Apply {
+            namespace: "default".into(),
             snapshotter: sn.into(),
             key: k.clone(),
             digest: d,
@@ -54,6 +56,7 @@ async fn chain(s: &Local, sn: &str, layers: &[Vec<u8>], blobs: &berth_snapshot::
         .expect("apply");
         let name = format!("l{i}");
         s.call(berth_ipc::snapshot::Commit {
+            namespace: "default".into(),
             snapshotter: sn.into(),
             name: name.clone(),
             key: k,
@@ -79,6 +82,7 @@ async fn merged_view_is_identical_on_overlayfs_and_native() {
         let top = chain(&s, sn, &three_layers(), &blobs).await;
         let mounts = s
             .call(View {
+                namespace: "default".into(),
                 snapshotter: sn.into(),
                 key: format!("view-{sn}"),
                 parent: Some(top),
@@ -117,6 +121,7 @@ async fn deletions_and_opaque_dirs_made_through_overlay_survive_diff_and_apply()
     let top = chain(&s, "overlayfs", std::slice::from_ref(&base), &blobs).await;
     let mounts = s
         .call(Prepare {
+            namespace: "default".into(),
             snapshotter: "overlayfs".into(),
             key: "ctr".into(),
             parent: Some(top.clone()),
@@ -136,7 +141,11 @@ async fn deletions_and_opaque_dirs_made_through_overlay_survive_diff_and_apply()
     }
     let expected = {
         let m = s
-            .call(Mounts(KeyRef { snapshotter: "overlayfs".into(), key: "ctr".into() }))
+            .call(Mounts(KeyRef {
+                namespace: "default".into(),
+                snapshotter: "overlayfs".into(),
+                key: "ctr".into(),
+            }))
             .await
             .expect("mounts");
         let t = dir.path().join("mnt-check");
@@ -146,6 +155,7 @@ async fn deletions_and_opaque_dirs_made_through_overlay_survive_diff_and_apply()
     };
     let d = s
         .call(Diff {
+            namespace: "default".into(),
             snapshotter: "overlayfs".into(),
             lower: Some(top.clone()),
             upper: "ctr".into(),
@@ -158,6 +168,7 @@ async fn deletions_and_opaque_dirs_made_through_overlay_survive_diff_and_apply()
     let ntop = chain(&s, "native", &[base], &blobs).await;
     let m = s
         .call(Prepare {
+            namespace: "default".into(),
             snapshotter: "native".into(),
             key: "replay".into(),
             parent: Some(ntop),
@@ -166,6 +177,7 @@ async fn deletions_and_opaque_dirs_made_through_overlay_survive_diff_and_apply()
         .await
         .expect("prepare replay");
     s.call(berth_ipc::snapshot::Apply {
+        namespace: "default".into(),
         snapshotter: "native".into(),
         key: "replay".into(),
         digest: d.digest,
@@ -180,7 +192,11 @@ async fn deletions_and_opaque_dirs_made_through_overlay_survive_diff_and_apply()
     assert_eq!(names(&got), ["data", "data/new", "etc", "etc/added", "etc/keep"], "{got:#?}");
     assert_eq!(names(&expected), names(&got));
     let info = s
-        .call(berth_ipc::snapshot::Stat(KeyRef { snapshotter: "native".into(), key: "replay".into() }))
+        .call(berth_ipc::snapshot::Stat(KeyRef {
+            namespace: "default".into(),
+            snapshotter: "native".into(),
+            key: "replay".into(),
+        }))
         .await
         .expect("stat");
     assert_eq!(info.kind, Kind::Active);
@@ -199,6 +215,7 @@ async fn diff_of_distant_overlay_snapshots_walks_mounted_views() {
     // l0 → l2 skips a layer, so the overlay upper dir alone is not the change set.
     let d = s
         .call(Diff {
+            namespace: "default".into(),
             snapshotter: "overlayfs".into(),
             lower: Some("l0".into()),
             upper: "l2".into(),
@@ -209,6 +226,7 @@ async fn diff_of_distant_overlay_snapshots_walks_mounted_views() {
     chain(&s, "native", &layers[..1], &blobs).await;
     let m = s
         .call(Prepare {
+            namespace: "default".into(),
             snapshotter: "native".into(),
             key: "replay".into(),
             parent: Some("l0".into()),
@@ -217,6 +235,7 @@ async fn diff_of_distant_overlay_snapshots_walks_mounted_views() {
         .await
         .expect("prepare");
     s.call(berth_ipc::snapshot::Apply {
+        namespace: "default".into(),
         snapshotter: "native".into(),
         key: "replay".into(),
         digest: d.digest,

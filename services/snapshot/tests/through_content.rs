@@ -41,35 +41,63 @@ async fn apply_reads_blob_fds_from_content_and_diff_writes_back() {
 
     let snap = common::service::start(dir.path(), None).await;
     let s = &snap.client;
-    s.call(Prepare { snapshotter: String::new(), key: "k".into(), parent: None, labels: BTreeMap::new() })
-        .await
-        .expect("prepare");
+    s.call(Prepare {
+        namespace: "default".into(),
+        snapshotter: String::new(),
+        key: "k".into(),
+        parent: None,
+        labels: BTreeMap::new(),
+    })
+    .await
+    .expect("prepare");
     let applied = s
-        .call(Apply { snapshotter: String::new(), key: "k".into(), digest, media_type: String::new() })
+        .call(Apply {
+            namespace: "default".into(),
+            snapshotter: String::new(),
+            key: "k".into(),
+            digest,
+            media_type: String::new(),
+        })
         .await
         .expect("apply through content");
     assert_eq!(applied.diff_id, Digest::of(&tar));
     let missing = Apply {
+        namespace: "default".into(),
         snapshotter: String::new(),
         key: "k".into(),
         digest: Digest::of(b"absent"),
         media_type: String::new(),
     };
     assert_eq!(s.call(missing).await.expect_err("absent blob").code, Code::NotFound);
-    let m = s.call(Mounts(KeyRef { snapshotter: String::new(), key: "k".into() })).await.expect("mounts");
+    let m = s
+        .call(Mounts(KeyRef { namespace: "default".into(), snapshotter: String::new(), key: "k".into() }))
+        .await
+        .expect("mounts");
     assert_eq!(
         std::fs::read(std::path::Path::new(&m[0].source).join("srv/index.html")).expect("file"),
         b"hello"
     );
 
     let d = s
-        .call(Diff { snapshotter: String::new(), lower: None, upper: "k".into(), labels: BTreeMap::new() })
+        .call(Diff {
+            namespace: "default".into(),
+            snapshotter: String::new(),
+            lower: None,
+            upper: "k".into(),
+            labels: BTreeMap::new(),
+        })
         .await
         .expect("diff into content");
     let info = content.info(&d.digest).await.expect("diff blob in content");
     assert_eq!(info.size, d.size);
     let again = s
-        .call(Diff { snapshotter: String::new(), lower: None, upper: "k".into(), labels: BTreeMap::new() })
+        .call(Diff {
+            namespace: "default".into(),
+            snapshotter: String::new(),
+            lower: None,
+            upper: "k".into(),
+            labels: BTreeMap::new(),
+        })
         .await;
     assert_eq!(
         again.expect("same diff again").digest,

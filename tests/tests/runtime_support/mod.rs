@@ -109,12 +109,16 @@ async fn put_blob(content: &ContentClient, data: &[u8]) -> Digest {
 /// Records a busybox image `name` (as `docker.io/library/<name>:latest`) whose config carries `config` (Entrypoint, Cmd, Env,
 /// WorkingDir, User…).
 pub fn import_busybox(berth: &Berth, name: &str, config: serde_json::Value) {
-    let services = berth.clients(Duration::from_secs(20));
-    block_on(import(&services, name, config));
+    import_busybox_in(berth, "default", name, config);
 }
 
-async fn import(s: &Services, name: &str, config: serde_json::Value) {
-    let ns = "default";
+/// [`import_busybox`] into namespace `ns`.
+pub fn import_busybox_in(berth: &Berth, ns: &str, name: &str, config: serde_json::Value) {
+    let services = berth.clients(Duration::from_secs(20));
+    block_on(import(&services, ns, name, config));
+}
+
+async fn import(s: &Services, ns: &str, name: &str, config: serde_json::Value) {
     let content = ContentClient::new(s.content.clone());
     let layer = busybox_tar();
     let layer_mt = "application/vnd.oci.image.layer.v1.tar";
@@ -138,6 +142,7 @@ async fn import(s: &Services, name: &str, config: serde_json::Value) {
             snapshotter: "overlayfs".into(),
             layers: vec![Layer { digest: layer_d, media_type: layer_mt.into(), diff_id: layer_d }],
             labels: BTreeMap::new(),
+            namespace: ns.into(),
         })
         .await
         .expect("unpack");

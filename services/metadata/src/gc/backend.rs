@@ -187,7 +187,9 @@ impl Backend for SnapshotBackend {
         Box::pin(async move {
             let ObjectId::Snapshot(sn, full) = id else { return Ok(()) };
             let Some((ns, key)) = full.split_once('/') else {
-                return Err(berth_ipc::Error::internal(format!("snapshot {sn}/{full}: no namespace in its key")));
+                return Err(berth_ipc::Error::internal(format!(
+                    "snapshot {sn}/{full}: no namespace in its key"
+                )));
             };
             let req = snapshot::Remove(snapshot::KeyRef {
                 snapshotter: sn.clone(),
