@@ -58,7 +58,8 @@ fn pull_resumes_an_ingest_that_holds_every_byte() {
     let manifest: serde_json::Value = serde_json::from_str(&ls).expect("json");
     let manifest = manifest[0]["digest"].as_str().expect("digest").to_string();
     let manifest: serde_json::Value =
-        serde_json::from_str(&berth_ok(&berth, &["content", "get", &manifest])).expect("manifest");
+        serde_json::from_str(&berth_ok(&berth, &["-n", "seed", "content", "get", &manifest]))
+            .expect("manifest");
     let layer = Digest::parse(manifest["layers"][0]["digest"].as_str().expect("layer")).expect("digest");
     let clients = berth.clients(Duration::from_secs(10));
     let content = ContentClient::new(clients.content.clone());
@@ -104,7 +105,8 @@ fn a_task_whose_shim_died_is_really_stopped() {
 
 /// A container create killed after its snapshot was prepared left the snapshot (and maybe
 /// its spec mount) behind, and every later create of that id failed with "already exists"
-/// until GC took the snapshot. Now the leftover is removed and the create goes through.
+/// until GC took the snapshot. Now the leftover, whose labels prove it is this container's
+/// (as a create prepares it), is removed and the create goes through.
 #[test]
 fn a_create_killed_after_its_snapshot_does_not_block_the_id() {
     if !can_run("runc") {
@@ -112,8 +114,11 @@ fn a_create_killed_after_its_snapshot_does_not_block_the_id() {
     }
     let berth = Berth::start();
     import_busybox(&berth, "tiny", serde_json::json!({"Cmd": ["sh"]}));
-    berth_ok(&berth, &["snapshots", "prepare", "berth-container-default-c1"]);
-    let spec_mnt = berth.state.join("tasks/.mnt/default-c1");
+    berth_ok(&berth, &["snapshots", "prepare", "berth-container-c1"]);
+    let owner =
+        ["snapshots", "label", "berth-container-c1", "berth.io/namespace=default", "berth.io/container=c1"];
+    berth_ok(&berth, &owner);
+    let spec_mnt = berth.state.join("tasks/.mnt/default/c1");
     std::fs::create_dir_all(&spec_mnt).expect("mkdir");
     let tmpfs = nix::mount::MsFlags::empty();
     nix::mount::mount(Some("tmpfs"), &spec_mnt, Some("tmpfs"), tmpfs, None::<&str>).expect("mount tmpfs");
@@ -133,16 +138,23 @@ fn a_restarted_runtime_unmounts_a_killed_creates_spec_mount() {
         return;
     }
     let mut berth = Berth::start();
-    let spec_mnt = berth.state.join("tasks/.mnt/default-gone");
-    std::fs::create_dir_all(&spec_mnt).expect("mkdir");
-    let tmpfs = nix::mount::MsFlags::empty();
-    nix::mount::mount(Some("tmpfs"), &spec_mnt, Some("tmpfs"), tmpfs, None::<&str>).expect("mount tmpfs");
+    let spec_mnt = berth.state.join("tasks/.mnt/default/gone");
+    // One left by a runtime from before namespaces had a level of their own.
+    let old_mnt = berth.state.join("tasks/.mnt/default-old");
+    for dir in [&spec_mnt, &old_mnt] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let tmpfs = nix::mount::MsFlags::empty();
+        nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), tmpfs, None::<&str>).expect("mount tmpfs");
+    }
+    std::fs::create_dir(old_mnt.join("rootfs-dir")).expect("a dir inside the old mount");
     let old = berth.status("runtime").pid.expect("runtime pid");
     signal(old, Signal::SIGKILL);
     let health = block_on(berth.clients(Duration::from_secs(10)).runtime.health()).expect("runtime back");
     assert_ne!(health.pid, old);
     assert!(mounts_under(&spec_mnt).is_empty(), "{:?}", mounts_under(&spec_mnt));
     assert!(!spec_mnt.exists());
+    assert!(mounts_under(&old_mnt).is_empty(), "{:?}", mounts_under(&old_mnt));
+    assert!(!old_mnt.exists());
 }
 
 /// berthd SIGKILLed: its services got SIGTERM and drained while the new berthd started new

@@ -96,10 +96,19 @@ impl Runtime {
 /// dead one the exit is settled (recorded, or 255) and the OCI runtime's leftovers removed.
 pub async fn adopt(rt: &Runtime) -> (usize, usize) {
     let (mut live, mut dead) = (0, 0);
-    // Spec mounts of container creates that died with the previous process.
+    // Spec mounts of container creates that died with the previous process: at
+    // `.mnt/<ns>/<id>`, or (before namespaces had a level of their own) `.mnt/<ns>-<id>`,
+    // which is mounted itself and so never walked into.
     for e in std::fs::read_dir(rt.state.join("tasks/.mnt")).into_iter().flatten().flatten() {
-        let _ = mount::unmount_all(&e.path());
-        let _ = std::fs::remove_dir(e.path());
+        let dir = e.path();
+        if !mount::is_mounted(&dir) {
+            for id in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let _ = mount::unmount_all(&id.path());
+                let _ = std::fs::remove_dir(id.path());
+            }
+        }
+        let _ = mount::unmount_all(&dir);
+        let _ = std::fs::remove_dir(&dir);
     }
     // Bundles of deleted tasks whose removal a crash interrupted.
     let _ = std::fs::remove_dir_all(rt.state.join("tasks/.trash"));
