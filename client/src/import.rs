@@ -133,6 +133,7 @@ async fn ingest_all(
                 if let Some((name, ing)) = current.take()
                     && let Some(b) = ing.finish().await?
                 {
+                    sess.proved(b.digest);
                     files.insert(name, b);
                 }
             }

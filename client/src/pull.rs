@@ -289,6 +289,7 @@ async fn fetch_layer(sess: &Session, reg: &Registry, l: &Descriptor, p: &dyn Pro
             return Err(Error::new(code, format!("layer {}: {}", l.digest, e.message)));
         }
     }
+    sess.proved(l.digest);
     p.update(&l.digest, State::Done, l.size, l.size);
     Ok(())
 }

@@ -76,6 +76,7 @@ async fn run(sess: &Session, name: &str, path: &Path) -> Result<Imported> {
         w.write_at(0, Vec::new()).await?;
     }
     session::commit(w, scanned.size, scanned.digest).await?;
+    sess.proved(scanned.digest);
     sess.protect(scanned.digest).await?;
     let platform = Platform::host();
     let mut config = serde_json::json!({

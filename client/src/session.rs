@@ -37,6 +37,9 @@ pub struct Session {
     pub snapshotter: String,
     /// Renews the lease while the session lives.
     heartbeat: tokio::task::JoinHandle<()>,
+    /// Blobs whose bytes this session wrote and had verified: this namespace may record
+    /// them, and need not write them again.
+    proved: std::sync::Mutex<std::collections::HashSet<Digest>>,
 }
 
 impl Drop for Session {
@@ -82,6 +85,7 @@ impl Session {
             lease: lease.id,
             snapshotter: "overlayfs".to_string(),
             heartbeat,
+            proved: Default::default(),
         })
     }
 
@@ -132,11 +136,13 @@ impl Session {
     /// content store)? A blob only another namespace has counts as absent: the session must
     /// write its bytes (see [`Session::writer`]) before this namespace records it.
     pub async fn has_blob(&self, digest: &Digest) -> Result<Option<u64>> {
-        let get = GetContent { namespace: self.namespace.clone(), digest: *digest };
-        match self.services.metadata.call(get).await {
-            Ok(_) => {}
-            Err(e) if e.is(Code::NotFound) => return Ok(None),
-            Err(e) => return Err(e),
+        if !self.proved.lock().unwrap_or_else(|p| p.into_inner()).contains(digest) {
+            let get = GetContent { namespace: self.namespace.clone(), digest: *digest };
+            match self.services.metadata.call(get).await {
+                Ok(_) => {}
+                Err(e) if e.is(Code::NotFound) => return Ok(None),
+                Err(e) => return Err(e),
+            }
         }
         match self.content.info(digest).await {
             Ok(i) => Ok(Some(i.size)),
@@ -153,6 +159,11 @@ impl Session {
             Err(e) if e.is(Code::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Notes that this session wrote `digest`'s bytes and the content service verified them.
+    pub fn proved(&self, digest: Digest) {
+        self.proved.lock().unwrap_or_else(|p| p.into_inner()).insert(digest);
     }
 
     /// Adds a blob to the lease.
@@ -192,6 +203,7 @@ impl Session {
             }
         }
         commit(w, data.len() as u64, digest).await?;
+        self.proved(digest);
         Ok(digest)
     }
 
