@@ -198,7 +198,8 @@ pub fn assert_no_orphans_on(berth: &Berth, snapshotter: &str) {
         };
         let mut st = s.metadata.stream(req).await.expect("list snapshots");
         while let Some(page) = st.next().await {
-            snaps.extend(page.expect("snapshot page").into_iter().map(|r| r.key));
+            // The snapshot service keys its index `<namespace>/<key>`.
+            snaps.extend(page.expect("snapshot page").into_iter().map(|r| format!("{NS}/{}", r.key)));
         }
         snaps
     });
