@@ -68,8 +68,13 @@ pub enum ContentCmd {
         /// containerd-style filters; any one may match
         filters: Vec<String>,
     },
-    /// Re-hash every blob and name those whose bytes do not match (exit 1 if any)
-    Check,
+    /// Re-hash the namespace's blobs and name those whose bytes do not match (exit 1 if any)
+    Check {
+        /// Name bad blobs of every namespace, and blobs no namespace records (the whole
+        /// store's view; needs only the content service)
+        #[arg(long)]
+        all_namespaces: bool,
+    },
 }
 
 #[derive(Serialize)]
@@ -194,7 +199,7 @@ pub async fn run(ctx: &Ctx, cmd: ContentCmd) -> anyhow::Result<ExitCode> {
                 ),
             }
         }
-        ContentCmd::Check => return check(ctx, &content).await,
+        ContentCmd::Check { all_namespaces } => return check(ctx, &content, all_namespaces).await,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -294,25 +299,36 @@ async fn commit(
 
 /// Re-hashes every blob and names the bad ones this namespace has a record of (a blob only
 /// other namespaces have is none of its business).
-async fn check(ctx: &Ctx, content: &ContentClient) -> anyhow::Result<ExitCode> {
-    let mine: std::collections::HashSet<String> = content_ns::list(&ctx.services, &ctx.namespace, &[])
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .into_iter()
-        .map(|r| format!("{}/{}", r.digest.algorithm(), r.digest.hex()))
-        .collect();
+async fn check(ctx: &Ctx, content: &ContentClient, all: bool) -> anyhow::Result<ExitCode> {
+    let mine: Option<std::collections::HashSet<String>> = if all {
+        None
+    } else {
+        Some(
+            content_ns::list(&ctx.services, &ctx.namespace, &[])
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .into_iter()
+                .map(|r| format!("{}/{}", r.digest.algorithm(), r.digest.hex()))
+                .collect(),
+        )
+    };
     let mut stream = content.client().stream(Check).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut bad_seen = 0u64;
     while let Some(item) = stream.next().await {
         match item.map_err(|e| anyhow::anyhow!("{e}"))? {
             CheckItem::Bad { name, problem } => {
-                if mine.contains(&name) {
+                if mine.as_ref().is_none_or(|m| m.contains(&name)) {
                     bad_seen += 1;
                     println!("{name}: {problem}");
                 }
             }
-            CheckItem::Done { .. } => {
-                eprintln!("checked {} blobs of namespace {}, {bad_seen} bad", mine.len(), ctx.namespace);
+            CheckItem::Done { checked, .. } => {
+                match &mine {
+                    Some(m) => {
+                        eprintln!("checked {} blobs of namespace {}, {bad_seen} bad", m.len(), ctx.namespace)
+                    }
+                    None => eprintln!("checked {checked} blobs, {bad_seen} bad"),
+                }
                 return Ok(if bad_seen > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS });
             }
         }

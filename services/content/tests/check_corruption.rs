@@ -46,7 +46,7 @@ async fn flipped_byte_is_named() {
             let out = std::process::Command::new(berth)
                 .arg("--state")
                 .arg(svc.state())
-                .args(["content", "check"])
+                .args(["content", "check", "--all-namespaces"])
                 .output()
                 .expect("run berth");
             assert!(!out.status.success(), "exit code must be non-zero");

@@ -60,6 +60,7 @@ fn blob(name: &str) -> (Digest, ObjectId) {
     (d, ObjectId::Content(d))
 }
 
+/// A snapshot as the snapshot service keys it: `<namespace>/<key>`.
 fn snap(key: &str) -> ObjectId {
     ObjectId::Snapshot("overlayfs".into(), key.into())
 }
@@ -105,7 +106,7 @@ async fn references_parents_roots_and_namespaces() {
         fake.add(id.clone(), 0);
     }
     for k in ["chain-1", "chain-2", "active", "lonely"] {
-        fake.add(snap(k), 0);
+        fake.add(snap(&format!("a/{k}")), 0);
     }
     let refs = labels(&[
         ("containerd.io/gc.ref.content.config", &config.to_string()),
@@ -143,10 +144,10 @@ async fn references_parents_roots_and_namespaces() {
     assert_eq!(report.snapshot_records, 1, "lonely: {report:?}");
     assert_eq!(report.blobs_deleted, 1);
     assert_eq!(report.snapshots_deleted, 1);
-    for id in [&m_id, &c_id, &l_id, &r_id, &snap("chain-1"), &snap("chain-2"), &snap("active")] {
+    for id in [&m_id, &c_id, &l_id, &r_id, &snap("a/chain-1"), &snap("a/chain-2"), &snap("a/active")] {
         assert!(fake.has(id), "{id} kept");
     }
-    assert!(!fake.has(&o_id) && !fake.has(&snap("lonely")));
+    assert!(!fake.has(&o_id) && !fake.has(&snap("a/lonely")));
     assert!(store.get_content("a", &orphan).is_err());
     assert!(store.get_content("a", &layer).is_ok());
 
@@ -154,14 +155,14 @@ async fn references_parents_roots_and_namespaces() {
     store.delete_container("a", &c.id).expect("rm container");
     let report = gc.collect().await.expect("gc");
     assert_eq!((report.snapshot_records, report.snapshots_deleted), (1, 1), "{report:?}");
-    assert!(fake.has(&snap("chain-1")) && fake.has(&snap("chain-2")) && !fake.has(&snap("active")));
+    assert!(fake.has(&snap("a/chain-1")) && fake.has(&snap("a/chain-2")) && !fake.has(&snap("a/active")));
 
     // Removing the image frees the rest but the gc.root blob.
     store.delete_image("a", "img").expect("rm image");
     let report = gc.collect().await.expect("gc");
     assert_eq!(report.content_records, 3, "{report:?}");
     assert!(!fake.has(&m_id) && !fake.has(&c_id) && !fake.has(&l_id) && fake.has(&r_id));
-    assert!(!fake.has(&snap("chain-1")) && !fake.has(&snap("chain-2")));
+    assert!(!fake.has(&snap("a/chain-1")) && !fake.has(&snap("a/chain-2")));
 }
 
 #[tokio::test]
@@ -197,11 +198,11 @@ async fn leases_protect_until_deleted_or_expired() {
             &LeaseResource::Snapshot { snapshotter: "overlayfs".into(), key: "s".into() },
         )
         .expect("add snapshot");
-    fake.add(snap("s"), 0);
+    fake.add(snap("ns/s"), 0);
 
     let report = gc.collect().await.expect("gc");
     assert_eq!(report.blobs_deleted + report.snapshots_deleted, 0, "{report:?}");
-    assert!(fake.has(&id1) && fake.has(&id2) && fake.has(&snap("s")));
+    assert!(fake.has(&id1) && fake.has(&id2) && fake.has(&snap("ns/s")));
 
     tokio::time::sleep(Duration::from_millis(400)).await;
     let report = gc.collect().await.expect("gc");
@@ -212,7 +213,7 @@ async fn leases_protect_until_deleted_or_expired() {
 
     store.delete_lease("ns", "forever").expect("delete");
     gc.collect().await.expect("gc");
-    assert!(!fake.has(&id1) && !fake.has(&snap("s")));
+    assert!(!fake.has(&id1) && !fake.has(&snap("ns/s")));
 }
 
 #[tokio::test]
