@@ -1,5 +1,6 @@
-//! `images check`: is every blob of an image's tree in content, at the right size, and is
-//! its root filesystem unpacked?
+//! `images check`: is every blob of an image's tree in content, at the right size and
+//! recorded in the image's namespace (a blob only another namespace holds is missing here),
+//! and is its root filesystem unpacked?
 
 use berth_ipc::content::proxy::ContentClient;
 use berth_ipc::content::store::ContentStore;
@@ -29,7 +30,8 @@ pub async fn check(services: &Services, ns: &str, name: &str, snapshotter: &str)
     let content = ContentClient::new(services.content.clone());
     let t = &image.target;
     let mut report = CheckReport::default();
-    walk(&content, &Descriptor::new(&t.media_type, t.digest, t.size), &mut report).await?;
+    let here = Here { services, ns, content: &content };
+    walk(&here, &Descriptor::new(&t.media_type, t.digest, t.size), &mut report).await?;
     let root = Descriptor::new(&t.media_type, t.digest, t.size);
     let r = match crate::image::load(&content, &root, &Platform::host()).await {
         Ok((r, _)) => r,
@@ -50,8 +52,23 @@ pub async fn check(services: &Services, ns: &str, name: &str, snapshotter: &str)
     Ok(report)
 }
 
-async fn present(content: &ContentClient, d: &Descriptor, report: &mut CheckReport) -> Result<bool> {
-    match content.info(&d.digest).await {
+/// Where the blobs are looked for: the namespace's records and the global store.
+struct Here<'a> {
+    services: &'a Services,
+    ns: &'a str,
+    content: &'a ContentClient,
+}
+
+async fn present(here: &Here<'_>, d: &Descriptor, report: &mut CheckReport) -> Result<bool> {
+    match crate::content_ns::get(here.services, here.ns, &d.digest).await {
+        Ok(_) => {}
+        Err(e) if e.is(Code::NotFound) => {
+            report.missing.push(d.digest);
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    }
+    match here.content.info(&d.digest).await {
         Ok(i) if i.size == d.size => {
             report.present += 1;
             Ok(true)
@@ -68,22 +85,22 @@ async fn present(content: &ContentClient, d: &Descriptor, report: &mut CheckRepo
     }
 }
 
-async fn walk(content: &ContentClient, d: &Descriptor, report: &mut CheckReport) -> Result<()> {
-    if !present(content, d, report).await? {
+async fn walk(here: &Here<'_>, d: &Descriptor, report: &mut CheckReport) -> Result<()> {
+    if !present(here, d, report).await? {
         return Ok(());
     }
-    let bytes = get_json(content, &d.digest).await?;
+    let bytes = get_json(here.content, &d.digest).await?;
     let what = format!("blob {}", d.digest);
     let mt = oci::sniff(&bytes, &d.media_type, &what)?;
     if oci::is_index(&mt) {
         for child in oci::parse_index(&bytes, &what)?.manifests {
-            Box::pin(walk(content, &child, report)).await?;
+            Box::pin(walk(here, &child, report)).await?;
         }
     } else {
         let m = oci::parse_manifest(&bytes, &what)?;
-        present(content, &m.config, report).await?;
+        present(here, &m.config, report).await?;
         for l in &m.layers {
-            present(content, l, report).await?;
+            present(here, l, report).await?;
         }
     }
     Ok(())

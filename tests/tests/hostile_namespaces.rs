@@ -157,6 +157,28 @@ fn an_image_in_two_namespaces_is_freed_with_the_last() {
 }
 
 #[test]
+fn images_check_counts_only_the_namespace_s_own_blobs() {
+    let berth = Berth::start();
+    let tar = archive(berth.dir.path(), "own");
+    berth_ok(&berth, &["images", "import", &tar]);
+    berth_ok(&berth, &["-n", "other", "images", "import", &tar]);
+    // `other` drops its records of every blob; the bytes stay, for `default` needs them.
+    let digests = blobs(&berth, "other");
+    assert_eq!(digests.len(), 3, "{digests:?}");
+    let mut args = vec!["-n", "other", "content", "rm"];
+    args.extend(digests.iter().map(String::as_str));
+    berth_ok(&berth, &args);
+    assert_eq!(blob_files(&berth), 3);
+
+    let out = berth.cli(&["-n", "other", "images", "check", IMAGE]);
+    let check = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{check}");
+    assert!(check.contains("\tincomplete\t0/1 blobs"), "blobs only default records are missing in other: {check}");
+    let check = check_line(&berth, "default");
+    assert!(check.contains("\tcomplete\t"), "{check}");
+}
+
+#[test]
 fn containers_of_namespaces_sharing_a_dash_run_side_by_side() {
     if !can_run("runc") {
         return;
