@@ -173,7 +173,10 @@ fn images_check_counts_only_the_namespace_s_own_blobs() {
     let out = berth.cli(&["-n", "other", "images", "check", IMAGE]);
     let check = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{check}");
-    assert!(check.contains("\tincomplete\t0/1 blobs"), "blobs only default records are missing in other: {check}");
+    assert!(
+        check.contains("\tincomplete\t0/1 blobs"),
+        "blobs only default records are missing in other: {check}"
+    );
     let check = check_line(&berth, "default");
     assert!(check.contains("\tcomplete\t"), "{check}");
 }
