@@ -190,7 +190,10 @@ impl Registry {
                     .filter(|u| matches!(u.scheme(), "http" | "https"))
                     .map(strip_userinfo)
                     .ok_or_else(|| {
-                        Error::unavailable(format!("registry {}: token realm is not an HTTP(S) URL", self.host))
+                        Error::unavailable(format!(
+                            "registry {}: token realm is not an HTTP(S) URL",
+                            self.host
+                        ))
                     })?;
                 let creds = match &self.creds {
                     Some(c) => {
@@ -209,7 +212,9 @@ impl Registry {
                     rb = rb.query(&[("service", s.as_str())]);
                 }
                 let label = format!("registry {}: token", self.host);
-                let req = rb.build().map_err(|e| Error::internal(format!("{label}: {}", watchdog::describe(&e))))?;
+                let req = rb
+                    .build()
+                    .map_err(|e| Error::internal(format!("{label}: {}", watchdog::describe(&e))))?;
                 // The credentials go to the realm's own origin, never where it redirects.
                 let auth = |u: &Url| creds.clone().filter(|_| u.origin() == realm.origin());
                 let resp = send_following(&self.http, req, auth, &label, self.stall).await?;

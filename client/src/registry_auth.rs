@@ -140,8 +140,15 @@ mod tests {
 
     #[test]
     fn loopback_is_by_name_or_address_only() {
-        for d in ["localhost", "localhost:5000", "LOCALHOST:1", "127.0.0.1:41234", "127.1.2.3", "[::1]:5000", "[::1]"]
-        {
+        for d in [
+            "localhost",
+            "localhost:5000",
+            "LOCALHOST:1",
+            "127.0.0.1:41234",
+            "127.1.2.3",
+            "[::1]:5000",
+            "[::1]",
+        ] {
             assert!(is_local(d), "{d}");
         }
         for d in [
