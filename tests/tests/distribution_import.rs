@@ -193,7 +193,8 @@ fn bare_tags_import_under_a_base_name() {
     // umoci's layout with two tags: both images.
     let two = tmp.join("two.tar");
     tar_dir(&layout, &two, false);
-    let out = ok(&berth, &["images", "import", "--base-name", "example.com/umoci", two.to_str().expect("utf8")]);
+    let out =
+        ok(&berth, &["images", "import", "--base-name", "example.com/umoci", two.to_str().expect("utf8")]);
     println!("{out}");
 
     let raw = sh(Command::new("skopeo").args(["inspect", "--raw", &src]));

@@ -29,7 +29,11 @@ fn foreign_plain_http_realm_gets_no_credentials() {
     let img = Arc::new(image("realm"));
     // The realm, on another port: grants an anonymous token to anyone.
     let realm = FakeRegistry::start(|req: &Seen| {
-        if req.path.starts_with("/token") { Reply::ok(br#"{"token":"anon"}"#) } else { Reply::status(404, None) }
+        if req.path.starts_with("/token") {
+            Reply::ok(br#"{"token":"anon"}"#)
+        } else {
+            Reply::status(404, None)
+        }
     });
     let i = img.clone();
     let challenge = format!(r#"Bearer realm="http://{}/token",service="fake""#, realm.addr);
@@ -39,7 +43,8 @@ fn foreign_plain_http_realm_gets_no_credentials() {
         }
         serve_image(&i, req).unwrap_or(Reply::status(404, None))
     });
-    let args = ["-n", "creds", "images", "pull", "--stall-timeout", "2", "--user", "user:s3cret", &name(&reg.addr)];
+    let args =
+        ["-n", "creds", "images", "pull", "--stall-timeout", "2", "--user", "user:s3cret", &name(&reg.addr)];
     let out = berth.cli(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a pull with credentials through a foreign realm succeeded");
@@ -59,7 +64,8 @@ fn bearer_token_never_follows_a_redirect() {
     let berth = Berth::start();
     let img = Arc::new(image("bearer"));
     let i = img.clone();
-    let other = FakeRegistry::start(move |req: &Seen| serve_image(&i, req).unwrap_or(Reply::status(404, None)));
+    let other =
+        FakeRegistry::start(move |req: &Seen| serve_image(&i, req).unwrap_or(Reply::status(404, None)));
     let i = img.clone();
     let to = other.addr.clone();
     let me = Arc::new(OnceLock::<String>::new());
@@ -80,11 +86,16 @@ fn bearer_token_never_follows_a_redirect() {
         serve_image(&i, req).unwrap_or(Reply::status(404, None))
     });
     me.set(reg.addr.clone()).expect("set");
-    let args = ["-n", "bearer", "images", "pull", "--stall-timeout", "2", "--user", "user:s3cret", &name(&reg.addr)];
+    let args =
+        ["-n", "bearer", "images", "pull", "--stall-timeout", "2", "--user", "user:s3cret", &name(&reg.addr)];
     let out = berth.cli(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!other.seen().is_empty(), "the redirect was not followed");
-    assert!(authorized(&other).is_empty(), "authorization sent to the redirect target: {:?}", authorized(&other));
+    assert!(
+        authorized(&other).is_empty(),
+        "authorization sent to the redirect target: {:?}",
+        authorized(&other)
+    );
     let tokens = reg.seen().iter().filter(|s| s.path.starts_with("/token")).count();
     assert!(tokens >= 1, "the token flow was not used");
 }
