@@ -26,6 +26,9 @@ use crate::session::{self, Session};
 pub struct ImportOptions {
     /// Name the (single) image this, instead of the name the archive gives.
     pub name: Option<String>,
+    /// The repository an image the archive names only by a bare tag is imported under
+    /// (`BASE:TAG`), as `ctr images import --base-name`.
+    pub base_name: Option<String>,
     /// Platform to unpack; the host's when `None`.
     pub platform: Option<Platform>,
     /// Store and record only; do not unpack.
@@ -236,17 +239,7 @@ fn oci_roots(index: &[u8], opts: &ImportOptions) -> Result<Vec<(Vec<String>, Des
     }
     let mut out = Vec::new();
     for d in &index.manifests {
-        let name =
-            match (&opts.name, d.annotations.get("io.containerd.image.name"), d.annotations.get(REF_NAME)) {
-                (Some(n), _, _) | (None, Some(n), _) => normalize(n)?,
-                (None, None, Some(r)) if r.contains('/') || r.contains(':') => normalize(r)?,
-                _ => {
-                    return Err(Error::invalid(format!(
-                        "index.json: entry {} has no image name: pass a name to import it under",
-                        d.digest
-                    )));
-                }
-            };
+        let name = entry_name(d, opts)?;
         if !(oci::is_index(&d.media_type) || oci::is_manifest(&d.media_type)) {
             return Err(Error::invalid(format!(
                 "index.json: entry {} has media type {:?}",
@@ -267,6 +260,32 @@ fn oci_roots(index: &[u8], opts: &ImportOptions) -> Result<Vec<(Vec<String>, Des
 }
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// An index entry's image name: `--name`, else `io.containerd.image.name`, else a full
+/// reference in `ref.name`, else a bare tag in `ref.name` under `--base-name`.
+fn entry_name(d: &Descriptor, opts: &ImportOptions) -> Result<String> {
+    let ctr = d.annotations.get("io.containerd.image.name");
+    match (&opts.name, ctr, d.annotations.get(REF_NAME)) {
+        (Some(n), _, _) | (None, Some(n), _) => normalize(n),
+        (None, None, Some(r)) if r.contains('/') || r.contains(':') || r.contains('@') => normalize(r),
+        (None, None, Some(tag)) => match &opts.base_name {
+            Some(base) => normalize(&format!("{base}:{tag}")).map_err(|e| {
+                Error::invalid(format!(
+                    "index.json: entry {}: --base-name {base:?} with tag {tag:?}: {}",
+                    d.digest, e.message
+                ))
+            }),
+            None => Err(Error::invalid(format!(
+                "index.json: entry {} is named only by the tag {tag:?}: pass --base-name REPO to import it as REPO:{tag}, or --name",
+                d.digest
+            ))),
+        },
+        (None, None, None) => Err(Error::invalid(format!(
+            "index.json: entry {} has no image name: pass --name to import it under",
+            d.digest
+        ))),
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -39,6 +39,7 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod registry_auth;
 pub mod rootfs;
 pub mod session;
 pub mod time;

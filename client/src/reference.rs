@@ -38,11 +38,20 @@ pub struct Reference {
     pub digest: Option<Digest>,
 }
 
+/// `s` with what looks like URL user info (`user:password@` before the first `/`) masked, so
+/// credentials typed into a reference are never printed.
+fn redact(s: &str) -> String {
+    match s.split_once('@') {
+        Some((before, after)) if !before.contains('/') => format!("****@{after}"),
+        _ => s.to_string(),
+    }
+}
+
 impl Reference {
     /// Parses and normalizes `s`.
     pub fn parse(s: &str) -> Result<Reference> {
         let bad = |why: &str| {
-            Error::invalid(format!("reference {:?}: {why}", s.chars().take(100).collect::<String>()))
+            Error::invalid(format!("reference {:?}: {why}", redact(s).chars().take(100).collect::<String>()))
         };
         if s.is_empty() || s.len() > MAX_LEN {
             return Err(bad("empty or too long"));
@@ -126,6 +135,14 @@ pub fn normalize(s: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_a_reference_are_not_printed() {
+        let e = Reference::parse("user:s3cret@reg.example/a/b:1").expect_err("not a reference");
+        assert!(!e.message.contains("s3cret") && e.message.contains("****@reg.example"), "{e:?}");
+        let e = Reference::parse("reg.example/a/b@sha256:zz").expect_err("bad digest");
+        assert!(e.message.contains("reg.example/a/b@sha256:zz"), "{e:?}");
+    }
 
     #[test]
     fn docker_normalization() {

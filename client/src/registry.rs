@@ -1,18 +1,21 @@
 //! A client of the OCI distribution API (v2), hand-written on `reqwest` (rustls): manifests
 //! bounded in size, blobs streamed with HTTP ranges, chunk-free monolithic uploads, and
-//! anonymous, Basic and Bearer authentication. Credentials go only to the registry host (and
-//! the token realm it names): redirects to another host (a CDN serving layers) have their
-//! `Authorization` header stripped by `reqwest`, and foreign layer URLs are never used.
+//! anonymous, Basic and Bearer authentication. Redirects are followed by hand; where
+//! credentials and tokens may go (the registry's own origin, a token realm on its domain over
+//! TLS) is [`crate::registry_auth`]'s to say. Foreign layer URLs are never used.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use berth_ipc::{Code, Digest, Error, Result};
-use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
+use reqwest::header::HeaderValue;
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url, header};
 use tokio::sync::RwLock;
 
 use crate::oci::{self, MAX_JSON};
 use crate::reference::Reference;
+pub use crate::registry_auth::is_local;
+use crate::registry_auth::{realm_may_receive, registry_may_receive, send_following, strip_userinfo};
 use crate::watchdog::{self, STALL_TIMEOUT, Watchdog};
 
 /// User name and password for a registry.
@@ -53,6 +56,7 @@ enum Auth {
 pub struct Registry {
     http: reqwest::Client,
     base: String,
+    base_url: Url,
     host: String,
     repo: String,
     scope: String,
@@ -61,29 +65,36 @@ pub struct Registry {
     stall: Duration,
 }
 
-/// Is `domain` served over plain HTTP by default (localhost, 127.0.0.0/8, ::1)?
-pub fn is_local(domain: &str) -> bool {
-    let host = match domain.rsplit_once(':') {
-        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') => h,
-        _ => domain,
-    };
-    host == "localhost" || host.starts_with("127.") || host == "[::1]"
-}
-
 impl Registry {
     /// A client of `r`'s repository; `push` asks for push rights as well.
     pub fn new(r: &Reference, opts: &RegistryOptions, push: bool) -> Result<Registry> {
-        let scheme = if opts.plain_http || is_local(&r.domain) { "http" } else { "https" };
+        let local = is_local(&r.domain);
+        let scheme = if opts.plain_http || local { "http" } else { "https" };
+        if opts.credentials.is_some() && scheme == "http" && !local {
+            return Err(Error::new(
+                Code::PermissionDenied,
+                format!(
+                    "registry {}: credentials go only over TLS, or to a loopback registry over plain HTTP; \
+                     not sent to a plain-HTTP registry on another host",
+                    r.registry_host()
+                ),
+            ));
+        }
         let stall = opts.stall_timeout.unwrap_or(STALL_TIMEOUT).max(Duration::from_secs(1));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::internal(format!("http client: {e}")))?;
         let actions = if push { "pull,push" } else { "pull" };
+        let base = format!("{scheme}://{}", r.registry_host());
+        let base_url = Url::parse(&base)
+            .map_err(|e| Error::invalid(format!("registry {}: not a host: {e}", r.registry_host())))?;
         Ok(Registry {
             http,
-            base: format!("{scheme}://{}", r.registry_host()),
+            base,
+            base_url,
             host: r.registry_host().to_string(),
             repo: r.path.clone(),
             scope: format!("repository:{}:{actions}", r.path),
@@ -102,30 +113,36 @@ impl Registry {
         format!("{}/v2/{}/{tail}", self.base, self.repo)
     }
 
-    async fn authorize(&self, rb: RequestBuilder) -> RequestBuilder {
-        match (&*self.auth.read().await, &self.creds) {
-            (Auth::Basic, Some(c)) => rb.basic_auth(&c.username, Some(&c.password)),
-            (Auth::Bearer(t), _) => rb.bearer_auth(t),
-            _ => rb,
+    /// The `Authorization` the registry is owed, for a request to `url`: none unless `url` is
+    /// on the registry's own origin.
+    fn authorization(&self, auth: &Auth, url: &Url) -> Option<HeaderValue> {
+        if !registry_may_receive(&self.base_url, url) {
+            return None;
+        }
+        match (auth, &self.creds) {
+            (Auth::Basic, Some(c)) => basic(&self.http, c),
+            (Auth::Bearer(t), _) => HeaderValue::from_str(&format!("Bearer {t}")).ok().map(sensitive),
+            _ => None,
         }
     }
 
-    /// Sends `rb`, failing if no response starts within the stall timeout.
+    /// Sends `rb` with the registry's authorization, following redirects (without it off the
+    /// registry's origin), failing if no response starts within the stall timeout.
     async fn start(&self, what: &str, rb: RequestBuilder) -> Result<Response> {
-        watchdog::started(&format!("registry {}: {what}", self.host), self.stall, rb.send()).await
+        let label = format!("registry {}: {what}", self.host);
+        let req = rb.build().map_err(|e| Error::internal(format!("{label}: {}", watchdog::describe(&e))))?;
+        let auth = self.auth.read().await.clone();
+        send_following(&self.http, req, |u| self.authorization(&auth, u), &label, self.stall).await
     }
 
-    /// Whether `url` is on the registry host itself (same host and port), not a host a
-    /// redirect led to.
-    fn on_registry(&self, url: &reqwest::Url) -> bool {
-        reqwest::Url::parse(&self.base).is_ok_and(|b| {
-            b.host_str() == url.host_str() && b.port_or_known_default() == url.port_or_known_default()
-        })
+    /// Whether `url` is on the registry's own origin, not a host a redirect led to.
+    fn on_registry(&self, url: &Url) -> bool {
+        registry_may_receive(&self.base_url, url)
     }
 
     /// Sends a request built by `build` (rebuilt for the retry after authenticating).
     async fn send(&self, what: &str, build: impl Fn() -> RequestBuilder) -> Result<Response> {
-        let resp = self.start(what, self.authorize(build()).await).await?;
+        let resp = self.start(what, build()).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
@@ -147,7 +164,7 @@ impl Registry {
             .unwrap_or_default()
             .to_string();
         self.authenticate(&challenge).await?;
-        let resp = self.start(what, self.authorize(build()).await).await?;
+        let resp = self.start(what, build()).await?;
         if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
             return Err(self.denied());
         }
@@ -168,14 +185,39 @@ impl Registry {
             }
             "bearer" => {
                 let realm = params.get("realm").ok_or_else(|| self.denied())?;
-                let mut rb = self.http.get(realm).query(&[("scope", self.scope.as_str())]);
+                let realm = Url::parse(realm)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .map(strip_userinfo)
+                    .ok_or_else(|| {
+                        Error::unavailable(format!(
+                            "registry {}: token realm is not an HTTP(S) URL",
+                            self.host
+                        ))
+                    })?;
+                let creds = match &self.creds {
+                    Some(c) => {
+                        realm_may_receive(&self.base_url, &realm).map_err(|why| {
+                            Error::new(
+                                Code::PermissionDenied,
+                                format!("registry {}: {why}; credentials not sent", self.host),
+                            )
+                        })?;
+                        basic(&self.http, c)
+                    }
+                    None => None,
+                };
+                let mut rb = self.http.get(realm.clone()).query(&[("scope", self.scope.as_str())]);
                 if let Some(s) = params.get("service") {
                     rb = rb.query(&[("service", s.as_str())]);
                 }
-                if let Some(c) = &self.creds {
-                    rb = rb.basic_auth(&c.username, Some(&c.password));
-                }
-                let resp = self.start("token", rb).await?;
+                let label = format!("registry {}: token", self.host);
+                let req = rb
+                    .build()
+                    .map_err(|e| Error::internal(format!("{label}: {}", watchdog::describe(&e))))?;
+                // The credentials go to the realm's own origin, never where it redirects.
+                let auth = |u: &Url| creds.clone().filter(|_| u.origin() == realm.origin());
+                let resp = send_following(&self.http, req, auth, &label, self.stall).await?;
                 if !resp.status().is_success() {
                     return Err(self.denied());
                 }
@@ -288,13 +330,19 @@ impl Registry {
         url.query_pairs_mut().append_pair("digest", &digest.to_string());
         let rb = self
             .http
-            .request(Method::PUT, url)
+            .request(Method::PUT, url.clone())
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .header(header::CONTENT_LENGTH, size)
             .body(body);
+        let auth = self.auth.read().await.clone();
+        let rb = match self.authorization(&auth, &url) {
+            Some(v) => rb.header(header::AUTHORIZATION, v),
+            None => rb,
+        };
         // The body may be large: no deadline on the upload and its answer (the stall
-        // timeout bounds responses to small requests and the bodies of downloads).
-        let resp = self.authorize(rb).await.send().await.map_err(|e| {
+        // timeout bounds responses to small requests and the bodies of downloads); a
+        // redirect is not followed (the body cannot be replayed) and fails as its status.
+        let resp = rb.send().await.map_err(|e| {
             Error::unavailable(format!("registry {}: {what}: {}", self.host, watchdog::describe(&e)))
         })?;
         if !resp.status().is_success() {
@@ -315,6 +363,17 @@ impl Registry {
         }
         Ok(())
     }
+}
+
+/// `Basic base64(user:password)`, marked sensitive (encoded by `reqwest` itself).
+fn basic(http: &reqwest::Client, c: &Credentials) -> Option<HeaderValue> {
+    let req = http.get("http://localhost/").basic_auth(&c.username, Some(&c.password)).build().ok()?;
+    req.headers().get(header::AUTHORIZATION).cloned().map(sensitive)
+}
+
+fn sensitive(mut v: HeaderValue) -> HeaderValue {
+    v.set_sensitive(true);
+    v
 }
 
 /// Reads a response body, refusing more than `max` bytes, and failing once the registry
@@ -383,5 +442,26 @@ mod tests {
         assert!(is_local("127.0.0.1:41234"));
         assert!(!is_local("example.com:5000"));
         assert!(!is_local("docker.io"));
+        assert!(!is_local("127.evil.example"));
+    }
+
+    fn creds() -> RegistryOptions {
+        let credentials = Some(Credentials { username: "u".into(), password: "p".into() });
+        RegistryOptions { credentials, plain_http: true, ..Default::default() }
+    }
+
+    #[test]
+    fn credentials_are_refused_for_plain_http_off_loopback() {
+        for host in ["127.evil.example", "reg.example:5000"] {
+            let r = Reference::parse(&format!("{host}/a/b:1")).expect("ref");
+            let e = Registry::new(&r, &creds(), false).err().expect("refused");
+            assert!(e.message.contains("only over TLS") && e.message.contains(host), "{e:?}");
+            assert!(!e.message.contains('p') || !e.message.contains(":p"), "{e:?}");
+        }
+        let r = Reference::parse("127.0.0.1:5000/a/b:1").expect("ref");
+        assert!(Registry::new(&r, &creds(), false).is_ok());
+        let r = Reference::parse("127.evil.example/a/b:1").expect("ref");
+        let anon = RegistryOptions::default();
+        assert!(Registry::new(&r, &anon, false).expect("anon").base.starts_with("https://"));
     }
 }

@@ -99,4 +99,11 @@ fn containerd_imports_and_unpacks_berths_export() {
     assert!(check.lines().any(|l| l.starts_with(name) && l.contains("complete")), "{check}");
     let snaps = ctd.ctr(&["snapshots", "ls"]);
     assert!(snaps.lines().count() >= 2, "containerd did not unpack the export:\n{snaps}");
+
+    // And back: `ctr images export` (io.containerd.image.name and a bare ref.name) into
+    // another namespace of berth, same digest.
+    let back = work.join("ctr-export.tar");
+    ctd.ctr(&["images", "export", back.to_str().expect("utf8"), name]);
+    berth_ok(&berth, &["-n", "fromctr", "images", "import", back.to_str().expect("utf8")]);
+    assert_eq!(image_digest(&berth, "fromctr", name).as_deref(), Some(want.as_str()), "ctr's export");
 }

@@ -161,3 +161,50 @@ fn import_oci_and_docker_archives() {
     ok(&berth, &["images", "import", oci.to_str().expect("utf8")]);
     assert_eq!(image_digest(&berth, "example.com/bb:oci"), want);
 }
+
+/// skopeo and umoci name an image in `index.json` by a bare tag (`ref.name: tiny`): imported
+/// under `--base-name`, every image of a multi-image archive, as `ctr images import` does.
+#[test]
+fn bare_tags_import_under_a_base_name() {
+    for tool in ["umoci", "skopeo"] {
+        if !have(tool) {
+            eprintln!("skipping: {tool} is not installed");
+            return;
+        }
+    }
+    let berth = Berth::start();
+    let tmp = berth.dir.path();
+    let rootfs = tmp.join("rootfs");
+    busybox_rootfs(&rootfs, "bare");
+    let layout = tmp.join("layout");
+    umoci_image(&rootfs, &layout, "v1", tmp);
+    sh(Command::new("umoci").args(["tag", "--image", &format!("{}:v1", layout.display()), "v2"]));
+
+    // skopeo's oci-archive with a bare tag.
+    let tiny = tmp.join("tiny.tar");
+    let src = format!("oci:{}:v1", layout.display());
+    sh(Command::new("skopeo").args(["copy", &src, &format!("oci-archive:{}:tiny", tiny.display())]));
+    let out = berth.cli(&["images", "import", tiny.to_str().expect("utf8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a bare tag without --base-name was imported");
+    assert!(stderr.contains("\"tiny\"") && stderr.contains("--base-name"), "{stderr}");
+    ok(&berth, &["images", "import", "--base-name", "example.com/skopeo", tiny.to_str().expect("utf8")]);
+
+    // umoci's layout with two tags: both images.
+    let two = tmp.join("two.tar");
+    tar_dir(&layout, &two, false);
+    let out =
+        ok(&berth, &["images", "import", "--base-name", "example.com/umoci", two.to_str().expect("utf8")]);
+    println!("{out}");
+
+    let raw = sh(Command::new("skopeo").args(["inspect", "--raw", &src]));
+    let want = berth_ipc::Digest::of(raw.as_bytes()).to_string();
+    for name in ["example.com/skopeo:tiny", "example.com/umoci:v1", "example.com/umoci:v2"] {
+        assert_eq!(image_digest(&berth, name), want, "{name}");
+    }
+    check_mount(&berth, "example.com/skopeo:tiny", "bare");
+    // A bad base name is an error naming it.
+    let out = berth.cli(&["images", "import", "--base-name", "Bad Name", tiny.to_str().expect("utf8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("Bad Name"), "{stderr}");
+}

@@ -44,6 +44,10 @@ pub enum DistributionCmd {
         /// Name the imported image this instead of the name the archive gives
         #[arg(long = "name", conflicts_with = "rootfs")]
         rename: Option<String>,
+        /// Name an image the archive tags only by a bare tag (`ref.name: v1`, as skopeo and
+        /// BuildKit write) BASE:TAG
+        #[arg(long = "base-name", value_name = "BASE", conflicts_with = "rootfs")]
+        base_name: Option<String>,
         /// Platform to unpack (os/arch[/variant]); the host's by default
         #[arg(long)]
         platform: Option<String>,
@@ -222,7 +226,16 @@ fn progress(quiet: bool) -> Arc<dyn Progress> {
 /// Runs a distribution command.
 pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        DistributionCmd::Import { file, name, rootfs, rename, platform, no_unpack, snapshotter } => {
+        DistributionCmd::Import {
+            file,
+            name,
+            rootfs,
+            rename,
+            base_name,
+            platform,
+            no_unpack,
+            snapshotter,
+        } => {
             let imported = if rootfs {
                 let Some(name) = name else {
                     anyhow::bail!("--rootfs needs an image NAME after the tarball")
@@ -235,8 +248,13 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
                     );
                 }
                 let platform = platform.as_deref().map(Platform::parse).transpose().map_err(wire)?;
-                let opts =
-                    ImportOptions { name: rename, platform, no_unpack, snapshotter: Some(snapshotter) };
+                let opts = ImportOptions {
+                    name: rename,
+                    base_name,
+                    platform,
+                    no_unpack,
+                    snapshotter: Some(snapshotter),
+                };
                 import_archive(&ctx.services, &ctx.namespace, &file, &opts).await.map_err(wire)?
             };
             for i in imported {
