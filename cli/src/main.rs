@@ -64,7 +64,7 @@ enum Command {
     /// Run garbage collection now
     Gc,
     /// Create a container from an image and run it
-    Run(cmd::run::RunArgs),
+    Run(Box<cmd::run::RunArgs>),
     /// Tasks: running containers
     #[command(subcommand, alias = "task", alias = "t")]
     Tasks(cmd::tasks::TasksCmd),
@@ -104,7 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Containers(c) => cmd::containers::run(&ctx, c).await,
         Command::Leases(c) => cmd::leases::run(&ctx, c).await,
         Command::Gc => cmd::gc::run(&ctx).await,
-        Command::Run(a) => cmd::run::run(&ctx, a).await,
+        Command::Run(a) => cmd::run::run(&ctx, *a).await,
         Command::Tasks(c) => cmd::tasks::run(&ctx, c).await,
         Command::Snapshots(a) => cmd::snapshots::run(&ctx, a).await,
         Command::Content(c) => cmd::content::run(&ctx, c).await,

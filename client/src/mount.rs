@@ -77,7 +77,9 @@ pub async fn mount_image(
 
 fn mount_all(mounts: &[Mount], dir: &Path) -> Result<()> {
     for m in mounts {
-        let mut flags = MsFlags::empty();
+        // Whatever the image holds is only looked at: its device nodes stay inert and its
+        // setuid bits give nothing to whoever runs a program through the mount point.
+        let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
         let mut data = Vec::new();
         for o in &m.options {
             match o.as_str() {
@@ -92,9 +94,13 @@ fn mount_all(mounts: &[Mount], dir: &Path) -> Result<()> {
         let fail = |e: nix::Error| Error::internal(format!("mount {} on {}: {e}", m.kind, dir.display()));
         let fstype = if flags.contains(MsFlags::MS_BIND) { None } else { Some(m.kind.as_str()) };
         nix::mount::mount(Some(m.source.as_str()), dir, fstype, flags, Some(data.as_str())).map_err(fail)?;
-        if flags.contains(MsFlags::MS_BIND) && flags.contains(MsFlags::MS_RDONLY) {
-            let re = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-            nix::mount::mount(None::<&str>, dir, None::<&str>, re, None::<&str>).map_err(fail)?;
+        if flags.contains(MsFlags::MS_BIND) {
+            // A bind mount takes its flags only from a remount.
+            let re = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | (flags & !MsFlags::MS_REC);
+            if let Err(e) = nix::mount::mount(None::<&str>, dir, None::<&str>, re, None::<&str>) {
+                let _ = nix::mount::umount2(dir, MntFlags::MNT_DETACH);
+                return Err(fail(e));
+            }
         }
     }
     Ok(())

@@ -59,6 +59,11 @@ pub struct RunOptions {
     /// Keep the init process's stdin open: a pipe fed by `WriteStdin` and ended by
     /// `CloseStdin` (ignored with `terminal`, whose terminal is the stdin).
     pub stdin: bool,
+    /// The seccomp filter: `None` for berth's default profile (Docker's semantics),
+    /// `Some("unconfined")` for none, or an OCI/Docker-format JSON profile's text.
+    pub seccomp: Option<String>,
+    /// Set `no_new_privileges` (always set for a process that runs as a non-root user).
+    pub no_new_privileges: bool,
 }
 
 /// `CreateContainer`: snapshot + spec + metadata record. `AlreadyExists` for a taken id,

@@ -130,3 +130,91 @@ fn reserved_labels_never_land() {
     let _ = berth.cli(&["tasks", "kill", "--signal", "KILL", "keep"]);
     runtime_support::teardown(&berth);
 }
+
+/// An image whose `/etc/passwd` is a FIFO (which a host-side open would wait on forever, the
+/// create's spec mount with it) or whose `/etc/group` is a device node (read on the host,
+/// outside the container's device cgroup): the create fails at once, naming the file and
+/// what it is, and leaves no mount, record or snapshot behind.
+#[test]
+fn hostile_image_files_are_not_opened_on_the_host() {
+    use berth_system_tests::hostile::{RawTar, berth_bounded};
+    if !can_run("runc") {
+        return;
+    }
+    let berth = Berth::start();
+    let cases = [
+        (
+            "fifo",
+            RawTar::new().dir("etc").node("etc/passwd", tar::EntryType::Fifo, 0, 0),
+            "/etc/passwd",
+            "FIFO",
+        ),
+        // 1:5 is /dev/zero: the old code read 4 MiB of it and went on.
+        (
+            "chardev",
+            RawTar::new().dir("etc").node("etc/group", tar::EntryType::Char, 1, 5),
+            "/etc/group",
+            "character device",
+        ),
+        (
+            "linked",
+            RawTar::new().dir("etc").node("fifo", tar::EntryType::Fifo, 0, 0).symlink("etc/passwd", "/fifo"),
+            "/etc/passwd",
+            "FIFO",
+        ),
+    ];
+    for (id, layer, file, kind) in cases {
+        let name = format!("docker.io/hostile/{id}:v1");
+        let img = RawImage::new(
+            vec![busybox_tar(), layer.finish()],
+            json!({"User": "web", "Cmd": ["id"]}),
+            json!({}),
+        );
+        let o = import(&berth, "default", &name, &img);
+        assert!(o.status.success(), "{}", show(&o));
+        let (ok, e) = berth_bounded(&berth, &["run", "--rm", &name, id], std::time::Duration::from_secs(30));
+        assert!(!ok, "{id}: ran");
+        assert!(e.contains(file) && e.contains(kind), "{id}: {e}");
+        let list = berth_ok(&berth, &["--format", "json", "containers", "ls"]);
+        assert_eq!(list.trim(), "[]", "{id}: container record left");
+        let mounts = berth_system_tests::mounts_under(&berth.state);
+        assert!(mounts.is_empty(), "{id}: mounts left: {mounts:?}");
+    }
+    runtime_support::teardown(&berth);
+}
+
+/// `berth images mount` shows an image to the host: a device node it holds cannot be opened
+/// there and its setuid bits are inert (the mount is `nosuid,nodev`).
+#[test]
+fn hostile_image_mount_is_nosuid_nodev() {
+    use berth_system_tests::hostile::RawTar;
+    if !can_run("runc") {
+        return;
+    }
+    let berth = Berth::start();
+    let layer = RawTar::new().dir("dev").node("dev/zero", tar::EntryType::Char, 1, 5).file_mode(
+        "suid",
+        b"#!/bin/sh\n",
+        0o4755,
+    );
+    let name = "docker.io/hostile/nodes:v1";
+    let img = RawImage::new(vec![busybox_tar(), layer.finish()], json!({"Cmd": ["sh"]}), json!({}));
+    let o = import(&berth, "default", name, &img);
+    assert!(o.status.success(), "{}", show(&o));
+    let mnt = berth.dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    let m = mnt.to_str().expect("utf8");
+    berth_ok(&berth, &["images", "mount", name, m]);
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let options = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(m))
+        .map(|l| l.split(' ').nth(5).unwrap_or("").to_string());
+    let opened = std::fs::File::open(mnt.join("dev/zero")).is_ok();
+    berth_ok(&berth, &["images", "unmount", m]);
+    let options = options.expect("the mount point in mountinfo");
+    let options: Vec<&str> = options.split(',').collect();
+    assert!(options.contains(&"nosuid") && options.contains(&"nodev"), "{options:?}");
+    assert!(!opened, "the image's device node opened through the mount");
+    runtime_support::teardown(&berth);
+}

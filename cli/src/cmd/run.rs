@@ -59,6 +59,10 @@ pub struct RunFlags {
     /// Replace the image's entrypoint
     #[arg(long)]
     pub entrypoint: Option<String>,
+    /// Security option (repeatable): seccomp=unconfined, seccomp=PATH (a Docker or OCI JSON
+    /// profile), no-new-privileges
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
     /// The image
     pub image: String,
     /// The container id
@@ -127,7 +131,26 @@ impl RunFlags {
             mounts: self.mount.iter().map(|m| parse_mount(m)).collect::<anyhow::Result<_>>()?,
             terminal: false,
             stdin: false,
+            seccomp: None,
+            no_new_privileges: false,
         };
+        let mut options = options;
+        for opt in &self.security_opt {
+            match opt.split_once(['=', ':']) {
+                Some(("seccomp", "unconfined")) => options.seccomp = Some("unconfined".into()),
+                Some(("seccomp", path)) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| anyhow::anyhow!("--security-opt seccomp={path}: {e}"))?;
+                    options.seccomp = Some(text);
+                }
+                None if opt == "no-new-privileges" => options.no_new_privileges = true,
+                Some(("no-new-privileges", "true")) => options.no_new_privileges = true,
+                Some(("no-new-privileges", "false")) => {}
+                _ => anyhow::bail!(
+                    "--security-opt {opt:?}: unknown (seccomp=unconfined, seccomp=PATH, no-new-privileges)"
+                ),
+            }
+        }
         Ok(CreateContainer {
             namespace: namespace.to_string(),
             id: self.id.clone(),

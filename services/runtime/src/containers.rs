@@ -247,7 +247,7 @@ impl Runtime {
         let (mounts, config, req2, tmp2) = (mounts.to_vec(), config.clone(), req.clone(), tmp.clone());
         let cgroup = self.cgroup_path(&req.namespace, &req.id);
         let out = tokio::task::spawn_blocking(move || {
-            mount::mount_all(&mounts, &tmp2)?;
+            mount::mount_for_lookup(&mounts, &tmp2)?;
             let spec = spec::generate(&config, &req2.options, &req2.id, &cgroup, &tmp2);
             let _ = mount::unmount_all(&tmp2);
             serde_json::to_vec(&spec?).map_err(|e| Error::internal(format!("spec: {e}")))

@@ -9,8 +9,19 @@ use nix::mount::{MntFlags, MsFlags};
 
 /// Mounts `mounts` (as the snapshot service lists them: one bind or one overlay) on `target`.
 pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
+    mount_all_with(mounts, target, MsFlags::empty())
+}
+
+/// Mounts an image's rootfs on `target` for the host to read files of it (the spec's
+/// `/etc/passwd`): read-only, `nosuid`, `nodev`, so nothing the image supplies can be
+/// opened there as a device or run with its setuid bit.
+pub fn mount_for_lookup(mounts: &[Mount], target: &Path) -> Result<()> {
+    mount_all_with(mounts, target, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)
+}
+
+fn mount_all_with(mounts: &[Mount], target: &Path, extra: MsFlags) -> Result<()> {
     for m in mounts {
-        let mut flags = MsFlags::empty();
+        let mut flags = extra;
         let mut data = Vec::new();
         for opt in &m.options {
             match opt.as_str() {
@@ -34,9 +45,14 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
         let data = (!data.is_empty()).then_some(data.as_str());
         nix::mount::mount(Some(m.source.as_str()), target, fstype, flags, data)
             .map_err(|e| Error::internal(format!("mount {} on {}: {e}", m.kind, target.display())))?;
-        if flags.contains(MsFlags::MS_BIND) && flags.contains(MsFlags::MS_RDONLY) {
-            nix::mount::mount(None::<&str>, target, None::<&str>, flags | MsFlags::MS_REMOUNT, None::<&str>)
-                .map_err(|e| Error::internal(format!("remount {} read-only: {e}", target.display())))?;
+        // A bind mount takes its flags only from a remount.
+        let restrict = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        if flags.contains(MsFlags::MS_BIND) && flags.intersects(restrict) {
+            let flags = (flags & !MsFlags::MS_REC) | MsFlags::MS_REMOUNT;
+            if let Err(e) = nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>) {
+                let _ = nix::mount::umount2(target, MntFlags::MNT_DETACH);
+                return Err(Error::internal(format!("remount {} {flags:?}: {e}", target.display())));
+            }
         }
     }
     Ok(())

@@ -7,6 +7,7 @@
 //! ([`path`]); users are parsed strictly ([`user`]).
 
 pub mod path;
+pub mod seccomp;
 pub mod user;
 
 use std::collections::HashSet;
@@ -140,6 +141,12 @@ pub fn generate(
     process.set_user(oci_user);
     let caps: HashSet<Capability> = CAPABILITIES.into_iter().collect();
     let mut capabilities = LinuxCapabilities::default();
+    let seccomp_profile = match &opts.seccomp {
+        None => Some(seccomp::default_profile(&caps)?),
+        Some(text) => seccomp::user_profile(text).map_err(|e| e.context(format!("container {id}")))?,
+    };
+    // As Docker: a process that is not root never gains privileges (setuid, file caps).
+    process.set_no_new_privileges(Some(opts.no_new_privileges || user.uid != 0));
     capabilities.set_bounding(Some(caps.clone()));
     capabilities.set_effective(Some(caps.clone()));
     capabilities.set_permitted(Some(caps));
@@ -194,6 +201,7 @@ pub fn generate(
         resources.set_pids(Some(pids));
     }
     linux.set_resources(Some(resources));
+    linux.set_seccomp(seccomp_profile);
     spec.set_linux(Some(linux));
     if opts.stdin {
         let open = [(STDIN_ANNOTATION.to_string(), "open".to_string())];

@@ -76,17 +76,74 @@ pub fn host_path(rootfs: &Path, path: &str) -> Result<PathBuf> {
 }
 
 /// The text of a small file of the image (`/etc/passwd`), `None` if it does not exist.
+///
+/// Symlinks are followed with the rootfs as `/` ([`resolve_in_root`]); the path they lead
+/// to is then opened by the kernel inside the rootfs too (`openat2` with `RESOLVE_IN_ROOT`,
+/// no magic links), `O_NOFOLLOW|O_NONBLOCK`, so neither a symlink swapped in meanwhile nor a
+/// FIFO can lead or hold the open; and it must be a regular file of at
+/// most [`MAX_FILE`] bytes: an image's FIFO would hang the create, and a device node would
+/// be read on the host, outside the container's device cgroup.
 pub fn read_in_root(rootfs: &Path, path: &str) -> Result<Option<String>> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
     use std::io::Read;
-    let host = host_path(rootfs, path)?;
-    let file = match std::fs::File::open(&host) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::invalid(format!("{path}: {e}"))),
+    let inside = resolve_in_root(rootfs, path)?;
+    let root = std::fs::File::open(rootfs)
+        .map_err(|e| Error::internal(format!("rootfs {}: {e}", rootfs.display())))?;
+    // (openat2 refuses flags O_PATH ignores.)
+    let open = |flags: OFlag| {
+        let how = OpenHow::new()
+            .flags(flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        nix::fcntl::openat2(&root, inside.trim_start_matches('/'), how).map(std::fs::File::from)
     };
+    // First a path-only handle, to look at what it is without opening it (a device on the
+    // `nodev` spec mount would only say "permission denied"); then the file itself.
+    let file = match open(OFlag::O_PATH) {
+        Ok(f) => f,
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(Error::invalid(format!("image file {path}: {}", e.desc()))),
+    };
+    regular(path, &file)?;
+    let file = open(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
+        .map_err(|e| Error::invalid(format!("image file {path}: {}", e.desc())))?;
+    regular(path, &file)?;
     let mut text = String::new();
-    file.take(MAX_FILE).read_to_string(&mut text).map_err(|e| Error::invalid(format!("{path}: {e}")))?;
+    file.take(MAX_FILE)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::invalid(format!("image file {path}: {e}")))?;
     Ok(Some(text))
+}
+
+/// `file` must be a regular file of at most [`MAX_FILE`] bytes.
+fn regular(path: &str, file: &std::fs::File) -> Result<()> {
+    let meta = file.metadata().map_err(|e| Error::invalid(format!("image file {path}: {e}")))?;
+    if !meta.file_type().is_file() {
+        return Err(Error::invalid(format!(
+            "image file {path}: not a regular file ({}); refused",
+            kind(&meta.file_type())
+        )));
+    }
+    if meta.len() > MAX_FILE {
+        return Err(Error::invalid(format!(
+            "image file {path}: {} bytes, more than the {MAX_FILE} read",
+            meta.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A file type's name, for an error.
+fn kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    match () {
+        _ if t.is_dir() => "a directory",
+        _ if t.is_fifo() => "a FIFO",
+        _ if t.is_char_device() => "a character device",
+        _ if t.is_block_device() => "a block device",
+        _ if t.is_socket() => "a socket",
+        _ if t.is_symlink() => "a symlink",
+        _ => "not a regular file",
+    }
 }
 
 #[cfg(test)]
@@ -114,5 +171,35 @@ mod tests {
         }
         assert!(resolve_in_root(r, "/leak").expect_err("leak").message.contains("/proc"));
         assert!(resolve_in_root(r, "/srv/out").expect_err("out").message.contains("escapes"));
+    }
+
+    #[test]
+    fn image_files_must_be_regular() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("etc")).expect("mkdir");
+        nix::unistd::mkfifo(&r.join("etc/passwd"), nix::sys::stat::Mode::from_bits_truncate(0o644))
+            .expect("mkfifo");
+        std::os::unix::fs::symlink("/etc/passwd", r.join("etc/group")).expect("symlink");
+        std::fs::create_dir(r.join("etc/dir")).expect("dir");
+        // A FIFO (also reached through a symlink) fails at once rather than hanging.
+        let started = std::time::Instant::now();
+        let err = read_in_root(r, "/etc/passwd").expect_err("fifo");
+        assert!(err.message.contains("a FIFO"), "{}", err.message);
+        let err = read_in_root(r, "/etc/group").expect_err("link to fifo");
+        assert!(err.message.contains("a FIFO"), "{}", err.message);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let err = read_in_root(r, "/etc/dir").expect_err("dir");
+        assert!(err.message.contains("a directory"), "{}", err.message);
+        // Symlinks resolve inside the rootfs, never to the host's file.
+        std::fs::remove_file(r.join("etc/passwd")).expect("rm");
+        std::fs::write(r.join("etc/passwd"), "x:x:1:1::/:/bin/sh\n").expect("write");
+        std::os::unix::fs::symlink("/etc/passwd", r.join("up")).expect("symlink");
+        assert_eq!(read_in_root(r, "/up").expect("up").as_deref(), Some("x:x:1:1::/:/bin/sh\n"));
+        assert_eq!(read_in_root(r, "/nothing").expect("missing"), None);
+        let big = vec![b'a'; (MAX_FILE + 1) as usize];
+        std::fs::write(r.join("etc/big"), big).expect("big");
+        let err = read_in_root(r, "/etc/big").expect_err("big");
+        assert!(err.message.contains("more than"), "{}", err.message);
     }
 }
