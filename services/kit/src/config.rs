@@ -139,6 +139,9 @@ pub struct SnapshotConfig {
     pub default_snapshotter: String,
     /// Largest uncompressed layer that apply accepts, bytes (a decompression bomb stops here).
     pub max_layer_bytes: u64,
+    /// Largest extension header (PAX records, GNU long name or long link) a layer may
+    /// carry, bytes; checked before the header is read into memory.
+    pub max_header_bytes: u64,
     /// Layers extracted at once by a batch unpack; 0 means one per CPU.
     pub parallel_unpack: usize,
 }
@@ -148,6 +151,7 @@ impl Default for SnapshotConfig {
         SnapshotConfig {
             default_snapshotter: "overlayfs".into(),
             max_layer_bytes: 64 << 30,
+            max_header_bytes: 1 << 20,
             parallel_unpack: 0,
         }
     }

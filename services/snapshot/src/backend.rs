@@ -57,6 +57,8 @@ pub struct Backend {
     busy: Mutex<std::collections::HashSet<String>>,
     /// Largest uncompressed layer accepted by apply.
     pub max_layer_bytes: u64,
+    /// Largest extension header (PAX, GNU long name/link) a layer may carry, bytes.
+    pub max_header_bytes: u64,
 }
 
 pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -79,7 +81,7 @@ impl Backend {
             private_dir(&d)?;
         }
         let index = Index::load(&dir)?;
-        Ok(Backend { kind, dir, index: Mutex::new(index), busy: Mutex::default(), max_layer_bytes })
+        Ok(Backend { kind, dir, index: Mutex::new(index), busy: Mutex::default(), max_layer_bytes, max_header_bytes: crate::layer::MAX_HEADER_BYTES })
     }
 
     /// Which backend this is.
@@ -371,7 +373,13 @@ impl Backend {
         if !busy().insert(key.to_string()) {
             return Err(Error::new(berth_ipc::Code::Conflict, format!("snapshot {key}: apply in progress")));
         }
-        let r = crate::layer::apply(&dir, blob, self.whiteouts(), self.max_layer_bytes);
+        let r = crate::layer::apply_limited(
+            &dir,
+            blob,
+            self.whiteouts(),
+            self.max_layer_bytes,
+            self.max_header_bytes,
+        );
         busy().remove(key);
         r
     }

@@ -67,8 +67,10 @@ pub fn build_with_events(
 ) -> anyhow::Result<SnapshotService> {
     let cfg = &env.config.snapshot;
     let root = &env.config.root;
-    let overlay = Backend::open(root, BackendKind::Overlay, cfg.max_layer_bytes)?;
-    let native = Backend::open(root, BackendKind::Native, cfg.max_layer_bytes)?;
+    let mut overlay = Backend::open(root, BackendKind::Overlay, cfg.max_layer_bytes)?;
+    let mut native = Backend::open(root, BackendKind::Native, cfg.max_layer_bytes)?;
+    overlay.max_header_bytes = cfg.max_header_bytes;
+    native.max_header_bytes = cfg.max_header_bytes;
     // A crash between a snapshot dir and its record (either way round) leaves a dir no
     // record owns; nothing is in flight yet, so every such dir is an orphan.
     for b in [&overlay, &native] {

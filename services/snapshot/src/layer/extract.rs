@@ -6,7 +6,7 @@
 //! components).
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use berth_ipc::{Error, Result};
@@ -47,11 +47,14 @@ pub struct Extractor {
     dir_times: Vec<(EntryPath, Meta)>,
     buf: Vec<u8>,
     entries: usize,
+    /// File bytes this layer may still write (logical size: holes count).
+    budget: u64,
+    cap: u64,
 }
 
 impl Extractor {
     /// An extractor writing under `root` (an open directory).
-    pub fn new(root: OwnedFd, mode: Whiteouts) -> Self {
+    pub fn new(root: OwnedFd, mode: Whiteouts, cap: u64) -> Self {
         Extractor {
             root,
             mode,
@@ -60,6 +63,8 @@ impl Extractor {
             dir_times: Vec::new(),
             buf: vec![0; 256 << 10],
             entries: 0,
+            budget: cap,
+            cap,
         }
     }
 
@@ -107,7 +112,8 @@ impl Extractor {
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let dir = cached_parent(&mut self.parent_cache, &self.root, parent, &raw)?;
-                write_file(dir, name, entry, &meta, &raw, &mut self.buf)?;
+                let budget = Budget { left: &mut self.budget, cap: self.cap };
+                write_file(dir, name, entry, &meta, &raw, &mut self.buf, budget)?;
             }
             EntryType::Directory => {
                 let dir = self.parent(parent, &raw)?;
@@ -227,6 +233,7 @@ fn write_file<R: Read>(
     meta: &Meta,
     raw: &[u8],
     buf: &mut [u8],
+    budget: Budget<'_>,
 ) -> Result<()> {
     let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let mode = Mode::from_bits_truncate(0o600);
@@ -247,15 +254,37 @@ fn write_file<R: Read>(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(read_err(raw, e)),
         };
-        file.write_all(&buf[..n]).map_err(|e| io(raw, e))?;
+        *budget.left = budget.left.checked_sub(n as u64).ok_or_else(|| {
+            Error::new(
+                berth_ipc::Code::OutOfRange,
+                format!(
+                    "layer entry {:?}: file content over the layer's cap of {} bytes (max_layer_bytes)",
+                    path::show(raw),
+                    budget.cap
+                ),
+            )
+        })?;
+        if buf[..n].iter().all(|b| *b == 0) {
+            // A run of zeros (a sparse entry's hole, or just zeros) stays a hole.
+            file.seek(SeekFrom::Current(n as i64)).map_err(|e| io(raw, e))?;
+        } else {
+            file.write_all(&buf[..n]).map_err(|e| io(raw, e))?;
+        }
         written += n;
     }
+    file.set_len(written as u64).map_err(|e| io(raw, e))?;
     if written >= WRITEBACK_MIN {
         // The commit's syncfs must wait for these bytes anyway; start them now, while the
         // rest of the layer is still being extracted. A refusal only loses the head start.
         let _ = crate::sys::start_writeback(file.as_fd());
     }
     meta.apply_fd(file.as_fd(), raw)
+}
+
+/// What is left of a layer's byte budget, and the cap it came from.
+struct Budget<'a> {
+    left: &'a mut u64,
+    cap: u64,
 }
 
 /// A read error of the layer stream (corrupt archive, bad compression, size cap).
