@@ -57,8 +57,8 @@ pub struct Backend {
     busy: Mutex<std::collections::HashSet<String>>,
     /// Largest uncompressed layer accepted by apply.
     pub max_layer_bytes: u64,
-    /// Largest extension header (PAX, GNU long name/link) a layer may carry, bytes.
-    pub max_header_bytes: u64,
+    /// The other per-layer limits of an apply (`bytes` is `max_layer_bytes`).
+    pub limits: crate::layer::Limits,
 }
 
 pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -81,7 +81,7 @@ impl Backend {
             private_dir(&d)?;
         }
         let index = Index::load(&dir)?;
-        Ok(Backend { kind, dir, index: Mutex::new(index), busy: Mutex::default(), max_layer_bytes, max_header_bytes: crate::layer::MAX_HEADER_BYTES })
+        Ok(Backend { kind, dir, index: Mutex::new(index), busy: Mutex::default(), max_layer_bytes, limits: crate::layer::Limits::default() })
     }
 
     /// Which backend this is.
@@ -377,8 +377,7 @@ impl Backend {
             &dir,
             blob,
             self.whiteouts(),
-            self.max_layer_bytes,
-            self.max_header_bytes,
+            crate::layer::Limits { bytes: self.max_layer_bytes, ..self.limits },
         );
         busy().remove(key);
         r

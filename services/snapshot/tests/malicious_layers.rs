@@ -325,3 +325,27 @@ fn sparse_entry_under_the_cap_keeps_its_holes() {
     std::os::unix::fs::FileExt::read_exact_at(&f, &mut end, (64 << 20) - 512).expect("read end");
     assert!(end.iter().all(|b| *b == b'x'), "the data block is at the end");
 }
+
+#[test]
+fn entries_and_remembered_paths_are_bounded_per_layer() {
+    let mut layer = Layer::new();
+    for i in 0..200 {
+        layer = layer.file(&format!("d{}/{}", i % 10, "n".repeat(60) + &i.to_string()), b"x");
+    }
+    let blob = layer.gzip();
+
+    let mut env = Env::new(BackendKind::Overlay);
+    env.backend.limits.entries = 150;
+    let err = env.apply(&blob).expect_err("200 entries over 150");
+    assert_eq!(err.code, Code::OutOfRange, "{err}");
+    assert!(err.message.contains("more than 150 entries (max_layer_entries)"), "{err}");
+
+    let mut env = Env::new(BackendKind::Overlay);
+    env.backend.limits.memory_bytes = 8 << 10;
+    let err = env.apply(&blob).expect_err("200 long paths over 8 KiB");
+    assert_eq!(err.code, Code::OutOfRange, "{err}");
+    assert!(err.message.contains("more than 8192 bytes (max_layer_memory_bytes)"), "{err}");
+
+    let env = Env::new(BackendKind::Overlay);
+    env.apply(&blob).expect("the same layer under the default limits");
+}

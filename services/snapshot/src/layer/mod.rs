@@ -5,6 +5,7 @@
 pub mod extract;
 pub mod fsops;
 pub mod headers;
+pub mod limits;
 pub mod meta;
 pub mod path;
 pub mod stream;
@@ -20,24 +21,23 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 pub use extract::Whiteouts;
+pub use limits::{Limits, MAX_HEADER_BYTES};
 
 /// Bytes in one chunk handed from the decompressing thread to the extractor.
 const CHUNK: usize = 256 << 10;
 /// Chunks in flight between them: memory stays at `CHUNK * DEPTH` whatever the layer.
 const DEPTH: usize = 16;
 
-/// Default bound on one extension header (PAX record set, GNU long name or long link).
-pub const MAX_HEADER_BYTES: u64 = 1 << 20;
-
 /// Extracts the layer `blob` with `cap` as the byte limit and the default header bound.
 pub fn apply<R: Read + Send>(root: &Path, blob: R, mode: Whiteouts, cap: u64) -> Result<Applied> {
-    apply_limited(root, blob, mode, cap, MAX_HEADER_BYTES)
+    apply_limited(root, blob, mode, Limits::with_bytes(cap))
 }
 
 /// Extracts the layer `blob` (gzip, zstd or plain tar) into the directory `root` and returns
-/// its diff_id. Refuses more than `cap` uncompressed bytes, more than `cap` bytes of file
-/// content written (a sparse file counts at its full size, its holes stay holes) and any
-/// extension header over `max_header` bytes (checked before the tar parser reads it).
+/// its diff_id. Refuses more than `limits.bytes` uncompressed bytes or bytes of file content
+/// written (a sparse file counts at its full size, its holes stay holes), any extension
+/// header over `limits.header_bytes` (checked before the tar parser reads it), more than
+/// `limits.entries` entries, and more than `limits.memory_bytes` of remembered paths.
 ///
 /// Decompression and hashing run on a second thread that hands bounded chunks to the
 /// extractor, so inflating and writing overlap as they do in `gzip -dc | tar -x`.
@@ -45,9 +45,9 @@ pub fn apply_limited<R: Read + Send>(
     root: &Path,
     blob: R,
     mode: Whiteouts,
-    cap: u64,
-    max_header: u64,
+    limits: Limits,
 ) -> Result<Applied> {
+    let cap = limits.bytes;
     let fd: OwnedFd =
         nix::fcntl::open(root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|e| {
@@ -63,8 +63,8 @@ pub fn apply_limited<R: Read + Send>(
         let (tx, rx) = std::sync::mpsc::sync_channel(DEPTH);
         let producer = s.spawn(move || produce(blob, cap, tx));
         let mut reader = ChannelReader { rx, cur: Vec::new(), pos: 0 };
-        let mut x = extract::Extractor::new(fd, mode, cap);
-        let extracted = extract_all(&mut x, headers::HeaderGuard::new(&mut reader, max_header)).and_then(|()| x.finish()).and_then(|()| {
+        let mut x = extract::Extractor::new(fd, mode, limits);
+        let extracted = extract_all(&mut x, headers::HeaderGuard::new(&mut reader, limits.header_bytes)).and_then(|()| x.finish()).and_then(|()| {
             // Bytes after the tar end belong to the diff_id too.
             std::io::copy(&mut reader, &mut std::io::sink())
                 .map(drop)
