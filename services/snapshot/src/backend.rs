@@ -81,7 +81,14 @@ impl Backend {
             private_dir(&d)?;
         }
         let index = Index::load(&dir)?;
-        Ok(Backend { kind, dir, index: Mutex::new(index), busy: Mutex::default(), max_layer_bytes, limits: crate::layer::Limits::default() })
+        Ok(Backend {
+            kind,
+            dir,
+            index: Mutex::new(index),
+            busy: Mutex::default(),
+            max_layer_bytes,
+            limits: crate::layer::Limits::default(),
+        })
     }
 
     /// Which backend this is.

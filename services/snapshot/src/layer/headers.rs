@@ -38,7 +38,14 @@ pub struct HeaderGuard<R> {
 impl<R: Read> HeaderGuard<R> {
     /// Wraps `inner`, refusing extension headers larger than `limit` bytes.
     pub fn new(inner: R, limit: u64) -> Self {
-        HeaderGuard { inner, limit, state: State::Header, block: Vec::new(), pending_size: None, sparse_body: 0 }
+        HeaderGuard {
+            inner,
+            limit,
+            state: State::Header,
+            block: Vec::new(),
+            pending_size: None,
+            sparse_body: 0,
+        }
     }
 
     fn feed(&mut self, mut data: &[u8]) -> io::Result<()> {
@@ -97,7 +104,8 @@ impl<R: Read> HeaderGuard<R> {
                 }
                 let size = self.pending_size.take().unwrap_or(size);
                 self.sparse_body = round(size);
-                self.state = if kind == b'S' && block[482] != 0 { State::SparseExt } else { skip(round(size)) };
+                self.state =
+                    if kind == b'S' && block[482] != 0 { State::SparseExt } else { skip(round(size)) };
             }
         }
         Ok(())

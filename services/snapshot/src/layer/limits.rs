@@ -20,7 +20,12 @@ pub const MAX_HEADER_BYTES: u64 = 1 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { bytes: 64 << 30, header_bytes: MAX_HEADER_BYTES, entries: 4_000_000, memory_bytes: 256 << 20 }
+        Limits {
+            bytes: 64 << 30,
+            header_bytes: MAX_HEADER_BYTES,
+            entries: 4_000_000,
+            memory_bytes: 256 << 20,
+        }
     }
 }
 

@@ -64,12 +64,14 @@ pub fn apply_limited<R: Read + Send>(
         let producer = s.spawn(move || produce(blob, cap, tx));
         let mut reader = ChannelReader { rx, cur: Vec::new(), pos: 0 };
         let mut x = extract::Extractor::new(fd, mode, limits);
-        let extracted = extract_all(&mut x, headers::HeaderGuard::new(&mut reader, limits.header_bytes)).and_then(|()| x.finish()).and_then(|()| {
-            // Bytes after the tar end belong to the diff_id too.
-            std::io::copy(&mut reader, &mut std::io::sink())
-                .map(drop)
-                .map_err(|e| Error::invalid(format!("layer: read after tar end: {e}")))
-        });
+        let extracted = extract_all(&mut x, headers::HeaderGuard::new(&mut reader, limits.header_bytes))
+            .and_then(|()| x.finish())
+            .and_then(|()| {
+                // Bytes after the tar end belong to the diff_id too.
+                std::io::copy(&mut reader, &mut std::io::sink())
+                    .map(drop)
+                    .map_err(|e| Error::invalid(format!("layer: read after tar end: {e}")))
+            });
         drop(reader);
         let produced =
             producer.join().map_err(|_| Error::internal("layer: decompression thread panicked"))?;
