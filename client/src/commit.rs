@@ -45,7 +45,8 @@ pub async fn commit(services: &Services, ns: &str, id: &str, name: &str, pause: 
     if !container.snapshotter.is_empty() {
         sess.snapshotter = container.snapshotter.clone();
     }
-    let paused = if pause { crate::commit_pause::pause_if_running(services, ns, id).await } else { Ok(false) };
+    let paused =
+        if pause { crate::commit_pause::pause_if_running(services, ns, id).await } else { Ok(false) };
     let was_paused = matches!(paused, Ok(true));
     let result = match paused {
         Ok(_) => run(&sess, &container.image, &container.snapshot_key, &name).await,

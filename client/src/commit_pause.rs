@@ -18,11 +18,9 @@ pub async fn pause_if_running(services: &Services, ns: &str, id: &str) -> Result
         Err(e) if e.code == Code::NotFound => return Ok(false),
         Err(e) => return Err(e.context(format!("container {id}: task state for commit"))),
     }
-    services
-        .runtime
-        .call(Pause(task))
-        .await
-        .map_err(|e| e.context(format!("container {id}: pause for commit (--pause=false to commit it running)")))?;
+    services.runtime.call(Pause(task)).await.map_err(|e| {
+        e.context(format!("container {id}: pause for commit (--pause=false to commit it running)"))
+    })?;
     Ok(true)
 }
 
