@@ -47,7 +47,7 @@ fn long_name_layer(size: usize) -> Vec<u8> {
     f.set_size(1);
     f.set_cksum();
     t.extend_from_slice(f.as_bytes());
-    t.extend_from_slice(&[b'x']);
+    t.extend_from_slice(b"x");
     t.resize(t.len() + 511 + 1024, 0);
     t
 }
