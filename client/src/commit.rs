@@ -32,8 +32,9 @@ pub struct Committed {
     pub chain_id: Option<Digest>,
 }
 
-/// Commits container `id` of namespace `ns` as image `name`.
-pub async fn commit(services: &Services, ns: &str, id: &str, name: &str) -> Result<Committed> {
+/// Commits container `id` of namespace `ns` as image `name`. With `pause`, a running task
+/// is frozen while its snapshot is diffed and resumed after, whatever the outcome.
+pub async fn commit(services: &Services, ns: &str, id: &str, name: &str, pause: bool) -> Result<Committed> {
     let name = normalize(name)?;
     let by = |n: &str| ByName { namespace: ns.to_string(), name: n.to_string() };
     let container = services.metadata.call(GetContainer(by(id))).await?;
@@ -44,9 +45,17 @@ pub async fn commit(services: &Services, ns: &str, id: &str, name: &str) -> Resu
     if !container.snapshotter.is_empty() {
         sess.snapshotter = container.snapshotter.clone();
     }
-    let result = run(&sess, &container.image, &container.snapshot_key, &name).await;
+    let paused =
+        if pause { crate::commit_pause::pause_if_running(services, ns, id).await } else { Ok(false) };
+    let was_paused = matches!(paused, Ok(true));
+    let result = match paused {
+        Ok(_) => run(&sess, &container.image, &container.snapshot_key, &name).await,
+        Err(e) => Err(e),
+    };
+    let resumed = if was_paused { crate::commit_pause::resume(services, ns, id).await } else { Ok(()) };
     let closed = sess.close().await;
     let out = result?;
+    resumed?;
     closed?;
     Ok(out)
 }

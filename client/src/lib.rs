@@ -16,6 +16,7 @@
 //! - [`export`] — OCI layout tar export.
 //! - [`check`] — is an image complete?
 //! - [`commit`] — a container's changes as a new image.
+//! - [`commit_pause`] — freezing a running container while it is committed.
 //! - [`session`] — a job's namespace, lease and blob writes.
 //! - [`image`] — resolve, record with GC labels, unpack, create the image record.
 //! - [`archive`] — tar entries streamed from a blocking reader.
@@ -27,6 +28,7 @@
 pub mod archive;
 pub mod check;
 pub mod commit;
+pub mod commit_pause;
 pub mod config_check;
 pub mod content_ns;
 pub mod export;

@@ -17,6 +17,10 @@ pub struct CommitArgs {
     pub container: String,
     /// The new image's name
     pub image: String,
+    /// Freeze a running container while its changes are read (resumed after, even on
+    /// failure); --pause=false commits it running, open to changes made meanwhile
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pause: bool,
 }
 
 #[derive(Serialize)]
@@ -29,7 +33,7 @@ struct Shown {
 
 /// Runs `berth commit`.
 pub async fn run(ctx: &Ctx, a: CommitArgs) -> anyhow::Result<ExitCode> {
-    let c = berth_client::commit::commit(&ctx.services, &ctx.namespace, &a.container, &a.image)
+    let c = berth_client::commit::commit(&ctx.services, &ctx.namespace, &a.container, &a.image, a.pause)
         .await
         .map_err(wire)?;
     let shown = Shown {

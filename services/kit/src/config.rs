@@ -139,6 +139,14 @@ pub struct SnapshotConfig {
     pub default_snapshotter: String,
     /// Largest uncompressed layer that apply accepts, bytes (a decompression bomb stops here).
     pub max_layer_bytes: u64,
+    /// Largest extension header (PAX records, GNU long name or long link) a layer may
+    /// carry, bytes; checked before the header is read into memory.
+    pub max_header_bytes: u64,
+    /// Most entries one layer may hold.
+    pub max_layer_entries: u64,
+    /// Most bytes the extractor remembers for one layer (paths it wrote, directories whose
+    /// times it sets last).
+    pub max_layer_memory_bytes: u64,
     /// Layers extracted at once by a batch unpack; 0 means one per CPU.
     pub parallel_unpack: usize,
 }
@@ -148,6 +156,9 @@ impl Default for SnapshotConfig {
         SnapshotConfig {
             default_snapshotter: "overlayfs".into(),
             max_layer_bytes: 64 << 30,
+            max_header_bytes: 1 << 20,
+            max_layer_entries: 4_000_000,
+            max_layer_memory_bytes: 256 << 20,
             parallel_unpack: 0,
         }
     }

@@ -57,6 +57,8 @@ pub struct Backend {
     busy: Mutex<std::collections::HashSet<String>>,
     /// Largest uncompressed layer accepted by apply.
     pub max_layer_bytes: u64,
+    /// The other per-layer limits of an apply (`bytes` is `max_layer_bytes`).
+    pub limits: crate::layer::Limits,
 }
 
 pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -79,7 +81,14 @@ impl Backend {
             private_dir(&d)?;
         }
         let index = Index::load(&dir)?;
-        Ok(Backend { kind, dir, index: Mutex::new(index), busy: Mutex::default(), max_layer_bytes })
+        Ok(Backend {
+            kind,
+            dir,
+            index: Mutex::new(index),
+            busy: Mutex::default(),
+            max_layer_bytes,
+            limits: crate::layer::Limits::default(),
+        })
     }
 
     /// Which backend this is.
@@ -373,7 +382,12 @@ impl Backend {
         if !busy().insert(key.to_string()) {
             return Err(Error::new(berth_ipc::Code::Conflict, format!("snapshot {key}: apply in progress")));
         }
-        let r = crate::layer::apply(&dir, blob, self.whiteouts(), self.max_layer_bytes);
+        let r = crate::layer::apply_limited(
+            &dir,
+            blob,
+            self.whiteouts(),
+            crate::layer::Limits { bytes: self.max_layer_bytes, ..self.limits },
+        );
         busy().remove(key);
         r
     }

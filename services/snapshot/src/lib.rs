@@ -68,8 +68,16 @@ pub fn build_with_events(
 ) -> anyhow::Result<SnapshotService> {
     let cfg = &env.config.snapshot;
     let root = &env.config.root;
-    let overlay = Backend::open(root, BackendKind::Overlay, cfg.max_layer_bytes)?;
-    let native = Backend::open(root, BackendKind::Native, cfg.max_layer_bytes)?;
+    let mut overlay = Backend::open(root, BackendKind::Overlay, cfg.max_layer_bytes)?;
+    let mut native = Backend::open(root, BackendKind::Native, cfg.max_layer_bytes)?;
+    let limits = layer::Limits {
+        bytes: cfg.max_layer_bytes,
+        header_bytes: cfg.max_header_bytes,
+        entries: cfg.max_layer_entries,
+        memory_bytes: cfg.max_layer_memory_bytes,
+    };
+    overlay.limits = limits;
+    native.limits = limits;
     // A crash between a snapshot dir and its record (either way round) leaves a dir no
     // record owns; nothing is in flight yet, so every such dir is an orphan.
     for b in [&overlay, &native] {

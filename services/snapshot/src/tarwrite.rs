@@ -128,8 +128,9 @@ impl LayerWriter {
         if ft.is_file() {
             h.set_entry_type(EntryType::Regular);
             h.set_size(st.len());
-            let f = File::open(src).map_err(io_err)?;
-            self.tar.append_data(&mut h, as_path(name), f).map_err(io_err)
+            let f = open_regular(src, st)?;
+            let exact = Exact { inner: io::Read::take(f, st.len()), left: st.len(), src: src.to_path_buf() };
+            self.tar.append_data(&mut h, as_path(name), exact).map_err(io_err)
         } else if ft.is_dir() {
             h.set_entry_type(EntryType::Directory);
             self.tar.append_data(&mut h, as_path(name), io::empty()).map_err(io_err)
@@ -196,6 +197,42 @@ pub fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Opens `src` for its file entry: never following a symlink, never blocking on a FIFO,
+/// and only if what was opened is the regular file that was stat'ed (same device and
+/// inode), so a swap between the stat and the open is refused, not followed.
+fn open_regular(src: &std::path::Path, st: &std::fs::Metadata) -> Result<File> {
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(src)
+        .map_err(io_err)?;
+    let now = f.metadata().map_err(io_err)?;
+    if !now.file_type().is_file() || now.dev() != st.dev() || now.ino() != st.ino() {
+        return Err(io_err(io::Error::other(format!("{}: changed while being read", src.display()))));
+    }
+    Ok(f)
+}
+
+/// A file's bytes, exactly as many as its header says: one that grew is cut at the
+/// stat'ed size, one that shrank is an error naming it (the tar stream stays well formed).
+struct Exact<R> {
+    inner: R,
+    left: u64,
+    src: std::path::PathBuf,
+}
+
+impl<R: io::Read> io::Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(io::Error::other(format!("{}: shrank while being read", self.src.display())));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

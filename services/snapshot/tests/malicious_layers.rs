@@ -270,3 +270,82 @@ fn gzip_bomb_stops_at_the_cap_with_flat_memory() {
     assert_eq!(err.code, Code::OutOfRange, "{err}");
     assert!(after < before + 32 * 1024, "memory grew from {before} KiB to {after} KiB");
 }
+
+/// An octal numeric field of 12 bytes.
+fn octal12(v: u64) -> [u8; 12] {
+    let mut f = [0u8; 12];
+    f[..11].copy_from_slice(format!("{v:011o}").as_bytes());
+    f
+}
+
+/// A one-entry tar: a GNU sparse file of `real` bytes whose only data is 512 bytes of `x`
+/// at its end.
+fn sparse_tar(real: u64) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_path("sparse").expect("path");
+    h.set_size(512);
+    h.set_mode(0o644);
+    let g = h.as_gnu_mut().expect("gnu header");
+    g.realsize = octal12(real);
+    g.sparse[0].offset = octal12(real - 512);
+    g.sparse[0].numbytes = octal12(512);
+    h.set_cksum();
+    let mut t = h.as_bytes().to_vec();
+    t.extend_from_slice(&[b'x'; 512]);
+    t.extend_from_slice(&[0u8; 1024]);
+    t
+}
+
+#[test]
+fn sparse_entry_cannot_expand_past_the_cap() {
+    let blob = common::gzip(&sparse_tar(1 << 30));
+    assert!(blob.len() < 200, "the layer is tiny: {}", blob.len());
+    let env = Env::with_cap(BackendKind::Overlay, 1 << 20);
+    let err = env.apply(&blob).expect_err("1 GiB sparse file under a 1 MiB cap");
+    assert_eq!(err.code, Code::OutOfRange, "{err}");
+    assert!(err.message.contains("\"sparse\"") && err.message.contains("max_layer_bytes"), "{err}");
+    let written = std::fs::symlink_metadata(env.fs().join("sparse")).map(|m| m.blocks() * 512).unwrap_or(0);
+    assert!(written <= 2 << 20, "{written} bytes on disk for a refused layer");
+}
+
+#[test]
+fn sparse_entry_under_the_cap_keeps_its_holes() {
+    let env = Env::with_cap(BackendKind::Native, 128 << 20);
+    env.apply(&common::gzip(&sparse_tar(64 << 20))).expect("apply");
+    let p = env.fs().join("sparse");
+    let m = std::fs::symlink_metadata(&p).expect("stat");
+    assert_eq!(m.len(), 64 << 20);
+    assert!(m.blocks() * 512 < 1 << 20, "holes were written out: {} blocks", m.blocks());
+    let f = std::fs::File::open(&p).expect("open");
+    let mut head = vec![1u8; 4096];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, 0).expect("read head");
+    assert!(head.iter().all(|b| *b == 0), "the hole reads as zeros");
+    let mut end = vec![0u8; 512];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut end, (64 << 20) - 512).expect("read end");
+    assert!(end.iter().all(|b| *b == b'x'), "the data block is at the end");
+}
+
+#[test]
+fn entries_and_remembered_paths_are_bounded_per_layer() {
+    let mut layer = Layer::new();
+    for i in 0..200 {
+        layer = layer.file(&format!("d{}/{}", i % 10, "n".repeat(60) + &i.to_string()), b"x");
+    }
+    let blob = layer.gzip();
+
+    let mut env = Env::new(BackendKind::Overlay);
+    env.backend.limits.entries = 150;
+    let err = env.apply(&blob).expect_err("200 entries over 150");
+    assert_eq!(err.code, Code::OutOfRange, "{err}");
+    assert!(err.message.contains("more than 150 entries (max_layer_entries)"), "{err}");
+
+    let mut env = Env::new(BackendKind::Overlay);
+    env.backend.limits.memory_bytes = 8 << 10;
+    let err = env.apply(&blob).expect_err("200 long paths over 8 KiB");
+    assert_eq!(err.code, Code::OutOfRange, "{err}");
+    assert!(err.message.contains("more than 8192 bytes (max_layer_memory_bytes)"), "{err}");
+
+    let env = Env::new(BackendKind::Overlay);
+    env.apply(&blob).expect("the same layer under the default limits");
+}

@@ -6,7 +6,7 @@
 //! components).
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use berth_ipc::{Error, Result};
@@ -17,13 +17,10 @@ use nix::unistd::{linkat, symlinkat};
 use tar::EntryType;
 
 use super::fsops::{self, errno, make_parent, open_child_dir, remove_all};
+use super::limits::Limits;
 use super::meta::Meta;
 use super::path::{self, EntryPath};
 use super::whiteout;
-
-/// Most entries one layer may hold: what the extractor remembers per entry (paths written,
-/// directory times) stays bounded however well a hostile layer compresses.
-pub const MAX_ENTRIES: usize = 4_000_000;
 
 /// Files at least this large have their writeback started as soon as they are written.
 const WRITEBACK_MIN: usize = 256 << 10;
@@ -46,12 +43,20 @@ pub struct Extractor {
     parent_cache: Option<(Vec<u8>, OwnedFd)>,
     dir_times: Vec<(EntryPath, Meta)>,
     buf: Vec<u8>,
-    entries: usize,
+    entries: u64,
+    /// File bytes this layer may still write (logical size: holes count).
+    budget: u64,
+    /// Bytes held in `written` and `dir_times`, bounded by `limits.memory_bytes`.
+    held: u64,
+    limits: Limits,
 }
+
+/// What remembering one path costs, besides its bytes (hash slot, vector header).
+const PATH_OVERHEAD: u64 = 64;
 
 impl Extractor {
     /// An extractor writing under `root` (an open directory).
-    pub fn new(root: OwnedFd, mode: Whiteouts) -> Self {
+    pub fn new(root: OwnedFd, mode: Whiteouts, limits: Limits) -> Self {
         Extractor {
             root,
             mode,
@@ -60,6 +65,9 @@ impl Extractor {
             dir_times: Vec::new(),
             buf: vec![0; 256 << 10],
             entries: 0,
+            budget: limits.bytes,
+            held: 0,
+            limits,
         }
     }
 
@@ -77,8 +85,11 @@ impl Extractor {
     /// Extracts one entry.
     pub fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         self.entries += 1;
-        if self.entries > MAX_ENTRIES {
-            return Err(Error::invalid(format!("layer: more than {MAX_ENTRIES} entries")));
+        if self.entries > self.limits.entries {
+            return Err(Error::new(
+                berth_ipc::Code::OutOfRange,
+                format!("layer: more than {} entries (max_layer_entries)", self.limits.entries),
+            ));
         }
         let raw = entry.path_bytes().into_owned();
         let p = EntryPath::parse(&raw)?;
@@ -95,6 +106,7 @@ impl Extractor {
                 let fd = open_child_dir(self.root.as_fd(), b".", OFlag::O_RDONLY)
                     .map_err(|e| errno("open", &raw, e))?;
                 meta.apply_fd(fd.as_fd(), &raw)?;
+                self.hold(raw.len())?;
                 self.dir_times.push((p, meta));
             }
             return Ok(());
@@ -107,11 +119,13 @@ impl Extractor {
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let dir = cached_parent(&mut self.parent_cache, &self.root, parent, &raw)?;
-                write_file(dir, name, entry, &meta, &raw, &mut self.buf)?;
+                let budget = Budget { left: &mut self.budget, cap: self.limits.bytes };
+                write_file(dir, name, entry, &meta, &raw, &mut self.buf, budget)?;
             }
             EntryType::Directory => {
                 let dir = self.parent(parent, &raw)?;
                 make_dir(dir, name, &meta, &raw)?;
+                self.hold(raw.len())?;
                 self.dir_times.push((p.clone(), meta));
             }
             EntryType::Symlink => {
@@ -157,16 +171,35 @@ impl Extractor {
             }
             other => return Err(bad(&raw, &format!("unsupported entry type {:?}", other.as_byte() as char))),
         }
-        self.mark_written(joined);
+        self.mark_written(joined)
+    }
+
+    /// Counts `n` more remembered bytes against the layer's memory limit.
+    fn hold(&mut self, n: usize) -> Result<()> {
+        self.held = self.held.saturating_add(n as u64 + PATH_OVERHEAD);
+        if self.held > self.limits.memory_bytes {
+            return Err(Error::new(
+                berth_ipc::Code::OutOfRange,
+                format!(
+                    "layer: paths remembered take more than {} bytes (max_layer_memory_bytes)",
+                    self.limits.memory_bytes
+                ),
+            ));
+        }
         Ok(())
     }
 
     /// Records `p` and its ancestors as written by this layer.
-    fn mark_written(&mut self, mut p: Vec<u8>) {
-        while self.written.insert(p.clone()) {
+    fn mark_written(&mut self, mut p: Vec<u8>) -> Result<()> {
+        loop {
+            if self.written.contains(&p) {
+                return Ok(());
+            }
+            self.hold(p.len())?;
+            self.written.insert(p.clone());
             match p.iter().rposition(|b| *b == b'/') {
                 Some(i) => p.truncate(i),
-                None => break,
+                None => return Ok(()),
             }
         }
     }
@@ -227,6 +260,7 @@ fn write_file<R: Read>(
     meta: &Meta,
     raw: &[u8],
     buf: &mut [u8],
+    budget: Budget<'_>,
 ) -> Result<()> {
     let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let mode = Mode::from_bits_truncate(0o600);
@@ -247,15 +281,37 @@ fn write_file<R: Read>(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(read_err(raw, e)),
         };
-        file.write_all(&buf[..n]).map_err(|e| io(raw, e))?;
+        *budget.left = budget.left.checked_sub(n as u64).ok_or_else(|| {
+            Error::new(
+                berth_ipc::Code::OutOfRange,
+                format!(
+                    "layer entry {:?}: file content over the layer's cap of {} bytes (max_layer_bytes)",
+                    path::show(raw),
+                    budget.cap
+                ),
+            )
+        })?;
+        if buf[..n].iter().all(|b| *b == 0) {
+            // A run of zeros (a sparse entry's hole, or just zeros) stays a hole.
+            file.seek(SeekFrom::Current(n as i64)).map_err(|e| io(raw, e))?;
+        } else {
+            file.write_all(&buf[..n]).map_err(|e| io(raw, e))?;
+        }
         written += n;
     }
+    file.set_len(written as u64).map_err(|e| io(raw, e))?;
     if written >= WRITEBACK_MIN {
         // The commit's syncfs must wait for these bytes anyway; start them now, while the
         // rest of the layer is still being extracted. A refusal only loses the head start.
         let _ = crate::sys::start_writeback(file.as_fd());
     }
     meta.apply_fd(file.as_fd(), raw)
+}
+
+/// What is left of a layer's byte budget, and the cap it came from.
+struct Budget<'a> {
+    left: &'a mut u64,
+    cap: u64,
 }
 
 /// A read error of the layer stream (corrupt archive, bad compression, size cap).

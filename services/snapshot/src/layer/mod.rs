@@ -4,6 +4,8 @@
 
 pub mod extract;
 pub mod fsops;
+pub mod headers;
+pub mod limits;
 pub mod meta;
 pub mod path;
 pub mod stream;
@@ -19,18 +21,33 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 pub use extract::Whiteouts;
+pub use limits::{Limits, MAX_HEADER_BYTES};
 
 /// Bytes in one chunk handed from the decompressing thread to the extractor.
 const CHUNK: usize = 256 << 10;
 /// Chunks in flight between them: memory stays at `CHUNK * DEPTH` whatever the layer.
 const DEPTH: usize = 16;
 
+/// Extracts the layer `blob` with `cap` as the byte limit and the default header bound.
+pub fn apply<R: Read + Send>(root: &Path, blob: R, mode: Whiteouts, cap: u64) -> Result<Applied> {
+    apply_limited(root, blob, mode, Limits::with_bytes(cap))
+}
+
 /// Extracts the layer `blob` (gzip, zstd or plain tar) into the directory `root` and returns
-/// its diff_id. Refuses more than `cap` uncompressed bytes.
+/// its diff_id. Refuses more than `limits.bytes` uncompressed bytes or bytes of file content
+/// written (a sparse file counts at its full size, its holes stay holes), any extension
+/// header over `limits.header_bytes` (checked before the tar parser reads it), more than
+/// `limits.entries` entries, and more than `limits.memory_bytes` of remembered paths.
 ///
 /// Decompression and hashing run on a second thread that hands bounded chunks to the
 /// extractor, so inflating and writing overlap as they do in `gzip -dc | tar -x`.
-pub fn apply<R: Read + Send>(root: &Path, blob: R, mode: Whiteouts, cap: u64) -> Result<Applied> {
+pub fn apply_limited<R: Read + Send>(
+    root: &Path,
+    blob: R,
+    mode: Whiteouts,
+    limits: Limits,
+) -> Result<Applied> {
+    let cap = limits.bytes;
     let fd: OwnedFd =
         nix::fcntl::open(root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|e| {
@@ -46,13 +63,15 @@ pub fn apply<R: Read + Send>(root: &Path, blob: R, mode: Whiteouts, cap: u64) ->
         let (tx, rx) = std::sync::mpsc::sync_channel(DEPTH);
         let producer = s.spawn(move || produce(blob, cap, tx));
         let mut reader = ChannelReader { rx, cur: Vec::new(), pos: 0 };
-        let mut x = extract::Extractor::new(fd, mode);
-        let extracted = extract_all(&mut x, &mut reader).and_then(|()| x.finish()).and_then(|()| {
-            // Bytes after the tar end belong to the diff_id too.
-            std::io::copy(&mut reader, &mut std::io::sink())
-                .map(drop)
-                .map_err(|e| Error::invalid(format!("layer: read after tar end: {e}")))
-        });
+        let mut x = extract::Extractor::new(fd, mode, limits);
+        let extracted = extract_all(&mut x, headers::HeaderGuard::new(&mut reader, limits.header_bytes))
+            .and_then(|()| x.finish())
+            .and_then(|()| {
+                // Bytes after the tar end belong to the diff_id too.
+                std::io::copy(&mut reader, &mut std::io::sink())
+                    .map(drop)
+                    .map_err(|e| Error::invalid(format!("layer: read after tar end: {e}")))
+            });
         drop(reader);
         let produced =
             producer.join().map_err(|_| Error::internal("layer: decompression thread panicked"))?;
