@@ -10,7 +10,9 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use berth_ipc::events::payload::{ServiceExited, ServiceFailed, ServiceRestarted, ServiceStarted};
+use berth_ipc::events::payload::{
+    ServiceExited, ServiceFailed, ServiceRestarted, ServiceRetrying, ServiceStarted,
+};
 use berth_ipc::launcher::{ServiceState, ServiceStatus};
 use berth_ipc::publisher::Publisher;
 use berth_ipc::{Error, Result};
@@ -50,6 +52,7 @@ enum Event {
     Exited { idx: usize, generation: u64, how: String },
     Ping { idx: usize, generation: u64, ok: bool },
     BackoffOver { idx: usize, generation: u64 },
+    RetryFailed { idx: usize, generation: u64 },
     StopTimeout { idx: usize, generation: u64 },
 }
 
@@ -80,6 +83,10 @@ struct Service {
     after_exit: AfterExit,
     ping_failures: u32,
     policy: Policy,
+    /// While failed: when the next slow retry is due.
+    retry_at: Option<Instant>,
+    /// Slow retries since it was marked failed (0: not failed, or a retry served).
+    retries: u32,
     waiters: Vec<oneshot::Sender<Result<ServiceStatus>>>,
 }
 
@@ -98,6 +105,12 @@ impl Service {
             },
             last_exit: self.last_exit.clone(),
             last_restart_ms: self.last_restart.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            next_retry_ms: match (self.state, self.retry_at) {
+                (ServiceState::Failed, Some(t)) => Some(
+                    u64::try_from(t.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(u64::MAX),
+                ),
+                _ => None,
+            },
         }
     }
 }
@@ -144,7 +157,10 @@ impl Supervisor {
                     sup.max_restarts,
                     Duration::from_secs(sup.restart_window_s),
                     Duration::from_secs(sup.backoff_max_s),
+                    Duration::from_secs(sup.failed_retry_s),
                 ),
+                retry_at: None,
+                retries: 0,
                 waiters: Vec::new(),
             })
             .collect();
@@ -201,6 +217,7 @@ impl Supervisor {
         svc.ping_failures = 0;
         svc.kill_reason = None;
         svc.after_exit = AfterExit::Policy;
+        svc.retry_at = None;
         let generation = svc.generation;
         match child::spawn(
             &self.config,
@@ -253,6 +270,12 @@ impl Supervisor {
                 }
                 svc.state = ServiceState::Running;
                 svc.ready_at = Some(Instant::now());
+                if svc.retries > 0 {
+                    // A slow retry served: whatever made it fail has gone.
+                    tracing::info!(service = svc.name, retries = svc.retries, "recovered from failed");
+                    svc.retries = 0;
+                    svc.policy.reset();
+                }
                 let (name, pid) = (svc.name.to_string(), svc.pid.unwrap_or(0));
                 if let Some(t) = svc.exited_at.take() {
                     svc.last_restart = Some(t.elapsed());
@@ -306,6 +329,17 @@ impl Supervisor {
             {
                 self.spawn(idx);
             }
+            Event::RetryFailed { idx, generation }
+                if self.services[idx].generation == generation
+                    && self.services[idx].state == ServiceState::Failed =>
+            {
+                let svc = &mut self.services[idx];
+                svc.retries += 1;
+                tracing::info!(service = svc.name, attempt = svc.retries, "retrying failed service");
+                let retrying = ServiceRetrying { name: svc.name.to_string(), attempt: svc.retries };
+                self.events.publish(SYSTEM_NAMESPACE, retrying);
+                self.spawn(idx);
+            }
             Event::StopTimeout { idx, generation } if self.services[idx].generation == generation => {
                 // Still the same process and still alive: it ignored SIGTERM.
                 let svc = &self.services[idx];
@@ -349,22 +383,41 @@ impl Supervisor {
                 self.spawn(idx);
             }
             AfterExit::Policy => match svc.policy.on_exit(Instant::now(), served) {
-                Decision::GiveUp => {
+                Decision::GiveUp(retry) => {
                     svc.state = ServiceState::Failed;
-                    tracing::error!(
-                        service = svc.name,
-                        restarts = svc.restarts,
-                        "restarted too often, giving up"
-                    );
-                    let sup = &self.config.supervisor;
-                    let reason =
-                        format!("more than {} restarts in {} s", sup.max_restarts, sup.restart_window_s);
-                    let failed = ServiceFailed { name: svc.name.to_string(), restarts: svc.restarts, reason };
-                    self.events.publish(SYSTEM_NAMESPACE, failed);
-                    let err = Error::unavailable(format!("{}: failed after too many restarts", svc.name));
+                    svc.retry_at = Some(Instant::now() + retry);
+                    if svc.retries == 0 {
+                        tracing::error!(
+                            service = svc.name,
+                            restarts = svc.restarts,
+                            retry_s = retry.as_secs_f64(),
+                            "failed to start too often, marked failed; retrying on the slow schedule"
+                        );
+                        let sup = &self.config.supervisor;
+                        let reason = format!(
+                            "more than {} failed starts in {} s",
+                            sup.max_restarts, sup.restart_window_s
+                        );
+                        let failed = ServiceFailed { name: svc.name.to_string(), restarts: svc.restarts, reason };
+                        self.events.publish(SYSTEM_NAMESPACE, failed);
+                    } else {
+                        tracing::warn!(
+                            service = svc.name,
+                            attempt = svc.retries,
+                            retry_s = retry.as_secs_f64(),
+                            "retry of failed service failed"
+                        );
+                    }
+                    let svc = &mut self.services[idx];
+                    let err = Error::unavailable(format!("{}: failed after too many failed starts", svc.name));
                     for w in svc.waiters.drain(..) {
                         let _ = w.send(Err(err.clone()));
                     }
+                    let (tx, generation) = (self.events_tx.clone(), svc.generation);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(retry).await;
+                        let _ = tx.send(Event::RetryFailed { idx, generation });
+                    });
                 }
                 Decision::Restart(delay) => {
                     svc.restarts += 1;
@@ -407,6 +460,7 @@ impl Supervisor {
                         self.stop_process(idx);
                     } else {
                         svc.policy.reset();
+                        svc.retries = 0;
                         self.spawn(idx);
                     }
                 }
@@ -424,7 +478,8 @@ impl Supervisor {
                         self.stop_process(idx);
                     } else {
                         svc.state = ServiceState::Stopped;
-                        svc.generation += 1; // cancels a pending back-off
+                        svc.retries = 0;
+                        svc.generation += 1; // cancels a pending back-off or retry
                         let _ = reply.send(Ok(svc.status()));
                     }
                 }
@@ -438,6 +493,7 @@ impl Supervisor {
                     if matches!(svc.state, ServiceState::Stopped | ServiceState::Failed) {
                         svc.waiters.push(reply);
                         svc.policy.reset();
+                        svc.retries = 0;
                         self.spawn(idx);
                     } else {
                         let msg = format!("service {name}: already {}", svc.state.as_str());
