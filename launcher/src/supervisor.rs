@@ -10,12 +10,10 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use berth_ipc::events::payload::{
-    ServiceExited, ServiceFailed, ServiceRestarted, ServiceRetrying, ServiceStarted,
-};
+use berth_ipc::Result;
+use berth_ipc::events::payload::{ServiceRestarted, ServiceRetrying, ServiceStarted};
 use berth_ipc::launcher::{ServiceState, ServiceStatus};
 use berth_ipc::publisher::Publisher;
-use berth_ipc::{Error, Result};
 use berth_service_kit::Config;
 use berth_service_kit::logging::LogFormat;
 use nix::sys::signal::{Signal, kill};
@@ -23,7 +21,10 @@ use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::child;
-use crate::policy::{Decision, Policy};
+use crate::policy::Policy;
+
+mod commands;
+mod exits;
 
 /// The namespace of the launcher's own events (`/services/*`).
 pub const SYSTEM_NAMESPACE: &str = "berth.system";
@@ -107,7 +108,8 @@ impl Service {
             last_restart_ms: self.last_restart.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             next_retry_ms: match (self.state, self.retry_at) {
                 (ServiceState::Failed, Some(t)) => Some(
-                    u64::try_from(t.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(u64::MAX),
+                    u64::try_from(t.saturating_duration_since(Instant::now()).as_millis())
+                        .unwrap_or(u64::MAX),
                 ),
                 _ => None,
             },
@@ -350,172 +352,6 @@ impl Supervisor {
             }
             _ => {} // news about a replaced process
         }
-    }
-
-    fn on_exit(&mut self, idx: usize, how: String) {
-        let svc = &mut self.services[idx];
-        let how = match svc.kill_reason.take() {
-            Some(reason) => format!("{reason} ({how})"),
-            None => how,
-        };
-        tracing::warn!(service = svc.name, pid = svc.pid, "exited: {how}");
-        let exited =
-            ServiceExited { name: svc.name.to_string(), pid: svc.pid.unwrap_or(0), status: how.clone() };
-        self.events.publish(SYSTEM_NAMESPACE, exited);
-        let svc = &mut self.services[idx];
-        let served = svc.ready_at.map(|t| t.elapsed());
-        svc.pid = None;
-        svc.ready_at = None;
-        svc.last_exit = Some(how);
-        svc.exited_at = Some(Instant::now());
-        match svc.after_exit {
-            AfterExit::Stay => {
-                svc.state = ServiceState::Stopped;
-                svc.exited_at = None;
-                let status = svc.status();
-                for w in svc.waiters.drain(..) {
-                    let _ = w.send(Ok(status.clone()));
-                }
-            }
-            AfterExit::Respawn => {
-                svc.restarts += 1;
-                svc.policy.reset();
-                self.spawn(idx);
-            }
-            AfterExit::Policy => match svc.policy.on_exit(Instant::now(), served) {
-                Decision::GiveUp(retry) => {
-                    svc.state = ServiceState::Failed;
-                    svc.retry_at = Some(Instant::now() + retry);
-                    if svc.retries == 0 {
-                        tracing::error!(
-                            service = svc.name,
-                            restarts = svc.restarts,
-                            retry_s = retry.as_secs_f64(),
-                            "failed to start too often, marked failed; retrying on the slow schedule"
-                        );
-                        let sup = &self.config.supervisor;
-                        let reason = format!(
-                            "more than {} failed starts in {} s",
-                            sup.max_restarts, sup.restart_window_s
-                        );
-                        let failed = ServiceFailed { name: svc.name.to_string(), restarts: svc.restarts, reason };
-                        self.events.publish(SYSTEM_NAMESPACE, failed);
-                    } else {
-                        tracing::warn!(
-                            service = svc.name,
-                            attempt = svc.retries,
-                            retry_s = retry.as_secs_f64(),
-                            "retry of failed service failed"
-                        );
-                    }
-                    let svc = &mut self.services[idx];
-                    let err = Error::unavailable(format!("{}: failed after too many failed starts", svc.name));
-                    for w in svc.waiters.drain(..) {
-                        let _ = w.send(Err(err.clone()));
-                    }
-                    let (tx, generation) = (self.events_tx.clone(), svc.generation);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(retry).await;
-                        let _ = tx.send(Event::RetryFailed { idx, generation });
-                    });
-                }
-                Decision::Restart(delay) => {
-                    svc.restarts += 1;
-                    if delay.is_zero() {
-                        self.spawn(idx);
-                    } else {
-                        svc.state = ServiceState::Backoff;
-                        let (tx, generation) = (self.events_tx.clone(), svc.generation);
-                        tokio::spawn(async move {
-                            tokio::time::sleep(delay).await;
-                            let _ = tx.send(Event::BackoffOver { idx, generation });
-                        });
-                    }
-                }
-            },
-        }
-    }
-
-    fn find(&self, name: &str) -> Result<usize> {
-        self.services.iter().position(|s| s.name == name).ok_or_else(|| {
-            Error::not_found(format!("service {name:?}: no such service (known: {})", SERVICES.join(", ")))
-        })
-    }
-
-    fn on_command(&mut self, cmd: Command) {
-        match cmd {
-            Command::List(reply) => {
-                let _ = reply.send(self.services.iter().map(Service::status).collect());
-            }
-            Command::Restart(name, reply) => match self.find(&name) {
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-                Ok(idx) => {
-                    let svc = &mut self.services[idx];
-                    svc.waiters.push(reply);
-                    if svc.pid.is_some() {
-                        svc.after_exit = AfterExit::Respawn;
-                        svc.kill_reason = Some("restarted by request".into());
-                        self.stop_process(idx);
-                    } else {
-                        svc.policy.reset();
-                        svc.retries = 0;
-                        self.spawn(idx);
-                    }
-                }
-            },
-            Command::Stop(name, reply) => match self.find(&name) {
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-                Ok(idx) => {
-                    let svc = &mut self.services[idx];
-                    if svc.pid.is_some() {
-                        svc.after_exit = AfterExit::Stay;
-                        svc.kill_reason = Some("stopped by request".into());
-                        svc.waiters.push(reply);
-                        self.stop_process(idx);
-                    } else {
-                        svc.state = ServiceState::Stopped;
-                        svc.retries = 0;
-                        svc.generation += 1; // cancels a pending back-off or retry
-                        let _ = reply.send(Ok(svc.status()));
-                    }
-                }
-            },
-            Command::Start(name, reply) => match self.find(&name) {
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-                Ok(idx) => {
-                    let svc = &mut self.services[idx];
-                    if matches!(svc.state, ServiceState::Stopped | ServiceState::Failed) {
-                        svc.waiters.push(reply);
-                        svc.policy.reset();
-                        svc.retries = 0;
-                        self.spawn(idx);
-                    } else {
-                        let msg = format!("service {name}: already {}", svc.state.as_str());
-                        let _ = reply.send(Err(Error::precondition(msg)));
-                    }
-                }
-            },
-            Command::Shutdown(_) => {}
-        }
-    }
-
-    /// SIGTERM now, SIGKILL after the stop timeout if it is still the same process.
-    fn stop_process(&mut self, idx: usize) {
-        let svc = &self.services[idx];
-        signal(svc.pid, Signal::SIGTERM);
-        let generation = svc.generation;
-        let timeout = Duration::from_secs(self.config.supervisor.stop_timeout_s);
-        let tx = self.events_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let _ = tx.send(Event::StopTimeout { idx, generation });
-        });
     }
 
     fn ping_all(&mut self) {

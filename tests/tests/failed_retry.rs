@@ -18,7 +18,8 @@ fn kills_of_a_serving_process_never_mark_it_failed() {
     let mut berth = Berth::start_with("[supervisor]\nmax_restarts = 2\nrestart_window_s = 60\n");
     for round in 1..=6u32 {
         let st = berth.wait_until("content running", Duration::from_secs(20), |l| {
-            l.iter().any(|s| s.name == "content" && s.state == ServiceState::Running && s.restarts == round - 1)
+            l.iter()
+                .any(|s| s.name == "content" && s.state == ServiceState::Running && s.restarts == round - 1)
         });
         let pid = st.iter().find(|s| s.name == "content").and_then(|s| s.pid).expect("content pid");
         signal(pid, Signal::SIGKILL);
@@ -62,7 +63,10 @@ fn failed_service_is_retried_slowly_and_recovers_once_the_cause_goes() {
     let out = berth.cli(&["services", "ls"]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("NEXT RETRY"), "{table}");
-    assert!(table.lines().any(|l| l.starts_with("content") && l.contains("failed") && l.contains("in ")), "{table}");
+    assert!(
+        table.lines().any(|l| l.starts_with("content") && l.contains("failed") && l.contains("in ")),
+        "{table}"
+    );
     let clients = berth.clients(Duration::from_secs(2));
     let metrics = block_on(clients.launcher.call(berth_ipc::launcher::ScrapeMetrics)).expect("metrics");
     assert!(metrics.contains("berth_service_next_retry_seconds{service=\"content\"}"), "{metrics}");

@@ -4,7 +4,7 @@
 //! (started again as an init system would), or a container's shim. Afterwards nothing
 //! committed may be lost: see docs/fault-campaign.md for the invariants checked.
 //!
-//! Then a storm: a service SIGKILLed every 0.5–1 s for `BERTH_STORM_SECS` (60 s by
+//! Then a storm: a service SIGKILLed every 0.2–0.6 s for `BERTH_STORM_SECS` (60 s by
 //! default), not waiting for recovery, under the launcher's real crash-loop limit.
 //!
 //! `BERTH_CAMPAIGN_SECS` sets the chaos time (60 s by default), `BERTH_CAMPAIGN_SEED` the
