@@ -12,7 +12,8 @@ pub enum ServiceState {
     Running,
     /// Exited; waiting out the back-off delay before the next start.
     Backoff,
-    /// Restarted too often; left down until restarted by hand.
+    /// Failed to start too often; tried again every `supervisor.failed_retry_s` (see
+    /// [`ServiceStatus::next_retry_ms`]) or when started by hand.
     Failed,
     /// Stopped by request.
     Stopped,
@@ -49,6 +50,8 @@ pub struct ServiceStatus {
     pub last_exit: Option<String>,
     /// Milliseconds from its last exit to its replacement being ready.
     pub last_restart_ms: Option<u64>,
+    /// While `failed`: milliseconds until the next retry.
+    pub next_retry_ms: Option<u64>,
 }
 
 /// `ListServices`: every service in start order.

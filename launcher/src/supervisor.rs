@@ -10,10 +10,10 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use berth_ipc::events::payload::{ServiceExited, ServiceFailed, ServiceRestarted, ServiceStarted};
+use berth_ipc::Result;
+use berth_ipc::events::payload::{ServiceRestarted, ServiceRetrying, ServiceStarted};
 use berth_ipc::launcher::{ServiceState, ServiceStatus};
 use berth_ipc::publisher::Publisher;
-use berth_ipc::{Error, Result};
 use berth_service_kit::Config;
 use berth_service_kit::logging::LogFormat;
 use nix::sys::signal::{Signal, kill};
@@ -21,7 +21,10 @@ use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::child;
-use crate::policy::{Decision, Policy};
+use crate::policy::Policy;
+
+mod commands;
+mod exits;
 
 /// The namespace of the launcher's own events (`/services/*`).
 pub const SYSTEM_NAMESPACE: &str = "berth.system";
@@ -50,6 +53,7 @@ enum Event {
     Exited { idx: usize, generation: u64, how: String },
     Ping { idx: usize, generation: u64, ok: bool },
     BackoffOver { idx: usize, generation: u64 },
+    RetryFailed { idx: usize, generation: u64 },
     StopTimeout { idx: usize, generation: u64 },
 }
 
@@ -80,6 +84,10 @@ struct Service {
     after_exit: AfterExit,
     ping_failures: u32,
     policy: Policy,
+    /// While failed: when the next slow retry is due.
+    retry_at: Option<Instant>,
+    /// Slow retries since it was marked failed (0: not failed, or a retry served).
+    retries: u32,
     waiters: Vec<oneshot::Sender<Result<ServiceStatus>>>,
 }
 
@@ -98,6 +106,13 @@ impl Service {
             },
             last_exit: self.last_exit.clone(),
             last_restart_ms: self.last_restart.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            next_retry_ms: match (self.state, self.retry_at) {
+                (ServiceState::Failed, Some(t)) => Some(
+                    u64::try_from(t.saturating_duration_since(Instant::now()).as_millis())
+                        .unwrap_or(u64::MAX),
+                ),
+                _ => None,
+            },
         }
     }
 }
@@ -144,7 +159,10 @@ impl Supervisor {
                     sup.max_restarts,
                     Duration::from_secs(sup.restart_window_s),
                     Duration::from_secs(sup.backoff_max_s),
+                    Duration::from_secs(sup.failed_retry_s),
                 ),
+                retry_at: None,
+                retries: 0,
                 waiters: Vec::new(),
             })
             .collect();
@@ -201,6 +219,7 @@ impl Supervisor {
         svc.ping_failures = 0;
         svc.kill_reason = None;
         svc.after_exit = AfterExit::Policy;
+        svc.retry_at = None;
         let generation = svc.generation;
         match child::spawn(
             &self.config,
@@ -253,6 +272,12 @@ impl Supervisor {
                 }
                 svc.state = ServiceState::Running;
                 svc.ready_at = Some(Instant::now());
+                if svc.retries > 0 {
+                    // A slow retry served: whatever made it fail has gone.
+                    tracing::info!(service = svc.name, retries = svc.retries, "recovered from failed");
+                    svc.retries = 0;
+                    svc.policy.reset();
+                }
                 let (name, pid) = (svc.name.to_string(), svc.pid.unwrap_or(0));
                 if let Some(t) = svc.exited_at.take() {
                     svc.last_restart = Some(t.elapsed());
@@ -306,6 +331,17 @@ impl Supervisor {
             {
                 self.spawn(idx);
             }
+            Event::RetryFailed { idx, generation }
+                if self.services[idx].generation == generation
+                    && self.services[idx].state == ServiceState::Failed =>
+            {
+                let svc = &mut self.services[idx];
+                svc.retries += 1;
+                tracing::info!(service = svc.name, attempt = svc.retries, "retrying failed service");
+                let retrying = ServiceRetrying { name: svc.name.to_string(), attempt: svc.retries };
+                self.events.publish(SYSTEM_NAMESPACE, retrying);
+                self.spawn(idx);
+            }
             Event::StopTimeout { idx, generation } if self.services[idx].generation == generation => {
                 // Still the same process and still alive: it ignored SIGTERM.
                 let svc = &self.services[idx];
@@ -316,150 +352,6 @@ impl Supervisor {
             }
             _ => {} // news about a replaced process
         }
-    }
-
-    fn on_exit(&mut self, idx: usize, how: String) {
-        let svc = &mut self.services[idx];
-        let how = match svc.kill_reason.take() {
-            Some(reason) => format!("{reason} ({how})"),
-            None => how,
-        };
-        tracing::warn!(service = svc.name, pid = svc.pid, "exited: {how}");
-        let exited =
-            ServiceExited { name: svc.name.to_string(), pid: svc.pid.unwrap_or(0), status: how.clone() };
-        self.events.publish(SYSTEM_NAMESPACE, exited);
-        let svc = &mut self.services[idx];
-        let served = svc.ready_at.map(|t| t.elapsed());
-        svc.pid = None;
-        svc.ready_at = None;
-        svc.last_exit = Some(how);
-        svc.exited_at = Some(Instant::now());
-        match svc.after_exit {
-            AfterExit::Stay => {
-                svc.state = ServiceState::Stopped;
-                svc.exited_at = None;
-                let status = svc.status();
-                for w in svc.waiters.drain(..) {
-                    let _ = w.send(Ok(status.clone()));
-                }
-            }
-            AfterExit::Respawn => {
-                svc.restarts += 1;
-                svc.policy.reset();
-                self.spawn(idx);
-            }
-            AfterExit::Policy => match svc.policy.on_exit(Instant::now(), served) {
-                Decision::GiveUp => {
-                    svc.state = ServiceState::Failed;
-                    tracing::error!(
-                        service = svc.name,
-                        restarts = svc.restarts,
-                        "restarted too often, giving up"
-                    );
-                    let sup = &self.config.supervisor;
-                    let reason =
-                        format!("more than {} restarts in {} s", sup.max_restarts, sup.restart_window_s);
-                    let failed = ServiceFailed { name: svc.name.to_string(), restarts: svc.restarts, reason };
-                    self.events.publish(SYSTEM_NAMESPACE, failed);
-                    let err = Error::unavailable(format!("{}: failed after too many restarts", svc.name));
-                    for w in svc.waiters.drain(..) {
-                        let _ = w.send(Err(err.clone()));
-                    }
-                }
-                Decision::Restart(delay) => {
-                    svc.restarts += 1;
-                    if delay.is_zero() {
-                        self.spawn(idx);
-                    } else {
-                        svc.state = ServiceState::Backoff;
-                        let (tx, generation) = (self.events_tx.clone(), svc.generation);
-                        tokio::spawn(async move {
-                            tokio::time::sleep(delay).await;
-                            let _ = tx.send(Event::BackoffOver { idx, generation });
-                        });
-                    }
-                }
-            },
-        }
-    }
-
-    fn find(&self, name: &str) -> Result<usize> {
-        self.services.iter().position(|s| s.name == name).ok_or_else(|| {
-            Error::not_found(format!("service {name:?}: no such service (known: {})", SERVICES.join(", ")))
-        })
-    }
-
-    fn on_command(&mut self, cmd: Command) {
-        match cmd {
-            Command::List(reply) => {
-                let _ = reply.send(self.services.iter().map(Service::status).collect());
-            }
-            Command::Restart(name, reply) => match self.find(&name) {
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-                Ok(idx) => {
-                    let svc = &mut self.services[idx];
-                    svc.waiters.push(reply);
-                    if svc.pid.is_some() {
-                        svc.after_exit = AfterExit::Respawn;
-                        svc.kill_reason = Some("restarted by request".into());
-                        self.stop_process(idx);
-                    } else {
-                        svc.policy.reset();
-                        self.spawn(idx);
-                    }
-                }
-            },
-            Command::Stop(name, reply) => match self.find(&name) {
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-                Ok(idx) => {
-                    let svc = &mut self.services[idx];
-                    if svc.pid.is_some() {
-                        svc.after_exit = AfterExit::Stay;
-                        svc.kill_reason = Some("stopped by request".into());
-                        svc.waiters.push(reply);
-                        self.stop_process(idx);
-                    } else {
-                        svc.state = ServiceState::Stopped;
-                        svc.generation += 1; // cancels a pending back-off
-                        let _ = reply.send(Ok(svc.status()));
-                    }
-                }
-            },
-            Command::Start(name, reply) => match self.find(&name) {
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-                Ok(idx) => {
-                    let svc = &mut self.services[idx];
-                    if matches!(svc.state, ServiceState::Stopped | ServiceState::Failed) {
-                        svc.waiters.push(reply);
-                        svc.policy.reset();
-                        self.spawn(idx);
-                    } else {
-                        let msg = format!("service {name}: already {}", svc.state.as_str());
-                        let _ = reply.send(Err(Error::precondition(msg)));
-                    }
-                }
-            },
-            Command::Shutdown(_) => {}
-        }
-    }
-
-    /// SIGTERM now, SIGKILL after the stop timeout if it is still the same process.
-    fn stop_process(&mut self, idx: usize) {
-        let svc = &self.services[idx];
-        signal(svc.pid, Signal::SIGTERM);
-        let generation = svc.generation;
-        let timeout = Duration::from_secs(self.config.supervisor.stop_timeout_s);
-        let tx = self.events_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let _ = tx.send(Event::StopTimeout { idx, generation });
-        });
     }
 
     fn ping_all(&mut self) {

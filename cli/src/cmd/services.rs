@@ -40,6 +40,7 @@ struct Json<'a> {
     restarts: u32,
     uptime_s: u64,
     last_exit: Option<&'a str>,
+    next_retry_s: Option<u64>,
 }
 
 fn to_json(s: &ServiceStatus) -> Json<'_> {
@@ -50,6 +51,7 @@ fn to_json(s: &ServiceStatus) -> Json<'_> {
         restarts: s.restarts,
         uptime_s: s.uptime_ms / 1000,
         last_exit: s.last_exit.as_deref(),
+        next_retry_s: s.next_retry_ms.map(|ms| ms.div_ceil(1000)),
     }
 }
 
@@ -66,11 +68,15 @@ fn print(ctx: &Ctx, list: &[ServiceStatus]) -> anyhow::Result<()> {
                         s.state.as_str().into(),
                         s.restarts.to_string(),
                         if s.pid.is_some() { output::human_duration(s.uptime_ms / 1000) } else { "-".into() },
+                        match s.next_retry_ms {
+                            Some(ms) => format!("in {}", output::human_duration(ms.div_ceil(1000))),
+                            None => "-".into(),
+                        },
                         s.last_exit.clone().unwrap_or_else(|| "-".into()),
                     ]
                 })
                 .collect();
-            output::table(&["NAME", "PID", "STATE", "RESTARTS", "UPTIME", "LAST EXIT"], &rows);
+            output::table(&["NAME", "PID", "STATE", "RESTARTS", "UPTIME", "NEXT RETRY", "LAST EXIT"], &rows);
             Ok(())
         }
     }

@@ -298,7 +298,8 @@ payloads! {
         /// Restarts so far.
         restarts: u32,
     }
-    /// A service restarted too often and was left down.
+    /// A service failed to start too often and was marked failed (it is retried on the
+    /// slow schedule, announced by `/services/retrying`).
     ServiceFailed = SERVICE_FAILED "/services/failed" {
         /// Service name.
         name: String,
@@ -306,5 +307,12 @@ payloads! {
         restarts: u32,
         /// Why it was marked failed.
         reason: String,
+    }
+    /// The launcher tries a failed service again (its slow retry schedule).
+    ServiceRetrying = SERVICE_RETRYING "/services/retrying" {
+        /// Service name.
+        name: String,
+        /// Retries since it was marked failed, this one included.
+        attempt: u32,
     }
 }

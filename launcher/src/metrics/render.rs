@@ -200,6 +200,10 @@ fn supervised(e: &mut Exposition, svc: &ServiceStatus) {
         let help = "Time from the service's last exit to its replacement being ready.";
         e.sample("berth_service_last_restart_seconds", help, Kind::Gauge, &l, f(ms) / 1e3);
     }
+    if let Some(ms) = svc.next_retry_ms {
+        let help = "Time until the failed service is tried again.";
+        e.sample("berth_service_next_retry_seconds", help, Kind::Gauge, &l, f(ms) / 1e3);
+    }
 }
 
 /// One process's `Metrics` answer.
@@ -311,6 +315,7 @@ mod tests {
                 uptime_ms: 1500,
                 last_exit: None,
                 last_restart_ms: Some(40),
+                next_retry_ms: None,
             }],
             snapshots: vec![
                 ("content".into(), Some(content)),

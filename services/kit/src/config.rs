@@ -208,12 +208,15 @@ pub struct IpcConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SupervisorConfig {
-    /// More restarts than this within `restart_window_s` marks a service failed.
+    /// More failed starts (deaths before becoming ready) than this within
+    /// `restart_window_s` marks a service failed.
     pub max_restarts: u32,
     /// The window for `max_restarts`, seconds.
     pub restart_window_s: u64,
     /// The longest back-off between restarts, seconds.
     pub backoff_max_s: u64,
+    /// How often a failed service is tried again, seconds.
+    pub failed_retry_s: u64,
     /// Time a started service has to become ready, seconds.
     pub ready_timeout_s: u64,
     /// Interval between health pings, ms.
@@ -272,6 +275,7 @@ impl Default for SupervisorConfig {
             max_restarts: 5,
             restart_window_s: 10,
             backoff_max_s: 30,
+            failed_retry_s: 30,
             ready_timeout_s: 10,
             ping_interval_ms: 1000,
             ping_timeout_ms: 1000,

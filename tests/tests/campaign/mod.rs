@@ -4,6 +4,7 @@
 
 pub mod chaos;
 pub mod events;
+pub mod storm;
 pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
