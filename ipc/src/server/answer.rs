@@ -8,6 +8,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::outbox::Outbox;
 use super::{Context, Handler, Reply, Shared};
 use crate::codec;
 use crate::error::{Error, Result};
@@ -20,7 +21,7 @@ pub(super) async fn run_call<P: Protocol, H: Handler<P>>(
     id: u64,
     body: RequestBody<P::Request>,
     ctx: Context,
-    out: &mpsc::Sender<Vec<u8>>,
+    out: &Outbox,
     stop_streams: &CancellationToken,
 ) {
     let started = Instant::now();
@@ -75,7 +76,7 @@ async fn forward_stream<R: serde::Serialize>(
     mut rx: mpsc::Receiver<Result<R>>,
     cancel: &CancellationToken,
     stop: &CancellationToken,
-    out: &mpsc::Sender<Vec<u8>>,
+    out: &Outbox,
 ) -> bool {
     loop {
         let item = tokio::select! {
@@ -110,7 +111,7 @@ async fn forward_stream<R: serde::Serialize>(
 
 /// Queues one frame for the writer; false when the connection is gone.
 pub(super) async fn send<T: serde::Serialize>(
-    out: &mpsc::Sender<Vec<u8>>,
+    out: &Outbox,
     kind: Kind,
     id: u64,
     body: &T,
@@ -124,10 +125,10 @@ pub(super) async fn send<T: serde::Serialize>(
     };
     let mut buf = Vec::with_capacity(frame::HEADER_LEN + payload.len());
     frame::put_frame(&mut buf, kind, id, &payload);
-    out.send(buf).await.is_ok()
+    out.push(buf).await
 }
 
-/// Writes queued frames, batching whatever is queued into one flush.
+/// Writes queued frames, batching whatever is queued into one flush (the client's writer).
 pub(crate) async fn write_loop(half: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
     let mut w = tokio::io::BufWriter::with_capacity(64 * 1024, half);
     while let Some(buf) = rx.recv().await {
