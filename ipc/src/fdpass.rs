@@ -62,7 +62,8 @@ pub async fn recv_with_fd(stream: &UnixStream, buf: &mut [u8]) -> io::Result<(us
 pub fn recv_fds(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
     let mut space = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
     let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(io::Error::from)?;
+    let msg =
+        recvmsg::<()>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(io::Error::from)?;
     let mut fds = Vec::new();
     let cmsgs = msg.cmsgs().map_err(|e| io::Error::other(format!("fd message truncated: {e}")))?;
     for cmsg in cmsgs {

@@ -259,12 +259,21 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
             }
             Wait::Idle => {
                 tracing::debug!(service = P::NAME, "idle connection closed");
-                send(&out_tx, Kind::Error, 0, &Error::unavailable(format!("{}: connection idle, closed", P::NAME)))
-                    .await;
+                send(
+                    &out_tx,
+                    Kind::Error,
+                    0,
+                    &Error::unavailable(format!("{}: connection idle, closed", P::NAME)),
+                )
+                .await;
                 break;
             }
             Wait::Stuck => {
-                tracing::warn!(service = P::NAME, uid = peer.uid, "client does not read its answers, connection dropped");
+                tracing::warn!(
+                    service = P::NAME,
+                    uid = peer.uid,
+                    "client does not read its answers, connection dropped"
+                );
                 break;
             }
         };

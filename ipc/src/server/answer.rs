@@ -110,12 +110,7 @@ async fn forward_stream<R: serde::Serialize>(
 }
 
 /// Queues one frame for the writer; false when the connection is gone.
-pub(super) async fn send<T: serde::Serialize>(
-    out: &Outbox,
-    kind: Kind,
-    id: u64,
-    body: &T,
-) -> bool {
+pub(super) async fn send<T: serde::Serialize>(out: &Outbox, kind: Kind, id: u64, body: &T) -> bool {
     let (kind, payload) = match codec::encode(body) {
         Ok(p) => (kind, p),
         Err(e) => match codec::encode(&e) {

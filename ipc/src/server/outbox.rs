@@ -116,7 +116,12 @@ impl Inbox {
         }
     }
 
-    async fn write(&self, w: &mut tokio::io::BufWriter<OwnedWriteHalf>, buf: Vec<u8>, deadline: Duration) -> bool {
+    async fn write(
+        &self,
+        w: &mut tokio::io::BufWriter<OwnedWriteHalf>,
+        buf: Vec<u8>,
+        deadline: Duration,
+    ) -> bool {
         let written = matches!(tokio::time::timeout(deadline, w.write_all(&buf)).await, Ok(Ok(())));
         self.budget.queued.fetch_sub(buf.len(), Ordering::AcqRel);
         self.budget.drained.notify_waiters();
