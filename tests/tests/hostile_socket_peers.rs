@@ -159,3 +159,49 @@ fn a_client_that_never_reads_is_dropped() {
     );
     berth.stop();
 }
+
+#[test]
+fn idle_connections_close_but_subscriptions_stay() {
+    use berth_ipc::events::{Since, Subscribe, SubscribeItem};
+    let mut berth = Berth::start_with("[ipc]\nidle_timeout_ms = 500\n");
+    // A connection that says hello and then nothing is closed after the idle timeout.
+    let mut s = UnixStream::connect(berth.state.join("content.sock")).expect("connect content.sock");
+    let hello = berth_ipc::Hello {
+        protocol: u32::from(frame::PROTOCOL_VERSION),
+        service: "content".into(),
+        client_name: "idle".into(),
+    };
+    let mut buf = Vec::new();
+    frame::put_frame(&mut buf, Kind::Hello, 0, &codec::encode(&hello).expect("hello"));
+    s.write_all(&buf).expect("hello");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let ended = s.read_to_end(&mut got);
+    let waited = started.elapsed();
+    assert!(ended.is_ok(), "an idle connection is still open after {waited:?}: {ended:?}");
+    assert!(waited >= Duration::from_millis(400), "closed after {waited:?}, before the idle timeout");
+    assert!(String::from_utf8_lossy(&got).contains("connection idle, closed"), "{got:?}");
+
+    // A subscription silent for many idle timeouts still delivers the next event.
+    let clients = berth.clients(Duration::from_secs(10));
+    let pid = content_pid(&mut berth);
+    // One runtime for the whole subscription: the client's connection lives in it.
+    let seen = berth_system_tests::block_on(async {
+        let sub = Subscribe { filters: vec!["topic~=\"^/services/\"".into()], since: Since::Live };
+        let mut stream = clients.events.stream(sub).await.expect("subscribe");
+        let first = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("ready in time");
+        assert!(matches!(first, Some(Ok(SubscribeItem::Ready { .. }))), "{first:?}");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        berth_system_tests::signal(pid, nix::sys::signal::Signal::SIGKILL);
+        let item = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
+        format!("{item:?}")
+    });
+    assert!(seen.contains("ServiceExited"), "the idle subscription got no event: {seen}");
+    // Every service still serves after idle closes of its long-lived connections.
+    berth.wait_until("content back", Duration::from_secs(10), |l| {
+        l.iter().any(|s| s.name == "content" && s.pid.is_some_and(|p| p != pid))
+    });
+    assert!(berth.cli(&["content", "ls"]).status.success(), "content ls after idle closes");
+    berth.stop();
+}
