@@ -66,15 +66,17 @@ fn ten_fds_in_one_message_leak_nothing() {
     let digest = Digest::parse(&digest).expect("digest");
     let pid = content_pid(&mut berth);
     let socket = berth.state.join(SOCKET_NAME);
-    let files: Vec<std::fs::File> = (0..10).map(|_| std::fs::File::open("/dev/null").expect("null")).collect();
+    let files: Vec<std::fs::File> =
+        (0..10).map(|_| std::fs::File::open("/dev/null").expect("null")).collect();
     let raw: Vec<RawFd> = files.iter().map(AsRawFd::as_raw_fd).collect();
     let exchange = || {
         let mut s = UnixStream::connect(&socket).expect("connect content-fd.sock");
         s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        let req = FdRequest::Read(ReadFdRequest { digest: digest.clone() });
+        let req = FdRequest::Read(ReadFdRequest { digest });
         let req = request_frame(1, &codec::encode(&req).expect("encode"));
         let cmsgs = [ControlMessage::ScmRights(&raw)];
-        sendmsg::<()>(s.as_raw_fd(), &[IoSlice::new(&req)], &cmsgs, MsgFlags::empty(), None).expect("sendmsg");
+        sendmsg::<()>(s.as_raw_fd(), &[IoSlice::new(&req)], &cmsgs, MsgFlags::empty(), None)
+            .expect("sendmsg");
         // Reading without a control buffer discards the fd the reply carries.
         let mut reply = Vec::new();
         let _ = s.read_to_end(&mut reply);
@@ -111,7 +113,7 @@ fn a_client_that_never_reads_is_dropped() {
     frame::put_frame(&mut buf, Kind::Hello, 0, &codec::encode(&hello).expect("hello"));
     s.write_all(&buf).expect("hello");
     // 4000 reads of a 1 MiB blob: 4 GiB of answers if the service kept them all.
-    let read = berth_ipc::content::Read { digest: digest.clone(), offset: 0, length: None };
+    let read = berth_ipc::content::Read { digest, offset: 0, length: None };
     let body = berth_ipc::protocol::RequestBody::Service(berth_ipc::content::ContentRequest::Read(read));
     let body = codec::encode(&body).expect("encode");
     let mut writer = s.try_clone().expect("clone");
@@ -190,7 +192,8 @@ fn idle_connections_close_but_subscriptions_stay() {
     let seen = berth_system_tests::block_on(async {
         let sub = Subscribe { filters: vec!["topic~=\"^/services/\"".into()], since: Since::Live };
         let mut stream = clients.events.stream(sub).await.expect("subscribe");
-        let first = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("ready in time");
+        let first =
+            tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("ready in time");
         assert!(matches!(first, Some(Ok(SubscribeItem::Ready { .. }))), "{first:?}");
         tokio::time::sleep(Duration::from_secs(3)).await;
         berth_system_tests::signal(pid, nix::sys::signal::Signal::SIGKILL);

@@ -78,12 +78,6 @@ impl Outbox {
         self.budget.queued.fetch_add(buf.len(), Ordering::AcqRel);
         self.tx.send(buf).is_ok()
     }
-
-    /// Frames queued and not yet written, in bytes (for tests and metrics).
-    #[cfg(test)]
-    pub(crate) fn queued(&self) -> usize {
-        self.budget.queued.load(Ordering::Acquire)
-    }
 }
 
 impl Inbox {
