@@ -61,6 +61,40 @@ pub struct Context {
     /// Cancelled when the client cancels the call or disconnects; on shutdown, at once for a
     /// stream and after the grace time for a unary call.
     pub cancel: CancellationToken,
+    answers: Answers,
+}
+
+impl Context {
+    /// Reserves room for about `bytes` of answer before producing it (reading a chunk of a
+    /// blob, say), waiting while the connection's earlier answers are not taken by the
+    /// client. The reservation travels with this call's next answer frame and is released
+    /// once that is written, so what a connection's calls hold is bounded by
+    /// `max_queued_bytes` however many calls are in flight. Returns at once (reserving
+    /// nothing) if the connection is gone.
+    pub async fn reserve(&self, bytes: usize) {
+        if let Some(credit) = self.answers.outbox.reserve(bytes).await {
+            lock(&self.answers.ledger).push_back(credit);
+        }
+    }
+}
+
+/// A call's reservations, oldest first (see [`Context::reserve`]).
+#[derive(Clone)]
+struct Answers {
+    outbox: Outbox,
+    ledger: Arc<Mutex<std::collections::VecDeque<tokio::sync::OwnedSemaphorePermit>>>,
+}
+
+impl Answers {
+    fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        lock(&self.ledger).pop_front()
+    }
+}
+
+impl std::fmt::Debug for Answers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answers").field("reserved", &lock(&self.ledger).len()).finish()
+    }
 }
 
 /// A service's request handler.
@@ -328,7 +362,8 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
         let Ok(permit) = permit else { break };
         let cancel = conn_cancel.child_token();
         lock(&tokens).insert(id, cancel.clone());
-        let ctx = Context { peer: peer.clone(), cancel };
+        let answers = Answers { outbox: out_tx.clone(), ledger: Arc::default() };
+        let ctx = Context { peer: peer.clone(), cancel, answers };
         let shared = shared.clone();
         let out_tx = out_tx.clone();
         let tokens = tokens.clone();

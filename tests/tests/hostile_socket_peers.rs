@@ -155,7 +155,8 @@ fn a_client_that_never_reads_is_dropped() {
     );
     assert!(sink.len() < 1 << 30, "the service sent {} bytes after its deadline", sink.len());
     assert!(
-        peak_after.saturating_sub(peak_before) < 2 << 20,
+        // Budget 16 MiB; before content reserved its chunks, 559 reads pinned about 330 MiB.
+        peak_after.saturating_sub(peak_before) < 128 << 10,
         "content's peak RSS grew by {} KiB",
         peak_after.saturating_sub(peak_before)
     );

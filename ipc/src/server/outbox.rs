@@ -9,15 +9,21 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// The sending side, cloned into every call of a connection.
 #[derive(Clone)]
 pub(crate) struct Outbox {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    tx: mpsc::UnboundedSender<Queued>,
     budget: Arc<Budget>,
+    /// Room handlers reserve before producing an answer (see `Context::reserve`); held
+    /// until the frame that carries it is written.
+    credits: Arc<Semaphore>,
 }
+
+/// A frame, and the reservation its bytes were produced under.
+type Queued = (Vec<u8>, Option<OwnedSemaphorePermit>);
 
 struct Budget {
     /// Bytes queued and not yet handed to the socket.
@@ -30,7 +36,7 @@ struct Budget {
 
 /// The receiving side, for [`Outbox::write_loop`].
 pub(crate) struct Inbox {
-    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    rx: mpsc::UnboundedReceiver<Queued>,
     budget: Arc<Budget>,
 }
 
@@ -45,7 +51,8 @@ impl Outbox {
             drained: Notify::new(),
             dead: CancellationToken::new(),
         });
-        (Outbox { tx, budget: budget.clone() }, Inbox { rx, budget })
+        let credits = Arc::new(Semaphore::new(limit.clamp(1, u32::MAX as usize)));
+        (Outbox { tx, budget: budget.clone(), credits }, Inbox { rx, budget })
     }
 
     /// Cancelled once the connection's writer is gone.
@@ -70,13 +77,25 @@ impl Outbox {
         }
     }
 
-    /// Queues one encoded frame, waiting for room; false when the connection is gone.
-    pub(crate) async fn push(&self, buf: Vec<u8>) -> bool {
+    /// Queues one encoded frame with the reservation it was produced under, waiting for
+    /// room; false when the connection is gone.
+    pub(crate) async fn push(&self, buf: Vec<u8>, credit: Option<OwnedSemaphorePermit>) -> bool {
         if !self.room().await {
             return false;
         }
         self.budget.queued.fetch_add(buf.len(), Ordering::AcqRel);
-        self.tx.send(buf).is_ok()
+        self.tx.send((buf, credit)).is_ok()
+    }
+
+    /// Reserves `bytes` (at most the budget) of answer room, waiting while earlier
+    /// reservations are not written yet; `None` once the connection is gone.
+    pub(crate) async fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let limit = self.budget.limit.clamp(1, u32::MAX as usize);
+        let n = u32::try_from(bytes.clamp(1, limit)).unwrap_or(u32::MAX);
+        tokio::select! {
+            p = self.credits.clone().acquire_many_owned(n) => p.ok(),
+            _ = self.budget.dead.cancelled() => None,
+        }
     }
 }
 
@@ -113,12 +132,14 @@ impl Inbox {
     async fn write(
         &self,
         w: &mut tokio::io::BufWriter<OwnedWriteHalf>,
-        buf: Vec<u8>,
+        queued: Queued,
         deadline: Duration,
     ) -> bool {
+        let (buf, credit) = queued;
         let written = matches!(tokio::time::timeout(deadline, w.write_all(&buf)).await, Ok(Ok(())));
         self.budget.queued.fetch_sub(buf.len(), Ordering::AcqRel);
         self.budget.drained.notify_waiters();
+        drop(credit);
         if !written {
             self.budget.dead.cancel();
         }
