@@ -5,6 +5,7 @@
 //! frames is in `server/answer.rs`.
 
 mod answer;
+mod outbox;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,6 +29,7 @@ use crate::peer::{AccessPolicy, Peer};
 use crate::protocol::{Hello, Protocol, RequestBody, Welcome};
 pub(crate) use answer::write_loop;
 use answer::{run_call, send};
+use outbox::Outbox;
 
 /// How a handler answers one request.
 pub enum Reply<R> {
@@ -59,6 +61,40 @@ pub struct Context {
     /// Cancelled when the client cancels the call or disconnects; on shutdown, at once for a
     /// stream and after the grace time for a unary call.
     pub cancel: CancellationToken,
+    answers: Answers,
+}
+
+impl Context {
+    /// Reserves room for about `bytes` of answer before producing it (reading a chunk of a
+    /// blob, say), waiting while the connection's earlier answers are not taken by the
+    /// client. The reservation travels with this call's next answer frame and is released
+    /// once that is written, so what a connection's calls hold is bounded by
+    /// `max_queued_bytes` however many calls are in flight. Returns at once (reserving
+    /// nothing) if the connection is gone.
+    pub async fn reserve(&self, bytes: usize) {
+        if let Some(credit) = self.answers.outbox.reserve(bytes).await {
+            lock(&self.answers.ledger).push_back(credit);
+        }
+    }
+}
+
+/// A call's reservations, oldest first (see [`Context::reserve`]).
+#[derive(Clone)]
+struct Answers {
+    outbox: Outbox,
+    ledger: Arc<Mutex<std::collections::VecDeque<tokio::sync::OwnedSemaphorePermit>>>,
+}
+
+impl Answers {
+    fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        lock(&self.ledger).pop_front()
+    }
+}
+
+impl std::fmt::Debug for Answers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answers").field("reserved", &lock(&self.ledger).len()).finish()
+    }
 }
 
 /// A service's request handler.
@@ -89,6 +125,14 @@ pub struct ServerConfig {
     pub max_frame_len: u32,
     /// Time in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Answer bytes queued on one connection and not yet taken by the client; calls wait
+    /// (and no new request is read) while it is reached.
+    pub max_queued_bytes: usize,
+    /// Time a write to a client may make no progress before the connection is dropped.
+    pub write_timeout: Duration,
+    /// Time a connection with no call in flight (an open stream is a call) may stay silent
+    /// before it is closed; `None` keeps it forever.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +145,9 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(5),
             max_frame_len: frame::MAX_FRAME_LEN,
             shutdown_grace: Duration::from_secs(5),
+            max_queued_bytes: 64 << 20,
+            write_timeout: Duration::from_secs(30),
+            idle_timeout: Some(Duration::from_secs(600)),
         }
     }
 }
@@ -195,8 +242,8 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
     }
     let (read_half, write_half) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-    let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(256);
-    let writer = tokio::spawn(write_loop(write_half, out_rx));
+    let (out_tx, inbox) = Outbox::new(shared.config.max_queued_bytes);
+    let writer = tokio::spawn(inbox.write_loop(write_half, shared.config.write_timeout));
 
     let greeted = tokio::select! {
         _ = shutdown.cancelled() => Err(Error::unavailable(format!("{}: shutting down", P::NAME))),
@@ -232,14 +279,39 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
     let calls = TaskTracker::new();
     let tokens: Arc<Mutex<HashMap<u64, CancellationToken>>> = Arc::default();
     let mut shutting_down = false;
+    let last_active = Arc::new(Mutex::new(Instant::now()));
     loop {
-        let read = tokio::select! {
-            _ = shutdown.cancelled() => {
+        let waited = tokio::select! {
+            _ = shutdown.cancelled() => Wait::Shutdown,
+            w = next_frame(shared, &mut reader, &out_tx, &inflight, &last_active) => w,
+        };
+        let read = match waited {
+            Wait::Frame(r) => r,
+            Wait::Shutdown => {
                 shutting_down = true;
                 break;
             }
-            r = frame::read_frame(&mut reader, shared.config.max_frame_len) => r,
+            Wait::Idle => {
+                tracing::debug!(service = P::NAME, "idle connection closed");
+                send(
+                    &out_tx,
+                    Kind::Error,
+                    0,
+                    &Error::unavailable(format!("{}: connection idle, closed", P::NAME)),
+                )
+                .await;
+                break;
+            }
+            Wait::Stuck => {
+                tracing::warn!(
+                    service = P::NAME,
+                    uid = peer.uid,
+                    "client does not read its answers, connection dropped"
+                );
+                break;
+            }
         };
+        *lock(&last_active) = Instant::now();
         let frame = match read {
             Ok(f) => f,
             Err(FrameError::Closed) => break,
@@ -284,22 +356,26 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
                 shutting_down = true;
                 break;
             }
+            _ = out_tx.dead().cancelled() => break,
             p = inflight.clone().acquire_owned() => p,
         };
         let Ok(permit) = permit else { break };
         let cancel = conn_cancel.child_token();
         lock(&tokens).insert(id, cancel.clone());
-        let ctx = Context { peer: peer.clone(), cancel };
+        let answers = Answers { outbox: out_tx.clone(), ledger: Arc::default() };
+        let ctx = Context { peer: peer.clone(), cancel, answers };
         let shared = shared.clone();
         let out_tx = out_tx.clone();
         let tokens = tokens.clone();
         let stops = stops.clone();
+        let last_active = last_active.clone();
         let mut call = Box::pin(async move {
             tokio::select! {
                 _ = run_call(&shared, id, body, ctx, &out_tx, &stops.streams) => {}
                 _ = stops.hard.cancelled() => {}
             }
             lock(&tokens).remove(&id);
+            *lock(&last_active) = Instant::now();
             drop(permit);
         });
         // A call that answers without waiting (most do) is finished here, sparing a task
@@ -325,6 +401,54 @@ async fn serve_connection<P: Protocol, H: Handler<P>>(
     }
     drop(out_tx);
     let _ = writer.await;
+}
+
+/// What the reader's wait for the next frame ended with.
+enum Wait {
+    Frame(std::result::Result<frame::Frame, FrameError>),
+    Shutdown,
+    /// No call in flight and nothing received for the idle timeout.
+    Idle,
+    /// The client does not take its answers: the writer passed its deadline.
+    Stuck,
+}
+
+/// Reads the next frame once the connection's answers are under their byte budget (a
+/// client that does not read gets no new call started), watching the idle timeout and the
+/// writer. A partly read frame is never abandoned except to close the connection.
+async fn next_frame<P: Protocol, H: Handler<P>>(
+    shared: &Shared<P, H>,
+    reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    out: &Outbox,
+    inflight: &Semaphore,
+    last_active: &Mutex<Instant>,
+) -> Wait {
+    if !out.room().await {
+        return Wait::Stuck;
+    }
+    let read = frame::read_frame(reader, shared.config.max_frame_len);
+    tokio::pin!(read);
+    loop {
+        let idle = shared.config.idle_timeout.map(|t| *lock(last_active) + t);
+        let sleep = async {
+            match idle {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = &mut read => return Wait::Frame(r),
+            _ = out.dead().cancelled() => return Wait::Stuck,
+            _ = sleep => {
+                if inflight.available_permits() < shared.config.max_inflight {
+                    // A call (or a stream) is running: the connection is not idle.
+                    *lock(last_active) = Instant::now();
+                } else if shared.config.idle_timeout.is_some_and(|t| lock(last_active).elapsed() >= t) {
+                    return Wait::Idle;
+                }
+            }
+        }
+    }
 }
 
 /// Polls `fut` once in the caller's task.

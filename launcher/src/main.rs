@@ -117,7 +117,7 @@ async fn run(cli: Cli, config: Config, log_format: LogFormat) -> anyhow::Result<
     let stop_control = CancellationToken::new();
     let server_config = berth_ipc::ServerConfig {
         access: berth_ipc::peer::AccessPolicy { group },
-        ..berth_ipc::ServerConfig::default()
+        ..berth_service_kit::boot::ServiceEnv::new("berthd", config.clone()).server_config()
     };
     let scraper = Arc::new(metrics::Scraper::new(&config.state, cmd_tx.clone()));
     let control =

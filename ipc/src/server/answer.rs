@@ -8,6 +8,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::outbox::Outbox;
 use super::{Context, Handler, Reply, Shared};
 use crate::codec;
 use crate::error::{Error, Result};
@@ -20,7 +21,7 @@ pub(super) async fn run_call<P: Protocol, H: Handler<P>>(
     id: u64,
     body: RequestBody<P::Request>,
     ctx: Context,
-    out: &mpsc::Sender<Vec<u8>>,
+    out: &Outbox,
     stop_streams: &CancellationToken,
 ) {
     let started = Instant::now();
@@ -46,7 +47,7 @@ pub(super) async fn run_call<P: Protocol, H: Handler<P>>(
             match shared.handler.handle(req, ctx.clone()).await {
                 Reply::Unary(r) => (method, Reply::Unary(r.map(ResponseBody::Service))),
                 Reply::Stream(rx) => {
-                    let failed = forward_stream(id, rx, &ctx.cancel, stop_streams, out).await;
+                    let failed = forward_stream(id, rx, &ctx, stop_streams, out).await;
                     shared.recorder.record(method, started.elapsed(), failed);
                     return;
                 }
@@ -55,7 +56,7 @@ pub(super) async fn run_call<P: Protocol, H: Handler<P>>(
     };
     let failed = match reply {
         Reply::Unary(Ok(resp)) => {
-            send(out, Kind::Response, id, &resp).await;
+            send_with(out, Kind::Response, id, &resp, ctx.answers.take()).await;
             false
         }
         Reply::Unary(Err(err)) => {
@@ -73,10 +74,11 @@ pub(super) async fn run_call<P: Protocol, H: Handler<P>>(
 async fn forward_stream<R: serde::Serialize>(
     id: u64,
     mut rx: mpsc::Receiver<Result<R>>,
-    cancel: &CancellationToken,
+    ctx: &Context,
     stop: &CancellationToken,
-    out: &mpsc::Sender<Vec<u8>>,
+    out: &Outbox,
 ) -> bool {
+    let cancel = &ctx.cancel;
     loop {
         let item = tokio::select! {
             _ = cancel.cancelled() => {
@@ -92,7 +94,8 @@ async fn forward_stream<R: serde::Serialize>(
         };
         match item {
             Some(Ok(resp)) => {
-                if !send(out, Kind::StreamItem, id, &ResponseBody::<R>::Service(resp)).await {
+                let credit = ctx.answers.take();
+                if !send_with(out, Kind::StreamItem, id, &ResponseBody::<R>::Service(resp), credit).await {
                     return false;
                 }
             }
@@ -109,11 +112,17 @@ async fn forward_stream<R: serde::Serialize>(
 }
 
 /// Queues one frame for the writer; false when the connection is gone.
-pub(super) async fn send<T: serde::Serialize>(
-    out: &mpsc::Sender<Vec<u8>>,
+pub(super) async fn send<T: serde::Serialize>(out: &Outbox, kind: Kind, id: u64, body: &T) -> bool {
+    send_with(out, kind, id, body, None).await
+}
+
+/// Queues one frame that carries a handler's reservation (released once it is written).
+async fn send_with<T: serde::Serialize>(
+    out: &Outbox,
     kind: Kind,
     id: u64,
     body: &T,
+    credit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> bool {
     let (kind, payload) = match codec::encode(body) {
         Ok(p) => (kind, p),
@@ -124,10 +133,10 @@ pub(super) async fn send<T: serde::Serialize>(
     };
     let mut buf = Vec::with_capacity(frame::HEADER_LEN + payload.len());
     frame::put_frame(&mut buf, kind, id, &payload);
-    out.send(buf).await.is_ok()
+    out.push(buf, credit).await
 }
 
-/// Writes queued frames, batching whatever is queued into one flush.
+/// Writes queued frames, batching whatever is queued into one flush (the client's writer).
 pub(crate) async fn write_loop(half: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
     let mut w = tokio::io::BufWriter::with_capacity(64 * 1024, half);
     while let Some(buf) = rx.recv().await {

@@ -108,6 +108,12 @@ impl ContentService {
             let mut offset = req.offset;
             while offset < end && !ctx.cancel.is_cancelled() {
                 let len = usize::try_from(end - offset).unwrap_or(READ_CHUNK).min(READ_CHUNK);
+                // Room for this chunk in the connection's answer budget first: a client that
+                // asks for many blobs and reads nothing gets no more chunks read for it.
+                ctx.reserve(len).await;
+                if ctx.cancel.is_cancelled() {
+                    break;
+                }
                 let f = file.clone();
                 let data = blocking(move || Store::read_chunk(&f, &digest, offset, len)).await;
                 let item = data.and_then(|d| {

@@ -50,6 +50,9 @@ impl ServiceEnv {
             max_connections: ipc.max_connections.max(1),
             max_inflight: ipc.max_inflight.max(1),
             handshake_timeout: Duration::from_millis(ipc.handshake_timeout_ms.max(1)),
+            max_queued_bytes: ipc.max_queued_bytes.max(1),
+            write_timeout: Duration::from_millis(ipc.write_timeout_ms.max(1)),
+            idle_timeout: (ipc.idle_timeout_ms > 0).then(|| Duration::from_millis(ipc.idle_timeout_ms)),
             ..ServerConfig::default()
         }
     }

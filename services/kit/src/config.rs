@@ -202,6 +202,13 @@ pub struct IpcConfig {
     pub handshake_timeout_ms: u64,
     /// How long clients wait for a restarting service before `Unavailable`, ms.
     pub client_deadline_ms: u64,
+    /// Answer bytes queued on one connection before its calls wait and no request is read.
+    pub max_queued_bytes: usize,
+    /// Time a write to a client may make no progress before the connection is dropped, ms.
+    pub write_timeout_ms: u64,
+    /// Time a connection with no call in flight may stay silent before it is closed, ms;
+    /// 0 keeps it forever. An open stream (an event subscription) is a call in flight.
+    pub idle_timeout_ms: u64,
 }
 
 /// How the launcher supervises services.
@@ -265,6 +272,9 @@ impl Default for IpcConfig {
             max_inflight: 1024,
             handshake_timeout_ms: 5000,
             client_deadline_ms: 10_000,
+            max_queued_bytes: 64 << 20,
+            write_timeout_ms: 30_000,
+            idle_timeout_ms: 600_000,
         }
     }
 }

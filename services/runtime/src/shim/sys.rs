@@ -104,13 +104,6 @@ pub fn trim_heap() {
     unsafe { libc::malloc_trim(0) };
 }
 
-/// Takes ownership of an fd received over a socket.
-pub fn own_fd(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
-    use std::os::fd::FromRawFd;
-    // SAFETY: `fd` was just received with SCM_RIGHTS: it is open and nothing else owns it.
-    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
-}
-
 /// Sets a terminal's window size (TIOCSWINSZ on its pty master).
 pub fn set_window_size(fd: std::os::fd::BorrowedFd<'_>, cols: u16, rows: u16) -> std::io::Result<()> {
     let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };

@@ -5,7 +5,7 @@
 //! attach clients to the master.
 
 use std::fs::File;
-use std::io::{IoSliceMut, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_ipc::{Error, Result};
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 
 use super::sys;
 use crate::spec::STDIN_ANNOTATION;
@@ -70,23 +69,11 @@ impl ConsoleSocket {
     }
 }
 
+/// The pty master the runtime sends; any further fds attached to the message are closed.
 fn receive_fd(conn: &UnixStream) -> Option<OwnedFd> {
     let mut name = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut name)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).ok()?;
-    let mut master = None;
-    for cmsg in msg.cmsgs().ok()? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            for fd in fds {
-                let owned = sys::own_fd(fd);
-                if master.is_none() {
-                    master = Some(owned);
-                }
-            }
-        }
-    }
-    master
+    let (_, fds) = berth_ipc::fdpass::recv_fds(conn.as_raw_fd(), &mut name).ok()?;
+    fds.into_iter().next()
 }
 
 /// The pty master of a running terminal task.
