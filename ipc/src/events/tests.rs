@@ -32,7 +32,7 @@ fn topics_are_well_formed_and_unique() {
     all.sort_unstable();
     all.dedup();
     assert_eq!(all.len(), topics::ALL.len());
-    assert_eq!(topics::ALL.len(), 27);
+    assert_eq!(topics::ALL.len(), 28);
 }
 
 #[test]
