@@ -11,9 +11,8 @@
 //!
 //! [`Blobs`]: crate::blobs::Blobs
 
-use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,7 +23,7 @@ use crate::backend::{BackendKind, io_err};
 use crate::layer::whiteout::{OPAQUE, PREFIX};
 use crate::service::{SnapshotService, blocking};
 use crate::tarwrite::{LayerWriter, Written};
-use crate::walk::{self, Child, Opened, join};
+use crate::walk::{self, Opened, join};
 use nix::sys::stat::FileStat;
 
 /// Runs a diff.
@@ -123,33 +122,23 @@ fn is_whiteout(st: &FileStat) -> bool {
     walk::is(st, libc::S_IFCHR) && st.st_rdev == 0
 }
 
-/// Opens child `c` of `dir` or fails naming it: the diff never writes an entry other than
-/// the one it listed (a swap mid-walk is an error, not silently skipped or followed).
-fn entry(dir: BorrowedFd<'_>, c: &Child, rel: &[u8]) -> Result<Opened> {
-    walk::open_entry(dir, c, rel)?.ok_or_else(|| walk::changed(rel))
-}
-
-fn subdir(dir: BorrowedFd<'_>, c: &Child, rel: &[u8]) -> Result<OwnedFd> {
-    walk::open_dir(dir, c, rel)?.ok_or_else(|| walk::changed(rel))
-}
-
 /// Writes an overlay upper dir (the directory `dir`, layer path `rel`) as a layer.
 fn walk_upper(w: &mut LayerWriter, dir: BorrowedFd<'_>, rel: &[u8]) -> Result<()> {
-    for c in walk::children(dir, rel)? {
-        let name_rel = join(rel, &c.name);
-        if is_whiteout(&c.st) {
-            w.marker(&join(rel, &[PREFIX.as_bytes(), &c.name].concat()))?;
+    for name in walk::names(dir, rel)? {
+        let name_rel = join(rel, &name);
+        let Some(o) = walk::open_entry(dir, &name, &name_rel)? else { continue };
+        if is_whiteout(&o.st) {
+            w.marker(&join(rel, &[PREFIX.as_bytes(), &name].concat()))?;
             continue;
         }
-        if walk::is(&c.st, libc::S_IFDIR) {
-            let d = subdir(dir, &c, &name_rel)?;
-            w.add(&name_rel, &Opened { st: c.st, fd: d.try_clone().map_err(|e| fd_err(&name_rel, e))? })?;
+        w.add(&name_rel, &o)?;
+        if walk::is(&o.st, libc::S_IFDIR) {
+            let d = walk::listing(&o, &name_rel)?;
+            drop(o);
             if walk::is_opaque(d.as_fd()) {
                 w.marker(&join(&name_rel, OPAQUE.as_bytes()))?;
             }
             walk_upper(w, d.as_fd(), &name_rel)?;
-        } else {
-            w.add(&name_rel, &entry(dir, &c, &name_rel)?)?;
         }
     }
     Ok(())
@@ -161,35 +150,37 @@ fn fd_err(rel: &[u8], e: std::io::Error) -> Error {
 
 /// Writes what differs between the directories `lower` (none: empty) and `upper`.
 fn walk_two(w: &mut LayerWriter, lower: Option<BorrowedFd<'_>>, upper: BorrowedFd<'_>, rel: &[u8]) -> Result<()> {
-    let ups = walk::children(upper, rel)?;
+    let ups = walk::names(upper, rel)?;
     let lows = match lower {
-        Some(l) => walk::children(l, rel)?,
+        Some(l) => walk::names(l, rel)?,
         None => Vec::new(),
     };
-    let lower_map: BTreeMap<&[u8], &Child> = lows.iter().map(|c| (c.name.as_slice(), c)).collect();
-    for c in &lows {
-        if ups.binary_search_by(|u| u.name.cmp(&c.name)).is_err() {
-            w.marker(&join(rel, &[PREFIX.as_bytes(), &c.name].concat()))?;
+    for name in &lows {
+        if ups.binary_search(name).is_err() {
+            w.marker(&join(rel, &[PREFIX.as_bytes(), name].concat()))?;
         }
     }
-    for c in &ups {
-        let name_rel = join(rel, &c.name);
-        let low = lower_map.get(c.name.as_slice()).copied();
-        let up = entry(upper, c, &name_rel)?;
-        let changed = match (low, lower) {
-            (Some(lc), Some(ldir)) => !same(&entry(ldir, lc, &name_rel)?, &up, &name_rel)?,
-            _ => true,
+    for name in &ups {
+        let name_rel = join(rel, name);
+        let Some(up) = walk::open_entry(upper, name, &name_rel)? else { continue };
+        let low = match lower {
+            Some(l) if lows.binary_search(name).is_ok() => walk::open_entry(l, name, &name_rel)?,
+            _ => None,
+        };
+        let changed = match &low {
+            Some(lo) => !same(lo, &up, &name_rel)?,
+            None => true,
         };
         if changed {
             w.add(&name_rel, &up)?;
         }
-        drop(up);
-        if walk::is(&c.st, libc::S_IFDIR) {
-            let ud = subdir(upper, c, &name_rel)?;
-            let ld = match (low, lower) {
-                (Some(lc), Some(ldir)) if walk::is(&lc.st, libc::S_IFDIR) => Some(subdir(ldir, lc, &name_rel)?),
+        if walk::is(&up.st, libc::S_IFDIR) {
+            let ud = walk::listing(&up, &name_rel)?;
+            let ld = match low {
+                Some(lo) if walk::is(&lo.st, libc::S_IFDIR) => Some(walk::listing(&lo, &name_rel)?),
                 _ => None,
             };
+            drop(up);
             walk_two(w, ld.as_ref().map(|d| d.as_fd()), ud.as_fd(), &name_rel)?;
         }
     }

@@ -1,14 +1,16 @@
 //! Walking a snapshot's tree by directory fds, for `Diff` and `Usage`, safe against a live
 //! container changing it underneath. The root is opened once (`O_DIRECTORY|O_NOFOLLOW`);
-//! every child is listed from its parent's fd, stat'ed there (`fstatat(AT_SYMLINK_NOFOLLOW)`),
-//! and opened relative to it with `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
-//! RESOLVE_NO_MAGICLINKS)` and `O_NOFOLLOW`: directories `O_DIRECTORY`, everything else
-//! `O_PATH`, so a FIFO or device node is never opened for I/O. What was opened is fstat'ed
-//! and must be the inode that was listed (same device, inode and file type); otherwise the
-//! entry changed between the listing and the open and the caller gets `None` (`Diff` fails
-//! naming it, `Usage` skips it). A directory swapped for a symlink is thus never followed.
-//! File contents, symlink targets and xattrs are read from the `O_PATH` fd itself
-//! (reopened through `/proc/self/fd`, `readlinkat(fd, "")`), never by name again.
+//! every child is listed from its parent's fd and opened relative to it with
+//! `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS)` and `O_NOFOLLOW`.
+//!
+//! `Diff` opens each entry `O_PATH` (so a FIFO or device node is never opened for I/O) and
+//! takes its type, metadata and size from `fstat` of that fd: whatever the name held at
+//! that instant is what the layer gets, read through the fd: a directory is listed through
+//! `openat(fd, ".")`, a regular file reopened through `/proc/self/fd`, a symlink read with
+//! `readlinkat(fd, "")`, xattrs through `/proc/self/fd`. A directory swapped for a symlink is
+//! therefore written as that symlink, never followed; a file swapped for a FIFO is written
+//! as a FIFO, never read. `Usage` stats children with `fstatat(AT_SYMLINK_NOFOLLOW)` and
+//! enters a directory only if what it opens is the inode it stat'ed.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -67,8 +69,15 @@ pub fn open_root(dir: &Path) -> Result<OwnedFd> {
         .map_err(|e| Error::internal(format!("diff: open {}: {}", dir.display(), e.desc().to_lowercase())))
 }
 
-/// The children of the directory `dir` (entry `rel`), sorted by name. A name gone between
-/// the listing and its stat is left out, as if removed before the walk.
+/// The names in the directory `dir` (entry `rel`), sorted.
+pub fn names(dir: BorrowedFd<'_>, rel: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let mut names = crate::layer::fsops::list_dir(dir).map_err(|e| errno("list", rel, e))?;
+    names.sort();
+    Ok(names)
+}
+
+/// The children of the directory `dir` (entry `rel`) with their `fstatat`, sorted by name.
+/// A name gone between the listing and its stat is left out, as if removed before the walk.
 pub fn children(dir: BorrowedFd<'_>, rel: &[u8]) -> Result<Vec<Child>> {
     let names = crate::layer::fsops::list_dir(dir).map_err(|e| errno("list", rel, e))?;
     let mut out = Vec::with_capacity(names.len());
@@ -114,12 +123,32 @@ fn open_as(dir: BorrowedFd<'_>, c: &Child, rel: &[u8], flags: OFlag) -> Result<O
     Ok(same_inode(&st, &c.st).then_some(Opened { fd, st }))
 }
 
-/// Opens child `c` of `dir` (layer path `rel`) as `O_PATH`, whatever its type.
-pub fn open_entry(dir: BorrowedFd<'_>, c: &Child, rel: &[u8]) -> Result<Option<Opened>> {
-    open_as(dir, c, rel, OFlag::O_PATH)
+/// Opens `name` in `dir` (layer path `rel`) as `O_PATH`, whatever it is now, and stats the
+/// fd: the stat describes exactly the inode opened, so there is no window between the two
+/// for a swap to slip into. `None`: the name is gone (removed while the walk ran).
+pub fn open_entry(dir: BorrowedFd<'_>, name: &[u8], rel: &[u8]) -> Result<Option<Opened>> {
+    let fd = match openat2(dir, name, how(OFlag::O_PATH)) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(errno("open", rel, e)),
+    };
+    let st = fstat(&fd).map_err(|e| errno("stat", rel, e))?;
+    Ok(Some(Opened { fd, st }))
 }
 
-/// Opens child `c` of `dir`, listed as a directory, for listing.
+/// The opened directory `o` (entry `rel`) opened for listing: the same inode, through its fd.
+pub fn listing(o: &Opened, rel: &[u8]) -> Result<OwnedFd> {
+    let fd = openat2(o.fd.as_fd(), ".", how(OFlag::O_RDONLY | OFlag::O_DIRECTORY))
+        .map_err(|e| errno("open", rel, e))?;
+    let st = fstat(&fd).map_err(|e| errno("stat", rel, e))?;
+    if !same_inode(&st, &o.st) {
+        return Err(changed(rel));
+    }
+    Ok(fd)
+}
+
+/// Opens child `c` of `dir`, listed as a directory, for listing; `None` if it is no longer
+/// that directory (for `Usage`, which then does not enter it).
 pub fn open_dir(dir: BorrowedFd<'_>, c: &Child, rel: &[u8]) -> Result<Option<OwnedFd>> {
     if !is(&c.st, libc::S_IFDIR) {
         return Ok(None);
