@@ -2,6 +2,8 @@
 //! thread keeps exchanging (`renameat2(RENAME_EXCHANGE)`) a directory of the upper dir with
 //! a symlink to a host directory holding a secret, and a regular file with a FIFO. No diff
 //! may carry the secret, none may hang, and a diff that fails names the entry that changed.
+//! A second churn moves a directory out and puts a symlink to the host dir in its place, then
+//! back, the pattern a by-path walk follows (listed as a directory, entered as the symlink).
 
 mod common;
 
@@ -92,12 +94,35 @@ async fn prepare(s: &Local, sn: &str, blobs: &berth_snapshot::DirBlobs, host: &P
     up
 }
 
-/// Exchanges every pair until `stop`.
-fn swapper(up: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+/// How the container churns its upper dir.
+#[derive(Clone, Copy)]
+enum Churn {
+    /// Every `d<i>` with `d<i>.alt` (a symlink to the host dir), every `f<i>` with
+    /// `f<i>.alt` (a FIFO), atomically exchanged.
+    Exchange,
+    /// `d0` moved out of the tree, a symlink to the host dir put in its place, then back:
+    /// the one name is a directory, a symlink or absent.
+    Stash,
+}
+
+/// Churns until `stop`; returns how many swaps it made.
+fn swapper(up: PathBuf, host: PathBuf, churn: Churn, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let until = Instant::now() + SWAP_FOR;
         let mut n = 0u64;
+        let stash = up.parent().expect("snapshot dir").join("stash");
         while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+            if let Churn::Stash = churn {
+                let d = up.join("d0");
+                std::fs::rename(&d, &stash).expect("stash");
+                std::os::unix::fs::symlink(&host, &d).expect("symlink");
+                std::thread::sleep(Duration::from_micros(50));
+                std::fs::remove_file(&d).expect("unlink");
+                std::fs::rename(&stash, &d).expect("unstash");
+                std::thread::sleep(Duration::from_micros(50));
+                n += 1;
+                continue;
+            }
             for i in 0..20 {
                 for base in [format!("d{i}"), format!("f{i}")] {
                     let (a, b) = (up.join(&base), up.join(format!("{base}.alt")));
@@ -110,14 +135,14 @@ fn swapper(up: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     })
 }
 
-async fn race(sn: &str) {
+async fn race(sn: &str, churn: Churn) {
     let dir = tempfile::tempdir().expect("dir");
     let host = tempfile::tempdir().expect("host dir");
     std::fs::write(host.path().join("marker"), SECRET).expect("secret");
     let (s, _bd, blobs) = local(dir.path());
     let up = prepare(&s, sn, &blobs, host.path()).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let t = swapper(up.clone(), stop.clone());
+    let t = swapper(up.clone(), host.path().to_path_buf(), churn, stop.clone());
     let (mut ok, mut failed) = (0, Vec::new());
     for _ in 0..DIFFS {
         let call = s.call(Diff {
@@ -165,10 +190,12 @@ async fn overlay_upper_walk_never_follows_a_swapped_in_symlink_or_reads_a_fifo()
         println!("skipping: needs root and overlayfs");
         return;
     }
-    race("overlayfs").await;
+    race("overlayfs", Churn::Exchange).await;
+    race("overlayfs", Churn::Stash).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_two_tree_walk_never_follows_a_swapped_in_symlink_or_reads_a_fifo() {
-    race("native").await;
+    race("native", Churn::Exchange).await;
+    race("native", Churn::Stash).await;
 }
