@@ -149,7 +149,12 @@ fn fd_err(rel: &[u8], e: std::io::Error) -> Error {
 }
 
 /// Writes what differs between the directories `lower` (none: empty) and `upper`.
-fn walk_two(w: &mut LayerWriter, lower: Option<BorrowedFd<'_>>, upper: BorrowedFd<'_>, rel: &[u8]) -> Result<()> {
+fn walk_two(
+    w: &mut LayerWriter,
+    lower: Option<BorrowedFd<'_>>,
+    upper: BorrowedFd<'_>,
+    rel: &[u8],
+) -> Result<()> {
     let ups = walk::names(upper, rel)?;
     let lows = match lower {
         Some(l) => walk::names(l, rel)?,

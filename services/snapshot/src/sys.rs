@@ -38,7 +38,8 @@ pub fn lsetxattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
     check(ret as isize).map(drop)
 }
 
-type GetFn = unsafe extern "C" fn(*const libc::c_char, *const libc::c_char, *mut libc::c_void, usize) -> isize;
+type GetFn =
+    unsafe extern "C" fn(*const libc::c_char, *const libc::c_char, *mut libc::c_void, usize) -> isize;
 type ListFn = unsafe extern "C" fn(*const libc::c_char, *mut libc::c_char, usize) -> isize;
 
 /// Reads xattr `name` of `path` (final symlink not followed); `None` when absent.

@@ -218,7 +218,10 @@ impl<R: io::Read> io::Read for Exact<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n == 0 && self.left > 0 && !buf.is_empty() {
-            return Err(io::Error::other(format!("entry {:?} shrank while being read", crate::layer::path::show(&self.src))));
+            return Err(io::Error::other(format!(
+                "entry {:?} shrank while being read",
+                crate::layer::path::show(&self.src)
+            )));
         }
         self.left -= n as u64;
         Ok(n)

@@ -166,8 +166,9 @@ pub fn read_regular(o: &Opened, rel: &[u8]) -> Result<File> {
     if !is(&o.st, libc::S_IFREG) {
         return Err(changed(rel));
     }
-    let fd = open(&proc_path(o.fd.as_fd()), OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| errno("open", rel, e))?;
+    let fd =
+        open(&proc_path(o.fd.as_fd()), OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| errno("open", rel, e))?;
     let st = fstat(&fd).map_err(|e| errno("stat", rel, e))?;
     if !same_inode(&st, &o.st) {
         return Err(changed(rel));
@@ -183,7 +184,8 @@ pub fn read_link(o: &Opened, rel: &[u8]) -> Result<PathBuf> {
 /// The xattrs of the opened entry `o`, without overlayfs' own, sorted.
 pub fn xattrs(fd: BorrowedFd<'_>, rel: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let io = |e: std::io::Error| errno("xattrs", rel, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
-    let c = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| Error::internal("fd path"))?;
+    let c =
+        CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| Error::internal("fd path"))?;
     let mut out = Vec::new();
     let names = match crate::sys::listxattr(&c) {
         Ok(n) => n,

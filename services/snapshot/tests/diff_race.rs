@@ -178,7 +178,11 @@ async fn race(sn: &str, churn: Churn) {
     }
     stop.store(true, Ordering::Relaxed);
     let swaps = t.join().expect("swapper");
-    println!("{sn}: {ok} diffs clean, {} refused, {swaps} exchanges; e.g. {:?}", failed.len(), failed.first());
+    println!(
+        "{sn}: {ok} diffs clean, {} refused, {swaps} exchanges; e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
     assert!(swaps > 0, "the swapper never ran");
     assert!(ok > 0, "{sn}: no diff completed under the race: {failed:?}");
     assert_eq!(std::fs::read(host.path().join("marker")).expect("secret"), SECRET, "host dir touched");
