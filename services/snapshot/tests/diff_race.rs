@@ -203,3 +203,43 @@ async fn native_two_tree_walk_never_follows_a_swapped_in_symlink_or_reads_a_fifo
     race("native", Churn::Exchange).await;
     race("native", Churn::Stash).await;
 }
+
+/// `Usage` under the stash churn: the host dir's many files must never be counted (a
+/// by-path walk enters `d0` while it is the symlink and counts what it points to).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_never_counts_what_a_swapped_in_symlink_points_to() {
+    let dir = tempfile::tempdir().expect("dir");
+    let host = tempfile::tempdir().expect("host dir");
+    for i in 0..500 {
+        std::fs::write(host.path().join(format!("h{i}")), b"host").expect("host file");
+    }
+    let (s, _bd, blobs) = local(dir.path());
+    let up = prepare(&s, "native", &blobs, host.path()).await;
+    let key = berth_ipc::snapshot::KeyRef {
+        namespace: "default".into(),
+        snapshotter: "native".into(),
+        key: "ctr".into(),
+    };
+    let calm = s.call(berth_ipc::snapshot::GetUsage(key.clone())).await.expect("usage");
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = swapper(up, host.path().to_path_buf(), Churn::Stash, stop.clone());
+    let mut max = 0;
+    for _ in 0..200 {
+        let call = s.call(berth_ipc::snapshot::GetUsage(key.clone()));
+        match tokio::time::timeout(Duration::from_secs(20), call).await {
+            Ok(Ok(u)) => max = max.max(u.inodes),
+            Ok(Err(e)) => {
+                stop.store(true, Ordering::Relaxed);
+                panic!("usage failed under the race: {e}");
+            }
+            Err(_) => {
+                stop.store(true, Ordering::Relaxed);
+                panic!("usage hung");
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(t.join().expect("swapper") > 0, "the swapper never ran");
+    // d0 is its directory and marker (2 inodes) or a symlink (1) or absent: never more.
+    assert!(max <= calm.inodes, "usage counted {max} inodes, the tree has at most {}", calm.inodes);
+}
