@@ -2,11 +2,13 @@
 //! snapshot's own directory.
 
 use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 use berth_ipc::snapshot::Usage;
 use berth_ipc::{Error, Result};
+
+use crate::walk;
 
 /// Copies the tree `from` into the existing, empty directory `to`, keeping owners, modes,
 /// times, xattrs, hardlinks, device nodes and fifos (`cp -a`, with reflinks when the file
@@ -27,27 +29,33 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Bytes allocated and inodes used under `dir` (hardlinked files counted once; symlinks
-/// not followed).
+/// Bytes allocated and inodes used under `dir` (hardlinked files counted once). Walked by
+/// directory fds ([`crate::walk`]): no symlink is followed, and a directory that changed
+/// between its listing and its open (a live container swapping it for a symlink) is counted
+/// as listed but not entered.
 pub fn usage(dir: &Path) -> Result<Usage> {
     let mut u = Usage::default();
     let mut seen = HashSet::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let rd = std::fs::read_dir(&d).map_err(|e| crate::backend::io_err("read", &d, e))?;
-        for e in rd {
-            let e = e.map_err(|e| crate::backend::io_err("read", &d, e))?;
-            let m =
-                e.path().symlink_metadata().map_err(|err| crate::backend::io_err("stat", &e.path(), err))?;
-            if m.nlink() > 1 && !m.is_dir() && !seen.insert((m.dev(), m.ino())) {
-                continue;
-            }
-            u.inodes += 1;
-            u.size += m.blocks() * 512;
-            if m.is_dir() {
-                stack.push(e.path());
+    let root = walk::open_root(dir)?;
+    usage_of(root.as_fd(), &[], &mut u, &mut seen)?;
+    Ok(u)
+}
+
+fn usage_of(dir: BorrowedFd<'_>, rel: &[u8], u: &mut Usage, seen: &mut HashSet<(u64, u64)>) -> Result<()> {
+    for c in walk::children(dir, rel)? {
+        let st = &c.st;
+        let is_dir = walk::is(st, libc::S_IFDIR);
+        if st.st_nlink > 1 && !is_dir && !seen.insert((st.st_dev, st.st_ino)) {
+            continue;
+        }
+        u.inodes += 1;
+        u.size += st.st_blocks.max(0) as u64 * 512;
+        if is_dir {
+            let rel = walk::join(rel, &c.name);
+            if let Some(d) = walk::open_dir(dir, &c, &rel)? {
+                usage_of(d.as_fd(), &rel, u, seen)?;
             }
         }
     }
-    Ok(u)
+    Ok(())
 }

@@ -11,11 +11,8 @@
 //!
 //! [`Blobs`]: crate::blobs::Blobs
 
-use std::collections::BTreeMap;
-use std::fs::Metadata;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,9 +20,11 @@ use berth_ipc::snapshot::{Descriptor, Diff, LABEL_UNCOMPRESSED, MEDIA_TYPE_LAYER
 use berth_ipc::{Error, Result};
 
 use crate::backend::{BackendKind, io_err};
-use crate::layer::whiteout::{OPAQUE, PREFIX, is_opaque};
+use crate::layer::whiteout::{OPAQUE, PREFIX};
 use crate::service::{SnapshotService, blocking};
-use crate::tarwrite::{LayerWriter, Written, read_xattrs};
+use crate::tarwrite::{LayerWriter, Written};
+use crate::walk::{self, Opened, join};
+use nix::sys::stat::FileStat;
 
 /// Runs a diff.
 pub async fn diff(svc: &SnapshotService, r: Diff) -> Result<Descriptor> {
@@ -54,14 +53,16 @@ pub async fn diff(svc: &SnapshotService, r: Diff) -> Result<Descriptor> {
         let file = std::fs::File::create(&t2).map_err(|e| io_err("create", &t2, e))?;
         let mut w = LayerWriter::new(file);
         if overlay {
-            walk_upper(&mut w, &upper_dir, &[])?;
+            walk_upper(&mut w, walk::open_root(&upper_dir)?.as_fd(), &[])?;
         } else if let Some((lower, upper)) = views {
             let base = t2.with_extension("mnt");
             let l = lower.map(|m| TempMount::new(&m, &base.with_extension("lower"))).transpose()?;
             let u = TempMount::new(&upper, &base.with_extension("upper"))?;
-            walk_two(&mut w, l.as_ref().map(|m| m.dir.as_path()), &u.dir, &[])?;
+            let l = l.map(|m| walk::open_root(&m.dir)).transpose()?;
+            walk_two(&mut w, l.as_ref().map(|d| d.as_fd()), walk::open_root(&u.dir)?.as_fd(), &[])?;
         } else {
-            walk_two(&mut w, lower_dir.as_deref(), &upper_dir, &[])?;
+            let l = lower_dir.as_deref().map(walk::open_root).transpose()?;
+            walk_two(&mut w, l.as_ref().map(|d| d.as_fd()), walk::open_root(&upper_dir)?.as_fd(), &[])?;
         }
         w.finish()
     })
@@ -117,119 +118,114 @@ impl Drop for TempMount {
     }
 }
 
-fn sorted_children(dir: &Path) -> Result<Vec<(Vec<u8>, PathBuf, Metadata)>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(|e| io_err("read", dir, e))? {
-        let e = e.map_err(|e| io_err("read", dir, e))?;
-        let p = e.path();
-        let m = p.symlink_metadata().map_err(|err| io_err("stat", &p, err))?;
-        out.push((e.file_name().as_bytes().to_vec(), p, m));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+fn is_whiteout(st: &FileStat) -> bool {
+    walk::is(st, libc::S_IFCHR) && st.st_rdev == 0
 }
 
-fn child(prefix: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = prefix.to_vec();
-    if !p.is_empty() {
-        p.push(b'/');
-    }
-    p.extend_from_slice(name);
-    p
-}
-
-fn is_whiteout(m: &Metadata) -> bool {
-    m.file_type().is_char_device() && m.rdev() == 0
-}
-
-/// Writes an overlay upper dir as a layer.
-fn walk_upper(w: &mut LayerWriter, dir: &Path, rel: &[u8]) -> Result<()> {
-    for (name, path, m) in sorted_children(dir)? {
-        let name_rel = child(rel, &name);
-        if is_whiteout(&m) {
-            w.marker(&child(rel, &[PREFIX.as_bytes(), &name].concat()))?;
+/// Writes an overlay upper dir (the directory `dir`, layer path `rel`) as a layer.
+fn walk_upper(w: &mut LayerWriter, dir: BorrowedFd<'_>, rel: &[u8]) -> Result<()> {
+    for name in walk::names(dir, rel)? {
+        let name_rel = join(rel, &name);
+        let Some(o) = walk::open_entry(dir, &name, &name_rel)? else { continue };
+        if is_whiteout(&o.st) {
+            w.marker(&join(rel, &[PREFIX.as_bytes(), &name].concat()))?;
             continue;
         }
-        w.add(&name_rel, &path, &m)?;
-        if m.is_dir() {
-            if is_opaque(&path) {
-                w.marker(&child(&name_rel, OPAQUE.as_bytes()))?;
+        w.add(&name_rel, &o)?;
+        if walk::is(&o.st, libc::S_IFDIR) {
+            let d = walk::listing(&o, &name_rel)?;
+            drop(o);
+            if walk::is_opaque(d.as_fd()) {
+                w.marker(&join(&name_rel, OPAQUE.as_bytes()))?;
             }
-            walk_upper(w, &path, &name_rel)?;
+            walk_upper(w, d.as_fd(), &name_rel)?;
         }
     }
     Ok(())
 }
 
-/// Writes what differs between the trees `lower` (none: empty) and `upper`.
-fn walk_two(w: &mut LayerWriter, lower: Option<&Path>, upper: &Path, rel: &[u8]) -> Result<()> {
-    let ups = sorted_children(upper)?;
+fn fd_err(rel: &[u8], e: std::io::Error) -> Error {
+    Error::unavailable(format!("diff: entry {:?}: {e}", crate::layer::path::show(rel)))
+}
+
+/// Writes what differs between the directories `lower` (none: empty) and `upper`.
+fn walk_two(
+    w: &mut LayerWriter,
+    lower: Option<BorrowedFd<'_>>,
+    upper: BorrowedFd<'_>,
+    rel: &[u8],
+) -> Result<()> {
+    let ups = walk::names(upper, rel)?;
     let lows = match lower {
-        Some(l) => sorted_children(l)?,
+        Some(l) => walk::names(l, rel)?,
         None => Vec::new(),
     };
-    let lower_map: BTreeMap<&[u8], (&PathBuf, &Metadata)> =
-        lows.iter().map(|(n, p, m)| (n.as_slice(), (p, m))).collect();
-    for (name, _, _) in &lows {
-        if !ups.iter().any(|(n, _, _)| n == name) {
-            w.marker(&child(rel, &[PREFIX.as_bytes(), name].concat()))?;
+    for name in &lows {
+        if ups.binary_search(name).is_err() {
+            w.marker(&join(rel, &[PREFIX.as_bytes(), name].concat()))?;
         }
     }
-    for (name, path, m) in &ups {
-        let name_rel = child(rel, name);
-        let low = lower_map.get(name.as_slice());
-        let both_dirs = low.is_some_and(|(_, lm)| lm.is_dir()) && m.is_dir();
-        let changed = match low {
+    for name in &ups {
+        let name_rel = join(rel, name);
+        let Some(up) = walk::open_entry(upper, name, &name_rel)? else { continue };
+        let low = match lower {
+            Some(l) if lows.binary_search(name).is_ok() => walk::open_entry(l, name, &name_rel)?,
+            _ => None,
+        };
+        let changed = match &low {
+            Some(lo) => !same(lo, &up, &name_rel)?,
             None => true,
-            Some((lp, lm)) => !same(lp, lm, path, m)?,
         };
         if changed {
-            w.add(&name_rel, path, m)?;
+            w.add(&name_rel, &up)?;
         }
-        if m.is_dir() {
-            let lower_child = if both_dirs { low.map(|(p, _)| p.as_path()) } else { None };
-            walk_two(w, lower_child, path, &name_rel)?;
+        if walk::is(&up.st, libc::S_IFDIR) {
+            let ud = walk::listing(&up, &name_rel)?;
+            let ld = match low {
+                Some(lo) if walk::is(&lo.st, libc::S_IFDIR) => Some(walk::listing(&lo, &name_rel)?),
+                _ => None,
+            };
+            drop(up);
+            walk_two(w, ld.as_ref().map(|d| d.as_fd()), ud.as_fd(), &name_rel)?;
         }
     }
     Ok(())
 }
 
-/// Whether two entries are the same for a layer's purposes.
-fn same(lp: &Path, lm: &Metadata, up: &Path, um: &Metadata) -> Result<bool> {
-    let kind = |m: &Metadata| m.mode() & libc::S_IFMT;
-    if kind(lm) != kind(um) || lm.mode() != um.mode() || lm.uid() != um.uid() || lm.gid() != um.gid() {
+/// Whether two opened entries are the same for a layer's purposes.
+fn same(l: &Opened, u: &Opened, rel: &[u8]) -> Result<bool> {
+    let (lm, um) = (&l.st, &u.st);
+    if lm.st_mode != um.st_mode || lm.st_uid != um.st_uid || lm.st_gid != um.st_gid {
         return Ok(false);
     }
-    if um.is_dir() {
-        return Ok(read_xattrs(lp)? == read_xattrs(up)?);
+    if walk::is(um, libc::S_IFDIR) {
+        return Ok(walk::xattrs(l.fd.as_fd(), rel)? == walk::xattrs(u.fd.as_fd(), rel)?);
     }
-    if lm.mtime() != um.mtime()
-        || lm.mtime_nsec() != um.mtime_nsec()
-        || lm.size() != um.size()
-        || lm.rdev() != um.rdev()
+    if lm.st_mtime != um.st_mtime
+        || lm.st_mtime_nsec != um.st_mtime_nsec
+        || lm.st_size != um.st_size
+        || lm.st_rdev != um.st_rdev
     {
         return Ok(false);
     }
-    if um.file_type().is_symlink() {
-        let rl = |p: &Path| std::fs::read_link(p).map_err(|e| io_err("readlink", p, e));
-        return Ok(rl(lp)? == rl(up)?);
+    if walk::is(um, libc::S_IFLNK) {
+        return Ok(walk::read_link(l, rel)? == walk::read_link(u, rel)?);
     }
-    if read_xattrs(lp)? != read_xattrs(up)? {
+    if walk::xattrs(l.fd.as_fd(), rel)? != walk::xattrs(u.fd.as_fd(), rel)? {
         return Ok(false);
     }
-    if um.is_file() && um.mtime_nsec() == 0 {
-        return same_content(lp, up);
+    if walk::is(um, libc::S_IFREG) && um.st_mtime_nsec == 0 {
+        return same_content(l, u, rel);
     }
     Ok(true)
 }
 
-fn same_content(a: &Path, b: &Path) -> Result<bool> {
-    let open = |p: &Path| std::fs::File::open(p).map_err(|e| io_err("open", p, e));
-    let (mut fa, mut fb) = (open(a)?, open(b)?);
+fn same_content(a: &Opened, b: &Opened, rel: &[u8]) -> Result<bool> {
+    let (mut fa, mut fb) = (walk::read_regular(a, rel)?, walk::read_regular(b, rel)?);
     let (mut ba, mut bb) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
     loop {
-        let na = read_full(&mut fa, &mut ba).map_err(|e| io_err("read", a, e))?;
-        let nb = read_full(&mut fb, &mut bb).map_err(|e| io_err("read", b, e))?;
+        let na = read_full(&mut fa, &mut ba).map_err(|e| fd_err(rel, e))?;
+        let nb = read_full(&mut fb, &mut bb).map_err(|e| fd_err(rel, e))?;
         if na != nb || ba[..na] != bb[..nb] {
             return Ok(false);
         }

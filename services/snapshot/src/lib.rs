@@ -16,7 +16,8 @@
 //!   metadata, whiteouts.
 //! - [`unpack`] — batch unpack of an image's layers under chainIDs; [`follow`] reads a layer
 //!   still downloading.
-//! - [`diff`] — producing a layer from two snapshots; [`tarwrite`] writes it.
+//! - [`diff`] — producing a layer from two snapshots; [`tarwrite`] writes it; [`walk`] reads
+//!   the trees by directory fds, safe against a live container.
 //! - [`blobs`] — where layer blobs come from and diffs go; [`content`] is the content
 //!   service's side of it (blob fds by SCM_RIGHTS, diff uploads).
 //! - [`store`] — the [`store::Snapshotter`] trait the local store and the socket proxy share.
@@ -42,6 +43,7 @@ pub mod store;
 mod sys;
 pub mod tarwrite;
 pub mod unpack;
+pub mod walk;
 
 use std::sync::Arc;
 

@@ -38,13 +38,27 @@ pub fn lsetxattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
     check(ret as isize).map(drop)
 }
 
+type GetFn =
+    unsafe extern "C" fn(*const libc::c_char, *const libc::c_char, *mut libc::c_void, usize) -> isize;
+type ListFn = unsafe extern "C" fn(*const libc::c_char, *mut libc::c_char, usize) -> isize;
+
 /// Reads xattr `name` of `path` (final symlink not followed); `None` when absent.
 pub fn lgetxattr(path: &CStr, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    get_with(libc::lgetxattr, path, name)
+}
+
+/// Reads xattr `name` of `path`, following it: only for `/proc/self/fd/N` of an fd the
+/// caller opened `O_PATH|O_NOFOLLOW`, which lands on that very inode (a symlink's own).
+pub fn getxattr(path: &CStr, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    get_with(libc::getxattr, path, name)
+}
+
+fn get_with(f: GetFn, path: &CStr, name: &CStr) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
-        // SAFETY: strings are NUL-terminated; `buf` is writable for `buf.len()` bytes.
-        let ret =
-            unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: `f` is `lgetxattr` or `getxattr`; strings are NUL-terminated; `buf` is
+        // writable for `buf.len()` bytes.
+        let ret = unsafe { f(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         match check(ret) {
             Ok(n) => {
                 buf.truncate(n);
@@ -61,10 +75,20 @@ pub fn lgetxattr(path: &CStr, name: &CStr) -> io::Result<Option<Vec<u8>>> {
 
 /// Names of the xattrs of `path` (final symlink not followed).
 pub fn llistxattr(path: &CStr) -> io::Result<Vec<Vec<u8>>> {
+    list_with(libc::llistxattr, path)
+}
+
+/// Names of the xattrs of `path`, following it (see [`getxattr`] for the one use).
+pub fn listxattr(path: &CStr) -> io::Result<Vec<Vec<u8>>> {
+    list_with(libc::listxattr, path)
+}
+
+fn list_with(f: ListFn, path: &CStr) -> io::Result<Vec<Vec<u8>>> {
     let mut buf = vec![0u8; 1024];
     loop {
-        // SAFETY: `path` is NUL-terminated; `buf` is writable for `buf.len()` bytes.
-        let ret = unsafe { libc::llistxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: `f` is `llistxattr` or `listxattr`; `path` is NUL-terminated; `buf` is
+        // writable for `buf.len()` bytes.
+        let ret = unsafe { f(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         match check(ret) {
             Ok(n) => {
                 buf.truncate(n);

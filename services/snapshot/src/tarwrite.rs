@@ -4,16 +4,18 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use berth_ipc::digest::Digest;
 use berth_ipc::{Error, Result};
 use sha2::{Digest as _, Sha256};
 use tar::{EntryType, Header};
+
+use crate::walk::{self, Opened};
 
 /// A writer that hashes and counts what passes through.
 pub struct HashWriter<W> {
@@ -92,16 +94,17 @@ impl LayerWriter {
         LayerWriter { tar: tar::Builder::new(HashWriter::new(gz)), links: HashMap::new() }
     }
 
-    /// Adds `src` (on disk, described by `st`) under the layer name `name`.
-    pub fn add(&mut self, name: &[u8], src: &Path, st: &Metadata) -> Result<()> {
-        let ft = st.file_type();
+    /// Adds the entry `o` (opened by [`crate::walk`]) under the layer name `name`: its
+    /// type, metadata and size are those of the opened inode, whatever the name holds now.
+    pub fn add(&mut self, name: &[u8], o: &Opened) -> Result<()> {
+        let st = &o.st;
         let mut h = Header::new_gnu();
-        h.set_mode(st.mode() & 0o7777);
-        h.set_uid(st.uid().into());
-        h.set_gid(st.gid().into());
-        h.set_mtime(st.mtime().max(0) as u64);
+        h.set_mode(st.st_mode & 0o7777);
+        h.set_uid(st.st_uid.into());
+        h.set_gid(st.st_gid.into());
+        h.set_mtime(st.st_mtime.max(0) as u64);
         h.set_size(0);
-        let xattrs = read_xattrs(src)?;
+        let xattrs = walk::xattrs(o.fd.as_fd(), name)?;
         if !xattrs.is_empty() {
             let mut data = Vec::new();
             for (k, v) in &xattrs {
@@ -117,42 +120,45 @@ impl LayerWriter {
             ph.set_cksum();
             self.tar.append(&ph, data.as_slice()).map_err(io_err)?;
         }
-        if !ft.is_dir() && st.nlink() > 1 {
-            if let Some(first) = self.links.get(&(st.dev(), st.ino())) {
+        let kind = walk::kind(st);
+        if kind != libc::S_IFDIR && st.st_nlink > 1 {
+            if let Some(first) = self.links.get(&(st.st_dev, st.st_ino)) {
                 h.set_entry_type(EntryType::Link);
                 let first = first.clone();
                 return self.tar.append_link(&mut h, as_path(name), as_path(&first)).map_err(io_err);
             }
-            self.links.insert((st.dev(), st.ino()), name.to_vec());
+            self.links.insert((st.st_dev, st.st_ino), name.to_vec());
         }
-        if ft.is_file() {
-            h.set_entry_type(EntryType::Regular);
-            h.set_size(st.len());
-            let f = open_regular(src, st)?;
-            let exact = Exact { inner: io::Read::take(f, st.len()), left: st.len(), src: src.to_path_buf() };
-            self.tar.append_data(&mut h, as_path(name), exact).map_err(io_err)
-        } else if ft.is_dir() {
-            h.set_entry_type(EntryType::Directory);
-            self.tar.append_data(&mut h, as_path(name), io::empty()).map_err(io_err)
-        } else if ft.is_symlink() {
-            h.set_entry_type(EntryType::Symlink);
-            let target = std::fs::read_link(src).map_err(io_err)?;
-            self.tar.append_link(&mut h, as_path(name), target).map_err(io_err)
-        } else {
-            let kind = if ft.is_char_device() {
-                EntryType::Char
-            } else if ft.is_block_device() {
-                EntryType::Block
-            } else if ft.is_fifo() {
-                EntryType::Fifo
-            } else {
-                return Ok(()); // sockets are not carried in layers
-            };
-            h.set_entry_type(kind);
-            let rdev = st.rdev();
-            h.set_device_major(nix::sys::stat::major(rdev) as u32).map_err(io_err)?;
-            h.set_device_minor(nix::sys::stat::minor(rdev) as u32).map_err(io_err)?;
-            self.tar.append_data(&mut h, as_path(name), io::empty()).map_err(io_err)
+        let size = st.st_size.max(0) as u64;
+        match kind {
+            libc::S_IFREG => {
+                h.set_entry_type(EntryType::Regular);
+                h.set_size(size);
+                let f = walk::read_regular(o, name)?;
+                let exact = Exact { inner: io::Read::take(f, size), left: size, src: name.to_vec() };
+                self.tar.append_data(&mut h, as_path(name), exact).map_err(io_err)
+            }
+            libc::S_IFDIR => {
+                h.set_entry_type(EntryType::Directory);
+                self.tar.append_data(&mut h, as_path(name), io::empty()).map_err(io_err)
+            }
+            libc::S_IFLNK => {
+                h.set_entry_type(EntryType::Symlink);
+                let target = walk::read_link(o, name)?;
+                self.tar.append_link(&mut h, as_path(name), target).map_err(io_err)
+            }
+            libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
+                h.set_entry_type(match kind {
+                    libc::S_IFCHR => EntryType::Char,
+                    libc::S_IFBLK => EntryType::Block,
+                    _ => EntryType::Fifo,
+                });
+                let rdev = st.st_rdev;
+                h.set_device_major(nix::sys::stat::major(rdev) as u32).map_err(io_err)?;
+                h.set_device_minor(nix::sys::stat::minor(rdev) as u32).map_err(io_err)?;
+                self.tar.append_data(&mut h, as_path(name), io::empty()).map_err(io_err)
+            }
+            _ => Ok(()), // sockets are not carried in layers
         }
     }
 
@@ -177,7 +183,8 @@ impl LayerWriter {
     }
 }
 
-/// The xattrs of `path` (not following a symlink), without overlayfs' own.
+/// The xattrs of `path` (not following a symlink), without overlayfs' own (for tests and
+/// paths berth owns; the diff walk reads them from its fds, [`walk::xattrs`]).
 pub fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::internal("path with NUL"))?;
     let mut out = Vec::new();
@@ -199,36 +206,22 @@ pub fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
-/// Opens `src` for its file entry: never following a symlink, never blocking on a FIFO,
-/// and only if what was opened is the regular file that was stat'ed (same device and
-/// inode), so a swap between the stat and the open is refused, not followed.
-fn open_regular(src: &std::path::Path, st: &std::fs::Metadata) -> Result<File> {
-    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(src)
-        .map_err(io_err)?;
-    let now = f.metadata().map_err(io_err)?;
-    if !now.file_type().is_file() || now.dev() != st.dev() || now.ino() != st.ino() {
-        return Err(io_err(io::Error::other(format!("{}: changed while being read", src.display()))));
-    }
-    Ok(f)
-}
-
 /// A file's bytes, exactly as many as its header says: one that grew is cut at the
 /// stat'ed size, one that shrank is an error naming it (the tar stream stays well formed).
 struct Exact<R> {
     inner: R,
     left: u64,
-    src: std::path::PathBuf,
+    src: Vec<u8>,
 }
 
 impl<R: io::Read> io::Read for Exact<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n == 0 && self.left > 0 && !buf.is_empty() {
-            return Err(io::Error::other(format!("{}: shrank while being read", self.src.display())));
+            return Err(io::Error::other(format!(
+                "entry {:?} shrank while being read",
+                crate::layer::path::show(&self.src)
+            )));
         }
         self.left -= n as u64;
         Ok(n)
