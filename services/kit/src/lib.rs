@@ -15,6 +15,7 @@ pub mod boot;
 pub mod config;
 pub mod logging;
 pub mod ready;
+pub mod time;
 mod sys;
 
 pub use args::CommonArgs;

@@ -1,7 +1,7 @@
 //! A task's bundle directory, `<state>/tasks/<ns>/<id>`, and what lives in it:
-//! `config.json` and `rootfs/` for the OCI runtime, its exit record (the container's output
-//! is under the root dir, [`crate::logfile`]), the init pid, the shim's private socket dir, and `task.json` (what re-adoption
-//! needs to know).
+//! `config.json` and `rootfs/` for the OCI runtime, its exit record, the init pid, the
+//! shim's private socket dir, and `task.json` (what re-adoption needs to know). The
+//! container's output is under the root dir ([`crate::logfile`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
