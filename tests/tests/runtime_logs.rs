@@ -87,7 +87,7 @@ fn a_flood_of_output_is_capped_on_the_root_dir() {
     // Nothing of the output on the state dir (a tmpfs in production).
     let state: u64 = files_under(&berth.state).iter().map(|(_, l)| l).sum();
     assert!(state < 1 << 20, "{state} bytes under the state dir: {:?}", files_under(&berth.state));
-    let o = berth.cli(&["tasks", "logs", "flood", "-n", "3"]);
+    let o = berth.cli(&["tasks", "logs", "flood", "--tail", "3"]);
     assert_eq!(
         out(&o),
         "berth-log-flood-line-of-output\nberth-log-flood-line-of-output\ndone\n",
@@ -107,9 +107,7 @@ fn tasks_logs_tail_follow_after_exit_restart_and_rm() {
     let o = berth.cli(&["run", "-d", "tiny", "c1", "sh", "-c", script]);
     assert!(o.status.success(), "{}", show(&o));
     wait_for("the first lines", Duration::from_secs(10), || {
-        let o = berth.cli(&["tasks", "logs", "c1"]);
-        eprintln!("{}", show(&o));
-        String::from_utf8_lossy(&o.stderr).contains("oops")
+        String::from_utf8_lossy(&berth.cli(&["tasks", "logs", "c1"]).stderr).contains("oops")
     });
     // The last two lines of both streams: line3 and oops.
     let o = berth.cli(&["tasks", "logs", "c1", "--tail", "2"]);

@@ -117,7 +117,7 @@ pub enum TasksCmd {
         #[arg(short, long)]
         follow: bool,
         /// Only the last N lines
-        #[arg(short = 'n', long, value_name = "N")]
+        #[arg(long, value_name = "N")]
         tail: Option<u64>,
         /// Only output since a time: RFC 3339 (2026-12-07T09:30:00Z), Unix seconds, or a
         /// duration ago (10m, 2h)
