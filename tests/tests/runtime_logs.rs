@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_system_tests::{Berth, bin, signal};
 use berth_ipc::launcher::ServiceState;
+use berth_system_tests::{Berth, bin, signal};
 use nix::sys::signal::Signal;
 use runtime_support::{can_run, import_busybox, out, show, teardown};
 
@@ -144,7 +144,9 @@ fn tasks_logs_tail_follow_after_exit_restart_and_rm() {
     let pid = berth.status("runtime").pid.expect("runtime pid");
     signal(pid, Signal::SIGKILL);
     berth.wait_until("runtime restarted", Duration::from_secs(20), |l| {
-        l.iter().any(|s| s.name == "runtime" && s.pid.is_some_and(|p| p != pid) && s.state == ServiceState::Running)
+        l.iter().any(|s| {
+            s.name == "runtime" && s.pid.is_some_and(|p| p != pid) && s.state == ServiceState::Running
+        })
     });
     let o = berth.cli(&["tasks", "logs", "c1"]);
     assert_eq!(out(&o), "line1\nline2\nline3\nlate", "after a restart: {}", show(&o));
@@ -160,7 +162,15 @@ fn tasks_logs_tail_follow_after_exit_restart_and_rm() {
     assert!(!o.status.success(), "{}", show(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("c1"), "{}", show(&o));
     // Live output stays byte-exact, partial lines and both streams.
-    let o = berth.cli(&["run", "--rm", "tiny", "p1", "sh", "-c", "printf abc; printf def >&2; printf 'g\\n\\nh'"]);
+    let o = berth.cli(&[
+        "run",
+        "--rm",
+        "tiny",
+        "p1",
+        "sh",
+        "-c",
+        "printf abc; printf def >&2; printf 'g\\n\\nh'",
+    ]);
     assert_eq!(out(&o), "abcg\n\nh", "{}", show(&o));
     assert_eq!(String::from_utf8_lossy(&o.stderr), "def", "{}", show(&o));
     teardown(&berth);

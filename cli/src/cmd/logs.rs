@@ -51,7 +51,8 @@ pub fn parse_since(s: &str) -> anyhow::Result<u64> {
         return secs.checked_mul(1_000_000_000).ok_or_else(|| anyhow::anyhow!("--since {s:?}: out of range"));
     }
     let unit = |suffix: &str, secs: u64| s.strip_suffix(suffix)?.parse::<u64>().ok()?.checked_mul(secs);
-    let ago = unit("s", 1).or_else(|| unit("m", 60)).or_else(|| unit("h", 3600)).or_else(|| unit("d", 86_400));
+    let ago =
+        unit("s", 1).or_else(|| unit("m", 60)).or_else(|| unit("h", 3600)).or_else(|| unit("d", 86_400));
     let Some(ago) = ago else {
         anyhow::bail!("--since {s:?}: not a time (2026-12-07T09:30:00Z), Unix seconds or a duration (10m)")
     };

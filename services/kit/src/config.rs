@@ -362,7 +362,9 @@ mod tests {
         assert!(a.starts_with("/berth-") && a.len() == "/berth-".len() + 8, "{a}");
         assert_ne!(a, b);
         assert_eq!(c.cgroup_parent(Path::new("/tmp/a/state")), Ok(a));
-        let set = |p: &str| RuntimeConfig { cgroup_parent: p.into(), ..Default::default() }.cgroup_parent(Path::new("/x"));
+        let set = |p: &str| {
+            RuntimeConfig { cgroup_parent: p.into(), ..Default::default() }.cgroup_parent(Path::new("/x"))
+        };
         assert_eq!(set("/system.slice/berth/"), Ok("/system.slice/berth".into()));
         for bad in ["/", "../etc", "a//b", "a/./b", "a\0b"] {
             let err = set(bad).expect_err(bad);

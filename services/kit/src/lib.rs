@@ -15,8 +15,8 @@ pub mod boot;
 pub mod config;
 pub mod logging;
 pub mod ready;
-pub mod time;
 mod sys;
+pub mod time;
 
 pub use args::CommonArgs;
 pub use boot::{ServiceEnv, main, serve};

@@ -33,7 +33,9 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<u64> {
     let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
     let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
     let (h, m, sec) = (t.next()??, t.next()??, t.next()??);
-    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) || !(1..=12).contains(&month)
+    if frac.len() > 9
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || !(1..=12).contains(&month)
         || !(1..=31).contains(&day)
         || h > 23
         || m > 59
@@ -41,7 +43,8 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<u64> {
     {
         return None;
     }
-    let nanos = if frac.is_empty() { 0 } else { frac.parse::<u64>().ok()? * 10u64.pow(9 - frac.len() as u32) };
+    let nanos =
+        if frac.is_empty() { 0 } else { frac.parse::<u64>().ok()? * 10u64.pow(9 - frac.len() as u32) };
     // Days since 1970-01-01 from a civil date (Howard Hinnant's algorithm).
     let y = year - i64::from(month <= 2);
     let era = y.div_euclid(400);
@@ -50,7 +53,10 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<u64> {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
-    Some(((days * 86_400 + h * 3600 + m * 60 + sec) * 1_000_000_000).checked_add(nanos)?)
+    days.checked_mul(86_400)?
+        .checked_add(h * 3600 + m * 60 + sec)?
+        .checked_mul(1_000_000_000)?
+        .checked_add(nanos)
 }
 
 #[cfg(test)]
@@ -66,7 +72,9 @@ mod tests {
         assert_eq!(rfc3339_nanos(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
         assert_eq!(parse_rfc3339_nanos("2000-02-29T00:00:01Z"), Some(951_782_401_000_000_000));
         assert_eq!(parse_rfc3339_nanos("2000-02-29T00:00:01.5Z"), Some(951_782_401_500_000_000));
-        for bad in ["yesterday", "2000-13-01T00:00:00Z", "2000-01-01T00:00:00", "2000-01-01T00:00:00.1234567890Z"] {
+        for bad in
+            ["yesterday", "2000-13-01T00:00:00Z", "2000-01-01T00:00:00", "2000-01-01T00:00:00.1234567890Z"]
+        {
             assert_eq!(parse_rfc3339_nanos(bad), None, "{bad}");
         }
     }

@@ -20,8 +20,11 @@ fn records_are_lossless() {
         "1970-01-01T00:00:00.000000005Z stderr F one\n1970-01-01T00:00:00.000000005Z stderr F \n\
          1970-01-01T00:00:00.000000005Z stderr P two\n"
     );
-    let back: Vec<u8> =
-        out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).flat_map(|l| parse(l).expect("record").bytes()).collect();
+    let back: Vec<u8> = out
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .flat_map(|l| parse(l).expect("record").bytes())
+        .collect();
     assert_eq!(back, b"one\n\ntwo");
 }
 

@@ -113,11 +113,15 @@ async fn send(tx: &mpsc::Sender<Result<RuntimeResponse>>, records: Vec<Record>) 
         if size >= BATCH_BYTES {
             let full = std::mem::take(&mut batch);
             size = 0;
-            tx.send(Ok(RuntimeResponse::Logs(full))).await.map_err(|_| Error::unavailable("logs: client gone"))?;
+            tx.send(Ok(RuntimeResponse::Logs(full)))
+                .await
+                .map_err(|_| Error::unavailable("logs: client gone"))?;
         }
     }
     if !batch.is_empty() {
-        tx.send(Ok(RuntimeResponse::Logs(batch))).await.map_err(|_| Error::unavailable("logs: client gone"))?;
+        tx.send(Ok(RuntimeResponse::Logs(batch)))
+            .await
+            .map_err(|_| Error::unavailable("logs: client gone"))?;
     }
     Ok(())
 }

@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use berth_ipc::events::payload::{TaskExecAdded, TaskPaused, TaskResumed};
 use berth_ipc::runtime::{
-    Exec, OutputChunk, RuntimeResponse, ShimRequest, ShimResponse, TaskMetrics, TaskRef,
-    TaskStatus,
+    Exec, OutputChunk, RuntimeResponse, ShimRequest, ShimResponse, TaskMetrics, TaskRef, TaskStatus,
 };
 use berth_ipc::{Error, Result};
 use tokio::sync::mpsc;

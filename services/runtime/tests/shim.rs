@@ -177,7 +177,9 @@ fn run_exits_at_once(runtime: &str) {
     assert_eq!(state.exit.map(|e| e.status), Some(4));
     assert_eq!(bundle.read_exit().map(|e| e.status), Some(4), "the init's exit is recorded durably");
     assert!(matches!(common::shim_call(&sock, &ShimRequest::Start), ShimResponse::Pid(p) if p == pid));
-    wait_until(std::time::Duration::from_secs(2), || output(dir.path(), None, OutputStream::Stdout) == "quick\n");
+    wait_until(std::time::Duration::from_secs(2), || {
+        output(dir.path(), None, OutputStream::Stdout) == "quick\n"
+    });
     assert_eq!(output(dir.path(), None, OutputStream::Stdout), "quick\n");
     assert!(matches!(common::shim_call(&sock, &ShimRequest::Shutdown), ShimResponse::Ok));
     // The shim finishes the runtime's delete after answering, then exits.

@@ -70,18 +70,19 @@ impl Output {
     fn copy(self: &Arc<Self>, mut from: PipeReader, stream: OutputStream) -> Result<()> {
         *self.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         let me = self.clone();
-        let spawned = std::thread::Builder::new().name("output".into()).stack_size(64 << 10).spawn(move || {
-            let mut buf = vec![0u8; 8 << 10];
-            loop {
-                match from.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => me.write(stream, &buf[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
+        let spawned =
+            std::thread::Builder::new().name("output".into()).stack_size(64 << 10).spawn(move || {
+                let mut buf = vec![0u8; 8 << 10];
+                loop {
+                    match from.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => me.write(stream, &buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
                 }
-            }
-            me.done();
-        });
+                me.done();
+            });
         if let Err(e) = spawned {
             self.done();
             return Err(Error::internal(format!("output thread: {e}")));

@@ -431,7 +431,10 @@ impl Shim {
             }
             return Err(runtime_error(&self.args.runtime, "exec", &runtime_stderr(&output)));
         }
-        self.exec_outputs.lock().unwrap_or_else(|p| p.into_inner()).insert(exec_id.to_string(), output.clone());
+        self.exec_outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(exec_id.to_string(), output.clone());
         if let Some(console) = console {
             let master = console.receive(Duration::from_secs(5))?;
             let tty = Tty::start(master, output)?;
