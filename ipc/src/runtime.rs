@@ -280,6 +280,31 @@ pub struct OutputChunk {
     pub data: Vec<u8>,
 }
 
+/// `Logs`: a process's kept output, from `<root>/logs/<ns>/<id>/` (the init's, or an exec's
+/// with `task.exec_id`). Readable while the container exists, with or without a task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Logs {
+    /// Which process.
+    pub task: TaskRef,
+    /// After what is kept, go on with new output until the process exits.
+    pub follow: bool,
+    /// Only the last this many lines of what is kept.
+    pub tail: Option<u64>,
+    /// Only output written at or after this time (Unix nanoseconds).
+    pub since: Option<u64>,
+}
+
+/// A piece of kept output: one line, or part of one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Its stream.
+    pub stream: OutputStream,
+    /// When the shim read it (Unix nanoseconds).
+    pub time: u64,
+    /// The bytes, with the line's newline if it ends one.
+    pub data: Vec<u8>,
+}
+
 /// `WriteStdin`: input for a process. For a task with a terminal, bytes typed into it (the
 /// pty master, so the terminal's line discipline applies: `^C`, `^D`, echo); for a process
 /// created with `stdin`, bytes written to its stdin pipe (blocking while the pipe is full).
@@ -351,6 +376,9 @@ crate::protocol! {
     CloseStdin(CloseStdin) -> () [];
     /// Window size of a process's terminal. Allowed while it has one.
     ResizePty(ResizePty) -> () [idempotent];
+    /// A container's kept output (running or exited, until the container is removed), in
+    /// batches; with `follow`, then live until the process exits.
+    Logs(Logs) -> Vec<LogEntry> [idempotent, stream];
 }
 
 /// One request to a shim, sent as a JSON line on its private socket.

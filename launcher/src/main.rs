@@ -89,6 +89,7 @@ async fn run(cli: Cli, config: Config, log_format: LogFormat) -> anyhow::Result<
     };
     let metrics_addr = config.metrics.socket_addr().map_err(in_file)?;
     config.runtime.cgroup_parent(&config.state).map_err(in_file)?;
+    config.runtime.check_logs().map_err(in_file)?;
     berth_service_kit::boot::create_private_dir(&config.root)
         .with_context(|| format!("create root {}", config.root.display()))?;
     berth_service_kit::boot::create_state_dir(&config.state)

@@ -9,6 +9,7 @@ pub mod events;
 pub mod gc;
 pub mod images;
 pub mod leases;
+pub mod logs;
 pub mod metrics;
 pub mod namespaces;
 pub mod run;

@@ -1,4 +1,4 @@
-//! `berth tasks ls|start|kill|delete|wait|exec|ps|pause|resume|metrics|attach`.
+//! `berth tasks ls|start|kill|delete|wait|exec|ps|pause|resume|metrics|attach|logs`.
 
 use std::process::ExitCode;
 
@@ -105,6 +105,27 @@ pub enum TasksCmd {
     Attach {
         /// Container id
         id: String,
+        /// An exec'd process
+        #[arg(long)]
+        exec_id: Option<String>,
+    },
+    /// Print a container's kept output (running or exited, until the container is removed)
+    Logs {
+        /// Container id
+        id: String,
+        /// Then follow new output until the process exits
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines
+        #[arg(long, value_name = "N")]
+        tail: Option<u64>,
+        /// Only output since a time: RFC 3339 (2026-12-07T09:30:00Z), Unix seconds, or a
+        /// duration ago (10m, 2h)
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// Print each line's time first (RFC 3339, nanoseconds)
+        #[arg(short, long)]
+        timestamps: bool,
         /// An exec'd process
         #[arg(long)]
         exec_id: Option<String>,
@@ -243,6 +264,9 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
                 return Ok(code(status));
             }
             pump(rt.stream(Attach(task(&id, exec_id))).await.map_err(wire)?).await?
+        }
+        TasksCmd::Logs { id, follow, tail, since, timestamps, exec_id } => {
+            super::logs::print(rt, task(&id, exec_id), follow, tail, since.as_deref(), timestamps).await?
         }
     }
     Ok(ExitCode::SUCCESS)

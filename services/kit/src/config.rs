@@ -40,16 +40,45 @@ pub struct Config {
 }
 
 /// The runtime service's settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// The cgroup containers are placed under (`<parent>/<namespace>/<id>`); empty: `/berth`
     /// for the state dir `/run/berth`, `/berth-<hash of the state dir>` for any other, so
     /// that two berth instances on one host never share a container's cgroup.
     pub cgroup_parent: String,
+    /// A container's output log file (`<root>/logs/<ns>/<id>/init.log`) is rotated before a
+    /// write would make it larger than this.
+    pub log_max_bytes: u64,
+    /// Log files kept per process, the one being written included (at least 1).
+    pub log_max_files: u32,
+}
+
+/// The smallest `[runtime] log_max_bytes`: one record (a read of at most 8 KiB, plus its
+/// CRI prefix) must fit in a file.
+pub const MIN_LOG_MAX_BYTES: u64 = 64 << 10;
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig { cgroup_parent: String::new(), log_max_bytes: 10 << 20, log_max_files: 5 }
+    }
 }
 
 impl RuntimeConfig {
+    /// Errors: a log size below [`MIN_LOG_MAX_BYTES`] or no log file kept.
+    pub fn check_logs(&self) -> Result<(), String> {
+        if self.log_max_bytes < MIN_LOG_MAX_BYTES {
+            return Err(format!(
+                "[runtime] log_max_bytes {}: below the minimum of {MIN_LOG_MAX_BYTES}",
+                self.log_max_bytes
+            ));
+        }
+        if self.log_max_files == 0 || self.log_max_files > 1000 {
+            return Err(format!("[runtime] log_max_files {}: must be 1 to 1000", self.log_max_files));
+        }
+        Ok(())
+    }
+
     /// The cgroup parent for a berth whose state dir is `state`. Errors: a parent that is not
     /// a plain path (`..`, `.`, empty parts, NUL, over 200 bytes).
     pub fn cgroup_parent(&self, state: &Path) -> Result<String, String> {
@@ -358,7 +387,9 @@ mod tests {
         assert!(a.starts_with("/berth-") && a.len() == "/berth-".len() + 8, "{a}");
         assert_ne!(a, b);
         assert_eq!(c.cgroup_parent(Path::new("/tmp/a/state")), Ok(a));
-        let set = |p: &str| RuntimeConfig { cgroup_parent: p.into() }.cgroup_parent(Path::new("/x"));
+        let set = |p: &str| {
+            RuntimeConfig { cgroup_parent: p.into(), ..Default::default() }.cgroup_parent(Path::new("/x"))
+        };
         assert_eq!(set("/system.slice/berth/"), Ok("/system.slice/berth".into()));
         for bad in ["/", "../etc", "a//b", "a/./b", "a\0b"] {
             let err = set(bad).expect_err(bad);

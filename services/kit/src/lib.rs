@@ -16,6 +16,7 @@ pub mod config;
 pub mod logging;
 pub mod ready;
 mod sys;
+pub mod time;
 
 pub use args::CommonArgs;
 pub use boot::{ServiceEnv, main, serve};

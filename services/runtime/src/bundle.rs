@@ -1,7 +1,7 @@
 //! A task's bundle directory, `<state>/tasks/<ns>/<id>`, and what lives in it:
-//! `config.json` and `rootfs/` for the OCI runtime, the container's output logs, its exit
-//! record, the init pid, the shim's private socket dir, and `task.json` (what re-adoption
-//! needs to know).
+//! `config.json` and `rootfs/` for the OCI runtime, its exit record, the init pid, the
+//! shim's private socket dir, and `task.json` (what re-adoption needs to know). The
+//! container's output is under the root dir ([`crate::logfile`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,20 +43,6 @@ impl Bundle {
     /// `rootfs/`.
     pub fn rootfs(&self) -> PathBuf {
         self.dir.join("rootfs")
-    }
-    /// The init process's stdout (`None`) or an exec's.
-    pub fn stdout(&self, exec: Option<&str>) -> PathBuf {
-        match exec {
-            None => self.dir.join("stdout.log"),
-            Some(e) => self.dir.join(format!("exec-{e}.stdout.log")),
-        }
-    }
-    /// The init process's stderr or an exec's.
-    pub fn stderr(&self, exec: Option<&str>) -> PathBuf {
-        match exec {
-            None => self.dir.join("stderr.log"),
-            Some(e) => self.dir.join(format!("exec-{e}.stderr.log")),
-        }
     }
     /// The durable exit record of the init process.
     pub fn exit(&self) -> PathBuf {

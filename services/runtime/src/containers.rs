@@ -313,6 +313,14 @@ impl Runtime {
             self.delete(task).await?;
         }
         self.metadata.call(DeleteContainer(ByName { namespace: ns.into(), name: id.into() })).await?;
+        // Its output goes with it (a dir left by a crash here goes with a later container of
+        // that id being removed, or is overwritten by its output).
+        let logs = self.log_dir(ns, id);
+        if let Err(e) = std::fs::remove_dir_all(&logs)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %logs.display(), error = %e, "container logs not removed");
+        }
         if !container.snapshot_key.is_empty() {
             self.drop_snapshot(ns, &container.snapshot_key).await;
         }

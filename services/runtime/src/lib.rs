@@ -22,6 +22,9 @@
 //! - [`containers`] — create (snapshot + spec + record) and remove containers.
 //! - [`tasks`] — task lifecycle: create, start, kill, wait, state, delete, list.
 //! - [`procs`] — exec, ps, pause, resume, metrics, attach.
+//! - [`logfile`] — containers' output logs under `<root>/logs`: format, cap, rotation.
+//! - [`logread`] — reading a log old to new across rotations.
+//! - [`logs`] — `Logs`: kept output after the fact.
 //! - [`bundle`] — a task's bundle directory and its durable exit record.
 //! - [`mount`] — mounting a snapshot's mounts on the bundle's rootfs.
 //! - [`shim`] — `berth-shim`: daemon, reaper, OCI runtime calls, private socket.
@@ -31,6 +34,9 @@
 pub mod bundle;
 pub mod containers;
 pub mod image;
+pub mod logfile;
+pub mod logread;
+pub mod logs;
 pub mod mount;
 pub mod procs;
 pub mod shim;
@@ -66,6 +72,12 @@ pub struct Runtime {
     pub events: Publisher,
     /// Containers' cgroups go under `<cgroup_parent>/<namespace>/<id>`.
     pub cgroup_parent: String,
+    /// berth's root dir (containers' output logs under `logs/`).
+    pub root: PathBuf,
+    /// `[runtime] log_max_bytes`.
+    pub log_max_bytes: u64,
+    /// `[runtime] log_max_files`.
+    pub log_max_files: u32,
 }
 
 impl Runtime {
@@ -76,6 +88,7 @@ impl Runtime {
         let options = env.client_options();
         let cgroup_parent =
             env.config.runtime.cgroup_parent(&state).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+        env.config.runtime.check_logs().map_err(|e| anyhow::anyhow!("config: {e}"))?;
         Ok(Runtime {
             metadata: Client::in_state_dir(&state, options.clone()),
             snapshot: Client::in_state_dir(&state, options.clone()),
@@ -83,7 +96,15 @@ impl Runtime {
             events: Publisher::in_state_dir(&state, "runtime"),
             state,
             cgroup_parent,
+            root: env.config.root.clone(),
+            log_max_bytes: env.config.runtime.log_max_bytes,
+            log_max_files: env.config.runtime.log_max_files,
         })
+    }
+
+    /// The output log dir of container `id` in `namespace`.
+    pub fn log_dir(&self, namespace: &str, id: &str) -> PathBuf {
+        logfile::container_dir(&self.root, namespace, id)
     }
 
     /// The cgroup of container `id` in `namespace`.
@@ -195,6 +216,12 @@ impl Handler<RuntimeProtocol> for Runtime {
             Q::ResizePty(r) => {
                 let req = ShimRequest::Resize { exec_id: r.task.exec_id.clone(), cols: r.cols, rows: r.rows };
                 self.input(r.task, req).await.map(A::ResizePty).into()
+            }
+            Q::Logs(r) => {
+                let (tx, reply) = Reply::stream(16);
+                let rt = self.clone();
+                tokio::spawn(async move { rt.logs(r, tx).await });
+                reply
             }
             Q::Attach(r) => {
                 let (tx, reply) = Reply::stream(16);

@@ -1,17 +1,17 @@
 //! What happens inside a running task: exec, ps, pause, resume, metrics, attach.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use berth_ipc::events::payload::{TaskExecAdded, TaskPaused, TaskResumed};
 use berth_ipc::runtime::{
-    Exec, OutputChunk, OutputStream, RuntimeResponse, ShimRequest, ShimResponse, TaskMetrics, TaskRef,
-    TaskStatus,
+    Exec, OutputChunk, RuntimeResponse, ShimRequest, ShimResponse, TaskMetrics, TaskRef, TaskStatus,
 };
 use berth_ipc::{Error, Result};
 use tokio::sync::mpsc;
 
 use crate::Runtime;
+use crate::logfile::{LogPaths, Record};
+use crate::logread::Follower;
 use crate::tasks::check;
 use crate::{shim_client, spec};
 
@@ -113,7 +113,8 @@ impl Runtime {
         Ok(m)
     }
 
-    /// `Attach`: streams the process's logs from the start, then live, until it exits.
+    /// `Attach`: streams the process's output from the oldest kept, then live, until it
+    /// exits; byte-exact (the log's records put back together).
     pub async fn attach(&self, task: TaskRef, tx: mpsc::Sender<Result<RuntimeResponse>>) {
         if let Err(e) = check(&task) {
             let _ = tx.send(Err(e)).await;
@@ -124,11 +125,8 @@ impl Runtime {
             let _ = tx.send(Err(Error::not_found(format!("task {}: not found", task.id)))).await;
             return;
         }
-        let exec = task.exec_id.as_deref();
-        let mut files = [
-            (OutputStream::Stdout, bundle.stdout(exec), 0u64),
-            (OutputStream::Stderr, bundle.stderr(exec), 0u64),
-        ];
+        let paths = LogPaths::new(&self.log_dir(&task.namespace, &task.id), task.exec_id.as_deref());
+        let mut log = Follower::new(paths);
         let (done_tx, mut done) = tokio::sync::oneshot::channel();
         let waiter = {
             let (rt, task) = (self.clone(), task.clone());
@@ -137,22 +135,16 @@ impl Runtime {
                 let _ = done_tx.send(());
             })
         };
-        // Set once the process has exited: the logs are read once more, then the stream ends.
+        // Set once the process has exited: the log is read once more, then the stream ends.
         let mut exited = false;
         loop {
             let finished = exited || waiter.is_finished();
-            let mut any = false;
-            for (stream, path, offset) in files.iter_mut() {
-                while let Some(data) = read_from(path, offset) {
-                    any = true;
-                    if tx
-                        .send(Ok(RuntimeResponse::Attach(OutputChunk { stream: *stream, data })))
-                        .await
-                        .is_err()
-                    {
-                        waiter.abort();
-                        return;
-                    }
+            let records = log.read();
+            let any = !records.is_empty();
+            for chunk in chunks(records) {
+                if tx.send(Ok(RuntimeResponse::Attach(chunk))).await.is_err() {
+                    waiter.abort();
+                    return;
                 }
             }
             if finished && !any {
@@ -169,16 +161,15 @@ impl Runtime {
     }
 }
 
-/// Up to 64 KiB of `path` from `offset`, advancing it; `None` when there is nothing new.
-fn read_from(path: &std::path::Path, offset: &mut u64) -> Option<Vec<u8>> {
-    let mut f = std::fs::File::open(path).ok()?;
-    f.seek(SeekFrom::Start(*offset)).ok()?;
-    let mut buf = vec![0u8; 64 << 10];
-    let n = f.read(&mut buf).ok()?;
-    if n == 0 {
-        return None;
+/// Records as output chunks, consecutive ones of a stream together.
+fn chunks(records: Vec<Record>) -> Vec<OutputChunk> {
+    let mut out: Vec<OutputChunk> = Vec::new();
+    for r in records {
+        let bytes = r.bytes();
+        match out.last_mut() {
+            Some(last) if last.stream == r.stream => last.data.extend_from_slice(&bytes),
+            _ => out.push(OutputChunk { stream: r.stream, data: bytes }),
+        }
     }
-    buf.truncate(n);
-    *offset += n as u64;
-    Some(buf)
+    out
 }

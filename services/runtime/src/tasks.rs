@@ -177,6 +177,9 @@ impl Runtime {
                 runtime: runtime.into(),
                 runtime_root: self.runtime_root(runtime, ns),
                 state: self.state.clone(),
+                logs: self.log_dir(ns, id),
+                log_max_bytes: self.log_max_bytes,
+                log_max_files: self.log_max_files,
                 start,
             };
             shim_client::spawn(&args).await

@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use berth_ipc::runtime::{ExecSpec, RunOptions, ShimRequest, ShimResponse, TaskStatus};
+use berth_ipc::runtime::{ExecSpec, OutputStream, RunOptions, ShimRequest, ShimResponse, TaskStatus};
 use berth_runtime::bundle::Bundle;
 use berth_runtime::shim::ShimArgs;
 use berth_runtime::spec;
@@ -30,6 +30,9 @@ fn start_shim(runtime: &str, dir: &std::path::Path, id: &str, args: &[&str], sta
         bundle: bundle.dir.clone(),
         runtime: runtime.into(),
         runtime_root: dir.join("runc-root"),
+        logs: dir.join("logs"),
+        log_max_bytes: 10 << 20,
+        log_max_files: 2,
         state,
         start,
     };
@@ -98,20 +101,35 @@ fn run_to_exit(runtime: &str) {
         ShimResponse::Exit(e) => assert_eq!(e.status, 5),
         other => panic!("{other:?}"),
     }
-    assert_eq!(std::fs::read_to_string(bundle.stdout(Some("e1"))).expect("exec out"), "inside\n");
+    assert_eq!(output(dir.path(), Some("e1"), OutputStream::Stdout), "inside\n");
     match common::shim_call(&sock, &ShimRequest::Wait { exec_id: None }) {
         ShimResponse::Exit(e) => assert_eq!(e.status, 3),
         other => panic!("{other:?}"),
     }
     assert_eq!(bundle.read_exit().map(|e| e.status), Some(3));
-    assert_eq!(std::fs::read_to_string(bundle.stdout(None)).expect("out"), format!("hi\n{id}\n"));
-    assert_eq!(std::fs::read_to_string(bundle.stderr(None)).expect("err"), "err\n");
+    assert_eq!(output(dir.path(), None, OutputStream::Stdout), format!("hi\n{id}\n"));
+    assert_eq!(output(dir.path(), None, OutputStream::Stderr), "err\n");
     assert!(matches!(common::shim_call(&sock, &ShimRequest::Shutdown), ShimResponse::Ok));
     wait_until(std::time::Duration::from_secs(2), || {
         !std::path::Path::new(&format!("/proc/{shim_pid}")).exists()
     });
     assert!(!std::path::Path::new(&format!("/proc/{shim_pid}")).exists(), "shim exited after shutdown");
     remove_test_cgroups(&id);
+}
+
+/// What the process wrote on `stream`, from its log under `<dir>/logs`.
+fn output(dir: &std::path::Path, exec: Option<&str>, stream: OutputStream) -> String {
+    let paths = berth_runtime::logfile::LogPaths::new(&dir.join("logs"), exec);
+    let mut out = Vec::new();
+    for f in paths.existing() {
+        for line in std::fs::read(f).expect("log").split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let r = berth_runtime::logfile::parse(line).expect("a CRI record");
+            if r.stream == stream {
+                out.extend(r.bytes());
+            }
+        }
+    }
+    String::from_utf8(out).expect("utf8")
 }
 
 /// Polls `done` every 10 ms until it holds or `timeout` has passed (the caller asserts).
@@ -159,7 +177,10 @@ fn run_exits_at_once(runtime: &str) {
     assert_eq!(state.exit.map(|e| e.status), Some(4));
     assert_eq!(bundle.read_exit().map(|e| e.status), Some(4), "the init's exit is recorded durably");
     assert!(matches!(common::shim_call(&sock, &ShimRequest::Start), ShimResponse::Pid(p) if p == pid));
-    assert_eq!(std::fs::read_to_string(bundle.stdout(None)).expect("out"), "quick\n");
+    wait_until(std::time::Duration::from_secs(2), || {
+        output(dir.path(), None, OutputStream::Stdout) == "quick\n"
+    });
+    assert_eq!(output(dir.path(), None, OutputStream::Stdout), "quick\n");
     assert!(matches!(common::shim_call(&sock, &ShimRequest::Shutdown), ShimResponse::Ok));
     // The shim finishes the runtime's delete after answering, then exits.
     let root = dir.path().join("runc-root").join(&id);
@@ -231,6 +252,9 @@ fn create_failure_is_reported() {
         bundle: bundle.dir.clone(),
         runtime: "runc".into(),
         runtime_root: dir.path().join("runc-root"),
+        logs: dir.path().join("logs"),
+        log_max_bytes: 10 << 20,
+        log_max_files: 2,
         state,
         start: false,
     };

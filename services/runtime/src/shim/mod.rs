@@ -1,8 +1,9 @@
 //! `berth-shim`: one per container. It daemonizes (detached from every berth process),
 //! becomes a subreaper, runs the OCI runtime's `create` with the bundle, then serves the
 //! runtime service on a private socket (`<bundle>/shim/sock`, 0600 in a 0700 dir): start,
-//! kill, exec, pause, resume, state, wait, ps, shutdown. The container's stdout and stderr go
-//! to log files in the bundle; its exit status and time are written durably to
+//! kill, exec, pause, resume, state, wait, ps, shutdown. The container's stdout and stderr come
+//! through pipes the shim copies into capped, rotated log files under the root dir
+//! (`relay`, [`crate::logfile`]); its exit status and time are written durably to
 //! `exit.json` and published on `/tasks/exit`.
 //!
 //! A task with a terminal (`process.terminal` in its spec) gets a pty through the OCI
@@ -23,6 +24,7 @@ mod exit;
 mod input;
 mod process;
 mod reaper;
+mod relay;
 mod serve;
 mod sys;
 mod tty;
@@ -52,6 +54,12 @@ pub struct ShimArgs {
     pub runtime_root: PathBuf,
     /// berth's state dir (for `events.sock`).
     pub state: PathBuf,
+    /// The container's log dir (`<root>/logs/<ns>/<id>`).
+    pub logs: PathBuf,
+    /// A log file's cap (`[runtime] log_max_bytes`).
+    pub log_max_bytes: u64,
+    /// Log files kept per process (`[runtime] log_max_files`).
+    pub log_max_files: u32,
     /// Start the container at once: the runtime's `run --detach` rather than `create`
     /// (one runtime process instead of two); `/tasks/start` waits for the `Start` request.
     pub start: bool,
@@ -73,6 +81,12 @@ impl ShimArgs {
             self.runtime_root.display().to_string(),
             "--state".into(),
             self.state.display().to_string(),
+            "--logs".into(),
+            self.logs.display().to_string(),
+            "--log-max-bytes".into(),
+            self.log_max_bytes.to_string(),
+            "--log-max-files".into(),
+            self.log_max_files.to_string(),
         ];
         if self.start {
             args.push("--start".into());
@@ -90,6 +104,9 @@ impl ShimArgs {
             runtime: get("--runtime")?,
             runtime_root: get("--runtime-root")?.into(),
             state: get("--state")?.into(),
+            logs: get("--logs")?.into(),
+            log_max_bytes: get("--log-max-bytes")?.parse().ok()?,
+            log_max_files: get("--log-max-files")?.parse().ok()?,
             start: match args.next().as_deref() {
                 None => false,
                 Some("--start") => true,
@@ -103,7 +120,7 @@ impl ShimArgs {
 pub fn main() -> ExitCode {
     let Some(args) = ShimArgs::parse(std::env::args().skip(1)) else {
         eprintln!(
-            "usage: berth-shim --namespace NS --id ID --bundle DIR --runtime BIN --runtime-root DIR --state DIR [--start]"
+            "usage: berth-shim --namespace NS --id ID --bundle DIR --runtime BIN --runtime-root DIR --state DIR --logs DIR --log-max-bytes N --log-max-files N [--start]"
         );
         return ExitCode::from(2);
     };

@@ -20,8 +20,10 @@ use super::exit::{self, EarlyDelete, ExitCtx, Order};
 use super::input::Inputs;
 use super::process::{Runner, runtime_error};
 use super::reaper::Reaper;
+use super::relay::Output;
 use super::tty::{ConsoleSocket, Tty};
 use crate::bundle::Bundle;
+use crate::logfile::LogPaths;
 
 /// How long a container started by `run` waits for the runtime service's `Start` before
 /// its `/tasks/start` is published without it.
@@ -45,6 +47,10 @@ pub struct Shim {
     events: Arc<ShimEvents>,
     listener: UnixListener,
     tty: Option<Arc<Tty>>,
+    /// The init's output log.
+    output: Arc<Output>,
+    /// Output logs of exec'd processes, by exec id.
+    exec_outputs: Mutex<HashMap<String, Arc<Output>>>,
     /// Terminals of exec'd processes, by exec id.
     exec_ttys: Mutex<HashMap<String, Arc<Tty>>>,
     /// Console sockets made so far (names them apart).
@@ -59,18 +65,19 @@ fn io(what: &str, e: std::io::Error) -> Error {
     Error::internal(format!("{what}: {e}"))
 }
 
-fn append(path: &std::path::Path) -> Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| io(&path.display().to_string(), e))
+/// How long `Wait` waits for the output a process wrote before its exit to reach the log
+/// (a process it left behind may hold its stdout open for longer).
+const DRAIN_WAIT: Duration = Duration::from_millis(500);
+
+/// The log of the init (`None`) or an exec.
+fn open_output(args: &ShimArgs, exec: Option<&str>) -> Result<Arc<Output>> {
+    Output::open(LogPaths::new(&args.logs, exec), args.log_max_bytes, args.log_max_files)
 }
 
-/// The last line of a log, for an error message.
-fn tail(path: &std::path::Path) -> Vec<u8> {
-    let data = std::fs::read(path).unwrap_or_default();
-    data[data.len().saturating_sub(600)..].to_vec()
+/// What the OCI runtime wrote on stderr before failing, once it is in.
+fn runtime_stderr(output: &Output) -> Vec<u8> {
+    output.wait_drained(DRAIN_WAIT);
+    output.stderr_tail()
 }
 
 impl Shim {
@@ -105,8 +112,9 @@ impl Shim {
             true => Stdio::from(inputs.open(None)?),
             false => Stdio::null(),
         };
-        let out = append(&bundle.stdout(None))?;
-        let err = append(&bundle.stderr(None))?;
+        let output = open_output(&args, None)?;
+        // With a terminal, the pipes carry only what the OCI runtime itself writes.
+        let (out, err) = output.pipes()?;
         let dir = bundle.dir.display().to_string();
         let pid_file = bundle.init_pid().display().to_string();
         let console_path = console.as_ref().map(|c| c.path().display().to_string());
@@ -121,12 +129,12 @@ impl Shim {
         let status = runner.run_with(&create, [input, Stdio::from(out), Stdio::from(err)])?;
         if status != 0 {
             let _ = runner.run(&["delete", "--force", &args.id]);
-            return Err(runtime_error(&args.runtime, verb[0], &tail(&bundle.stderr(None))));
+            return Err(runtime_error(&args.runtime, verb[0], &runtime_stderr(&output)));
         }
         let tty = match console.map(|c| c.receive(Duration::from_secs(5))) {
             None => None,
             Some(master) => {
-                let tty = master.and_then(|m| Tty::start(m, append(&bundle.stdout(None))?));
+                let tty = master.and_then(|m| Tty::start(m, output.clone()));
                 if tty.is_err() {
                     let _ = runner.run(&["delete", "--force", &args.id]);
                 }
@@ -154,6 +162,8 @@ impl Shim {
             events,
             listener,
             tty,
+            output,
+            exec_outputs: Mutex::new(HashMap::new()),
             exec_ttys: Mutex::new(HashMap::new()),
             consoles: std::sync::atomic::AtomicUsize::new(0),
             inputs,
@@ -317,7 +327,9 @@ impl Shim {
                 // Everything the process wrote to its terminal reaches the log before its
                 // exit is told.
                 if let Ok(tty) = self.terminal(exec_id.as_deref()) {
-                    tty.wait_drained(Duration::from_millis(500));
+                    tty.wait_drained(DRAIN_WAIT);
+                } else if let Some(output) = self.output(exec_id.as_deref()) {
+                    output.wait_drained(DRAIN_WAIT);
                 }
                 Ok(ShimResponse::Exit(exit))
             }
@@ -361,6 +373,14 @@ impl Shim {
         }
     }
 
+    /// The output log of the init (`None`) or of an exec'd process.
+    fn output(&self, exec_id: Option<&str>) -> Option<Arc<Output>> {
+        match exec_id {
+            None => Some(self.output.clone()),
+            Some(e) => self.exec_outputs.lock().unwrap_or_else(|p| p.into_inner()).get(e).cloned(),
+        }
+    }
+
     /// The terminal of the init (`None`) or of an exec'd process.
     fn terminal(&self, exec_id: Option<&str>) -> Result<Arc<Tty>> {
         let tty = match exec_id {
@@ -384,9 +404,9 @@ impl Shim {
         let spec = self.bundle.dir.join(format!("exec-{exec_id}.json"));
         let pid_file = self.bundle.dir.join(format!("exec-{exec_id}.pid"));
         std::fs::write(&spec, process).map_err(|e| io("exec spec", e))?;
-        let out = append(&self.bundle.stdout(Some(exec_id)))?;
-        let err_path = self.bundle.stderr(Some(exec_id));
-        let err = append(&err_path)?;
+        let output = open_output(&self.args, Some(exec_id))?;
+        // With a terminal, the pipes carry only what the OCI runtime itself writes.
+        let (out, err) = output.pipes()?;
         let (spec_s, pid_s) = (spec.display().to_string(), pid_file.display().to_string());
         // A terminal comes over a console socket of its own (a short name: socket paths are
         // limited to 108 bytes).
@@ -409,11 +429,15 @@ impl Shim {
             if stdin {
                 let _ = self.inputs.close(id, Some(exec_id));
             }
-            return Err(runtime_error(&self.args.runtime, "exec", &tail(&err_path)));
+            return Err(runtime_error(&self.args.runtime, "exec", &runtime_stderr(&output)));
         }
+        self.exec_outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(exec_id.to_string(), output.clone());
         if let Some(console) = console {
             let master = console.receive(Duration::from_secs(5))?;
-            let tty = Tty::start(master, append(&self.bundle.stdout(Some(exec_id)))?)?;
+            let tty = Tty::start(master, output)?;
             self.exec_ttys.lock().unwrap_or_else(|p| p.into_inner()).insert(exec_id.to_string(), tty);
         }
         let pid: i32 = std::fs::read_to_string(&pid_file)

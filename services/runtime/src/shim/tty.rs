@@ -1,6 +1,6 @@
 //! A terminal task's pty. The OCI runtime's `create --console-socket` connects to a socket
 //! the shim listens on and sends the pty master over it (SCM_RIGHTS); the shim then relays
-//! everything the container writes to its terminal into `stdout.log` (which the runtime
+//! everything the container writes to its terminal into its log as stdout (which the runtime
 //! service streams to attach clients, live), and writes input and window sizes coming from
 //! attach clients to the master.
 
@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use berth_ipc::runtime::OutputStream;
 use berth_ipc::{Error, Result};
 
+use super::relay::Output;
 use super::sys;
 use crate::spec::STDIN_ANNOTATION;
 
@@ -85,7 +87,7 @@ pub struct Tty {
 
 impl Tty {
     /// Starts relaying the master's output into `log`.
-    pub fn start(master: OwnedFd, log: File) -> Result<Arc<Tty>> {
+    pub fn start(master: OwnedFd, log: Arc<Output>) -> Result<Arc<Tty>> {
         let master = File::from(master);
         let reader = master.try_clone().map_err(|e| Error::internal(format!("pty: {e}")))?;
         let tty = Arc::new(Tty { master, drained: Mutex::new(false), changed: Condvar::new() });
@@ -99,16 +101,12 @@ impl Tty {
     }
 
     /// Copies the terminal's output to the log until every slave end is closed (EIO).
-    fn relay(&self, mut master: File, mut log: File) {
+    fn relay(&self, mut master: File, log: Arc<Output>) {
         let mut buf = vec![0u8; 8 << 10];
         loop {
             match master.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => {
-                    if log.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
+                Ok(n) => log.write(OutputStream::Stdout, &buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => break,
             }
