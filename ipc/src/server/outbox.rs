@@ -25,9 +25,16 @@ pub(crate) struct Outbox {
 /// A frame, and the reservation its bytes were produced under.
 type Queued = (Vec<u8>, Option<OwnedSemaphorePermit>);
 
+/// Frames queued on one connection at most, whatever their size (a stream of small frames,
+/// such as an event subscription, must reach its own lag handling instead of filling the
+/// byte budget).
+const MAX_QUEUED_FRAMES: usize = 256;
+
 struct Budget {
     /// Bytes queued and not yet handed to the socket.
     queued: AtomicUsize,
+    /// Frames queued and not yet handed to the socket.
+    frames: AtomicUsize,
     limit: usize,
     drained: Notify,
     /// Cancelled when the writer gave up (deadline passed, or the socket failed).
@@ -47,6 +54,7 @@ impl Outbox {
         let (tx, rx) = mpsc::unbounded_channel();
         let budget = Arc::new(Budget {
             queued: AtomicUsize::new(0),
+            frames: AtomicUsize::new(0),
             limit: limit.max(1),
             drained: Notify::new(),
             dead: CancellationToken::new(),
@@ -67,7 +75,9 @@ impl Outbox {
             if self.budget.dead.is_cancelled() {
                 return false;
             }
-            if self.budget.queued.load(Ordering::Acquire) < self.budget.limit {
+            if self.budget.queued.load(Ordering::Acquire) < self.budget.limit
+                && self.budget.frames.load(Ordering::Acquire) < MAX_QUEUED_FRAMES
+            {
                 return true;
             }
             tokio::select! {
@@ -84,6 +94,7 @@ impl Outbox {
             return false;
         }
         self.budget.queued.fetch_add(buf.len(), Ordering::AcqRel);
+        self.budget.frames.fetch_add(1, Ordering::AcqRel);
         self.tx.send((buf, credit)).is_ok()
     }
 
@@ -138,6 +149,7 @@ impl Inbox {
         let (buf, credit) = queued;
         let written = matches!(tokio::time::timeout(deadline, w.write_all(&buf)).await, Ok(Ok(())));
         self.budget.queued.fetch_sub(buf.len(), Ordering::AcqRel);
+        self.budget.frames.fetch_sub(1, Ordering::AcqRel);
         self.budget.drained.notify_waiters();
         drop(credit);
         if !written {
