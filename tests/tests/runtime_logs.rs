@@ -103,13 +103,15 @@ fn a_flood_of_output_is_capped_on_the_root_dir() {
 #[test]
 fn tasks_logs_tail_follow_after_exit_restart_and_rm() {
     let Some(mut berth) = berth_with_cap() else { return };
-    let script = "echo line1; echo line2; printf 'line3\\n'; echo oops >&2; sleep 2; printf late; exit 0";
+    let script =
+        "echo line1; echo line2; printf 'line3\\n'; sleep 0.5; echo oops >&2; sleep 2; printf late; exit 0";
     let o = berth.cli(&["run", "-d", "tiny", "c1", "sh", "-c", script]);
     assert!(o.status.success(), "{}", show(&o));
     wait_for("the first lines", Duration::from_secs(10), || {
         String::from_utf8_lossy(&berth.cli(&["tasks", "logs", "c1"]).stderr).contains("oops")
     });
-    // The last two lines of both streams: line3 and oops.
+    // The last two lines of both streams: line3 and oops. (Two pipes have no order between
+    // them, so oops is written half a second after line3.)
     let o = berth.cli(&["tasks", "logs", "c1", "--tail", "2"]);
     assert_eq!(out(&o), "line3\n", "{}", show(&o));
     assert_eq!(String::from_utf8_lossy(&o.stderr), "oops\n", "{}", show(&o));
