@@ -3,9 +3,14 @@
 
 /// Unix nanoseconds as `2026-12-07T09:22:41.123456789Z`.
 pub fn rfc3339_nanos(nanos: u64) -> String {
-    let secs = nanos / 1_000_000_000;
+    let (date, h, m, sec) = civil(nanos / 1_000_000_000);
+    format!("{date}T{h:02}:{m:02}:{sec:02}.{:09}Z", nanos % 1_000_000_000)
+}
+
+/// The date (`YYYY-MM-DD`), hour, minute and second of `secs` since the epoch.
+pub fn civil(secs: u64) -> (String, u64, u64, u64) {
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm, proleptic Gregorian).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -15,13 +20,7 @@ pub fn rfc3339_nanos(nanos: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        nanos % 1_000_000_000
-    )
+    (format!("{year:04}-{month:02}-{day:02}"), rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// The inverse of [`rfc3339_nanos`] (UTC, `Z`, 0 to 9 fraction digits).
