@@ -40,7 +40,8 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(10);
 pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let dir = env.data_dir()?;
     let cfg = env.config.events.clone();
-    let log = Arc::new(tokio::task::spawn_blocking(move || store::Log::open(&dir)).await??);
+    let window = cfg.dedup_window;
+    let log = Arc::new(tokio::task::spawn_blocking(move || store::Log::open(&dir, window)).await??);
     let hub = Arc::new(hub::Hub::new(cfg.subscriber_buffer, log.last()));
     let writer = {
         let (log, hub) = (log.clone(), hub.clone());
@@ -52,20 +53,37 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
     let l = log.clone();
     tokio::task::spawn_blocking(move || l.enforce_retention(cfg.max_events, max_age_ns)).await??;
     tracing::info!(last_seq = log.last(), retained = log.count(), "event log open");
-    let retention = tokio::spawn(retain(log.clone(), cfg.max_events, cfg.max_age_s, shutdown.clone()));
+    let retention =
+        tokio::spawn(retain(log.clone(), cfg.max_events, cfg.max_age_s, window, shutdown.clone()));
     let result = berth_service_kit::serve::<Events, _>(
         &env,
-        EventsService::new(log, hub.clone(), writer),
+        EventsService::new(log.clone(), hub.clone(), writer),
         listener,
         shutdown,
     )
     .await;
     hub.close();
     retention.abort();
+    // The writer thread and the last connections let go of the log soon after serve ends; the
+    // database is closed (its lock released) only when they have, so a service started again
+    // in the same process opens it cleanly. Bounded: a stuck holder only delays the return.
+    for _ in 0..500 {
+        if Arc::strong_count(&log) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(log);
     result
 }
 
-async fn retain(log: Arc<store::Log>, max_events: u64, max_age_s: u64, shutdown: CancellationToken) {
+async fn retain(
+    log: Arc<store::Log>,
+    max_events: u64,
+    max_age_s: u64,
+    window: usize,
+    shutdown: CancellationToken,
+) {
     let max_age_ns = max_age_s.saturating_mul(1_000_000_000);
     loop {
         tokio::select! {
@@ -73,7 +91,12 @@ async fn retain(log: Arc<store::Log>, max_events: u64, max_age_s: u64, shutdown:
             () = tokio::time::sleep(RETENTION_INTERVAL) => {}
         }
         let l = log.clone();
-        match tokio::task::spawn_blocking(move || l.enforce_retention(max_events, max_age_ns)).await {
+        let pass = move || {
+            let removed = l.enforce_retention(max_events, max_age_ns)?;
+            l.trim_keys(window)?;
+            Ok::<_, berth_ipc::Error>(removed)
+        };
+        match tokio::task::spawn_blocking(pass).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::debug!(removed = n, oldest = log.oldest(), "retention"),
             Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),

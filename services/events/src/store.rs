@@ -3,13 +3,24 @@
 //! ```text
 //! keyspace "log":  seq (u64 big-endian) -> Record { timestamp, namespace, topic, payload,
 //!                                                    publisher, counter }
+//! keyspace "keys": seq (u64 big-endian) -> counter (u64 big-endian) ++ publisher (UTF-8)
 //! keyspace "meta": "last_seq"           -> u64 big-endian, written with every append
+//!                  "oldest"             -> u64 big-endian, written by every retention pass
+//!                  "keys_from"          -> u64 big-endian, the oldest seq in "keys"
 //! ```
 //!
 //! Seqs are contiguous from 1. The newest seq is also kept in `meta`, in the same atomic
 //! batch as the events, so that a log emptied by retention still never hands out a seq
 //! twice. An append returns only after the journal is synced (`fdatasync`). Retention
 //! removes a prefix of the log, so the retained range is always `oldest..=last`.
+//!
+//! Each event's idempotency key is written twice in its batch: inside the record, and on its
+//! own in "keys". A restart rebuilds the idempotency window from "keys" alone (about 20
+//! bytes an event, nothing decoded of the log), so the time to answer after a crash depends
+//! on the window, not on the log's length. "keys" is trimmed to the window by the retention
+//! pass, independently of the log: a retried publish whose event retention already removed
+//! is still answered with its first seq. A restart never walks the tombstones retention left
+//! at the log's start either: the oldest retained seq is read from "meta".
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +32,14 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::{Deserialize, Serialize};
 
 const LAST_SEQ: &[u8] = b"last_seq";
+const OLDEST: &[u8] = b"oldest";
+const KEYS_FROM: &[u8] = b"keys_from";
+
+/// Bytes appended after which every keyspace's memtable is sealed (and flushed in the
+/// background). A journal file can be dropped only once every keyspace has flushed what it
+/// holds; the small keyspaces ("meta", "keys") would fill their own memtables only after
+/// many times that much of the log, and the journal a restart replays would grow with it.
+const ROTATE_BYTES: u64 = 4 << 20;
 
 /// An event as stored: the envelope without its seq (the key), plus its idempotency key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,10 +86,13 @@ pub struct Pending {
 pub struct Log {
     db: Database,
     log: Keyspace,
+    keys: Keyspace,
     meta: Keyspace,
     oldest: AtomicU64,
     last: AtomicU64,
     last_ts: AtomicU64,
+    keys_from: AtomicU64,
+    since_rotate: AtomicU64,
 }
 
 fn storage(e: fjall::Error) -> Error {
@@ -79,6 +101,24 @@ fn storage(e: fjall::Error) -> Error {
 
 fn key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
+}
+
+fn idem_key(publisher: &str, counter: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + publisher.len());
+    v.extend_from_slice(&counter.to_be_bytes());
+    v.extend_from_slice(publisher.as_bytes());
+    v
+}
+
+fn parse_idem_key(seq: u64, bytes: &[u8]) -> Result<(String, u64)> {
+    let bad = || Error::new(berth_ipc::Code::DataLoss, format!("event log: bad idempotency key at {seq}"));
+    let (counter, publisher) = bytes.split_first_chunk::<8>().ok_or_else(bad)?;
+    let publisher = std::str::from_utf8(publisher).map_err(|_| bad())?;
+    Ok((publisher.to_owned(), u64::from_be_bytes(*counter)))
+}
+
+fn meta_seq(meta: &Keyspace, name: &[u8]) -> Result<Option<u64>> {
+    meta.get(name).map_err(storage)?.map(|v| seq_of(&v)).transpose()
 }
 
 fn seq_of(bytes: &[u8]) -> Result<u64> {
@@ -95,42 +135,69 @@ pub fn now_nanos() -> u64 {
 }
 
 impl Log {
-    /// Opens (or creates) the log in `dir`.
-    pub fn open(dir: &Path) -> Result<Log> {
+    /// Opens (or creates) the log in `dir`. `window` is how many idempotency keys the log
+    /// keeps: a log written before "keys" existed has its newest `window` keys indexed once.
+    pub fn open(dir: &Path, window: usize) -> Result<Log> {
         let db = Database::builder(dir).open().map_err(storage)?;
         // Memtables flushed at 4 MiB, and what the journal replay rebuilt flushed at once: a
         // restart replays at most that much instead of the log's whole unflushed history.
         let opts = || KeyspaceCreateOptions::default().max_memtable_size(4 << 20);
         let log = db.keyspace("log", opts).map_err(storage)?;
+        let keys = db.keyspace("keys", opts).map_err(storage)?;
         let meta = db.keyspace("meta", opts).map_err(storage)?;
         // In the background: the flush is not on the restart's path (a process killed again
         // before it ends replays the same journal once more).
-        for ks in [&log, &meta] {
+        for ks in [&log, &keys, &meta] {
             ks.rotate_memtable().map_err(storage)?;
         }
-        let stored_last = match meta.get(LAST_SEQ).map_err(storage)? {
-            Some(v) => seq_of(&v)?,
+        let stored_last = meta_seq(&meta, LAST_SEQ)?.unwrap_or(0);
+        let log_last = match log.last_key_value() {
+            Some(last) => seq_of(&last.key().map_err(storage)?)?,
             None => 0,
         };
-        let (oldest, log_last) = match (log.first_key_value(), log.last_key_value()) {
-            (Some(first), Some(last)) => {
-                (seq_of(&first.key().map_err(storage)?)?, seq_of(&last.key().map_err(storage)?)?)
-            }
-            _ => (0, 0),
-        };
         let last = stored_last.max(log_last);
+        // The oldest retained seq: from "meta" when a retention pass wrote it (the log's first
+        // key would be found only past every tombstone retention left), else the first key.
+        let oldest = match meta_seq(&meta, OLDEST)? {
+            Some(oldest) => oldest,
+            None => match log.first_key_value() {
+                Some(first) => seq_of(&first.key().map_err(storage)?)?,
+                None => last + 1,
+            },
+        };
+        let keys_from = meta_seq(&meta, KEYS_FROM)?;
         let this = Log {
             db,
             log,
+            keys,
             meta,
-            oldest: AtomicU64::new(if oldest == 0 { last + 1 } else { oldest }),
+            oldest: AtomicU64::new(oldest.min(last + 1)),
             last: AtomicU64::new(last),
             last_ts: AtomicU64::new(0),
+            keys_from: AtomicU64::new(keys_from.unwrap_or(last + 1)),
+            since_rotate: AtomicU64::new(0),
         };
+        if keys_from.is_none() {
+            this.index_old_keys(window)?;
+        }
         if let Some(r) = this.get(last)? {
             this.last_ts.store(r.timestamp, Ordering::Relaxed);
         }
         Ok(this)
+    }
+
+    /// Writes the keys of the newest `window` records into "keys", once, for a log written
+    /// before "keys" existed (and marks "keys" as covering a fresh log).
+    fn index_old_keys(&self, window: usize) -> Result<()> {
+        let from = (self.last() + 1).saturating_sub(window as u64).max(self.oldest());
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        for (seq, r) in self.read(from, self.last(), window)? {
+            batch.insert(&self.keys, key(seq), idem_key(&r.publisher, r.counter));
+        }
+        batch.insert(&self.meta, KEYS_FROM, key(from));
+        batch.commit().map_err(storage)?;
+        self.keys_from.store(from, Ordering::Release);
+        Ok(())
     }
 
     /// Newest seq ever assigned (0 if none).
@@ -158,8 +225,10 @@ impl Log {
         let ts = now_nanos().max(self.last_ts.load(Ordering::Relaxed));
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
         let mut out = Vec::with_capacity(events.len());
+        let mut bytes = 0;
         for (i, p) in events.into_iter().enumerate() {
             let seq = first + i as u64;
+            let idem = idem_key(&p.publisher, p.counter);
             let record = Record {
                 timestamp: ts,
                 namespace: p.event.namespace,
@@ -168,7 +237,10 @@ impl Log {
                 publisher: p.publisher.to_string(),
                 counter: p.counter,
             };
-            batch.insert(&self.log, key(seq), codec::encode(&record)?);
+            let value = codec::encode(&record)?;
+            bytes += (value.len() + idem.len() + 32) as u64;
+            batch.insert(&self.log, key(seq), value);
+            batch.insert(&self.keys, key(seq), idem);
             out.push(record.into_envelope(seq));
         }
         let last = first + out.len() as u64 - 1;
@@ -176,6 +248,12 @@ impl Log {
         batch.commit().map_err(storage)?;
         self.last_ts.store(ts, Ordering::Relaxed);
         self.last.store(last, Ordering::Release);
+        if self.since_rotate.fetch_add(bytes, Ordering::Relaxed) + bytes >= ROTATE_BYTES {
+            self.since_rotate.store(0, Ordering::Relaxed);
+            for ks in [&self.log, &self.keys, &self.meta] {
+                ks.rotate_memtable().map_err(storage)?;
+            }
+        }
         Ok(out)
     }
 
@@ -228,6 +306,7 @@ impl Log {
             for seq in from..to {
                 batch.remove(&self.log, key(seq));
             }
+            batch.insert(&self.meta, OLDEST, key(to));
             batch.commit().map_err(storage)?;
             self.oldest.store(to, Ordering::Release);
             removed += to - from;
@@ -235,16 +314,40 @@ impl Log {
         Ok(removed)
     }
 
-    /// The idempotency keys of the newest `n` events, oldest first.
+    /// Forgets the idempotency keys older than the newest `window` seqs; returns how many.
+    pub fn trim_keys(&self, window: usize) -> Result<u64> {
+        let keep_from = (self.last() + 1).saturating_sub(window as u64);
+        let mut removed = 0;
+        while self.keys_from.load(Ordering::Acquire) < keep_from {
+            let from = self.keys_from.load(Ordering::Acquire);
+            let to = keep_from.min(from + 10_000);
+            let mut batch = self.db.batch();
+            for seq in from..to {
+                batch.remove(&self.keys, key(seq));
+            }
+            batch.insert(&self.meta, KEYS_FROM, key(to));
+            batch.commit().map_err(storage)?;
+            self.keys_from.store(to, Ordering::Release);
+            removed += to - from;
+        }
+        Ok(removed)
+    }
+
+    /// The idempotency keys of the newest `n` events, oldest first, whether or not retention
+    /// has removed the events themselves. Reads "keys" only.
     pub fn recent_keys(&self, n: usize) -> Result<Vec<(String, u64, u64)>> {
-        let mut out = Vec::new();
-        for guard in self.log.iter().rev().take(n) {
+        let last = self.last();
+        let from = (last + 1).saturating_sub(n as u64).max(self.keys_from.load(Ordering::Acquire));
+        let mut out = Vec::with_capacity(n.min(1 << 20));
+        if from > last {
+            return Ok(out);
+        }
+        for guard in self.keys.range(key(from)..=key(last)) {
             let (k, v) = guard.into_inner().map_err(storage)?;
             let seq = seq_of(&k)?;
-            let r = decode(seq, &v)?;
-            out.push((r.publisher, r.counter, seq));
+            let (publisher, counter) = parse_idem_key(seq, &v)?;
+            out.push((publisher, counter, seq));
         }
-        out.reverse();
         Ok(out)
     }
 }

@@ -57,7 +57,10 @@ pub async fn start_in(dir: &Path, events: EventsConfig) -> Running {
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(berth_events::run(env, listener, shutdown.clone()));
     let running = Running { config, shutdown, task };
-    running.client().health().await.expect("service answers");
+    if let Err(e) = running.client().health().await {
+        let ended = tokio::time::timeout(Duration::from_secs(1), running.task).await;
+        panic!("service does not answer: {e}; the service: {ended:?}");
+    }
     running
 }
 
