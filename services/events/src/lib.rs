@@ -41,7 +41,9 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
     let dir = env.data_dir()?;
     let cfg = env.config.events.clone();
     let window = cfg.dedup_window;
+    let started = std::time::Instant::now();
     let log = Arc::new(tokio::task::spawn_blocking(move || store::Log::open(&dir, window)).await??);
+    let opened = started.elapsed();
     let hub = Arc::new(hub::Hub::new(cfg.subscriber_buffer, log.last()));
     let writer = {
         let (log, hub) = (log.clone(), hub.clone());
@@ -49,10 +51,18 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
     };
     // The first retention pass runs before the service answers, so that what it serves
     // from the start already respects the limits; later passes run in the background.
+    let windowed = started.elapsed();
     let max_age_ns = cfg.max_age_s.saturating_mul(1_000_000_000);
     let l = log.clone();
     tokio::task::spawn_blocking(move || l.enforce_retention(cfg.max_events, max_age_ns)).await??;
-    tracing::info!(last_seq = log.last(), retained = log.count(), "event log open");
+    tracing::info!(
+        last_seq = log.last(),
+        retained = log.count(),
+        open_ms = opened.as_millis() as u64,
+        window_ms = (windowed - opened).as_millis() as u64,
+        retention_ms = (started.elapsed() - windowed).as_millis() as u64,
+        "event log open"
+    );
     let retention =
         tokio::spawn(retain(log.clone(), cfg.max_events, cfg.max_age_s, window, shutdown.clone()));
     let result = berth_service_kit::serve::<Events, _>(

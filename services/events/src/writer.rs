@@ -35,9 +35,12 @@ impl Writer {
     /// Starts the writer thread over `log`, with the dedup window rebuilt from it.
     pub fn start(log: Arc<Log>, hub: Arc<Hub>, dedup_window: usize) -> Result<Writer> {
         let mut dedup = Dedup::new(dedup_window);
-        for (publisher, counter, seq) in log.recent_keys(dedup_window)? {
-            let p = dedup.intern(&publisher);
-            dedup.insert(p, counter, seq);
+        let from = (log.last() + 1).saturating_sub(dedup_window as u64);
+        for run in log.recent_keys(dedup_window)? {
+            let p = dedup.intern(&run.publisher);
+            for (counter, seq) in run.keys_from(from) {
+                dedup.insert(p.clone(), counter, seq);
+            }
         }
         let (tx, rx) = mpsc::channel(4096);
         std::thread::Builder::new()
