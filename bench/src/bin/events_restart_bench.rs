@@ -4,13 +4,17 @@
 //! idempotency window are open, so this is what a publisher waits for after a crash).
 //!
 //! ```text
-//! cargo build -p berth-events -p berth-bench
-//! BENCH_TMP=/path/on/real/disk target/debug/events_restart_bench [--sizes 10000,100000,1000000] [--rounds 5]
+//! cargo build --release -p berth-events -p berth-bench
+//! BENCH_TMP=/path/on/real/disk target/release/events_restart_bench [--sizes 10000,100000,1000000] [--rounds 5]
+//!     [--publishers 4] [--batch 4096]
 //! # another build of the service: --events-bin PATH (default: berth-events next to this executable)
+//! # BENCH_LOG=1: the service's log (it says how long the open, the window and retention took)
+//! # BENCH_KEEP=1: the service's root is kept after the run
 //! ```
 //!
-//! The log is filled through the service itself (batches of 4,096 from 4 publishers), with
-//! the default configuration (`dedup_window` 100,000, `max_events` 1,000,000).
+//! The log is filled through the service itself (by default batches of 4,096 from 4
+//! publishers; `--batch 1 --publishers 64` is many services publishing one event at a time),
+//! with the default configuration (`dedup_window` 100,000, `max_events` 1,000,000).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -46,7 +50,7 @@ impl Service {
             .arg("--state")
             .arg(&self.state)
             .env("RUST_LOG", "warn")
-            .stderr(Stdio::inherit())
+            .stderr(if std::env::var_os("BENCH_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
             .spawn()
             .with_context(|| format!("start {}", self.bin.display()))?;
         self.child = Some(child);
@@ -58,6 +62,19 @@ impl Service {
             let _ = c.kill(); // SIGKILL
             let _ = c.wait();
         }
+    }
+
+    /// CPU time the running service has used so far, in ms (`/proc/<pid>/schedstat`: on-CPU
+    /// nanoseconds of every thread, summed over `task/`; threads already ended are not counted).
+    fn cpu_ms(&self) -> f64 {
+        let Some(c) = &self.child else { return 0.0 };
+        let dir = format!("/proc/{}/task", c.id());
+        let mut ns = 0u64;
+        for t in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            ns += stat.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        }
+        ns as f64 / 1e6
     }
 
     fn socket(&self) -> PathBuf {
@@ -87,20 +104,33 @@ async fn wait_answering(socket: &Path, timeout: Duration) -> anyhow::Result<u64>
     }
 }
 
-async fn fill(socket: &Path, from: u64, to: u64) -> anyhow::Result<()> {
-    const PUBLISHERS: u64 = 4;
+/// How the log is filled: `publishers` concurrent publishers, `batch` events a call.
+#[derive(Clone, Copy)]
+struct Load {
+    publishers: u64,
+    batch: u64,
+}
+
+async fn fill(socket: &Path, from: u64, to: u64, load: Load) -> anyhow::Result<()> {
+    let (publishers, batch) = (load.publishers, load.batch);
     let mut tasks = Vec::new();
-    for p in 0..PUBLISHERS {
+    for p in 0..publishers {
         let c = client(socket);
-        let (lo, hi) = (from + (to - from) * p / PUBLISHERS, from + (to - from) * (p + 1) / PUBLISHERS);
+        let (lo, hi) = (from + (to - from) * p / publishers, from + (to - from) * (p + 1) / publishers);
         tasks.push(tokio::spawn(async move {
             let mut counter = lo;
             while counter < hi {
-                let n = (hi - counter).min(MAX_BATCH as u64);
+                let n = (hi - counter).min(batch);
                 let events = (counter..counter + n)
-                    .map(|i| NewEvent::new("default", ContentCreate { digest: format!("sha256:{i:064x}"), size: i }))
+                    .map(|i| {
+                        NewEvent::new(
+                            "default",
+                            ContentCreate { digest: format!("sha256:{i:064x}"), size: i },
+                        )
+                    })
                     .collect();
-                c.call(PublishBatch { publisher: format!("fill{p}"), first_counter: counter, events }).await?;
+                c.call(PublishBatch { publisher: format!("fill{p}"), first_counter: counter, events })
+                    .await?;
                 counter += n;
             }
             anyhow::Ok(())
@@ -119,6 +149,13 @@ async fn main() -> anyhow::Result<()> {
         .split(',')
         .map(|s| s.parse().context("--sizes: numbers separated by commas"))
         .collect::<anyhow::Result<_>>()?;
+    let load = Load {
+        publishers: arg("--publishers").map_or(Ok(4), |s| s.parse()).context("--publishers")?.max(1),
+        batch: arg("--batch")
+            .map_or(Ok(MAX_BATCH as u64), |s| s.parse())
+            .context("--batch")?
+            .clamp(1, MAX_BATCH as u64),
+    };
     let rounds: usize = arg("--rounds").map_or(Ok(5), |s| s.parse()).context("--rounds")?;
     let bin = match arg("--events-bin") {
         Some(p) => PathBuf::from(p),
@@ -126,40 +163,49 @@ async fn main() -> anyhow::Result<()> {
     };
     anyhow::ensure!(bin.exists(), "{} missing: cargo build -p berth-events", bin.display());
     let tmp = std::env::var_os("BENCH_TMP").map_or_else(std::env::temp_dir, PathBuf::from);
-    let dir = tempfile::Builder::new().prefix("berth-events-restart-").tempdir_in(tmp)?;
-    let mut svc = Service {
-        bin,
-        root: dir.path().join("root"),
-        state: dir.path().join("state"),
-        child: None,
-    };
+    let mut dir = tempfile::Builder::new().prefix("berth-events-restart-").tempdir_in(tmp)?;
+    // BENCH_KEEP=1: the service's root is kept (for profiling a restart by hand).
+    dir.disable_cleanup(std::env::var_os("BENCH_KEEP").is_some());
+    let mut svc =
+        Service { bin, root: dir.path().join("root"), state: dir.path().join("state"), child: None };
     std::fs::create_dir_all(&svc.state)?;
     svc.spawn()?;
     wait_answering(&svc.socket(), Duration::from_secs(30)).await?;
-    println!("events restart (SIGKILL -> Stats answered), {}", svc.bin.display());
+    println!(
+        "events restart (SIGKILL -> Stats answered), {}; filled by {} publishers, {} events a call",
+        svc.bin.display(),
+        load.publishers,
+        load.batch
+    );
     let mut stored = 0;
     for size in sizes {
         let t = Instant::now();
-        fill(&svc.socket(), stored, size.max(stored)).await?;
+        fill(&svc.socket(), stored, size.max(stored), load).await?;
         stored = size.max(stored);
         let fill_s = t.elapsed().as_secs_f64();
         // Let the fill's memtables flush, as they would in a service that has been running.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let mut times = Vec::with_capacity(rounds);
+        let mut cpu = Vec::with_capacity(rounds);
         for _ in 0..rounds {
             let t = Instant::now();
             svc.kill();
             svc.spawn()?;
             let last = wait_answering(&svc.socket(), Duration::from_secs(120)).await?;
             times.push(t.elapsed().as_secs_f64() * 1e3);
+            cpu.push(svc.cpu_ms());
             anyhow::ensure!(last == stored, "after the restart the log ends at {last}, not {stored}");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         times.sort_by(f64::total_cmp);
+        cpu.sort_by(f64::total_cmp);
         println!(
-            "  {size:>8} events (filled in {fill_s:.1} s): p50 {:.1} ms  max {:.1} ms (n={rounds})",
+            "  {size:>8} events (filled in {fill_s:.1} s): wall min {:.1} ms  p50 {:.1} ms  max {:.1} ms; \
+             cpu until answering p50 {:.1} ms (n={rounds})",
+            times[0],
             times[times.len() / 2],
-            times[times.len() - 1]
+            times[times.len() - 1],
+            cpu[cpu.len() / 2],
         );
     }
     Ok(())

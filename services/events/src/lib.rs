@@ -9,7 +9,8 @@
 //! `max_events` events and none older than `max_age_s` (config section `[events]`).
 //!
 //! # Layout
-//! - [`store`] — the fjall log: append with sync, range reads, time search, retention.
+//! - [`store`] — the log: append with sync, range reads, time search, retention.
+//! - [`segment`] — one segment file of the log: frames, scan, index.
 //! - [`dedup`] — the window of idempotency keys.
 //! - [`writer`] — the single writer thread doing group commits.
 //! - [`hub`] — live fan-out into bounded subscriber buffers.
@@ -18,6 +19,8 @@
 
 pub mod dedup;
 pub mod hub;
+mod legacy;
+pub mod segment;
 pub mod service;
 pub mod store;
 pub mod subscription;
@@ -63,8 +66,7 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
         retention_ms = (started.elapsed() - windowed).as_millis() as u64,
         "event log open"
     );
-    let retention =
-        tokio::spawn(retain(log.clone(), cfg.max_events, cfg.max_age_s, window, shutdown.clone()));
+    let retention = tokio::spawn(retain(log.clone(), cfg.max_events, cfg.max_age_s, shutdown.clone()));
     let result = berth_service_kit::serve::<Events, _>(
         &env,
         EventsService::new(log.clone(), hub.clone(), writer),
@@ -87,13 +89,7 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
     result
 }
 
-async fn retain(
-    log: Arc<store::Log>,
-    max_events: u64,
-    max_age_s: u64,
-    window: usize,
-    shutdown: CancellationToken,
-) {
+async fn retain(log: Arc<store::Log>, max_events: u64, max_age_s: u64, shutdown: CancellationToken) {
     let max_age_ns = max_age_s.saturating_mul(1_000_000_000);
     loop {
         tokio::select! {
@@ -101,12 +97,7 @@ async fn retain(
             () = tokio::time::sleep(RETENTION_INTERVAL) => {}
         }
         let l = log.clone();
-        let pass = move || {
-            let removed = l.enforce_retention(max_events, max_age_ns)?;
-            l.trim_keys(window)?;
-            Ok::<_, berth_ipc::Error>(removed)
-        };
-        match tokio::task::spawn_blocking(pass).await {
+        match tokio::task::spawn_blocking(move || l.enforce_retention(max_events, max_age_ns)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::debug!(removed = n, oldest = log.oldest(), "retention"),
             Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),

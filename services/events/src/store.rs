@@ -1,50 +1,41 @@
-//! The durable event log in `<root>/events` (fjall), without sockets or tasks.
+//! The durable event log in `<root>/events/segments`, without sockets or tasks.
 //!
 //! ```text
-//! keyspace "log":  seq (u64 big-endian) -> Record { timestamp, namespace, topic, payload,
-//!                                                    publisher, counter }
-//! keyspace "keys": first seq of an append (u64 big-endian) -> [KeyRun] of that append
-//! keyspace "meta": "last_seq"           -> u64 big-endian, written with every append
-//!                  "oldest"             -> u64 big-endian, written by every retention pass
-//!                  "keys_from"          -> u64 big-endian, the oldest seq in "keys"
+//! 00000000000000000001.log   records 1.. (framed, see `segment`), appended and synced
+//! 00000000000000000001.idx   where each record of a sealed segment starts
+//! 00000000000000052391.log   the next segment, begun once the previous passed 8 MiB
+//! oldest                     the oldest retained seq, written by retention (temp + rename)
 //! ```
 //!
-//! Seqs are contiguous from 1. The newest seq is also kept in `meta`, in the same atomic
-//! batch as the events, so that a log emptied by retention still never hands out a seq
-//! twice. An append returns only after the journal is synced (`fdatasync`). Retention
-//! removes a prefix of the log, so the retained range is always `oldest..=last`.
+//! Seqs are contiguous from 1 and never reused: the newest is the last record's, and a
+//! segment is removed only when a newer one exists, so even a log emptied by retention still
+//! knows it. An append writes all its records with one `pwrite` and one `fdatasync`, and
+//! returns only after both. Retention moves `oldest` forward and removes whole segments
+//! below it (never one holding a key of the idempotency window), so the retained range is
+//! always `oldest..=last`.
 //!
-//! Each event's idempotency key is written twice in its batch: inside the record, and in the
-//! append's one "keys" entry, as runs (a publisher's consecutive counters at consecutive
-//! seqs are one run, however many events). A restart rebuilds the idempotency window from
-//! "keys" alone, nothing decoded of the log, so the time to answer after a crash depends on
-//! the window, not on the log's length. One entry per append, not per event, keeps the
-//! journal a restart replays (fjall's active journal, up to 64 MB) nearly as short as the
-//! log's own writes make it. "keys" is trimmed to the window by the retention
-//! pass, independently of the log: a retried publish whose event retention already removed
-//! is still answered with its first seq. A restart never walks the tombstones retention left
-//! at the log's start either: the oldest retained seq is read from "meta".
+//! A restart reads the index files of the sealed segments (4 bytes a record) and scans only
+//! the last segment (at most about 8 MiB), cutting off a torn tail; the idempotency window is
+//! rebuilt from frame heads. What a restart costs is thus bounded by the segment size and the
+//! window, whatever the log's length. (Before this log, events lived in fjall, whose journal
+//! replay after a crash, up to 64 MB of journal, grew with the writes since its last
+//! rotation; a log found there is moved into segments once, see `legacy`.)
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use berth_ipc::codec;
 use berth_ipc::events::{Envelope, NewEvent, Payload};
-use berth_ipc::{Error, Result};
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use berth_ipc::{Code, Error, Result};
 use serde::{Deserialize, Serialize};
 
-const LAST_SEQ: &[u8] = b"last_seq";
-const OLDEST: &[u8] = b"oldest";
-const KEYS_FROM: &[u8] = b"keys_from";
+use crate::segment::{self, Head, Segment};
 
-/// Bytes appended after which every keyspace's memtable is sealed (and flushed in the
-/// background). A journal file can be dropped only once every keyspace has flushed what it
-/// holds; the small keyspaces ("meta", "keys") would fill their own memtables only after
-/// many times that much of the log, and the journal a restart replays would grow with it.
-const ROTATE_BYTES: u64 = 4 << 20;
+/// A segment takes no more appends once it holds this many bytes.
+pub const SEGMENT_BYTES: u64 = 8 << 20;
 
-/// An event as stored: the envelope without its seq (the key), plus its idempotency key.
+/// An event as stored: the envelope without its seq, plus its idempotency key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
     /// Unix nanoseconds.
@@ -74,6 +65,14 @@ impl Record {
     }
 }
 
+/// A record's payload part, after its frame head.
+#[derive(Deserialize)]
+struct Body {
+    namespace: String,
+    topic: String,
+    payload: Payload,
+}
+
 /// One event to append with its idempotency key.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -83,27 +82,6 @@ pub struct Pending {
     pub counter: u64,
     /// The event.
     pub event: NewEvent,
-}
-
-/// The log.
-pub struct Log {
-    db: Database,
-    log: Keyspace,
-    keys: Keyspace,
-    meta: Keyspace,
-    oldest: AtomicU64,
-    last: AtomicU64,
-    last_ts: AtomicU64,
-    keys_from: AtomicU64,
-    since_rotate: AtomicU64,
-}
-
-fn storage(e: fjall::Error) -> Error {
-    Error::internal(format!("event log: {e}"))
-}
-
-fn key(seq: u64) -> [u8; 8] {
-    seq.to_be_bytes()
 }
 
 /// Idempotency keys of consecutive events: `len` events from `publisher` with counters
@@ -136,29 +114,26 @@ impl KeyRun {
 /// Appends the key (`publisher`, `counter`) at `seq` to `runs`, extending the last run when
 /// it continues it.
 fn push_key(runs: &mut Vec<KeyRun>, publisher: &str, counter: u64, seq: u64) {
-    if let Some(r) = runs.last_mut() {
-        if r.publisher == publisher && r.end() == seq && r.counter.wrapping_add(r.len) == counter {
-            r.len += 1;
-            return;
-        }
+    if let Some(r) = runs.last_mut()
+        && r.publisher == publisher
+        && r.end() == seq
+        && r.counter.wrapping_add(r.len) == counter
+    {
+        r.len += 1;
+        return;
     }
     runs.push(KeyRun { seq, publisher: publisher.to_owned(), counter, len: 1 });
 }
 
-fn decode_runs(seq: u64, bytes: &[u8]) -> Result<Vec<KeyRun>> {
-    codec::decode(bytes).map_err(|e| {
-        Error::new(berth_ipc::Code::DataLoss, format!("event log: idempotency keys at {seq}: {}", e.message))
-    })
-}
-
-fn meta_seq(meta: &Keyspace, name: &[u8]) -> Result<Option<u64>> {
-    meta.get(name).map_err(storage)?.map(|v| seq_of(&v)).transpose()
-}
-
-fn seq_of(bytes: &[u8]) -> Result<u64> {
-    let arr: [u8; 8] =
-        bytes.try_into().map_err(|_| Error::new(berth_ipc::Code::DataLoss, "event log: bad key"))?;
-    Ok(u64::from_be_bytes(arr))
+/// The log.
+pub struct Log {
+    dir: PathBuf,
+    window: u64,
+    segment_bytes: u64,
+    segments: RwLock<Vec<Segment>>,
+    oldest: AtomicU64,
+    last: AtomicU64,
+    last_ts: AtomicU64,
 }
 
 /// Unix nanoseconds now.
@@ -168,74 +143,126 @@ pub fn now_nanos() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-impl Log {
-    /// Opens (or creates) the log in `dir`. `window` is how many idempotency keys the log
-    /// keeps: a log written before "keys" existed has its newest `window` keys indexed once.
-    pub fn open(dir: &Path, window: usize) -> Result<Log> {
-        let db = Database::builder(dir).open().map_err(storage)?;
-        // Memtables flushed at 4 MiB, and what the journal replay rebuilt flushed at once: a
-        // restart replays at most that much instead of the log's whole unflushed history.
-        let opts = || KeyspaceCreateOptions::default().max_memtable_size(4 << 20);
-        let log = db.keyspace("log", opts).map_err(storage)?;
-        let keys = db.keyspace("keys", opts).map_err(storage)?;
-        let meta = db.keyspace("meta", opts).map_err(storage)?;
-        // In the background: the flush is not on the restart's path (a process killed again
-        // before it ends replays the same journal once more).
-        for ks in [&log, &keys, &meta] {
-            ks.rotate_memtable().map_err(storage)?;
+fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::internal(format!("event log: {what} {}: {e}", path.display()))
+}
+
+/// The first seqs of the segments in `dir`, ascending; leftover temp files are removed.
+fn list(dir: &Path) -> Result<Vec<u64>> {
+    let mut firsts = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io("list", dir, e))? {
+        let entry = entry.map_err(|e| io("list", dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        } else if let Some(stem) = name.strip_suffix(".log") {
+            match stem.parse() {
+                Ok(first) if stem.len() == 20 => firsts.push(first),
+                _ => {
+                    tracing::warn!(file = %entry.path().display(), "not a segment of the event log; ignored")
+                }
+            }
         }
-        let stored_last = meta_seq(&meta, LAST_SEQ)?.unwrap_or(0);
-        let log_last = match log.last_key_value() {
-            Some(last) => seq_of(&last.key().map_err(storage)?)?,
-            None => 0,
-        };
-        let last = stored_last.max(log_last);
-        // The oldest retained seq: from "meta" when a retention pass wrote it (the log's first
-        // key would be found only past every tombstone retention left), else the first key.
-        let oldest = match meta_seq(&meta, OLDEST)? {
-            Some(oldest) => oldest,
-            None => match log.first_key_value() {
-                Some(first) => seq_of(&first.key().map_err(storage)?)?,
-                None => last + 1,
-            },
-        };
-        let keys_from = meta_seq(&meta, KEYS_FROM)?;
+    }
+    firsts.sort_unstable();
+    Ok(firsts)
+}
+
+fn read_oldest(dir: &Path) -> Result<Option<u64>> {
+    let path = dir.join("oldest");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().parse().map(Some).map_err(|_| {
+            Error::new(Code::DataLoss, format!("event log: {}: not a seq: {:?}", path.display(), s.trim()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("read", &path, e)),
+    }
+}
+
+/// Writes `oldest` through a temp file, a rename and a directory sync.
+pub(crate) fn write_oldest(dir: &Path, oldest: u64) -> Result<()> {
+    use std::io::Write;
+    let path = dir.join("oldest");
+    let tmp = dir.join("oldest.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
+    f.write_all(format!("{oldest}\n").as_bytes()).map_err(|e| io("write", &tmp, e))?;
+    f.sync_data().map_err(|e| io("sync", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io("rename", &tmp, e))?;
+    segment::sync_dir(dir)
+}
+
+/// The record of a parsed frame.
+fn record(head: &Head<'_>, payload: &[u8]) -> Result<Record> {
+    let body: Body = codec::decode(payload)
+        .map_err(|e| Error::new(Code::DataLoss, format!("event {}: {}", head.seq, e.message)))?;
+    Ok(Record {
+        timestamp: head.timestamp,
+        namespace: body.namespace,
+        topic: body.topic,
+        payload: body.payload,
+        publisher: head.publisher.to_owned(),
+        counter: head.counter,
+    })
+}
+
+/// A stretch of one segment's file to read: whole records from byte `start` to `end`.
+struct Span {
+    file: Arc<std::fs::File>,
+    start: u64,
+    end: u64,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir` (the service's data dir). `window` is the
+    /// idempotency window: retention never removes a segment holding one of its keys.
+    pub fn open(dir: &Path, window: usize) -> Result<Log> {
+        Log::open_sized(dir, window, SEGMENT_BYTES)
+    }
+
+    /// [`Log::open`] with segments sealed past `segment_bytes` (tests roll small ones).
+    pub fn open_sized(dir: &Path, window: usize, segment_bytes: u64) -> Result<Log> {
+        let seg_dir = dir.join("segments");
+        std::fs::create_dir_all(&seg_dir).map_err(|e| io("create", &seg_dir, e))?;
+        crate::legacy::migrate(dir, &seg_dir)?;
+        let firsts = list(&seg_dir)?;
+        let mut segments: Vec<Segment> = Vec::with_capacity(firsts.len());
+        for (i, first) in firsts.iter().enumerate() {
+            let seg = Segment::open(&seg_dir, *first, i + 1 == firsts.len())?;
+            if let Some(prev) = segments.last()
+                && prev.end() != seg.first
+            {
+                return Err(Error::new(
+                    Code::DataLoss,
+                    format!("event log: segment {} follows one ending at seq {}", seg.first, prev.end() - 1),
+                ));
+            }
+            segments.push(seg);
+        }
+        let last = segments.last().map_or(0, |s| s.end() - 1);
+        let first_kept = segments.first().map_or(last + 1, |s| s.first);
+        let oldest = read_oldest(&seg_dir)?.unwrap_or(0).max(first_kept).min(last + 1);
         let this = Log {
-            db,
-            log,
-            keys,
-            meta,
-            oldest: AtomicU64::new(oldest.min(last + 1)),
+            dir: seg_dir,
+            window: window as u64,
+            segment_bytes,
+            segments: RwLock::new(segments),
+            oldest: AtomicU64::new(oldest),
             last: AtomicU64::new(last),
             last_ts: AtomicU64::new(0),
-            keys_from: AtomicU64::new(keys_from.unwrap_or(last + 1)),
-            since_rotate: AtomicU64::new(0),
         };
-        if keys_from.is_none() {
-            this.index_old_keys(window)?;
-        }
-        if let Some(r) = this.get(last)? {
+        if let Some((_, r)) = this.read_raw(last, last, 1)?.into_iter().next() {
             this.last_ts.store(r.timestamp, Ordering::Relaxed);
         }
         Ok(this)
     }
 
-    /// Writes the keys of the newest `window` records into "keys", once, for a log written
-    /// before "keys" existed (and marks "keys" as covering a fresh log).
-    fn index_old_keys(&self, window: usize) -> Result<()> {
-        let from = (self.last() + 1).saturating_sub(window as u64).max(self.oldest());
-        let mut runs = Vec::new();
-        for (seq, r) in self.read(from, self.last(), window)? {
-            push_key(&mut runs, &r.publisher, r.counter, seq);
-        }
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
-        if let Some(first) = runs.first() {
-            batch.insert(&self.keys, key(first.seq), codec::encode(&runs)?);
-        }
-        batch.insert(&self.meta, KEYS_FROM, key(from));
-        batch.commit().map_err(storage)?;
-        self.keys_from.store(from, Ordering::Release);
-        Ok(())
+    fn segs(&self) -> RwLockReadGuard<'_, Vec<Segment>> {
+        self.segments.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn segs_mut(&self) -> RwLockWriteGuard<'_, Vec<Segment>> {
+        self.segments.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Newest seq ever assigned (0 if none).
@@ -253,6 +280,11 @@ impl Log {
         (self.last() + 1).saturating_sub(self.oldest())
     }
 
+    /// Segment files on disk.
+    pub fn segment_count(&self) -> usize {
+        self.segs().len()
+    }
+
     /// Appends events in order and syncs; returns their envelopes (seqs `last+1..`).
     /// Single writer: the caller serializes appends.
     pub fn append(&self, events: Vec<Pending>) -> Result<Vec<Envelope>> {
@@ -261,63 +293,141 @@ impl Log {
         }
         let first = self.last() + 1;
         let ts = now_nanos().max(self.last_ts.load(Ordering::Relaxed));
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        let mut frames = Vec::with_capacity(events.len() * 160);
+        let mut rel = Vec::with_capacity(events.len());
         let mut out = Vec::with_capacity(events.len());
-        let mut bytes = 0;
-        let mut runs = Vec::new();
         for (i, p) in events.into_iter().enumerate() {
             let seq = first + i as u64;
-            push_key(&mut runs, &p.publisher, p.counter, seq);
-            let record = Record {
+            rel.push(
+                u32::try_from(frames.len()).map_err(|_| Error::invalid("event log: append over 4 GiB"))?,
+            );
+            let body = codec::encode(&(&p.event.namespace, &p.event.topic, &p.event.payload))?;
+            let head = Head { seq, timestamp: ts, counter: p.counter, publisher: &p.publisher };
+            segment::encode_frame(&mut frames, &head, &body)?;
+            out.push(Envelope {
+                seq,
                 timestamp: ts,
                 namespace: p.event.namespace,
                 topic: p.event.topic,
                 payload: p.event.payload,
-                publisher: p.publisher.to_string(),
-                counter: p.counter,
-            };
-            let value = codec::encode(&record)?;
-            bytes += value.len() as u64 + 24;
-            batch.insert(&self.log, key(seq), value);
-            out.push(record.into_envelope(seq));
+            });
         }
-        let runs = codec::encode(&runs)?;
-        bytes += runs.len() as u64;
-        batch.insert(&self.keys, key(first), runs);
-        let last = first + out.len() as u64 - 1;
-        batch.insert(&self.meta, LAST_SEQ, key(last));
-        batch.commit().map_err(storage)?;
+        self.roll_if_full(first)?;
+        // The write and the sync run without the lock (readers go on); only this thread
+        // appends, so the active segment and its length cannot change meanwhile.
+        let (file, base, seg_first) = {
+            let segs = self.segs();
+            let active = segs.last().ok_or_else(|| Error::internal("event log: no segment"))?;
+            (active.file.clone(), active.len, active.first)
+        };
+        let path = segment::paths(&self.dir, seg_first).0;
+        let written = {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&frames, base).and_then(|()| file.sync_data())
+        };
+        if let Err(e) = written {
+            let _ = file.set_len(base);
+            return Err(io("append to", &path, e));
+        }
+        {
+            let mut segs = self.segs_mut();
+            let active = segs.last_mut().ok_or_else(|| Error::internal("event log: no segment"))?;
+            for r in &rel {
+                let at = u32::try_from(base + u64::from(*r))
+                    .map_err(|_| Error::internal(format!("event log: {} over 4 GiB", path.display())))?;
+                active.offsets.push(at);
+            }
+            active.len = base + frames.len() as u64;
+        }
         self.last_ts.store(ts, Ordering::Relaxed);
-        self.last.store(last, Ordering::Release);
-        if self.since_rotate.fetch_add(bytes, Ordering::Relaxed) + bytes >= ROTATE_BYTES {
-            self.since_rotate.store(0, Ordering::Relaxed);
-            for ks in [&self.log, &self.keys, &self.meta] {
-                ks.rotate_memtable().map_err(storage)?;
+        self.last.store(first + out.len() as u64 - 1, Ordering::Release);
+        Ok(out)
+    }
+
+    /// Seals the active segment when it is full and begins the next at `first` (also the
+    /// first segment of an empty log).
+    fn roll_if_full(&self, first: u64) -> Result<()> {
+        let full = match self.segs().last() {
+            None => true,
+            Some(s) => s.len >= self.segment_bytes && !s.offsets.is_empty(),
+        };
+        if !full {
+            return Ok(());
+        }
+        let next = Segment::create(&self.dir, first)?;
+        let mut segs = self.segs_mut();
+        if let Some(active) = segs.last_mut() {
+            active.write_index(&self.dir)?;
+        }
+        segs.push(next);
+        Ok(())
+    }
+
+    /// The spans holding records `from..=to` (at most `max`), in order.
+    fn spans(&self, from: u64, to: u64, max: usize) -> Vec<Span> {
+        let segs = self.segs();
+        let mut out = Vec::new();
+        let mut next = from;
+        let mut left = max as u64;
+        let i = segs.partition_point(|s| s.end() <= next);
+        for seg in &segs[i..] {
+            if next > to || left == 0 || seg.first > next {
+                break;
+            }
+            let upto = to.min(seg.end() - 1).min(next.saturating_add(left - 1));
+            let (start, _) = seg.span(next);
+            let (_, end) = seg.span(upto);
+            out.push(Span { file: seg.file.clone(), start, end });
+            left -= upto - next + 1;
+            next = upto + 1;
+        }
+        out
+    }
+
+    /// Parses the frames of `spans`, handing each head and payload to `each`.
+    fn scan(&self, spans: Vec<Span>, mut each: impl FnMut(&Head<'_>, &[u8]) -> Result<()>) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = Vec::new();
+        for span in spans {
+            let len =
+                usize::try_from(span.end - span.start).map_err(|_| Error::internal("event log: span"))?;
+            buf.resize(len, 0);
+            span.file.read_exact_at(&mut buf, span.start).map_err(|e| io("read", &self.dir, e))?;
+            let mut at = 0;
+            while at < len {
+                let Some((head, payload, n)) = segment::parse_frame(&buf[at..]) else {
+                    return Err(Error::new(
+                        Code::DataLoss,
+                        format!("event log: bad record in {}", self.dir.display()),
+                    ));
+                };
+                each(&head, payload)?;
+                at += n;
             }
         }
+        Ok(())
+    }
+
+    fn read_raw(&self, from: u64, to: u64, max: usize) -> Result<Vec<(u64, Record)>> {
+        let mut out = Vec::new();
+        if from > to || max == 0 {
+            return Ok(out);
+        }
+        self.scan(self.spans(from, to, max), |head, payload| {
+            out.push((head.seq, record(head, payload)?));
+            Ok(())
+        })?;
         Ok(out)
     }
 
     /// The record at `seq`, if retained.
     pub fn get(&self, seq: u64) -> Result<Option<Record>> {
-        match self.log.get(key(seq)).map_err(storage)? {
-            Some(v) => Ok(Some(decode(seq, &v)?)),
-            None => Ok(None),
-        }
+        Ok(self.read(seq, seq, 1)?.into_iter().next().map(|(_, r)| r))
     }
 
     /// Up to `max` records with seqs in `from..=to`, in order.
     pub fn read(&self, from: u64, to: u64, max: usize) -> Result<Vec<(u64, Record)>> {
-        if from > to {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        for guard in self.log.range(key(from)..=key(to)).take(max) {
-            let (k, v) = guard.into_inner().map_err(storage)?;
-            let seq = seq_of(&k)?;
-            out.push((seq, decode(seq, &v)?));
-        }
-        Ok(out)
+        self.read_raw(from.max(self.oldest()), to.min(self.last()), max)
     }
 
     /// The first retained seq whose timestamp is at or after `t` (`last() + 1` if none).
@@ -339,77 +449,52 @@ impl Log {
         let by_count = (last + 1).saturating_sub(max_events);
         let by_age = self.seq_at_time(now_nanos().saturating_sub(max_age_ns))?;
         let keep_from = by_count.max(by_age).min(last + 1);
-        let mut removed = 0;
-        while self.oldest() < keep_from {
-            let from = self.oldest();
-            let to = keep_from.min(from + 10_000);
-            let mut batch = self.db.batch();
-            for seq in from..to {
-                batch.remove(&self.log, key(seq));
-            }
-            batch.insert(&self.meta, OLDEST, key(to));
-            batch.commit().map_err(storage)?;
-            self.oldest.store(to, Ordering::Release);
-            removed += to - from;
-        }
-        Ok(removed)
-    }
-
-    /// Forgets the idempotency keys of appends wholly older than the newest `window` seqs;
-    /// returns how many appends' keys were removed.
-    pub fn trim_keys(&self, window: usize) -> Result<u64> {
-        let keep_from = (self.last() + 1).saturating_sub(window as u64);
-        let from = self.keys_from.load(Ordering::Acquire);
-        if from >= keep_from {
+        let oldest = self.oldest();
+        if keep_from <= oldest {
             return Ok(0);
         }
-        let mut batch = self.db.batch();
-        let (mut removed, mut new_from) = (0, keep_from);
-        for guard in self.keys.range(key(from)..key(keep_from)) {
-            let (k, v) = guard.into_inner().map_err(storage)?;
-            let seq = seq_of(&k)?;
-            let end = decode_runs(seq, &v)?.last().map_or(seq, KeyRun::end);
-            if end > keep_from {
-                // Straddles the window's start: kept whole, and the oldest entry from now on.
-                new_from = seq;
-                break;
+        write_oldest(&self.dir, keep_from)?;
+        self.oldest.store(keep_from, Ordering::Release);
+        // Whole segments below both the retained range and the idempotency window go; the
+        // newest segment always stays (it holds the newest seq).
+        let drop_below = keep_from.min((last + 1).saturating_sub(self.window));
+        let gone: Vec<u64> = {
+            let mut segs = self.segs_mut();
+            let n =
+                segs.iter().take(segs.len().saturating_sub(1)).take_while(|s| s.end() <= drop_below).count();
+            segs.drain(..n).map(|s| s.first).collect()
+        };
+        for first in &gone {
+            let (log, idx) = segment::paths(&self.dir, *first);
+            for p in [idx, log] {
+                if let Err(e) = std::fs::remove_file(&p) {
+                    tracing::warn!(file = %p.display(), error = %e, "removing an event log segment");
+                }
             }
-            batch.remove(&self.keys, k);
-            removed += 1;
         }
-        batch.insert(&self.meta, KEYS_FROM, key(new_from));
-        batch.commit().map_err(storage)?;
-        self.keys_from.store(new_from, Ordering::Release);
-        Ok(removed)
+        if !gone.is_empty() {
+            segment::sync_dir(&self.dir)?;
+        }
+        Ok(keep_from - oldest)
     }
 
     /// The idempotency keys of the newest `n` events, as runs oldest first (the first may
     /// start before the newest `n`), whether or not retention has removed the events
-    /// themselves. Reads "keys" only.
+    /// themselves. Reads frame heads only.
     pub fn recent_keys(&self, n: usize) -> Result<Vec<KeyRun>> {
         let last = self.last();
-        let from = (last + 1).saturating_sub(n as u64).max(self.keys_from.load(Ordering::Acquire));
-        let mut out = Vec::new();
+        let first_kept = self.segs().first().map_or(last + 1, |s| s.first);
+        let from = (last + 1).saturating_sub(n as u64).max(first_kept);
+        let mut runs = Vec::new();
         if from > last {
-            return Ok(out);
+            return Ok(runs);
         }
-        // The entry holding `from` starts at or before it.
-        let start = match self.keys.range(..=key(from)).next_back() {
-            Some(g) => seq_of(&g.key().map_err(storage)?)?,
-            None => from,
-        };
-        for guard in self.keys.range(key(start)..=key(last)) {
-            let (k, v) = guard.into_inner().map_err(storage)?;
-            let seq = seq_of(&k)?;
-            out.extend(decode_runs(seq, &v)?.into_iter().filter(|r| r.end() > from));
-        }
-        Ok(out)
+        self.scan(self.spans(from, last, usize::MAX), |head, _| {
+            push_key(&mut runs, head.publisher, head.counter, head.seq);
+            Ok(())
+        })?;
+        Ok(runs)
     }
-}
-
-fn decode(seq: u64, bytes: &[u8]) -> Result<Record> {
-    codec::decode(bytes)
-        .map_err(|e| Error::new(berth_ipc::Code::DataLoss, format!("event {seq}: {}", e.message)))
 }
 
 #[cfg(test)]

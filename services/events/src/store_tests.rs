@@ -78,7 +78,7 @@ fn time_search_finds_first_at_or_after() {
 }
 
 #[test]
-fn keys_outlive_retention_and_are_trimmed_to_the_window() {
+fn keys_outlive_retention_while_their_segment_stays() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let log = Log::open(dir.path(), 1000).expect("open");
@@ -88,18 +88,97 @@ fn keys_outlive_retention_and_are_trimmed_to_the_window() {
         assert_eq!(log.enforce_retention(2, u64::MAX).expect("retain"), 8);
     }
     let log = Log::open(dir.path(), 1000).expect("reopen");
-    assert_eq!((log.oldest(), log.last()), (9, 10), "oldest read back from meta");
+    assert_eq!((log.oldest(), log.last()), (9, 10), "oldest read back");
+    assert!(log.get(8).expect("get").is_none(), "removed stays removed");
     let all = keys(&log, 1000);
     assert_eq!(all.len(), 10, "the removed events' keys are still known");
     assert_eq!(all[0], ("p".into(), 0, 1));
-    assert_eq!(log.recent_keys(1000).expect("runs").len(), 5, "one run per append");
-    // A window of 3 keeps the appends holding seqs 8..=10: the one of 7..=8 straddles it.
-    assert_eq!(log.trim_keys(3).expect("trim"), 3);
-    assert_eq!(keys(&log, 1000).first(), Some(&("p".into(), 6, 7)));
-    drop(log);
+    assert_eq!(log.recent_keys(1000).expect("runs").len(), 1, "one publisher, consecutive: one run");
+}
+
+#[test]
+fn segments_roll_are_indexed_and_retention_removes_only_whole_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seg_dir = dir.path().join("segments");
+    {
+        let log = Log::open_sized(dir.path(), 10, 1_000).expect("open");
+        for b in 0..50 {
+            append(&log, b * 4..b * 4 + 4);
+        }
+        assert!(log.segment_count() > 5, "rolled: {}", log.segment_count());
+        assert_eq!(log.read(1, 200, 1_000).expect("read").len(), 200);
+    }
+    // A lost index is rebuilt from its segment.
+    let idx: Vec<_> = std::fs::read_dir(&seg_dir)
+        .expect("list")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+        .collect();
+    assert!(!idx.is_empty(), "sealed segments have index files");
+    std::fs::remove_file(&idx[0]).expect("remove idx");
+    let log = Log::open_sized(dir.path(), 10, 1_000).expect("reopen");
+    assert_eq!(log.last(), 200);
+    let got = log.read(1, 200, 1_000).expect("read");
+    assert_eq!(got.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (1..=200).collect::<Vec<_>>());
+    assert!(
+        matches!(&got[150].1.payload, berth_ipc::events::Payload::ContentDelete(c) if c.digest == "d150")
+    );
+    let before = log.segment_count();
+    assert_eq!(log.enforce_retention(55, u64::MAX).expect("retain"), 145);
+    assert_eq!((log.oldest(), log.count()), (146, 55));
+    assert!(log.segment_count() < before, "whole segments removed");
+    assert!(log.get(145).expect("get").is_none() && log.get(146).expect("get").is_some());
+    assert_eq!(keys(&log, 10).first(), Some(&("p".into(), 190, 191)));
+    assert_eq!(append(&log, 200..201), vec![201]);
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_the_log_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = Log::open(dir.path(), 1000).expect("open");
+        append(&log, 0..3);
+    }
+    let seg = dir.path().join("segments").join(format!("{:020}.log", 1));
+    let good = std::fs::metadata(&seg).expect("stat").len();
+    // Half a frame, as a crash during a write leaves it.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).expect("open seg");
+    std::io::Write::write_all(&mut f, &[40, 0, 0, 0, 1, 2, 3, 4, 5, 6]).expect("write");
+    drop(f);
     let log = Log::open(dir.path(), 1000).expect("reopen");
-    assert_eq!(keys(&log, 1000).len(), 4, "the trim is durable");
-    assert_eq!(keys(&log, 2), vec![("p".into(), 8, 9), ("p".into(), 9, 10)]);
+    assert_eq!(log.last(), 3);
+    assert_eq!(std::fs::metadata(&seg).expect("stat").len(), good, "tail cut off");
+    assert_eq!(append(&log, 3..4), vec![4]);
+    drop(log);
+    assert_eq!(Log::open(dir.path(), 1000).expect("reopen").read(1, 9, 9).expect("read").len(), 4);
+}
+
+#[test]
+fn damage_inside_a_sealed_segment_is_data_loss_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = Log::open_sized(dir.path(), 10, 200).expect("open");
+        for b in 0..10 {
+            append(&log, b * 2..b * 2 + 2);
+        }
+        assert!(log.segment_count() > 2);
+    }
+    let seg_dir = dir.path().join("segments");
+    let first = seg_dir.join(format!("{:020}.log", 1));
+    let mut bytes = std::fs::read(&first).expect("read");
+    bytes[20] ^= 0xff;
+    std::fs::write(&first, bytes).expect("write");
+    // The index still fits, so the open succeeds; the read finds the damage.
+    let log = Log::open_sized(dir.path(), 10, 200).expect("open");
+    let err = log.read(1, 2, 10).expect_err("damaged record");
+    assert_eq!(err.code, berth_ipc::Code::DataLoss, "{err:?}");
+    drop(log);
+    // Without its index the segment is scanned, and the damage found at open.
+    std::fs::remove_file(seg_dir.join(format!("{:020}.idx", 1))).expect("rm idx");
+    let err = Log::open_sized(dir.path(), 10, 200).err().expect("damaged segment");
+    assert_eq!(err.code, berth_ipc::Code::DataLoss, "{err:?}");
+    assert!(err.message.contains("00000000000000000001.log"), "{}", err.message);
 }
 
 #[test]
@@ -117,29 +196,35 @@ fn runs_split_at_a_new_publisher_or_a_gap_in_counters() {
 }
 
 #[test]
-fn a_log_without_keys_is_indexed_once_from_its_records() {
+fn a_log_kept_in_fjall_is_moved_into_segments_once() {
+    use fjall::{Database, KeyspaceCreateOptions};
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let log = Log::open(dir.path(), 1000).expect("open");
-        append(&log, 0..20);
-        // As a log written before the "keys" keyspace existed.
-        log.keys.remove(key(1)).expect("remove keys");
-        log.meta.remove(KEYS_FROM).expect("remove keys_from");
+        let db = Database::builder(dir.path()).open().expect("fjall");
+        let log = db.keyspace("log", KeyspaceCreateOptions::default).expect("log");
+        let meta = db.keyspace("meta", KeyspaceCreateOptions::default).expect("meta");
+        for seq in 5..=9u64 {
+            let r = Record {
+                timestamp: seq,
+                namespace: "default".into(),
+                topic: "/content/delete".into(),
+                payload: ev(seq).event.payload,
+                publisher: "old".into(),
+                counter: seq * 10,
+            };
+            log.insert(seq.to_be_bytes(), codec::encode(&r).expect("encode")).expect("insert");
+        }
+        meta.insert(b"last_seq", 9u64.to_be_bytes()).expect("meta");
+        db.persist(fjall::PersistMode::SyncAll).expect("persist");
     }
-    let log = Log::open(dir.path(), 5).expect("reopen");
-    let got = keys(&log, 1000);
-    assert_eq!(got.len(), 5, "the newest window indexed");
-    assert_eq!(got[0], ("p".into(), 15, 16));
-    assert_eq!(got[4], ("p".into(), 19, 20));
-}
-
-#[test]
-fn a_bad_key_entry_is_data_loss_not_a_panic() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let log = Log::open(dir.path(), 1000).expect("open");
-    append(&log, 0..2);
-    log.keys.insert(key(2), [1u8, 2]).expect("insert");
-    let err = log.recent_keys(10).expect_err("bad entry");
-    assert_eq!(err.code, berth_ipc::Code::DataLoss);
-    assert!(err.message.contains("idempotency keys at 2"), "{}", err.message);
+    assert_eq!((log.oldest(), log.last()), (5, 9));
+    let got = log.read(1, 100, 100).expect("read");
+    assert_eq!(got.len(), 5);
+    assert_eq!((got[0].0, got[0].1.publisher.as_str(), got[0].1.counter), (5, "old", 50));
+    assert!(!dir.path().join("keyspaces").exists(), "the fjall database is gone");
+    assert_eq!(keys(&log, 2), vec![("old".into(), 80, 8), ("old".into(), 90, 9)]);
+    assert_eq!(append(&log, 0..1), vec![10]);
+    drop(log);
+    assert_eq!(Log::open(dir.path(), 1000).expect("reopen").last(), 10);
 }
