@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use berth_ipc::events::payload::ContentCreate;
-use berth_ipc::events::{Payload, Since, Stats, Subscribe, SubscribeItem, topics};
+use berth_ipc::events::{NewEvent, Payload, PublishBatch, Since, Stats, Subscribe, SubscribeItem, topics};
 use berth_ipc::launcher::ServiceState;
 use berth_ipc::publisher::Publisher;
 use berth_system_tests::{Berth, signal};
@@ -105,4 +105,48 @@ fn sigkill_during_publishing_loses_and_duplicates_nothing() {
     assert_eq!(mine.len() as u64, PUBLISHERS * EACH, "every event present");
     assert!(mine.values().all(|c| *c == 1), "no event stored twice");
     println!("log holds {n} events ({} from the publishers), contiguous", mine.len());
+}
+
+/// 120,000 events stored (more than the default 100,000-key window), the service SIGKILLed
+/// and restarted by the launcher: a retry of the oldest key still in the window is answered
+/// with its seq, the newest too, and nothing is stored twice.
+#[test]
+fn duplicate_publish_after_a_restart_is_deduplicated_with_a_large_log() {
+    const TOTAL: u64 = 120_000;
+    let mut berth = Berth::start();
+    let old_pid = berth.status("events").pid.expect("events running");
+    let clients = berth.clients(Duration::from_secs(20));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let events = clients.events.clone();
+    let event = |i: u64| NewEvent::new("default", ContentCreate { digest: format!("big{i}"), size: i });
+    let publish = |first: u64, n: u64| {
+        let req = PublishBatch {
+            publisher: "big".into(),
+            first_counter: first,
+            events: (first..first + n).map(event).collect(),
+        };
+        rt.block_on(events.call(req)).expect("publish").seqs
+    };
+    let base = rt.block_on(events.call(Stats)).expect("stats").last;
+    let mut counter = 0;
+    while counter < TOTAL {
+        let n = (TOTAL - counter).min(4_096);
+        publish(counter, n);
+        counter += n;
+    }
+    let last = rt.block_on(events.call(Stats)).expect("stats").last;
+    assert_eq!(last, base + TOTAL);
+
+    signal(old_pid, Signal::SIGKILL);
+    berth.wait_until("events restarted", Duration::from_secs(30), |l| {
+        l.iter().any(|s| s.name == "events" && s.state == ServiceState::Running && s.pid != Some(old_pid))
+    });
+    // Near the oldest key of the window (100,000 events), with a margin for the events the
+    // other services publish meanwhile (the restart's own). An answer with the original seq
+    // means nothing was stored again: a stored event would get a seq above `last`.
+    let old = TOTAL - 100_000 + 100;
+    assert_eq!(publish(old, 1), [base + old + 1], "an old key of the window answered");
+    assert_eq!(publish(TOTAL - 2, 2), [last - 1, last], "newest keys answered");
+    let stats = rt.block_on(events.call(Stats)).expect("stats");
+    assert!(stats.last < last + 100, "no duplicates stored: last {} after {last}", stats.last);
 }

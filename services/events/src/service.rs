@@ -111,6 +111,7 @@ impl Handler<berth_ipc::events::Events> for EventsService {
             ("events_last_seq".into(), self.log.last() as f64),
             ("events_oldest_seq".into(), self.log.oldest() as f64),
             ("events_subscribers".into(), self.hub.len() as f64),
+            ("events_segments".into(), self.log.segment_count() as f64),
         ]
     }
 }
