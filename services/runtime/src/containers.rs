@@ -65,7 +65,10 @@ impl Runtime {
     pub async fn create_container(&self, req: CreateContainer) -> Result<Container> {
         validate_namespace(&req.namespace)?;
         validate_identifier("container id", &req.id)?;
-        validate_user_labels(&req.labels)?;
+        // `berth.io/rm-on-exit` is the one reserved label a client may set (`run --rm -d`).
+        let mut user_labels = req.labels.clone();
+        user_labels.remove(crate::rm_on_exit::LABEL_RM_ON_EXIT);
+        validate_user_labels(&user_labels)?;
         let runtime = runtime_binary(&req.runtime)?;
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
         let _claim = Claim::take(&self.state, "container", ns, id)?;
@@ -90,6 +93,13 @@ impl Runtime {
             Ok(_) => return Err(Error::already_exists(format!("container {id}: already exists"))),
             Err(e) if e.is(Code::NotFound) => {}
             Err(e) => return Err(e),
+        }
+        // No container of this id: output logs under its name are an earlier one's that a
+        // crash kept from going with it; the new container must not show them.
+        let logs = self.log_dir(ns, id);
+        if logs.exists() {
+            tracing::warn!(namespace = ns, id, "removing a removed container's stale logs");
+            let _ = std::fs::remove_dir_all(&logs);
         }
         let (config, chain) = resolved?;
         let key = snapshot_key(id);
@@ -324,6 +334,13 @@ impl Runtime {
         if !container.snapshot_key.is_empty() {
             self.drop_snapshot(ns, &container.snapshot_key).await;
         }
+        // The OCI runtime removes the container's own cgroup at its delete (the shim's, in
+        // the background): once that is done, the parents it leaves empty go too.
+        let (rt, ns, id) = (self.clone(), ns.to_string(), id.to_string());
+        tokio::spawn(async move {
+            rt.previous_runtime_state_gone(&ns, &id).await;
+            rt.prune_cgroups(&ns, &id);
+        });
         Ok(())
     }
 }

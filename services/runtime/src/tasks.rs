@@ -59,6 +59,16 @@ pub(crate) fn kill_shims_of(bundle: &Bundle) {
     }
 }
 
+/// `NotFound`: container `id` has no task.
+pub(crate) fn no_task(id: &str) -> Error {
+    Error::not_found(format!("container {id} has no task"))
+}
+
+/// `Precondition`: the task of container `id` has exited (its shim is gone).
+pub(crate) fn not_running(id: &str) -> Error {
+    Error::precondition(format!("container {id}: task not running"))
+}
+
 fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
     Error::internal(format!("{what}: {e}"))
 }
@@ -74,11 +84,14 @@ impl Runtime {
         self.state.join("oci").join(runtime).join(ns)
     }
 
-    fn existing(&self, task: &TaskRef) -> Result<Bundle> {
+    /// The bundle of an existing task; `NotFound` "container X has no task" otherwise (what
+    /// `tasks pause|resume|kill|exec|ps|metrics` on a container without one are told,
+    /// rather than the shim socket's "No such file").
+    pub(crate) fn existing(&self, task: &TaskRef) -> Result<Bundle> {
         check(task)?;
         let bundle = self.bundle(&task.namespace, &task.id);
         if !bundle.record().exists() {
-            return Err(Error::not_found(format!("task {}: not found", task.id)));
+            return Err(no_task(&task.id));
         }
         Ok(bundle)
     }
@@ -299,7 +312,7 @@ impl Runtime {
         let call = ShimRequest::Kill { exec_id: req.task.exec_id.clone(), signal: req.signal, all: req.all };
         match shim_client::call(&bundle.socket(), &call).await {
             Err(e) if e.is(Code::Unavailable) => {
-                Err(Error::not_found(format!("task {}: not running", req.task.id)))
+                Err(Error::not_found(format!("container {}: task not running", req.task.id)))
             }
             other => other.map(|_| ()),
         }
