@@ -94,6 +94,10 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = cmd::Ctx::new(&cli);
+    // Everything but `config` talks to berthd: say at once when there is none.
+    if !matches!(cli.command, Command::Config(_)) {
+        cmd::reach::berthd(ctx.services.launcher.socket()).await?;
+    }
     match cli.command {
         Command::Version => cmd::version::run(&ctx).await,
         Command::Config(c) => cmd::config::run(&ctx, c).await,
