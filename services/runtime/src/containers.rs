@@ -65,10 +65,7 @@ impl Runtime {
     pub async fn create_container(&self, req: CreateContainer) -> Result<Container> {
         validate_namespace(&req.namespace)?;
         validate_identifier("container id", &req.id)?;
-        // `berth.io/rm-on-exit` is the one reserved label a client may set (`run --rm -d`).
-        let mut user_labels = req.labels.clone();
-        user_labels.remove(crate::rm_on_exit::LABEL_RM_ON_EXIT);
-        validate_user_labels(&user_labels)?;
+        validate_user_labels(&req.labels)?;
         let runtime = runtime_binary(&req.runtime)?;
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
         let _claim = Claim::take(&self.state, "container", ns, id)?;
