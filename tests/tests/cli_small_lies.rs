@@ -160,6 +160,14 @@ fn leases_take_resources_and_protect_them_from_gc() {
     let o = berth.cli(&["leases", "rm-resource", "l1", "ingests", "r1"]);
     assert!(o.status.success(), "{}", show(&o));
     assert!(!out(&berth.cli(&["leases", "resources", "l1"])).contains("r1"));
+    // The lease keeps the unreferenced blob through GC; without it, GC takes it.
+    let blobs = || out(&berth.cli(&["content", "ls"]));
+    assert!(berth.cli(&["gc"]).status.success());
+    assert!(blobs().contains(&digest), "the leased blob survives GC: {}", blobs());
+    let o = berth.cli(&["leases", "rm-resource", "l1", "content", &digest]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(berth.cli(&["gc"]).status.success());
+    assert!(!blobs().contains(&digest), "unleased, GC removes it: {}", blobs());
     // Bad input: a clear error naming the object.
     let o = berth.cli(&["leases", "add-resource", "l1", "blobs", "x"]);
     assert!(err(&o).contains("\"blobs\": unknown (content, snapshots/<snapshotter>, ingests)"), "{}", show(&o));
