@@ -50,9 +50,19 @@ fn json_forms_and_human_sizes() {
     let tiny = images.as_array().expect("array").iter().find(|i| i["name"] == TINY).expect("tiny listed");
     assert_eq!(
         keys(tiny),
-        sorted(&["name", "media_type", "digest", "size", "target_size", "labels", "created_ns", "updated_ns"])
+        sorted(&[
+            "name",
+            "media_type",
+            "digest",
+            "size",
+            "target_size",
+            "labels",
+            "created_ns",
+            "updated_ns"
+        ])
     );
-    let (size, target) = (tiny["size"].as_u64().expect("size"), tiny["target_size"].as_u64().expect("target"));
+    let (size, target) =
+        (tiny["size"].as_u64().expect("size"), tiny["target_size"].as_u64().expect("target"));
     assert!(target < 2048, "a manifest: {target}");
     assert!(size > layer && size < layer + 8192, "size {size}: the layer ({layer}) + config + manifest");
     let table = out(&berth.cli(&["images", "ls"]));
@@ -64,7 +74,10 @@ fn json_forms_and_human_sizes() {
     let check = json(&berth, &["images", "check", "tiny"]);
     let c = &check.as_array().expect("array")[0];
     assert_eq!(keys(c), sorted(&["name", "complete", "present", "total", "missing", "unpacked"]));
-    assert_eq!((c["name"].as_str(), c["complete"].as_bool(), c["total"].as_u64()), (Some(TINY), Some(true), Some(3)));
+    assert_eq!(
+        (c["name"].as_str(), c["complete"].as_bool(), c["total"].as_u64()),
+        (Some(TINY), Some(true), Some(3))
+    );
     assert_eq!(c["unpacked"], true);
 
     // content check and content ls.
@@ -79,7 +92,10 @@ fn json_forms_and_human_sizes() {
     assert!(o.status.success(), "{}", show(&o));
     let ps = json(&berth, &["tasks", "ps", "fmt1"]);
     let pids = ps.as_array().expect("array");
-    assert!(!pids.is_empty() && pids.iter().all(|p| keys(p) == ["pid"] && p["pid"].as_u64().is_some()), "{ps}");
+    assert!(
+        !pids.is_empty() && pids.iter().all(|p| keys(p) == ["pid"] && p["pid"].as_u64().is_some()),
+        "{ps}"
+    );
     let m = json(&berth, &["tasks", "metrics", "fmt1"]);
     assert_eq!(keys(&m), sorted(&["id", "cpu_ns", "memory_bytes", "memory_limit", "pids"]));
     let o = berth.cli(&["tasks", "metrics", "fmt1"]);

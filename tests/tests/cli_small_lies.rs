@@ -91,7 +91,9 @@ fn run_rm_detached_is_removed_at_exit_even_across_a_runtime_restart() {
     let pid = berth.status("runtime").pid.expect("runtime pid");
     signal(pid, Signal::SIGKILL);
     berth.wait_until("runtime restarted", Duration::from_secs(20), |l| {
-        l.iter().any(|s| s.name == "runtime" && s.pid.is_some_and(|p| p != pid) && s.state == ServiceState::Running)
+        l.iter().any(|s| {
+            s.name == "runtime" && s.pid.is_some_and(|p| p != pid) && s.state == ServiceState::Running
+        })
     });
     assert!(listed(&berth, "rm2"), "still running after the restart");
     wait_for("rm2 removed after its exit", Duration::from_secs(20), || !listed(&berth, "rm2"));
@@ -170,7 +172,11 @@ fn leases_take_resources_and_protect_them_from_gc() {
     assert!(!blobs().contains(&digest), "unleased, GC removes it: {}", blobs());
     // Bad input: a clear error naming the object.
     let o = berth.cli(&["leases", "add-resource", "l1", "blobs", "x"]);
-    assert!(err(&o).contains("\"blobs\": unknown (content, snapshots/<snapshotter>, ingests)"), "{}", show(&o));
+    assert!(
+        err(&o).contains("\"blobs\": unknown (content, snapshots/<snapshotter>, ingests)"),
+        "{}",
+        show(&o)
+    );
     let o = berth.cli(&["leases", "add-resource", "nope", "content", &digest]);
     assert!(!o.status.success() && err(&o).contains("nope"), "{}", show(&o));
     let o = berth.cli(&["leases", "add-resource", "l1", "content", "sha256:zz"]);
@@ -189,8 +195,9 @@ fn empty_cgroup_parents_go_with_the_last_container() {
         eprintln!("skipped: no cgroup v1 memory hierarchy");
         return;
     }
-    let parent =
-        berth_service_kit::config::RuntimeConfig::default().cgroup_parent(&berth.state).expect("cgroup parent");
+    let parent = berth_service_kit::config::RuntimeConfig::default()
+        .cgroup_parent(&berth.state)
+        .expect("cgroup parent");
     let ns_dir = memory_cgroup(&format!("{parent}/default"));
     for id in ["cg1", "cg2"] {
         let o = berth.cli(&["run", "-d", "tiny", id, "sleep", "1000"]);
