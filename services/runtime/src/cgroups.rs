@@ -57,9 +57,42 @@ pub fn prune(root: &Path, paths: &[String]) -> usize {
 }
 
 impl Runtime {
-    /// Removes container `id`'s cgroup and the parents left empty (see the module doc).
-    pub fn prune_cgroups(&self, ns: &str, id: &str) {
-        let paths = candidates(&self.cgroup_parent, self.cgroup_parent_owned, ns, id);
+    /// Removes container `id`'s cgroup and the parents left empty (see the module doc), once
+    /// the OCI runtime's state of it is gone (its delete removes the container's own cgroup;
+    /// up to 5 s). A level is only tried while no task bundle under it exists: a task being
+    /// created has its bundle before its runtime makes its cgroup, so the levels it needs are
+    /// never removed under it.
+    pub async fn prune_cgroups(&self, ns: &str, id: &str) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let state_left =
+            || crate::containers::RUNTIMES.into_iter().any(|r| self.runtime_root(r, ns).join(id).exists());
+        while state_left() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let tasks = self.state.join("tasks");
+        let has_tasks = |dir: &Path| {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        };
+        let mut paths = candidates(&self.cgroup_parent, self.cgroup_parent_owned, ns, id);
+        if self.bundle(ns, id).dir.exists() {
+            return;
+        }
+        if has_tasks(&tasks.join(ns)) {
+            paths.truncate(1);
+        }
+        let any_task = std::fs::read_dir(&tasks)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .any(|e| has_tasks(&e.path()));
+        if any_task {
+            paths.truncate(2);
+        }
         let removed = prune(Path::new(CGROUP_ROOT), &paths);
         tracing::debug!(namespace = %ns, id = %id, removed, "cgroups pruned");
     }

@@ -334,10 +334,7 @@ impl Runtime {
         // The OCI runtime removes the container's own cgroup at its delete (the shim's, in
         // the background): once that is done, the parents it leaves empty go too.
         let (rt, ns, id) = (self.clone(), ns.to_string(), id.to_string());
-        tokio::spawn(async move {
-            rt.previous_runtime_state_gone(&ns, &id).await;
-            rt.prune_cgroups(&ns, &id);
-        });
+        tokio::spawn(async move { rt.prune_cgroups(&ns, &id).await });
         Ok(())
     }
 }

@@ -22,6 +22,9 @@ pub fn wanted(container: &Container) -> bool {
     container.labels.get(LABEL_RM_ON_EXIT).is_some_and(|v| v == "true")
 }
 
+/// How old a labelled container without a task must be to be removed at start.
+const CREATE_GRACE_NS: u64 = 30_000_000_000;
+
 /// Containers with a watcher running in this process (state dir, namespace, id).
 static WATCHED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
@@ -67,14 +70,17 @@ impl Runtime {
             let req = ListContainers(ListIn { namespace: ns.name.clone(), filters: Vec::new() });
             let mut stream = self.metadata.stream(req).await?;
             let mut ids = Vec::new();
+            // A container created moments ago may be waiting for its `RunTask` (`run --rm
+            // -d` sends it right after the create): only older ones without a task go.
+            let recent = crate::bundle::now_ns().saturating_sub(CREATE_GRACE_NS);
             while let Some(page) = stream.next().await {
-                ids.extend(page?.into_iter().filter(wanted).map(|c| c.id));
+                ids.extend(page?.into_iter().filter(wanted).map(|c| (c.id, c.created > recent)));
             }
-            for id in ids {
+            for (id, recent) in ids {
                 let task = TaskRef::init(&ns.name, &id);
                 if self.bundle(&ns.name, &id).dir.exists() {
                     self.watch_rm_on_exit(&task);
-                } else {
+                } else if !recent {
                     self.remove_at_exit(&ns.name, &id).await;
                 }
             }
