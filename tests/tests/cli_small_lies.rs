@@ -51,6 +51,35 @@ fn berthd_down_is_said_at_once_for_every_command() {
 }
 
 #[test]
+fn services_run_by_systemd_units_need_no_berthd() {
+    // The systemd units run each service standalone: no berthd.sock, the services' own.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (root, state) = (dir.path().join("root"), dir.path().join("state"));
+    let mut events = std::process::Command::new(berth_system_tests::bin("berth-events"))
+        .arg("--root")
+        .arg(&root)
+        .arg("--state")
+        .arg(&state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn berth-events");
+    wait_for("events.sock", Duration::from_secs(10), || state.join("events.sock").exists());
+    let o = std::process::Command::new(berth_system_tests::bin("berth"))
+        .arg("--state")
+        .arg(&state)
+        .args(["--timeout", "1", "version"])
+        .output()
+        .expect("berth version");
+    signal(events.id(), Signal::SIGTERM);
+    let _ = events.wait();
+    assert!(!err(&o).contains("berthd is not running"), "{}", show(&o));
+    let text = out(&o);
+    let row = text.lines().find(|l| l.starts_with("events")).expect("an events row");
+    assert!(row.contains(env!("CARGO_PKG_VERSION")), "events answered: {}", show(&o));
+}
+
+#[test]
 fn a_restarting_service_is_still_waited_for() {
     let mut berth = Berth::start();
     let pid = berth.status("metadata").pid.expect("metadata pid");
