@@ -161,6 +161,11 @@ fn task_commands_without_a_task_say_so() {
         assert!(e.contains("container nt1 has no task"), "{args:?}: {e}");
         assert!(!e.contains("No such file") && !e.contains("sock"), "{args:?}: {e}");
     }
+    // No such container at all: said so.
+    for verb in ["pause", "ps", "kill"] {
+        let o = berth.cli(&["tasks", verb, "nosuch"]);
+        assert!(err(&o).contains("container nosuch: not found"), "{verb}: {}", show(&o));
+    }
     teardown(&berth);
 }
 

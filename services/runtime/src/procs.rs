@@ -24,7 +24,7 @@ impl Runtime {
         check(&req.task)?;
         let exec_id =
             req.task.exec_id.clone().ok_or_else(|| Error::invalid("exec: an exec id is required"))?;
-        let bundle = self.existing(&req.task)?;
+        let bundle = self.existing(&req.task).await?;
         let config = std::fs::read(bundle.config()).map_err(|_| no_task(&req.task.id))?;
         let oci: oci_spec::runtime::Spec =
             serde_json::from_slice(&config).map_err(|e| Error::internal(format!("config.json: {e}")))?;
@@ -47,7 +47,7 @@ impl Runtime {
 
     /// `Ps`.
     pub async fn ps(&self, task: TaskRef) -> Result<Vec<u32>> {
-        let bundle = self.existing(&task)?;
+        let bundle = self.existing(&task).await?;
         match shim_client::call(&bundle.socket(), &ShimRequest::Ps).await.map_err(|e| gone(e, &task))? {
             ShimResponse::Pids(p) => Ok(p),
             other => Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
@@ -56,7 +56,7 @@ impl Runtime {
 
     /// `Pause` (`resume = false`) and `Resume`.
     pub async fn freeze(&self, task: TaskRef, resume: bool) -> Result<()> {
-        let bundle = self.existing(&task)?;
+        let bundle = self.existing(&task).await?;
         let req = if resume { ShimRequest::Resume } else { ShimRequest::Pause };
         shim_client::call(&bundle.socket(), &req).await.map_err(|e| gone(e, &task))?;
         let id = task.id.clone();
@@ -71,7 +71,7 @@ impl Runtime {
     /// `WriteStdin`, `CloseStdin` and `ResizePty`: to the shim, which owns the task's pty
     /// master and its processes' stdin pipes.
     pub async fn input(&self, task: TaskRef, req: ShimRequest) -> Result<()> {
-        let bundle = self.existing(&task)?;
+        let bundle = self.existing(&task).await?;
         shim_client::call(&bundle.socket(), &req).await.map(|_| ()).map_err(|e| gone(e, &task))
     }
 

@@ -84,14 +84,21 @@ impl Runtime {
         self.state.join("oci").join(runtime).join(ns)
     }
 
-    /// The bundle of an existing task; `NotFound` "container X has no task" otherwise (what
+    /// The bundle of an existing task; `NotFound` otherwise: "container X has no task" (what
     /// `tasks pause|resume|kill|exec|ps|metrics` on a container without one are told,
-    /// rather than the shim socket's "No such file").
-    pub(crate) fn existing(&self, task: &TaskRef) -> Result<Bundle> {
+    /// rather than the shim socket's "No such file"), or "container X: not found" when there
+    /// is no such container either.
+    pub(crate) async fn existing(&self, task: &TaskRef) -> Result<Bundle> {
         check(task)?;
         let bundle = self.bundle(&task.namespace, &task.id);
         if !bundle.record().exists() {
-            return Err(no_task(&task.id));
+            let by_name = ByName { namespace: task.namespace.clone(), name: task.id.clone() };
+            return Err(match self.metadata.call(GetContainer(by_name)).await {
+                Err(e) if e.is(Code::NotFound) => {
+                    Error::not_found(format!("container {}: not found", task.id))
+                }
+                _ => no_task(&task.id),
+            });
         }
         Ok(bundle)
     }
@@ -102,7 +109,7 @@ impl Runtime {
     pub async fn run(&self, task: TaskRef) -> Result<TaskInfo> {
         let mut info = self.create_with(task.clone(), true).await?;
         self.events.flush(EVENT_ORDER_WAIT).await;
-        let bundle = self.existing(&task)?;
+        let bundle = self.existing(&task).await?;
         shim_client::call(&bundle.socket(), &ShimRequest::Start).await?;
         // Running, or already exited: a `GetTask` tells which.
         info.status = TaskStatus::Running;
@@ -235,7 +242,7 @@ impl Runtime {
 
     /// `StartTask`.
     pub async fn start(&self, task: TaskRef) -> Result<TaskInfo> {
-        let bundle = self.existing(&task)?;
+        let bundle = self.existing(&task).await?;
         let pid = match shim_client::call(&bundle.socket(), &ShimRequest::Start).await? {
             ShimResponse::Pid(pid) => pid,
             other => return Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
@@ -246,7 +253,7 @@ impl Runtime {
 
     /// `GetTask`: asks the shim, or reads the bundle when it is gone.
     pub async fn get(&self, task: TaskRef) -> Result<TaskInfo> {
-        let bundle = self.existing(&task)?;
+        let bundle = self.existing(&task).await?;
         let record = bundle.read_record();
         let runtime = record.map(|r| r.runtime).unwrap_or_default();
         let mut info = TaskInfo {
@@ -308,7 +315,7 @@ impl Runtime {
 
     /// `KillTask`.
     pub async fn kill(&self, req: KillTask) -> Result<()> {
-        let bundle = self.existing(&req.task)?;
+        let bundle = self.existing(&req.task).await?;
         let call = ShimRequest::Kill { exec_id: req.task.exec_id.clone(), signal: req.signal, all: req.all };
         match shim_client::call(&bundle.socket(), &call).await {
             Err(e) if e.is(Code::Unavailable) => {
@@ -320,7 +327,7 @@ impl Runtime {
 
     /// `WaitTask`.
     pub async fn wait(&self, task: TaskRef) -> Result<ExitInfo> {
-        let bundle = self.existing(&task)?;
+        let bundle = self.existing(&task).await?;
         match shim_client::call(&bundle.socket(), &ShimRequest::Wait { exec_id: task.exec_id.clone() }).await
         {
             Ok(ShimResponse::Exit(exit)) => Ok(exit),
