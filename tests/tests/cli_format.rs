@@ -109,7 +109,36 @@ fn json_forms_and_human_sizes() {
     let u = &usage.as_array().expect("array")[0];
     assert_eq!(keys(u), sorted(&["key", "size", "inodes"]));
     assert!(u["size"].as_u64().is_some(), "{u}");
+
+    // A bad blob: content check names it in JSON (and exits 1).
+    let digest = tiny["digest"].as_str().expect("digest").to_string();
+    let hex = digest.trim_start_matches("sha256:");
+    let file = find_file(&berth.root, hex).expect("the manifest's blob file");
+    let len = std::fs::metadata(&file).expect("stat").len() as usize;
+    std::fs::write(&file, vec![b'x'; len]).expect("corrupt");
+    let o = berth.cli(&["--format", "json", "content", "check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let cc: Value = serde_json::from_str(&out(&o)).expect("json");
+    let bad = cc["bad"].as_array().expect("bad");
+    assert!(bad.len() == 1 && bad[0]["digest"] == digest.as_str() && bad[0]["problem"].is_string(), "{cc}");
     teardown(&berth);
+}
+
+/// The file named `name` under `dir`, not descending into mounts' rootfs.
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let t = e.file_type().ok()?;
+        if t.is_file() && e.file_name() == name {
+            return Some(e.path());
+        }
+        if t.is_dir()
+            && e.file_name() != "rootfs"
+            && let Some(found) = find_file(&e.path(), name)
+        {
+            return Some(found);
+        }
+    }
+    None
 }
 
 #[test]
