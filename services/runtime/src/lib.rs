@@ -20,6 +20,7 @@
 //! - [`spec`] — the OCI spec of a container from its image config and options.
 //! - [`image`] — an image's config and top chainID, read from content.
 //! - [`containers`] — create (snapshot + spec + record) and remove containers.
+//! - [`task_lookup`] — finding a task; "container X has no task" and its kin.
 //! - [`tasks`] — task lifecycle: create, start, kill, wait, state, delete, list.
 //! - [`procs`] — exec, ps, pause, resume, metrics, attach.
 //! - [`rm_on_exit`] — containers removed when their task exits (`run --rm -d`).
@@ -46,6 +47,7 @@ pub mod rm_on_exit;
 pub mod shim;
 pub mod shim_client;
 pub mod spec;
+pub mod task_lookup;
 pub mod tasks;
 
 use std::path::PathBuf;

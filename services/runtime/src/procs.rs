@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 use crate::Runtime;
 use crate::logfile::{LogPaths, Record};
 use crate::logread::Follower;
-use crate::tasks::{check, no_task, not_running};
+use crate::task_lookup::{no_task, not_running};
+use crate::tasks::check;
 use crate::{shim_client, spec};
 
 /// How often attach looks for new output.

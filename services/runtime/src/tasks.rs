@@ -59,16 +59,6 @@ pub(crate) fn kill_shims_of(bundle: &Bundle) {
     }
 }
 
-/// `NotFound`: container `id` has no task.
-pub(crate) fn no_task(id: &str) -> Error {
-    Error::not_found(format!("container {id} has no task"))
-}
-
-/// `Precondition`: the task of container `id` has exited (its shim is gone).
-pub(crate) fn not_running(id: &str) -> Error {
-    Error::precondition(format!("container {id}: task not running"))
-}
-
 fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
     Error::internal(format!("{what}: {e}"))
 }
@@ -82,25 +72,6 @@ impl Runtime {
     /// The OCI runtime's state root for `runtime` in `ns`.
     pub fn runtime_root(&self, runtime: &str, ns: &str) -> std::path::PathBuf {
         self.state.join("oci").join(runtime).join(ns)
-    }
-
-    /// The bundle of an existing task; `NotFound` otherwise: "container X has no task" (what
-    /// `tasks pause|resume|kill|exec|ps|metrics` on a container without one are told,
-    /// rather than the shim socket's "No such file"), or "container X: not found" when there
-    /// is no such container either.
-    pub(crate) async fn existing(&self, task: &TaskRef) -> Result<Bundle> {
-        check(task)?;
-        let bundle = self.bundle(&task.namespace, &task.id);
-        if !bundle.record().exists() {
-            let by_name = ByName { namespace: task.namespace.clone(), name: task.id.clone() };
-            return Err(match self.metadata.call(GetContainer(by_name)).await {
-                Err(e) if e.is(Code::NotFound) => {
-                    Error::not_found(format!("container {}: not found", task.id))
-                }
-                _ => no_task(&task.id),
-            });
-        }
-        Ok(bundle)
     }
 
     /// `RunTask`: the task created and started by one OCI runtime `run`. `/tasks/create`
