@@ -4,12 +4,13 @@
 //! flags and the dispatch.
 
 mod cmd;
+mod help;
 mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 
 /// berth: a container runtime built as a set of small supervised services.
 #[derive(Debug, Parser)]
@@ -75,7 +76,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&help::command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -94,6 +98,10 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = cmd::Ctx::new(&cli);
+    // Everything but `config` talks to berthd: say at once when there is none.
+    if !matches!(cli.command, Command::Config(_)) {
+        cmd::reach::berthd(ctx.services.launcher.socket()).await?;
+    }
     match cli.command {
         Command::Version => cmd::version::run(&ctx).await,
         Command::Config(c) => cmd::config::run(&ctx, c).await,

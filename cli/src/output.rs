@@ -44,6 +44,22 @@ pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A size in bytes as people read it, in binary units: `512 B`, `3.2 MiB`, `1.0 GiB`
+/// (tables only; JSON keeps bytes).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// A duration in seconds as people read it: `45s`, `12m3s`, `2h5m`, `3d4h`.
 pub fn human_duration(secs: u64) -> String {
     match secs {
@@ -57,6 +73,16 @@ pub fn human_duration(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1024), "1.0 KiB");
+        assert_eq!(human_size(3_355_443), "3.2 MiB");
+        assert_eq!(human_size(1 << 30), "1.0 GiB");
+        assert_eq!(human_size(u64::MAX), "16.0 EiB");
+    }
 
     #[test]
     fn durations() {

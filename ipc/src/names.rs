@@ -89,11 +89,19 @@ pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
 /// (`containerd.io/gc.root`, `containerd.io/gc.ref.…`, `berth.io/unpack`…).
 pub const RESERVED_LABEL_PREFIXES: [&str; 2] = ["containerd.io/", "berth.io/"];
 
+/// Reserved labels a client may set nonetheless: `berth.io/rm-on-exit`
+/// ([`crate::runtime::LABEL_RM_ON_EXIT`], what `berth run --rm -d` sets).
+pub const USER_SETTABLE_LABELS: [&str; 1] = [crate::runtime::LABEL_RM_ON_EXIT];
+
 /// Checks labels a user sets on a container: [`validate_labels`], and no key in the space
-/// of [`RESERVED_LABEL_PREFIXES`], which only berth itself sets.
+/// of [`RESERVED_LABEL_PREFIXES`], which only berth itself sets (but for
+/// [`USER_SETTABLE_LABELS`]).
 pub fn validate_user_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     validate_labels(labels)?;
-    match labels.keys().find(|k| RESERVED_LABEL_PREFIXES.iter().any(|p| k.starts_with(p))) {
+    let reserved = |k: &str| {
+        RESERVED_LABEL_PREFIXES.iter().any(|p| k.starts_with(p)) && !USER_SETTABLE_LABELS.contains(&k)
+    };
+    match labels.keys().find(|k| reserved(k)) {
         Some(k) => Err(Error::invalid(format!("label {}: reserved for berth itself", shorten(k)))),
         None => Ok(()),
     }

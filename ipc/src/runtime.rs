@@ -66,6 +66,11 @@ pub struct RunOptions {
     pub no_new_privileges: bool,
 }
 
+/// Container label (value `true`) asking the runtime service to remove the container, its
+/// task, snapshot and logs when its task exits (`berth run --rm -d`). The one label under
+/// `berth.io/` a client may set; it survives restarts of the runtime service.
+pub const LABEL_RM_ON_EXIT: &str = "berth.io/rm-on-exit";
+
 /// `CreateContainer`: snapshot + spec + metadata record. `AlreadyExists` for a taken id,
 /// `NotFound` for an unknown image, `InvalidArgument` for bad options (user, cwd, mounts).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -207,7 +207,7 @@ fn a_bundle_left_without_its_record_does_not_pin_the_container() {
     let tmpfs = nix::mount::MsFlags::empty();
     nix::mount::mount(Some("tmpfs"), &rootfs, Some("tmpfs"), tmpfs, None::<&str>).expect("mount tmpfs");
     let o = berth.cli(&["tasks", "delete", "c2"]);
-    assert!(!o.status.success() && show(&o).contains("not found"), "{}", show(&o));
+    assert!(!o.status.success() && show(&o).contains("container c2 has no task"), "{}", show(&o));
     let o = berth.cli(&["containers", "rm", "c2"]);
     assert!(o.status.success(), "{}", show(&o));
     assert!(mounts_under(&rootfs).is_empty(), "{:?}", mounts_under(&rootfs));

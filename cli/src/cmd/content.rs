@@ -120,7 +120,7 @@ pub async fn run(ctx: &Ctx, cmd: ContentCmd) -> anyhow::Result<ExitCode> {
                     &["DIGEST", "SIZE", "CREATED"],
                     &rows
                         .iter()
-                        .map(|r| vec![r.digest.clone(), r.size.to_string(), age(r.created_at_ns)])
+                        .map(|r| vec![r.digest.clone(), output::human_size(r.size), age(r.created_at_ns)])
                         .collect::<Vec<_>>(),
                 ),
             }
@@ -189,8 +189,8 @@ pub async fn run(ctx: &Ctx, cmd: ContentCmd) -> anyhow::Result<ExitCode> {
                         .map(|r| {
                             vec![
                                 r.r#ref.clone(),
-                                r.offset.to_string(),
-                                r.total.map_or_else(|| "-".into(), |t| t.to_string()),
+                                output::human_size(r.offset),
+                                r.total.map_or_else(|| "-".into(), output::human_size),
                                 age(r.started_at_ns),
                                 age(r.updated_at_ns),
                             ]
@@ -314,20 +314,31 @@ async fn check(ctx: &Ctx, content: &ContentClient, all: bool) -> anyhow::Result<
     };
     let mut stream = content.client().stream(Check).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut bad_seen = 0u64;
+    let json = ctx.format == Format::Json;
+    let mut bad = Vec::new();
     while let Some(item) = stream.next().await {
         match item.map_err(|e| anyhow::anyhow!("{e}"))? {
             CheckItem::Bad { name, problem } => {
                 if mine.as_ref().is_none_or(|m| m.contains(&name)) {
                     bad_seen += 1;
-                    println!("{name}: {problem}");
+                    if json {
+                        bad.push(
+                            serde_json::json!({"digest": name.replacen('/', ":", 1), "problem": problem}),
+                        );
+                    } else {
+                        println!("{name}: {problem}");
+                    }
                 }
             }
             CheckItem::Done { checked, .. } => {
-                match &mine {
-                    Some(m) => {
-                        eprintln!("checked {} blobs of namespace {}, {bad_seen} bad", m.len(), ctx.namespace)
-                    }
-                    None => eprintln!("checked {checked} blobs, {bad_seen} bad"),
+                let checked = mine.as_ref().map_or(checked, |m| m.len() as u64);
+                if json {
+                    output::json(&serde_json::json!({"namespace": (!all).then_some(&ctx.namespace),
+                        "checked": checked, "bad": bad}))?;
+                } else if all {
+                    eprintln!("checked {checked} blobs, {bad_seen} bad");
+                } else {
+                    eprintln!("checked {checked} blobs of namespace {}, {bad_seen} bad", ctx.namespace);
                 }
                 return Ok(if bad_seen > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS });
             }

@@ -257,9 +257,7 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
                 };
                 import_archive(&ctx.services, &ctx.namespace, &file, &opts).await.map_err(wire)?
             };
-            for i in imported {
-                println!("{} {}", i.name, i.target.digest);
-            }
+            super::job_output::made(ctx, &imported)?;
         }
         DistributionCmd::Pull {
             reference,
@@ -286,7 +284,7 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
             if !quiet {
                 eprintln!("pulled in {:.2} s", started.elapsed().as_secs_f64());
             }
-            println!("{} {}", i.name, i.target.digest);
+            super::job_output::made(ctx, &[i])?;
         }
         DistributionCmd::Push { name, remote, registry, quiet } => {
             let name = normalize_or_keep(ctx, &name).await;
@@ -322,22 +320,13 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
                 }
                 full
             };
-            let mut bad = false;
+            let mut rows = Vec::new();
             for n in names {
                 let r = check(&ctx.services, &ctx.namespace, &n, &snapshotter).await.map_err(wire)?;
-                let state = if r.missing.is_empty() { "complete" } else { "incomplete" };
-                bad |= !r.missing.is_empty();
-                let unpacked = if r.unpacked { "unpacked" } else { "not unpacked" };
-                println!(
-                    "{n}\t{state}\t{}/{} blobs\t{unpacked}",
-                    r.present,
-                    r.present + r.missing.len() as u64
-                );
-                for m in r.missing {
-                    println!("  missing {m}");
-                }
+                rows.push(super::job_output::CheckRow::new(&n, &r));
             }
-            if bad {
+            super::job_output::checked(ctx, &rows)?;
+            if !rows.iter().all(|r| r.complete) {
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -58,27 +58,34 @@ pub enum ImagesCmd {
     Distribution(super::distribution::DistributionCmd),
 }
 
+/// `images ls --format json`: `size` is the image's total (see [`super::image_size`]; null
+/// when a blob is missing), `target_size` the manifest's (or index's) own.
 #[derive(Serialize)]
 struct Row<'a> {
     name: &'a str,
     media_type: &'a str,
     digest: String,
-    size: u64,
+    size: Option<u64>,
+    target_size: u64,
     labels: &'a berth_ipc::metadata::Labels,
     created_ns: u64,
     updated_ns: u64,
 }
 
-fn print(ctx: &Ctx, list: &[Image], quiet: bool) -> anyhow::Result<()> {
+async fn print(ctx: &Ctx, list: &[Image], quiet: bool) -> anyhow::Result<()> {
+    let content = berth_ipc::content::proxy::ContentClient::new(ctx.services.content.clone());
+    let sizes = if quiet { vec![None; list.len()] } else { super::image_size::totals(&content, list).await };
     match ctx.format {
         Format::Json => output::json(
             &list
                 .iter()
-                .map(|i| Row {
+                .zip(&sizes)
+                .map(|(i, size)| Row {
                     name: &i.name,
                     media_type: &i.target.media_type,
                     digest: i.target.digest.to_string(),
-                    size: i.target.size,
+                    size: *size,
+                    target_size: i.target.size,
                     labels: &i.labels,
                     created_ns: i.created,
                     updated_ns: i.updated,
@@ -92,12 +99,13 @@ fn print(ctx: &Ctx, list: &[Image], quiet: bool) -> anyhow::Result<()> {
         Format::Table => {
             let rows: Vec<Vec<String>> = list
                 .iter()
-                .map(|i| {
+                .zip(&sizes)
+                .map(|(i, size)| {
                     vec![
                         i.name.clone(),
                         i.target.media_type.clone(),
                         i.target.digest.to_string(),
-                        i.target.size.to_string(),
+                        size.map_or_else(|| "-".into(), output::human_size),
                         ago(i.created),
                         show_labels(&i.labels),
                     ]
@@ -131,7 +139,7 @@ pub async fn run(ctx: &Ctx, cmd: ImagesCmd) -> anyhow::Result<ExitCode> {
         ImagesCmd::Ls { filters, quiet } => {
             let list = pages(md.stream(ListImages(ListIn { namespace: ns(), filters })).await.map_err(wire)?)
                 .await?;
-            print(ctx, &list, quiet)?;
+            print(ctx, &list, quiet).await?;
         }
         ImagesCmd::Rm { names, sync } => {
             let mut failed = false;
@@ -178,7 +186,7 @@ pub async fn run(ctx: &Ctx, cmd: ImagesCmd) -> anyhow::Result<ExitCode> {
                 .map_err(wire)?;
             let image = Image { labels, ..cur };
             let img = md.call(UpdateImage { namespace: ns(), image, paths }).await.map_err(wire)?;
-            print(ctx, &[img], false)?;
+            print(ctx, &[img], false).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,4 +1,5 @@
-//! `berth leases ls|create|rm`: leases protect what a client is creating from GC.
+//! `berth leases ls|create|rm|add-resource|rm-resource|resources`: leases protect what a
+//! client is creating from GC.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -44,6 +45,32 @@ pub enum LeasesCmd {
         /// Run garbage collection before returning
         #[arg(long)]
         sync: bool,
+    },
+    /// Add a resource to a lease (protected from GC while the lease lives)
+    AddResource {
+        /// The lease id
+        lease: String,
+        /// content, snapshots/<snapshotter> (e.g. snapshots/overlayfs) or ingests
+        #[arg(value_name = "TYPE")]
+        kind: String,
+        /// A digest (content), a snapshot key, or an ingest ref
+        id: String,
+    },
+    /// Remove a resource from a lease
+    #[command(alias = "remove-resource", alias = "delete-resource")]
+    RmResource {
+        /// The lease id
+        lease: String,
+        /// content, snapshots/<snapshotter> or ingests
+        #[arg(value_name = "TYPE")]
+        kind: String,
+        /// A digest (content), a snapshot key, or an ingest ref
+        id: String,
+    },
+    /// List a lease's resources
+    Resources {
+        /// The lease id
+        lease: String,
     },
 }
 
@@ -120,6 +147,13 @@ pub async fn run(ctx: &Ctx, cmd: LeasesCmd) -> anyhow::Result<ExitCode> {
                 Format::Table => println!("{}", lease.id),
             }
         }
+        LeasesCmd::AddResource { lease, kind, id } => {
+            super::lease_resources::change(ctx, lease, &kind, &id, true).await?
+        }
+        LeasesCmd::RmResource { lease, kind, id } => {
+            super::lease_resources::change(ctx, lease, &kind, &id, false).await?
+        }
+        LeasesCmd::Resources { lease } => super::lease_resources::list(ctx, lease).await?,
         LeasesCmd::Rm { ids, sync } => {
             let mut failed = false;
             for id in ids {

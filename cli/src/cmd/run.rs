@@ -165,7 +165,8 @@ impl RunFlags {
 /// `berth run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Delete the task, the container and its snapshot when it exits
+    /// Delete the task, the container and its snapshot when it exits (with -d: done by the
+    /// runtime service, which the container's label berth.io/rm-on-exit asks to)
     #[arg(long)]
     pub rm: bool,
     /// Return once started, printing the id
@@ -211,6 +212,10 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut request = args.flags.request(&ns)?;
     request.options.terminal = args.tty;
     request.options.stdin = args.interactive;
+    if args.rm && args.detach {
+        // No client stays to remove it: the runtime service does, at the task's exit.
+        request.labels.insert(berth_ipc::runtime::LABEL_RM_ON_EXIT.into(), "true".into());
+    }
     rt.call(request).await.map_err(wire)?;
     let task = TaskRef::init(&ns, &id);
     let result = async {

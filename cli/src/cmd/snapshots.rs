@@ -229,14 +229,24 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
                 Some(k) => vec![k],
                 None => c.call(list(vec![])).await.map_err(what)?.into_iter().map(|i| i.name).collect(),
             };
-            let mut rows = Vec::new();
+            let mut usage = Vec::new();
             for k in keys {
                 let u = c.call(GetUsage(key(&k))).await.map_err(what)?;
-                rows.push(vec![k, u.size.to_string(), u.inodes.to_string()]);
+                usage.push(serde_json::json!({"key": k, "size": u.size, "inodes": u.inodes}));
             }
             match ctx.format {
-                Format::Json => output::json(&rows)?,
-                Format::Table => output::table(&["KEY", "SIZE", "INODES"], &rows),
+                Format::Json => output::json(&usage)?,
+                Format::Table => {
+                    let cell = |u: &serde_json::Value, f: &str| u[f].as_u64().unwrap_or(0);
+                    let rows: Vec<Vec<String>> = usage
+                        .iter()
+                        .map(|u| {
+                            let k = u["key"].as_str().unwrap_or_default().to_string();
+                            vec![k, output::human_size(cell(u, "size")), cell(u, "inodes").to_string()]
+                        })
+                        .collect();
+                    output::table(&["KEY", "SIZE", "INODES"], &rows)
+                }
             }
         }
         SnapshotsCmd::Info { key: k } => {

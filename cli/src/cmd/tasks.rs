@@ -245,16 +245,13 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
             return Ok(code(exit.status));
         }
         TasksCmd::Ps { id } => {
-            for pid in rt.call(Ps(task(&id, None))).await.map_err(wire)? {
-                println!("{pid}");
-            }
+            super::task_output::ps(ctx, rt.call(Ps(task(&id, None))).await.map_err(wire)?)?
         }
         TasksCmd::Pause { id } => rt.call(Pause(task(&id, None))).await.map_err(wire)?,
         TasksCmd::Resume { id } => rt.call(Resume(task(&id, None))).await.map_err(wire)?,
         TasksCmd::Metrics { id } => {
             let m = rt.call(GetMetrics(task(&id, None))).await.map_err(wire)?;
-            output::json(&serde_json::json!({"cpu_ns": m.cpu_ns, "memory_bytes": m.memory_bytes,
-                "memory_limit": m.memory_limit, "pids": m.pids}))?;
+            super::task_output::metrics(ctx, &id, &m)?;
         }
         TasksCmd::Attach { id, exec_id } => {
             let by_name = ByName { namespace: ns.to_string(), name: id.clone() };

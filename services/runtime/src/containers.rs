@@ -91,6 +91,13 @@ impl Runtime {
             Err(e) if e.is(Code::NotFound) => {}
             Err(e) => return Err(e),
         }
+        // No container of this id: output logs under its name are an earlier one's that a
+        // crash kept from going with it; the new container must not show them.
+        let logs = self.log_dir(ns, id);
+        if logs.exists() {
+            tracing::warn!(namespace = ns, id, "removing a removed container's stale logs");
+            let _ = std::fs::remove_dir_all(&logs);
+        }
         let (config, chain) = resolved?;
         let key = snapshot_key(id);
         let parent = chain.map(|c| c.to_string());
@@ -324,6 +331,10 @@ impl Runtime {
         if !container.snapshot_key.is_empty() {
             self.drop_snapshot(ns, &container.snapshot_key).await;
         }
+        // The OCI runtime removes the container's own cgroup at its delete (the shim's, in
+        // the background): once that is done, the parents it leaves empty go too.
+        let (rt, ns, id) = (self.clone(), ns.to_string(), id.to_string());
+        tokio::spawn(async move { rt.prune_cgroups(&ns, &id).await });
         Ok(())
     }
 }

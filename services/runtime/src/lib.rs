@@ -20,8 +20,11 @@
 //! - [`spec`] — the OCI spec of a container from its image config and options.
 //! - [`image`] — an image's config and top chainID, read from content.
 //! - [`containers`] — create (snapshot + spec + record) and remove containers.
+//! - [`task_lookup`] — finding a task; "container X has no task" and its kin.
 //! - [`tasks`] — task lifecycle: create, start, kill, wait, state, delete, list.
 //! - [`procs`] — exec, ps, pause, resume, metrics, attach.
+//! - [`rm_on_exit`] — containers removed when their task exits (`run --rm -d`).
+//! - [`cgroups`] — empty cgroup parents removed when the last container under them goes.
 //! - [`logfile`] — containers' output logs under `<root>/logs`: format, cap, rotation.
 //! - [`logread`] — reading a log old to new across rotations.
 //! - [`logs`] — `Logs`: kept output after the fact.
@@ -32,6 +35,7 @@
 //! - `lib.rs` — [`Runtime`], the request handler, [`run`].
 
 pub mod bundle;
+pub mod cgroups;
 pub mod containers;
 pub mod image;
 pub mod logfile;
@@ -39,9 +43,11 @@ pub mod logread;
 pub mod logs;
 pub mod mount;
 pub mod procs;
+pub mod rm_on_exit;
 pub mod shim;
 pub mod shim_client;
 pub mod spec;
+pub mod task_lookup;
 pub mod tasks;
 
 use std::path::PathBuf;
@@ -72,6 +78,9 @@ pub struct Runtime {
     pub events: Publisher,
     /// Containers' cgroups go under `<cgroup_parent>/<namespace>/<id>`.
     pub cgroup_parent: String,
+    /// Whether `cgroup_parent` is berth's own (the default, per instance) rather than one
+    /// the configuration names: only then is it removed once empty.
+    pub cgroup_parent_owned: bool,
     /// berth's root dir (containers' output logs under `logs/`).
     pub root: PathBuf,
     /// `[runtime] log_max_bytes`.
@@ -96,6 +105,7 @@ impl Runtime {
             events: Publisher::in_state_dir(&state, "runtime"),
             state,
             cgroup_parent,
+            cgroup_parent_owned: env.config.runtime.cgroup_parent.is_empty(),
             root: env.config.root.clone(),
             log_max_bytes: env.config.runtime.log_max_bytes,
             log_max_files: env.config.runtime.log_max_files,
@@ -193,8 +203,20 @@ impl Handler<RuntimeProtocol> for Runtime {
             Q::CreateContainer(r) => self.create_container(r).await.map(A::CreateContainer).into(),
             Q::RemoveContainer(r) => self.remove_container(r).await.map(A::RemoveContainer).into(),
             Q::CreateTask(r) => self.create(r.0).await.map(A::CreateTask).into(),
-            Q::StartTask(r) => self.start(r.0).await.map(A::StartTask).into(),
-            Q::RunTask(r) => self.run(r.0).await.map(A::RunTask).into(),
+            Q::StartTask(r) => {
+                let started = self.start(r.0.clone()).await;
+                if started.is_ok() {
+                    self.watch_rm_on_exit(&r.0);
+                }
+                started.map(A::StartTask).into()
+            }
+            Q::RunTask(r) => {
+                let started = self.run(r.0.clone()).await;
+                if started.is_ok() {
+                    self.watch_rm_on_exit(&r.0);
+                }
+                started.map(A::RunTask).into()
+            }
             Q::KillTask(r) => self.kill(r).await.map(A::KillTask).into(),
             Q::DeleteTask(r) => self.delete(r.0).await.map(A::DeleteTask).into(),
             Q::GetTask(r) => self.get(r.0).await.map(A::GetTask).into(),
@@ -240,5 +262,12 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
     let rt = Runtime::new(&env)?;
     let (live, dead) = adopt(&rt).await;
     tracing::info!(live, dead, "tasks adopted");
+    // In the background: the metadata service may itself be (re)starting.
+    let rt2 = rt.clone();
+    tokio::spawn(async move {
+        if let Err(e) = rt2.adopt_rm_on_exit().await {
+            tracing::warn!(error = %e, "rm-on-exit containers not adopted");
+        }
+    });
     berth_service_kit::serve::<RuntimeProtocol, _>(&env, rt, listener, shutdown).await
 }

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use crate::Runtime;
 use crate::logfile::{LogPaths, Record};
 use crate::logread::Follower;
+use crate::task_lookup::{no_task, not_running};
 use crate::tasks::check;
 use crate::{shim_client, spec};
 
@@ -24,9 +25,8 @@ impl Runtime {
         check(&req.task)?;
         let exec_id =
             req.task.exec_id.clone().ok_or_else(|| Error::invalid("exec: an exec id is required"))?;
-        let bundle = self.bundle(&req.task.namespace, &req.task.id);
-        let config = std::fs::read(bundle.config())
-            .map_err(|_| Error::not_found(format!("task {}: not found", req.task.id)))?;
+        let bundle = self.existing(&req.task).await?;
+        let config = std::fs::read(bundle.config()).map_err(|_| no_task(&req.task.id))?;
         let oci: oci_spec::runtime::Spec =
             serde_json::from_slice(&config).map_err(|e| Error::internal(format!("config.json: {e}")))?;
         let process = spec::exec_process(&oci, &req.spec)?;
@@ -40,7 +40,7 @@ impl Runtime {
             stdin: req.spec.stdin && !req.spec.terminal,
             terminal: req.spec.terminal,
         };
-        match shim_client::call(&bundle.socket(), &call).await? {
+        match shim_client::call(&bundle.socket(), &call).await.map_err(|e| gone(e, &req.task))? {
             ShimResponse::Pid(pid) => Ok(pid),
             other => Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
         }
@@ -48,9 +48,8 @@ impl Runtime {
 
     /// `Ps`.
     pub async fn ps(&self, task: TaskRef) -> Result<Vec<u32>> {
-        check(&task)?;
-        let bundle = self.bundle(&task.namespace, &task.id);
-        match shim_client::call(&bundle.socket(), &ShimRequest::Ps).await? {
+        let bundle = self.existing(&task).await?;
+        match shim_client::call(&bundle.socket(), &ShimRequest::Ps).await.map_err(|e| gone(e, &task))? {
             ShimResponse::Pids(p) => Ok(p),
             other => Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
         }
@@ -58,10 +57,9 @@ impl Runtime {
 
     /// `Pause` (`resume = false`) and `Resume`.
     pub async fn freeze(&self, task: TaskRef, resume: bool) -> Result<()> {
-        check(&task)?;
-        let bundle = self.bundle(&task.namespace, &task.id);
+        let bundle = self.existing(&task).await?;
         let req = if resume { ShimRequest::Resume } else { ShimRequest::Pause };
-        shim_client::call(&bundle.socket(), &req).await?;
+        shim_client::call(&bundle.socket(), &req).await.map_err(|e| gone(e, &task))?;
         let id = task.id.clone();
         if resume {
             self.events.publish(&task.namespace, TaskResumed { container_id: id });
@@ -74,24 +72,15 @@ impl Runtime {
     /// `WriteStdin`, `CloseStdin` and `ResizePty`: to the shim, which owns the task's pty
     /// master and its processes' stdin pipes.
     pub async fn input(&self, task: TaskRef, req: ShimRequest) -> Result<()> {
-        check(&task)?;
-        let bundle = self.bundle(&task.namespace, &task.id);
-        if !bundle.record().exists() {
-            return Err(Error::not_found(format!("task {}: not found", task.id)));
-        }
-        match shim_client::call(&bundle.socket(), &req).await {
-            Err(e) if e.is(berth_ipc::Code::Unavailable) => {
-                Err(Error::precondition(format!("task {}: not running", task.id)))
-            }
-            other => other.map(|_| ()),
-        }
+        let bundle = self.existing(&task).await?;
+        shim_client::call(&bundle.socket(), &req).await.map(|_| ()).map_err(|e| gone(e, &task))
     }
 
     /// `GetMetrics`: cgroup v1 files (or v2 where there is no v1 controller).
     pub async fn metrics(&self, task: TaskRef) -> Result<TaskMetrics> {
         let info = self.get(task.clone()).await?;
         if !matches!(info.status, TaskStatus::Running | TaskStatus::Paused | TaskStatus::Created) {
-            return Err(Error::precondition(format!("task {}: not running", task.id)));
+            return Err(not_running(&task.id));
         }
         // The task's own spec says where it is (the configured parent may have changed since).
         let bundle = self.bundle(&task.namespace, &task.id);
@@ -122,7 +111,7 @@ impl Runtime {
         }
         let bundle = self.bundle(&task.namespace, &task.id);
         if !bundle.record().exists() {
-            let _ = tx.send(Err(Error::not_found(format!("task {}: not found", task.id)))).await;
+            let _ = tx.send(Err(no_task(&task.id))).await;
             return;
         }
         let paths = LogPaths::new(&self.log_dir(&task.namespace, &task.id), task.exec_id.as_deref());
@@ -159,6 +148,12 @@ impl Runtime {
             }
         }
     }
+}
+
+/// A shim that cannot be reached (its task exited and the shim is gone) as "task not
+/// running"; other errors as they are.
+fn gone(e: Error, task: &TaskRef) -> Error {
+    if e.is(berth_ipc::Code::Unavailable) { not_running(&task.id) } else { e }
 }
 
 /// Records as output chunks, consecutive ones of a stream together.

@@ -74,22 +74,13 @@ impl Runtime {
         self.state.join("oci").join(runtime).join(ns)
     }
 
-    fn existing(&self, task: &TaskRef) -> Result<Bundle> {
-        check(task)?;
-        let bundle = self.bundle(&task.namespace, &task.id);
-        if !bundle.record().exists() {
-            return Err(Error::not_found(format!("task {}: not found", task.id)));
-        }
-        Ok(bundle)
-    }
-
     /// `RunTask`: the task created and started by one OCI runtime `run`. `/tasks/create`
     /// is stored before the shim is told to publish `/tasks/start` (two publishers, so
     /// order is only kept by waiting).
     pub async fn run(&self, task: TaskRef) -> Result<TaskInfo> {
         let mut info = self.create_with(task.clone(), true).await?;
         self.events.flush(EVENT_ORDER_WAIT).await;
-        let bundle = self.existing(&task)?;
+        let bundle = self.existing(&task).await?;
         shim_client::call(&bundle.socket(), &ShimRequest::Start).await?;
         // Running, or already exited: a `GetTask` tells which.
         info.status = TaskStatus::Running;
@@ -222,7 +213,7 @@ impl Runtime {
 
     /// `StartTask`.
     pub async fn start(&self, task: TaskRef) -> Result<TaskInfo> {
-        let bundle = self.existing(&task)?;
+        let bundle = self.existing(&task).await?;
         let pid = match shim_client::call(&bundle.socket(), &ShimRequest::Start).await? {
             ShimResponse::Pid(pid) => pid,
             other => return Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
@@ -233,7 +224,7 @@ impl Runtime {
 
     /// `GetTask`: asks the shim, or reads the bundle when it is gone.
     pub async fn get(&self, task: TaskRef) -> Result<TaskInfo> {
-        let bundle = self.existing(&task)?;
+        let bundle = self.existing(&task).await?;
         let record = bundle.read_record();
         let runtime = record.map(|r| r.runtime).unwrap_or_default();
         let mut info = TaskInfo {
@@ -295,11 +286,11 @@ impl Runtime {
 
     /// `KillTask`.
     pub async fn kill(&self, req: KillTask) -> Result<()> {
-        let bundle = self.existing(&req.task)?;
+        let bundle = self.existing(&req.task).await?;
         let call = ShimRequest::Kill { exec_id: req.task.exec_id.clone(), signal: req.signal, all: req.all };
         match shim_client::call(&bundle.socket(), &call).await {
             Err(e) if e.is(Code::Unavailable) => {
-                Err(Error::not_found(format!("task {}: not running", req.task.id)))
+                Err(Error::not_found(format!("container {}: task not running", req.task.id)))
             }
             other => other.map(|_| ()),
         }
@@ -307,7 +298,7 @@ impl Runtime {
 
     /// `WaitTask`.
     pub async fn wait(&self, task: TaskRef) -> Result<ExitInfo> {
-        let bundle = self.existing(&task)?;
+        let bundle = self.existing(&task).await?;
         match shim_client::call(&bundle.socket(), &ShimRequest::Wait { exec_id: task.exec_id.clone() }).await
         {
             Ok(ShimResponse::Exit(exit)) => Ok(exit),

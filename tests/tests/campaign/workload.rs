@@ -137,7 +137,9 @@ fn churn(shared: &Shared, rng: &Rng, id: &str) {
     }
     std::thread::sleep(rng.millis(0, 500));
     shared.retry("kill", || match ok(shared.cli(&["tasks", "kill", "-s", "KILL", id])) {
-        Err(e) if !e.contains("not running") && !e.contains("not found") => Err(e),
+        Err(e) if !e.contains("not running") && !e.contains("not found") && !e.contains("has no task") => {
+            Err(e)
+        }
         _ => Ok(()),
     });
     let status = shared.retry("wait", || {
