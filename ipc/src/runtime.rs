@@ -205,6 +205,14 @@ pub struct GetMetrics(pub TaskRef);
 /// `Attach`: the process's output so far, then live, until it has exited.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attach(pub TaskRef);
+/// `Guard`: held open by the client that owns a task's life (a foreground `berth run --rm`).
+/// Answers the init's exit once it is known, then ends. If the caller goes away first (its
+/// connection drops or it cancels the call) while the task still runs, the runtime service
+/// kills the task (SIGKILL to every process), deletes it and removes the container, as the
+/// client would have. A service shutting down ends the stream (`Unavailable`) and does
+/// nothing to the task; the client opens a new guard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Guard(pub TaskRef);
 
 /// `ListTasks` of a namespace.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -379,6 +387,9 @@ crate::protocol! {
     /// A container's kept output (running or exited, until the container is removed), in
     /// batches; with `follow`, then live until the process exits.
     Logs(Logs) -> Vec<LogEntry> [idempotent, stream];
+    /// Own a task's life: answers the init's exit; a caller gone before it has the task
+    /// killed, deleted and its container removed (see [`Guard`]).
+    Guard(Guard) -> ExitInfo [idempotent, stream];
 }
 
 /// One request to a shim, sent as a JSON line on its private socket.

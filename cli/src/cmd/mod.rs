@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod run;
 pub mod services;
+pub mod sigproxy;
 pub mod snapshots;
 pub mod tasks;
 pub mod tty;

@@ -213,12 +213,16 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     request.options.stdin = args.interactive;
     rt.call(request).await.map_err(wire)?;
     let task = TaskRef::init(&ns, &id);
+    let mut guard = None;
     let result = async {
         if args.tty && !args.detach {
             // Started only once the window size is set and the local terminal is raw.
             rt.call(CreateTask(task.clone())).await.map_err(wire)?;
             return super::tty::session(rt, &task, true).await.map(|s| Some(Status::Exited(s)));
         }
+        // Signals are caught before the task exists, so that none is lost (nor kills this
+        // client) during start-up; they are sent on once it runs.
+        let signals = if args.detach { None } else { Some(super::sigproxy::Signals::catch()?) };
         // Created and started by one runtime call; its output so far is in the task's log,
         // which attach streams from the start.
         rt.call(RunTask(task.clone())).await.map_err(wire)?;
@@ -226,21 +230,24 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
             println!("{id}");
             return Ok(None);
         }
+        if args.rm {
+            guard = Some(super::sigproxy::guard(rt.clone(), task.clone()));
+        }
+        let forward = signals.map(|s| s.forward(rt.clone(), task.clone()));
         let stream = rt.stream(Attach(task.clone())).await.map_err(wire)?;
         let input = args.interactive.then(|| tokio::spawn(super::tty::feed_stdin(rt.clone(), task.clone())));
-        let ended = tokio::select! {
-            r = pump(stream) => { r?; true }
-            _ = tokio::signal::ctrl_c() => {
-                let _ = rt.call(KillTask { task: task.clone(), signal: 15, all: false }).await;
-                false
-            }
-        };
+        // The output ends once the process has exited and all it wrote is shown; signals
+        // are forwarded meanwhile.
+        let pumped = pump(stream).await;
         if let Some(input) = input {
             input.abort();
         }
-        // The output ends when the process has exited; with --rm its delete answers the
-        // exit status, so there is nothing to wait for.
-        if ended && args.rm {
+        if let Some(forward) = forward {
+            forward.abort();
+        }
+        pumped?;
+        // With --rm its delete answers the exit status, so there is nothing to wait for.
+        if args.rm {
             return Ok(Some(Status::OnDelete));
         }
         let exit = rt.call(WaitTask(task.clone())).await.map_err(wire)?;
@@ -252,6 +259,9 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
         if result.is_err() {
             let _ = rt.call(KillTask { task: task.clone(), signal: 9, all: true }).await;
             let _ = rt.call(WaitTask(task.clone())).await;
+        }
+        if let Some(guard) = guard {
+            super::sigproxy::release(guard).await;
         }
         deleted = Some(rt.call(DeleteTask(task.clone())).await.map_err(wire));
         rt.call(RemoveContainer { namespace: ns, id, force: true }).await.map_err(wire)?;
