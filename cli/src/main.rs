@@ -75,6 +75,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    output::quiet_on_broken_pipe();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
@@ -85,6 +86,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::from(output::BROKEN_PIPE_EXIT),
         Err(e) => {
             eprintln!("berth: {e:#}");
             ExitCode::FAILURE

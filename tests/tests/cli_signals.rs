@@ -75,7 +75,11 @@ impl Client {
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                let mut e = String::new(); if let Some(mut s) = self.child.stderr.take() { let _ = std::io::Read::read_to_string(&mut s, &mut e); } panic!("berth run still running {limit:?} after the signal; output {:?} {e}", self.seen);
+                let mut e = String::new();
+                if let Some(mut s) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut s, &mut e);
+                }
+                panic!("berth run still running {limit:?} after the signal; output {:?} {e}", self.seen);
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -98,7 +102,9 @@ fn init_pid(berth: &Berth, id: &str) -> u32 {
     let o = berth.cli(&["tasks", "ls", "--format", "json"]);
     let tasks: serde_json::Value = serde_json::from_slice(&o.stdout).expect("tasks json");
     let task = tasks.as_array().and_then(|a| a.iter().find(|t| t["id"] == id));
-    task.and_then(|t| t["pid"].as_u64()).and_then(|p| u32::try_from(p).ok()).unwrap_or_else(|| panic!("{}", show(&o)))
+    task.and_then(|t| t["pid"].as_u64())
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or_else(|| panic!("{}", show(&o)))
 }
 
 /// The container's name is no longer listed.
@@ -162,7 +168,8 @@ fn a_pid_1_that_ignores_sigterm_stops_on_sigint_and_other_signals_pass_as_sent()
 #[test]
 fn a_killed_rm_client_leaves_no_container_running() {
     let Some(berth) = berth_with_tiny(&["runc"]) else { return };
-    let mut c = Client::spawn(&berth, &["run", "--rm", "tiny", "orphan", "sh", "-c", "echo ready; sleep 1717"]);
+    let mut c =
+        Client::spawn(&berth, &["run", "--rm", "tiny", "orphan", "sh", "-c", "echo ready; sleep 1717"]);
     c.wait_line("ready");
     let pid = init_pid(&berth, "orphan");
     assert!(pid_alive(pid), "the container's process runs");

@@ -17,15 +17,8 @@ use tokio::task::JoinHandle;
 /// or poke a process. SIGCHLD, SIGPIPE, SIGURG and SIGWINCH concern this client only (the
 /// window size goes to a task with a terminal through its resize path, see `tty`); SIGTSTP
 /// and the job-control signals keep their meaning for the client's own shell.
-pub const FORWARDED: &[i32] = &[
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGALRM,
-    libc::SIGTERM,
-];
+pub const FORWARDED: &[i32] =
+    &[libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM, libc::SIGTERM];
 
 /// Signals caught from now on (no longer acting on this client), queued until
 /// [`Signals::forward`] has a task to send them to.
