@@ -56,9 +56,10 @@ pub enum TasksCmd {
     },
     /// Run another process in a running task
     Exec {
-        /// The exec id
+        /// The exec id (default: a new one, `exec-<random hex>`); an id may be used again
+        /// once its earlier process has exited
         #[arg(long)]
-        exec_id: String,
+        exec_id: Option<String>,
         /// Return once started
         #[arg(short, long)]
         detach: bool,
@@ -226,6 +227,11 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
             return Ok(code(exit.status));
         }
         TasksCmd::Exec { exec_id, detach, interactive, tty, cwd, env, id, cmd } => {
+            let generated = exec_id.is_none();
+            let exec_id = exec_id.unwrap_or_else(new_exec_id);
+            if detach && generated {
+                eprintln!("exec id {exec_id}");
+            }
             let t = task(&id, Some(exec_id));
             let spec = ExecSpec { args: cmd, env, cwd, stdin: interactive, terminal: tty };
             let pid = rt.call(Exec { task: t.clone(), spec }).await.map_err(wire)?;
@@ -270,4 +276,12 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A fresh exec id: `exec-` and 12 random hex digits (std's per-process random hash keys).
+fn new_exec_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("exec-{:012x}", h.finish() & 0xffff_ffff_ffff)
 }

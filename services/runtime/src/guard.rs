@@ -16,7 +16,12 @@ use crate::tasks::check;
 impl Runtime {
     /// `Guard` of `task`'s init; `cancel` is the call's (the client gone, or the service
     /// shutting down: see [`Runtime::shutdown`]).
-    pub async fn guard(&self, task: TaskRef, cancel: CancellationToken, tx: mpsc::Sender<Result<RuntimeResponse>>) {
+    pub async fn guard(
+        &self,
+        task: TaskRef,
+        cancel: CancellationToken,
+        tx: mpsc::Sender<Result<RuntimeResponse>>,
+    ) {
         if let Err(e) = check(&task) {
             let _ = tx.send(Err(e)).await;
             return;

@@ -398,9 +398,7 @@ impl Shim {
         if self.state().status != TaskStatus::Running {
             return Err(Error::precondition(format!("task {id}: not running")));
         }
-        if self.execs.lock().unwrap_or_else(|p| p.into_inner()).contains_key(exec_id) {
-            return Err(Error::already_exists(format!("exec {exec_id}: already exists")));
-        }
+        self.free_exec_id(exec_id)?;
         let spec = self.bundle.dir.join(format!("exec-{exec_id}.json"));
         let pid_file = self.bundle.dir.join(format!("exec-{exec_id}.pid"));
         std::fs::write(&spec, process).map_err(|e| io("exec spec", e))?;
@@ -465,6 +463,26 @@ impl Shim {
             }
         }
         Ok(ShimResponse::Pid(upid))
+    }
+
+    /// Makes `exec_id` free for a new process: refused while a process of that id runs;
+    /// one that has exited is forgotten (with its output log, stdin and terminal), as ctr
+    /// lets an exec id be used again once its process is gone.
+    fn free_exec_id(&self, exec_id: &str) -> Result<()> {
+        let mut execs = self.execs.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(&(pid, since)) = execs.get(exec_id) else { return Ok(()) };
+        if self.runner.reaper.exited(pid, since).is_none() {
+            return Err(Error::already_exists(format!("exec {exec_id}: already exists and still runs")));
+        }
+        execs.remove(exec_id);
+        drop(execs);
+        self.exec_outputs.lock().unwrap_or_else(|p| p.into_inner()).remove(exec_id);
+        self.exec_ttys.lock().unwrap_or_else(|p| p.into_inner()).remove(exec_id);
+        let _ = self.inputs.close(&self.args.id, Some(exec_id));
+        for file in LogPaths::new(&self.args.logs, Some(exec_id)).existing() {
+            let _ = std::fs::remove_file(file);
+        }
+        Ok(())
     }
 
     /// Waits for the early delete of an exited container, or deletes it now (forcibly if
