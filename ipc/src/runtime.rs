@@ -149,6 +149,11 @@ pub struct ExitInfo {
     pub status: u32,
     /// Unix nanoseconds.
     pub exited_at: u64,
+    /// The kernel's OOM killer killed a process of the container during its life (the
+    /// init's exit only; `reason: OOMKilled` in CRI terms). Last field (protocol 1, this
+    /// release); absent in a shim's older JSON (false).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// A task as the runtime service sees it.

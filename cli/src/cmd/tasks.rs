@@ -174,7 +174,8 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|t| {
                         serde_json::json!({"id": t.id, "pid": t.pid, "status": t.status.as_str(),
-                            "exit_status": t.exit.map(|e| e.status), "runtime": t.runtime, "shim_pid": t.shim_pid})
+                            "exit_status": t.exit.map(|e| e.status), "runtime": t.runtime, "shim_pid": t.shim_pid,
+                            "exit_reason": t.exit.filter(|e| e.oom_killed).map(|_| "OOMKilled")})
                     })
                     .collect();
                 output::json(&rows)?;
@@ -182,7 +183,11 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
                 let rows: Vec<Vec<String>> = list
                     .iter()
                     .map(|t| {
-                        let exit = t.exit.map(|e| e.status.to_string()).unwrap_or_default();
+                        let exit = match t.exit {
+                            Some(e) if e.oom_killed => format!("{} (OOMKilled)", e.status),
+                            Some(e) => e.status.to_string(),
+                            None => String::new(),
+                        };
                         vec![
                             t.id.clone(),
                             t.pid.to_string(),
