@@ -125,9 +125,31 @@ pub fn init_exited(ctx: &ExitCtx, pid: i32, exit: ExitInfo) {
         }
         ctx.events.publish(exit_event(ctx, &ctx.id, pid, exit));
     } else {
-        o.pending_oom = oom;
+        if oom.is_some() {
+            o.pending_oom = oom;
+        }
         o.pending = Some(exit_event(ctx, &ctx.id, pid, exit));
     }
+}
+
+/// The OOM watcher was woken: publishes `/tasks/oom` if the counter rose (held back until
+/// `/tasks/start` is out). Answers whether to keep watching: not once the init's exit is
+/// handled (it reads the counter itself) or the cgroup is gone.
+pub fn oom_seen(ctx: &ExitCtx) -> bool {
+    let Some(watch) = ctx.oom.get() else { return false };
+    let mut o = ctx.order.lock().unwrap_or_else(|p| p.into_inner());
+    if o.init_exited {
+        return false;
+    }
+    if watch.check() {
+        let oom = TaskOom { container_id: ctx.id.clone() };
+        if o.started {
+            ctx.events.publish(oom);
+        } else {
+            o.pending_oom = Some(oom);
+        }
+    }
+    watch.alive()
 }
 
 /// Called once the init's pid is known (stored in `ctx.init` under the order lock): a

@@ -1,12 +1,20 @@
 //! The container's OOM kills, from its memory cgroup's `oom_kill` counter: cgroup v2's
 //! `memory.events` (at the unified root or under `unified/` on a hybrid host) or v1's
-//! `memory.oom_control` (Linux 4.13+). The counter is read when the init exits, before the
-//! OCI runtime's delete removes the cgroup and before `/tasks/exit` is published: a rise
-//! publishes `/tasks/oom` first (as containerd's OOM watcher does) and marks the exit
-//! `oom_killed`, recorded in `exit.json` for every later state.
+//! `memory.oom_control` (Linux 4.13+). A watcher thread wakes when the kernel signals the
+//! cgroup (v2: inotify on `memory.events`, as containerd's v2 watcher; v1: an eventfd
+//! registered on `cgroup.event_control`) and publishes `/tasks/oom` for a container that
+//! keeps running; the counter is read once more when the init exits, before the OCI
+//! runtime's delete removes the cgroup and before `/tasks/exit` is published, so an OOM
+//! kill of the init is always told first. The exit is marked `oom_killed`, recorded in
+//! `exit.json` for every later state.
 
+use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
+
+use super::exit::{ExitCtx, oom_seen};
 
 /// The files that may hold a cgroup's `oom_kill` counter, most specific first.
 fn counter_files(cgroup: &str) -> Vec<PathBuf> {
@@ -66,6 +74,49 @@ impl OomWatch {
     pub fn killed(&self) -> bool {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).1
     }
+
+    /// Whether the cgroup is still there.
+    pub fn alive(&self) -> bool {
+        self.count().is_some()
+    }
+
+    /// What the kernel signals when the cgroup's memory events change (read to wait).
+    fn notifier(&self) -> Option<std::fs::File> {
+        let file = self.files.iter().find(|f| f.exists())?;
+        if file.ends_with("memory.events") {
+            return super::sys::inotify_modify(file).ok().map(std::fs::File::from);
+        }
+        let efd = super::sys::eventfd().ok()?;
+        let control = std::fs::File::open(file).ok()?;
+        let line = format!("{} {}", efd.as_raw_fd(), control.as_raw_fd());
+        std::fs::write(file.with_file_name("cgroup.event_control"), line).ok()?;
+        Some(std::fs::File::from(efd))
+    }
+}
+
+/// Starts the watcher thread of `ctx`'s container, once its cgroup exists; it ends when
+/// the init has exited or the cgroup is gone (v1 signals its removal too).
+pub fn start_watcher(ctx: ExitCtx) {
+    let Some(mut notifier) = ctx.oom.get().and_then(OomWatch::notifier) else { return };
+    let _ = std::thread::Builder::new().name("oom".into()).stack_size(64 << 10).spawn(move || {
+        let mut buf = [0u8; 256];
+        loop {
+            match notifier.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+            // v1 signals when the cgroup comes under OOM, a moment before the kill is
+            // counted: look again shortly after.
+            for pause in [0, 20, 100] {
+                std::thread::sleep(Duration::from_millis(pause));
+                if !oom_seen(&ctx) {
+                    return;
+                }
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -137,6 +137,7 @@ impl Shim {
         }
         // The cgroup exists now; before the init's pid is known (its exit may be handled then).
         let _ = oom.set(OomWatch::new(&bundle.config()));
+        super::oom::start_watcher(ctx.clone());
         let tty = match console.map(|c| c.receive(Duration::from_secs(5))) {
             None => None,
             Some(master) => {
