@@ -195,3 +195,36 @@ fn a_killed_rm_client_leaves_no_container_running() {
     let _ = berth.cli(&["containers", "rm", "kept"]);
     teardown(&berth);
 }
+
+/// The runtime side of `run --rm`'s guard: a service restart ends the guard's stream but
+/// leaves the task running (the client opens a new one); dropping the guard while the task
+/// runs (the client gone) kills it and removes the container.
+#[test]
+fn a_guard_survives_a_runtime_restart_and_its_drop_removes_the_container() {
+    use berth_ipc::runtime::{Guard, TaskRef};
+    let Some(berth) = berth_with_tiny(&["runc"]) else { return };
+    let o = berth.cli(&["run", "-d", "tiny", "held", "sleep", "300"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let pid = init_pid(&berth, "held");
+    let services = berth.clients(Duration::from_secs(10));
+    let task = TaskRef::init("default", "held");
+    berth_system_tests::block_on(async {
+        let mut guard = services.runtime.stream(Guard(task.clone())).await.expect("guard");
+        let o = berth.cli(&["services", "restart", "runtime"]);
+        assert!(o.status.success(), "{}", show(&o));
+        let ended =
+            tokio::time::timeout(Duration::from_secs(10), guard.next()).await.expect("the stream ends");
+        assert!(ended.is_some_and(|r| r.is_err_and(|e| e.is(berth_ipc::Code::Unavailable))), "Unavailable");
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(pid_alive(pid), "a service restart is not the client going away");
+    berth_system_tests::block_on(async {
+        let guard = services.runtime.stream(Guard(task.clone())).await.expect("a new guard");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(guard);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    });
+    wait_gone(&berth, "held", Duration::from_secs(15));
+    assert!(!pid_alive(pid), "the dropped guard's task was killed");
+    teardown(&berth);
+}
