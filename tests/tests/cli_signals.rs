@@ -228,3 +228,23 @@ fn a_guard_survives_a_runtime_restart_and_its_drop_removes_the_container() {
     assert!(!pid_alive(pid), "the dropped guard's task was killed");
     teardown(&berth);
 }
+
+/// `berth run --rm` keeps showing the output, each line once, when the runtime service
+/// restarts under it, and still exits with the container's status.
+#[test]
+fn run_output_rides_through_a_runtime_restart() {
+    let Some(berth) = berth_with_tiny(&["runc"]) else { return };
+    let script =
+        "echo ready; i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo line $i; sleep 0.05; done; exit 5";
+    let mut c = Client::spawn(&berth, &["run", "--rm", "tiny", "steady", "sh", "-c", script]);
+    c.wait_line("ready");
+    let o = berth.cli(&["services", "restart", "runtime"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let (code, lines, stderr) = c.finish(Duration::from_secs(20));
+    assert_eq!(code, Some(5), "output {lines:?}, stderr {stderr}");
+    let want: Vec<String> =
+        std::iter::once("ready".to_string()).chain((1..=30).map(|i| format!("line {i}"))).collect();
+    assert_eq!(lines, want, "every line once, in order; stderr {stderr}");
+    wait_gone(&berth, "steady", Duration::from_secs(5));
+    teardown(&berth);
+}

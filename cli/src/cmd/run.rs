@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
-use berth_ipc::Stream;
+use berth_ipc::runtime::Runtime;
 use berth_ipc::runtime::{
     Attach, BindMount, CreateContainer, CreateTask, DeleteTask, KillTask, OutputStream, RemoveContainer,
     RunOptions, RunTask, TaskRef, WaitTask,
 };
+use berth_ipc::{Client, Stream};
 use clap::Args;
 
 use super::Ctx;
@@ -198,6 +199,46 @@ pub async fn pump(mut stream: Stream<Attach>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Like [`pump`] for `task`'s whole output, riding through runtime service restarts: a
+/// stream ended by `Unavailable` is opened again (attach replays from the oldest kept
+/// output) and the bytes of each stream already shown are skipped. (Output rotated away
+/// meanwhile — more than the log cap during the restart — would shift that count.)
+pub async fn pump_task(rt: &Client<Runtime>, task: &TaskRef) -> anyhow::Result<()> {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    // Bytes shown so far: stdout, stderr.
+    let mut shown = [0usize; 2];
+    let mut failures = 0;
+    loop {
+        let mut stream = rt.stream(Attach(task.clone())).await.map_err(wire)?;
+        let mut skip = shown;
+        loop {
+            let chunk = match stream.next().await {
+                None => return Ok(()),
+                Some(Err(e)) if e.is(berth_ipc::Code::Unavailable) && failures < 20 => break,
+                Some(Err(e)) => return Err(wire(e)),
+                Some(Ok(chunk)) => chunk,
+            };
+            let i = usize::from(chunk.stream == OutputStream::Stderr);
+            let cut = skip[i].min(chunk.data.len());
+            skip[i] -= cut;
+            let data = &chunk.data[cut..];
+            if data.is_empty() {
+                continue;
+            }
+            failures = 0;
+            shown[i] += data.len();
+            if i == 0 {
+                out.write_all(data)?;
+                out.flush()?;
+            } else {
+                err.write_all(data)?;
+            }
+        }
+        failures += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// An exit status as a process exit code.
 pub fn code(status: u32) -> ExitCode {
     ExitCode::from(u8::try_from(status).unwrap_or(255))
@@ -234,11 +275,10 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
             guard = Some(super::sigproxy::guard(rt.clone(), task.clone()));
         }
         let forward = signals.map(|s| s.forward(rt.clone(), task.clone()));
-        let stream = rt.stream(Attach(task.clone())).await.map_err(wire)?;
         let input = args.interactive.then(|| tokio::spawn(super::tty::feed_stdin(rt.clone(), task.clone())));
         // The output ends once the process has exited and all it wrote is shown; signals
         // are forwarded meanwhile.
-        let pumped = pump(stream).await;
+        let pumped = pump_task(rt, &task).await;
         if let Some(input) = input {
             input.abort();
         }
