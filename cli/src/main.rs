@@ -76,6 +76,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    output::quiet_on_broken_pipe();
     let cli = match Cli::from_arg_matches(&help::command().get_matches()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -89,6 +90,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::from(output::BROKEN_PIPE_EXIT),
         Err(e) => {
             eprintln!("berth: {e:#}");
             ExitCode::FAILURE

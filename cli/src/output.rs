@@ -60,6 +60,41 @@ pub fn human_size(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// The exit status of a command whose output was cut off (its reader went away, EPIPE):
+/// 141, what a shell reports for a coreutils program killed by SIGPIPE (128 + 13).
+pub const BROKEN_PIPE_EXIT: u8 = 141;
+
+/// Makes every command exit quietly with [`BROKEN_PIPE_EXIT`] when its stdout or stderr is
+/// a pipe whose reader has gone (`berth events | head -1`): `print!`/`println!` panic on a
+/// write error, and this hook turns that one panic into a silent exit; any other panic
+/// is reported as before. Errors returned by a command are checked by [`is_broken_pipe`].
+pub fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if payload.starts_with("failed printing to std") && payload.contains(&broken_pipe_text()) {
+            std::process::exit(i32::from(BROKEN_PIPE_EXIT));
+        }
+        default(info);
+    }));
+}
+
+fn broken_pipe_text() -> String {
+    std::io::Error::from_raw_os_error(libc::EPIPE).to_string()
+}
+
+/// Whether a command failed because its output's reader went away.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// A duration in seconds as people read it: `45s`, `12m3s`, `2h5m`, `3d4h`.
 pub fn human_duration(secs: u64) -> String {
     match secs {

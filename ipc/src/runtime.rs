@@ -154,6 +154,11 @@ pub struct ExitInfo {
     pub status: u32,
     /// Unix nanoseconds.
     pub exited_at: u64,
+    /// The kernel's OOM killer killed a process of the container during its life (the
+    /// init's exit only; `reason: OOMKilled` in CRI terms). Last field (protocol 1, this
+    /// release); absent in a shim's older JSON (false).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// A task as the runtime service sees it.
@@ -210,6 +215,14 @@ pub struct GetMetrics(pub TaskRef);
 /// `Attach`: the process's output so far, then live, until it has exited.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attach(pub TaskRef);
+/// `Guard`: held open by the client that owns a task's life (a foreground `berth run --rm`).
+/// Answers the init's exit once it is known, then ends. If the caller goes away first (its
+/// connection drops or it cancels the call) while the task still runs, the runtime service
+/// kills the task (SIGKILL to every process), deletes it and removes the container, as the
+/// client would have. A service shutting down ends the stream (`Unavailable`) and does
+/// nothing to the task; the client opens a new guard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Guard(pub TaskRef);
 
 /// `ListTasks` of a namespace.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -384,6 +397,9 @@ crate::protocol! {
     /// A container's kept output (running or exited, until the container is removed), in
     /// batches; with `follow`, then live until the process exits.
     Logs(Logs) -> Vec<LogEntry> [idempotent, stream];
+    /// Own a task's life: answers the init's exit; a caller gone before it has the task
+    /// killed, deleted and its container removed (see [`Guard`]).
+    Guard(Guard) -> ExitInfo [idempotent, stream];
 }
 
 /// One request to a shim, sent as a JSON line on its private socket.

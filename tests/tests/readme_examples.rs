@@ -23,7 +23,6 @@ use runtime_support::{busybox_tar, can_run, show, teardown};
 /// Lines whose fix is another item of issue 15, on another branch: run and reported, not
 /// asserted. Empty this list once those branches are merged.
 const PENDING: &[(&str, &str)] = &[
-    ("berth tasks exec web hostname", "item 7: --exec-id optional"),
     ("berth images rm --sync busybox", "item 3: short names in images rm"),
 ];
 

@@ -18,6 +18,7 @@ pub mod namespaces;
 pub mod reach;
 pub mod run;
 pub mod services;
+pub mod sigproxy;
 pub mod snapshots;
 pub mod task_output;
 pub mod tasks;

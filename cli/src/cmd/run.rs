@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
-use berth_ipc::Stream;
+use berth_ipc::runtime::Runtime;
 use berth_ipc::runtime::{
     Attach, BindMount, CreateContainer, CreateTask, DeleteTask, KillTask, OutputStream, RemoveContainer,
     RunOptions, RunTask, TaskRef, WaitTask,
 };
+use berth_ipc::{Client, Stream};
 use clap::Args;
 
 use super::Ctx;
@@ -199,6 +200,46 @@ pub async fn pump(mut stream: Stream<Attach>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Like [`pump`] for `task`'s whole output, riding through runtime service restarts: a
+/// stream ended by `Unavailable` is opened again (attach replays from the oldest kept
+/// output) and the bytes of each stream already shown are skipped. (Output rotated away
+/// meanwhile — more than the log cap during the restart — would shift that count.)
+pub async fn pump_task(rt: &Client<Runtime>, task: &TaskRef) -> anyhow::Result<()> {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    // Bytes shown so far: stdout, stderr.
+    let mut shown = [0usize; 2];
+    let mut failures = 0;
+    loop {
+        let mut stream = rt.stream(Attach(task.clone())).await.map_err(wire)?;
+        let mut skip = shown;
+        loop {
+            let chunk = match stream.next().await {
+                None => return Ok(()),
+                Some(Err(e)) if e.is(berth_ipc::Code::Unavailable) && failures < 20 => break,
+                Some(Err(e)) => return Err(wire(e)),
+                Some(Ok(chunk)) => chunk,
+            };
+            let i = usize::from(chunk.stream == OutputStream::Stderr);
+            let cut = skip[i].min(chunk.data.len());
+            skip[i] -= cut;
+            let data = &chunk.data[cut..];
+            if data.is_empty() {
+                continue;
+            }
+            failures = 0;
+            shown[i] += data.len();
+            if i == 0 {
+                out.write_all(data)?;
+                out.flush()?;
+            } else {
+                err.write_all(data)?;
+            }
+        }
+        failures += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// An exit status as a process exit code.
 pub fn code(status: u32) -> ExitCode {
     ExitCode::from(u8::try_from(status).unwrap_or(255))
@@ -218,12 +259,16 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     rt.call(request).await.map_err(wire)?;
     let task = TaskRef::init(&ns, &id);
+    let mut guard = None;
     let result = async {
         if args.tty && !args.detach {
             // Started only once the window size is set and the local terminal is raw.
             rt.call(CreateTask(task.clone())).await.map_err(wire)?;
             return super::tty::session(rt, &task, true).await.map(|s| Some(Status::Exited(s)));
         }
+        // Signals are caught before the task exists, so that none is lost (nor kills this
+        // client) during start-up; they are sent on once it runs.
+        let signals = if args.detach { None } else { Some(super::sigproxy::Signals::catch()?) };
         // Created and started by one runtime call; its output so far is in the task's log,
         // which attach streams from the start.
         rt.call(RunTask(task.clone())).await.map_err(wire)?;
@@ -231,21 +276,23 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
             println!("{id}");
             return Ok(None);
         }
-        let stream = rt.stream(Attach(task.clone())).await.map_err(wire)?;
+        if args.rm {
+            guard = Some(super::sigproxy::guard(rt.clone(), task.clone()));
+        }
+        let forward = signals.map(|s| s.forward(rt.clone(), task.clone()));
         let input = args.interactive.then(|| tokio::spawn(super::tty::feed_stdin(rt.clone(), task.clone())));
-        let ended = tokio::select! {
-            r = pump(stream) => { r?; true }
-            _ = tokio::signal::ctrl_c() => {
-                let _ = rt.call(KillTask { task: task.clone(), signal: 15, all: false }).await;
-                false
-            }
-        };
+        // The output ends once the process has exited and all it wrote is shown; signals
+        // are forwarded meanwhile.
+        let pumped = pump_task(rt, &task).await;
         if let Some(input) = input {
             input.abort();
         }
-        // The output ends when the process has exited; with --rm its delete answers the
-        // exit status, so there is nothing to wait for.
-        if ended && args.rm {
+        if let Some(forward) = forward {
+            forward.abort();
+        }
+        pumped?;
+        // With --rm its delete answers the exit status, so there is nothing to wait for.
+        if args.rm {
             return Ok(Some(Status::OnDelete));
         }
         let exit = rt.call(WaitTask(task.clone())).await.map_err(wire)?;
@@ -257,6 +304,9 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
         if result.is_err() {
             let _ = rt.call(KillTask { task: task.clone(), signal: 9, all: true }).await;
             let _ = rt.call(WaitTask(task.clone())).await;
+        }
+        if let Some(guard) = guard {
+            super::sigproxy::release(guard).await;
         }
         deleted = Some(rt.call(DeleteTask(task.clone())).await.map_err(wire));
         rt.call(RemoveContainer { namespace: ns, id, force: true }).await.map_err(wire)?;

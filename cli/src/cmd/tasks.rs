@@ -56,9 +56,10 @@ pub enum TasksCmd {
     },
     /// Run another process in a running task
     Exec {
-        /// The exec id
+        /// The exec id (default: a new one, `exec-<random hex>`); an id may be used again
+        /// once its earlier process has exited
         #[arg(long)]
-        exec_id: String,
+        exec_id: Option<String>,
         /// Return once started
         #[arg(short, long)]
         detach: bool,
@@ -173,7 +174,8 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|t| {
                         serde_json::json!({"id": t.id, "pid": t.pid, "status": t.status.as_str(),
-                            "exit_status": t.exit.map(|e| e.status), "runtime": t.runtime, "shim_pid": t.shim_pid})
+                            "exit_status": t.exit.map(|e| e.status), "runtime": t.runtime, "shim_pid": t.shim_pid,
+                            "exit_reason": t.exit.filter(|e| e.oom_killed).map(|_| "OOMKilled")})
                     })
                     .collect();
                 output::json(&rows)?;
@@ -181,7 +183,11 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
                 let rows: Vec<Vec<String>> = list
                     .iter()
                     .map(|t| {
-                        let exit = t.exit.map(|e| e.status.to_string()).unwrap_or_default();
+                        let exit = match t.exit {
+                            Some(e) if e.oom_killed => format!("{} (OOMKilled)", e.status),
+                            Some(e) => e.status.to_string(),
+                            None => String::new(),
+                        };
                         vec![
                             t.id.clone(),
                             t.pid.to_string(),
@@ -226,6 +232,11 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
             return Ok(code(exit.status));
         }
         TasksCmd::Exec { exec_id, detach, interactive, tty, cwd, env, id, cmd } => {
+            let generated = exec_id.is_none();
+            let exec_id = exec_id.unwrap_or_else(new_exec_id);
+            if detach && generated {
+                eprintln!("exec id {exec_id}");
+            }
             let t = task(&id, Some(exec_id));
             let spec = ExecSpec { args: cmd, env, cwd, stdin: interactive, terminal: tty };
             let pid = rt.call(Exec { task: t.clone(), spec }).await.map_err(wire)?;
@@ -267,4 +278,12 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A fresh exec id: `exec-` and 12 random hex digits (std's per-process random hash keys).
+fn new_exec_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("exec-{:012x}", h.finish() & 0xffff_ffff_ffff)
 }

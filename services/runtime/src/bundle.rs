@@ -79,8 +79,12 @@ impl Bundle {
     /// The recorded exit, if any.
     pub fn read_exit(&self) -> Option<ExitInfo> {
         let text = std::fs::read(self.exit()).ok()?;
+        // `[status, exited_at, oom_killed]`; records from before OOM tracking lack the last.
+        if let Ok((status, exited_at, oom_killed)) = serde_json::from_slice::<(u32, u64, bool)>(&text) {
+            return Some(ExitInfo { status, exited_at, oom_killed });
+        }
         let (status, exited_at): (u32, u64) = serde_json::from_slice(&text).ok()?;
-        Some(ExitInfo { status, exited_at })
+        Some(ExitInfo { status, exited_at, oom_killed: false })
     }
     /// The task record, if readable.
     pub fn read_record(&self) -> Option<TaskRecord> {
@@ -108,7 +112,8 @@ pub fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// here; a torn record reads as none (then 255, as for a shim that died first). A bundle
 /// without the empty file gets the full temp-file-and-rename.
 pub fn write_exit(bundle: &Bundle, exit: ExitInfo) -> std::io::Result<()> {
-    let json = serde_json::to_vec(&(exit.status, exit.exited_at)).map_err(std::io::Error::other)?;
+    let json =
+        serde_json::to_vec(&(exit.status, exit.exited_at, exit.oom_killed)).map_err(std::io::Error::other)?;
     match std::fs::OpenOptions::new().write(true).open(bundle.exit()) {
         Ok(mut f) => {
             f.write_all(&json)?;

@@ -25,6 +25,7 @@
 //! - [`procs`] — exec, ps, pause, resume, metrics, attach.
 //! - [`rm_on_exit`] — containers removed when their task exits (`run --rm -d`).
 //! - [`cgroups`] — empty cgroup parents removed when the last container under them goes.
+//! - [`guard`] — `Guard`: a task owned by its client (`run --rm`), removed if the client vanishes.
 //! - [`logfile`] — containers' output logs under `<root>/logs`: format, cap, rotation.
 //! - [`logread`] — reading a log old to new across rotations.
 //! - [`logs`] — `Logs`: kept output after the fact.
@@ -37,6 +38,7 @@
 pub mod bundle;
 pub mod cgroups;
 pub mod containers;
+pub mod guard;
 pub mod image;
 pub mod logfile;
 pub mod logread;
@@ -87,6 +89,9 @@ pub struct Runtime {
     pub log_max_bytes: u64,
     /// `[runtime] log_max_files`.
     pub log_max_files: u32,
+    /// Cancelled when the service shuts down (a guard's call ending then is not its client
+    /// going away).
+    pub shutdown: CancellationToken,
 }
 
 impl Runtime {
@@ -109,6 +114,7 @@ impl Runtime {
             root: env.config.root.clone(),
             log_max_bytes: env.config.runtime.log_max_bytes,
             log_max_files: env.config.runtime.log_max_files,
+            shutdown: CancellationToken::new(),
         })
     }
 
@@ -196,7 +202,7 @@ async fn delete_orphan_runtime_state(rt: &Runtime) {
 }
 
 impl Handler<RuntimeProtocol> for Runtime {
-    async fn handle(&self, req: RuntimeRequest, _ctx: Context) -> Reply<RuntimeResponse> {
+    async fn handle(&self, req: RuntimeRequest, ctx: Context) -> Reply<RuntimeResponse> {
         use RuntimeRequest as Q;
         use RuntimeResponse as A;
         match req {
@@ -252,6 +258,12 @@ impl Handler<RuntimeProtocol> for Runtime {
                 tokio::spawn(async move { rt.attach(task, tx).await });
                 reply
             }
+            Q::Guard(r) => {
+                let (tx, reply) = Reply::stream(1);
+                let rt = self.clone();
+                tokio::spawn(async move { rt.guard(r.0, ctx.cancel, tx).await });
+                reply
+            }
         }
     }
 }
@@ -259,7 +271,8 @@ impl Handler<RuntimeProtocol> for Runtime {
 /// Runs the runtime service on `listener` until `shutdown` is cancelled. Shims and
 /// containers are left running.
 pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let rt = Runtime::new(&env)?;
+    let mut rt = Runtime::new(&env)?;
+    rt.shutdown = shutdown.clone();
     let (live, dead) = adopt(&rt).await;
     tracing::info!(live, dead, "tasks adopted");
     // In the background: the metadata service may itself be (re)starting.

@@ -268,7 +268,7 @@ impl Runtime {
         }
         let runtime = bundle.read_record().map(|r| r.runtime).unwrap_or_default();
         self.cleanup_runtime(bundle, &runtime, ns, id).await;
-        let exit = ExitInfo { status: UNKNOWN_EXIT, exited_at: now_ns() };
+        let exit = ExitInfo { status: UNKNOWN_EXIT, exited_at: now_ns(), oom_killed: false };
         if write_exit(bundle, exit).is_ok() {
             self.events.publish(
                 ns,
@@ -325,7 +325,7 @@ impl Runtime {
             }
             Err(e) => return Err(e),
         };
-        let exit = exit.unwrap_or(ExitInfo { status: UNKNOWN_EXIT, exited_at: now_ns() });
+        let exit = exit.unwrap_or(ExitInfo { status: UNKNOWN_EXIT, exited_at: now_ns(), oom_killed: false });
         let root = bundle.rootfs();
         tokio::task::spawn_blocking(move || mount::unmount_all(&root))
             .await

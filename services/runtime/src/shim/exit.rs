@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
-use berth_ipc::events::payload::TaskExit;
+use berth_ipc::events::payload::{TaskExit, TaskOom};
 use berth_ipc::runtime::ExitInfo;
 
 use super::events::ShimEvents;
+use super::oom::OomWatch;
 use super::process::Runner;
 use super::reaper::{OnExit, Reaper};
 use crate::bundle::{Bundle, write_exit};
@@ -25,6 +26,8 @@ pub struct Order {
     pub started: bool,
     /// The init's exit, reaped before start was published.
     pub pending: Option<TaskExit>,
+    /// Its OOM kill, published before it.
+    pub pending_oom: Option<TaskOom>,
     /// Exec pids whose exit is still to be published, with their exec ids.
     pub exec_pids: HashMap<i32, String>,
     /// The init's exit has been handled (recorded, published or held back).
@@ -85,6 +88,8 @@ pub struct ExitCtx {
     pub runner: Arc<OnceLock<Runner>>,
     /// The early delete.
     pub early: Arc<EarlyDelete>,
+    /// The container's OOM counter, once its cgroup exists.
+    pub oom: Arc<OnceLock<OomWatch>>,
 }
 
 fn exit_event(ctx: &ExitCtx, process: &str, pid: i32, exit: ExitInfo) -> TaskExit {
@@ -100,6 +105,9 @@ fn exit_event(ctx: &ExitCtx, process: &str, pid: i32, exit: ExitInfo) -> TaskExi
 /// The init's exit: made durable, then published (or held back until `/tasks/start` is).
 /// Whoever calls this has set `Order::init_exited` under the lock, so it runs once.
 pub fn init_exited(ctx: &ExitCtx, pid: i32, exit: ExitInfo) {
+    // Read before the runtime's delete removes the cgroup.
+    let oom = ctx.oom.get().is_some_and(OomWatch::check).then(|| TaskOom { container_id: ctx.id.clone() });
+    let exit = ExitInfo { oom_killed: ctx.oom.get().is_some_and(OomWatch::killed), ..exit };
     // The runtime's delete overlaps the durable write (a container that exits before its
     // start is answered is deleted early by the start instead).
     if ctx.order.lock().unwrap_or_else(|p| p.into_inner()).started
@@ -112,10 +120,36 @@ pub fn init_exited(ctx: &ExitCtx, pid: i32, exit: ExitInfo) {
     }
     let mut o = ctx.order.lock().unwrap_or_else(|p| p.into_inner());
     if o.started {
+        if let Some(oom) = oom {
+            ctx.events.publish(oom);
+        }
         ctx.events.publish(exit_event(ctx, &ctx.id, pid, exit));
     } else {
+        if oom.is_some() {
+            o.pending_oom = oom;
+        }
         o.pending = Some(exit_event(ctx, &ctx.id, pid, exit));
     }
+}
+
+/// The OOM watcher was woken: publishes `/tasks/oom` if the counter rose (held back until
+/// `/tasks/start` is out). Answers whether to keep watching: not once the init's exit is
+/// handled (it reads the counter itself) or the cgroup is gone.
+pub fn oom_seen(ctx: &ExitCtx) -> bool {
+    let Some(watch) = ctx.oom.get() else { return false };
+    let mut o = ctx.order.lock().unwrap_or_else(|p| p.into_inner());
+    if o.init_exited {
+        return false;
+    }
+    if watch.check() {
+        let oom = TaskOom { container_id: ctx.id.clone() };
+        if o.started {
+            ctx.events.publish(oom);
+        } else {
+            o.pending_oom = Some(oom);
+        }
+    }
+    watch.alive()
 }
 
 /// Called once the init's pid is known (stored in `ctx.init` under the order lock): a

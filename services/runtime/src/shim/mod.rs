@@ -22,6 +22,7 @@
 mod events;
 mod exit;
 mod input;
+mod oom;
 mod process;
 mod reaper;
 mod relay;

@@ -88,7 +88,7 @@ impl Reaper {
                     continue;
                 }
             };
-            let exit = ExitInfo { status, exited_at: now_ns() };
+            let exit = ExitInfo { status, exited_at: now_ns(), oom_killed: false };
             // The hook first (the init's exit is made durable before anyone hears of it), but
             // exec exits are recorded first so that an exec registering late still finds them.
             let recorded = on_exit(pid.as_raw(), exit, self);

@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use berth_ipc::events::payload::{TaskExecStarted, TaskExit, TaskStart};
-use berth_ipc::runtime::{ShimRequest, ShimResponse, ShimState, TaskStatus};
+use berth_ipc::runtime::{ExitInfo, ShimRequest, ShimResponse, ShimState, TaskStatus};
 use berth_ipc::{Error, Result};
 
 use super::ShimArgs;
 use super::events::ShimEvents;
 use super::exit::{self, EarlyDelete, ExitCtx, Order};
 use super::input::Inputs;
+use super::oom::OomWatch;
 use super::process::{Runner, runtime_error};
 use super::reaper::Reaper;
 use super::relay::Output;
@@ -59,6 +60,7 @@ pub struct Shim {
     /// A `Start` was answered (for a container started by `run`).
     start_answered: std::sync::atomic::AtomicBool,
     early: Arc<EarlyDelete>,
+    oom: Arc<OnceLock<OomWatch>>,
 }
 
 fn io(what: &str, e: std::io::Error) -> Error {
@@ -89,6 +91,7 @@ impl Shim {
         let events = Arc::new(ShimEvents::new(args.state.clone(), args.namespace.clone()));
         let cell = Arc::new(OnceLock::new());
         let early = Arc::new(EarlyDelete::default());
+        let oom = Arc::new(OnceLock::new());
         let ctx = ExitCtx {
             id: args.id.clone(),
             bundle: bundle.clone(),
@@ -97,6 +100,7 @@ impl Shim {
             events: events.clone(),
             runner: cell.clone(),
             early: early.clone(),
+            oom: oom.clone(),
         };
         let hook = exit::hook(ctx.clone());
         let reaper = Reaper::start(hook);
@@ -131,6 +135,9 @@ impl Shim {
             let _ = runner.run(&["delete", "--force", &args.id]);
             return Err(runtime_error(&args.runtime, verb[0], &runtime_stderr(&output)));
         }
+        // The cgroup exists now; before the init's pid is known (its exit may be handled then).
+        let _ = oom.set(OomWatch::new(&bundle.config()));
+        super::oom::start_watcher(ctx.clone());
         let tty = match console.map(|c| c.receive(Duration::from_secs(5))) {
             None => None,
             Some(master) => {
@@ -169,6 +176,7 @@ impl Shim {
             inputs,
             start_answered: std::sync::atomic::AtomicBool::new(false),
             early,
+            oom,
         })
     }
 
@@ -250,13 +258,18 @@ impl Shim {
     }
 
     fn state(&self) -> ShimState {
-        let exit = self.runner.reaper.exited(self.init, self.init_since);
+        let exit = self.runner.reaper.exited(self.init, self.init_since).map(|e| self.init_exit(e));
         let status = if exit.is_some() {
             TaskStatus::Stopped
         } else {
             *self.status.lock().unwrap_or_else(|p| p.into_inner())
         };
         ShimState { pid: self.init_pid(), status, exit, shim_pid: std::process::id() }
+    }
+
+    /// The init's exit as told: marked when the OOM killer struck in the container.
+    fn init_exit(&self, exit: ExitInfo) -> ExitInfo {
+        ExitInfo { oom_killed: self.oom.get().is_some_and(OomWatch::killed), ..exit }
     }
 
     fn set(&self, status: TaskStatus) {
@@ -323,7 +336,10 @@ impl Shim {
             ShimRequest::State => Ok(ShimResponse::State(self.state())),
             ShimRequest::Wait { exec_id } => {
                 let (pid, since) = self.process(exec_id.as_deref())?;
-                let exit = self.runner.reaper.wait(pid, since, true);
+                let mut exit = self.runner.reaper.wait(pid, since, true);
+                if exec_id.is_none() {
+                    exit = self.init_exit(exit);
+                }
                 // Everything the process wrote to its terminal reaches the log before its
                 // exit is told.
                 if let Ok(tty) = self.terminal(exec_id.as_deref()) {
@@ -367,6 +383,9 @@ impl Shim {
         }
         self.events.publish(TaskStart { container_id: id.to_string(), pid: self.init_pid() });
         o.started = true;
+        if let Some(oom) = o.pending_oom.take() {
+            self.events.publish(oom);
+        }
         if let Some(exit) = o.pending.take() {
             self.events.publish(exit);
             self.early.begin(self.runner.clone(), id.to_string());
@@ -398,9 +417,7 @@ impl Shim {
         if self.state().status != TaskStatus::Running {
             return Err(Error::precondition(format!("task {id}: not running")));
         }
-        if self.execs.lock().unwrap_or_else(|p| p.into_inner()).contains_key(exec_id) {
-            return Err(Error::already_exists(format!("exec {exec_id}: already exists")));
-        }
+        self.free_exec_id(exec_id)?;
         let spec = self.bundle.dir.join(format!("exec-{exec_id}.json"));
         let pid_file = self.bundle.dir.join(format!("exec-{exec_id}.pid"));
         std::fs::write(&spec, process).map_err(|e| io("exec spec", e))?;
@@ -467,6 +484,26 @@ impl Shim {
         Ok(ShimResponse::Pid(upid))
     }
 
+    /// Makes `exec_id` free for a new process: refused while a process of that id runs;
+    /// one that has exited is forgotten (with its output log, stdin and terminal), as ctr
+    /// lets an exec id be used again once its process is gone.
+    fn free_exec_id(&self, exec_id: &str) -> Result<()> {
+        let mut execs = self.execs.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(&(pid, since)) = execs.get(exec_id) else { return Ok(()) };
+        if self.runner.reaper.exited(pid, since).is_none() {
+            return Err(Error::already_exists(format!("exec {exec_id}: already exists and still runs")));
+        }
+        execs.remove(exec_id);
+        drop(execs);
+        self.exec_outputs.lock().unwrap_or_else(|p| p.into_inner()).remove(exec_id);
+        self.exec_ttys.lock().unwrap_or_else(|p| p.into_inner()).remove(exec_id);
+        let _ = self.inputs.close(&self.args.id, Some(exec_id));
+        for file in LogPaths::new(&self.args.logs, Some(exec_id)).existing() {
+            let _ = std::fs::remove_file(file);
+        }
+        Ok(())
+    }
+
     /// Waits for the early delete of an exited container, or deletes it now (forcibly if
     /// need be), so that the OCI runtime keeps nothing of it once this shim is gone.
     fn delete_exited(&self) {
@@ -494,7 +531,13 @@ impl Shim {
             }
             _ => return Err(Error::precondition(format!("task {id}: still running; kill it first"))),
         }
-        let pending = self.order.lock().unwrap_or_else(|p| p.into_inner()).pending.take();
+        let (oom, pending) = {
+            let mut o = self.order.lock().unwrap_or_else(|p| p.into_inner());
+            (o.pending_oom.take(), o.pending.take())
+        };
+        if let Some(oom) = oom {
+            self.events.publish(oom);
+        }
         if let Some(exit) = pending {
             self.events.publish(exit);
         }
