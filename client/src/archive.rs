@@ -116,11 +116,18 @@ fn walk(file: File, tx: &mpsc::Sender<Result<Item>>) -> std::io::Result<()> {
 }
 
 /// Sends one regular file: whole if it is one of the small names, else in chunks.
-fn send_file(name: String, size: u64, file: &mut impl Read, tx: &mpsc::Sender<Result<Item>>) -> std::io::Result<()> {
+fn send_file(
+    name: String,
+    size: u64,
+    file: &mut impl Read,
+    tx: &mpsc::Sender<Result<Item>>,
+) -> std::io::Result<()> {
     let closed = || std::io::Error::other("receiver gone");
     if SMALL.contains(&name.as_str()) {
         if size > MAX_JSON {
-            return Err(std::io::Error::other(format!("{name}: {size} bytes, over the {MAX_JSON}-byte bound")));
+            return Err(std::io::Error::other(format!(
+                "{name}: {size} bytes, over the {MAX_JSON}-byte bound"
+            )));
         }
         let mut data = Vec::with_capacity(size as usize);
         file.take(MAX_JSON + 1).read_to_end(&mut data)?;

@@ -54,7 +54,10 @@ mod tests {
     #[test]
     fn name_filters_are_normalized() {
         assert_eq!(normalize_filter("name==mytiny"), "name==docker.io/library/mytiny:latest");
-        assert_eq!(normalize_filter("name!=\"a:1\",labels.x==y"), "name!=\"docker.io/library/a:1\",labels.x==y");
+        assert_eq!(
+            normalize_filter("name!=\"a:1\",labels.x==y"),
+            "name!=\"docker.io/library/a:1\",labels.x==y"
+        );
         assert_eq!(normalize_filter("name~=tiny"), "name~=tiny");
     }
 }

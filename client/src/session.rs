@@ -65,7 +65,8 @@ async fn heartbeat(services: Services, namespace: String, id: String) {
 
 /// A lease id unique to this job: purpose, pid, and the clock's nanoseconds.
 fn lease_id(purpose: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let purpose: String = purpose.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
     format!("{}-{}-{nanos:x}", if purpose.is_empty() { "job" } else { &purpose }, std::process::id())
 }
@@ -87,7 +88,10 @@ impl Session {
         let lease = match services.metadata.call_repeatable(req).await {
             Ok(l) => l,
             Err(e) if e.is(Code::AlreadyExists) => {
-                services.metadata.call(RenewLease { namespace: namespace.into(), id, ttl_ms: LEASE_TTL_MS }).await?
+                services
+                    .metadata
+                    .call(RenewLease { namespace: namespace.into(), id, ttl_ms: LEASE_TTL_MS })
+                    .await?
             }
             Err(e) => return Err(e),
         };

@@ -50,7 +50,8 @@ pub async fn unpack(services: &Services, ns: &str, name: &str, snapshotter: &str
     let result = image::record_and_unpack(&sess, &resolved, Layers::Unpack).await;
     let closed = sess.close().await;
     let chain_id = result.map_err(|e| {
-        let what = if e.is(Code::NotFound) { "is not complete (pull it again)" } else { "cannot be unpacked" };
+        let what =
+            if e.is(Code::NotFound) { "is not complete (pull it again)" } else { "cannot be unpacked" };
         Error::new(e.code, format!("image {name} {what}: {}", e.message))
     })?;
     closed?;

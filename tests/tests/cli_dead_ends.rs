@@ -98,7 +98,12 @@ fn an_untagged_docker_archive_imports_under_the_flag_its_hint_names() {
     let rootfs = berth.dir.path().join("rootfs-docker");
     busybox_rootfs(&rootfs, "docker");
     std::fs::create_dir_all(&work).expect("mkdir");
-    sh(Command::new("tar").arg("-C").arg(&rootfs).args(["--numeric-owner", "-cf"]).arg(work.join("layer.tar")).arg("."));
+    sh(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["--numeric-owner", "-cf"])
+        .arg(work.join("layer.tar"))
+        .arg("."));
     let layer = std::fs::read(work.join("layer.tar")).expect("layer");
     let diff_id = berth_ipc::Digest::of(&layer).to_string();
     let host = berth_client::oci::Platform::host();

@@ -19,7 +19,12 @@ fn short_names_mean_the_same_image_for_every_command() {
     let rootfs = work.join("rootfs");
     busybox_rootfs(&rootfs, "names");
     let archive = work.join("mytiny.tar");
-    let image = LayoutImage { name: "mytiny", layers: std::slice::from_ref(&rootfs), fake_diff_ids: None, index: None };
+    let image = LayoutImage {
+        name: "mytiny",
+        layers: std::slice::from_ref(&rootfs),
+        fake_diff_ids: None,
+        index: None,
+    };
     layout_tar(work, &[image], &archive);
     let imported = berth_ok(&berth, &["images", "import", archive.to_str().expect("utf8")]);
     assert!(imported.starts_with(FULL), "{imported}");

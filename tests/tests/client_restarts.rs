@@ -133,12 +133,18 @@ fn import_and_push_ride_through_a_content_restart() {
     assert_eq!(ingest_offset(&berth, "import-"), 0, "an ingest is left over");
 
     // The push streams each blob from an fd content passed: the kill lands while the
-    // service is asked for the next blob, or after; either way the push completes.
-    let mut child = spawn(&berth, &["images", "push", &name]);
-    wait_for(&mut child, "push", || reg.log().len() > 0 || true);
-    std::thread::sleep(Duration::from_millis(20));
+    // service is asked for a manifest or the next blob, or after; either way it completes.
+    let child = spawn(&berth, &["images", "push", &name]);
+    std::thread::sleep(Duration::from_millis(30));
     kill_service(&mut berth, "content");
     finishes(&berth, child, "push with content killed");
+    // Likewise an export, with metadata killed under it.
+    let out = berth.dir.path().join("export.tar");
+    let child = spawn(&berth, &["images", "export", out.to_str().expect("utf8"), &name]);
+    std::thread::sleep(Duration::from_millis(30));
+    kill_service(&mut berth, "metadata");
+    finishes(&berth, child, "export with metadata killed");
+    assert!(std::fs::metadata(&out).is_ok_and(|m| m.len() > 160 << 20));
     let other = Berth::start();
     berth_ok(&other, &["images", "pull", "-q", &name]);
     checks_clean(&other, "default", &name);

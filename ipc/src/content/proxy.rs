@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use crate::client::{Client, Stream};
 use crate::content::store::ContentStore;
 use crate::content::{
-    Abort, BlobInfo, Content, Delete, Info, IngestStatus, List, ListStatuses, OpenWriter, Read, Status, readfd,
+    Abort, BlobInfo, Content, Delete, Info, IngestStatus, List, ListStatuses, OpenWriter, Read, Status,
+    readfd,
 };
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
@@ -151,4 +152,3 @@ impl ContentClient {
         RemoteWriter::open(self.client.clone(), open).await
     }
 }
-

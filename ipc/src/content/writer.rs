@@ -254,12 +254,17 @@ impl RemoteWriter {
     }
 }
 
-async fn lock(client: &Client<Content>, open: &OpenWriter) -> Result<(Stream<OpenWriter>, u64, IngestStatus)> {
+async fn lock(
+    client: &Client<Content>,
+    open: &OpenWriter,
+) -> Result<(Stream<OpenWriter>, u64, IngestStatus)> {
     let mut lock = client.stream(open.clone()).await?;
     match lock.next().await {
         Some(Ok(WriterEvent::Opened { session, status })) => Ok((lock, session, status)),
         Some(Err(e)) => Err(e),
-        None => Err(Error::unavailable(format!("ingest {:?}: writer stream ended before opening", open.r#ref))),
+        None => {
+            Err(Error::unavailable(format!("ingest {:?}: writer stream ended before opening", open.r#ref)))
+        }
     }
 }
 
