@@ -1,7 +1,10 @@
 //! Client jobs ride through service restarts: a pull of a multi-MB image from the local
 //! registry while the test SIGKILLs the content service (and, in other rounds, metadata and
 //! snapshot) mid-download exits 0, and `images check` and `content check` are clean; an
-//! import and a push with the content service killed under them finish too.
+//! import, a push and an export with a service killed under them finish too, and so does a
+//! commit with the snapshot service (then content) killed during its diff.
+
+mod runtime_support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +13,7 @@ use berth_ipc::content::{ListStatuses, Status};
 use berth_system_tests::dist::{LayoutImage, Registry, berth_ok, busybox_rootfs, image_digest, layout_tar};
 use berth_system_tests::{Berth, bin, block_on, signal};
 use nix::sys::signal::Signal;
+use runtime_support::{can_run, import_busybox, show, teardown};
 
 /// The largest live offset among ingests whose ref starts with `prefix`.
 fn ingest_offset(berth: &Berth, prefix: &str) -> u64 {
@@ -148,4 +152,33 @@ fn import_and_push_ride_through_a_content_restart() {
     let other = Berth::start();
     berth_ok(&other, &["images", "pull", "-q", &name]);
     checks_clean(&other, "default", &name);
+}
+
+#[test]
+fn commit_rides_through_snapshot_and_content_restarts() {
+    if !can_run("runc") {
+        return;
+    }
+    let mut berth = Berth::start();
+    import_busybox(&berth, "base", serde_json::json!({"Cmd": ["sh"]}));
+    for c in ["c1", "c2"] {
+        let o = berth.cli(&["run", "base", c, "dd", "if=/dev/urandom", "of=/srv/big", "bs=1048576", "count=48"]);
+        assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    }
+    // The diff of 48 MiB of random bytes takes a while: the kill lands inside it.
+    let child = spawn(&berth, &["commit", "c1", "snap1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    kill_service(&mut berth, "snapshot");
+    finishes(&berth, child, "commit with snapshot killed");
+    // Another container: the same one's diff is already stored, and would write nothing.
+    let mut child = spawn(&berth, &["commit", "c2", "snap2"]);
+    wait_for(&mut child, "commit", || ingest_offset(&berth, "diff-") > 0);
+    kill_service(&mut berth, "content");
+    finishes(&berth, child, "commit with content killed");
+    for name in ["snap1", "snap2"] {
+        let o = berth.cli(&["run", "--rm", name, &format!("r-{name}"), "sh", "-c", "wc -c < /srv/big"]);
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), (48 << 20).to_string(), "{}", show(&o));
+        checks_clean(&berth, "default", name);
+    }
+    teardown(&berth);
 }

@@ -7,10 +7,12 @@
 //! It rides through a restart of the service. A write session lives as long as the
 //! connection that opened it, so when that connection is lost (the service was killed and
 //! restarted) the writer reopens its ref, which resumes the ingest where its data ends, and
-//! sends again the chunks the service had not acknowledged (the writer keeps them until it
-//! has). Should the reopened ingest hold less than was acknowledged (its data was lost,
-//! not only the process), the writer cannot supply the missing bytes: it reports
-//! `Unavailable` and its [`offset`](RemoteWriter::offset) says where the caller must resume.
+//! sends again what the reopened ingest lacks: the chunks the service had not acknowledged,
+//! and acknowledged ones still in the [`REPLAY_WINDOW`] (the service stages up to 4 MiB of
+//! acknowledged bytes in memory before they reach the file: a SIGKILL loses them). Should
+//! the reopened ingest hold less than that (its data was lost, not only the process), the
+//! writer cannot supply the missing bytes: it reports `Unavailable` and its
+//! [`offset`](RemoteWriter::offset) says where the caller must resume.
 //! A commit whose answer was lost is checked: the ingest still whole is committed again;
 //! an ingest that is gone while the expected blob is there was committed.
 
@@ -31,6 +33,9 @@ use crate::error::{Code, Error, Result};
 
 /// Chunks a [`RemoteWriter`] keeps in flight.
 pub const PIPELINE_DEPTH: usize = 4;
+/// Acknowledged bytes a writer keeps to send again after a restart: twice what the content
+/// service stages in memory before its direct writes (`services/content/src/direct.rs`).
+pub const REPLAY_WINDOW: u64 = 8 << 20;
 /// How many times one writer reopens its ref after losing its session.
 const MAX_REOPENS: u32 = 8;
 
@@ -50,6 +55,10 @@ pub struct RemoteWriter {
     inflight: VecDeque<JoinHandle<Result<u64>>>,
     /// The chunks sent and not yet acknowledged, oldest first: `(offset, bytes)`.
     unacked: VecDeque<(u64, Vec<u8>)>,
+    /// The latest acknowledged chunks, at most about [`REPLAY_WINDOW`] bytes, oldest first.
+    window: VecDeque<(u64, Vec<u8>)>,
+    /// Bytes in `window`.
+    window_len: u64,
     reopens: u32,
 }
 
@@ -67,6 +76,8 @@ impl RemoteWriter {
             status,
             inflight: VecDeque::new(),
             unacked: VecDeque::new(),
+            window: VecDeque::new(),
+            window_len: 0,
             reopens: 0,
         })
     }
@@ -128,8 +139,7 @@ impl RemoteWriter {
         let result = handle.await.map_err(|e| Error::internal(format!("write task: {e}")))?;
         match result {
             Ok(end) => {
-                self.unacked.pop_front();
-                self.status.offset = end;
+                self.acked(end);
                 Ok(())
             }
             Err(e) => {
@@ -146,6 +156,26 @@ impl RemoteWriter {
         }
     }
 
+    /// The oldest unacknowledged chunk was acknowledged, the ingest now ending at `end`.
+    fn acked(&mut self, end: u64) {
+        if let Some(chunk) = self.unacked.pop_front() {
+            self.window_len += chunk.1.len() as u64;
+            self.window.push_back(chunk);
+        }
+        while let Some(front) = self.window.front()
+            && self.window_len - front.1.len() as u64 >= REPLAY_WINDOW
+        {
+            self.window_len -= front.1.len() as u64;
+            self.window.pop_front();
+        }
+        self.status.offset = end;
+    }
+
+    fn forget_window(&mut self) {
+        self.window.clear();
+        self.window_len = 0;
+    }
+
     /// Did `e` come from the session going away with its connection (a service restart)?
     fn session_lost(&self, e: &Error) -> bool {
         (e.is(Code::Unavailable) || e.is(Code::FailedPrecondition)) && !self.lock.connected()
@@ -156,7 +186,9 @@ impl RemoteWriter {
     async fn resume(&mut self) -> Result<()> {
         loop {
             let end = self.reopen().await?;
-            let chunks: Vec<(u64, Vec<u8>)> = self.unacked.drain(..).collect();
+            let mut chunks: Vec<(u64, Vec<u8>)> = self.window.drain(..).collect();
+            chunks.extend(self.unacked.drain(..));
+            self.window_len = 0;
             // A restart from offset 0 replaces whatever the ingest held: send all of it.
             let from = match chunks.first() {
                 Some((0, _)) => 0,
@@ -190,10 +222,7 @@ impl RemoteWriter {
             let mut lost = None;
             while let Some(handle) = self.inflight.pop_front() {
                 match handle.await.map_err(|e| Error::internal(format!("write task: {e}")))? {
-                    Ok(end) => {
-                        self.unacked.pop_front();
-                        self.status.offset = end;
-                    }
+                    Ok(end) => self.acked(end),
                     Err(e) => {
                         lost = Some(e);
                         break;
@@ -275,6 +304,9 @@ impl ContentWriter for RemoteWriter {
 
     async fn write_at(&mut self, offset: u64, data: Vec<u8>) -> Result<u64> {
         self.flush().await?;
+        if offset == 0 {
+            self.forget_window(); // a restart: what came before is no longer the ingest's
+        }
         let len = data.len() as u64;
         self.offset = offset + len;
         self.send(offset, data);
