@@ -162,7 +162,8 @@ fn commit_rides_through_snapshot_and_content_restarts() {
     let mut berth = Berth::start();
     import_busybox(&berth, "base", serde_json::json!({"Cmd": ["sh"]}));
     for c in ["c1", "c2"] {
-        let o = berth.cli(&["run", "base", c, "dd", "if=/dev/urandom", "of=/srv/big", "bs=1048576", "count=48"]);
+        let o =
+            berth.cli(&["run", "base", c, "dd", "if=/dev/urandom", "of=/srv/big", "bs=1048576", "count=48"]);
         assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     }
     // The diff of 48 MiB of random bytes takes a while: the kill lands inside it.

@@ -94,17 +94,35 @@ impl ContentStore for ContentClient {
         self.client.call(Delete { digest: *digest }).await
     }
 
+    /// A stream cut by a restart of the service is read on from where it stopped (a blob
+    /// does not change), until the client's deadline.
     async fn read(&self, digest: &Digest, offset: u64, length: Option<u64>) -> Result<Vec<u8>> {
-        let mut s = self.client.stream(Read { digest: *digest, offset, length }).await?;
+        let deadline = Instant::now() + self.client.deadline();
         let mut out = Vec::new();
-        while let Some(chunk) = s.next().await {
-            let chunk = chunk?;
-            if chunk.offset != offset + out.len() as u64 {
-                return Err(Error::internal(format!("blob {digest}: read chunk out of order")));
+        'again: loop {
+            let done = out.len() as u64;
+            let rest = length.map(|l| l.saturating_sub(done));
+            if rest == Some(0) && done > 0 {
+                return Ok(out);
             }
-            out.extend_from_slice(&chunk.data.0);
+            let req = Read { digest: *digest, offset: offset + done, length: rest };
+            let mut s = self.client.stream(req).await?;
+            while let Some(chunk) = s.next().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) if e.is(Code::Unavailable) && !s.connected() && Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue 'again;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if chunk.offset != offset + out.len() as u64 {
+                    return Err(Error::internal(format!("blob {digest}: read chunk out of order")));
+                }
+                out.extend_from_slice(&chunk.data.0);
+            }
+            return Ok(out);
         }
-        Ok(out)
     }
 
     async fn status(&self, r#ref: &str) -> Result<IngestStatus> {
@@ -131,7 +149,8 @@ impl ContentStore for ContentClient {
 
 impl ContentClient {
     /// [`ContentStore::writer`] that writes (and has commit verify) the bytes even when the
-    /// expected blob is already stored: see [`OpenWriter::prove`].
+    /// expected blob is already stored: see [`OpenWriter::prove`]. While another writer
+    /// holds the ref it waits (up to `HELD_WAIT`, 5 min) instead of failing.
     pub async fn writer_proving(
         &self,
         r#ref: &str,
@@ -149,6 +168,8 @@ impl ContentClient {
         prove: bool,
     ) -> Result<RemoteWriter> {
         let open = OpenWriter { r#ref: r#ref.to_string(), expected_digest, expected_size, prove };
-        RemoteWriter::open(self.client.clone(), open).await
+        // A job proving its bytes (`prove`) waits for another job writing the same ref
+        // (two pulls sharing a layer); the plain store interface answers at once.
+        RemoteWriter::open(self.client.clone(), open, prove).await
     }
 }

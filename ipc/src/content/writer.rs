@@ -38,6 +38,9 @@ pub const PIPELINE_DEPTH: usize = 4;
 pub const REPLAY_WINDOW: u64 = 8 << 20;
 /// How many times one writer reopens its ref after losing its session.
 const MAX_REOPENS: u32 = 8;
+/// How long opening a ref waits while another writer holds it (another job fetching the
+/// same blob, as two pulls sharing a layer do) before giving up with `Unavailable`.
+pub const HELD_WAIT: Duration = Duration::from_secs(300);
 
 /// An open ingest on the content service. Dropping it releases the ref's lock.
 pub struct RemoteWriter {
@@ -64,8 +67,11 @@ pub struct RemoteWriter {
 
 impl RemoteWriter {
     /// Takes `open.ref`'s writer lock.
-    pub(super) async fn open(client: Client<Content>, open: OpenWriter) -> Result<RemoteWriter> {
-        let (lock, session, status) = lock(&client, &open).await?;
+    /// Takes `open.ref`'s writer lock; with `wait`, waits up to [`HELD_WAIT`] while another
+    /// writer holds it, else answers that writer's `Unavailable` at once.
+    pub(super) async fn open(client: Client<Content>, open: OpenWriter, wait: bool) -> Result<RemoteWriter> {
+        let (lock, session, status) =
+            if wait { lock(&client, &open).await? } else { lock_once(&client, &open).await? };
         Ok(RemoteWriter {
             client,
             open,
@@ -250,32 +256,22 @@ impl RemoteWriter {
 
     /// Takes the ref's lock again on a new session; returns where its data ends.
     async fn reopen(&mut self) -> Result<u64> {
-        let mut nap = Duration::from_millis(10);
-        loop {
-            self.reopens += 1;
-            if self.reopens > MAX_REOPENS {
-                return Err(Error::unavailable(format!(
-                    "ingest {:?}: lost its write session {} times, giving up",
-                    self.open.r#ref, MAX_REOPENS
-                )));
-            }
-            match lock(&self.client, &self.open).await {
-                Ok((lock, session, status)) => {
-                    tracing::info!(r#ref = %self.open.r#ref, offset = status.offset, "write session reopened");
-                    self.lock = lock;
-                    self.session = session;
-                    self.seq = 0;
-                    self.status.offset = status.offset;
-                    return Ok(status.offset);
-                }
-                // The old session's lock may still be let go of (same service, lost connection).
-                Err(e) if e.is(Code::Unavailable) => {
-                    tokio::time::sleep(nap).await;
-                    nap = (nap * 2).min(Duration::from_millis(500));
-                }
-                Err(e) => return Err(e),
-            }
+        self.reopens += 1;
+        if self.reopens > MAX_REOPENS {
+            return Err(Error::unavailable(format!(
+                "ingest {:?}: lost its write session {} times, giving up",
+                self.open.r#ref, MAX_REOPENS
+            )));
         }
+        // The old session's lock may still be let go of (same service, lost connection), or
+        // another job may have taken the ref meanwhile: `lock` waits for either.
+        let (lock, session, status) = lock(&self.client, &self.open).await?;
+        tracing::info!(r#ref = %self.open.r#ref, offset = status.offset, "write session reopened");
+        self.lock = lock;
+        self.session = session;
+        self.seq = 0;
+        self.status.offset = status.offset;
+        Ok(status.offset)
     }
 
     async fn commit_once(&mut self, size: Option<u64>, digest: Option<Digest>) -> Result<BlobInfo> {
@@ -283,7 +279,28 @@ impl RemoteWriter {
     }
 }
 
+/// Takes `open.ref`'s lock, waiting up to [`HELD_WAIT`] while another writer holds it (or
+/// the service is restarting), as containerd's clients wait on `Unavailable`.
 async fn lock(
+    client: &Client<Content>,
+    open: &OpenWriter,
+) -> Result<(Stream<OpenWriter>, u64, IngestStatus)> {
+    let deadline = std::time::Instant::now() + HELD_WAIT.max(client.deadline());
+    let mut nap = Duration::from_millis(10);
+    loop {
+        let e = match lock_once(client, open).await {
+            Err(e) if e.is(Code::Unavailable) => e,
+            r => return r,
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(e.context(format!("waited {} s for the ingest's writer lock", HELD_WAIT.as_secs())));
+        }
+        tokio::time::sleep(nap).await;
+        nap = (nap * 2).min(Duration::from_millis(250));
+    }
+}
+
+async fn lock_once(
     client: &Client<Content>,
     open: &OpenWriter,
 ) -> Result<(Stream<OpenWriter>, u64, IngestStatus)> {
