@@ -187,64 +187,59 @@ impl RemoteWriter {
         (e.is(Code::Unavailable) || e.is(Code::FailedPrecondition)) && !self.lock.connected()
     }
 
-    /// Reopens the ref and sends again what the reopened ingest lacks of the unacknowledged
-    /// chunks; on success everything sent so far is acknowledged.
+    /// Reopens the ref and sends again what the reopened ingest lacks of the chunks kept;
+    /// on success everything sent so far is acknowledged.
     async fn resume(&mut self) -> Result<()> {
         loop {
             let end = self.reopen().await?;
-            let mut chunks: Vec<(u64, Vec<u8>)> = self.window.drain(..).collect();
-            chunks.extend(self.unacked.drain(..));
-            self.window_len = 0;
-            // A restart from offset 0 replaces whatever the ingest held: send all of it.
-            let from = match chunks.first() {
-                Some((0, _)) => 0,
-                _ => end,
-            };
-            let first = chunks.first().map_or(self.offset, |c| c.0);
-            if from < first || from > self.offset {
-                let r = &self.open.r#ref;
-                let sent = self.offset;
-                self.offset = end.min(sent);
-                self.status.offset = self.offset;
-                if end > sent {
-                    // Not what this writer wrote: start it over.
-                    self.offset = 0;
-                    self.status.offset = 0;
-                }
-                return Err(Error::unavailable(format!(
-                    "ingest {r:?}: the content service restarted and the ingest holds {end} of the \
-                     {sent} bytes sent; resume at {}",
-                    self.offset
-                )));
+            if self.replay(end).await? {
+                return Ok(());
             }
-            for (off, data) in chunks {
-                let stop = off + data.len() as u64;
-                if stop <= from && !(off == 0 && from == 0) {
-                    continue;
-                }
-                let skip = usize::try_from(from.saturating_sub(off)).unwrap_or(usize::MAX).min(data.len());
-                self.send(off.max(from), data[skip..].to_vec());
+        }
+    }
+
+    /// Sends again, on the reopened session whose ingest ends at `end`, what it lacks of the
+    /// chunks kept. `Ok(false)`: the session was lost again meanwhile.
+    async fn replay(&mut self, end: u64) -> Result<bool> {
+        let mut chunks: Vec<(u64, Vec<u8>)> = self.window.drain(..).collect();
+        chunks.extend(self.unacked.drain(..));
+        self.window_len = 0;
+        // A restart from offset 0 replaces whatever the ingest held: send all of it.
+        let from = match chunks.first() {
+            Some((0, _)) => 0,
+            _ => end,
+        };
+        let first = chunks.first().map_or(self.offset, |c| c.0);
+        if from < first || from > self.offset {
+            let r = &self.open.r#ref;
+            let sent = self.offset;
+            // Resume where the ingest ends; one longer than what this writer wrote is not
+            // its own: start it over.
+            self.offset = if end > sent { 0 } else { end };
+            self.status.offset = self.offset;
+            return Err(Error::unavailable(format!(
+                "ingest {r:?}: the content service restarted and the ingest holds {end} of the \
+                 {sent} bytes sent; resume at {}",
+                self.offset
+            )));
+        }
+        for (off, data) in chunks {
+            let stop = off + data.len() as u64;
+            if stop <= from && !(off == 0 && from == 0) {
+                continue;
             }
-            let mut lost = None;
-            while let Some(handle) = self.inflight.pop_front() {
-                match handle.await.map_err(|e| Error::internal(format!("write task: {e}")))? {
-                    Ok(end) => self.acked(end),
-                    Err(e) => {
-                        lost = Some(e);
-                        break;
-                    }
-                }
-            }
-            match lost {
-                None => return Ok(()),
-                Some(e) if self.session_lost(&e) => {
+            let skip = usize::try_from(from.saturating_sub(off)).unwrap_or(usize::MAX).min(data.len());
+            self.send(off.max(from), data[skip..].to_vec());
+        }
+        while let Some(handle) = self.inflight.pop_front() {
+            match handle.await.map_err(|e| Error::internal(format!("write task: {e}")))? {
+                Ok(end) => self.acked(end),
+                Err(e) => {
                     for h in self.inflight.drain(..) {
                         h.abort();
                     }
-                }
-                Some(e) => {
-                    for h in self.inflight.drain(..) {
-                        h.abort();
+                    if self.session_lost(&e) {
+                        return Ok(false);
                     }
                     self.unacked.clear();
                     self.offset = self.status.offset;
@@ -252,6 +247,7 @@ impl RemoteWriter {
                 }
             }
         }
+        Ok(true)
     }
 
     /// Takes the ref's lock again on a new session; returns where its data ends.
@@ -356,11 +352,14 @@ impl ContentWriter for RemoteWriter {
                     Err(e) => return Err(e),
                 }
             }
-            return Err(Error::unavailable(format!(
-                "ingest {:?}: the content service restarted during its commit and the ingest \
-                 holds {end} of {} bytes",
-                self.open.r#ref, self.offset
-            )));
+            // Not committed, and bytes lost with the process: send them again, then commit.
+            let mut end = end;
+            while !self.replay(end).await? {
+                end = self.reopen().await?;
+                if end == self.offset {
+                    break;
+                }
+            }
         }
     }
 
