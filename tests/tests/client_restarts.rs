@@ -183,3 +183,22 @@ fn commit_rides_through_snapshot_and_content_restarts() {
     }
     teardown(&berth);
 }
+
+#[test]
+fn a_service_that_stays_down_ends_the_job_with_an_error_naming_both() {
+    let berth = Berth::start();
+    let reg = Registry::start(None);
+    let name = format!("{}/restarts/down:v1", reg.addr);
+    let archive = big_image(&berth, &name, 1);
+    berth_ok(&berth, &["images", "import", "--no-unpack", archive.to_str().expect("utf8")]);
+    berth_ok(&berth, &["images", "push", "-q", &name]);
+    berth_ok(&berth, &["services", "stop", "content"]);
+    let started = Instant::now();
+    let out = berth.cli(&["--timeout", "2", "-n", "other", "images", "pull", "-q", &name]);
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "pulled with content stopped: {err}");
+    assert!(err.contains(&format!("pull {name}")) && err.contains("content service"), "{err}");
+    assert!(took < Duration::from_secs(30), "took {took:?}: {err}");
+    berth_ok(&berth, &["services", "start", "content"]);
+}

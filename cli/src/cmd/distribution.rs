@@ -25,7 +25,7 @@ use clap::Subcommand;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::Ctx;
-use super::namespaces::wire;
+use super::namespaces::{job_error, wire};
 
 /// Distribution subcommands of `berth images`.
 #[derive(Debug, Subcommand)]
@@ -246,7 +246,11 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
                 let Some(name) = name else {
                     anyhow::bail!("--rootfs needs an image NAME after the tarball")
                 };
-                vec![import_rootfs_tar(&ctx.services, &ctx.namespace, &name, &file).await.map_err(wire)?]
+                vec![
+                    import_rootfs_tar(&ctx.services, &ctx.namespace, &name, &file)
+                        .await
+                        .map_err(job_error(format!("import {}", file.display())))?,
+                ]
             } else {
                 // `import FILE NAME` is `import FILE --name NAME` for an archive.
                 if name.is_some() && rename.is_some() {
@@ -261,7 +265,9 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
                     no_unpack,
                     snapshotter: Some(snapshotter),
                 };
-                import_archive(&ctx.services, &ctx.namespace, &file, &opts).await.map_err(wire)?
+                import_archive(&ctx.services, &ctx.namespace, &file, &opts)
+                    .await
+                    .map_err(job_error(format!("import {}", file.display())))?
             };
             for i in imported {
                 println!("{} {}", i.name, i.target.digest);
@@ -288,7 +294,9 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
                 parallel,
                 progress: progress(quiet),
             };
-            let i = pull(&ctx.services, &ctx.namespace, &reference, &opts).await.map_err(wire)?;
+            let i = pull(&ctx.services, &ctx.namespace, &reference, &opts)
+                .await
+                .map_err(job_error(format!("pull {reference}")))?;
             if !quiet {
                 eprintln!("pulled in {:.2} s", started.elapsed().as_secs_f64());
             }
@@ -297,8 +305,9 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
         DistributionCmd::Push { name, remote, registry, quiet } => {
             let name = ctx.image_name(&name).await;
             let opts = PushOptions { registry: registry.options()?, progress: progress(quiet) };
-            let d =
-                push(&ctx.services, &ctx.namespace, &name, remote.as_deref(), &opts).await.map_err(wire)?;
+            let d = push(&ctx.services, &ctx.namespace, &name, remote.as_deref(), &opts)
+                .await
+                .map_err(job_error(format!("push {name}")))?;
             println!("{} {}", remote.unwrap_or(name), d.digest);
         }
         DistributionCmd::Export { file, names } => {
@@ -306,7 +315,9 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
             for n in names {
                 full.push(ctx.image_name(&n).await);
             }
-            export(&ctx.services, &ctx.namespace, &full, &file).await.map_err(wire)?;
+            export(&ctx.services, &ctx.namespace, &full, &file)
+                .await
+                .map_err(job_error(format!("export {}", file.display())))?;
         }
         DistributionCmd::Check { names, snapshotter } => {
             let names = if names.is_empty() {
@@ -351,7 +362,7 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
             let name = ctx.image_name(&name).await;
             let u = berth_client::unpack::unpack(&ctx.services, &ctx.namespace, &name, &snapshotter)
                 .await
-                .map_err(wire)?;
+                .map_err(job_error(format!("unpack {name}")))?;
             println!("{name}\t{} of {} layers unpacked now", u.extracted, u.layers);
         }
         DistributionCmd::Mount { name, dir, snapshotter } => {

@@ -29,7 +29,7 @@ impl<C: Call> Stream<C> {
     /// restarted is gone with its connection, and what it held (a writer's lock, a write
     /// session) is gone with it.
     pub fn connected(&self) -> bool {
-        !self.done && self.conn.alive()
+        self.conn.alive()
     }
 
     /// The next item; `None` at the end of the stream. A lost connection is `Unavailable`.

@@ -281,15 +281,28 @@ async fn lock(
     client: &Client<Content>,
     open: &OpenWriter,
 ) -> Result<(Stream<OpenWriter>, u64, IngestStatus)> {
-    let deadline = std::time::Instant::now() + HELD_WAIT.max(client.deadline());
+    let start = std::time::Instant::now();
     let mut nap = Duration::from_millis(10);
     loop {
-        let e = match lock_once(client, open).await {
-            Err(e) if e.is(Code::Unavailable) => e,
-            r => return r,
+        // A service that does not come back fails here, after the client's deadline.
+        let mut lock = client.stream(open.clone()).await?;
+        let e = match lock.next().await {
+            Some(Ok(WriterEvent::Opened { session, status })) => return Ok((lock, session, status)),
+            Some(Err(e)) if e.is(Code::Unavailable) => e,
+            Some(Err(e)) => return Err(e),
+            None => {
+                Error::unavailable(format!("ingest {:?}: writer stream ended before opening", open.r#ref))
+            }
         };
-        if std::time::Instant::now() >= deadline {
-            return Err(e.context(format!("waited {} s for the ingest's writer lock", HELD_WAIT.as_secs())));
+        // Answered `Unavailable` on a live connection: another writer holds the ref. Lost
+        // the connection instead: the service is restarting, worth the client's deadline.
+        let (limit, what) = if lock.connected() {
+            (HELD_WAIT, format!("waited {} s for the ingest's writer lock", HELD_WAIT.as_secs()))
+        } else {
+            (client.deadline(), format!("gave up after {:?}", client.deadline()))
+        };
+        if start.elapsed() >= limit {
+            return Err(e.context(what));
         }
         tokio::time::sleep(nap).await;
         nap = (nap * 2).min(Duration::from_millis(250));
