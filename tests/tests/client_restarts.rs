@@ -1,6 +1,6 @@
 //! Client jobs ride through service restarts: a pull of a multi-MB image from the local
-//! registry while the test SIGKILLs the content service (and, in other rounds, metadata and
-//! snapshot) mid-download exits 0, and `images check` and `content check` are clean; an
+//! registry while the test SIGKILLs the content service (and, in other rounds, metadata,
+//! snapshot and events) mid-download exits 0, and `images check` and `content check` are clean; an
 //! import, a push and an export with a service killed under them finish too, and so does a
 //! commit with the snapshot service (then content) killed during its diff.
 
@@ -100,7 +100,7 @@ fn checks_clean(berth: &Berth, ns: &str, name: &str) {
 }
 
 #[test]
-fn pulls_ride_through_content_metadata_and_snapshot_restarts() {
+fn pulls_ride_through_content_metadata_snapshot_and_events_restarts() {
     let mut berth = Berth::start();
     let reg = Registry::start(None);
     let name = format!("{}/restarts/img:v1", reg.addr);
@@ -110,7 +110,7 @@ fn pulls_ride_through_content_metadata_and_snapshot_restarts() {
         berth_ok(&pusher, &["images", "import", "--no-unpack", archive.to_str().expect("utf8")]);
         berth_ok(&pusher, &["images", "push", "-q", &name]);
     }
-    for (round, service) in ["content", "metadata", "snapshot"].into_iter().enumerate() {
+    for (round, service) in ["content", "metadata", "snapshot", "events"].into_iter().enumerate() {
         let ns = format!("pull{round}");
         let mut child = spawn(&berth, &["-n", &ns, "images", "pull", "-q", "--parallel", "1", &name]);
         wait_for(&mut child, service, || ingest_offset(&berth, "pull-") > 8 << 20);
