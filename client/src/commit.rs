@@ -78,7 +78,8 @@ async fn run(sess: &Session, image_name: &str, key: &str, name: &str) -> Result<
         labels: BTreeMap::new(),
         namespace: sess.namespace.clone(),
     };
-    let d = sess.services.snapshot.call(diff).await?;
+    // Repeatable: a diff of the same two snapshots is the same layer, stored by digest.
+    let d = sess.services.snapshot.call_repeatable(diff).await?;
     sess.protect(d.digest).await?;
     let docker = base.manifest.media_type.as_deref() == Some(oci::DOCKER_MANIFEST)
         || base.desc.media_type == oci::DOCKER_MANIFEST;

@@ -220,7 +220,10 @@ pub async fn set_image(sess: &Session, name: &str, target: &Descriptor) -> Resul
         updated: 0,
     };
     let ns = sess.namespace.clone();
-    match sess.services.metadata.call(CreateImage { namespace: ns.clone(), image: image.clone() }).await {
+    // Repeatable: a create whose answer was lost is found by the repeat, whose
+    // `AlreadyExists` then retargets the record (to the same target).
+    let create = CreateImage { namespace: ns.clone(), image: image.clone() };
+    match sess.services.metadata.call_repeatable(create).await {
         Err(e) if e.is(Code::AlreadyExists) => {
             sess.services
                 .metadata

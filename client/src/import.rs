@@ -344,7 +344,7 @@ async fn docker_roots(
             }
             _ => {
                 return Err(Error::invalid(
-                    "manifest.json: an image has no RepoTags: pass a name to import it under",
+                    "manifest.json: an image has no RepoTags: pass --name NAME to import it under",
                 ));
             }
         };

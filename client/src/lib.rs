@@ -22,8 +22,10 @@
 //! - [`archive`] — tar entries streamed from a blocking reader.
 //! - [`import`] — OCI layout and docker-archive import.
 //! - [`mount`] — read-only views of images on a directory.
+//! - [`names`] — the one normalization of image names users type.
 //! - [`rootfs`] — single-layer images from rootfs tarballs.
 //! - [`time`] — RFC 3339 times without a date library.
+//! - [`unpack`] — unpacking a stored image (`images unpack`, before `run`).
 
 pub mod archive;
 pub mod check;
@@ -35,6 +37,7 @@ pub mod export;
 pub mod image;
 pub mod import;
 pub mod mount;
+pub mod names;
 pub mod oci;
 pub mod progress;
 pub mod pull;
@@ -45,6 +48,7 @@ pub mod registry_auth;
 pub mod rootfs;
 pub mod session;
 pub mod time;
+pub mod unpack;
 pub mod watchdog;
 
 use std::path::{Path, PathBuf};

@@ -126,6 +126,7 @@ async fn run(
         .zip(&cfg.rootfs.diff_ids)
         .map(|(l, d)| Layer { digest: l.digest, media_type: l.media_type.clone(), diff_id: *d })
         .collect();
+    let sizes: BTreeMap<Digest, u64> = manifest.layers.iter().map(|l| (l.digest, l.size)).collect();
     let unpacker = if opts.no_unpack {
         None
     } else {
@@ -133,7 +134,7 @@ async fn run(
         for (i, c) in chain.iter().enumerate() {
             sess.record_snapshot(c.to_string(), i.checked_sub(1).map(|p| chain[p].to_string())).await?;
         }
-        Some(tokio::spawn(unpack_as_they_come(sess.clone(), layers, opts.progress.clone())))
+        Some(tokio::spawn(unpack_as_they_come(sess.clone(), layers, sizes, opts.progress.clone())))
     };
     let sem = Arc::new(Semaphore::new(opts.parallel.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
@@ -198,16 +199,25 @@ async fn run(
 /// Unpacks the layers while they download: the snapshot service reads each one from its
 /// ingest in content as the bytes land (`UnpackFollow`), extracting layers side by side and
 /// committing them in order once their diff_ids check out.
-async fn unpack_as_they_come(sess: Arc<Session>, layers: Vec<Layer>, p: Arc<dyn Progress>) -> Result<()> {
+async fn unpack_as_they_come(
+    sess: Arc<Session>,
+    layers: Vec<Layer>,
+    sizes: BTreeMap<Digest, u64>,
+    p: Arc<dyn Progress>,
+) -> Result<()> {
     let req = Unpack {
         snapshotter: sess.snapshotter.clone(),
         layers: layers.clone(),
         labels: BTreeMap::new(),
         namespace: sess.namespace.clone(),
     };
-    sess.services.snapshot.call(UnpackFollow(req)).await?;
+    let done = sess.services.snapshot.call(UnpackFollow(req)).await?;
     for l in &layers {
-        p.update(&l.digest, State::Unpacked, 0, 0);
+        let size = sizes.get(&l.digest).copied().unwrap_or(0);
+        p.update(&l.digest, State::Unpacked, size, size);
+    }
+    if done.extracted > 0 {
+        p.step(&format!("unpacked {} of {} layers", done.extracted, layers.len()));
     }
     Ok(())
 }

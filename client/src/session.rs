@@ -63,20 +63,38 @@ async fn heartbeat(services: Services, namespace: String, id: String) {
     }
 }
 
+/// A lease id unique to this job: purpose, pid, and the clock's nanoseconds.
+fn lease_id(purpose: &str) -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let purpose: String = purpose.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+    format!("{}-{}-{nanos:x}", if purpose.is_empty() { "job" } else { &purpose }, std::process::id())
+}
+
 impl Session {
     /// Opens a session: creates a lease labelled with `purpose`.
     pub async fn open(services: &Services, namespace: &str, purpose: &str) -> Result<Session> {
         berth_ipc::names::validate_namespace(namespace)?;
         let labels = BTreeMap::from([("berth.io/purpose".to_string(), purpose.to_string())]);
-        let lease = services
-            .metadata
-            .call(CreateLease {
-                namespace: namespace.to_string(),
-                id: String::new(),
-                labels,
-                ttl_ms: Some(LEASE_TTL_MS),
-            })
-            .await?;
+        // The id is chosen here, so a create whose answer was lost (metadata restarted) can
+        // be sent again: `AlreadyExists` for this id is the first create's success.
+        let id = lease_id(purpose);
+        let req = CreateLease {
+            namespace: namespace.to_string(),
+            id: id.clone(),
+            labels,
+            ttl_ms: Some(LEASE_TTL_MS),
+        };
+        let lease = match services.metadata.call_repeatable(req).await {
+            Ok(l) => l,
+            Err(e) if e.is(Code::AlreadyExists) => {
+                services
+                    .metadata
+                    .call(RenewLease { namespace: namespace.into(), id, ttl_ms: LEASE_TTL_MS })
+                    .await?
+            }
+            Err(e) => return Err(e),
+        };
         let heartbeat = tokio::spawn(heartbeat(services.clone(), namespace.to_string(), lease.id.clone()));
         Ok(Session {
             services: services.clone(),
@@ -93,7 +111,8 @@ impl Session {
     pub async fn close(&self) -> Result<()> {
         self.heartbeat.abort();
         let req = DeleteLease { namespace: self.namespace.clone(), id: self.lease.clone(), sync: false };
-        match self.services.metadata.call(req).await {
+        // A repeat after a lost answer finds the lease gone: `NotFound` is success too.
+        match self.services.metadata.call_repeatable(req).await {
             Err(e) if !e.is(Code::NotFound) => Err(e),
             _ => Ok(()),
         }

@@ -69,6 +69,9 @@ struct Inner {
     connecting: tokio::sync::Mutex<()>,
 }
 
+/// How many times one call's deadline starts afresh after its connection was lost.
+const MAX_REARMS: u32 = 5;
+
 /// Why a call did not get an answer on a connection.
 enum Lost {
     /// The request never reached the socket: retrying cannot repeat it.
@@ -115,6 +118,26 @@ impl<P: Protocol> Client<P> {
                 .ok_or_else(|| Error::internal(format!("{}: reply of the wrong type", P::NAME))),
             ResponseBody::Common(_) => Err(Error::internal(format!("{}: reply of the wrong type", P::NAME))),
         }
+    }
+
+    /// Makes one call that is not idempotent by itself but that the caller made safe to
+    /// repeat, and retries it like an idempotent one when the connection is lost after the
+    /// request was sent. The caller must take the answers a repeat can give for what they
+    /// are: `AlreadyExists` from a create with a client-chosen id, `NotFound` from a delete,
+    /// or re-check the state (a commit whose answer was lost is looked up by digest).
+    pub async fn call_repeatable<C: Call<Protocol = P>>(&self, req: C) -> Result<C::Reply> {
+        const { assert!(!C::STREAMING, "use Client::stream for streaming calls") };
+        let resp = self.unary(RequestBody::Service(req.into_request()), true).await?;
+        match resp {
+            ResponseBody::Service(r) => C::from_response(r)
+                .ok_or_else(|| Error::internal(format!("{}: reply of the wrong type", P::NAME))),
+            ResponseBody::Common(_) => Err(Error::internal(format!("{}: reply of the wrong type", P::NAME))),
+        }
+    }
+
+    /// How long a call waits for the service to come (back) up.
+    pub fn deadline(&self) -> Duration {
+        self.inner.options.deadline
     }
 
     /// Starts a streaming call. The stream is not resumed after a lost connection: the
@@ -171,7 +194,12 @@ impl<P: Protocol> Client<P> {
     ) -> Result<ResponseBody<P::Response>> {
         let payload = codec::encode(&body)?;
         let deadline = Instant::now() + self.inner.options.deadline;
+        let mut deadline = deadline;
         let mut backoff = Duration::from_millis(2);
+        // A long call (an unpack) whose service dies after minutes waits the whole deadline
+        // for the restart, counted from the loss, not from the call's start; a service that
+        // keeps dying under the same call gets a bounded number of such fresh waits.
+        let mut rearms = 0;
         loop {
             let conn = self.connection(deadline).await?;
             match Self::unary_on(&conn, &payload).await {
@@ -183,6 +211,10 @@ impl<P: Protocol> Client<P> {
                         return Err(
                             self.unavailable("connection lost during a call that is not safe to repeat")
                         );
+                    }
+                    if matches!(lost, Lost::AfterSend) && rearms < MAX_REARMS {
+                        rearms += 1;
+                        deadline = deadline.max(Instant::now() + self.inner.options.deadline);
                     }
                     if Instant::now() >= deadline {
                         return Err(self.unavailable("connection lost, retries exhausted"));

@@ -32,6 +32,7 @@
 pub mod proxy;
 pub mod readfd;
 pub mod store;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -7,7 +7,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::Ctx;
-use super::namespaces::wire;
+
 use crate::output::{self, Format};
 
 /// `berth commit` arguments.
@@ -35,7 +35,7 @@ struct Shown {
 pub async fn run(ctx: &Ctx, a: CommitArgs) -> anyhow::Result<ExitCode> {
     let c = berth_client::commit::commit(&ctx.services, &ctx.namespace, &a.container, &a.image, a.pause)
         .await
-        .map_err(wire)?;
+        .map_err(super::namespaces::job_error(format!("commit {}", a.container)))?;
     let shown = Shown {
         name: c.name,
         digest: c.target.digest.to_string(),

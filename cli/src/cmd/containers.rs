@@ -125,7 +125,9 @@ pub async fn run(ctx: &Ctx, cmd: ContainersCmd) -> anyhow::Result<ExitCode> {
             output::json(&info(&c))?;
         }
         ContainersCmd::Create(flags) => {
-            let c = ctx.services.runtime.call(flags.request(&ctx.namespace)?).await.map_err(wire)?;
+            let mut request = flags.request(&ctx.namespace)?;
+            request.image = ctx.runnable_image(&flags.image).await?;
+            let c = ctx.services.runtime.call(request).await.map_err(wire)?;
             println!("{}", c.id);
         }
         ContainersCmd::Rm { ids, force } => {

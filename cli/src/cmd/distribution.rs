@@ -17,26 +17,24 @@ use berth_client::oci::Platform;
 use berth_client::progress::{Progress, Silent, State};
 use berth_client::pull::{PullOptions, pull};
 use berth_client::push::{PushOptions, push};
-use berth_client::reference::normalize;
 use berth_client::registry::{Credentials, RegistryOptions};
 use berth_client::rootfs::import_rootfs_tar;
 use berth_ipc::Digest;
-use berth_ipc::metadata::{ByName, GetImage};
 use berth_ipc::metadata::{ListImages, ListIn};
 use clap::Subcommand;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::Ctx;
-use super::namespaces::wire;
+use super::namespaces::{job_error, wire};
 
 /// Distribution subcommands of `berth images`.
 #[derive(Debug, Subcommand)]
 pub enum DistributionCmd {
-    /// Import an OCI layout tar or docker-archive, or (with --rootfs) a rootfs tarball
+    /// Import an OCI layout (tar or directory) or docker-archive, or (with --rootfs) a rootfs tarball
     Import {
-        /// The archive (with --rootfs: the rootfs tarball)
+        /// The archive or OCI layout directory (with --rootfs: the rootfs tarball)
         file: PathBuf,
-        /// With --rootfs: the image name
+        /// The image name (for an archive: the same as --name)
         name: Option<String>,
         /// FILE is a plain rootfs tarball; make a single-layer image NAME from it
         #[arg(long)]
@@ -102,6 +100,14 @@ pub enum DistributionCmd {
         /// The images
         #[arg(required = true)]
         names: Vec<String>,
+    },
+    /// Unpack an image's layers into snapshots (for an image pulled or imported with --no-unpack)
+    Unpack {
+        /// The image
+        name: String,
+        /// Snapshotter to unpack with
+        #[arg(long, default_value = "overlayfs")]
+        snapshotter: String,
     },
     /// Tell whether every blob of images is present and their layers unpacked
     Check {
@@ -240,13 +246,17 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
                 let Some(name) = name else {
                     anyhow::bail!("--rootfs needs an image NAME after the tarball")
                 };
-                vec![import_rootfs_tar(&ctx.services, &ctx.namespace, &name, &file).await.map_err(wire)?]
+                vec![
+                    import_rootfs_tar(&ctx.services, &ctx.namespace, &name, &file)
+                        .await
+                        .map_err(job_error(format!("import {}", file.display())))?,
+                ]
             } else {
-                if name.is_some() {
-                    anyhow::bail!(
-                        "a NAME argument goes with --rootfs; use --name to rename an archive's image"
-                    );
+                // `import FILE NAME` is `import FILE --name NAME` for an archive.
+                if name.is_some() && rename.is_some() {
+                    anyhow::bail!("give the image's name once: either NAME or --name");
                 }
+                let rename = rename.or(name);
                 let platform = platform.as_deref().map(Platform::parse).transpose().map_err(wire)?;
                 let opts = ImportOptions {
                     name: rename,
@@ -255,7 +265,9 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
                     no_unpack,
                     snapshotter: Some(snapshotter),
                 };
-                import_archive(&ctx.services, &ctx.namespace, &file, &opts).await.map_err(wire)?
+                import_archive(&ctx.services, &ctx.namespace, &file, &opts)
+                    .await
+                    .map_err(job_error(format!("import {}", file.display())))?
             };
             super::job_output::made(ctx, &imported)?;
         }
@@ -280,25 +292,30 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
                 parallel,
                 progress: progress(quiet),
             };
-            let i = pull(&ctx.services, &ctx.namespace, &reference, &opts).await.map_err(wire)?;
+            let i = pull(&ctx.services, &ctx.namespace, &reference, &opts)
+                .await
+                .map_err(job_error(format!("pull {reference}")))?;
             if !quiet {
                 eprintln!("pulled in {:.2} s", started.elapsed().as_secs_f64());
             }
             super::job_output::made(ctx, &[i])?;
         }
         DistributionCmd::Push { name, remote, registry, quiet } => {
-            let name = normalize_or_keep(ctx, &name).await;
+            let name = ctx.image_name(&name).await;
             let opts = PushOptions { registry: registry.options()?, progress: progress(quiet) };
-            let d =
-                push(&ctx.services, &ctx.namespace, &name, remote.as_deref(), &opts).await.map_err(wire)?;
+            let d = push(&ctx.services, &ctx.namespace, &name, remote.as_deref(), &opts)
+                .await
+                .map_err(job_error(format!("push {name}")))?;
             println!("{} {}", remote.unwrap_or(name), d.digest);
         }
         DistributionCmd::Export { file, names } => {
             let mut full = Vec::new();
             for n in names {
-                full.push(normalize_or_keep(ctx, &n).await);
+                full.push(ctx.image_name(&n).await);
             }
-            export(&ctx.services, &ctx.namespace, &full, &file).await.map_err(wire)?;
+            export(&ctx.services, &ctx.namespace, &full, &file)
+                .await
+                .map_err(job_error(format!("export {}", file.display())))?;
         }
         DistributionCmd::Check { names, snapshotter } => {
             let names = if names.is_empty() {
@@ -316,7 +333,7 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
             } else {
                 let mut full = Vec::new();
                 for n in names {
-                    full.push(normalize_or_keep(ctx, &n).await);
+                    full.push(ctx.image_name(&n).await);
                 }
                 full
             };
@@ -330,8 +347,15 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        DistributionCmd::Unpack { name, snapshotter } => {
+            let name = ctx.image_name(&name).await;
+            let u = berth_client::unpack::unpack(&ctx.services, &ctx.namespace, &name, &snapshotter)
+                .await
+                .map_err(job_error(format!("unpack {name}")))?;
+            println!("{name}\t{} of {} layers unpacked now", u.extracted, u.layers);
+        }
         DistributionCmd::Mount { name, dir, snapshotter } => {
-            let name = normalize_or_keep(ctx, &name).await;
+            let name = ctx.image_name(&name).await;
             mount_image(&ctx.services, &ctx.namespace, &name, &dir, &snapshotter).await.map_err(wire)?;
             println!("{}", dir.display());
         }
@@ -340,14 +364,4 @@ pub async fn run(ctx: &Ctx, cmd: DistributionCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `name` as given if an image has it, else its normalized form (`busybox` →
-/// `docker.io/library/busybox:latest`).
-pub async fn normalize_or_keep(ctx: &Ctx, name: &str) -> String {
-    let get = GetImage(ByName { namespace: ctx.namespace.clone(), name: name.to_string() });
-    if ctx.services.metadata.call(get).await.is_ok() {
-        return name.to_string();
-    }
-    normalize(name).unwrap_or_else(|_| name.to_string())
 }

@@ -137,6 +137,7 @@ pub async fn run(ctx: &Ctx, cmd: ImagesCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         ImagesCmd::Distribution(c) => return super::distribution::run(ctx, c).await,
         ImagesCmd::Ls { filters, quiet } => {
+            let filters = filters.iter().map(|f| berth_client::names::normalize_filter(f)).collect();
             let list = pages(md.stream(ListImages(ListIn { namespace: ns(), filters })).await.map_err(wire)?)
                 .await?;
             print(ctx, &list, quiet).await?;
@@ -144,6 +145,7 @@ pub async fn run(ctx: &Ctx, cmd: ImagesCmd) -> anyhow::Result<ExitCode> {
         ImagesCmd::Rm { names, sync } => {
             let mut failed = false;
             for name in names {
+                let name = ctx.image_name(&name).await;
                 match md.call(DeleteImage { namespace: ns(), name: name.clone(), sync: false }).await {
                     Ok(_) => println!("{name}"),
                     Err(e) => {
@@ -161,11 +163,13 @@ pub async fn run(ctx: &Ctx, cmd: ImagesCmd) -> anyhow::Result<ExitCode> {
             }
         }
         ImagesCmd::Tag { source, targets, force } => {
+            let source = ctx.image_name(&source).await;
             let src = md
                 .call(GetImage(berth_ipc::metadata::ByName { namespace: ns(), name: source }))
                 .await
                 .map_err(wire)?;
             for target in targets {
+                let target = berth_client::reference::normalize(&target).map_err(wire)?;
                 let image = Image { name: target.clone(), ..src.clone() };
                 match md.call(CreateImage { namespace: ns(), image: image.clone() }).await {
                     Ok(_) => {}
@@ -180,6 +184,7 @@ pub async fn run(ctx: &Ctx, cmd: ImagesCmd) -> anyhow::Result<ExitCode> {
         }
         ImagesCmd::Label { name, labels } => {
             let (labels, paths) = label_update(&labels)?;
+            let name = ctx.image_name(&name).await;
             let cur = md
                 .call(GetImage(berth_ipc::metadata::ByName { namespace: ns(), name }))
                 .await

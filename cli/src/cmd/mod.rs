@@ -48,6 +48,22 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The stored name of the image the user typed as `name` (see
+    /// [`berth_client::names::image_name`]: the one normalization every command uses).
+    pub async fn image_name(&self, name: &str) -> String {
+        berth_client::names::image_name(&self.services, &self.namespace, name).await
+    }
+
+    /// The stored name of image `name`, unpacked (on the runtime's snapshotter) if it was
+    /// not: what `run` and `containers create` start from, as ctr does.
+    pub async fn runnable_image(&self, name: &str) -> anyhow::Result<String> {
+        let name = self.image_name(name).await;
+        berth_client::unpack::unpack(&self.services, &self.namespace, &name, "overlayfs")
+            .await
+            .map_err(namespaces::wire)?;
+        Ok(name)
+    }
+
     /// The context for `cli`'s global flags.
     pub fn new(cli: &Cli) -> Self {
         let options = ClientOptions {

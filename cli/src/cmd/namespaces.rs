@@ -87,6 +87,18 @@ pub fn wire(e: berth_ipc::Error) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
+/// [`wire`] for a client job (`pull REF`, `commit ID`…): a job that gave up waiting for a
+/// service (`Unavailable` once the retries' deadline passed) says which job it was.
+pub fn job_error(job: String) -> impl FnOnce(berth_ipc::Error) -> anyhow::Error {
+    move |e| {
+        if e.is(berth_ipc::Code::Unavailable) {
+            wire(e.context(format!("{job}: gave up waiting for a service")))
+        } else {
+            wire(e)
+        }
+    }
+}
+
 fn print(ctx: &Ctx, list: &[Namespace], quiet: bool) -> anyhow::Result<()> {
     match ctx.format {
         Format::Json => output::json(&list),

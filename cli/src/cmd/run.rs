@@ -155,7 +155,8 @@ impl RunFlags {
         Ok(CreateContainer {
             namespace: namespace.to_string(),
             id: self.id.clone(),
-            image: berth_client::reference::normalize(&self.image).unwrap_or_else(|_| self.image.clone()),
+            // The caller resolves it (`Ctx::runnable_image`).
+            image: self.image.clone(),
             runtime: self.runtime.clone(),
             options,
             labels,
@@ -251,6 +252,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     let ns = ctx.namespace.clone();
     let id = args.flags.id.clone();
     let mut request = args.flags.request(&ns)?;
+    request.image = ctx.runnable_image(&args.flags.image).await?;
     request.options.terminal = args.tty;
     request.options.stdin = args.interactive;
     if args.rm && args.detach {

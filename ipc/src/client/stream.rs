@@ -25,6 +25,13 @@ pub struct Stream<C: Call> {
 }
 
 impl<C: Call> Stream<C> {
+    /// Whether the connection carrying the stream still lives: a stream whose service
+    /// restarted is gone with its connection, and what it held (a writer's lock, a write
+    /// session) is gone with it.
+    pub fn connected(&self) -> bool {
+        self.conn.alive()
+    }
+
     /// The next item; `None` at the end of the stream. A lost connection is `Unavailable`.
     pub async fn next(&mut self) -> Option<Result<C::Reply>> {
         if self.done {

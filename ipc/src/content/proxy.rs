@@ -1,25 +1,22 @@
 //! [`ContentClient`]: the content service through its socket, as a [`ContentStore`].
 //!
-//! Its writer pipelines: [`RemoteWriter::push`] sends a chunk without waiting for the
-//! previous ones to be answered, keeping up to [`PIPELINE_DEPTH`] in flight; errors surface
-//! at the next push, flush or commit.
+//! Its writer ([`RemoteWriter`], in `writer.rs`) pipelines chunks and rides through a
+//! restart of the service. Fd exchanges on the side socket that only read (`read_fd`,
+//! `follow_fd`) are retried while the service is down, until the client's deadline.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-
-use tokio::task::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::client::{Client, Stream};
-use crate::content::store::{ContentStore, ContentWriter};
+use crate::content::store::ContentStore;
 use crate::content::{
-    Abort, BlobInfo, Bytes, CommitWriter, Content, Delete, Info, IngestStatus, List, ListStatuses,
-    OpenWriter, Read, Status, WriteChunk, WriterEvent, readfd,
+    Abort, BlobInfo, Content, Delete, Info, IngestStatus, List, ListStatuses, OpenWriter, Read, Status,
+    readfd,
 };
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 
-/// Chunks a [`RemoteWriter`] keeps in flight.
-pub const PIPELINE_DEPTH: usize = 4;
+pub use super::writer::{PIPELINE_DEPTH, RemoteWriter};
 
 /// A content service client with the store's interface.
 #[derive(Clone)]
@@ -46,13 +43,31 @@ impl ContentClient {
 
     /// A blob's open read-only file and size, passed over the side socket.
     pub async fn read_fd(&self, digest: &Digest) -> Result<readfd::BlobFd> {
-        readfd::read_fd(&self.fd_socket(), digest).await
+        let socket = self.fd_socket();
+        self.while_down(|| readfd::read_fd(&socket, digest)).await
     }
 
     /// The open read-only file of a blob, or of the ingest in progress that is to become it
     /// (see [`readfd::follow_fd`]).
     pub async fn follow_fd(&self, digest: &Digest) -> Result<readfd::FollowFd> {
-        readfd::follow_fd(&self.fd_socket(), digest).await
+        let socket = self.fd_socket();
+        self.while_down(|| readfd::follow_fd(&socket, digest)).await
+    }
+
+    /// Runs a read-only fd exchange again while it finds the service down (`Unavailable`),
+    /// until the client's deadline.
+    async fn while_down<T, F: Future<Output = Result<T>>>(&self, mut f: impl FnMut() -> F) -> Result<T> {
+        let deadline = Instant::now() + self.client.deadline();
+        let mut nap = Duration::from_millis(2);
+        loop {
+            match f().await {
+                Err(e) if e.is(Code::Unavailable) && Instant::now() < deadline => {
+                    tokio::time::sleep(nap).await;
+                    nap = (nap * 2).min(Duration::from_millis(100));
+                }
+                r => return r,
+            }
+        }
     }
 }
 
@@ -79,17 +94,35 @@ impl ContentStore for ContentClient {
         self.client.call(Delete { digest: *digest }).await
     }
 
+    /// A stream cut by a restart of the service is read on from where it stopped (a blob
+    /// does not change), until the client's deadline.
     async fn read(&self, digest: &Digest, offset: u64, length: Option<u64>) -> Result<Vec<u8>> {
-        let mut s = self.client.stream(Read { digest: *digest, offset, length }).await?;
+        let deadline = Instant::now() + self.client.deadline();
         let mut out = Vec::new();
-        while let Some(chunk) = s.next().await {
-            let chunk = chunk?;
-            if chunk.offset != offset + out.len() as u64 {
-                return Err(Error::internal(format!("blob {digest}: read chunk out of order")));
+        'again: loop {
+            let done = out.len() as u64;
+            let rest = length.map(|l| l.saturating_sub(done));
+            if rest == Some(0) && done > 0 {
+                return Ok(out);
             }
-            out.extend_from_slice(&chunk.data.0);
+            let req = Read { digest: *digest, offset: offset + done, length: rest };
+            let mut s = self.client.stream(req).await?;
+            while let Some(chunk) = s.next().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) if e.is(Code::Unavailable) && !s.connected() && Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue 'again;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if chunk.offset != offset + out.len() as u64 {
+                    return Err(Error::internal(format!("blob {digest}: read chunk out of order")));
+                }
+                out.extend_from_slice(&chunk.data.0);
+            }
+            return Ok(out);
         }
-        Ok(out)
     }
 
     async fn status(&self, r#ref: &str) -> Result<IngestStatus> {
@@ -116,7 +149,8 @@ impl ContentStore for ContentClient {
 
 impl ContentClient {
     /// [`ContentStore::writer`] that writes (and has commit verify) the bytes even when the
-    /// expected blob is already stored: see [`OpenWriter::prove`].
+    /// expected blob is already stored: see [`OpenWriter::prove`]. While another writer
+    /// holds the ref it waits (up to `HELD_WAIT`, 5 min) instead of failing.
     pub async fn writer_proving(
         &self,
         r#ref: &str,
@@ -134,128 +168,8 @@ impl ContentClient {
         prove: bool,
     ) -> Result<RemoteWriter> {
         let open = OpenWriter { r#ref: r#ref.to_string(), expected_digest, expected_size, prove };
-        let mut lock = self.client.stream(open).await?;
-        match lock.next().await {
-            Some(Ok(WriterEvent::Opened { session, status })) => Ok(RemoteWriter {
-                client: self.client.clone(),
-                _lock: lock,
-                session,
-                seq: 0,
-                offset: status.offset,
-                status,
-                inflight: VecDeque::new(),
-            }),
-            Some(Err(e)) => Err(e),
-            None => Err(Error::unavailable(format!("ingest {ref:?}: writer stream ended before opening"))),
-        }
-    }
-}
-
-/// An open ingest on the content service. Dropping it releases the ref's lock.
-pub struct RemoteWriter {
-    client: Client<Content>,
-    /// The `OpenWriter` stream: the lock lives as long as it does.
-    _lock: Stream<OpenWriter>,
-    session: u64,
-    /// The next chunk's `seq`.
-    seq: u64,
-    /// Where the next pushed chunk goes.
-    offset: u64,
-    status: IngestStatus,
-    inflight: VecDeque<JoinHandle<Result<u64>>>,
-}
-
-impl RemoteWriter {
-    /// The session id.
-    pub fn session(&self) -> u64 {
-        self.session
-    }
-
-    /// Where the next pushed chunk will be written.
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
-    /// Sends `data` at the current offset without waiting for its answer (at most
-    /// [`PIPELINE_DEPTH`] in flight; waits for the oldest when full).
-    pub async fn push(&mut self, data: Vec<u8>) -> Result<()> {
-        while self.inflight.len() >= PIPELINE_DEPTH {
-            self.settle_oldest().await?;
-        }
-        let len = data.len() as u64;
-        let req = WriteChunk { session: self.session, seq: self.seq, offset: self.offset, data: Bytes(data) };
-        self.seq += 1;
-        let client = self.client.clone();
-        self.inflight.push_back(tokio::spawn(async move { client.call(req).await }));
-        self.offset += len;
-        Ok(())
-    }
-
-    /// Has the service read `fd` to its end and append it (over the fd socket, so the bytes
-    /// do not cross a socket); returns the new end. Waits for pushed chunks first.
-    pub async fn append_from(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> Result<u64> {
-        self.flush().await?;
-        let req = readfd::AppendFdRequest { session: self.session, seq: self.seq, offset: self.offset };
-        self.seq += 1;
-        let socket = self.client.socket().parent().unwrap_or(Path::new(".")).join(readfd::SOCKET_NAME);
-        let end = readfd::append_fd(&socket, req, fd).await?;
-        self.status.offset = end;
-        self.offset = end;
-        Ok(end)
-    }
-
-    /// Waits for every pushed chunk; returns the service's offset.
-    pub async fn flush(&mut self) -> Result<u64> {
-        while !self.inflight.is_empty() {
-            self.settle_oldest().await?;
-        }
-        Ok(self.status.offset)
-    }
-
-    async fn settle_oldest(&mut self) -> Result<()> {
-        let Some(handle) = self.inflight.pop_front() else { return Ok(()) };
-        let result = handle.await.map_err(|e| Error::internal(format!("write task: {e}")))?;
-        match result {
-            Ok(end) => {
-                self.status.offset = end;
-                Ok(())
-            }
-            Err(e) => {
-                for h in self.inflight.drain(..) {
-                    h.abort();
-                }
-                self.offset = self.status.offset;
-                Err(e)
-            }
-        }
-    }
-}
-
-impl ContentWriter for RemoteWriter {
-    fn status(&self) -> IngestStatus {
-        self.status.clone()
-    }
-
-    async fn write_at(&mut self, offset: u64, data: Vec<u8>) -> Result<u64> {
-        self.flush().await?;
-        let len = data.len() as u64;
-        let req = WriteChunk { session: self.session, seq: self.seq, offset, data: Bytes(data) };
-        self.seq += 1;
-        let end = self.client.call(req).await?;
-        debug_assert_eq!(end, offset + len);
-        self.status.offset = end;
-        self.offset = end;
-        Ok(end)
-    }
-
-    async fn commit(mut self, size: Option<u64>, digest: Option<Digest>) -> Result<BlobInfo> {
-        self.flush().await?;
-        self.client.call(CommitWriter { session: self.session, size, digest }).await
-    }
-
-    async fn abort(mut self) -> Result<()> {
-        let _ = self.flush().await;
-        let r = self.status.r#ref.clone();
-        self.client.call(Abort { r#ref: r, session: Some(self.session) }).await
+        // A job proving its bytes (`prove`) waits for another job writing the same ref
+        // (two pulls sharing a layer); the plain store interface answers at once.
+        RemoteWriter::open(self.client.clone(), open, prove).await
     }
 }

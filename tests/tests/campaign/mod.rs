@@ -112,7 +112,10 @@ impl Shared {
                     self.violation(format!("{kind}: never completed: {e}"));
                     return None;
                 }
-                Err(_) => {
+                Err(e) => {
+                    // Why it needed another attempt (`--nocapture` shows it; see the
+                    // retried pulls figure in docs/fault-campaign.md).
+                    eprintln!("retry {kind}: {}", e.chars().take(300).collect::<String>());
                     self.retry_of(kind);
                     std::thread::sleep(Duration::from_millis(100));
                 }
