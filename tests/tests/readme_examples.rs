@@ -22,7 +22,7 @@ use runtime_support::{busybox_tar, can_run, show, teardown};
 
 /// Lines whose fix is another item of issue 15, on another branch: run and reported, not
 /// asserted. Empty this list once those branches are merged.
-const PENDING: &[(&str, &str)] = &[("berth images rm --sync busybox", "item 3: short names in images rm")];
+const PENDING: &[(&str, &str)] = &[];
 
 /// Output a line must print (stdout), where the README says what it prints.
 const PRINTS: &[(&str, &str)] =
