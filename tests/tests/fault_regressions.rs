@@ -171,18 +171,28 @@ fn a_service_waits_for_its_predecessor_to_leave_the_store() {
         "the running snapshot service holds its lock"
     );
     // Stand in for a predecessor still draining: hold the lock, then replace the service.
+    // berthd is stopped meanwhile, so that its restart cannot take the lock first; it
+    // restarts the service once continued.
     let old = berth.status("snapshot").pid.expect("snapshot pid");
+    let launcher = berth.launcher_pid();
+    signal(launcher, Signal::SIGSTOP);
     signal(old, Signal::SIGKILL);
     let lock = std::fs::File::open(berth.root.join(".snapshot.lock")).expect("lock file");
+    let deadline = Instant::now() + Duration::from_secs(10);
     let held = loop {
         match nix::fcntl::Flock::lock(
             lock.try_clone().expect("fd"),
             nix::fcntl::FlockArg::LockExclusiveNonblock,
         ) {
             Ok(l) => break l,
-            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            Err(_) => {
+                signal(launcher, Signal::SIGCONT);
+                panic!("the killed snapshot service's lock was not released within 10 s");
+            }
         }
     };
+    signal(launcher, Signal::SIGCONT);
     std::thread::sleep(Duration::from_millis(500));
     let waiting = berth.status("snapshot");
     assert_eq!(waiting.state, berth_ipc::launcher::ServiceState::Starting, "{waiting:?}");
