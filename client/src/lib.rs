@@ -31,7 +31,7 @@ pub mod archive;
 pub mod check;
 pub mod commit;
 pub mod commit_pause;
-pub mod config_check;
+pub use berth_oci::config_check;
 pub mod content_ns;
 pub mod export;
 pub mod image;
