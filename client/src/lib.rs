@@ -41,6 +41,7 @@ pub mod names;
 pub mod oci;
 pub mod progress;
 pub mod pull;
+pub mod pull_docs;
 pub mod push;
 pub mod reference;
 pub mod registry;
