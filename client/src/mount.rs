@@ -39,9 +39,8 @@ pub async fn mount_image(
     let root = Descriptor::new(&t.media_type, t.digest, t.size);
     let content = ContentClient::new(services.content.clone());
     let (resolved, _) = load(&content, &root, &Platform::host()).await?;
-    let chain = resolved
-        .top_chain_id()
-        .ok_or_else(|| Error::precondition(format!("image {name}: no layers")))?;
+    let chain =
+        resolved.top_chain_id().ok_or_else(|| Error::precondition(format!("image {name}: no layers")))?;
     let key = mount_key(dir)?;
     let record = SnapshotRecord {
         snapshotter: snapshotter.into(),

@@ -38,7 +38,12 @@ pub async fn fetch_root(sess: &Session, reg: &Registry, r: &Reference) -> Result
 
 /// Fetches and stores the manifest `desc` names (the root's bytes when it is the root) and
 /// its config, checking both, and returns them parsed.
-pub async fn fetch_platform(sess: &Session, reg: &Registry, desc: &Descriptor, root: &Root) -> Result<Resolved> {
+pub async fn fetch_platform(
+    sess: &Session,
+    reg: &Registry,
+    desc: &Descriptor,
+    root: &Root,
+) -> Result<Resolved> {
     let bytes = if desc.digest == root.desc.digest {
         root.bytes.clone()
     } else {

@@ -66,4 +66,3 @@ pub fn layer_type_by_magic(head: &[u8], docker: bool) -> &'static str {
         _ => OCI_LAYER_TAR,
     }
 }
-

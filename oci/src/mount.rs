@@ -38,7 +38,8 @@ pub struct Plan {
     pub remount: Option<MsFlags>,
 }
 
-const RESTRICT: MsFlags = MsFlags::MS_RDONLY.union(MsFlags::MS_NOSUID).union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
+const RESTRICT: MsFlags =
+    MsFlags::MS_RDONLY.union(MsFlags::MS_NOSUID).union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
 
 /// How `m` is mounted for `purpose`.
 pub fn plan(m: &Mount, purpose: Purpose) -> Plan {
@@ -68,7 +69,8 @@ pub fn plan(m: &Mount, purpose: Purpose) -> Plan {
         flags,
         fstype: (!bind).then(|| m.kind.clone()),
         data: (!data.is_empty()).then_some(data),
-        remount: (bind && flags.intersects(RESTRICT)).then(|| (flags & !MsFlags::MS_REC) | MsFlags::MS_REMOUNT),
+        remount: (bind && flags.intersects(RESTRICT))
+            .then(|| (flags & !MsFlags::MS_REC) | MsFlags::MS_REMOUNT),
     }
 }
 

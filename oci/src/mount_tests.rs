@@ -1,13 +1,18 @@
 use super::*;
 
 fn m(kind: &str, options: &[&str]) -> Mount {
-    Mount { kind: kind.into(), source: "/src".into(), options: options.iter().map(|s| s.to_string()).collect() }
+    Mount {
+        kind: kind.into(),
+        source: "/src".into(),
+        options: options.iter().map(|s| s.to_string()).collect(),
+    }
 }
 
 #[test]
 fn a_host_view_is_read_only_nosuid_nodev_whatever_the_list_says() {
     let p = plan(&m("bind", &["rw", "rbind"]), Purpose::HostView);
-    let want = MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let want =
+        MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     assert_eq!(p.flags, want);
     assert_eq!(p.fstype, None);
     // The remount carries the restrictions, not the recursion.

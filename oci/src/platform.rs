@@ -70,4 +70,3 @@ impl std::fmt::Display for Platform {
         Ok(())
     }
 }
-

@@ -36,12 +36,13 @@ fn a_container_runs_the_platform_its_image_was_unpacked_for() {
     let host = berth_client::oci::Platform::host();
     // First an entry naming no platform (chosen by import), then one naming the host's.
     let (a, b) = (marked("A"), marked("B"));
-    let inner = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
-        entry(&a, None),
-        entry(&b, Some(json!({"os": host.os, "architecture": host.architecture}))),
-    ]})
-    .to_string()
-    .into_bytes();
+    let inner =
+        json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+            entry(&a, None),
+            entry(&b, Some(json!({"os": host.os, "architecture": host.architecture}))),
+        ]})
+        .to_string()
+        .into_bytes();
     let name = "docker.io/test/platforms:v1";
     let outer = json!({"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.index.v1+json",

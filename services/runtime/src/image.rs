@@ -18,7 +18,8 @@ pub async fn resolve(content: &ContentClient, image: &Image) -> Result<(ImageCon
     let root = Descriptor::new(&t.media_type, t.digest, t.size);
     let in_image = |e: Error| Error::new(e.code, format!("image {}: {}", image.name, e.message));
     let (r, _) = load(content, &root, &Platform::host()).await.map_err(in_image)?;
-    let config: ImageConfig = serde_json::from_slice(&r.config_json)
-        .map_err(|e| Error::invalid(format!("image {}: config {}: {e}", image.name, r.manifest.config.digest)))?;
+    let config: ImageConfig = serde_json::from_slice(&r.config_json).map_err(|e| {
+        Error::invalid(format!("image {}: config {}: {e}", image.name, r.manifest.config.digest))
+    })?;
     Ok((config, r.top_chain_id()))
 }

@@ -97,7 +97,8 @@ impl TempMount {
         if mounts.is_empty() {
             return Err(Error::internal("diff: no mounts"));
         }
-        mount_all(mounts, dir, Purpose::HostView).map_err(|e| Error::new(e.code, format!("diff: {}", e.message)))?;
+        mount_all(mounts, dir, Purpose::HostView)
+            .map_err(|e| Error::new(e.code, format!("diff: {}", e.message)))?;
         Ok(guard)
     }
 }
