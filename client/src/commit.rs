@@ -97,8 +97,8 @@ async fn run(sess: &Session, image_name: &str, key: &str, name: &str) -> Result<
     let mbytes = serde_json::to_vec(&manifest).map_err(|e| Error::internal(format!("manifest: {e}")))?;
     let mdigest = sess.put_bytes(&mbytes).await?;
     let target = Descriptor::new(mt, mdigest, mbytes.len() as u64);
-    let config = oci::parse_config(&config, &format!("config {cdigest}"))?;
-    let resolved = Resolved { desc: target.clone(), manifest, config };
+    let parsed = oci::parse_config(&config, &format!("config {cdigest}"))?;
+    let resolved = Resolved { desc: target.clone(), manifest, config: parsed, config_json: config };
     let chain_id = image::record_and_unpack(sess, &resolved, image::Layers::Unpack).await?;
     image::set_image(sess, name, &target).await?;
     Ok(Committed { name: name.to_string(), target, layer, chain_id })

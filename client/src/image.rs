@@ -5,48 +5,20 @@
 
 use std::collections::BTreeMap;
 
-use berth_ipc::content::proxy::ContentClient;
-use berth_ipc::content::store::ContentStore;
 use berth_ipc::metadata::{CreateImage, Descriptor as MetaDescriptor, Image, UpdateImage};
 use berth_ipc::snapshot::{LABEL_UNCOMPRESSED, Layer, Unpack};
 use berth_ipc::{Code, Digest, Error, Result};
 
-use crate::oci::{self, Config, Descriptor, Manifest, Platform};
+pub use berth_oci::resolve::{MAX_INDEX_ENTRIES, Resolved, check_layers, choose, get_json, load};
+use berth_oci::resolve::{kind, resolved};
+
+use crate::oci::{self, Descriptor, Manifest, Platform};
 use crate::session::{Session, chain_ids};
 
 /// The label naming a content blob a record references.
 pub const GC_REF_CONTENT: &str = "containerd.io/gc.ref.content";
 /// The label prefix naming the snapshot a config unpacks to.
 pub const GC_REF_SNAPSHOT: &str = "containerd.io/gc.ref.snapshot";
-/// How many entries an index may list.
-pub const MAX_INDEX_ENTRIES: usize = 256;
-
-/// A platform manifest with its config.
-#[derive(Debug, Clone)]
-pub struct Resolved {
-    /// The manifest's descriptor.
-    pub desc: Descriptor,
-    /// The manifest.
-    pub manifest: Manifest,
-    /// The config.
-    pub config: Config,
-}
-
-/// Picks the entry of `index` for `platform` (the first match).
-pub fn choose<'a>(index: &'a oci::Index, platform: &Platform, what: &str) -> Result<&'a Descriptor> {
-    if index.manifests.len() > MAX_INDEX_ENTRIES {
-        return Err(Error::invalid(format!(
-            "{what}: {} entries, over the limit of {MAX_INDEX_ENTRIES}",
-            index.manifests.len()
-        )));
-    }
-    index
-        .manifests
-        .iter()
-        .find(|d| oci::is_manifest(&d.media_type) && d.platform.as_ref().is_none_or(|p| platform.matches(p)))
-        .ok_or_else(|| Error::not_found(format!("{what}: no manifest for platform {platform}")))
-}
-
 /// Labels of an index record: one reference per child.
 pub fn index_labels(index: &oci::Index) -> BTreeMap<String, String> {
     index
@@ -66,21 +38,6 @@ pub fn manifest_labels(m: &Manifest) -> BTreeMap<String, String> {
     l
 }
 
-/// Checks that the config promises as many layers as the manifest has.
-pub fn check_layers(m: &Manifest, c: &Config, what: &str) -> Result<()> {
-    if c.rootfs.diff_ids.len() != m.layers.len() {
-        return Err(Error::new(
-            Code::DataLoss,
-            format!(
-                "{what}: config lists {} diff_ids for {} layers",
-                c.rootfs.diff_ids.len(),
-                m.layers.len()
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Reads and records the tree under `root` (already in content), returning the platform
 /// manifest.
 pub async fn resolve(sess: &Session, root: &Descriptor, platform: &Platform) -> Result<Resolved> {
@@ -89,53 +46,6 @@ pub async fn resolve(sess: &Session, root: &Descriptor, platform: &Platform) -> 
         sess.record(root.digest, root.size, index_labels(&index)).await?;
     }
     Ok(resolved)
-}
-
-/// A small blob's bytes from content, refusing blobs over [`oci::MAX_JSON`].
-pub async fn get_json(content: &ContentClient, digest: &Digest) -> Result<Vec<u8>> {
-    let info = content.info(digest).await?;
-    if info.size > oci::MAX_JSON {
-        return Err(Error::invalid(format!(
-            "blob {digest}: {} bytes, over the {}-byte bound",
-            info.size,
-            oci::MAX_JSON
-        )));
-    }
-    content.read(digest, 0, None).await
-}
-
-/// Reads the tree under `root` from content without recording anything: the platform
-/// manifest and config, and the index on the way if there was one.
-pub async fn load(
-    content: &ContentClient,
-    root: &Descriptor,
-    platform: &Platform,
-) -> Result<(Resolved, Option<oci::Index>)> {
-    let bytes = get_json(content, &root.digest).await?;
-    let what = format!("{} {}", kind(&root.media_type), root.digest);
-    let mt = oci::sniff(&bytes, &root.media_type, &what)?;
-    let (desc, index) = if oci::is_index(&mt) {
-        let index = oci::parse_index(&bytes, &what)?;
-        let child = choose(&index, platform, &what)?.clone();
-        (child, Some(index))
-    } else {
-        (root.clone(), None)
-    };
-    let bytes = if desc.digest == root.digest { bytes } else { get_json(content, &desc.digest).await? };
-    let what = format!("manifest {}", desc.digest);
-    let mt = oci::sniff(&bytes, &desc.media_type, &what)?;
-    if !oci::is_manifest(&mt) {
-        return Err(Error::invalid(format!("{what}: expected a manifest, found {mt}")));
-    }
-    let manifest = oci::parse_manifest(&bytes, &what)?;
-    let cbytes = get_json(content, &manifest.config.digest).await?;
-    let config = oci::parse_config(&cbytes, &format!("config {}", manifest.config.digest))?;
-    check_layers(&manifest, &config, &what)?;
-    Ok((Resolved { desc, manifest, config }, index))
-}
-
-fn kind(mt: &str) -> &'static str {
-    if oci::is_index(mt) { "index" } else { "manifest" }
 }
 
 /// Where an image's layers stand when [`record_and_unpack`] records it.
@@ -276,8 +186,6 @@ async fn record_tree_at(
     }
     let manifest = oci::parse_manifest(&bytes, &what)?;
     let cbytes = sess.get_json(&manifest.config.digest).await?;
-    let config = oci::parse_config(&cbytes, &format!("config {}", manifest.config.digest))?;
-    check_layers(&manifest, &config, &what)?;
-    let resolved = Resolved { desc: root.clone(), manifest, config };
-    record_and_unpack(sess, &resolved, Layers::Stored).await.map(drop)
+    let r = resolved(root.clone(), manifest, cbytes)?;
+    record_and_unpack(sess, &r, Layers::Stored).await.map(drop)
 }

@@ -8,14 +8,13 @@ use std::path::Path;
 
 use berth_ipc::content::proxy::ContentClient;
 use berth_ipc::metadata::{ByName, GetImage, PutSnapshot, RemoveSnapshot, SnapshotRecord, SnapshotRef};
-use berth_ipc::snapshot::{KeyRef, Mount, Remove, View};
+use berth_ipc::snapshot::{KeyRef, Remove, View};
 use berth_ipc::{Code, Digest, Error, Result};
-use nix::mount::{MntFlags, MsFlags};
+use berth_oci::mount::{Busy, Purpose, mount_all, unmount_all};
 
 use crate::Services;
 use crate::image::load;
 use crate::oci::{Descriptor, Platform};
-use crate::session::chain_ids;
 
 /// The label making a record a GC root.
 pub const GC_ROOT: &str = "containerd.io/gc.root";
@@ -40,9 +39,8 @@ pub async fn mount_image(
     let root = Descriptor::new(&t.media_type, t.digest, t.size);
     let content = ContentClient::new(services.content.clone());
     let (resolved, _) = load(&content, &root, &Platform::host()).await?;
-    let chain = *chain_ids(&resolved.config.rootfs.diff_ids)
-        .last()
-        .ok_or_else(|| Error::precondition(format!("image {name}: no layers")))?;
+    let chain =
+        resolved.top_chain_id().ok_or_else(|| Error::precondition(format!("image {name}: no layers")))?;
     let key = mount_key(dir)?;
     let record = SnapshotRecord {
         snapshotter: snapshotter.into(),
@@ -68,54 +66,19 @@ pub async fn mount_image(
         }
         other => other?,
     };
-    if let Err(e) = mount_all(&mounts, dir) {
+    // Whatever the image holds is only looked at: read-only, its device nodes inert and its
+    // setuid bits giving nothing to whoever runs a program through the mount point.
+    if let Err(e) = mount_all(&mounts, dir, Purpose::HostView) {
         let _ = unmount_image(services, ns, dir, snapshotter).await;
         return Err(e);
     }
     Ok(chain)
 }
 
-fn mount_all(mounts: &[Mount], dir: &Path) -> Result<()> {
-    for m in mounts {
-        // Whatever the image holds is only looked at: its device nodes stay inert and its
-        // setuid bits give nothing to whoever runs a program through the mount point.
-        let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-        let mut data = Vec::new();
-        for o in &m.options {
-            match o.as_str() {
-                "ro" => flags |= MsFlags::MS_RDONLY,
-                "rw" => {}
-                "bind" => flags |= MsFlags::MS_BIND,
-                "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
-                other => data.push(other),
-            }
-        }
-        let data = data.join(",");
-        let fail = |e: nix::Error| Error::internal(format!("mount {} on {}: {e}", m.kind, dir.display()));
-        let fstype = if flags.contains(MsFlags::MS_BIND) { None } else { Some(m.kind.as_str()) };
-        nix::mount::mount(Some(m.source.as_str()), dir, fstype, flags, Some(data.as_str())).map_err(fail)?;
-        if flags.contains(MsFlags::MS_BIND) {
-            // A bind mount takes its flags only from a remount.
-            let re = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | (flags & !MsFlags::MS_REC);
-            if let Err(e) = nix::mount::mount(None::<&str>, dir, None::<&str>, re, None::<&str>) {
-                let _ = nix::mount::umount2(dir, MntFlags::MNT_DETACH);
-                return Err(fail(e));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Unmounts `dir` and removes its view and the view's record.
 pub async fn unmount_image(services: &Services, ns: &str, dir: &Path, snapshotter: &str) -> Result<()> {
     let key = mount_key(dir)?;
-    loop {
-        match nix::mount::umount2(dir, MntFlags::empty()) {
-            Ok(()) => {}
-            Err(nix::Error::EINVAL) => break,
-            Err(e) => return Err(Error::precondition(format!("unmount {}: {e}", dir.display()))),
-        }
-    }
+    unmount_all(dir, Busy::Fail)?;
     let r = KeyRef { snapshotter: snapshotter.into(), key: key.clone(), namespace: ns.into() };
     match services.snapshot.call(Remove(r)).await {
         Err(e) if !e.is(Code::NotFound) => return Err(e),

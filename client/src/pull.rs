@@ -13,10 +13,11 @@ use berth_ipc::{Code, Digest, Error, Result};
 use tokio::sync::Semaphore;
 
 use crate::Services;
-use crate::image::{self, MAX_INDEX_ENTRIES, choose};
+use crate::image::{self, Resolved, choose};
 use crate::import::Imported;
-use crate::oci::{self, Descriptor, MAX_JSON, Platform};
+use crate::oci::{self, Descriptor, Platform};
 use crate::progress::{Progress, State};
+use crate::pull_docs;
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryOptions};
 use crate::session::{CHUNK, Session, chain_ids};
@@ -78,47 +79,13 @@ async fn run(
 ) -> Result<Imported> {
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
     opts.progress.step(&format!("resolving {r}"));
-    let (bytes, declared) = reg.get_manifest(&r.object()).await?;
-    let digest = Digest::of(&bytes);
-    if let Some(d) = r.digest
-        && d != digest
-    {
-        return Err(Error::new(Code::DataLoss, format!("manifest {r}: bytes do not match the digest")));
-    }
-    let what = format!("{r}");
-    let mt = oci::sniff(&bytes, &declared, &what)?;
-    let root = Descriptor::new(&mt, digest, bytes.len() as u64);
-    sess.put_bytes(&bytes).await?;
-    let mdesc = if oci::is_index(&mt) {
-        let index = oci::parse_index(&bytes, &what)?;
-        if index.manifests.len() > MAX_INDEX_ENTRIES {
-            return Err(Error::invalid(format!(
-                "{what}: index of {} entries, over the limit",
-                index.manifests.len()
-            )));
-        }
-        let child = choose(&index, &platform, &what)?.clone();
-        if child.size > MAX_JSON {
-            return Err(Error::invalid(format!("manifest {}: over the {MAX_JSON}-byte bound", child.digest)));
-        }
-        let (cbytes, _) = reg.get_manifest(&child.digest.to_string()).await?;
-        if Digest::of(&cbytes) != child.digest || cbytes.len() as u64 != child.size {
-            return Err(Error::new(
-                Code::DataLoss,
-                format!("manifest {}: bytes do not match the digest", child.digest),
-            ));
-        }
-        sess.put_bytes(&cbytes).await?;
-        child
-    } else {
-        root.clone()
+    let root = pull_docs::fetch_root(sess, reg, r).await?;
+    let mdesc = match &root.index {
+        Some(index) => choose(index, &platform, &format!("{r}"))?.clone(),
+        None => root.desc.clone(),
     };
-    let mbytes = sess.get_json(&mdesc.digest).await?;
-    let manifest = oci::parse_manifest(&mbytes, &format!("manifest {}", mdesc.digest))?;
-    let config = reg.get_small_blob(&manifest.config.digest, manifest.config.size).await?;
-    sess.put_bytes(&config).await?;
-    let cfg = oci::parse_config(&config, &format!("config {}", manifest.config.digest))?;
-    image::check_layers(&manifest, &cfg, &format!("manifest {}", mdesc.digest))?;
+    let resolved = pull_docs::fetch_platform(sess, reg, &mdesc, &root).await?;
+    let (manifest, cfg) = (&resolved.manifest, &resolved.config);
 
     let layers: Vec<Layer> = manifest
         .layers
@@ -174,17 +141,20 @@ async fn run(
     if let Some(u) = unpacker {
         u.await.map_err(|e| Error::internal(format!("unpack task: {e}")))??;
     }
-    if opts.all_platforms && oci::is_index(&mt) {
-        let index = oci::parse_index(&bytes, &what)?;
+    if opts.all_platforms
+        && let Some(index) = &root.index
+    {
         let mut seen = std::collections::BTreeSet::from([mdesc.digest]);
         for child in index.manifests.iter().filter(|c| oci::is_manifest(&c.media_type)) {
             if seen.insert(child.digest) {
-                fetch_other(sess, reg, child, opts).await?;
+                let other = fetch_other(sess, reg, child, &root, opts).await?;
+                image::record_and_unpack(sess, &other, image::Layers::Stored).await?;
             }
         }
-        image::record_tree(sess, &root).await?;
     }
-    let resolved = image::resolve(sess, &root, &platform).await?;
+    if let Some(index) = &root.index {
+        sess.record(root.desc.digest, root.desc.size, image::index_labels(index)).await?;
+    }
     let chain_id = image::record_and_unpack(
         sess,
         &resolved,
@@ -192,8 +162,8 @@ async fn run(
     )
     .await?;
     let name = r.to_string();
-    image::set_image(sess, &name, &root).await?;
-    Ok(Imported { name, target: root, chain_id })
+    image::set_image(sess, &name, &root.desc).await?;
+    Ok(Imported { name, target: root.desc, chain_id })
 }
 
 /// Unpacks the layers while they download: the snapshot service reads each one from its
@@ -222,30 +192,19 @@ async fn unpack_as_they_come(
     Ok(())
 }
 
-/// Fetches another platform's manifest, config and layers (not unpacked).
+/// Fetches another platform's manifest, config and layers (not unpacked), checked as the
+/// chosen platform's are.
 async fn fetch_other(
     sess: &Arc<Session>,
     reg: &Arc<Registry>,
     child: &Descriptor,
+    root: &pull_docs::Root,
     opts: &PullOptions,
-) -> Result<()> {
-    if child.size > MAX_JSON {
-        return Err(Error::invalid(format!("manifest {}: over the {MAX_JSON}-byte bound", child.digest)));
-    }
-    let (bytes, _) = reg.get_manifest(&child.digest.to_string()).await?;
-    if Digest::of(&bytes) != child.digest {
-        return Err(Error::new(
-            Code::DataLoss,
-            format!("manifest {}: bytes do not match the digest", child.digest),
-        ));
-    }
-    sess.put_bytes(&bytes).await?;
-    let m = oci::parse_manifest(&bytes, &format!("manifest {}", child.digest))?;
-    let config = reg.get_small_blob(&m.config.digest, m.config.size).await?;
-    sess.put_bytes(&config).await?;
+) -> Result<Resolved> {
+    let other = pull_docs::fetch_platform(sess, reg, child, root).await?;
     let sem = Arc::new(Semaphore::new(opts.parallel.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for l in m.layers {
+    for l in other.manifest.layers.clone() {
         let (sess, reg, sem, p) = (sess.clone(), reg.clone(), sem.clone(), opts.progress.clone());
         tasks.spawn(async move {
             let _slot = sem.acquire_owned().await.map_err(|_| Error::internal("pull: semaphore closed"))?;
@@ -255,7 +214,7 @@ async fn fetch_other(
     while let Some(done) = tasks.join_next().await {
         done.map_err(|e| Error::internal(format!("pull task: {e}")))??;
     }
-    Ok(())
+    Ok(other)
 }
 
 /// Fetches one layer into content, resuming an earlier ingest of it.

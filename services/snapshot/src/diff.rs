@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_ipc::snapshot::{Descriptor, Diff, LABEL_UNCOMPRESSED, MEDIA_TYPE_LAYER_GZIP};
 use berth_ipc::{Error, Result};
+use berth_oci::mount::{Busy, Purpose, mount_all, unmount_all};
 
 use crate::backend::{BackendKind, io_err};
 use crate::layer::whiteout::{OPAQUE, PREFIX};
@@ -91,29 +92,20 @@ struct TempMount {
 
 impl TempMount {
     fn new(mounts: &[berth_ipc::snapshot::Mount], dir: &Path) -> Result<TempMount> {
-        use nix::mount::{MsFlags, mount};
         std::fs::create_dir(dir).map_err(|e| io_err("create", dir, e))?;
         let guard = TempMount { dir: dir.to_path_buf() };
-        let m = mounts.first().ok_or_else(|| Error::internal("diff: no mounts"))?;
-        let err = |e: nix::errno::Errno| {
-            Error::internal(format!("diff: mount {}: {}", dir.display(), e.desc().to_lowercase()))
-        };
-        if m.kind == "bind" {
-            mount(Some(m.source.as_str()), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(err)?;
-            let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-            mount(None::<&str>, dir, None::<&str>, ro, None::<&str>).map_err(err)?;
-        } else {
-            let data = m.options.join(",");
-            mount(Some("overlay"), dir, Some("overlay"), MsFlags::MS_RDONLY, Some(data.as_str()))
-                .map_err(err)?;
+        if mounts.is_empty() {
+            return Err(Error::internal("diff: no mounts"));
         }
+        mount_all(mounts, dir, Purpose::HostView)
+            .map_err(|e| Error::new(e.code, format!("diff: {}", e.message)))?;
         Ok(guard)
     }
 }
 
 impl Drop for TempMount {
     fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
+        let _ = unmount_all(&self.dir, Busy::Detach);
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
