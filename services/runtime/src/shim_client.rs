@@ -1,5 +1,6 @@
-//! The runtime service's side of a shim: spawning one and calling it over its socket (one
-//! JSON line each way).
+//! The runtime service's side of a shim: spawning one, calling it over its socket (one
+//! JSON line each way), telling whether it still runs and killing it. The `/proc` reads here
+//! block: async callers go through [`crate::blocking::blocking`].
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,6 +11,7 @@ use berth_ipc::{Error, Result};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
+use crate::bundle::Bundle;
 use crate::shim::ShimArgs;
 
 /// The `berth-shim` binary: next to this executable, else on `PATH`.
@@ -92,5 +94,32 @@ async fn call_once(socket: &Path, req: &ShimRequest) -> Result<ShimResponse> {
 pub fn kill_pid(pid: u32) {
     if let Ok(pid) = i32::try_from(pid) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Whether the shim recorded in `bundle` still runs (its pid is a `berth-shim` of this
+/// bundle: a reused pid is not).
+pub(crate) fn shim_alive(bundle: &Bundle) -> bool {
+    let Some(pid) = bundle.read_shim_pid() else { return false };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("Z");
+    let bundle_dir = bundle.dir.as_os_str().as_encoded_bytes();
+    !zombie && !bundle_dir.is_empty() && cmdline.windows(bundle_dir.len()).any(|w| w == bundle_dir)
+}
+
+/// SIGKILLs every live `berth-shim` serving `bundle` (found by its command line, since a
+/// shim still starting has not written `shim.pid` yet).
+pub(crate) fn kill_shims_of(bundle: &Bundle) {
+    let mut needle = b"--bundle\0".to_vec();
+    needle.extend_from_slice(bundle.dir.as_os_str().as_encoded_bytes());
+    needle.push(0);
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let is_shim = cmdline.split(|b| *b == 0).next().is_some_and(|a| a.ends_with(b"berth-shim"));
+        if is_shim && cmdline.windows(needle.len()).any(|w| w == needle.as_slice()) {
+            kill_pid(pid);
+        }
     }
 }

@@ -38,7 +38,7 @@ use berth_ipc::runtime::ShimResponse;
 
 use crate::bundle::Bundle;
 
-pub use process::runtime_command;
+pub(crate) use sys::hide_unified_cgroup;
 
 /// What the shim is told on its command line.
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use berth_ipc::{Error, Result};
 
 use super::reaper::Reaper;
+use crate::oci_runtime::runtime_command;
 
 /// The OCI runtime binary and its state root.
 #[derive(Clone)]
@@ -70,23 +71,6 @@ impl Runner {
         }
         Ok(stdout)
     }
-}
-
-/// A command running the OCI runtime `runtime` with state root `root`.
-pub fn runtime_command(runtime: &str, root: &std::path::Path) -> Command {
-    let mut cmd = Command::new(runtime);
-    cmd.arg("--root").arg(root);
-    if runtime.ends_with("crun") && crun_needs_no_cgroups() {
-        super::sys::hide_unified_cgroup(&mut cmd);
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-/// crun refuses hybrid cgroup hosts (v1 controllers plus a v2 hierarchy that holds one);
-/// there it runs in a mount namespace where the v2 hierarchy is not mounted.
-pub fn crun_needs_no_cgroups() -> bool {
-    std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers").is_ok_and(|c| !c.trim().is_empty())
 }
 
 /// A runtime failure as a wire error: the last meaningful line of its output.
