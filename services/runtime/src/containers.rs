@@ -14,6 +14,7 @@ use berth_ipc::snapshot::{KeyRef, Prepare, Remove, Stat};
 use berth_ipc::{Code, Error, Result};
 
 use crate::Runtime;
+use crate::blocking::blocking;
 use crate::bundle::Bundle;
 use crate::oci_runtime::runtime_binary;
 use crate::{image, mount, spec};
@@ -85,7 +86,7 @@ impl Runtime {
         let logs = self.log_dir(ns, id);
         if logs.exists() {
             tracing::warn!(namespace = ns, id, "removing a removed container's stale logs");
-            let _ = std::fs::remove_dir_all(&logs);
+            let _ = blocking(move || std::fs::remove_dir_all(logs)).await;
         }
         let (config, chain) = resolved?;
         let key = snapshot_key(id);
@@ -156,7 +157,7 @@ impl Runtime {
                 }
                 tracing::warn!(namespace = ns, id, key = %prepare.key, "removing a crashed create's snapshot");
                 let tmp = self.spec_mount_dir(ns, id);
-                let _ = tokio::task::spawn_blocking(move || mount::unmount_all(&tmp)).await;
+                let _ = blocking(move || mount::unmount_all(&tmp)).await;
                 self.drop_snapshot(ns, &prepare.key).await;
                 self.snapshot.call(prepare).await
             }
@@ -242,14 +243,13 @@ impl Runtime {
         dirs.create(&tmp).map_err(|e| Error::internal(format!("{}: {e}", tmp.display())))?;
         let (mounts, config, req2, tmp2) = (mounts.to_vec(), config.clone(), req.clone(), tmp.clone());
         let cgroup = self.cgroup_path(&req.namespace, &req.id);
-        let out = tokio::task::spawn_blocking(move || {
+        let out = blocking(move || {
             mount::mount_for_lookup(&mounts, &tmp2)?;
             let spec = spec::generate(&config, &req2.options, &req2.id, &cgroup, &tmp2);
             let _ = mount::unmount_all(&tmp2);
             serde_json::to_vec(&spec?).map_err(|e| Error::internal(format!("spec: {e}")))
         })
-        .await
-        .map_err(|e| Error::internal(format!("spec task: {e}")))?;
+        .await?;
         let _ = std::fs::remove_dir(&tmp);
         out
     }
@@ -273,17 +273,18 @@ impl Runtime {
     /// campaign). A shim it may have started is killed, the container with it.
     async fn remove_leftover_bundle(&self, bundle: &Bundle, runtime: &str, ns: &str, id: &str) -> Result<()> {
         tracing::warn!(namespace = ns, id, "removing a task bundle left without its record");
-        if let Some(pid) = bundle.read_shim_pid().filter(|_| crate::shim_client::shim_alive(bundle)) {
+        if self.shim_alive(bundle).await
+            && let Some(pid) = bundle.read_shim_pid()
+        {
             crate::shim_client::kill_pid(pid);
         }
         self.cleanup_runtime(bundle, runtime, ns, id).await;
         let (root, dir) = (bundle.rootfs(), bundle.dir.clone());
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             mount::unmount_all(&root)?;
             std::fs::remove_dir_all(&dir).map_err(|e| Error::internal(format!("{}: {e}", dir.display())))
         })
-        .await
-        .map_err(|e| Error::internal(e.to_string()))?
+        .await?
     }
 
     /// `RemoveContainer`.
@@ -312,7 +313,8 @@ impl Runtime {
         // Its output goes with it (a dir left by a crash here goes with a later container of
         // that id being removed, or is overwritten by its output).
         let logs = self.log_dir(ns, id);
-        if let Err(e) = std::fs::remove_dir_all(&logs)
+        let dir = logs.clone();
+        if let Ok(Err(e)) = blocking(move || std::fs::remove_dir_all(dir)).await
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(dir = %logs.display(), error = %e, "container logs not removed");

@@ -87,8 +87,12 @@ impl Runtime {
         }
         let result = self.create_in(&bundle, &container, runtime, ns, id, start).await;
         if result.is_err() {
-            let _ = mount::unmount_all(&bundle.rootfs());
-            let _ = std::fs::remove_dir_all(&bundle.dir);
+            let b = bundle.clone();
+            let _ = blocking(move || {
+                let _ = mount::unmount_all(&b.rootfs());
+                let _ = std::fs::remove_dir_all(&b.dir);
+            })
+            .await;
         }
         result
     }
@@ -127,9 +131,7 @@ impl Runtime {
         let recorded = tokio::task::spawn_blocking(move || crate::bundle::write_durably(&path, &json));
         let started = async {
             let (m, root) = (mounts.clone(), bundle.rootfs());
-            tokio::task::spawn_blocking(move || mount::mount_all(&m, &root))
-                .await
-                .map_err(|e| Error::internal(e.to_string()))??;
+            blocking(move || mount::mount_all(&m, &root)).await??;
             self.previous_runtime_state_gone(ns, id).await;
             let args = ShimArgs {
                 namespace: ns.into(),
@@ -222,7 +224,7 @@ impl Runtime {
                 info.status = TaskStatus::Unknown;
             }
             // A shim that lives but did not answer is not dead: no verdict yet.
-            Ok(_) | Err(_) if shim_alive(&bundle) => info.status = TaskStatus::Unknown,
+            Ok(_) | Err(_) if self.shim_alive(&bundle).await => info.status = TaskStatus::Unknown,
             Ok(_) | Err(_) => info.exit = Some(self.dead_shim_exit(&bundle, &task.namespace, &task.id).await),
         }
         Ok(info)
@@ -273,7 +275,7 @@ impl Runtime {
         {
             Ok(ShimResponse::Exit(exit)) => Ok(exit),
             Ok(other) => Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
-            Err(e) if e.is(Code::Unavailable) && task.exec_id.is_none() && !shim_alive(&bundle) => {
+            Err(e) if e.is(Code::Unavailable) && task.exec_id.is_none() && !self.shim_alive(&bundle).await => {
                 Ok(self.dead_shim_exit(&bundle, &task.namespace, &task.id).await)
             }
             Err(e) => Err(e),
@@ -297,10 +299,8 @@ impl Runtime {
         };
         let exit = exit.unwrap_or(ExitInfo { status: UNKNOWN_EXIT, exited_at: now_ns(), oom_killed: false });
         let root = bundle.rootfs();
-        tokio::task::spawn_blocking(move || mount::unmount_all(&root))
-            .await
-            .map_err(|e| Error::internal(e.to_string()))??;
-        self.discard(&bundle)?;
+        blocking(move || mount::unmount_all(&root)).await??;
+        self.discard(&bundle).await?;
         self.events.publish(
             &task.namespace,
             TaskDelete {
@@ -327,6 +327,12 @@ impl Runtime {
         let _ = blocking(move || crate::oci_runtime::wait_state_gone(oci.as_ref(), &ns, &id, patience)).await;
     }
 
+    /// [`shim_alive`], off the async workers.
+    pub(crate) async fn shim_alive(&self, bundle: &Bundle) -> bool {
+        let b = bundle.clone();
+        blocking(move || shim_alive(&b)).await.unwrap_or(false)
+    }
+
     /// `<runtime> delete --force ID`, output discarded.
     async fn force_delete(&self, bin: &'static str, ns: &str, id: &str) {
         let (oci, ns, id) = (self.oci.clone(), ns.to_string(), id.to_string());
@@ -336,7 +342,7 @@ impl Runtime {
     /// Removes a deleted task's bundle: renamed into `tasks/.trash` at once (the id is free
     /// again when this returns), removed from there in the background. What a crash leaves
     /// in the trash is removed when the service starts.
-    fn discard(&self, bundle: &Bundle) -> Result<()> {
+    async fn discard(&self, bundle: &Bundle) -> Result<()> {
         let trash = self.state.join("tasks/.trash");
         let name = bundle.dir.iter().rev().take(2).map(|p| p.to_string_lossy()).collect::<Vec<_>>().join(".");
         let target = trash.join(format!("{name}.{}", now_ns()));
@@ -350,7 +356,10 @@ impl Runtime {
                 tokio::task::spawn_blocking(move || std::fs::remove_dir_all(target));
                 Ok(())
             }
-            Err(_) => std::fs::remove_dir_all(&bundle.dir).map_err(|e| io("bundle", e)),
+            Err(_) => {
+                let dir = bundle.dir.clone();
+                blocking(move || std::fs::remove_dir_all(dir)).await?.map_err(|e| io("bundle", e))
+            }
         }
     }
 
