@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use berth_ipc::runtime::{ShimRequest, ShimResponse};
-use berth_ipc::{Error, Result};
+use berth_ipc::runtime::{SHIM_PROTOCOL, ShimRequest, ShimResponse};
+use berth_ipc::{Code, Error, Result};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
@@ -74,12 +74,30 @@ pub async fn call(socket: &Path, req: &ShimRequest) -> Result<ShimResponse> {
 
 async fn call_once(socket: &Path, req: &ShimRequest) -> Result<ShimResponse> {
     let gone = |e: std::io::Error| Error::unavailable(format!("shim {}: {e}", socket.display()));
-    let mut conn = UnixStream::connect(socket).await.map_err(gone)?;
-    let mut line = serde_json::to_string(req).map_err(|e| Error::internal(e.to_string()))?;
+    let conn = UnixStream::connect(socket).await.map_err(gone)?;
+    let mut conn = BufReader::new(conn);
+    let versioned = ShimRequest::Versioned { protocol: SHIM_PROTOCOL, request: Box::new(req.clone()) };
+    match exchange(&mut conn, socket, &versioned).await {
+        // A shim from before protocol 1 (it outlived an upgrade of the service): the
+        // request again, bare, on the same connection.
+        Err(e) if is_unversioned_shim(&e) => exchange(&mut conn, socket, req).await,
+        other => other,
+    }
+}
+
+/// Whether `e` is a pre-protocol-1 shim's answer to `ShimRequest::Versioned`.
+pub fn is_unversioned_shim(e: &Error) -> bool {
+    e.is(Code::InvalidArgument) && e.message.contains("unknown variant `Versioned`")
+}
+
+/// One request line sent, one answer line read.
+async fn exchange(conn: &mut BufReader<UnixStream>, socket: &Path, req: &ShimRequest) -> Result<ShimResponse> {
+    let gone = |e: std::io::Error| Error::unavailable(format!("shim {}: {e}", socket.display()));
+    let mut line = serde_json::to_string(req).map_err(|e| Error::internal(format!("shim request: {e}")))?;
     line.push('\n');
-    conn.write_all(line.as_bytes()).await.map_err(gone)?;
+    conn.get_mut().write_all(line.as_bytes()).await.map_err(gone)?;
     let mut answer = String::new();
-    let n = BufReader::new(conn).read_line(&mut answer).await.map_err(gone)?;
+    let n = conn.read_line(&mut answer).await.map_err(gone)?;
     if n == 0 {
         return Err(Error::unavailable(format!("shim {}: closed without answering", socket.display())));
     }
