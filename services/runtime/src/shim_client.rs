@@ -141,3 +141,7 @@ pub(crate) fn kill_shims_of(bundle: &Bundle) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "shim_client_tests.rs"]
+mod tests;

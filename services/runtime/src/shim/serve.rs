@@ -281,14 +281,15 @@ impl Shim {
     }
 }
 
+/// The last resort of [`json`]: an internal error, written out by hand.
+const UNSERIALIZABLE: &str = r#"{"Error":{"code":"Internal","message":"shim answer: not serializable"}}"#;
+
 /// An answer as its JSON line. One that cannot be serialized is answered as an error
 /// saying so, never as a success.
 pub(super) fn json(resp: &ShimResponse) -> String {
     serde_json::to_string(resp).unwrap_or_else(|e| {
         let error = ShimResponse::Error(Error::internal(format!("shim answer: not serializable: {e}")));
-        serde_json::to_string(&error).unwrap_or_else(|_| {
-            r#"{"Error":{"code":"Internal","message":"shim answer: not serializable"}}"#.into()
-        })
+        serde_json::to_string(&error).unwrap_or_else(|_| UNSERIALIZABLE.into())
     })
 }
 
@@ -301,5 +302,31 @@ fn unversioned(req: ShimRequest) -> Result<ShimRequest> {
         ))),
         ShimRequest::Versioned { request, .. } => Ok(*request),
         bare => Ok(bare),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versioned_requests_are_unwrapped_and_a_newer_protocol_is_refused_by_number() {
+        let inner = |protocol| ShimRequest::Versioned { protocol, request: Box::new(ShimRequest::Ps) };
+        assert_eq!(unversioned(inner(SHIM_PROTOCOL)).ok(), Some(ShimRequest::Ps));
+        assert_eq!(unversioned(inner(0)).ok(), Some(ShimRequest::Ps));
+        assert_eq!(unversioned(ShimRequest::State).ok(), Some(ShimRequest::State), "protocol 0: bare");
+        let e = unversioned(inner(SHIM_PROTOCOL + 1)).err().expect("newer refused");
+        assert!(e.is(berth_ipc::Code::FailedPrecondition), "{e}");
+        assert!(e.to_string().contains(&format!("protocol {}", SHIM_PROTOCOL + 1)), "{e}");
+    }
+
+    #[test]
+    fn an_answer_line_is_the_answer_as_json() {
+        assert_eq!(json(&ShimResponse::Ok), r#""Ok""#);
+        let e = ShimResponse::Error(Error::internal("x"));
+        let back: ShimResponse = serde_json::from_str(&json(&e)).expect("parses");
+        assert_eq!(back, e);
+        let last: ShimResponse = serde_json::from_str(UNSERIALIZABLE).expect("the fallback parses");
+        assert!(matches!(last, ShimResponse::Error(e) if e.is(berth_ipc::Code::Internal)));
     }
 }
