@@ -91,7 +91,11 @@ pub fn is_unversioned_shim(e: &Error) -> bool {
 }
 
 /// One request line sent, one answer line read.
-async fn exchange(conn: &mut BufReader<UnixStream>, socket: &Path, req: &ShimRequest) -> Result<ShimResponse> {
+async fn exchange(
+    conn: &mut BufReader<UnixStream>,
+    socket: &Path,
+    req: &ShimRequest,
+) -> Result<ShimResponse> {
     let gone = |e: std::io::Error| Error::unavailable(format!("shim {}: {e}", socket.display()));
     let mut line = serde_json::to_string(req).map_err(|e| Error::internal(format!("shim request: {e}")))?;
     line.push('\n');

@@ -63,7 +63,8 @@ async fn a_current_shim_is_asked_once() {
         let mut line = String::new();
         BufReader::new(conn).read_line(&mut line).expect("line");
         let req: ShimRequest = serde_json::from_str(&line).expect("a request");
-        writeln!(write, "{}", serde_json::to_string(&ShimResponse::Pids(vec![3])).expect("json")).expect("answer");
+        writeln!(write, "{}", serde_json::to_string(&ShimResponse::Pids(vec![3])).expect("json"))
+            .expect("answer");
         req
     });
     let answer = super::call(&sock, &ShimRequest::Ps).await.expect("answer");
@@ -80,5 +81,8 @@ fn only_the_old_shims_refusal_of_versioned_counts_as_an_old_shim() {
         .expect("old shims refuse it");
     assert!(super::is_unversioned_shim(&old), "{old}");
     assert!(!super::is_unversioned_shim(&Error::invalid("shim request: unknown variant `Bogus`")));
-    assert!(!super::is_unversioned_shim(&Error::new(Code::FailedPrecondition, "unknown variant `Versioned`")));
+    assert!(!super::is_unversioned_shim(&Error::new(
+        Code::FailedPrecondition,
+        "unknown variant `Versioned`"
+    )));
 }

@@ -12,11 +12,11 @@ use berth_ipc::snapshot::{KeyRef, Mounts};
 use berth_ipc::{Code, Error, Result};
 
 use crate::Runtime;
-use crate::bundle::{Bundle, TaskRecord, now_ns, write_exit};
 use crate::blocking::blocking;
+use crate::bundle::{Bundle, TaskRecord, now_ns, write_exit};
 use crate::oci_runtime::runtime_binary;
-use crate::shim_client::{kill_shims_of, shim_alive};
 use crate::shim::ShimArgs;
+use crate::shim_client::{kill_shims_of, shim_alive};
 use crate::{mount, shim_client};
 
 /// How long a call waits for its event to be stored before events the shim publishes.
@@ -275,7 +275,9 @@ impl Runtime {
         {
             Ok(ShimResponse::Exit(exit)) => Ok(exit),
             Ok(other) => Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
-            Err(e) if e.is(Code::Unavailable) && task.exec_id.is_none() && !self.shim_alive(&bundle).await => {
+            Err(e)
+                if e.is(Code::Unavailable) && task.exec_id.is_none() && !self.shim_alive(&bundle).await =>
+            {
                 Ok(self.dead_shim_exit(&bundle, &task.namespace, &task.id).await)
             }
             Err(e) => Err(e),

@@ -38,12 +38,28 @@ impl Shim {
         })
     }
 
-    pub(super) fn exec(&self, exec_id: &str, process: &str, stdin: bool, terminal: bool) -> Result<ShimResponse> {
+    pub(super) fn exec(
+        &self,
+        exec_id: &str,
+        process: &str,
+        stdin: bool,
+        terminal: bool,
+    ) -> Result<ShimResponse> {
         let id = self.args.id.as_str();
         if self.state().status != TaskStatus::Running {
             return Err(Error::precondition(format!("task {id}: not running")));
         }
         self.free_exec_id(exec_id)?;
+        let started = self.start_exec(exec_id, process, stdin, terminal);
+        if started.is_err() {
+            self.procs().unreserve(exec_id);
+        }
+        started
+    }
+
+    /// `exec` once `exec_id` is reserved.
+    fn start_exec(&self, exec_id: &str, process: &str, stdin: bool, terminal: bool) -> Result<ShimResponse> {
+        let id = self.args.id.as_str();
         let spec = self.bundle.dir.join(format!("exec-{exec_id}.json"));
         let pid_file = self.bundle.dir.join(format!("exec-{exec_id}.pid"));
         std::fs::write(&spec, process).map_err(|e| io("exec spec", e))?;
@@ -105,12 +121,12 @@ impl Shim {
         Ok(ShimResponse::Pid(upid))
     }
 
-    /// Makes `exec_id` free for a new process: refused while a process of that id runs;
-    /// one that has exited is forgotten (with its output log, stdin and terminal), as ctr
+    /// Makes `exec_id` free for a new process and reserves it ([`super::state::Procs::reserve`]):
+    /// refused while a process of that id runs or starts; one that has exited is forgotten (with its output log, stdin and terminal), as ctr
     /// lets an exec id be used again once its process is gone.
     fn free_exec_id(&self, exec_id: &str) -> Result<()> {
         let reaper = &self.runner.reaper;
-        let freed = self.procs().free(exec_id, |pid, since| reaper.exited(pid, since).is_some())?;
+        let freed = self.procs().reserve(exec_id, |pid, since| reaper.exited(pid, since).is_some())?;
         if freed.is_none() {
             return Ok(());
         }
@@ -120,5 +136,4 @@ impl Shim {
         }
         Ok(())
     }
-
 }

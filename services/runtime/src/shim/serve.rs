@@ -92,14 +92,14 @@ impl Shim {
                 Ok(Err(e)) => ShimResponse::Error(e),
                 Ok(Ok(req)) => match req {
                     ShimRequest::Shutdown => match self.shutdown() {
-                    Ok(()) => {
-                        let _ = writeln!(write, "{}", json(&ShimResponse::Ok));
-                        let _ = write.flush();
-                        self.delete_exited();
-                        std::process::exit(0);
-                    }
-                    Err(e) => ShimResponse::Error(e),
-                },
+                        Ok(()) => {
+                            let _ = writeln!(write, "{}", json(&ShimResponse::Ok));
+                            let _ = write.flush();
+                            self.delete_exited();
+                            std::process::exit(0);
+                        }
+                        Err(e) => ShimResponse::Error(e),
+                    },
                     req => self.handle(req).unwrap_or_else(ShimResponse::Error),
                 },
                 Err(e) => ShimResponse::Error(Error::invalid(format!("shim request: {e}"))),
@@ -242,11 +242,8 @@ impl Shim {
     fn delete_exited(&self) {
         super::sys::background_priority();
         let id = self.args.id.as_str();
-        if self.state().status == TaskStatus::Stopped
-            && !self.early.wait(Duration::from_secs(10))
-            && self.runner.run(&["delete", id]).is_err()
-        {
-            let _ = self.runner.run(&["delete", "--force", id]);
+        if self.state().status == TaskStatus::Stopped && !self.early.wait(Duration::from_secs(10)) {
+            super::process::delete_or_force(&self.runner, id);
         }
     }
 
@@ -297,9 +294,11 @@ pub(super) fn json(resp: &ShimResponse) -> String {
 /// this shim's is refused.
 fn unversioned(req: ShimRequest) -> Result<ShimRequest> {
     match req {
-        ShimRequest::Versioned { protocol, .. } if protocol > SHIM_PROTOCOL => Err(Error::precondition(format!(
-            "shim: request speaks shim protocol {protocol}, this shim {SHIM_PROTOCOL}; restart the task to upgrade it"
-        ))),
+        ShimRequest::Versioned { protocol, .. } if protocol > SHIM_PROTOCOL => {
+            Err(Error::precondition(format!(
+                "shim: request speaks shim protocol {protocol}, this shim {SHIM_PROTOCOL}; restart the task to upgrade it"
+            )))
+        }
         ShimRequest::Versioned { request, .. } => Ok(*request),
         bare => Ok(bare),
     }

@@ -4,7 +4,7 @@
 //! when its id is reused, so no reader sees an exec with a log but no pid (separate locks
 //! allowed that). Event order and the early delete stay with the exit hook ([`super::exit`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use berth_ipc::runtime::TaskStatus;
@@ -33,12 +33,14 @@ pub struct Procs {
     /// A `Start` was answered (for a container started by `run`).
     start_answered: bool,
     execs: HashMap<String, Exec>,
+    /// Exec ids whose process is being started (freed, not yet added).
+    starting: HashSet<String>,
 }
 
 impl Procs {
     /// The state of a shim whose init is `status`.
     pub fn new(status: TaskStatus) -> Procs {
-        Procs { status, start_answered: false, execs: HashMap::new() }
+        Procs { status, start_answered: false, execs: HashMap::new(), starting: HashSet::new() }
     }
 
     /// Marks `Start` answered; whether it was already.
@@ -51,19 +53,34 @@ impl Procs {
         self.execs.get(exec_id).ok_or_else(|| Error::not_found(format!("exec {exec_id}: not found")))
     }
 
-    /// Makes `exec_id` free for a new process: refused (AlreadyExists) while its process
-    /// runs (`exited` says whether a pid, spawned after a mark, has exited); one that has
-    /// exited is forgotten and answered, for the caller to clean up after.
-    pub fn free(&mut self, exec_id: &str, exited: impl Fn(i32, u64) -> bool) -> Result<Option<Exec>> {
-        let Some(exec) = self.execs.get(exec_id) else { return Ok(None) };
-        if !exited(exec.pid, exec.since) {
-            return Err(Error::already_exists(format!("exec {exec_id}: already exists and still runs")));
+    /// Reserves `exec_id` for a new process: refused (AlreadyExists) while its process
+    /// runs (`exited` says whether a pid, spawned after a mark, has exited) or another
+    /// request is starting one under it; one that has exited is forgotten and answered, for
+    /// the caller to clean up after. The reservation ends with [`Procs::add`] or
+    /// [`Procs::unreserve`].
+    pub fn reserve(&mut self, exec_id: &str, exited: impl Fn(i32, u64) -> bool) -> Result<Option<Exec>> {
+        if self.starting.contains(exec_id) {
+            return Err(Error::already_exists(format!("exec {exec_id}: being started")));
         }
-        Ok(self.execs.remove(exec_id))
+        let old = match self.execs.get(exec_id) {
+            Some(exec) if !exited(exec.pid, exec.since) => {
+                return Err(Error::already_exists(format!("exec {exec_id}: already exists and still runs")));
+            }
+            Some(_) => self.execs.remove(exec_id),
+            None => None,
+        };
+        self.starting.insert(exec_id.to_string());
+        Ok(old)
     }
 
-    /// Records a started exec (its id was freed first).
+    /// Ends a reservation whose process did not start.
+    pub fn unreserve(&mut self, exec_id: &str) {
+        self.starting.remove(exec_id);
+    }
+
+    /// Records a started exec, ending its reservation.
     pub fn add(&mut self, exec_id: &str, exec: Exec) {
+        self.starting.remove(exec_id);
         self.execs.insert(exec_id.to_string(), exec);
     }
 }
@@ -88,19 +105,35 @@ mod tests {
     #[test]
     fn an_exec_id_is_refused_while_it_runs_and_freed_whole_once_it_exited() {
         let mut p = Procs::new(TaskStatus::Running);
-        assert!(p.free("e1", |_, _| unreachable!("no such exec")).expect("free unknown").is_none());
+        assert!(p.reserve("e1", |_, _| unreachable!("no such exec")).expect("reserve unknown").is_none());
         p.add("e1", Exec { pid: 42, since: 7, output: output(), tty: None });
         assert_eq!(p.exec("e1").map(|e| (e.pid, e.since)).ok(), Some((42, 7)));
-        let running = p.free("e1", |pid, since| {
+        let running = p.reserve("e1", |pid, since| {
             assert_eq!((pid, since), (42, 7));
             false
         });
         let e = running.err().expect("refused while running");
         assert!(e.to_string().contains("exec e1: already exists and still runs"), "{e}");
         assert!(p.exec("e1").is_ok(), "kept while running");
-        let freed = p.free("e1", |_, _| true).expect("exited").expect("the old exec");
+        let freed = p.reserve("e1", |_, _| true).expect("exited").expect("the old exec");
         assert_eq!(freed.pid, 42);
         let gone = p.exec("e1").err().expect("forgotten");
         assert!(gone.to_string().contains("exec e1: not found"), "{gone}");
+    }
+
+    #[test]
+    fn an_exec_id_being_started_is_refused_until_added_or_unreserved() {
+        let mut p = Procs::new(TaskStatus::Running);
+        p.reserve("e1", |_, _| true).expect("first");
+        let e = p.reserve("e1", |_, _| true).err().expect("second start of the same id refused");
+        assert!(
+            e.is(berth_ipc::Code::AlreadyExists) && e.to_string().contains("exec e1: being started"),
+            "{e}"
+        );
+        p.unreserve("e1");
+        p.reserve("e1", |_, _| true).expect("free again after a failed start");
+        p.add("e1", Exec { pid: 5, since: 1, output: output(), tty: None });
+        let e = p.reserve("e1", |_, _| false).err().expect("now it runs");
+        assert!(e.to_string().contains("still runs"), "{e}");
     }
 }
