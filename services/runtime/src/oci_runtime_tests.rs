@@ -79,7 +79,7 @@ fn runtime_names_map_to_binaries_and_unknown_ones_are_refused_by_name() {
     assert_eq!(runtime_binary("").ok(), Some("runc"));
     assert_eq!(runtime_binary("io.containerd.runc.v2").ok(), Some("runc"));
     assert_eq!(runtime_binary("crun").ok(), Some("crun"));
-    let e = runtime_binary("kata").err().expect("unknown runtime");
+    let e = runtime_binary("kata").expect_err("unknown runtime");
     assert!(e.to_string().contains("runtime \"kata\": unknown"), "{e}");
 }
 

@@ -314,7 +314,7 @@ mod tests {
         assert_eq!(unversioned(inner(SHIM_PROTOCOL)).ok(), Some(ShimRequest::Ps));
         assert_eq!(unversioned(inner(0)).ok(), Some(ShimRequest::Ps));
         assert_eq!(unversioned(ShimRequest::State).ok(), Some(ShimRequest::State), "protocol 0: bare");
-        let e = unversioned(inner(SHIM_PROTOCOL + 1)).err().expect("newer refused");
+        let e = unversioned(inner(SHIM_PROTOCOL + 1)).expect_err("newer refused");
         assert!(e.is(berth_ipc::Code::FailedPrecondition), "{e}");
         assert!(e.to_string().contains(&format!("protocol {}", SHIM_PROTOCOL + 1)), "{e}");
     }
