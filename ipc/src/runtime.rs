@@ -467,7 +467,22 @@ pub enum ShimRequest {
         /// Rows.
         rows: u16,
     },
+    /// `request`, sent by a client speaking shim protocol `protocol` ([`SHIM_PROTOCOL`]):
+    /// the form of a connection's first line since protocol 1. A shim refuses a protocol
+    /// newer than its own (`FailedPrecondition`); a shim from before protocol 1 answers
+    /// `InvalidArgument` "unknown variant `Versioned`", and the client then sends `request`
+    /// bare on the same connection, so shims outliving an upgrade stay adoptable.
+    Versioned {
+        /// The client's protocol.
+        protocol: u32,
+        /// The request itself (never `Versioned` again).
+        request: Box<ShimRequest>,
+    },
 }
+
+/// The shim JSON-lines protocol's version (see [`ShimRequest::Versioned`]). 0 is the
+/// unversioned protocol of shims from before it.
+pub const SHIM_PROTOCOL: u32 = 1;
 
 /// A shim's view of its container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -65,7 +65,7 @@ impl Runtime {
     pub async fn prune_cgroups(&self, ns: &str, id: &str) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         let state_left =
-            || crate::containers::RUNTIMES.into_iter().any(|r| self.runtime_root(r, ns).join(id).exists());
+            || crate::oci_runtime::RUNTIMES.into_iter().any(|r| self.runtime_root(r, ns).join(id).exists());
         while state_left() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }

@@ -14,7 +14,9 @@ use berth_ipc::snapshot::{KeyRef, Prepare, Remove, Stat};
 use berth_ipc::{Code, Error, Result};
 
 use crate::Runtime;
+use crate::blocking::blocking;
 use crate::bundle::Bundle;
+use crate::oci_runtime::runtime_binary;
 use crate::{image, mount, spec};
 
 /// The snapshotter containers use.
@@ -48,18 +50,6 @@ fn owned_by(info: &berth_ipc::snapshot::Info, ns: &str, id: &str) -> bool {
         && info.labels.get(LABEL_CONTAINER).is_some_and(|v| v == id)
 }
 
-/// The OCI runtimes berth runs (each keeps its state under `<state>/oci/<runtime>/`).
-pub const RUNTIMES: [&str; 2] = ["runc", "crun"];
-
-/// The OCI runtime binary for a runtime name.
-pub fn runtime_binary(name: &str) -> Result<&'static str> {
-    match name {
-        "" | "runc" | "io.containerd.runc.v2" => Ok("runc"),
-        "crun" => Ok("crun"),
-        other => Err(Error::invalid(format!("runtime {other:?}: unknown (runc or crun)"))),
-    }
-}
-
 impl Runtime {
     /// `CreateContainer`.
     pub async fn create_container(&self, req: CreateContainer) -> Result<Container> {
@@ -68,7 +58,7 @@ impl Runtime {
         validate_user_labels(&req.labels)?;
         let runtime = runtime_binary(&req.runtime)?;
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
-        let _claim = Claim::take(&self.state, "container", ns, id)?;
+        let _claim = self.claims.take("container", ns, id)?;
         // Is the id free, and what does the image hold: asked at once.
         let existing = self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() }));
         let resolved = async {
@@ -96,7 +86,7 @@ impl Runtime {
         let logs = self.log_dir(ns, id);
         if logs.exists() {
             tracing::warn!(namespace = ns, id, "removing a removed container's stale logs");
-            let _ = std::fs::remove_dir_all(&logs);
+            let _ = blocking(move || std::fs::remove_dir_all(logs)).await;
         }
         let (config, chain) = resolved?;
         let key = snapshot_key(id);
@@ -141,7 +131,7 @@ impl Runtime {
     }
 
     /// Prepares the container's snapshot. One already under its key is what a create that
-    /// crashed left (this process holds the id's [`Claim`] and no container record exists)
+    /// crashed left (this process holds the id's [`crate::claim::Claim`] and no container record exists)
     /// if, and only if, its labels say it is the active snapshot of exactly this namespace
     /// and container: then it is removed, with its spec mount if any, and the snapshot
     /// prepared again. Any other snapshot under the key is left alone and the create fails.
@@ -167,7 +157,7 @@ impl Runtime {
                 }
                 tracing::warn!(namespace = ns, id, key = %prepare.key, "removing a crashed create's snapshot");
                 let tmp = self.spec_mount_dir(ns, id);
-                let _ = tokio::task::spawn_blocking(move || mount::unmount_all(&tmp)).await;
+                let _ = blocking(move || mount::unmount_all(&tmp)).await;
                 self.drop_snapshot(ns, &prepare.key).await;
                 self.snapshot.call(prepare).await
             }
@@ -253,14 +243,13 @@ impl Runtime {
         dirs.create(&tmp).map_err(|e| Error::internal(format!("{}: {e}", tmp.display())))?;
         let (mounts, config, req2, tmp2) = (mounts.to_vec(), config.clone(), req.clone(), tmp.clone());
         let cgroup = self.cgroup_path(&req.namespace, &req.id);
-        let out = tokio::task::spawn_blocking(move || {
+        let out = blocking(move || {
             mount::mount_for_lookup(&mounts, &tmp2)?;
             let spec = spec::generate(&config, &req2.options, &req2.id, &cgroup, &tmp2);
             let _ = mount::unmount_all(&tmp2);
             serde_json::to_vec(&spec?).map_err(|e| Error::internal(format!("spec: {e}")))
         })
-        .await
-        .map_err(|e| Error::internal(format!("spec task: {e}")))?;
+        .await?;
         let _ = std::fs::remove_dir(&tmp);
         out
     }
@@ -284,17 +273,18 @@ impl Runtime {
     /// campaign). A shim it may have started is killed, the container with it.
     async fn remove_leftover_bundle(&self, bundle: &Bundle, runtime: &str, ns: &str, id: &str) -> Result<()> {
         tracing::warn!(namespace = ns, id, "removing a task bundle left without its record");
-        if let Some(pid) = bundle.read_shim_pid().filter(|_| crate::tasks::shim_alive(bundle)) {
+        if self.shim_alive(bundle).await
+            && let Some(pid) = bundle.read_shim_pid()
+        {
             crate::shim_client::kill_pid(pid);
         }
         self.cleanup_runtime(bundle, runtime, ns, id).await;
         let (root, dir) = (bundle.rootfs(), bundle.dir.clone());
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             mount::unmount_all(&root)?;
             std::fs::remove_dir_all(&dir).map_err(|e| Error::internal(format!("{}: {e}", dir.display())))
         })
-        .await
-        .map_err(|e| Error::internal(e.to_string()))?
+        .await?
     }
 
     /// `RemoveContainer`.
@@ -305,7 +295,7 @@ impl Runtime {
         let container =
             self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() })).await?;
         let bundle = self.bundle(ns, id);
-        if bundle.dir.exists() && !bundle.record().exists() && !Claim::held(&self.state, "task", ns, id) {
+        if bundle.dir.exists() && !bundle.record().exists() && !self.claims.held("task", ns, id) {
             self.remove_leftover_bundle(&bundle, &container.runtime.name, ns, id).await?;
         }
         if bundle.dir.exists() {
@@ -323,7 +313,8 @@ impl Runtime {
         // Its output goes with it (a dir left by a crash here goes with a later container of
         // that id being removed, or is overwritten by its output).
         let logs = self.log_dir(ns, id);
-        if let Err(e) = std::fs::remove_dir_all(&logs)
+        let dir = logs.clone();
+        if let Ok(Err(e)) = blocking(move || std::fs::remove_dir_all(dir)).await
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(dir = %logs.display(), error = %e, "container logs not removed");
@@ -336,38 +327,5 @@ impl Runtime {
         let (rt, ns, id) = (self.clone(), ns.to_string(), id.to_string());
         tokio::spawn(async move { rt.prune_cgroups(&ns, &id).await });
         Ok(())
-    }
-}
-
-/// Containers being created by this process, by state dir, namespace and id: a create
-/// holds its id's claim, so what it finds of an earlier create of that id is a crashed
-/// process's leftover, never a concurrent create's work.
-static CREATING: std::sync::Mutex<std::collections::BTreeSet<String>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
-
-/// One id's claim (of a `kind` of create: `container`, `task`); released on drop.
-pub(crate) struct Claim(String);
-
-impl Claim {
-    /// Claims `kind` `id` in `ns`, or fails with AlreadyExists while another holds it.
-    pub(crate) fn take(state: &std::path::Path, kind: &str, ns: &str, id: &str) -> Result<Claim> {
-        let key = format!("{}\0{kind}\0{ns}\0{id}", state.display());
-        let mut creating = CREATING.lock().unwrap_or_else(|p| p.into_inner());
-        if !creating.insert(key.clone()) {
-            return Err(Error::already_exists(format!("{kind} {id}: being created")));
-        }
-        Ok(Claim(key))
-    }
-
-    /// Whether a create of `kind` `id` in `ns` runs in this process.
-    pub(crate) fn held(state: &std::path::Path, kind: &str, ns: &str, id: &str) -> bool {
-        let key = format!("{}\0{kind}\0{ns}\0{id}", state.display());
-        CREATING.lock().unwrap_or_else(|p| p.into_inner()).contains(&key)
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        CREATING.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.0);
     }
 }

@@ -31,12 +31,20 @@
 //! - [`logs`] — `Logs`: kept output after the fact.
 //! - [`bundle`] — a task's bundle directory and its durable exit record.
 //! - [`mount`] — mounting a snapshot's mounts on the bundle's rootfs.
+//! - [`oci_runtime`] — the OCI runtimes: binaries, state roots, the command, `delete --force`,
+//!   behind the [`oci_runtime::OciRuntime`] trait.
+//! - [`claim`] — ids being created by this service.
+//! - [`blocking`] — blocking work off the async workers.
+//! - [`adopt`] — re-adopting the tasks of a previous service process at start.
 //! - [`shim`] — `berth-shim`: daemon, reaper, OCI runtime calls, private socket.
-//! - [`shim_client`] — spawning and calling shims.
+//! - [`shim_client`] — spawning, calling, finding and killing shims.
 //! - `lib.rs` — [`Runtime`], the request handler, [`run`].
 
+pub mod adopt;
+pub mod blocking;
 pub mod bundle;
 pub mod cgroups;
+pub mod claim;
 pub mod containers;
 pub mod guard;
 pub mod image;
@@ -44,6 +52,7 @@ pub mod logfile;
 pub mod logread;
 pub mod logs;
 pub mod mount;
+pub mod oci_runtime;
 pub mod procs;
 pub mod rm_on_exit;
 pub mod shim;
@@ -53,7 +62,9 @@ pub mod task_lookup;
 pub mod tasks;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+pub use adopt::adopt;
 use berth_ipc::content::proxy::ContentClient;
 use berth_ipc::metadata::Metadata;
 use berth_ipc::publisher::Publisher;
@@ -61,7 +72,6 @@ use berth_ipc::runtime::{Runtime as RuntimeProtocol, RuntimeRequest, RuntimeResp
 use berth_ipc::snapshot::Snapshot;
 use berth_ipc::{Client, Context, Handler, Reply};
 use berth_service_kit::ServiceEnv;
-use tasks::shim_alive;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
@@ -92,6 +102,10 @@ pub struct Runtime {
     /// Cancelled when the service shuts down (a guard's call ending then is not its client
     /// going away).
     pub shutdown: CancellationToken,
+    /// Ids being created by this service ([`claim`]).
+    pub claims: Arc<claim::Claims>,
+    /// The OCI runtimes, as the service itself uses them ([`oci_runtime`]).
+    pub oci: Arc<dyn oci_runtime::OciRuntime>,
 }
 
 impl Runtime {
@@ -108,6 +122,8 @@ impl Runtime {
             snapshot: Client::in_state_dir(&state, options.clone()),
             content: ContentClient::new(Client::in_state_dir(&state, options)),
             events: Publisher::in_state_dir(&state, "runtime"),
+            oci: Arc::new(oci_runtime::Binaries { state: state.clone() }),
+            claims: Arc::default(),
             state,
             cgroup_parent,
             cgroup_parent_owned: env.config.runtime.cgroup_parent.is_empty(),
@@ -118,6 +134,11 @@ impl Runtime {
         })
     }
 
+    /// The OCI runtime's state root for `runtime` in `ns`.
+    pub fn runtime_root(&self, runtime: &str, ns: &str) -> PathBuf {
+        oci_runtime::runtime_root(&self.state, runtime, ns)
+    }
+
     /// The output log dir of container `id` in `namespace`.
     pub fn log_dir(&self, namespace: &str, id: &str) -> PathBuf {
         logfile::container_dir(&self.root, namespace, id)
@@ -126,78 +147,6 @@ impl Runtime {
     /// The cgroup of container `id` in `namespace`.
     pub fn cgroup_path(&self, namespace: &str, id: &str) -> String {
         format!("{}/{namespace}/{id}", self.cgroup_parent)
-    }
-}
-
-/// Re-adopts every task found in the state dir: live shims are simply used again; for a
-/// dead one the exit is settled (recorded, or 255) and the OCI runtime's leftovers removed.
-pub async fn adopt(rt: &Runtime) -> (usize, usize) {
-    let (mut live, mut dead) = (0, 0);
-    // Spec mounts of container creates that died with the previous process: at
-    // `.mnt/<ns>/<id>`, or (before namespaces had a level of their own) `.mnt/<ns>-<id>`,
-    // which is mounted itself and so never walked into.
-    for e in std::fs::read_dir(rt.state.join("tasks/.mnt")).into_iter().flatten().flatten() {
-        let dir = e.path();
-        if !mount::is_mounted(&dir) {
-            for id in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let _ = mount::unmount_all(&id.path());
-                let _ = std::fs::remove_dir(id.path());
-            }
-        }
-        let _ = mount::unmount_all(&dir);
-        let _ = std::fs::remove_dir(&dir);
-    }
-    // Bundles of deleted tasks whose removal a crash interrupted.
-    let _ = std::fs::remove_dir_all(rt.state.join("tasks/.trash"));
-    let Ok(namespaces) = std::fs::read_dir(rt.state.join("tasks")) else { return (0, 0) };
-    for ns in namespaces.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
-        if ns.starts_with('.') {
-            continue;
-        }
-        let Ok(ids) = std::fs::read_dir(rt.state.join("tasks").join(&ns)) else { continue };
-        for id in ids.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
-            let bundle = rt.bundle(&ns, &id);
-            // A live shim is simply used again, without asking it anything: a shim stopped
-            // or slow on a loaded machine must hold up neither this start nor its container.
-            // Cleaning up a live shim that merely missed its State deadline killed running
-            // containers (the fault campaign's keepers died with 137 while a relaunched
-            // berthd adopted them). No shim.pid: a create in flight or one that crashed
-            // before its shim started, which `get` and `containers rm` settle.
-            if shim_alive(&bundle) || !bundle.shim_pid().exists() {
-                live += 1;
-                continue;
-            }
-            // The shim is gone: `get` settles its exit (recorded, or 255 after killing what
-            // is left of the container); then the OCI runtime's leftovers go.
-            let Ok(task) = rt.get(TaskRef::init(&ns, &id)).await else { continue };
-            if task.exit.is_none() {
-                live += 1;
-                continue;
-            }
-            dead += 1;
-            rt.cleanup_runtime(&bundle, &task.runtime, &ns, &task.id).await;
-            tracing::warn!(namespace = %ns, id = %task.id, exit = ?task.exit, "shim gone; exit settled");
-        }
-    }
-    // Runtime state with no bundle: a deleted task whose shim died before it finished the
-    // runtime's delete (it runs after the delete is answered). In the background: a shim
-    // still finishing gets its few seconds without holding up the service's start.
-    let rt2 = rt.clone();
-    tokio::spawn(async move { delete_orphan_runtime_state(&rt2).await });
-    (live, dead)
-}
-
-async fn delete_orphan_runtime_state(rt: &Runtime) {
-    for bin in containers::RUNTIMES {
-        for ns in std::fs::read_dir(rt.state.join("oci").join(bin)).into_iter().flatten().flatten() {
-            let Ok(ns) = ns.file_name().into_string() else { continue };
-            for c in std::fs::read_dir(rt.runtime_root(bin, &ns)).into_iter().flatten().flatten() {
-                let Ok(id) = c.file_name().into_string() else { continue };
-                if c.path().is_dir() && !rt.bundle(&ns, &id).dir.exists() {
-                    rt.previous_runtime_state_gone(&ns, &id).await;
-                }
-            }
-        }
     }
 }
 

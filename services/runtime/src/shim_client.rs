@@ -1,15 +1,17 @@
-//! The runtime service's side of a shim: spawning one and calling it over its socket (one
-//! JSON line each way).
+//! The runtime service's side of a shim: spawning one, calling it over its socket (one
+//! JSON line each way), telling whether it still runs and killing it. The `/proc` reads here
+//! block: async callers go through [`crate::blocking::blocking`].
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use berth_ipc::runtime::{ShimRequest, ShimResponse};
-use berth_ipc::{Error, Result};
+use berth_ipc::runtime::{SHIM_PROTOCOL, ShimRequest, ShimResponse};
+use berth_ipc::{Code, Error, Result};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
+use crate::bundle::Bundle;
 use crate::shim::ShimArgs;
 
 /// The `berth-shim` binary: next to this executable, else on `PATH`.
@@ -72,12 +74,34 @@ pub async fn call(socket: &Path, req: &ShimRequest) -> Result<ShimResponse> {
 
 async fn call_once(socket: &Path, req: &ShimRequest) -> Result<ShimResponse> {
     let gone = |e: std::io::Error| Error::unavailable(format!("shim {}: {e}", socket.display()));
-    let mut conn = UnixStream::connect(socket).await.map_err(gone)?;
-    let mut line = serde_json::to_string(req).map_err(|e| Error::internal(e.to_string()))?;
+    let conn = UnixStream::connect(socket).await.map_err(gone)?;
+    let mut conn = BufReader::new(conn);
+    let versioned = ShimRequest::Versioned { protocol: SHIM_PROTOCOL, request: Box::new(req.clone()) };
+    match exchange(&mut conn, socket, &versioned).await {
+        // A shim from before protocol 1 (it outlived an upgrade of the service): the
+        // request again, bare, on the same connection.
+        Err(e) if is_unversioned_shim(&e) => exchange(&mut conn, socket, req).await,
+        other => other,
+    }
+}
+
+/// Whether `e` is a pre-protocol-1 shim's answer to `ShimRequest::Versioned`.
+pub fn is_unversioned_shim(e: &Error) -> bool {
+    e.is(Code::InvalidArgument) && e.message.contains("unknown variant `Versioned`")
+}
+
+/// One request line sent, one answer line read.
+async fn exchange(
+    conn: &mut BufReader<UnixStream>,
+    socket: &Path,
+    req: &ShimRequest,
+) -> Result<ShimResponse> {
+    let gone = |e: std::io::Error| Error::unavailable(format!("shim {}: {e}", socket.display()));
+    let mut line = serde_json::to_string(req).map_err(|e| Error::internal(format!("shim request: {e}")))?;
     line.push('\n');
-    conn.write_all(line.as_bytes()).await.map_err(gone)?;
+    conn.get_mut().write_all(line.as_bytes()).await.map_err(gone)?;
     let mut answer = String::new();
-    let n = BufReader::new(conn).read_line(&mut answer).await.map_err(gone)?;
+    let n = conn.read_line(&mut answer).await.map_err(gone)?;
     if n == 0 {
         return Err(Error::unavailable(format!("shim {}: closed without answering", socket.display())));
     }
@@ -94,3 +118,34 @@ pub fn kill_pid(pid: u32) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
 }
+
+/// Whether the shim recorded in `bundle` still runs (its pid is a `berth-shim` of this
+/// bundle: a reused pid is not).
+pub(crate) fn shim_alive(bundle: &Bundle) -> bool {
+    let Some(pid) = bundle.read_shim_pid() else { return false };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("Z");
+    let bundle_dir = bundle.dir.as_os_str().as_encoded_bytes();
+    !zombie && !bundle_dir.is_empty() && cmdline.windows(bundle_dir.len()).any(|w| w == bundle_dir)
+}
+
+/// SIGKILLs every live `berth-shim` serving `bundle` (found by its command line, since a
+/// shim still starting has not written `shim.pid` yet).
+pub(crate) fn kill_shims_of(bundle: &Bundle) {
+    let mut needle = b"--bundle\0".to_vec();
+    needle.extend_from_slice(bundle.dir.as_os_str().as_encoded_bytes());
+    needle.push(0);
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let is_shim = cmdline.split(|b| *b == 0).next().is_some_and(|a| a.ends_with(b"berth-shim"));
+        if is_shim && cmdline.windows(needle.len()).any(|w| w == needle.as_slice()) {
+            kill_pid(pid);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "shim_client_tests.rs"]
+mod tests;

@@ -12,9 +12,11 @@ use berth_ipc::snapshot::{KeyRef, Mounts};
 use berth_ipc::{Code, Error, Result};
 
 use crate::Runtime;
+use crate::blocking::blocking;
 use crate::bundle::{Bundle, TaskRecord, now_ns, write_exit};
-use crate::containers::runtime_binary;
+use crate::oci_runtime::runtime_binary;
 use crate::shim::ShimArgs;
+use crate::shim_client::{kill_shims_of, shim_alive};
 use crate::{mount, shim_client};
 
 /// How long a call waits for its event to be stored before events the shim publishes.
@@ -32,33 +34,6 @@ pub(crate) fn check(task: &TaskRef) -> Result<()> {
     Ok(())
 }
 
-/// Whether the shim recorded in `bundle` still runs (its pid is a `berth-shim` of this
-/// bundle: a reused pid is not).
-pub(crate) fn shim_alive(bundle: &Bundle) -> bool {
-    let Some(pid) = bundle.read_shim_pid() else { return false };
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let zombie = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("Z");
-    let bundle_dir = bundle.dir.as_os_str().as_encoded_bytes();
-    !zombie && !bundle_dir.is_empty() && cmdline.windows(bundle_dir.len()).any(|w| w == bundle_dir)
-}
-
-/// SIGKILLs every live `berth-shim` serving `bundle` (found by its command line, since a
-/// shim still starting has not written `shim.pid` yet).
-pub(crate) fn kill_shims_of(bundle: &Bundle) {
-    let mut needle = b"--bundle\0".to_vec();
-    needle.extend_from_slice(bundle.dir.as_os_str().as_encoded_bytes());
-    needle.push(0);
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let is_shim = cmdline.split(|b| *b == 0).next().is_some_and(|a| a.ends_with(b"berth-shim"));
-        if is_shim && cmdline.windows(needle.len()).any(|w| w == needle.as_slice()) {
-            crate::shim_client::kill_pid(pid);
-        }
-    }
-}
-
 fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
     Error::internal(format!("{what}: {e}"))
 }
@@ -67,11 +42,6 @@ impl Runtime {
     /// The bundle of a task.
     pub fn bundle(&self, ns: &str, id: &str) -> Bundle {
         Bundle::new(&self.state, ns, id)
-    }
-
-    /// The OCI runtime's state root for `runtime` in `ns`.
-    pub fn runtime_root(&self, runtime: &str, ns: &str) -> std::path::PathBuf {
-        self.state.join("oci").join(runtime).join(ns)
     }
 
     /// `RunTask`: the task created and started by one OCI runtime `run`. `/tasks/create`
@@ -95,7 +65,7 @@ impl Runtime {
     async fn create_with(&self, task: TaskRef, start: bool) -> Result<TaskInfo> {
         check(&task)?;
         let (ns, id) = (task.namespace.as_str(), task.id.as_str());
-        let _claim = crate::containers::Claim::take(&self.state, "task", ns, id)?;
+        let _claim = self.claims.take("task", ns, id)?;
         let container =
             self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() })).await?;
         let runtime = runtime_binary(&container.runtime.name)?;
@@ -117,8 +87,12 @@ impl Runtime {
         }
         let result = self.create_in(&bundle, &container, runtime, ns, id, start).await;
         if result.is_err() {
-            let _ = mount::unmount_all(&bundle.rootfs());
-            let _ = std::fs::remove_dir_all(&bundle.dir);
+            let b = bundle.clone();
+            let _ = blocking(move || {
+                let _ = mount::unmount_all(&b.rootfs());
+                let _ = std::fs::remove_dir_all(&b.dir);
+            })
+            .await;
         }
         result
     }
@@ -157,9 +131,7 @@ impl Runtime {
         let recorded = tokio::task::spawn_blocking(move || crate::bundle::write_durably(&path, &json));
         let started = async {
             let (m, root) = (mounts.clone(), bundle.rootfs());
-            tokio::task::spawn_blocking(move || mount::mount_all(&m, &root))
-                .await
-                .map_err(|e| Error::internal(e.to_string()))??;
+            blocking(move || mount::mount_all(&m, &root)).await??;
             self.previous_runtime_state_gone(ns, id).await;
             let args = ShimArgs {
                 namespace: ns.into(),
@@ -252,7 +224,7 @@ impl Runtime {
                 info.status = TaskStatus::Unknown;
             }
             // A shim that lives but did not answer is not dead: no verdict yet.
-            Ok(_) | Err(_) if shim_alive(&bundle) => info.status = TaskStatus::Unknown,
+            Ok(_) | Err(_) if self.shim_alive(&bundle).await => info.status = TaskStatus::Unknown,
             Ok(_) | Err(_) => info.exit = Some(self.dead_shim_exit(&bundle, &task.namespace, &task.id).await),
         }
         Ok(info)
@@ -303,7 +275,9 @@ impl Runtime {
         {
             Ok(ShimResponse::Exit(exit)) => Ok(exit),
             Ok(other) => Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
-            Err(e) if e.is(Code::Unavailable) && task.exec_id.is_none() && !shim_alive(&bundle) => {
+            Err(e)
+                if e.is(Code::Unavailable) && task.exec_id.is_none() && !self.shim_alive(&bundle).await =>
+            {
                 Ok(self.dead_shim_exit(&bundle, &task.namespace, &task.id).await)
             }
             Err(e) => Err(e),
@@ -327,10 +301,8 @@ impl Runtime {
         };
         let exit = exit.unwrap_or(ExitInfo { status: UNKNOWN_EXIT, exited_at: now_ns(), oom_killed: false });
         let root = bundle.rootfs();
-        tokio::task::spawn_blocking(move || mount::unmount_all(&root))
-            .await
-            .map_err(|e| Error::internal(e.to_string()))??;
-        self.discard(&bundle)?;
+        blocking(move || mount::unmount_all(&root)).await??;
+        self.discard(&bundle).await?;
         self.events.publish(
             &task.namespace,
             TaskDelete {
@@ -349,38 +321,30 @@ impl Runtime {
     /// and a new container must not be created (same runtime state dir, same cgroup) while
     /// that runs. After 3 s, or for a shim that died meanwhile, the state is deleted here.
     pub(crate) async fn previous_runtime_state_gone(&self, ns: &str, id: &str) {
-        let stale = || -> Vec<&'static str> {
-            crate::containers::RUNTIMES
-                .into_iter()
-                .filter(|r| self.runtime_root(r, ns).join(id).exists())
-                .collect()
-        };
-        if stale().is_empty() {
+        if crate::oci_runtime::stale(self.oci.as_ref(), ns, id).is_empty() {
             return;
         }
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
-        while !stale().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
-        for bin in stale() {
-            tracing::warn!(namespace = %ns, id = %id, runtime = bin, "stale runtime state; deleting it");
-            self.force_delete(bin, ns, id).await;
-        }
+        let (oci, ns, id) = (self.oci.clone(), ns.to_string(), id.to_string());
+        let patience = std::time::Duration::from_secs(3);
+        let _ = blocking(move || crate::oci_runtime::wait_state_gone(oci.as_ref(), &ns, &id, patience)).await;
+    }
+
+    /// [`shim_alive`], off the async workers.
+    pub(crate) async fn shim_alive(&self, bundle: &Bundle) -> bool {
+        let b = bundle.clone();
+        blocking(move || shim_alive(&b)).await.unwrap_or(false)
     }
 
     /// `<runtime> delete --force ID`, output discarded.
-    async fn force_delete(&self, bin: &str, ns: &str, id: &str) {
-        let mut cmd = crate::shim::runtime_command(bin, &self.runtime_root(bin, ns));
-        cmd.args(["delete", "--force", id])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let _ = tokio::task::spawn_blocking(move || cmd.status()).await;
+    async fn force_delete(&self, bin: &'static str, ns: &str, id: &str) {
+        let (oci, ns, id) = (self.oci.clone(), ns.to_string(), id.to_string());
+        let _ = blocking(move || oci.force_delete(bin, &ns, &id)).await;
     }
 
     /// Removes a deleted task's bundle: renamed into `tasks/.trash` at once (the id is free
     /// again when this returns), removed from there in the background. What a crash leaves
     /// in the trash is removed when the service starts.
-    fn discard(&self, bundle: &Bundle) -> Result<()> {
+    async fn discard(&self, bundle: &Bundle) -> Result<()> {
         let trash = self.state.join("tasks/.trash");
         let name = bundle.dir.iter().rev().take(2).map(|p| p.to_string_lossy()).collect::<Vec<_>>().join(".");
         let target = trash.join(format!("{name}.{}", now_ns()));
@@ -394,7 +358,10 @@ impl Runtime {
                 tokio::task::spawn_blocking(move || std::fs::remove_dir_all(target));
                 Ok(())
             }
-            Err(_) => std::fs::remove_dir_all(&bundle.dir).map_err(|e| io("bundle", e)),
+            Err(_) => {
+                let dir = bundle.dir.clone();
+                blocking(move || std::fs::remove_dir_all(dir)).await?.map_err(|e| io("bundle", e))
+            }
         }
     }
 
@@ -404,7 +371,8 @@ impl Runtime {
     /// fault campaign: a shim still starting when its runtime died lost its socket at
     /// adoption and outlived its container).
     pub(crate) async fn cleanup_runtime(&self, bundle: &Bundle, runtime: &str, ns: &str, id: &str) {
-        kill_shims_of(bundle);
+        let b = bundle.clone();
+        let _ = blocking(move || kill_shims_of(&b)).await;
         let Ok(bin) = runtime_binary(runtime) else { return };
         self.force_delete(bin, ns, id).await;
         let _ = std::fs::remove_file(bundle.socket());

@@ -262,3 +262,62 @@ fn create_failure_is_reported() {
     let line = String::from_utf8_lossy(&out.stdout);
     assert!(line.contains("Error"), "{line}");
 }
+
+/// The shim's protocol versions, and lines no runtime service sends, on one connection:
+/// each is answered with an error naming the problem and the connection goes on.
+#[test]
+fn versioned_requests_and_hostile_lines() {
+    use std::io::Write;
+    if !common::can_run("runc") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = format!("shimproto-{}", std::process::id());
+    let (bundle, _) = start_shim("runc", dir.path(), &id, &["sleep", "30"], false);
+    let conn = std::os::unix::net::UnixStream::connect(bundle.socket()).expect("connect");
+    let mut write = conn.try_clone().expect("clone");
+    let mut read = BufReader::new(conn);
+    let mut ask = |line: &str| -> ShimResponse {
+        writeln!(write, "{line}").expect("send");
+        let mut answer = String::new();
+        read.read_line(&mut answer).expect("answer");
+        serde_json::from_str(&answer).expect("answer json")
+    };
+    let versioned = |protocol: u32, req: ShimRequest| {
+        serde_json::to_string(&ShimRequest::Versioned { protocol, request: Box::new(req) }).expect("json")
+    };
+    match ask(&versioned(berth_ipc::runtime::SHIM_PROTOCOL, ShimRequest::State)) {
+        ShimResponse::State(s) => assert_eq!(s.status, TaskStatus::Created),
+        other => panic!("{other:?}"),
+    }
+    match ask(&versioned(99, ShimRequest::State)) {
+        ShimResponse::Error(e) => {
+            assert!(e.is(berth_ipc::Code::FailedPrecondition) && e.message.contains("protocol 99"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    match ask(&versioned(1, ShimRequest::Versioned { protocol: 1, request: Box::new(ShimRequest::State) })) {
+        ShimResponse::Error(e) => assert!(e.is(berth_ipc::Code::InvalidArgument), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    for garbage in ["not json", r#"{"Versioned":{"protocol":"one"}}"#, r#"{"Exec":{}}"#] {
+        match ask(garbage) {
+            ShimResponse::Error(e) => {
+                assert!(
+                    e.is(berth_ipc::Code::InvalidArgument) && e.message.starts_with("shim request: "),
+                    "{e}"
+                )
+            }
+            other => panic!("{garbage}: {other:?}"),
+        }
+    }
+    // A bare request (protocol 0, what an older runtime service sends) is still answered.
+    assert!(matches!(ask(r#""State""#), ShimResponse::State(_)));
+    let shim_pid = bundle.read_shim_pid().expect("shim pid");
+    assert!(matches!(ask(r#""Shutdown""#), ShimResponse::Ok));
+    wait_until(std::time::Duration::from_secs(5), || {
+        !std::path::Path::new(&format!("/proc/{shim_pid}")).exists()
+    });
+    assert!(!std::path::Path::new(&format!("/proc/{shim_pid}")).exists(), "shim exited after shutdown");
+    remove_test_cgroups(&id);
+}

@@ -17,9 +17,16 @@
 //!
 //! Start-up handshake: the runtime service spawns the shim with stdout a pipe; the daemon
 //! writes one JSON line (`ShimResponse::Pid` or `ShimResponse::Error`) once `create` is
-//! done and its socket listens.
+//! done and its socket listens. On the socket, a connection's first request says its
+//! protocol version (`ShimRequest::Versioned`, docs/protocol.md).
+//!
+//! Layout: [`create`] makes the container, [`serve`] answers requests, [`exec`] runs extra
+//! processes, [`state`] is what request threads share (one lock), [`exit`] what the reaper
+//! does at an exit.
 
+mod create;
 mod events;
+mod exec;
 mod exit;
 mod input;
 mod oom;
@@ -27,6 +34,7 @@ mod process;
 mod reaper;
 mod relay;
 mod serve;
+mod state;
 mod sys;
 mod tty;
 
@@ -38,7 +46,7 @@ use berth_ipc::runtime::ShimResponse;
 
 use crate::bundle::Bundle;
 
-pub use process::runtime_command;
+pub(crate) use sys::hide_unified_cgroup;
 
 /// What the shim is told on its command line.
 #[derive(Debug, Clone)]
@@ -143,7 +151,7 @@ pub fn main() -> ExitCode {
         eprintln!("berth-shim: subreaper: {e}");
     }
     let _ = std::fs::write(bundle.shim_pid(), std::process::id().to_string());
-    let ready = match serve::Shim::create(args) {
+    let ready = match create::Shim::create(args) {
         Ok(shim) => {
             let pid = shim.init_pid();
             ready_line(&ShimResponse::Pid(pid));
@@ -159,7 +167,7 @@ pub fn main() -> ExitCode {
 /// Writes the start-up answer on stdout and points stdout at /dev/null.
 fn ready_line(resp: &ShimResponse) {
     let mut out = std::io::stdout().lock();
-    let line = serde_json::to_string(resp).unwrap_or_else(|_| "\"Ok\"".into());
+    let line = serve::json(resp);
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
     drop(out);

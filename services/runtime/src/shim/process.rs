@@ -9,6 +9,7 @@ use std::sync::Arc;
 use berth_ipc::{Error, Result};
 
 use super::reaper::Reaper;
+use crate::oci_runtime::runtime_command;
 
 /// The OCI runtime binary and its state root.
 #[derive(Clone)]
@@ -72,21 +73,24 @@ impl Runner {
     }
 }
 
-/// A command running the OCI runtime `runtime` with state root `root`.
-pub fn runtime_command(runtime: &str, root: &std::path::Path) -> Command {
-    let mut cmd = Command::new(runtime);
-    cmd.arg("--root").arg(root);
-    if runtime.ends_with("crun") && crun_needs_no_cgroups() {
-        super::sys::hide_unified_cgroup(&mut cmd);
-    }
-    cmd.stdin(Stdio::null());
-    cmd
+/// The OCI runtime as the shim's container logic calls it (a verb and its args, answered
+/// its stdout): [`Runner`] runs the binary; unit tests use a double, without root.
+pub trait RuntimeCalls {
+    /// Runs the runtime with `args`; a failure carries its stderr.
+    fn call(&self, args: &[&str]) -> Result<Vec<u8>>;
 }
 
-/// crun refuses hybrid cgroup hosts (v1 controllers plus a v2 hierarchy that holds one);
-/// there it runs in a mount namespace where the v2 hierarchy is not mounted.
-pub fn crun_needs_no_cgroups() -> bool {
-    std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers").is_ok_and(|c| !c.trim().is_empty())
+impl RuntimeCalls for Runner {
+    fn call(&self, args: &[&str]) -> Result<Vec<u8>> {
+        self.run(args)
+    }
+}
+
+/// Deletes container `id` from the runtime: `delete`, and `delete --force` if that fails
+/// (a container the runtime still thinks running, or half-created). Answers whether the
+/// runtime keeps nothing of it.
+pub fn delete_or_force(rt: &dyn RuntimeCalls, id: &str) -> bool {
+    rt.call(&["delete", id]).is_ok() || rt.call(&["delete", "--force", id]).is_ok()
 }
 
 /// A runtime failure as a wire error: the last meaningful line of its output.
@@ -101,4 +105,64 @@ pub fn runtime_error(runtime: &str, verb: &str, stderr: &[u8]) -> Error {
         return Error::not_found(format!("{runtime} {verb}: {line}"));
     }
     Error::internal(format!("{runtime} {verb}: {line}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A runtime that fails the verbs it is told to, logging every call.
+    struct Fake {
+        fail: &'static [&'static str],
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl RuntimeCalls for Fake {
+        fn call(&self, args: &[&str]) -> Result<Vec<u8>> {
+            let line = args.join(" ");
+            self.calls.lock().expect("calls").push(line.clone());
+            match self.fail.contains(&line.as_str()) {
+                true => Err(runtime_error("fake", args[0], b"container is still running")),
+                false => Ok(Vec::new()),
+            }
+        }
+    }
+
+    fn calls(fake: &Fake) -> Vec<String> {
+        fake.calls.lock().expect("calls").clone()
+    }
+
+    #[test]
+    fn a_delete_that_works_is_not_forced() {
+        let fake = Fake { fail: &[], calls: Mutex::default() };
+        assert!(delete_or_force(&fake, "web"));
+        assert_eq!(calls(&fake), ["delete web"]);
+    }
+
+    #[test]
+    fn a_failed_delete_is_forced() {
+        let fake = Fake { fail: &["delete web"], calls: Mutex::default() };
+        assert!(delete_or_force(&fake, "web"));
+        assert_eq!(calls(&fake), ["delete web", "delete --force web"]);
+    }
+
+    #[test]
+    fn a_failed_forced_delete_is_reported() {
+        let fake = Fake { fail: &["delete web", "delete --force web"], calls: Mutex::default() };
+        assert!(!delete_or_force(&fake, "web"));
+        assert_eq!(calls(&fake).len(), 2);
+    }
+
+    #[test]
+    fn runtime_errors_keep_their_meaning_as_codes() {
+        let e = runtime_error("runc", "kill", b"\nlevel=error msg=\"container not running\"\n\n");
+        assert!(e.is(berth_ipc::Code::FailedPrecondition), "{e}");
+        assert!(e.to_string().starts_with("runc kill: "), "{e}");
+        let e = runtime_error("crun", "start", b"container `x` does not exist");
+        assert!(e.is(berth_ipc::Code::NotFound), "{e}");
+        let e = runtime_error("runc", "create", b"");
+        assert_eq!(e.to_string(), "runc create: failed");
+    }
 }

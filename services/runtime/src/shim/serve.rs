@@ -1,30 +1,20 @@
-//! The shim's container and its private socket: one JSON line per request, one per answer.
+//! The shim's private socket: one JSON line per request, one per answer (versioned: see
+//! [`SHIM_PROTOCOL`]), and what each request does to the container.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::process::Stdio;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use berth_ipc::events::payload::{TaskExecStarted, TaskExit, TaskStart};
-use berth_ipc::runtime::{ExitInfo, ShimRequest, ShimResponse, ShimState, TaskStatus};
+use berth_ipc::events::payload::TaskStart;
+use berth_ipc::runtime::{ExitInfo, SHIM_PROTOCOL, ShimRequest, ShimResponse, ShimState, TaskStatus};
 use berth_ipc::{Error, Result};
 
-use super::ShimArgs;
-use super::events::ShimEvents;
-use super::exit::{self, EarlyDelete, ExitCtx, Order};
-use super::input::Inputs;
+use super::create::{DRAIN_WAIT, Shim};
 use super::oom::OomWatch;
-use super::process::{Runner, runtime_error};
-use super::reaper::Reaper;
-use super::relay::Output;
-use super::tty::{ConsoleSocket, Tty};
-use crate::bundle::Bundle;
-use crate::logfile::LogPaths;
+use super::state::Procs;
 
 /// How long a container started by `run` waits for the runtime service's `Start` before
 /// its `/tasks/start` is published without it.
@@ -33,151 +23,11 @@ const START_GRACE: Duration = Duration::from_secs(10);
 /// How long the shim waits after its last activity before making itself small again.
 const IDLE_RELEASE_MS: i32 = 300;
 
-/// A shim with a created container.
-pub struct Shim {
-    args: ShimArgs,
-    bundle: Bundle,
-    runner: Runner,
-    init: i32,
-    /// The reaper's mark taken before the init was spawned.
-    init_since: u64,
-    status: Mutex<TaskStatus>,
-    /// Each exec's pid and the reaper's mark taken before it was spawned.
-    execs: Mutex<HashMap<String, (i32, u64)>>,
-    order: Arc<Mutex<Order>>,
-    events: Arc<ShimEvents>,
-    listener: UnixListener,
-    tty: Option<Arc<Tty>>,
-    /// The init's output log.
-    output: Arc<Output>,
-    /// Output logs of exec'd processes, by exec id.
-    exec_outputs: Mutex<HashMap<String, Arc<Output>>>,
-    /// Terminals of exec'd processes, by exec id.
-    exec_ttys: Mutex<HashMap<String, Arc<Tty>>>,
-    /// Console sockets made so far (names them apart).
-    consoles: std::sync::atomic::AtomicUsize,
-    inputs: Inputs,
-    /// A `Start` was answered (for a container started by `run`).
-    start_answered: std::sync::atomic::AtomicBool,
-    early: Arc<EarlyDelete>,
-    oom: Arc<OnceLock<OomWatch>>,
-}
-
-fn io(what: &str, e: std::io::Error) -> Error {
-    Error::internal(format!("{what}: {e}"))
-}
-
-/// How long `Wait` waits for the output a process wrote before its exit to reach the log
-/// (a process it left behind may hold its stdout open for longer).
-const DRAIN_WAIT: Duration = Duration::from_millis(500);
-
-/// The log of the init (`None`) or an exec.
-fn open_output(args: &ShimArgs, exec: Option<&str>) -> Result<Arc<Output>> {
-    Output::open(LogPaths::new(&args.logs, exec), args.log_max_bytes, args.log_max_files)
-}
-
-/// What the OCI runtime wrote on stderr before failing, once it is in.
-fn runtime_stderr(output: &Output) -> Vec<u8> {
-    output.wait_drained(DRAIN_WAIT);
-    output.stderr_tail()
-}
-
 impl Shim {
-    /// Starts the reaper, runs the runtime's `create`, binds the socket.
-    pub fn create(args: ShimArgs) -> Result<Shim> {
-        let bundle = Bundle { dir: args.bundle.clone() };
-        let init = Arc::new(AtomicI32::new(0));
-        let order = Arc::new(Mutex::new(Order::default()));
-        let events = Arc::new(ShimEvents::new(args.state.clone(), args.namespace.clone()));
-        let cell = Arc::new(OnceLock::new());
-        let early = Arc::new(EarlyDelete::default());
-        let oom = Arc::new(OnceLock::new());
-        let ctx = ExitCtx {
-            id: args.id.clone(),
-            bundle: bundle.clone(),
-            init: init.clone(),
-            order: order.clone(),
-            events: events.clone(),
-            runner: cell.clone(),
-            early: early.clone(),
-            oom: oom.clone(),
-        };
-        let hook = exit::hook(ctx.clone());
-        let reaper = Reaper::start(hook);
-        let runner = Runner { runtime: args.runtime.clone(), root: args.runtime_root.clone(), reaper };
-        let _ = cell.set(runner.clone());
-        let shim_dir = bundle.shim_dir();
-        let _ = std::fs::remove_dir_all(&shim_dir);
-        std::fs::DirBuilder::new().mode(0o700).create(&shim_dir).map_err(|e| io("shim dir", e))?;
-        let (terminal, stdin) = super::tty::wants(&bundle.config());
-        let console = if terminal { Some(ConsoleSocket::bind(&bundle.console())?) } else { None };
-        let inputs = Inputs::default();
-        let input = match stdin && !terminal {
-            true => Stdio::from(inputs.open(None)?),
-            false => Stdio::null(),
-        };
-        let output = open_output(&args, None)?;
-        // With a terminal, the pipes carry only what the OCI runtime itself writes.
-        let (out, err) = output.pipes()?;
-        let dir = bundle.dir.display().to_string();
-        let pid_file = bundle.init_pid().display().to_string();
-        let console_path = console.as_ref().map(|c| c.path().display().to_string());
-        let verb = if args.start { ["run", "--detach"].as_slice() } else { ["create"].as_slice() };
-        let mut create = verb.to_vec();
-        create.extend(["--bundle", &dir, "--pid-file", &pid_file]);
-        if let Some(path) = &console_path {
-            create.extend(["--console-socket", path.as_str()]);
-        }
-        create.push(&args.id);
-        let init_since = runner.reaper.mark();
-        let status = runner.run_with(&create, [input, Stdio::from(out), Stdio::from(err)])?;
-        if status != 0 {
-            let _ = runner.run(&["delete", "--force", &args.id]);
-            return Err(runtime_error(&args.runtime, verb[0], &runtime_stderr(&output)));
-        }
-        // The cgroup exists now; before the init's pid is known (its exit may be handled then).
-        let _ = oom.set(OomWatch::new(&bundle.config()));
-        super::oom::start_watcher(ctx.clone());
-        let tty = match console.map(|c| c.receive(Duration::from_secs(5))) {
-            None => None,
-            Some(master) => {
-                let tty = master.and_then(|m| Tty::start(m, output.clone()));
-                if tty.is_err() {
-                    let _ = runner.run(&["delete", "--force", &args.id]);
-                }
-                Some(tty?)
-            }
-        };
-        let pid: i32 = std::fs::read_to_string(bundle.init_pid())
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| Error::internal(format!("{}: no init pid after create", args.runtime)))?;
-        exit::init_known(&ctx, &runner.reaper, pid, init_since);
-        let listener = UnixListener::bind(bundle.socket()).map_err(|e| io("shim socket", e))?;
-        std::fs::set_permissions(bundle.socket(), std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| io("shim socket", e))?;
-        let status = if args.start { TaskStatus::Running } else { TaskStatus::Created };
-        Ok(Shim {
-            args,
-            bundle,
-            runner,
-            init: pid,
-            init_since,
-            status: Mutex::new(status),
-            execs: Mutex::new(HashMap::new()),
-            order,
-            events,
-            listener,
-            tty,
-            output,
-            exec_outputs: Mutex::new(HashMap::new()),
-            exec_ttys: Mutex::new(HashMap::new()),
-            consoles: std::sync::atomic::AtomicUsize::new(0),
-            inputs,
-            start_answered: std::sync::atomic::AtomicBool::new(false),
-            early,
-            oom,
-        })
+    /// The shared process state, locked (a poisoned lock is taken over: nothing in it is
+    /// left half-written by a panic).
+    pub(super) fn procs(&self) -> std::sync::MutexGuard<'_, Procs> {
+        self.procs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The container's init pid.
@@ -238,17 +88,20 @@ impl Shim {
         let mut write = std::io::BufWriter::new(write);
         let mut lines = BufReader::new(conn).lines();
         while let Some(Ok(line)) = lines.next() {
-            let resp = match serde_json::from_str::<ShimRequest>(&line) {
-                Ok(ShimRequest::Shutdown) => match self.shutdown() {
-                    Ok(()) => {
-                        let _ = writeln!(write, "{}", json(&ShimResponse::Ok));
-                        let _ = write.flush();
-                        self.delete_exited();
-                        std::process::exit(0);
-                    }
-                    Err(e) => ShimResponse::Error(e),
+            let resp = match serde_json::from_str::<ShimRequest>(&line).map(unversioned) {
+                Ok(Err(e)) => ShimResponse::Error(e),
+                Ok(Ok(req)) => match req {
+                    ShimRequest::Shutdown => match self.shutdown() {
+                        Ok(()) => {
+                            let _ = writeln!(write, "{}", json(&ShimResponse::Ok));
+                            let _ = write.flush();
+                            self.delete_exited();
+                            std::process::exit(0);
+                        }
+                        Err(e) => ShimResponse::Error(e),
+                    },
+                    req => self.handle(req).unwrap_or_else(ShimResponse::Error),
                 },
-                Ok(req) => self.handle(req).unwrap_or_else(ShimResponse::Error),
                 Err(e) => ShimResponse::Error(Error::invalid(format!("shim request: {e}"))),
             };
             if writeln!(write, "{}", json(&resp)).is_err() || write.flush().is_err() {
@@ -257,13 +110,9 @@ impl Shim {
         }
     }
 
-    fn state(&self) -> ShimState {
+    pub(super) fn state(&self) -> ShimState {
         let exit = self.runner.reaper.exited(self.init, self.init_since).map(|e| self.init_exit(e));
-        let status = if exit.is_some() {
-            TaskStatus::Stopped
-        } else {
-            *self.status.lock().unwrap_or_else(|p| p.into_inner())
-        };
+        let status = if exit.is_some() { TaskStatus::Stopped } else { self.procs().status };
         ShimState { pid: self.init_pid(), status, exit, shim_pid: std::process::id() }
     }
 
@@ -273,19 +122,14 @@ impl Shim {
     }
 
     fn set(&self, status: TaskStatus) {
-        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+        self.procs().status = status;
     }
 
     /// A process's pid and the reaper's mark taken before its spawn: the init's, or an
     /// exec's.
     fn process(&self, exec_id: Option<&str>) -> Result<(i32, u64)> {
         let Some(exec_id) = exec_id else { return Ok((self.init, self.init_since)) };
-        self.execs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(exec_id)
-            .copied()
-            .ok_or_else(|| Error::not_found(format!("exec {exec_id}: not found")))
+        self.procs().exec(exec_id).map(|e| (e.pid, e.since))
     }
 
     fn handle(&self, req: ShimRequest) -> Result<ShimResponse> {
@@ -294,7 +138,7 @@ impl Shim {
             ShimRequest::Start => {
                 // Started by `run` already: the first `Start` only has `/tasks/start` (and an
                 // exit held back behind it) published.
-                let ran = self.args.start && !self.start_answered.swap(true, Ordering::SeqCst);
+                let ran = self.args.start && !self.procs().answer_start();
                 if !ran {
                     if self.state().status != TaskStatus::Created {
                         return Err(Error::precondition(format!("task {id}: already started")));
@@ -355,6 +199,7 @@ impl Shim {
                 Ok(ShimResponse::Pids(pids))
             }
             ShimRequest::Shutdown => Ok(ShimResponse::Ok),
+            ShimRequest::Versioned { .. } => Err(Error::invalid("shim request: Versioned inside Versioned")),
             ShimRequest::Stdin { exec_id, data } => {
                 let exec_id = exec_id.as_deref();
                 if let Ok(tty) = self.terminal(exec_id) {
@@ -392,128 +237,13 @@ impl Shim {
         }
     }
 
-    /// The output log of the init (`None`) or of an exec'd process.
-    fn output(&self, exec_id: Option<&str>) -> Option<Arc<Output>> {
-        match exec_id {
-            None => Some(self.output.clone()),
-            Some(e) => self.exec_outputs.lock().unwrap_or_else(|p| p.into_inner()).get(e).cloned(),
-        }
-    }
-
-    /// The terminal of the init (`None`) or of an exec'd process.
-    fn terminal(&self, exec_id: Option<&str>) -> Result<Arc<Tty>> {
-        let tty = match exec_id {
-            None => self.tty.clone(),
-            Some(e) => self.exec_ttys.lock().unwrap_or_else(|p| p.into_inner()).get(e).cloned(),
-        };
-        tty.ok_or_else(|| match exec_id {
-            None => Error::precondition(format!("task {}: has no terminal", self.args.id)),
-            Some(e) => Error::precondition(format!("exec {e} of task {}: has no terminal", self.args.id)),
-        })
-    }
-
-    fn exec(&self, exec_id: &str, process: &str, stdin: bool, terminal: bool) -> Result<ShimResponse> {
-        let id = self.args.id.as_str();
-        if self.state().status != TaskStatus::Running {
-            return Err(Error::precondition(format!("task {id}: not running")));
-        }
-        self.free_exec_id(exec_id)?;
-        let spec = self.bundle.dir.join(format!("exec-{exec_id}.json"));
-        let pid_file = self.bundle.dir.join(format!("exec-{exec_id}.pid"));
-        std::fs::write(&spec, process).map_err(|e| io("exec spec", e))?;
-        let output = open_output(&self.args, Some(exec_id))?;
-        // With a terminal, the pipes carry only what the OCI runtime itself writes.
-        let (out, err) = output.pipes()?;
-        let (spec_s, pid_s) = (spec.display().to_string(), pid_file.display().to_string());
-        // A terminal comes over a console socket of its own (a short name: socket paths are
-        // limited to 108 bytes).
-        let console = match terminal {
-            true => Some(ConsoleSocket::bind(
-                &self.bundle.shim_dir().join(format!("c{}", self.consoles.fetch_add(1, Ordering::SeqCst))),
-            )?),
-            false => None,
-        };
-        let console_s = console.as_ref().map(|c| c.path().display().to_string());
-        let mut args = vec!["exec", "--process", &spec_s, "--pid-file", &pid_s, "--detach"];
-        if let Some(path) = &console_s {
-            args.extend(["--console-socket", path.as_str()]);
-        }
-        args.push(id);
-        let input = if stdin { Stdio::from(self.inputs.open(Some(exec_id))?) } else { Stdio::null() };
-        let since = self.runner.reaper.mark();
-        let status = self.runner.run_with(&args, [input, Stdio::from(out), Stdio::from(err)])?;
-        if status != 0 {
-            if stdin {
-                let _ = self.inputs.close(id, Some(exec_id));
-            }
-            return Err(runtime_error(&self.args.runtime, "exec", &runtime_stderr(&output)));
-        }
-        self.exec_outputs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(exec_id.to_string(), output.clone());
-        if let Some(console) = console {
-            let master = console.receive(Duration::from_secs(5))?;
-            let tty = Tty::start(master, output)?;
-            self.exec_ttys.lock().unwrap_or_else(|p| p.into_inner()).insert(exec_id.to_string(), tty);
-        }
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| Error::internal(format!("exec {exec_id}: no pid")))?;
-        self.execs.lock().unwrap_or_else(|p| p.into_inner()).insert(exec_id.to_string(), (pid, since));
-        let upid = u32::try_from(pid).unwrap_or(0);
-        let mut o = self.order.lock().unwrap_or_else(|p| p.into_inner());
-        self.events.publish(TaskExecStarted {
-            container_id: id.to_string(),
-            exec_id: exec_id.to_string(),
-            pid: upid,
-        });
-        match self.runner.reaper.exited(pid, since) {
-            Some(exit) => self.events.publish(TaskExit {
-                container_id: id.to_string(),
-                id: exec_id.to_string(),
-                pid: upid,
-                exit_status: exit.status,
-                exited_at: exit.exited_at,
-            }),
-            None => {
-                o.exec_pids.insert(pid, exec_id.to_string());
-            }
-        }
-        Ok(ShimResponse::Pid(upid))
-    }
-
-    /// Makes `exec_id` free for a new process: refused while a process of that id runs;
-    /// one that has exited is forgotten (with its output log, stdin and terminal), as ctr
-    /// lets an exec id be used again once its process is gone.
-    fn free_exec_id(&self, exec_id: &str) -> Result<()> {
-        let mut execs = self.execs.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(&(pid, since)) = execs.get(exec_id) else { return Ok(()) };
-        if self.runner.reaper.exited(pid, since).is_none() {
-            return Err(Error::already_exists(format!("exec {exec_id}: already exists and still runs")));
-        }
-        execs.remove(exec_id);
-        drop(execs);
-        self.exec_outputs.lock().unwrap_or_else(|p| p.into_inner()).remove(exec_id);
-        self.exec_ttys.lock().unwrap_or_else(|p| p.into_inner()).remove(exec_id);
-        let _ = self.inputs.close(&self.args.id, Some(exec_id));
-        for file in LogPaths::new(&self.args.logs, Some(exec_id)).existing() {
-            let _ = std::fs::remove_file(file);
-        }
-        Ok(())
-    }
-
     /// Waits for the early delete of an exited container, or deletes it now (forcibly if
     /// need be), so that the OCI runtime keeps nothing of it once this shim is gone.
     fn delete_exited(&self) {
         super::sys::background_priority();
         let id = self.args.id.as_str();
-        if self.state().status == TaskStatus::Stopped
-            && !self.early.wait(Duration::from_secs(10))
-            && self.runner.run(&["delete", id]).is_err()
-        {
-            let _ = self.runner.run(&["delete", "--force", id]);
+        if self.state().status == TaskStatus::Stopped && !self.early.wait(Duration::from_secs(10)) {
+            super::process::delete_or_force(&self.runner, id);
         }
     }
 
@@ -548,6 +278,54 @@ impl Shim {
     }
 }
 
-fn json(resp: &ShimResponse) -> String {
-    serde_json::to_string(resp).unwrap_or_else(|_| "\"Ok\"".into())
+/// The last resort of [`json`]: an internal error, written out by hand.
+const UNSERIALIZABLE: &str = r#"{"Error":{"code":"Internal","message":"shim answer: not serializable"}}"#;
+
+/// An answer as its JSON line. One that cannot be serialized is answered as an error
+/// saying so, never as a success.
+pub(super) fn json(resp: &ShimResponse) -> String {
+    serde_json::to_string(resp).unwrap_or_else(|e| {
+        let error = ShimResponse::Error(Error::internal(format!("shim answer: not serializable: {e}")));
+        serde_json::to_string(&error).unwrap_or_else(|_| UNSERIALIZABLE.into())
+    })
+}
+
+/// The request inside a versioned one (a bare one is protocol 0's); a protocol newer than
+/// this shim's is refused.
+fn unversioned(req: ShimRequest) -> Result<ShimRequest> {
+    match req {
+        ShimRequest::Versioned { protocol, .. } if protocol > SHIM_PROTOCOL => {
+            Err(Error::precondition(format!(
+                "shim: request speaks shim protocol {protocol}, this shim {SHIM_PROTOCOL}; restart the task to upgrade it"
+            )))
+        }
+        ShimRequest::Versioned { request, .. } => Ok(*request),
+        bare => Ok(bare),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versioned_requests_are_unwrapped_and_a_newer_protocol_is_refused_by_number() {
+        let inner = |protocol| ShimRequest::Versioned { protocol, request: Box::new(ShimRequest::Ps) };
+        assert_eq!(unversioned(inner(SHIM_PROTOCOL)).ok(), Some(ShimRequest::Ps));
+        assert_eq!(unversioned(inner(0)).ok(), Some(ShimRequest::Ps));
+        assert_eq!(unversioned(ShimRequest::State).ok(), Some(ShimRequest::State), "protocol 0: bare");
+        let e = unversioned(inner(SHIM_PROTOCOL + 1)).expect_err("newer refused");
+        assert!(e.is(berth_ipc::Code::FailedPrecondition), "{e}");
+        assert!(e.to_string().contains(&format!("protocol {}", SHIM_PROTOCOL + 1)), "{e}");
+    }
+
+    #[test]
+    fn an_answer_line_is_the_answer_as_json() {
+        assert_eq!(json(&ShimResponse::Ok), r#""Ok""#);
+        let e = ShimResponse::Error(Error::internal("x"));
+        let back: ShimResponse = serde_json::from_str(&json(&e)).expect("parses");
+        assert_eq!(back, e);
+        let last: ShimResponse = serde_json::from_str(UNSERIALIZABLE).expect("the fallback parses");
+        assert!(matches!(last, ShimResponse::Error(e) if e.is(berth_ipc::Code::Internal)));
+    }
 }

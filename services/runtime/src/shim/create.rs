@@ -1,0 +1,162 @@
+//! The shim's [`Shim`]: its reaper started, the OCI runtime's `create` (or `run --detach`)
+//! done, its terminal received and its socket bound. Serving it is [`super::serve`].
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::process::Stdio;
+use std::sync::atomic::AtomicI32;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use berth_ipc::runtime::TaskStatus;
+use berth_ipc::{Error, Result};
+
+use super::ShimArgs;
+use super::events::ShimEvents;
+use super::exit::{self, EarlyDelete, ExitCtx, Order};
+use super::input::Inputs;
+use super::oom::OomWatch;
+use super::process::{Runner, runtime_error};
+use super::reaper::Reaper;
+use super::relay::Output;
+use super::state::Procs;
+use super::tty::{ConsoleSocket, Tty};
+use crate::bundle::Bundle;
+use crate::logfile::LogPaths;
+
+/// A shim with a created container.
+pub struct Shim {
+    pub(super) args: ShimArgs,
+    pub(super) bundle: Bundle,
+    pub(super) runner: Runner,
+    pub(super) init: i32,
+    /// The reaper's mark taken before the init was spawned.
+    pub(super) init_since: u64,
+    /// Status, start answered, execs: one lock ([`Procs`]).
+    pub(super) procs: Mutex<Procs>,
+    pub(super) order: Arc<Mutex<Order>>,
+    pub(super) events: Arc<ShimEvents>,
+    pub(super) listener: UnixListener,
+    pub(super) tty: Option<Arc<Tty>>,
+    /// The init's output log.
+    pub(super) output: Arc<Output>,
+    /// Console sockets made so far (names them apart).
+    pub(super) consoles: std::sync::atomic::AtomicUsize,
+    pub(super) inputs: Inputs,
+    pub(super) early: Arc<EarlyDelete>,
+    pub(super) oom: Arc<OnceLock<OomWatch>>,
+}
+
+pub(super) fn io(what: &str, e: std::io::Error) -> Error {
+    Error::internal(format!("{what}: {e}"))
+}
+
+/// How long `Wait` waits for the output a process wrote before its exit to reach the log
+/// (a process it left behind may hold its stdout open for longer).
+pub(super) const DRAIN_WAIT: Duration = Duration::from_millis(500);
+
+/// The log of the init (`None`) or an exec.
+pub(super) fn open_output(args: &ShimArgs, exec: Option<&str>) -> Result<Arc<Output>> {
+    Output::open(LogPaths::new(&args.logs, exec), args.log_max_bytes, args.log_max_files)
+}
+
+/// What the OCI runtime wrote on stderr before failing, once it is in.
+pub(super) fn runtime_stderr(output: &Output) -> Vec<u8> {
+    output.wait_drained(DRAIN_WAIT);
+    output.stderr_tail()
+}
+
+impl Shim {
+    /// Starts the reaper, runs the runtime's `create`, binds the socket.
+    pub fn create(args: ShimArgs) -> Result<Shim> {
+        let bundle = Bundle { dir: args.bundle.clone() };
+        let init = Arc::new(AtomicI32::new(0));
+        let order = Arc::new(Mutex::new(Order::default()));
+        let events = Arc::new(ShimEvents::new(args.state.clone(), args.namespace.clone()));
+        let cell = Arc::new(OnceLock::new());
+        let early = Arc::new(EarlyDelete::default());
+        let oom = Arc::new(OnceLock::new());
+        let ctx = ExitCtx {
+            id: args.id.clone(),
+            bundle: bundle.clone(),
+            init: init.clone(),
+            order: order.clone(),
+            events: events.clone(),
+            runner: cell.clone(),
+            early: early.clone(),
+            oom: oom.clone(),
+        };
+        let hook = exit::hook(ctx.clone());
+        let reaper = Reaper::start(hook);
+        let runner = Runner { runtime: args.runtime.clone(), root: args.runtime_root.clone(), reaper };
+        let _ = cell.set(runner.clone());
+        let shim_dir = bundle.shim_dir();
+        let _ = std::fs::remove_dir_all(&shim_dir);
+        std::fs::DirBuilder::new().mode(0o700).create(&shim_dir).map_err(|e| io("shim dir", e))?;
+        let (terminal, stdin) = super::tty::wants(&bundle.config());
+        let console = if terminal { Some(ConsoleSocket::bind(&bundle.console())?) } else { None };
+        let inputs = Inputs::default();
+        let input = match stdin && !terminal {
+            true => Stdio::from(inputs.open(None)?),
+            false => Stdio::null(),
+        };
+        let output = open_output(&args, None)?;
+        // With a terminal, the pipes carry only what the OCI runtime itself writes.
+        let (out, err) = output.pipes()?;
+        let dir = bundle.dir.display().to_string();
+        let pid_file = bundle.init_pid().display().to_string();
+        let console_path = console.as_ref().map(|c| c.path().display().to_string());
+        let verb = if args.start { ["run", "--detach"].as_slice() } else { ["create"].as_slice() };
+        let mut create = verb.to_vec();
+        create.extend(["--bundle", &dir, "--pid-file", &pid_file]);
+        if let Some(path) = &console_path {
+            create.extend(["--console-socket", path.as_str()]);
+        }
+        create.push(&args.id);
+        let init_since = runner.reaper.mark();
+        let status = runner.run_with(&create, [input, Stdio::from(out), Stdio::from(err)])?;
+        if status != 0 {
+            let _ = runner.run(&["delete", "--force", &args.id]);
+            return Err(runtime_error(&args.runtime, verb[0], &runtime_stderr(&output)));
+        }
+        // The cgroup exists now; before the init's pid is known (its exit may be handled then).
+        let _ = oom.set(OomWatch::new(&bundle.config()));
+        super::oom::start_watcher(ctx.clone());
+        let tty = match console.map(|c| c.receive(Duration::from_secs(5))) {
+            None => None,
+            Some(master) => {
+                let tty = master.and_then(|m| Tty::start(m, output.clone()));
+                if tty.is_err() {
+                    let _ = runner.run(&["delete", "--force", &args.id]);
+                }
+                Some(tty?)
+            }
+        };
+        let pid: i32 = std::fs::read_to_string(bundle.init_pid())
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| Error::internal(format!("{}: no init pid after create", args.runtime)))?;
+        exit::init_known(&ctx, &runner.reaper, pid, init_since);
+        let listener = UnixListener::bind(bundle.socket()).map_err(|e| io("shim socket", e))?;
+        std::fs::set_permissions(bundle.socket(), std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io("shim socket", e))?;
+        let status = if args.start { TaskStatus::Running } else { TaskStatus::Created };
+        Ok(Shim {
+            args,
+            bundle,
+            runner,
+            init: pid,
+            init_since,
+            procs: Mutex::new(Procs::new(status)),
+            order,
+            events,
+            listener,
+            tty,
+            output,
+            consoles: std::sync::atomic::AtomicUsize::new(0),
+            inputs,
+            early,
+            oom,
+        })
+    }
+}

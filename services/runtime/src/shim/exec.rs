@@ -1,0 +1,139 @@
+//! Exec'd processes: started through the OCI runtime's `exec`, each with its own output
+//! log and, if asked, stdin pipe and terminal; an exited exec's id may be used again.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use berth_ipc::events::payload::{TaskExecStarted, TaskExit};
+use berth_ipc::runtime::{ShimResponse, TaskStatus};
+use berth_ipc::{Error, Result};
+
+use super::create::{Shim, io, open_output, runtime_stderr};
+use super::process::runtime_error;
+use super::relay::Output;
+use super::state::Exec;
+use super::tty::{ConsoleSocket, Tty};
+use crate::logfile::LogPaths;
+
+impl Shim {
+    /// The output log of the init (`None`) or of an exec'd process.
+    pub(super) fn output(&self, exec_id: Option<&str>) -> Option<Arc<Output>> {
+        match exec_id {
+            None => Some(self.output.clone()),
+            Some(e) => self.procs().exec(e).ok().map(|e| e.output.clone()),
+        }
+    }
+
+    /// The terminal of the init (`None`) or of an exec'd process.
+    pub(super) fn terminal(&self, exec_id: Option<&str>) -> Result<Arc<Tty>> {
+        let tty = match exec_id {
+            None => self.tty.clone(),
+            Some(e) => self.procs().exec(e).ok().and_then(|e| e.tty.clone()),
+        };
+        tty.ok_or_else(|| match exec_id {
+            None => Error::precondition(format!("task {}: has no terminal", self.args.id)),
+            Some(e) => Error::precondition(format!("exec {e} of task {}: has no terminal", self.args.id)),
+        })
+    }
+
+    pub(super) fn exec(
+        &self,
+        exec_id: &str,
+        process: &str,
+        stdin: bool,
+        terminal: bool,
+    ) -> Result<ShimResponse> {
+        let id = self.args.id.as_str();
+        if self.state().status != TaskStatus::Running {
+            return Err(Error::precondition(format!("task {id}: not running")));
+        }
+        self.free_exec_id(exec_id)?;
+        let started = self.start_exec(exec_id, process, stdin, terminal);
+        if started.is_err() {
+            self.procs().unreserve(exec_id);
+        }
+        started
+    }
+
+    /// `exec` once `exec_id` is reserved.
+    fn start_exec(&self, exec_id: &str, process: &str, stdin: bool, terminal: bool) -> Result<ShimResponse> {
+        let id = self.args.id.as_str();
+        let spec = self.bundle.dir.join(format!("exec-{exec_id}.json"));
+        let pid_file = self.bundle.dir.join(format!("exec-{exec_id}.pid"));
+        std::fs::write(&spec, process).map_err(|e| io("exec spec", e))?;
+        let output = open_output(&self.args, Some(exec_id))?;
+        // With a terminal, the pipes carry only what the OCI runtime itself writes.
+        let (out, err) = output.pipes()?;
+        let (spec_s, pid_s) = (spec.display().to_string(), pid_file.display().to_string());
+        // A terminal comes over a console socket of its own (a short name: socket paths are
+        // limited to 108 bytes).
+        let console = match terminal {
+            true => Some(ConsoleSocket::bind(
+                &self.bundle.shim_dir().join(format!("c{}", self.consoles.fetch_add(1, Ordering::SeqCst))),
+            )?),
+            false => None,
+        };
+        let console_s = console.as_ref().map(|c| c.path().display().to_string());
+        let mut args = vec!["exec", "--process", &spec_s, "--pid-file", &pid_s, "--detach"];
+        if let Some(path) = &console_s {
+            args.extend(["--console-socket", path.as_str()]);
+        }
+        args.push(id);
+        let input = if stdin { Stdio::from(self.inputs.open(Some(exec_id))?) } else { Stdio::null() };
+        let since = self.runner.reaper.mark();
+        let status = self.runner.run_with(&args, [input, Stdio::from(out), Stdio::from(err)])?;
+        if status != 0 {
+            if stdin {
+                let _ = self.inputs.close(id, Some(exec_id));
+            }
+            return Err(runtime_error(&self.args.runtime, "exec", &runtime_stderr(&output)));
+        }
+        let tty = match console {
+            Some(console) => Some(Tty::start(console.receive(Duration::from_secs(5))?, output.clone())?),
+            None => None,
+        };
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| Error::internal(format!("exec {exec_id}: no pid")))?;
+        self.procs().add(exec_id, Exec { pid, since, output, tty });
+        let upid = u32::try_from(pid).unwrap_or(0);
+        let mut o = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        self.events.publish(TaskExecStarted {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            pid: upid,
+        });
+        match self.runner.reaper.exited(pid, since) {
+            Some(exit) => self.events.publish(TaskExit {
+                container_id: id.to_string(),
+                id: exec_id.to_string(),
+                pid: upid,
+                exit_status: exit.status,
+                exited_at: exit.exited_at,
+            }),
+            None => {
+                o.exec_pids.insert(pid, exec_id.to_string());
+            }
+        }
+        Ok(ShimResponse::Pid(upid))
+    }
+
+    /// Makes `exec_id` free for a new process and reserves it ([`super::state::Procs::reserve`]):
+    /// refused while a process of that id runs or starts; one that has exited is forgotten (with its output log, stdin and terminal), as ctr
+    /// lets an exec id be used again once its process is gone.
+    fn free_exec_id(&self, exec_id: &str) -> Result<()> {
+        let reaper = &self.runner.reaper;
+        let freed = self.procs().reserve(exec_id, |pid, since| reaper.exited(pid, since).is_some())?;
+        if freed.is_none() {
+            return Ok(());
+        }
+        let _ = self.inputs.close(&self.args.id, Some(exec_id));
+        for file in LogPaths::new(&self.args.logs, Some(exec_id)).existing() {
+            let _ = std::fs::remove_file(file);
+        }
+        Ok(())
+    }
+}
