@@ -18,7 +18,10 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 const IDLE: Duration = Duration::from_millis(200);
 
 /// The queue into the running thread, and what tells that everything queued is stored.
-type Running = (UnboundedSender<Payload>, std::sync::mpsc::Receiver<()>, JoinHandle<()>);
+type Running = (UnboundedSender<Queued>, std::sync::mpsc::Receiver<()>, JoinHandle<()>);
+
+/// An event, and who waits for it to be stored.
+type Queued = (Payload, Option<std::sync::mpsc::Sender<()>>);
 type Slot = Arc<Mutex<Option<Running>>>;
 
 /// A lazily started event thread.
@@ -36,9 +39,22 @@ impl ShimEvents {
 
     /// Queues `payload`; never blocks for long.
     pub fn publish(&self, payload: impl Into<Payload>) {
+        self.queue(payload.into(), None);
+    }
+
+    /// Queues `payload` and waits up to `timeout` until it is stored, so that what the
+    /// caller answers next cannot overtake it in the log: `/tasks/start` before an
+    /// `/tasks/exec-added` the runtime service publishes once `Start` is answered.
+    pub fn publish_stored(&self, payload: impl Into<Payload>, timeout: Duration) {
+        let (ack, stored) = std::sync::mpsc::channel();
+        self.queue(payload.into(), Some(ack));
+        let _ = stored.recv_timeout(timeout);
+    }
+
+    fn queue(&self, payload: Payload, ack: Option<std::sync::mpsc::Sender<()>>) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner.is_none() {
-            let (tx, mut rx) = unbounded_channel::<Payload>();
+            let (tx, mut rx) = unbounded_channel::<Queued>();
             let (stored_tx, stored_rx) = std::sync::mpsc::channel::<()>();
             let (state, ns, slot) = (self.state.clone(), self.namespace.clone(), self.inner.clone());
             let spawned =
@@ -50,7 +66,12 @@ impl ShimEvents {
                         let publisher = berth_ipc::publisher::Publisher::in_state_dir(&state, "shim");
                         let closed = loop {
                             match tokio::time::timeout(IDLE, rx.recv()).await {
-                                Ok(Some(p)) => publisher.publish(&ns, p),
+                                Ok(Some((p, None))) => publisher.publish(&ns, p),
+                                Ok(Some((p, Some(ack)))) => {
+                                    publisher.publish(&ns, p);
+                                    publisher.flush(Duration::from_secs(5)).await;
+                                    let _ = ack.send(());
+                                }
                                 Ok(None) => break true,
                                 Err(_) => {
                                     publisher.flush(Duration::from_secs(30)).await;
@@ -82,7 +103,7 @@ impl ShimEvents {
             }
         }
         if let Some((tx, _, _)) = inner.as_ref() {
-            let _ = tx.send(payload.into());
+            let _ = tx.send((payload, ack));
         }
     }
 

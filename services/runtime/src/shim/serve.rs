@@ -226,7 +226,9 @@ impl Shim {
         if o.started {
             return;
         }
-        self.events.publish(TaskStart { container_id: id.to_string(), pid: self.init_pid() });
+        // Stored before `Start` is answered (bounded: a down events service delays it 2 s).
+        let start = TaskStart { container_id: id.to_string(), pid: self.init_pid() };
+        self.events.publish_stored(start, Duration::from_secs(2));
         o.started = true;
         if let Some(oom) = o.pending_oom.take() {
             self.events.publish(oom);
