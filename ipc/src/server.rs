@@ -7,6 +7,7 @@
 mod answer;
 mod outbox;
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -463,10 +464,6 @@ struct Stops {
     streams: CancellationToken,
     /// Drops every call still running (the grace time is over).
     hard: CancellationToken,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 async fn handshake<P: Protocol, H: Handler<P>>(

@@ -106,7 +106,7 @@ pub fn paths(dir: &Path, first: u64) -> (PathBuf, PathBuf) {
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::internal(format!("event log: {what} {}: {e}", path.display()))
+    Error::io_at(format_args!("event log: {what}"), path, e)
 }
 
 fn data_loss(path: &Path, msg: String) -> Error {

@@ -144,7 +144,7 @@ pub fn now_nanos() -> u64 {
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::internal(format!("event log: {what} {}: {e}", path.display()))
+    Error::io_at(format_args!("event log: {what}"), path, e)
 }
 
 /// The first seqs of the segments in `dir`, ascending; leftover temp files are removed.

@@ -59,10 +59,6 @@ pub(crate) fn kill_shims_of(bundle: &Bundle) {
     }
 }
 
-fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
-    Error::internal(format!("{what}: {e}"))
-}
-
 impl Runtime {
     /// The bundle of a task.
     pub fn bundle(&self, ns: &str, id: &str) -> Bundle {
@@ -106,14 +102,14 @@ impl Runtime {
                 .recursive(true)
                 .mode(0o700)
                 .create(parent)
-                .map_err(|e| io("tasks dir", e))?;
+                .map_err(|e| Error::io("tasks dir", e))?;
         }
         match std::fs::DirBuilder::new().mode(0o711).create(&bundle.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(Error::already_exists(format!("task {id}: already exists")));
             }
-            Err(e) => return Err(io("bundle", e)),
+            Err(e) => return Err(Error::io("bundle", e)),
         }
         let result = self.create_in(&bundle, &container, runtime, ns, id, start).await;
         if result.is_err() {
@@ -140,8 +136,8 @@ impl Runtime {
                 namespace: ns.into(),
             }))
             .await?;
-        std::fs::create_dir(bundle.rootfs()).map_err(|e| io("rootfs", e))?;
-        std::fs::write(bundle.config(), &container.spec).map_err(|e| io("config.json", e))?;
+        std::fs::create_dir(bundle.rootfs()).map_err(|e| Error::io("rootfs", e))?;
+        std::fs::write(bundle.config(), &container.spec).map_err(|e| Error::io("config.json", e))?;
         let record = TaskRecord {
             namespace: ns.into(),
             id: id.into(),
@@ -151,7 +147,7 @@ impl Runtime {
         };
         let json = serde_json::to_vec(&record).map_err(|e| Error::internal(e.to_string()))?;
         // The empty exit record, made durable with task.json (see `bundle::write_exit`).
-        std::fs::File::create(bundle.exit()).map_err(|e| io("exit.json", e))?;
+        std::fs::File::create(bundle.exit()).map_err(|e| Error::io("exit.json", e))?;
         // task.json is made durable while the rootfs is mounted and the shim starts.
         let path = bundle.record();
         let recorded = tokio::task::spawn_blocking(move || crate::bundle::write_durably(&path, &json));
@@ -177,7 +173,7 @@ impl Runtime {
         }
         .await;
         let recorded = match recorded.await {
-            Ok(r) => r.map_err(|e| io("task.json", e)),
+            Ok(r) => r.map_err(|e| Error::io("task.json", e)),
             Err(e) => Err(Error::internal(e.to_string())),
         };
         let pid = match (started, recorded) {
@@ -394,7 +390,7 @@ impl Runtime {
                 tokio::task::spawn_blocking(move || std::fs::remove_dir_all(target));
                 Ok(())
             }
-            Err(_) => std::fs::remove_dir_all(&bundle.dir).map_err(|e| io("bundle", e)),
+            Err(_) => std::fs::remove_dir_all(&bundle.dir).map_err(|e| Error::io("bundle", e)),
         }
     }
 
