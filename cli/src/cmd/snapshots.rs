@@ -210,7 +210,7 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
             let mut failed = false;
             for k in keys {
                 if let Err(e) = c.call(Remove(key(&k))).await {
-                    eprintln!("berth: {e}");
+                    eprintln!("berth: {}", crate::failure::wire_line(e));
                     failed = true;
                 }
             }
