@@ -210,11 +210,11 @@ impl Runtime {
     /// `StartTask`.
     pub async fn start(&self, task: TaskRef) -> Result<TaskInfo> {
         let bundle = self.existing(&task).await?;
-        let pid = match shim_client::call(&bundle.socket(), &ShimRequest::Start).await? {
-            ShimResponse::Pid(pid) => pid,
+        // The started pid is read back with the rest of the task's state just below.
+        match shim_client::call(&bundle.socket(), &ShimRequest::Start).await? {
+            ShimResponse::Pid(_) => {}
             other => return Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
-        };
-        let _ = pid;
+        }
         self.get(task).await
     }
 
