@@ -105,7 +105,8 @@ pub fn paths(dir: &Path, first: u64) -> (PathBuf, PathBuf) {
     (dir.join(format!("{first:020}.log")), dir.join(format!("{first:020}.idx")))
 }
 
-fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
+/// A failed file operation on the event log (`event log: what path: cause`).
+pub(crate) fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::io_at(format_args!("event log: {what}"), path, e)
 }
 
