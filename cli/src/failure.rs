@@ -44,6 +44,12 @@ mod tests {
     }
 
     #[test]
+    fn wire_keeps_the_code_through_context() {
+        let e = crate::cmd::namespaces::wire(Error::invalid("label \"a b\": bad key")).context("lease l1");
+        assert_eq!(line(&e), "lease l1: label \"a b\": bad key (invalid argument)");
+    }
+
+    #[test]
     fn a_local_error_is_printed_as_it_is() {
         let e = anyhow::anyhow!("--since: not a time");
         assert_eq!(line(&e), "--since: not a time");
