@@ -233,7 +233,7 @@ impl Segment {
         let at = u32::try_from(self.len).map_err(|_| Error::internal("event log: segment over 4 GiB"))?;
         self.file
             .write_all_at(frame, self.len)
-            .map_err(|e| Error::internal(format!("event log: append to segment {}: {e}", self.first)))?;
+            .map_err(|e| Error::io(format_args!("event log: append to segment {}", self.first), e))?;
         self.offsets.push(at);
         self.len += frame.len() as u64;
         Ok(())
