@@ -4,6 +4,7 @@
 //! flags and the dispatch.
 
 mod cmd;
+mod failure;
 mod help;
 mod output;
 
@@ -92,7 +93,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if output::is_broken_pipe(&e) => ExitCode::from(output::BROKEN_PIPE_EXIT),
         Err(e) => {
-            eprintln!("berth: {e:#}");
+            eprintln!("berth: {}", failure::line(&e));
             ExitCode::FAILURE
         }
     }

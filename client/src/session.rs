@@ -3,6 +3,7 @@
 //! byte, so garbage collection cannot take half an image; dropping the lease at the end
 //! leaves only what the image record (and its reference labels) keeps.
 
+use berth_ipc::sync::lock;
 use std::collections::BTreeMap;
 
 use berth_ipc::content::proxy::{ContentClient, RemoteWriter};
@@ -155,7 +156,7 @@ impl Session {
     /// content store)? A blob only another namespace has counts as absent: the session must
     /// write its bytes (see [`Session::writer`]) before this namespace records it.
     pub async fn has_blob(&self, digest: &Digest) -> Result<Option<u64>> {
-        if !self.proved.lock().unwrap_or_else(|p| p.into_inner()).contains(digest) {
+        if !lock(&self.proved).contains(digest) {
             let get = GetContent { namespace: self.namespace.clone(), digest: *digest };
             match self.services.metadata.call(get).await {
                 Ok(_) => {}
@@ -182,7 +183,7 @@ impl Session {
 
     /// Notes that this session wrote `digest`'s bytes and the content service verified them.
     pub fn proved(&self, digest: Digest) {
-        self.proved.lock().unwrap_or_else(|p| p.into_inner()).insert(digest);
+        lock(&self.proved).insert(digest);
     }
 
     /// Adds a blob to the lease.

@@ -5,6 +5,7 @@
 mod conn;
 mod stream;
 
+use crate::sync::lock;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,10 +79,6 @@ enum Lost {
     NotSent,
     /// The connection died after the request was queued.
     AfterSend,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl<P: Protocol> Client<P> {

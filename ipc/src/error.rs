@@ -125,30 +125,49 @@ impl Error {
         self.code == code
     }
 
+    /// An I/O failure on `what` (e.g. `"read sha256:…"`): the message is `what: cause`, so logs
+    /// keep the cause's text, and the code follows the cause (see `From<io::Error>`).
+    pub fn io(what: impl fmt::Display, err: std::io::Error) -> Self {
+        Error::new(io_code(&err), format!("{what}: {err}"))
+    }
+
+    /// [`Error::io`] on a path: the message is `what path: cause`.
+    pub fn io_at(what: impl fmt::Display, path: &std::path::Path, err: std::io::Error) -> Self {
+        Error::io(format_args!("{what} {}", path.display()), err)
+    }
+
     /// The same error with `context: ` put in front of its message.
     pub fn context(self, context: impl fmt::Display) -> Self {
         Error { code: self.code, message: format!("{context}: {}", self.message) }
     }
 }
 
+/// The wire code of an I/O failure: missing, existing, forbidden and malformed map to their
+/// codes; a broken peer, a time-out and a full disk or quota are `Unavailable` (retrying may
+/// succeed); anything else is `Internal`.
+fn io_code(err: &std::io::Error) -> Code {
+    use std::io::ErrorKind;
+    match err.kind() {
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::InvalidInput | ErrorKind::InvalidData => Code::InvalidArgument,
+        ErrorKind::ConnectionRefused
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::BrokenPipe
+        | ErrorKind::NotConnected
+        | ErrorKind::TimedOut
+        | ErrorKind::UnexpectedEof
+        | ErrorKind::StorageFull
+        | ErrorKind::QuotaExceeded => Code::Unavailable,
+        _ => Code::Internal,
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(err: std::io::Error) -> Self {
-        use std::io::ErrorKind;
-        let code = match err.kind() {
-            ErrorKind::NotFound => Code::NotFound,
-            ErrorKind::AlreadyExists => Code::AlreadyExists,
-            ErrorKind::PermissionDenied => Code::PermissionDenied,
-            ErrorKind::InvalidInput | ErrorKind::InvalidData => Code::InvalidArgument,
-            ErrorKind::ConnectionRefused
-            | ErrorKind::ConnectionReset
-            | ErrorKind::ConnectionAborted
-            | ErrorKind::BrokenPipe
-            | ErrorKind::NotConnected
-            | ErrorKind::TimedOut
-            | ErrorKind::UnexpectedEof => Code::Unavailable,
-            _ => Code::Internal,
-        };
-        Error::new(code, err.to_string())
+        Error::new(io_code(&err), err.to_string())
     }
 }
 
@@ -165,6 +184,24 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Code::ALL.len());
+    }
+
+    #[test]
+    fn io_errors_keep_their_cause_and_code() {
+        let gone = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = Error::io_at("open", std::path::Path::new("/x/blob"), gone);
+        assert_eq!(e.code, Code::NotFound);
+        assert!(e.message.starts_with("open /x/blob: "), "{e}");
+        assert!(e.message.len() > "open /x/blob: ".len(), "{e}");
+        for full in [libc_errno(28), libc_errno(122)] {
+            assert_eq!(Error::io("write", full).code, Code::Unavailable);
+        }
+        let odd = std::io::Error::other("odd");
+        assert_eq!(Error::io("sync", odd), Error::internal("sync: odd"));
+    }
+
+    fn libc_errno(n: i32) -> std::io::Error {
+        std::io::Error::from_raw_os_error(n)
     }
 
     #[test]

@@ -68,7 +68,7 @@ mod armed {
         let Some(&at) = armed().get(name) else { return };
         static HITS: OnceLock<Mutex<HashMap<String, u64>>> = OnceLock::new();
         let n = {
-            let mut hits = HITS.get_or_init(Mutex::default).lock().unwrap_or_else(|p| p.into_inner());
+            let mut hits = crate::sync::lock(HITS.get_or_init(Mutex::default));
             let n = hits.entry(name.to_string()).or_insert(0);
             *n += 1;
             *n

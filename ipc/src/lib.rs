@@ -22,6 +22,7 @@
 //! - [`peer`] — peer credentials and the access policy.
 //! - [`probe`] — a one-shot health probe of any service by name.
 //! - [`socket`] — binding sockets, replacing stale ones.
+//! - [`sync`] — a poison-free mutex lock.
 //! - [`metrics`] — per-method counters and latency histograms.
 //! - [`names`] — validation of identifiers, labels and free-form names.
 //! - [`content`], [`metadata`], [`snapshot`], [`runtime`], [`events`], [`launcher`] — each
@@ -43,6 +44,7 @@ pub mod protocol;
 pub mod publisher;
 pub mod server;
 pub mod socket;
+pub mod sync;
 
 pub mod content;
 pub mod events;

@@ -1,6 +1,7 @@
 //! Per-method request counters and latency histograms, kept by the server scaffold for every
 //! service and returned by the common `Metrics` call.
 
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,7 +112,7 @@ pub struct Recorder {
 impl Recorder {
     /// Counts one call of `method` that took `took`.
     pub fn record(&self, method: &'static str, took: Duration, failed: bool) {
-        let mut map = self.methods.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = lock(&self.methods);
         let m = map
             .entry(method)
             .or_insert_with(|| MethodMetrics { method: method.to_string(), ..Default::default() });
@@ -124,7 +125,7 @@ impl Recorder {
 
     /// A copy of the counters.
     pub fn snapshot(&self, service: &str, uptime: Duration) -> MetricsSnapshot {
-        let methods = self.methods.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let methods = lock(&self.methods).values().cloned().collect();
         MetricsSnapshot {
             service: service.to_string(),
             uptime_ms: u64::try_from(uptime.as_millis()).unwrap_or(u64::MAX),

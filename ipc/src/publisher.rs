@@ -21,6 +21,7 @@
 //! What is lost: events still in the outbox when the process dies, and new events while the
 //! outbox is full (counted in [`PublisherStats::dropped`], warned once per outage).
 
+use crate::sync::lock;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -186,10 +187,6 @@ impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Publisher").field("id", &self.shared.id).field("stats", &self.stats()).finish()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The background sender, split out for size; see the module doc.

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use berth_ipc::events::payload::ContentCreate;
@@ -29,9 +29,7 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
+use berth_service_kit::time::now_ns;
 
 fn event(i: u64) -> NewEvent {
     NewEvent::new("default", ContentCreate { digest: format!("sha256:{i:064x}"), size: i })

@@ -137,7 +137,7 @@ pub async fn run(ctx: &Ctx, cmd: ContainersCmd) -> anyhow::Result<ExitCode> {
                 match ctx.services.runtime.call(req).await {
                     Ok(()) => println!("{id}"),
                     Err(e) => {
-                        eprintln!("berth: {e}");
+                        eprintln!("berth: {}", crate::failure::wire_line(e));
                         failed = true;
                     }
                 }

@@ -1,6 +1,7 @@
 //! `berth images import|export|pull|push|check|mount|unmount`: distribution commands, driving
 //! the `berth_client` library.
 
+use berth_ipc::sync::lock;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -175,7 +176,7 @@ struct Lines {
 
 impl Progress for Lines {
     fn update(&self, digest: &Digest, state: State, done: u64, total: u64) {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = lock(&self.seen);
         if seen.insert(*digest, state) != Some(state) {
             eprintln!("{}: {} {done}/{total}", digest.short(), state.as_str());
         }
@@ -193,7 +194,7 @@ struct Bars {
 
 impl Progress for Bars {
     fn update(&self, digest: &Digest, state: State, done: u64, total: u64) {
-        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bars = lock(&self.bars);
         let bar = bars.entry(*digest).or_insert_with(|| {
             let b = self.multi.add(ProgressBar::new(total));
             let style = ProgressStyle::with_template(

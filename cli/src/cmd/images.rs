@@ -149,7 +149,7 @@ pub async fn run(ctx: &Ctx, cmd: ImagesCmd) -> anyhow::Result<ExitCode> {
                 match md.call(DeleteImage { namespace: ns(), name: name.clone(), sync: false }).await {
                     Ok(_) => println!("{name}"),
                     Err(e) => {
-                        eprintln!("berth: {e}");
+                        eprintln!("berth: {}", crate::failure::wire_line(e));
                         failed = true;
                     }
                 }

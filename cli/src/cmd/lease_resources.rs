@@ -52,7 +52,7 @@ pub async fn change(ctx: &Ctx, lease: String, kind: &str, id: &str, add: bool) -
     let md = &ctx.services.metadata;
     let done =
         if add { md.call(AddLeaseResource(req)).await } else { md.call(RemoveLeaseResource(req)).await };
-    done.map_err(|e| anyhow::anyhow!("lease {lease}: {}", wire(e)))
+    done.map_err(|e| wire(e).context(format!("lease {lease}")))
 }
 
 /// Prints a lease's resources (`TYPE ID`; JSON: `[{"type", "id"}]`).
@@ -63,7 +63,7 @@ pub async fn list(ctx: &Ctx, lease: String) -> anyhow::Result<()> {
         .metadata
         .call(ListLeaseResources(by))
         .await
-        .map_err(|e| anyhow::anyhow!("lease {lease}: {}", wire(e)))?;
+        .map_err(|e| wire(e).context(format!("lease {lease}")))?;
     let rows: Vec<(String, String)> = list.iter().map(show).collect();
     match ctx.format {
         Format::Json => {

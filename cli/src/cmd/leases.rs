@@ -117,10 +117,7 @@ fn print(ctx: &Ctx, list: &[Lease], quiet: bool) -> anyhow::Result<()> {
     }
 }
 
-fn now_ns() -> u64 {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
+use berth_service_kit::time::now_ns;
 
 /// Runs a leases command.
 pub async fn run(ctx: &Ctx, cmd: LeasesCmd) -> anyhow::Result<ExitCode> {
@@ -163,7 +160,7 @@ pub async fn run(ctx: &Ctx, cmd: LeasesCmd) -> anyhow::Result<ExitCode> {
                 {
                     Ok(_) => println!("{id}"),
                     Err(e) => {
-                        eprintln!("berth: {e}");
+                        eprintln!("berth: {}", crate::failure::wire_line(e));
                         failed = true;
                     }
                 }

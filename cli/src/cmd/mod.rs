@@ -25,7 +25,6 @@ pub mod tasks;
 pub mod tty;
 pub mod version;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_client::Services;
@@ -35,10 +34,7 @@ use crate::Cli;
 use crate::output::Format;
 
 /// What every command needs: where the services are, the namespace, the output format.
-#[allow(dead_code)] // namespace and state serve the command groups that arrive with later issues
 pub struct Ctx {
-    /// The state dir.
-    pub state: PathBuf,
     /// The namespace (`-n`).
     pub namespace: String,
     /// `--format`.
@@ -71,7 +67,6 @@ impl Ctx {
             client_name: format!("berth[{}]", std::process::id()),
         };
         Ctx {
-            state: cli.state.clone(),
             namespace: cli.namespace.clone(),
             format: cli.format,
             services: Services::new(&cli.state, options),

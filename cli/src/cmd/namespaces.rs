@@ -82,9 +82,10 @@ pub fn ago(ns: u64) -> String {
     format!("{} ago", output::human_duration(secs))
 }
 
-/// A wire error as a CLI error.
+/// A wire error as a CLI error: the message as it is, the error (and so its code) kept in the
+/// chain for the failure line (`crate::failure`).
 pub fn wire(e: berth_ipc::Error) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
+    anyhow::Error::new(e)
 }
 
 /// [`wire`] for a client job (`pull REF`, `commit ID`…): a job that gave up waiting for a
@@ -131,7 +132,7 @@ pub async fn run(ctx: &Ctx, cmd: NamespacesCmd) -> anyhow::Result<ExitCode> {
                 match md.call(DeleteNamespace { name: name.clone() }).await {
                     Ok(()) => println!("{name}"),
                     Err(e) => {
-                        eprintln!("berth: {e}");
+                        eprintln!("berth: {}", crate::failure::wire_line(e));
                         failed = true;
                     }
                 }

@@ -148,22 +148,10 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
         namespace: ns.clone(),
         all_namespaces: false,
     };
-    let what = |e: berth_ipc::Error| anyhow::anyhow!("{e}");
+    let what = super::namespaces::wire;
     match args.cmd {
         SnapshotsCmd::Ls { filters } => {
-            let list = c.call(list(filters)).await.map_err(what)?;
-            match ctx.format {
-                Format::Json => output::json(&list.iter().map(info_json).collect::<Vec<_>>())?,
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = list
-                        .iter()
-                        .map(|i| {
-                            vec![i.name.clone(), i.parent.clone().unwrap_or_default(), i.kind.as_str().into()]
-                        })
-                        .collect();
-                    output::table(&["KEY", "PARENT", "KIND"], &rows);
-                }
-            }
+            print_list(ctx, &c.call(list(filters)).await.map_err(what)?)?;
         }
         SnapshotsCmd::Prepare { key: k, parent } => {
             let m = c
@@ -210,7 +198,7 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
             let mut failed = false;
             for k in keys {
                 if let Err(e) = c.call(Remove(key(&k))).await {
-                    eprintln!("berth: {e}");
+                    eprintln!("berth: {}", crate::failure::wire_line(e));
                     failed = true;
                 }
             }
@@ -234,36 +222,14 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
                 let u = c.call(GetUsage(key(&k))).await.map_err(what)?;
                 usage.push(serde_json::json!({"key": k, "size": u.size, "inodes": u.inodes}));
             }
-            match ctx.format {
-                Format::Json => output::json(&usage)?,
-                Format::Table => {
-                    let cell = |u: &serde_json::Value, f: &str| u[f].as_u64().unwrap_or(0);
-                    let rows: Vec<Vec<String>> = usage
-                        .iter()
-                        .map(|u| {
-                            let k = u["key"].as_str().unwrap_or_default().to_string();
-                            vec![k, output::human_size(cell(u, "size")), cell(u, "inodes").to_string()]
-                        })
-                        .collect();
-                    output::table(&["KEY", "SIZE", "INODES"], &rows)
-                }
-            }
+            print_usage(ctx, &usage)?;
         }
         SnapshotsCmd::Info { key: k } => {
             let i = c.call(Stat(key(&k))).await.map_err(what)?;
             output::json(&info_json(&i))?;
         }
         SnapshotsCmd::Label { key: k, labels } => {
-            let mut map = BTreeMap::new();
-            let mut fieldpaths = Vec::new();
-            for l in labels {
-                let (lk, lv) =
-                    l.split_once('=').ok_or_else(|| anyhow::anyhow!("label {l:?}: expected key=value"))?;
-                fieldpaths.push(format!("labels.{lk}"));
-                if !lv.is_empty() {
-                    map.insert(lk.to_string(), lv.to_string());
-                }
-            }
+            let (map, fieldpaths) = label_update(labels)?;
             let i = c
                 .call(Update {
                     snapshotter: sn.clone(),
@@ -287,12 +253,7 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
                 })
                 .await
                 .map_err(what)?;
-            match ctx.format {
-                Format::Json => output::json(&serde_json::json!({
-                    "mediaType": d.media_type, "digest": d.digest.to_string(), "size": d.size, "diff_id": d.diff_id.to_string(),
-                }))?,
-                Format::Table => println!("{}", d.digest),
-            }
+            print_diff(ctx, &d)?;
         }
         SnapshotsCmd::Apply { key: k, digest } => {
             let digest = Digest::parse(&digest).map_err(what)?;
@@ -310,4 +271,64 @@ pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ls`: key, parent and kind of each snapshot.
+fn print_list(ctx: &Ctx, list: &[berth_ipc::snapshot::Info]) -> anyhow::Result<()> {
+    match ctx.format {
+        Format::Json => output::json(&list.iter().map(info_json).collect::<Vec<_>>())?,
+        Format::Table => {
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|i| vec![i.name.clone(), i.parent.clone().unwrap_or_default(), i.kind.as_str().into()])
+                .collect();
+            output::table(&["KEY", "PARENT", "KIND"], &rows);
+        }
+    }
+    Ok(())
+}
+
+/// `usage`: each key's size and inodes (`{"key", "size", "inodes"}` objects).
+fn print_usage(ctx: &Ctx, usage: &[serde_json::Value]) -> anyhow::Result<()> {
+    match ctx.format {
+        Format::Json => output::json(&usage)?,
+        Format::Table => {
+            let cell = |u: &serde_json::Value, f: &str| u[f].as_u64().unwrap_or(0);
+            let rows: Vec<Vec<String>> = usage
+                .iter()
+                .map(|u| {
+                    let k = u["key"].as_str().unwrap_or_default().to_string();
+                    vec![k, output::human_size(cell(u, "size")), cell(u, "inodes").to_string()]
+                })
+                .collect();
+            output::table(&["KEY", "SIZE", "INODES"], &rows)
+        }
+    }
+    Ok(())
+}
+
+/// `label KEY k=v k=`: the labels to set and the field paths to update (an empty value
+/// removes the label).
+fn label_update(labels: Vec<String>) -> anyhow::Result<(BTreeMap<String, String>, Vec<String>)> {
+    let mut map = BTreeMap::new();
+    let mut fieldpaths = Vec::new();
+    for l in labels {
+        let (lk, lv) = l.split_once('=').ok_or_else(|| anyhow::anyhow!("label {l:?}: expected key=value"))?;
+        fieldpaths.push(format!("labels.{lk}"));
+        if !lv.is_empty() {
+            map.insert(lk.to_string(), lv.to_string());
+        }
+    }
+    Ok((map, fieldpaths))
+}
+
+/// `diff`: the layer written (its digest; JSON: descriptor and diff ID).
+fn print_diff(ctx: &Ctx, d: &berth_ipc::snapshot::Descriptor) -> anyhow::Result<()> {
+    match ctx.format {
+        Format::Json => output::json(&serde_json::json!({
+            "mediaType": d.media_type, "digest": d.digest.to_string(), "size": d.size, "diff_id": d.diff_id.to_string(),
+        }))?,
+        Format::Table => println!("{}", d.digest),
+    }
+    Ok(())
 }

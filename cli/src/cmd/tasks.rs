@@ -218,7 +218,7 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
                 match rt.call(DeleteTask(task(&id, None))).await {
                     Ok(exit) => println!("{id} {}", exit.status),
                     Err(e) => {
-                        eprintln!("berth: {e}");
+                        eprintln!("berth: {}", crate::failure::wire_line(e));
                         failed = true;
                     }
                 }

@@ -16,7 +16,6 @@ use berth_ipc::{Error, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::Ingest;
-use crate::sys;
 
 /// Bytes read from the fd per write.
 const APPEND_CHUNK: usize = 4 << 20;
@@ -56,7 +55,7 @@ pub fn append_from(ingest: &mut Ingest, offset: u64, fd: OwnedFd, done: &Cancell
                     if halted() {
                         return;
                     }
-                    match sys::wait_readable(source.as_fd(), TICK) {
+                    match berth_service_kit::fd::wait_readable(source.as_fd(), Some(TICK)) {
                         Ok(false) => continue,
                         Ok(true) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

@@ -3,6 +3,7 @@
 //! `berth_ipc::content::readfd`; peers are checked with the same policy as on
 //! `content.sock`.
 
+use berth_service_kit::blocking;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,14 +65,18 @@ impl FdServer {
             Ok(Err(e)) => readfd::encode_reply::<()>(0, &Err(e)),
             Ok(Ok((id, FdRequest::Read(req), _))) => {
                 let store = self.store.clone();
-                let opened = blocking(move || store.open_blob(&req.digest)).await;
+                let opened = blocking("content worker", move || store.open_blob(&req.digest)).await;
                 send_fd(&stream, id, opened.map(|(file, size)| (file, ReadFdReply { size }))).await;
                 return;
             }
             Ok(Ok((id, FdRequest::Follow(req), _))) => {
                 let store = self.store.clone();
-                send_fd(&stream, id, blocking(move || crate::ingest::follow(&store, &req.digest)).await)
-                    .await;
+                send_fd(
+                    &stream,
+                    id,
+                    blocking("content worker", move || crate::ingest::follow(&store, &req.digest)).await,
+                )
+                .await;
                 return;
             }
             Ok(Ok((id, FdRequest::Append(req), fd))) => {
@@ -94,10 +99,6 @@ impl FdServer {
         })
         .await
     }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("content worker: {e}")))?
 }
 
 /// Sends `reply` with its file's fd attached, or the error.

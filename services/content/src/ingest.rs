@@ -7,6 +7,7 @@
 //! and the blobs dir is fsynced. (The mode is set before the fsync rather than after the
 //! rename so that a blob is never seen writable, and its mode is as durable as its bytes.)
 
+use berth_ipc::sync::lock;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -20,7 +21,7 @@ use berth_ipc::{Code, Digest, Error, Result};
 use sha2::Digest as _;
 
 use crate::direct::StagedFile;
-use crate::store::{HASH_BUF, Held, Store, io_err, mtime_ns, now_ns, sync_dir};
+use crate::store::{HASH_BUF, Held, Store, mtime_ns, now_ns, sync_dir};
 
 /// Chunks at least this large are hashed on a second thread while they are written.
 const PARALLEL_MIN: usize = 256 << 10;
@@ -43,7 +44,7 @@ struct RefLock {
 
 impl RefLock {
     fn take(store: &Arc<Store>, r: &str, expected: Option<Digest>, total: Option<u64>) -> Result<RefLock> {
-        let mut locks = store.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut locks = lock(&store.locks);
         if locks.contains_key(r) {
             return Err(Error::unavailable(format!("ingest {r:?}: another writer holds it, retry later")));
         }
@@ -55,7 +56,7 @@ impl RefLock {
 
 impl Drop for RefLock {
     fn drop(&mut self) {
-        self.store.locks.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.r#ref);
+        lock(&self.store.locks).remove(&self.r#ref);
     }
 }
 
@@ -78,7 +79,7 @@ fn read_num(path: &Path) -> Option<u64> {
 }
 
 fn write_small(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(io_err(path.display()))
+    std::fs::write(path, text).map_err(|e| Error::io(path.display(), e))
 }
 
 /// The status of ingest `ref` as found on disk; `NotFound` if there is none.
@@ -93,7 +94,7 @@ fn status_of_dir(store: &Store, dir: &Path) -> Option<IngestStatus> {
     let r = std::fs::read_to_string(dir.join("ref")).ok()?;
     let meta = std::fs::metadata(dir.join("data")).ok()?;
     let started = read_num(&dir.join("startedat")).unwrap_or(0);
-    let held = store.locks.lock().unwrap_or_else(|p| p.into_inner()).get(&r).cloned();
+    let held = lock(&store.locks).get(&r).cloned();
     let expected = held.as_ref().and_then(|h| h.expected);
     let offset = held.map_or(meta.len(), |h| h.offset.load(Ordering::Relaxed));
     Some(IngestStatus {
@@ -109,8 +110,8 @@ fn status_of_dir(store: &Store, dir: &Path) -> Option<IngestStatus> {
 /// Every ingest on disk.
 pub fn list(store: &Store) -> Result<Vec<IngestStatus>> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(&store.ingest).map_err(io_err("ingest dir"))? {
-        let entry = entry.map_err(io_err("ingest dir"))?;
+    for entry in std::fs::read_dir(&store.ingest).map_err(|e| Error::io("ingest dir", e))? {
+        let entry = entry.map_err(|e| Error::io("ingest dir", e))?;
         if let Some(s) = status_of_dir(store, &entry.path()) {
             out.push(s);
         }
@@ -128,7 +129,7 @@ pub fn follow(store: &Store, digest: &Digest) -> Result<(File, FollowFdReply)> {
         if let Ok((file, size)) = store.open_blob(digest) {
             return Ok((file, FollowFdReply { committed: true, total: Some(size) }));
         }
-        let held = store.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let held = lock(&store.locks);
         let found = held
             .iter()
             .find(|(_, h)| h.expected == Some(*digest) && h.ready.load(Ordering::Acquire))
@@ -154,7 +155,7 @@ pub fn abort(store: &Arc<Store>, r: &str) -> Result<()> {
     if status_of_dir(store, &dir).is_none_or(|s| s.r#ref != r) {
         return Err(Error::not_found(format!("ingest {r:?}: not found")));
     }
-    std::fs::remove_dir_all(&dir).map_err(io_err(format!("ingest {r:?}")))
+    std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("ingest {r:?}"), e))
 }
 
 impl Ingest {
@@ -187,18 +188,18 @@ impl Ingest {
         if existing.is_none() {
             // New (or a dir left half-made by a crash before its ref file): start over.
             let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).map_err(io_err(&what))?;
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&what, e))?;
             write_small(&dir.join("startedat"), &now.to_string())?;
-            File::create(dir.join("data")).map_err(io_err(&what))?;
+            File::create(dir.join("data")).map_err(|e| Error::io(&what, e))?;
             write_small(&dir.join("ref"), r)?;
         }
         if let Some(t) = total {
             write_small(&dir.join("total"), &t.to_string())?;
         }
         write_small(&dir.join("updatedat"), &now.to_string())?;
-        let file = OpenOptions::new().read(true).open(dir.join("data")).map_err(io_err(&what))?;
-        let (hasher, offset) = rehash(&file).map_err(io_err(&what))?;
-        let data = StagedFile::open(&dir.join("data"), offset).map_err(io_err(&what))?;
+        let file = OpenOptions::new().read(true).open(dir.join("data")).map_err(|e| Error::io(&what, e))?;
+        let (hasher, offset) = rehash(&file).map_err(|e| Error::io(&what, e))?;
+        let data = StagedFile::open(&dir.join("data"), offset).map_err(|e| Error::io(&what, e))?;
         let status = IngestStatus {
             r#ref: r.to_string(),
             offset,
@@ -231,7 +232,7 @@ impl Ingest {
         self.usable()?;
         let end = self.status.offset;
         if offset == 0 && end > 0 {
-            self.data.truncate().map_err(io_err(format!("ingest {r:?}")))?;
+            self.data.truncate().map_err(|e| Error::io(format!("ingest {r:?}"), e))?;
             self.hasher = sha2::Sha256::new();
             self.status.offset = 0;
             self.lock.offset.store(0, Ordering::Relaxed);
@@ -297,15 +298,15 @@ impl Ingest {
             return Err(Error::already_exists(format!("blob {actual}: already exists")));
         }
         let what = format!("commit blob {actual}");
-        self.data.flush_tail().map_err(io_err(&what))?;
+        self.data.flush_tail().map_err(|e| Error::io(&what, e))?;
         berth_ipc::failpoint!("content.commit.after_data");
         let file = self.data.file();
-        file.set_permissions(std::fs::Permissions::from_mode(0o444)).map_err(io_err(&what))?;
-        file.sync_all().map_err(io_err(&what))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o444)).map_err(|e| Error::io(&what, e))?;
+        file.sync_all().map_err(|e| Error::io(&what, e))?;
         berth_ipc::failpoint!("content.commit.after_fsync");
-        std::fs::rename(self.dir.join("data"), &target).map_err(io_err(&what))?;
+        std::fs::rename(self.dir.join("data"), &target).map_err(|e| Error::io(&what, e))?;
         berth_ipc::failpoint!("content.commit.after_rename");
-        sync_dir(&store.blobs).map_err(io_err(&what))?;
+        sync_dir(&store.blobs).map_err(|e| Error::io(&what, e))?;
         berth_ipc::failpoint!("content.commit.after_dirsync");
         self.remove();
         berth_ipc::failpoint!("content.commit.after_cleanup");

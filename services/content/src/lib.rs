@@ -12,7 +12,6 @@
 //! - [`fdserver`] — the `content-fd.sock` side socket (ReadFd, appending from a passed fd).
 //! - [`append`] — reading a passed fd into an ingest (AppendFd).
 //! - [`events`] — `/content/create` and `/content/delete`.
-//! - `sys` — poll(2), the crate's only `unsafe`.
 
 pub mod append;
 pub mod direct;
@@ -23,7 +22,6 @@ pub mod local;
 pub mod service;
 pub mod session;
 pub mod store;
-mod sys;
 
 use berth_ipc::content::Content;
 use berth_ipc::content::readfd::SOCKET_NAME;

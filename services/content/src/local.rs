@@ -1,6 +1,7 @@
 //! The store in-process, behind the same [`ContentStore`] trait as the socket proxy, so the
 //! conformance suite runs against both. Calls run on the blocking pool.
 
+use berth_service_kit::blocking;
 use std::sync::Arc;
 
 use berth_ipc::content::store::{ContentStore, ContentWriter};
@@ -22,10 +23,6 @@ impl LocalStore {
     pub fn new(store: Arc<Store>) -> Self {
         LocalStore { store }
     }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("content worker: {e}")))?
 }
 
 struct RefField<'a>(&'a IngestStatus);
@@ -50,22 +47,22 @@ impl ContentStore for LocalStore {
 
     async fn info(&self, digest: &Digest) -> Result<BlobInfo> {
         let (s, d) = (self.store.clone(), *digest);
-        blocking(move || s.info(&d)).await
+        blocking("content worker", move || s.info(&d)).await
     }
 
     async fn list(&self, filters: &[String]) -> Result<Vec<BlobInfo>> {
         let (s, f) = (self.store.clone(), filters.to_vec());
-        blocking(move || s.list(&f)).await
+        blocking("content worker", move || s.list(&f)).await
     }
 
     async fn delete(&self, digest: &Digest) -> Result<()> {
         let (s, d) = (self.store.clone(), *digest);
-        blocking(move || s.delete(&d)).await
+        blocking("content worker", move || s.delete(&d)).await
     }
 
     async fn read(&self, digest: &Digest, offset: u64, length: Option<u64>) -> Result<Vec<u8>> {
         let (s, d) = (self.store.clone(), *digest);
-        blocking(move || {
+        blocking("content worker", move || {
             let (file, size) = s.open_blob(&d)?;
             let end = Store::range(&d, size, offset, length)?;
             let len = usize::try_from(end - offset).map_err(|_| Error::invalid("read too large"))?;
@@ -76,18 +73,18 @@ impl ContentStore for LocalStore {
 
     async fn status(&self, r#ref: &str) -> Result<IngestStatus> {
         let (s, r) = (self.store.clone(), r#ref.to_string());
-        blocking(move || ingest::status(&s, &r)).await
+        blocking("content worker", move || ingest::status(&s, &r)).await
     }
 
     async fn list_statuses(&self, filters: &[String]) -> Result<Vec<IngestStatus>> {
         let s = self.store.clone();
-        let all = blocking(move || ingest::list(&s)).await?;
+        let all = blocking("content worker", move || ingest::list(&s)).await?;
         filter_statuses(all, filters)
     }
 
     async fn abort(&self, r#ref: &str) -> Result<()> {
         let (s, r) = (self.store.clone(), r#ref.to_string());
-        blocking(move || ingest::abort(&s, &r)).await
+        blocking("content worker", move || ingest::abort(&s, &r)).await
     }
 
     async fn writer(
@@ -97,7 +94,8 @@ impl ContentStore for LocalStore {
         expected_size: Option<u64>,
     ) -> Result<LocalWriter> {
         let (s, r) = (self.store.clone(), r#ref.to_string());
-        let ingest = blocking(move || Ingest::open(&s, &r, expected_digest, expected_size)).await?;
+        let ingest =
+            blocking("content worker", move || Ingest::open(&s, &r, expected_digest, expected_size)).await?;
         Ok(LocalWriter { store: self.store.clone(), ingest: Some(ingest) })
     }
 }

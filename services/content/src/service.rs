@@ -1,6 +1,7 @@
 //! The request handler: one `handle_<request>` per message of the content protocol. Disk
 //! work runs on the blocking pool; write sessions live in a table keyed by session id.
 
+use berth_service_kit::blocking;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,14 +26,6 @@ pub struct ContentService {
     events: Events,
     sessions: Sessions,
     next_session: AtomicU64,
-}
-
-fn blocking_failed(e: tokio::task::JoinError) -> Error {
-    Error::internal(format!("content worker: {e}"))
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(blocking_failed)?
 }
 
 impl ContentService {
@@ -62,13 +55,13 @@ impl ContentService {
 
     async fn handle_info(&self, req: Info) -> Result<BlobInfo> {
         let store = self.store.clone();
-        blocking(move || store.info(&req.digest)).await
+        blocking("content worker", move || store.info(&req.digest)).await
     }
 
     async fn handle_list(&self, req: List) -> Reply<ContentResponse> {
         let store = self.store.clone();
         let (tx, reply) = Reply::stream(64);
-        let list = match blocking(move || store.list(&req.filters)).await {
+        let list = match blocking("content worker", move || store.list(&req.filters)).await {
             Ok(l) => l,
             Err(e) => return Reply::Unary(Err(e)),
         };
@@ -85,7 +78,7 @@ impl ContentService {
     async fn handle_delete(&self, req: Delete) -> Result<()> {
         let store = self.store.clone();
         let digest = req.digest;
-        blocking(move || store.delete(&digest)).await?;
+        blocking("content worker", move || store.delete(&digest)).await?;
         self.events.deleted(&digest);
         Ok(())
     }
@@ -93,7 +86,7 @@ impl ContentService {
     async fn handle_read(&self, req: Read, ctx: Context) -> Reply<ContentResponse> {
         let store = self.store.clone();
         let digest = req.digest;
-        let opened = blocking(move || {
+        let opened = blocking("content worker", move || {
             let (file, size) = store.open_blob(&digest)?;
             let end = Store::range(&digest, size, req.offset, req.length)?;
             Ok((Arc::new(file), end))
@@ -115,7 +108,8 @@ impl ContentService {
                     break;
                 }
                 let f = file.clone();
-                let data = blocking(move || Store::read_chunk(&f, &digest, offset, len)).await;
+                let data =
+                    blocking("content worker", move || Store::read_chunk(&f, &digest, offset, len)).await;
                 let item = data.and_then(|d| {
                     if d.is_empty() {
                         Err(Error::new(Code::DataLoss, format!("blob {digest}: shorter than its size")))
@@ -138,13 +132,13 @@ impl ContentService {
 
     async fn handle_status(&self, req: Status) -> Result<IngestStatus> {
         let store = self.store.clone();
-        blocking(move || ingest::status(&store, &req.r#ref)).await
+        blocking("content worker", move || ingest::status(&store, &req.r#ref)).await
     }
 
     async fn handle_list_statuses(&self, req: ListStatuses) -> Result<Vec<IngestStatus>> {
         berth_ipc::filter::Filters::parse(&req.filters)?;
         let store = self.store.clone();
-        let all = blocking(move || ingest::list(&store)).await?;
+        let all = blocking("content worker", move || ingest::list(&store)).await?;
         crate::local::filter_statuses(all, &req.filters)
     }
 
@@ -164,12 +158,12 @@ impl ContentService {
             return Ok(());
         }
         let store = self.store.clone();
-        blocking(move || ingest::abort(&store, &req.r#ref)).await
+        blocking("content worker", move || ingest::abort(&store, &req.r#ref)).await
     }
 
     async fn handle_open_writer(&self, req: OpenWriter, ctx: Context) -> Reply<ContentResponse> {
         let store = self.store.clone();
-        let opened = blocking(move || {
+        let opened = blocking("content worker", move || {
             Ingest::open_proving(&store, &req.r#ref, req.expected_digest, req.expected_size, req.prove)
         })
         .await;
@@ -219,7 +213,7 @@ impl ContentService {
         let session = self.session(req.session)?;
         let mut ingest = session.ingest.clone().lock_owned().await;
         let store = self.store.clone();
-        let result = blocking(move || ingest.commit(&store, req.size, req.digest)).await;
+        let result = blocking("content worker", move || ingest.commit(&store, req.size, req.digest)).await;
         match &result {
             Ok(info) => {
                 self.events.created(info);

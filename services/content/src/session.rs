@@ -2,6 +2,7 @@
 //! (`WriteChunk`, `CommitWriter`) and from the fd socket (appending from a passed fd).
 //! Chunks are applied in the order of their `seq`, whichever connection brought them.
 
+use berth_ipc::sync::lock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,7 +32,7 @@ pub struct Sessions(Arc<Mutex<HashMap<u64, Arc<Session>>>>);
 
 impl Sessions {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Session>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.0)
     }
 
     /// Registers a session.
@@ -94,10 +95,7 @@ pub async fn apply(
     }
     let mut ingest = session.ingest.clone().lock_owned().await;
     let done = session.done.clone();
-    let end = tokio::task::spawn_blocking(move || write(&mut ingest, &done))
-        .await
-        .map_err(|e| Error::internal(format!("content worker: {e}")))
-        .and_then(|r| r);
+    let end = berth_service_kit::blocking("content worker", move || write(&mut ingest, &done)).await;
     session.next_seq.send_replace(seq + 1);
     end
 }

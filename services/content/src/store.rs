@@ -22,7 +22,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use berth_ipc::content::{BlobInfo, CheckItem};
 use berth_ipc::filter::{Adaptor, Filters, label_field};
@@ -55,23 +55,13 @@ pub(crate) struct Held {
     pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// ns since the epoch.
-pub(crate) fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
+pub(crate) use berth_service_kit::time::now_ns;
 
 pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
     meta.modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-/// Maps an I/O error on `what` to a wire error naming it.
-pub(crate) fn io_err(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> Error {
-    move |e| Error::from(e).context(what)
 }
 
 struct InfoFields<'a>(&'a BlobInfo);
@@ -93,7 +83,7 @@ impl Store {
         let blobs = root.join("blobs").join("sha256");
         let ingest = root.join("ingest");
         for dir in [&blobs, &ingest] {
-            std::fs::create_dir_all(dir).map_err(io_err(dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
         }
         sweep_ingests(&ingest);
         Ok(Arc::new(Store { root: root.to_path_buf(), blobs, ingest, locks: Mutex::default() }))
@@ -126,9 +116,9 @@ impl Store {
     pub fn list(&self, filters: &[String]) -> Result<Vec<BlobInfo>> {
         let filters = Filters::parse(filters)?;
         let mut out = Vec::new();
-        let entries = std::fs::read_dir(&self.blobs).map_err(io_err("blobs dir"))?;
+        let entries = std::fs::read_dir(&self.blobs).map_err(|e| Error::io("blobs dir", e))?;
         for entry in entries {
-            let entry = entry.map_err(io_err("blobs dir"))?;
+            let entry = entry.map_err(|e| Error::io("blobs dir", e))?;
             let Some(digest) =
                 entry.file_name().to_str().and_then(|n| Digest::parse(&format!("sha256:{n}")).ok())
             else {
@@ -163,7 +153,7 @@ impl Store {
             io::ErrorKind::NotFound => Self::not_found(digest),
             _ => Error::from(e).context(format!("blob {digest}")),
         })?;
-        let size = file.metadata().map_err(io_err(format!("blob {digest}")))?.len();
+        let size = file.metadata().map_err(|e| Error::io(format!("blob {digest}"), e))?.len();
         Ok((file, size))
     }
 
@@ -174,7 +164,7 @@ impl Store {
         while filled < len {
             let n = file
                 .read_at(&mut buf[filled..], offset + filled as u64)
-                .map_err(io_err(format!("blob {digest}")))?;
+                .map_err(|e| Error::io(format!("blob {digest}"), e))?;
             if n == 0 {
                 break;
             }
@@ -199,9 +189,9 @@ impl Store {
     /// Returns (checked, bad).
     pub fn check(&self, mut bad: impl FnMut(CheckItem) -> bool) -> Result<(u64, u64)> {
         let (mut checked, mut bads) = (0u64, 0u64);
-        let entries = std::fs::read_dir(&self.blobs).map_err(io_err("blobs dir"))?;
+        let entries = std::fs::read_dir(&self.blobs).map_err(|e| Error::io("blobs dir", e))?;
         for entry in entries {
-            let entry = entry.map_err(io_err("blobs dir"))?;
+            let entry = entry.map_err(|e| Error::io("blobs dir", e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             checked += 1;
             let problem = match Digest::parse(&format!("sha256:{name}")) {

@@ -7,6 +7,7 @@
 //! duplicate. A subscriber whose buffer would exceed its limit is dropped from the hub and
 //! told (through [`Lag`]) the first seq it missed.
 
+use berth_ipc::sync::lock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,7 +73,7 @@ impl Hub {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner)
     }
 
     /// Registers a subscriber for every batch after the newest delivered one.

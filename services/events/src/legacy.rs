@@ -28,22 +28,17 @@ pub fn migrate(dir: &Path, seg_dir: &Path) -> Result<()> {
     }
     tracing::info!(dir = %dir.display(), "moving the event log from fjall into segments");
     // What an interrupted copy left.
-    for entry in
-        std::fs::read_dir(seg_dir).map_err(|e| Error::internal(format!("list {}: {e}", seg_dir.display())))?
-    {
-        let entry = entry.map_err(|e| Error::internal(format!("list {}: {e}", seg_dir.display())))?;
+    for entry in std::fs::read_dir(seg_dir).map_err(|e| Error::io_at("list", seg_dir, e))? {
+        let entry = entry.map_err(|e| Error::io_at("list", seg_dir, e))?;
         let _ = std::fs::remove_file(entry.path());
     }
     let (oldest, last) = copy(dir, seg_dir)?;
     write_oldest(seg_dir, oldest)?;
     segment::sync_dir(seg_dir)?;
     let keyspaces = dir.join("keyspaces");
-    std::fs::remove_dir_all(&keyspaces)
-        .map_err(|e| Error::internal(format!("remove {}: {e}", keyspaces.display())))?;
-    for entry in
-        std::fs::read_dir(dir).map_err(|e| Error::internal(format!("list {}: {e}", dir.display())))?
-    {
-        let entry = entry.map_err(|e| Error::internal(format!("list {}: {e}", dir.display())))?;
+    std::fs::remove_dir_all(&keyspaces).map_err(|e| Error::io_at("remove", &keyspaces, e))?;
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io_at("list", dir, e))? {
+        let entry = entry.map_err(|e| Error::io_at("list", dir, e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.ends_with(".jnl") || name == "lock" || name == "version" {

@@ -105,8 +105,9 @@ pub fn paths(dir: &Path, first: u64) -> (PathBuf, PathBuf) {
     (dir.join(format!("{first:020}.log")), dir.join(format!("{first:020}.idx")))
 }
 
-fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::internal(format!("event log: {what} {}: {e}", path.display()))
+/// A failed file operation on the event log (`event log: what path: cause`).
+pub(crate) fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::io_at(format_args!("event log: {what}"), path, e)
 }
 
 fn data_loss(path: &Path, msg: String) -> Error {
@@ -232,7 +233,7 @@ impl Segment {
         let at = u32::try_from(self.len).map_err(|_| Error::internal("event log: segment over 4 GiB"))?;
         self.file
             .write_all_at(frame, self.len)
-            .map_err(|e| Error::internal(format!("event log: append to segment {}: {e}", self.first)))?;
+            .map_err(|e| Error::io(format_args!("event log: append to segment {}", self.first), e))?;
         self.offsets.push(at);
         self.len += frame.len() as u64;
         Ok(())

@@ -30,7 +30,7 @@ use berth_ipc::events::{Envelope, NewEvent, Payload};
 use berth_ipc::{Code, Error, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::segment::{self, Head, Segment};
+use crate::segment::{self, Head, Segment, io};
 
 /// A segment takes no more appends once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 8 << 20;
@@ -141,10 +141,6 @@ pub fn now_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::internal(format!("event log: {what} {}: {e}", path.display()))
 }
 
 /// The first seqs of the segments in `dir`, ascending; leftover temp files are removed.

@@ -1,8 +1,8 @@
-//! The few calls that need `unsafe`: adopting inherited file descriptors, and asking the
-//! kernel to signal us when our parent dies.
+//! The few calls that need `unsafe`: adopting inherited file descriptors (the launcher's
+//! listening socket and readiness pipe, systemd's socket activation) and poll(2).
 #![allow(unsafe_code)]
 
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 fn env_fd(name: &str) -> Option<RawFd> {
     let fd: RawFd = std::env::var(name).ok()?.parse().ok()?;
@@ -56,4 +56,20 @@ pub fn take_listen_fd() -> Option<std::os::unix::net::UnixListener> {
 /// The readiness pipe passed by the launcher.
 pub fn take_ready_fd() -> Option<std::fs::File> {
     take_env_fd(crate::ready::READY_FD_ENV).map(std::fs::File::from)
+}
+
+/// poll(2) on one fd for `events`, waiting up to `ms` (-1: forever); the `revents`, 0 on timeout.
+pub fn poll_one(
+    fd: BorrowedFd<'_>,
+    events: libc::c_short,
+    ms: libc::c_int,
+) -> std::io::Result<libc::c_short> {
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
+    // SAFETY: `pfd` is one valid, initialized pollfd that lives across the call, and the
+    // count passed is 1; `fd` is borrowed, so it stays open for the call.
+    match unsafe { libc::poll(&mut pfd, 1, ms) } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(0),
+        _ => Ok(pfd.revents),
+    }
 }

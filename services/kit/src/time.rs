@@ -1,5 +1,13 @@
-//! RFC 3339 times in UTC with nanoseconds, without a date library: containers' log records
-//! (written by the shim, read by the runtime service) and the CLI's `--since`/`--timestamps`.
+//! The clock as berth records it: [`now_ns`] for every stored timestamp, and RFC 3339 times
+//! in UTC with nanoseconds, without a date library: containers' log records (written by the
+//! shim, read by the runtime service) and the CLI's `--since`/`--timestamps`.
+
+/// Nanoseconds since the Unix epoch now (0 for a clock set before 1970, `u64::MAX` past 2554).
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
 
 /// Unix nanoseconds as `2026-12-07T09:22:41.123456789Z`.
 pub fn rfc3339_nanos(nanos: u64) -> String {
@@ -61,6 +69,13 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_is_after_this_code_was_written() {
+        let a = now_ns();
+        assert!(a > 1_796_635_361_000_000_000, "{a}");
+        assert!(now_ns() >= a);
+    }
 
     #[test]
     fn times_round_trip() {

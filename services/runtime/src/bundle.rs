@@ -125,9 +125,5 @@ pub fn write_exit(bundle: &Bundle, exit: ExitInfo) -> std::io::Result<()> {
     }
 }
 
-/// Unix nanoseconds now.
-pub fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
+/// Unix nanoseconds now (the kit's clock).
+pub use berth_service_kit::time::now_ns;

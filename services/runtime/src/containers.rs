@@ -112,18 +112,16 @@ impl Runtime {
         let mounts = mounts.map_err(|e| e.context(format!("container {id}: snapshot")));
         let (lease, mounts) = match (lease, mounts) {
             (Ok(lease), Ok(mounts)) => (lease, mounts),
-            (lease, mounts) => {
-                let mut error = Error::internal("create");
-                match mounts {
-                    Ok(_) => self.drop_snapshot(ns, &key).await,
-                    Err(e) => error = e,
-                }
-                match lease {
-                    Ok(lease) => self.drop_lease(ns, lease.id),
-                    Err(e) => error = e,
-                }
-                return Err(error);
+            // One failed: undo the other; the lease's error wins when both failed.
+            (Ok(lease), Err(e)) => {
+                self.drop_lease(ns, lease.id);
+                return Err(e);
             }
+            (Err(e), Ok(_)) => {
+                self.drop_snapshot(ns, &key).await;
+                return Err(e);
+            }
+            (Err(e), Err(_)) => return Err(e),
         };
         let result = self.create_leased(&req, runtime, &config, &key, parent, &lease.id, mounts).await;
         self.drop_lease(ns, lease.id);

@@ -6,6 +6,7 @@
 //! Containers so labelled that lost their task while no watcher ran (a crash between the
 //! task's delete and the container's removal) are removed when the service starts.
 
+use berth_ipc::sync::lock;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
@@ -40,7 +41,7 @@ impl Runtime {
                 return;
             }
             let key = format!("{}\0{}\0{}", rt.state.display(), task.namespace, task.id);
-            if !WATCHED.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
+            if !lock(&WATCHED).insert(key.clone()) {
                 return;
             }
             // An error other than "no task" (deleted by hand meanwhile) leaves it alone.
@@ -50,7 +51,7 @@ impl Runtime {
                 Err(e) => tracing::warn!(namespace = %task.namespace, id = %task.id, error = %e,
                     "rm-on-exit: wait failed; container kept"),
             }
-            WATCHED.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            lock(&WATCHED).remove(&key);
         });
     }
 

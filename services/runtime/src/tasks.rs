@@ -34,10 +34,6 @@ pub(crate) fn check(task: &TaskRef) -> Result<()> {
     Ok(())
 }
 
-fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
-    Error::internal(format!("{what}: {e}"))
-}
-
 impl Runtime {
     /// The bundle of a task.
     pub fn bundle(&self, ns: &str, id: &str) -> Bundle {
@@ -76,14 +72,14 @@ impl Runtime {
                 .recursive(true)
                 .mode(0o700)
                 .create(parent)
-                .map_err(|e| io("tasks dir", e))?;
+                .map_err(|e| Error::io("tasks dir", e))?;
         }
         match std::fs::DirBuilder::new().mode(0o711).create(&bundle.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(Error::already_exists(format!("task {id}: already exists")));
             }
-            Err(e) => return Err(io("bundle", e)),
+            Err(e) => return Err(Error::io("bundle", e)),
         }
         let result = self.create_in(&bundle, &container, runtime, ns, id, start).await;
         if result.is_err() {
@@ -114,8 +110,8 @@ impl Runtime {
                 namespace: ns.into(),
             }))
             .await?;
-        std::fs::create_dir(bundle.rootfs()).map_err(|e| io("rootfs", e))?;
-        std::fs::write(bundle.config(), &container.spec).map_err(|e| io("config.json", e))?;
+        std::fs::create_dir(bundle.rootfs()).map_err(|e| Error::io("rootfs", e))?;
+        std::fs::write(bundle.config(), &container.spec).map_err(|e| Error::io("config.json", e))?;
         let record = TaskRecord {
             namespace: ns.into(),
             id: id.into(),
@@ -125,7 +121,7 @@ impl Runtime {
         };
         let json = serde_json::to_vec(&record).map_err(|e| Error::internal(e.to_string()))?;
         // The empty exit record, made durable with task.json (see `bundle::write_exit`).
-        std::fs::File::create(bundle.exit()).map_err(|e| io("exit.json", e))?;
+        std::fs::File::create(bundle.exit()).map_err(|e| Error::io("exit.json", e))?;
         // task.json is made durable while the rootfs is mounted and the shim starts.
         let path = bundle.record();
         let recorded = tokio::task::spawn_blocking(move || crate::bundle::write_durably(&path, &json));
@@ -149,7 +145,7 @@ impl Runtime {
         }
         .await;
         let recorded = match recorded.await {
-            Ok(r) => r.map_err(|e| io("task.json", e)),
+            Ok(r) => r.map_err(|e| Error::io("task.json", e)),
             Err(e) => Err(Error::internal(e.to_string())),
         };
         let pid = match (started, recorded) {
@@ -186,11 +182,11 @@ impl Runtime {
     /// `StartTask`.
     pub async fn start(&self, task: TaskRef) -> Result<TaskInfo> {
         let bundle = self.existing(&task).await?;
-        let pid = match shim_client::call(&bundle.socket(), &ShimRequest::Start).await? {
-            ShimResponse::Pid(pid) => pid,
+        // The started pid is read back with the rest of the task's state just below.
+        match shim_client::call(&bundle.socket(), &ShimRequest::Start).await? {
+            ShimResponse::Pid(_) => {}
             other => return Err(Error::internal(format!("shim: unexpected answer {other:?}"))),
-        };
-        let _ = pid;
+        }
         self.get(task).await
     }
 
@@ -360,7 +356,7 @@ impl Runtime {
             }
             Err(_) => {
                 let dir = bundle.dir.clone();
-                blocking(move || std::fs::remove_dir_all(dir)).await?.map_err(|e| io("bundle", e))
+                blocking(move || std::fs::remove_dir_all(dir)).await?.map_err(|e| Error::io("bundle", e))
             }
         }
     }

@@ -10,6 +10,7 @@
 //!   tmp/                 diffs being written
 //! ```
 
+use berth_ipc::sync::lock;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -61,16 +62,8 @@ pub struct Backend {
     pub limits: crate::layer::Limits,
 }
 
-pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
-    let msg = format!("{what} {}: {e}", path.display());
-    match e.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::unavailable(msg),
-        _ => Error::internal(msg),
-    }
-}
-
 fn private_dir(p: &Path) -> Result<()> {
-    berth_service_kit::boot::create_private_dir(p).map_err(|e| io_err("create", p, e))
+    berth_service_kit::boot::create_private_dir(p).map_err(|e| Error::io_at("create", p, e))
 }
 
 impl Backend {
@@ -102,7 +95,7 @@ impl Backend {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Index> {
-        self.index.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.index)
     }
 
     pub(crate) fn snap_dir(&self, id: u64) -> PathBuf {
@@ -182,11 +175,11 @@ impl Backend {
         let _ = std::fs::remove_dir_all(sd);
         private_dir(sd)?;
         let fs = sd.join("fs");
-        std::fs::create_dir(&fs).map_err(|e| io_err("create", &fs, e))?;
+        std::fs::create_dir(&fs).map_err(|e| Error::io_at("create", &fs, e))?;
         match self.kind {
             BackendKind::Overlay => {
                 let work = sd.join("work");
-                std::fs::create_dir(&work).map_err(|e| io_err("create", &work, e))
+                std::fs::create_dir(&work).map_err(|e| Error::io_at("create", &work, e))
             }
             BackendKind::Native => match parent_id {
                 Some(pid) => crate::copy::copy_tree(&self.fs_dir(pid), &fs),
@@ -341,7 +334,7 @@ impl Backend {
             index.snapshots.values().map(|r| r.id.to_string()).collect();
         let mut removed = 0;
         for base in [self.dir.join("snapshots"), self.dir.join("tmp")] {
-            let rd = std::fs::read_dir(&base).map_err(|e| io_err("read", &base, e))?;
+            let rd = std::fs::read_dir(&base).map_err(|e| Error::io_at("read", &base, e))?;
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if base.ends_with("snapshots") && owned.contains(&name) {
@@ -358,7 +351,7 @@ impl Backend {
                     continue;
                 }
                 let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
-                r.map_err(|e| io_err("remove", &p, e))?;
+                r.map_err(|e| Error::io_at("remove", &p, e))?;
                 removed += 1;
             }
         }
@@ -378,7 +371,7 @@ impl Backend {
     /// Applies a layer into the active snapshot `key`; one apply per key at a time.
     pub fn apply<R: std::io::Read + Send>(&self, key: &str, blob: R) -> Result<berth_ipc::snapshot::Applied> {
         let dir = self.active_dir(key)?;
-        let busy = || self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let busy = || lock(&self.busy);
         if !busy().insert(key.to_string()) {
             return Err(Error::new(berth_ipc::Code::Conflict, format!("snapshot {key}: apply in progress")));
         }
@@ -393,7 +386,7 @@ impl Backend {
     }
 
     fn not_busy(&self, key: &str) -> Result<()> {
-        if self.busy.lock().unwrap_or_else(|p| p.into_inner()).contains(key) {
+        if lock(&self.busy).contains(key) {
             return Err(Error::new(berth_ipc::Code::Conflict, format!("snapshot {key}: apply in progress")));
         }
         Ok(())

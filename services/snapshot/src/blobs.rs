@@ -90,7 +90,7 @@ impl Blobs for DirBlobs {
     fn follow(&self, digest: Digest) -> BoxFuture<'_, Result<Followed>> {
         Box::pin(async move {
             let file = self.open(digest).await?;
-            let total = file.metadata().map_err(|e| Error::internal(format!("blob {digest}: {e}")))?.len();
+            let total = file.metadata().map_err(|e| Error::io(format_args!("blob {digest}"), e))?.len();
             Ok(Followed { file, committed: true, total: Some(total) })
         })
     }
@@ -104,7 +104,7 @@ impl Blobs for DirBlobs {
     ) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             let dest = self.path(&digest);
-            let io = |e: std::io::Error| Error::internal(format!("blob {digest}: {e}"));
+            let io = |e: std::io::Error| Error::io(format_args!("blob {digest}"), e);
             std::fs::create_dir_all(dest.parent().unwrap_or(Path::new("."))).map_err(io)?;
             std::fs::rename(&path, &dest).map_err(io)?;
             let json = serde_json::to_vec(&labels).map_err(|e| Error::internal(e.to_string()))?;

@@ -28,7 +28,7 @@ async fn upload(c: &ContentClient, path: PathBuf, digest: Digest, size: u64) -> 
         Err(e) if e.code == Code::AlreadyExists => return Ok(()),
         r => r?,
     };
-    let io = |e: std::io::Error| Error::internal(format!("diff {}: {e}", path.display()));
+    let io = |e: std::io::Error| Error::io(format_args!("diff {}", path.display()), e);
     let mut f = std::fs::File::open(&path).map_err(io)?;
     let start = w.offset().min(size);
     f.seek(SeekFrom::Start(start)).map_err(io)?;

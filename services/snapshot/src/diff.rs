@@ -20,11 +20,12 @@ use berth_ipc::snapshot::{Descriptor, Diff, LABEL_UNCOMPRESSED, MEDIA_TYPE_LAYER
 use berth_ipc::{Error, Result};
 use berth_oci::mount::{Busy, Purpose, mount_all, unmount_all};
 
-use crate::backend::{BackendKind, io_err};
+use crate::backend::BackendKind;
 use crate::layer::whiteout::{OPAQUE, PREFIX};
-use crate::service::{SnapshotService, blocking};
+use crate::service::SnapshotService;
 use crate::tarwrite::{LayerWriter, Written};
 use crate::walk::{self, Opened, join};
+use berth_service_kit::blocking;
 use nix::sys::stat::FileStat;
 
 /// Runs a diff.
@@ -50,8 +51,8 @@ pub async fn diff(svc: &SnapshotService, r: Diff) -> Result<Descriptor> {
         N.fetch_add(1, Ordering::Relaxed)
     ));
     let t2 = tmp.clone();
-    let written = blocking(move || {
-        let file = std::fs::File::create(&t2).map_err(|e| io_err("create", &t2, e))?;
+    let written = blocking("snapshot task", move || {
+        let file = std::fs::File::create(&t2).map_err(|e| Error::io_at("create", &t2, e))?;
         let mut w = LayerWriter::new(file);
         if overlay {
             walk_upper(&mut w, walk::open_root(&upper_dir)?.as_fd(), &[])?;
@@ -92,7 +93,7 @@ struct TempMount {
 
 impl TempMount {
     fn new(mounts: &[berth_ipc::snapshot::Mount], dir: &Path) -> Result<TempMount> {
-        std::fs::create_dir(dir).map_err(|e| io_err("create", dir, e))?;
+        std::fs::create_dir(dir).map_err(|e| Error::io_at("create", dir, e))?;
         let guard = TempMount { dir: dir.to_path_buf() };
         if mounts.is_empty() {
             return Err(Error::internal("diff: no mounts"));

@@ -3,6 +3,7 @@
 //! store's blocking work on the blocking pool, fetches blobs through [`Blobs`], and
 //! publishes `/snapshot/*` events.
 
+use berth_service_kit::blocking;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -29,11 +30,6 @@ pub struct SnapshotService {
     pub(crate) blobs: Arc<dyn Blobs>,
     pub(crate) unpack_slots: Arc<Semaphore>,
     pub(crate) events: Events,
-}
-
-/// Runs `f` on the blocking pool.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("snapshot task: {e}")))?
 }
 
 impl SnapshotService {
@@ -77,7 +73,7 @@ impl SnapshotService {
         let b = self.backend(sn)?;
         let (k, p) = (scoped(ns, &key)?, scoped_opt(ns, parent.as_deref())?);
         let (k2, p2) = (k.clone(), p.clone());
-        let mounts = blocking(move || b.create(&k2, p2.as_deref(), labels, kind)).await?;
+        let mounts = blocking("snapshot task", move || b.create(&k2, p2.as_deref(), labels, kind)).await?;
         self.events.prepare(self.backend(sn)?.kind().name(), &k, p.as_deref());
         Ok(mounts)
     }
@@ -87,7 +83,7 @@ impl SnapshotService {
         let (name, key) = (scoped(&r.namespace, &r.name)?, scoped(&r.namespace, &r.key)?);
         let sn = b.kind().name();
         let (n2, k2) = (name.clone(), key.clone());
-        blocking(move || b.commit(&n2, &k2, r.labels)).await?;
+        blocking("snapshot task", move || b.commit(&n2, &k2, r.labels)).await?;
         self.events.commit(sn, &key, &name);
         Ok(())
     }
@@ -97,7 +93,7 @@ impl SnapshotService {
         let sn = b.kind().name();
         let key = scoped(&r.namespace, &r.key)?;
         let k2 = key.clone();
-        blocking(move || b.remove(&k2)).await?;
+        blocking("snapshot task", move || b.remove(&k2)).await?;
         self.events.remove(sn, &key);
         Ok(())
     }
@@ -105,25 +101,25 @@ impl SnapshotService {
     async fn handle_mounts(&self, r: wire::KeyRef) -> Result<Vec<Mount>> {
         let b = self.backend(&r.snapshotter)?;
         let key = scoped(&r.namespace, &r.key)?;
-        blocking(move || b.mounts(&key)).await
+        blocking("snapshot task", move || b.mounts(&key)).await
     }
 
     async fn handle_stat(&self, r: wire::KeyRef) -> Result<Info> {
         let b = self.backend(&r.snapshotter)?;
         let key = scoped(&r.namespace, &r.key)?;
-        blocking(move || b.stat(&key)).await.map(local)
+        blocking("snapshot task", move || b.stat(&key)).await.map(local)
     }
 
     async fn handle_update(&self, r: wire::Update) -> Result<Info> {
         let b = self.backend(&r.snapshotter)?;
         let key = scoped(&r.namespace, &r.key)?;
-        blocking(move || b.update(&key, r.labels, &r.fieldpaths)).await.map(local)
+        blocking("snapshot task", move || b.update(&key, r.labels, &r.fieldpaths)).await.map(local)
     }
 
     async fn handle_usage(&self, r: wire::KeyRef) -> Result<Usage> {
         let b = self.backend(&r.snapshotter)?;
         let key = scoped(&r.namespace, &r.key)?;
-        blocking(move || b.usage(&key)).await
+        blocking("snapshot task", move || b.usage(&key)).await
     }
 
     async fn handle_list(&self, r: wire::List) -> Result<Vec<Info>> {
@@ -132,12 +128,12 @@ impl SnapshotService {
             berth_ipc::names::validate_namespace(&r.namespace)?;
         }
         let ns = (!r.all_namespaces).then_some(r.namespace);
-        blocking(move || b.list(ns.as_deref(), &r.filters)).await
+        blocking("snapshot task", move || b.list(ns.as_deref(), &r.filters)).await
     }
 
     async fn handle_cleanup(&self, r: wire::Cleanup) -> Result<u64> {
         let b = self.backend(&r.snapshotter)?;
-        blocking(move || b.cleanup()).await
+        blocking("snapshot task", move || b.cleanup()).await
     }
 
     /// `Apply`: the blob's fd from content, extracted on the blocking pool.
@@ -151,7 +147,7 @@ impl SnapshotService {
             .acquire()
             .await
             .map_err(|_| Error::unavailable("snapshot service: shutting down"))?;
-        blocking(move || b.apply(&key, file)).await
+        blocking("snapshot task", move || b.apply(&key, file)).await
     }
 
     async fn handle_unpack(&self, r: wire::Unpack, source: Source) -> Result<Unpacked> {

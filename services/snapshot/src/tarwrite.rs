@@ -64,8 +64,9 @@ pub struct Written {
     pub diff_id: Digest,
 }
 
-fn io_err(e: io::Error) -> Error {
-    Error::internal(format!("write layer: {e}"))
+/// A failure writing the layer (the tar stream, its file, a source's xattrs).
+fn write_err(e: io::Error) -> Error {
+    Error::io("write layer", e)
 }
 
 fn as_path(p: &[u8]) -> &Path {
@@ -116,16 +117,16 @@ impl LayerWriter {
             ph.set_entry_type(EntryType::XHeader);
             ph.set_size(data.len() as u64);
             ph.set_mode(0o644);
-            ph.set_path("PaxHeader").map_err(io_err)?;
+            ph.set_path("PaxHeader").map_err(write_err)?;
             ph.set_cksum();
-            self.tar.append(&ph, data.as_slice()).map_err(io_err)?;
+            self.tar.append(&ph, data.as_slice()).map_err(write_err)?;
         }
         let kind = walk::kind(st);
         if kind != libc::S_IFDIR && st.st_nlink > 1 {
             if let Some(first) = self.links.get(&(st.st_dev, st.st_ino)) {
                 h.set_entry_type(EntryType::Link);
                 let first = first.clone();
-                return self.tar.append_link(&mut h, as_path(name), as_path(&first)).map_err(io_err);
+                return self.tar.append_link(&mut h, as_path(name), as_path(&first)).map_err(write_err);
             }
             self.links.insert((st.st_dev, st.st_ino), name.to_vec());
         }
@@ -136,16 +137,16 @@ impl LayerWriter {
                 h.set_size(size);
                 let f = walk::read_regular(o, name)?;
                 let exact = Exact { inner: io::Read::take(f, size), left: size, src: name.to_vec() };
-                self.tar.append_data(&mut h, as_path(name), exact).map_err(io_err)
+                self.tar.append_data(&mut h, as_path(name), exact).map_err(write_err)
             }
             libc::S_IFDIR => {
                 h.set_entry_type(EntryType::Directory);
-                self.tar.append_data(&mut h, as_path(name), io::empty()).map_err(io_err)
+                self.tar.append_data(&mut h, as_path(name), io::empty()).map_err(write_err)
             }
             libc::S_IFLNK => {
                 h.set_entry_type(EntryType::Symlink);
                 let target = walk::read_link(o, name)?;
-                self.tar.append_link(&mut h, as_path(name), target).map_err(io_err)
+                self.tar.append_link(&mut h, as_path(name), target).map_err(write_err)
             }
             libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
                 h.set_entry_type(match kind {
@@ -154,9 +155,9 @@ impl LayerWriter {
                     _ => EntryType::Fifo,
                 });
                 let rdev = st.st_rdev;
-                h.set_device_major(nix::sys::stat::major(rdev) as u32).map_err(io_err)?;
-                h.set_device_minor(nix::sys::stat::minor(rdev) as u32).map_err(io_err)?;
-                self.tar.append_data(&mut h, as_path(name), io::empty()).map_err(io_err)
+                h.set_device_major(nix::sys::stat::major(rdev) as u32).map_err(write_err)?;
+                h.set_device_minor(nix::sys::stat::minor(rdev) as u32).map_err(write_err)?;
+                self.tar.append_data(&mut h, as_path(name), io::empty()).map_err(write_err)
             }
             _ => Ok(()), // sockets are not carried in layers
         }
@@ -169,16 +170,16 @@ impl LayerWriter {
         h.set_mode(0);
         h.set_size(0);
         h.set_mtime(0);
-        self.tar.append_data(&mut h, as_path(name), io::empty()).map_err(io_err)
+        self.tar.append_data(&mut h, as_path(name), io::empty()).map_err(write_err)
     }
 
     /// Ends the tar and the gzip stream, syncs the file, and returns the digests.
     pub fn finish(self) -> Result<Written> {
-        let inner = self.tar.into_inner().map_err(io_err)?;
+        let inner = self.tar.into_inner().map_err(write_err)?;
         let (gz, diff_id, _) = inner.done();
-        let hw = gz.finish().map_err(io_err)?;
+        let hw = gz.finish().map_err(write_err)?;
         let (file, digest, size) = hw.done();
-        file.sync_all().map_err(io_err)?;
+        file.sync_all().map_err(write_err)?;
         Ok(Written { digest, size, diff_id })
     }
 }
@@ -191,14 +192,14 @@ pub fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let names = match crate::sys::llistxattr(&c) {
         Ok(n) => n,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(out),
-        Err(e) => return Err(io_err(e)),
+        Err(e) => return Err(write_err(e)),
     };
     for n in names {
         if n.starts_with(b"trusted.overlay.") {
             continue;
         }
         let cn = CString::new(n.clone()).map_err(|_| Error::internal("xattr name with NUL"))?;
-        if let Some(v) = crate::sys::lgetxattr(&c, &cn).map_err(io_err)? {
+        if let Some(v) = crate::sys::lgetxattr(&c, &cn).map_err(write_err)? {
             out.push((n, v));
         }
     }

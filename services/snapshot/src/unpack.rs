@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, BackendKind};
 use crate::follow;
-use crate::service::{SnapshotService, blocking};
+use crate::service::SnapshotService;
+use berth_service_kit::blocking;
 
 pub use berth_ipc::digest::chain_ids;
 
@@ -102,7 +103,7 @@ async fn extract(
         .map_err(|_| Error::unavailable("snapshot service: shutting down"))?;
     let (b2, k2) = (b.clone(), key.clone());
     let labels = BTreeMap::from([("berth.io/unpack".to_string(), chain.to_string())]);
-    let applied = blocking(move || {
+    let applied = blocking("snapshot task", move || {
         b2.create(&k2, parent.as_deref(), labels, Kind::Active)?;
         b2.apply(&k2, file)
     })
@@ -126,8 +127,8 @@ async fn extract(
 /// committed snapshot whose files are empty or missing, which nothing would ever notice.
 /// One call flushes every layer extracted so far; the calls after it find little to do.
 fn sync_fs(b: &Backend) -> Result<()> {
-    let dir = std::fs::File::open(b.dir()).map_err(|e| crate::backend::io_err("open", b.dir(), e))?;
-    nix::unistd::syncfs(&dir).map_err(|e| crate::backend::io_err("syncfs", b.dir(), e.into()))
+    let dir = std::fs::File::open(b.dir()).map_err(|e| Error::io_at("open", b.dir(), e))?;
+    nix::unistd::syncfs(&dir).map_err(|e| Error::io_at("syncfs", b.dir(), e.into()))
 }
 
 /// Commits `key` as chain `name` on `parent`; a chain that appeared meanwhile is kept.

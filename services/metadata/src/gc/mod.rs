@@ -23,9 +23,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_ipc::Result;
 use berth_ipc::digest::Digest;
 use berth_ipc::metadata::GcReport;
-use berth_ipc::{Error, Result};
 use tokio::sync::{RwLock, RwLockReadGuard};
 
 pub use backend::{Backend, BackendObject, ObjectId};
@@ -86,21 +86,13 @@ impl Collector {
         &self.stats
     }
 
-    /// Runs one full pass.
+    /// Runs one full pass: mark and sweep the records, delete what no record references
+    /// from each backend, forget the markers of objects gone, count and log the pass.
     pub async fn collect(&self) -> Result<GcReport> {
         let started = Instant::now();
         let _exclusive = self.lock.write().await;
         self.last_pass.store(self.store.mutations(), std::sync::atomic::Ordering::Relaxed);
-        let store = self.store.clone();
-        let (marked, known) = tokio::task::spawn_blocking(move || {
-            store.write(|tx| {
-                let now = tx.now();
-                let marked = mark::mark_and_sweep(tx, now)?;
-                Ok((marked, read_known(tx)?))
-            })
-        })
-        .await
-        .map_err(|e| Error::internal(format!("gc: {e}")))??;
+        let (marked, known) = self.mark().await?;
         berth_ipc::failpoint!("metadata.gc.after_sweep");
         let mut report = GcReport {
             content_records: marked.content_records,
@@ -109,89 +101,59 @@ impl Collector {
             mark_sweep_us: micros(started.elapsed()),
             ..GcReport::default()
         };
-
-        let now = now_ns();
-        let grace = u64::try_from(self.grace.as_nanos()).unwrap_or(u64::MAX);
+        let pass = Pass {
+            marked: &marked,
+            known: &known,
+            now: now_ns(),
+            grace: u64::try_from(self.grace.as_nanos()).unwrap_or(u64::MAX),
+        };
         let mut forget: Vec<ObjectId> = Vec::new();
         for backend in &self.backends {
-            let objects = match backend.list().await {
-                Ok(o) => o,
-                Err(e) => {
-                    report.errors.push(format!("{}: list: {e}", backend.name()));
-                    continue;
-                }
-            };
-            let mut present: HashSet<ObjectId> = HashSet::new();
-            let mut doomed: Vec<(ObjectId, bool)> = Vec::new();
-            for obj in objects {
-                present.insert(obj.id.clone());
-                let was_known = known.contains(&obj.id);
-                if referenced(&marked, &obj.id) {
-                    continue;
-                }
-                if !was_known && now.saturating_sub(obj.created_ns) < grace {
-                    report.spared += 1;
-                    continue;
-                }
-                doomed.push((obj.id, was_known));
-            }
-            // Deletions go in rounds: a snapshot refuses removal while it has children, so a
-            // parent may only go in the round after its last child.
-            loop {
-                let mut failed = Vec::new();
-                let mut last_errors = Vec::new();
-                let before = doomed.len();
-                for (id, was_known) in doomed {
-                    match backend.delete(&id).await {
-                        Ok(()) => {
-                            berth_ipc::failpoint!("metadata.gc.after_delete");
-                            match id {
-                                ObjectId::Content(_) => report.blobs_deleted += 1,
-                                ObjectId::Snapshot(..) => report.snapshots_deleted += 1,
-                            }
-                            if was_known {
-                                forget.push(id);
-                            }
-                        }
-                        Err(e) => {
-                            last_errors.push(format!("{}: delete {id}: {e}", backend.name()));
-                            failed.push((id, was_known));
-                        }
-                    }
-                }
-                if failed.is_empty() || failed.len() == before {
-                    report.errors.extend(last_errors);
-                    break;
-                }
-                doomed = failed;
-            }
-            abort_ingests(backend.as_ref(), &marked, now, grace, &mut report).await;
-            // Known objects that are unreferenced and no longer stored need no marker.
-            forget.extend(
-                known
-                    .iter()
-                    .filter(|id| backend.holds(id) && !present.contains(*id) && !referenced(&marked, id))
-                    .cloned(),
-            );
+            pass.sweep(backend.as_ref(), &mut report, &mut forget).await;
         }
         berth_ipc::failpoint!("metadata.gc.before_forget");
-        if !forget.is_empty() {
-            let store = self.store.clone();
-            tokio::task::spawn_blocking(move || {
-                store.write(|tx| {
-                    for id in &forget {
-                        match id {
-                            ObjectId::Content(d) => tx.delete(&keys::known_content(d)),
-                            ObjectId::Snapshot(sn, k) => tx.delete(&keys::known_snapshot(sn, k)),
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .await
-            .map_err(|e| Error::internal(format!("gc: {e}")))??;
-        }
+        self.forget(forget).await?;
         report.total_us = micros(started.elapsed());
+        self.record(&report);
+        Ok(report)
+    }
+
+    /// Marks what the records reference and sweeps the unreferenced records; the marked set
+    /// and the objects the store knows it once referenced.
+    async fn mark(&self) -> Result<(mark::Marked, HashSet<ObjectId>)> {
+        let store = self.store.clone();
+        berth_service_kit::blocking("gc", move || {
+            store.write(|tx| {
+                let now = tx.now();
+                let marked = mark::mark_and_sweep(tx, now)?;
+                Ok((marked, read_known(tx)?))
+            })
+        })
+        .await
+    }
+
+    /// Drops the markers of objects deleted or found gone.
+    async fn forget(&self, forget: Vec<ObjectId>) -> Result<()> {
+        if forget.is_empty() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        berth_service_kit::blocking("gc", move || {
+            store.write(|tx| {
+                for id in &forget {
+                    match id {
+                        ObjectId::Content(d) => tx.delete(&keys::known_content(d)),
+                        ObjectId::Snapshot(sn, k) => tx.delete(&keys::known_snapshot(sn, k)),
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Counts the pass in the stats and logs it.
+    fn record(&self, report: &GcReport) {
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         self.stats.runs.fetch_add(1, relaxed);
         self.stats.last_us.store(report.total_us, relaxed);
@@ -210,7 +172,91 @@ impl Collector {
             ms = report.total_us / 1000,
             "gc pass"
         );
-        Ok(report)
+    }
+}
+
+/// What one pass decides by: the marked set, the objects once referenced, the pass's clock
+/// and the grace of objects that never had a record.
+struct Pass<'a> {
+    marked: &'a mark::Marked,
+    known: &'a HashSet<ObjectId>,
+    now: u64,
+    grace: u64,
+}
+
+impl Pass<'_> {
+    /// Deletes `backend`'s unreferenced objects (and abandoned ingests); what it deleted or
+    /// no longer holds of the known objects goes to `forget`.
+    async fn sweep(&self, backend: &dyn Backend, report: &mut GcReport, forget: &mut Vec<ObjectId>) {
+        let objects = match backend.list().await {
+            Ok(o) => o,
+            Err(e) => {
+                report.errors.push(format!("{}: list: {e}", backend.name()));
+                return;
+            }
+        };
+        let mut present: HashSet<ObjectId> = HashSet::new();
+        let mut doomed: Vec<(ObjectId, bool)> = Vec::new();
+        for obj in objects {
+            present.insert(obj.id.clone());
+            let was_known = self.known.contains(&obj.id);
+            if referenced(self.marked, &obj.id) {
+                continue;
+            }
+            if !was_known && self.now.saturating_sub(obj.created_ns) < self.grace {
+                report.spared += 1;
+                continue;
+            }
+            doomed.push((obj.id, was_known));
+        }
+        delete_in_rounds(backend, doomed, report, forget).await;
+        abort_ingests(backend, self.marked, self.now, self.grace, report).await;
+        // Known objects that are unreferenced and no longer stored need no marker.
+        forget.extend(
+            self.known
+                .iter()
+                .filter(|id| backend.holds(id) && !present.contains(*id) && !referenced(self.marked, id))
+                .cloned(),
+        );
+    }
+}
+
+/// Deletes `doomed` (each with whether the store knew it) from `backend` in rounds: a
+/// snapshot refuses removal while it has children, so a parent may only go in the round
+/// after its last child. Stops when a round deletes nothing; its errors go to the report.
+async fn delete_in_rounds(
+    backend: &dyn Backend,
+    mut doomed: Vec<(ObjectId, bool)>,
+    report: &mut GcReport,
+    forget: &mut Vec<ObjectId>,
+) {
+    loop {
+        let mut failed = Vec::new();
+        let mut last_errors = Vec::new();
+        let before = doomed.len();
+        for (id, was_known) in doomed {
+            match backend.delete(&id).await {
+                Ok(()) => {
+                    berth_ipc::failpoint!("metadata.gc.after_delete");
+                    match id {
+                        ObjectId::Content(_) => report.blobs_deleted += 1,
+                        ObjectId::Snapshot(..) => report.snapshots_deleted += 1,
+                    }
+                    if was_known {
+                        forget.push(id);
+                    }
+                }
+                Err(e) => {
+                    last_errors.push(format!("{}: delete {id}: {e}", backend.name()));
+                    failed.push((id, was_known));
+                }
+            }
+        }
+        if failed.is_empty() || failed.len() == before {
+            report.errors.extend(last_errors);
+            return;
+        }
+        doomed = failed;
     }
 }
 

@@ -8,7 +8,7 @@ mod handlers;
 use std::sync::Arc;
 
 use berth_ipc::metadata::{LIST_PAGE, Metadata, MetadataRequest, MetadataResponse};
-use berth_ipc::{Context, Error, Handler, Reply, Result};
+use berth_ipc::{Context, Handler, Reply, Result};
 
 use crate::events::Events;
 use crate::gc::Collector;
@@ -35,9 +35,7 @@ impl MetadataService {
         F: FnOnce(&Store) -> Result<T> + Send + 'static,
     {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| Error::internal(format!("metadata: store task failed: {e}")))?
+        berth_service_kit::blocking("metadata: store task failed", move || f(&store)).await
     }
 
     /// Runs a write on a blocking thread, never during a GC pass.

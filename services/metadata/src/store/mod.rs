@@ -18,10 +18,10 @@ pub mod namespaces;
 pub mod records;
 pub mod update;
 
+use berth_ipc::sync::lock;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use berth_ipc::{Error, Result, codec};
 use fjall::{KeyspaceCreateOptions, PersistMode, Readable, SingleWriterTxDatabase, SingleWriterTxKeyspace};
@@ -69,11 +69,8 @@ pub fn storage(err: fjall::Error) -> Error {
     Error::internal(format!("metadata store: {err}"))
 }
 
-/// Nanoseconds since the Unix epoch.
-pub fn now_ns() -> u64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
+/// Nanoseconds since the Unix epoch (the kit's clock).
+pub use berth_service_kit::time::now_ns;
 
 /// Memtables flushed at 4 MiB: a restart replays at most that much journal.
 fn keyspace_options() -> KeyspaceCreateOptions {
@@ -123,7 +120,7 @@ impl Store {
     }
 
     fn lock_sync(&self) -> MutexGuard<'_, SyncState> {
-        self.sync.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.sync)
     }
 
     /// Returns once transaction `number` is on disk, running the `SyncAll` itself when no

@@ -6,6 +6,7 @@
 //! same queue keeps containerd's order (start → exit) even for a container that exits at
 //! once.
 
+use berth_ipc::sync::lock;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -52,7 +53,7 @@ impl ShimEvents {
     }
 
     fn queue(&self, payload: Payload, ack: Option<std::sync::mpsc::Sender<()>>) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = lock(&self.inner);
         if inner.is_none() {
             let (tx, mut rx) = unbounded_channel::<Queued>();
             let (stored_tx, stored_rx) = std::sync::mpsc::channel::<()>();
@@ -75,7 +76,7 @@ impl ShimEvents {
                                 Ok(None) => break true,
                                 Err(_) => {
                                     publisher.flush(Duration::from_secs(30)).await;
-                                    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+                                    let mut guard = lock(&slot);
                                     if rx.is_empty() {
                                         *guard = None;
                                         break false;
@@ -109,13 +110,13 @@ impl ShimEvents {
 
     /// Whether the event thread runs (events in flight, or just sent).
     pub fn busy(&self) -> bool {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        lock(&self.inner).is_some()
     }
 
     /// Closes the queue and waits up to `timeout` for the events to be stored (woken the
     /// moment they are, or when the thread ends without).
     pub fn finish(&self, timeout: Duration) {
-        let Some((tx, stored, _thread)) = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        let Some((tx, stored, _thread)) = lock(&self.inner).take() else {
             return;
         };
         drop(tx);

@@ -4,6 +4,7 @@
 //! write end: `Stdin` requests write to it, `CloseStdin` closes it, so the process reads end
 //! of file. Both ends are close-on-exec, so no other child of the shim holds the pipe open.
 
+use berth_ipc::sync::lock;
 use std::collections::HashMap;
 use std::io::{PipeReader, PipeWriter, Write};
 use std::sync::{Arc, Mutex};
@@ -60,7 +61,7 @@ impl Inputs {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Option<String>, Arc<PipeWriter>>> {
-        self.pipes.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.pipes)
     }
 }
 

@@ -8,6 +8,7 @@
 //! kill of the init is always told first. The exit is marked `oom_killed`, recorded in
 //! `exit.json` for every later state.
 
+use berth_ipc::sync::lock;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -51,7 +52,7 @@ impl OomWatch {
         let files = cgroup.map(|c| counter_files(&c)).unwrap_or_default();
         let watch = OomWatch { files, seen: Mutex::new((0, false)) };
         let now = watch.count().unwrap_or(0);
-        watch.seen.lock().unwrap_or_else(|p| p.into_inner()).0 = now;
+        lock(&watch.seen).0 = now;
         watch
     }
 
@@ -63,7 +64,7 @@ impl OomWatch {
     /// Whether OOM kills happened since the last check.
     pub fn check(&self) -> bool {
         let Some(now) = self.count() else { return false };
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = lock(&self.seen);
         let rose = now > seen.0;
         seen.0 = seen.0.max(now);
         seen.1 |= rose;
@@ -72,7 +73,7 @@ impl OomWatch {
 
     /// Whether any OOM kill was seen in the container's life.
     pub fn killed(&self) -> bool {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).1
+        lock(&self.seen).1
     }
 
     /// Whether the cgroup is still there.

@@ -9,6 +9,7 @@
 //! long before was reported exited at once, with the old exit status and none of its output
 //! (the fault campaign's keepers, after some 2,000 execs each).
 
+use berth_ipc::sync::lock;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -101,7 +102,7 @@ impl Reaper {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Exits> {
-        self.exits.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.exits)
     }
 
     /// Wakes the reaper after a spawn.

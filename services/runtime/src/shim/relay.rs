@@ -5,6 +5,7 @@
 //! writer of the pipes is gone, and `Wait` waits for them so that an exit is told only once
 //! the output before it is in the log.
 
+use berth_ipc::sync::lock;
 use std::io::{PipeReader, PipeWriter, Read};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -45,12 +46,12 @@ impl Output {
     /// blocks the process.
     pub fn write(&self, stream: OutputStream, data: &[u8]) {
         if stream == OutputStream::Stderr {
-            let mut tail = self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner());
+            let mut tail = lock(&self.stderr_tail);
             tail.extend_from_slice(data);
             let excess = tail.len().saturating_sub(STDERR_TAIL);
             tail.drain(..excess);
         }
-        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let mut log = lock(&self.log);
         if let Err(e) = log.write(stream, now_ns(), data) {
             eprintln!("berth-shim: log: {e}");
         }
@@ -68,7 +69,7 @@ impl Output {
     }
 
     fn copy(self: &Arc<Self>, mut from: PipeReader, stream: OutputStream) -> Result<()> {
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        *lock(&self.running) += 1;
         let me = self.clone();
         let spawned =
             std::thread::Builder::new().name("output".into()).stack_size(64 << 10).spawn(move || {
@@ -92,19 +93,19 @@ impl Output {
 
     /// One copy thread (or a terminal's relay) has finished.
     pub fn done(&self) {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = lock(&self.running);
         *running = running.saturating_sub(1);
         self.changed.notify_all();
     }
 
     /// Waits (at most `timeout`) until every copy thread has reached the end of its pipe.
     pub fn wait_drained(&self, timeout: Duration) {
-        let guard = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = lock(&self.running);
         let _ = self.changed.wait_timeout_while(guard, timeout, |n| *n > 0);
     }
 
     /// The last few hundred bytes written on stderr (the OCI runtime's error, on failure).
     pub fn stderr_tail(&self) -> Vec<u8> {
-        self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.stderr_tail).clone()
     }
 }

@@ -21,7 +21,7 @@ use super::state::Procs;
 const START_GRACE: Duration = Duration::from_secs(10);
 
 /// How long the shim waits after its last activity before making itself small again.
-const IDLE_RELEASE_MS: i32 = 300;
+const IDLE_RELEASE: Duration = Duration::from_millis(300);
 
 impl Shim {
     /// The shared process state, locked (a poisoned lock is taken over: nothing in it is
@@ -53,8 +53,9 @@ impl Shim {
             // Once nothing has run for a moment (no connection, no event in flight), the
             // heap is trimmed and the code pages unmapped, from this thread, which then only
             // runs this loop.
-            let timeout = if dirty { IDLE_RELEASE_MS } else { -1 };
-            if !super::sys::wait_readable(shim.listener.as_fd(), timeout) {
+            let timeout = dirty.then_some(IDLE_RELEASE);
+            // An error (EINTR) counts as readable: the accept then simply fails and retries.
+            if !berth_service_kit::fd::wait_readable(shim.listener.as_fd(), timeout).unwrap_or(true) {
                 if active.load(Ordering::SeqCst) == 0 && !shim.events.busy() {
                     super::sys::trim_heap();
                     super::sys::release_file_pages();

@@ -143,15 +143,6 @@ pub fn release_file_pages() {
     }
 }
 
-/// Waits until `fd` is readable (`true`) or `timeout_ms` passes (`false`; -1 waits forever).
-pub fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, timeout_ms: i32) -> bool {
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // SAFETY: poll on one valid pollfd that lives for the call.
-    let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-    // An error (EINTR) counts as readable: the caller's accept then simply fails and retries.
-    r != 0
-}
-
 /// A new close-on-exec eventfd (cgroup v1 OOM notifications through `cgroup.event_control`).
 pub fn eventfd() -> std::io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;

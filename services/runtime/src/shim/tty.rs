@@ -4,6 +4,7 @@
 //! service streams to attach clients, live), and writes input and window sizes coming from
 //! attach clients to the master.
 
+use berth_ipc::sync::lock;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -112,13 +113,13 @@ impl Tty {
             }
         }
         drop(buf);
-        *self.drained.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        *lock(&self.drained) = true;
         self.changed.notify_all();
     }
 
     /// Waits (at most `timeout`) until the relay has copied everything the task wrote.
     pub fn wait_drained(&self, timeout: Duration) {
-        let guard = self.drained.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = lock(&self.drained);
         let _ = self.changed.wait_timeout_while(guard, timeout, |drained| !*drained);
     }
 

@@ -103,58 +103,16 @@ pub fn generate(
     rootfs: &Path,
 ) -> Result<Spec> {
     let exec = image.config.clone().unwrap_or_default();
-    let entrypoint = opts.entrypoint.clone().or(exec.entrypoint).unwrap_or_default();
-    let cmd = match (&opts.args, &opts.entrypoint) {
-        (Some(args), _) => args.clone(),
-        (None, Some(_)) => Vec::new(),
-        (None, None) => exec.cmd.unwrap_or_default(),
-    };
-    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
-    if args.is_empty() || args[0].is_empty() {
-        return Err(Error::invalid(format!(
-            "container {id}: no command (the image has neither entrypoint nor cmd)"
-        )));
-    }
-    if args.iter().any(|a| a.contains('\0')) {
-        return Err(Error::invalid(format!("container {id}: argument with a NUL byte")));
-    }
-    let mut env = vec![DEFAULT_PATH.to_string()];
-    merge_env(&mut env, exec.env.as_deref().unwrap_or_default())?;
-    merge_env(&mut env, &opts.env)?;
-    let cwd = opts.cwd.clone().or(exec.working_dir).filter(|c| !c.is_empty()).unwrap_or_else(|| "/".into());
-    let cwd = path::resolve_in_root(rootfs, &cwd).map_err(|e| e.context("working dir"))?;
-    let user_spec = opts.user.clone().or(exec.user).filter(|u| !u.is_empty()).unwrap_or_else(|| "0".into());
-    let user = user::resolve(&user_spec, rootfs)?;
-
-    let mut spec = Spec::default();
-    let mut process = Process::default();
-    process.set_args(Some(args));
-    process.set_env(Some(env));
-    process.set_cwd(PathBuf::from(cwd));
-    process.set_terminal(Some(opts.terminal));
-    let mut oci_user = oci_spec::runtime::User::default();
-    oci_user.set_uid(user.uid);
-    oci_user.set_gid(user.gid);
-    if !user.additional_gids.is_empty() {
-        oci_user.set_additional_gids(Some(user.additional_gids));
-    }
-    process.set_user(oci_user);
+    let args = command(&exec, opts, id)?;
     let caps: HashSet<Capability> = CAPABILITIES.into_iter().collect();
-    let mut capabilities = LinuxCapabilities::default();
+    let process = process(exec, args, opts, rootfs, caps.clone())?;
     let seccomp_profile = match &opts.seccomp {
         None => Some(seccomp::default_profile(&caps)?),
         Some(text) => seccomp::user_profile(text).map_err(|e| e.context(format!("container {id}")))?,
     };
-    // As Docker: a process that is not root never gains privileges (setuid, file caps).
-    process.set_no_new_privileges(Some(opts.no_new_privileges || user.uid != 0));
-    capabilities.set_bounding(Some(caps.clone()));
-    capabilities.set_effective(Some(caps.clone()));
-    capabilities.set_permitted(Some(caps));
-    capabilities.set_inheritable(None);
-    capabilities.set_ambient(None);
-    process.set_capabilities(Some(capabilities));
-    spec.set_process(Some(process));
 
+    let mut spec = Spec::default();
+    spec.set_process(Some(process));
     let mut root = oci_spec::runtime::Root::default();
     root.set_path(PathBuf::from("rootfs"));
     root.set_readonly(Some(opts.read_only));
@@ -179,6 +137,81 @@ pub fn generate(
     linux.set_namespaces(Some(namespaces));
     linux.set_cgroups_path(Some(PathBuf::from(cgroup)));
     let mut resources = linux.resources().clone().unwrap_or_default();
+    limit_resources(&mut resources, opts)?;
+    linux.set_resources(Some(resources));
+    linux.set_seccomp(seccomp_profile);
+    spec.set_linux(Some(linux));
+    if opts.stdin {
+        let open = [(STDIN_ANNOTATION.to_string(), "open".to_string())];
+        spec.set_annotations(Some(open.into_iter().collect()));
+    }
+    Ok(spec)
+}
+
+/// The init process's argv: `opts`' entrypoint and args over the image's (an entrypoint
+/// given without args drops the image's cmd, as Docker does).
+fn command(exec: &ExecConfig, opts: &RunOptions, id: &str) -> Result<Vec<String>> {
+    let entrypoint = opts.entrypoint.clone().or(exec.entrypoint.clone()).unwrap_or_default();
+    let cmd = match (&opts.args, &opts.entrypoint) {
+        (Some(args), _) => args.clone(),
+        (None, Some(_)) => Vec::new(),
+        (None, None) => exec.cmd.clone().unwrap_or_default(),
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() || args[0].is_empty() {
+        return Err(Error::invalid(format!(
+            "container {id}: no command (the image has neither entrypoint nor cmd)"
+        )));
+    }
+    if args.iter().any(|a| a.contains('\0')) {
+        return Err(Error::invalid(format!("container {id}: argument with a NUL byte")));
+    }
+    Ok(args)
+}
+
+/// The init process: `args`, the environment (default `PATH`, the image's, `opts`'), the
+/// working dir and user resolved in `rootfs`, and the capabilities `caps`.
+fn process(
+    exec: ExecConfig,
+    args: Vec<String>,
+    opts: &RunOptions,
+    rootfs: &Path,
+    caps: HashSet<Capability>,
+) -> Result<Process> {
+    let mut env = vec![DEFAULT_PATH.to_string()];
+    merge_env(&mut env, exec.env.as_deref().unwrap_or_default())?;
+    merge_env(&mut env, &opts.env)?;
+    let cwd = opts.cwd.clone().or(exec.working_dir).filter(|c| !c.is_empty()).unwrap_or_else(|| "/".into());
+    let cwd = path::resolve_in_root(rootfs, &cwd).map_err(|e| e.context("working dir"))?;
+    let user_spec = opts.user.clone().or(exec.user).filter(|u| !u.is_empty()).unwrap_or_else(|| "0".into());
+    let user = user::resolve(&user_spec, rootfs)?;
+
+    let mut process = Process::default();
+    process.set_args(Some(args));
+    process.set_env(Some(env));
+    process.set_cwd(PathBuf::from(cwd));
+    process.set_terminal(Some(opts.terminal));
+    let mut oci_user = oci_spec::runtime::User::default();
+    oci_user.set_uid(user.uid);
+    oci_user.set_gid(user.gid);
+    if !user.additional_gids.is_empty() {
+        oci_user.set_additional_gids(Some(user.additional_gids));
+    }
+    process.set_user(oci_user);
+    // As Docker: a process that is not root never gains privileges (setuid, file caps).
+    process.set_no_new_privileges(Some(opts.no_new_privileges || user.uid != 0));
+    let mut capabilities = LinuxCapabilities::default();
+    capabilities.set_bounding(Some(caps.clone()));
+    capabilities.set_effective(Some(caps.clone()));
+    capabilities.set_permitted(Some(caps));
+    capabilities.set_inheritable(None);
+    capabilities.set_ambient(None);
+    process.set_capabilities(Some(capabilities));
+    Ok(process)
+}
+
+/// `opts`' memory, CPU and pids limits, set on `resources`.
+fn limit_resources(resources: &mut oci_spec::runtime::LinuxResources, opts: &RunOptions) -> Result<()> {
     if let Some(limit) = opts.memory {
         let limit = i64::try_from(limit).map_err(|_| Error::invalid("memory: limit too large"))?;
         let mut memory = LinuxMemory::default();
@@ -200,14 +233,7 @@ pub fn generate(
         pids.set_limit(i64::try_from(limit).map_err(|_| Error::invalid("pids limit: too large"))?);
         resources.set_pids(Some(pids));
     }
-    linux.set_resources(Some(resources));
-    linux.set_seccomp(seccomp_profile);
-    spec.set_linux(Some(linux));
-    if opts.stdin {
-        let open = [(STDIN_ANNOTATION.to_string(), "open".to_string())];
-        spec.set_annotations(Some(open.into_iter().collect()));
-    }
-    Ok(spec)
+    Ok(())
 }
 
 /// The spec annotation telling the shim to give the init process a stdin pipe
