@@ -41,8 +41,14 @@ fn berthd_down_is_said_at_once_for_every_command() {
     }
     // A stale socket (berthd SIGKILLed) is named as such.
     berth.launch();
+    let services: Vec<u32> = berth.list().iter().filter_map(|s| s.pid).collect();
     berth.kill_launcher();
     assert!(sock.exists(), "a SIGKILLed berthd leaves its socket");
+    // Its services drain and exit on their own (PDEATHSIG); one still answering would
+    // rightly be asked instead, so wait for them (bounded) before asking.
+    wait_for("berthd's services to exit", Duration::from_secs(20), || {
+        services.iter().all(|p| !berth_system_tests::pid_alive(*p))
+    });
     let o = berth.cli(&["version"]);
     assert!(err(&o).contains("refuses connections"), "{}", show(&o));
     // `config default` needs no berthd.
