@@ -115,8 +115,10 @@ fn run_rm_detached_is_removed_at_exit_even_across_a_runtime_restart() {
     assert!(o.status.success(), "{}", show(&o));
     assert_eq!(out(&o), "rm1\n");
     assert!(listed(&berth, "rm1"), "running, it is there");
-    wait_for("rm1 removed after its exit", Duration::from_secs(20), || !listed(&berth, "rm1"));
-    assert!(!snapshot_listed(&berth, "rm1"), "its snapshot went with it");
+    // The record goes first, then the snapshot: wait for both.
+    wait_for("rm1 and its snapshot removed after its exit", Duration::from_secs(20), || {
+        !listed(&berth, "rm1") && !snapshot_listed(&berth, "rm1")
+    });
     assert!(!berth.root.join("logs/default/rm1").exists(), "its logs went with it");
     assert!(out(&berth.cli(&["tasks", "ls"])).lines().all(|l| !l.starts_with("rm1 ")));
 
@@ -131,8 +133,9 @@ fn run_rm_detached_is_removed_at_exit_even_across_a_runtime_restart() {
         })
     });
     assert!(listed(&berth, "rm2"), "still running after the restart");
-    wait_for("rm2 removed after its exit", Duration::from_secs(20), || !listed(&berth, "rm2"));
-    assert!(!snapshot_listed(&berth, "rm2"));
+    wait_for("rm2 and its snapshot removed after its exit", Duration::from_secs(20), || {
+        !listed(&berth, "rm2") && !snapshot_listed(&berth, "rm2")
+    });
 
     // Without --rm a detached container stays after its exit.
     let o = berth.cli(&["run", "-d", "tiny", "keep1", "true"]);
