@@ -46,7 +46,12 @@ impl ShimEvents {
     /// Queues `payload` and waits up to `timeout` until it is stored, so that what the
     /// caller answers next cannot overtake it in the log: `/tasks/start` before an
     /// `/tasks/exec-added` the runtime service publishes once `Start` is answered.
+    /// Without an events socket there is no log to order (a shim run alone): no wait.
     pub fn publish_stored(&self, payload: impl Into<Payload>, timeout: Duration) {
+        if !self.state.join("events.sock").exists() {
+            self.publish(payload);
+            return;
+        }
         let (ack, stored) = std::sync::mpsc::channel();
         self.queue(payload.into(), Some(ack));
         let _ = stored.recv_timeout(timeout);

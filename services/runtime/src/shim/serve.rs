@@ -227,9 +227,10 @@ impl Shim {
         if o.started {
             return;
         }
-        // Stored before `Start` is answered (bounded: a down events service delays it 2 s).
+        // Stored before `Start` is answered (bounded: an events service restarting right
+        // now delays it at most half a second).
         let start = TaskStart { container_id: id.to_string(), pid: self.init_pid() };
-        self.events.publish_stored(start, Duration::from_secs(2));
+        self.events.publish_stored(start, Duration::from_millis(500));
         o.started = true;
         if let Some(oom) = o.pending_oom.take() {
             self.events.publish(oom);
