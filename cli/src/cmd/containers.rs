@@ -125,9 +125,8 @@ pub async fn run(ctx: &Ctx, cmd: ContainersCmd) -> anyhow::Result<ExitCode> {
             output::json(&info(&c))?;
         }
         ContainersCmd::Create(flags) => {
-            let mut request = flags.request(&ctx.namespace)?;
-            request.image = ctx.runnable_image(&flags.image).await?;
-            let c = ctx.services.runtime.call(request).await.map_err(wire)?;
+            let request = flags.request(&ctx.namespace)?;
+            let c = ctx.create_container(request).await?;
             println!("{}", c.id);
         }
         ContainersCmd::Rm { ids, force } => {

@@ -50,14 +50,33 @@ impl Ctx {
         berth_client::names::image_name(&self.services, &self.namespace, name).await
     }
 
-    /// The stored name of image `name`, unpacked (on the runtime's snapshotter) if it was
-    /// not: what `run` and `containers create` start from, as ctr does.
-    pub async fn runnable_image(&self, name: &str) -> anyhow::Result<String> {
-        let name = self.image_name(name).await;
-        berth_client::unpack::unpack(&self.services, &self.namespace, &name, "overlayfs")
-            .await
-            .map_err(namespaces::wire)?;
-        Ok(name)
+    /// `CreateContainer` of `request` (its image as the user typed it, normalized here). An
+    /// image stored but not unpacked on the runtime's snapshotter is unpacked, as ctr does,
+    /// and the create tried once more: only after the create found a snapshot missing, so
+    /// the common path costs no reads beyond the runtime's own.
+    pub async fn create_container(
+        &self,
+        mut request: berth_ipc::runtime::CreateContainer,
+    ) -> anyhow::Result<berth_ipc::metadata::Container> {
+        request.image = self.image_name(&request.image).await;
+        let runtime = &self.services.runtime;
+        match runtime.call(request.clone()).await {
+            Err(e) if e.is(berth_ipc::Code::NotFound) => {
+                let unpacked = berth_client::unpack::unpack(
+                    &self.services,
+                    &self.namespace,
+                    &request.image,
+                    "overlayfs",
+                )
+                .await
+                .map_err(namespaces::wire)?;
+                if unpacked.extracted == 0 {
+                    return Err(namespaces::wire(e));
+                }
+                runtime.call(request).await.map_err(namespaces::wire)
+            }
+            r => r.map_err(namespaces::wire),
+        }
     }
 
     /// The context for `cli`'s global flags.

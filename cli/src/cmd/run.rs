@@ -155,7 +155,7 @@ impl RunFlags {
         Ok(CreateContainer {
             namespace: namespace.to_string(),
             id: self.id.clone(),
-            // The caller resolves it (`Ctx::runnable_image`).
+            // As typed: `Ctx::create_container` normalizes it.
             image: self.image.clone(),
             runtime: self.runtime.clone(),
             options,
@@ -252,14 +252,13 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<ExitCode> {
     let ns = ctx.namespace.clone();
     let id = args.flags.id.clone();
     let mut request = args.flags.request(&ns)?;
-    request.image = ctx.runnable_image(&args.flags.image).await?;
     request.options.terminal = args.tty;
     request.options.stdin = args.interactive;
     if args.rm && args.detach {
         // No client stays to remove it: the runtime service does, at the task's exit.
         request.labels.insert(berth_ipc::runtime::LABEL_RM_ON_EXIT.into(), "true".into());
     }
-    rt.call(request).await.map_err(wire)?;
+    ctx.create_container(request).await?;
     let task = TaskRef::init(&ns, &id);
     let mut guard = None;
     let result = async {
