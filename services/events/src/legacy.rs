@@ -77,7 +77,7 @@ fn copy(dir: &Path, seg_dir: &Path) -> Result<(u64, u64)> {
         let s = match &mut seg {
             Some(s) if s.len < SEGMENT_BYTES => s,
             _ => {
-                if let Some(mut full) = seg.take() {
+                if let Some(full) = seg.take() {
                     full.write_index(seg_dir)?;
                 }
                 seg.insert(Segment::create(seg_dir, seq)?)

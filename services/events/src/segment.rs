@@ -96,8 +96,6 @@ pub struct Segment {
     pub offsets: Vec<u32>,
     /// Bytes of whole records (the file is never longer once opened).
     pub len: u64,
-    /// Whether the index file is written (the segment takes no more appends).
-    pub sealed: bool,
 }
 
 /// The file names of the segment starting at `first`.
@@ -138,7 +136,7 @@ impl Segment {
             .open(&log)
             .map_err(|e| io("create", &log, e))?;
         sync_dir(dir)?;
-        Ok(Segment { first, file: Arc::new(file), offsets: Vec::new(), len: 0, sealed: false })
+        Ok(Segment { first, file: Arc::new(file), offsets: Vec::new(), len: 0 })
     }
 
     /// Opens the segment starting at `first`. A sealed segment (`last` false) is read from
@@ -149,7 +147,7 @@ impl Segment {
         let (log, idx) = paths(dir, first);
         let file = OpenOptions::new().read(true).write(true).open(&log).map_err(|e| io("open", &log, e))?;
         let size = file.metadata().map_err(|e| io("stat", &log, e))?.len();
-        let mut seg = Segment { first, file: Arc::new(file), offsets: Vec::new(), len: 0, sealed: !last };
+        let mut seg = Segment { first, file: Arc::new(file), offsets: Vec::new(), len: 0 };
         if !last && seg.load_index(&idx, size)? {
             return Ok(seg);
         }
@@ -210,8 +208,8 @@ impl Segment {
         Ok(())
     }
 
-    /// Writes the index file (through a temp file and a rename) and marks the segment sealed.
-    pub fn write_index(&mut self, dir: &Path) -> Result<()> {
+    /// Writes the index file (through a temp file and a rename): the segment is sealed.
+    pub fn write_index(&self, dir: &Path) -> Result<()> {
         let (_, idx) = paths(dir, self.first);
         let tmp = idx.with_extension("idx.tmp");
         let mut bytes = Vec::with_capacity(self.offsets.len() * 4);
@@ -222,7 +220,6 @@ impl Segment {
         f.write_all(&bytes).map_err(|e| io("write", &tmp, e))?;
         f.sync_data().map_err(|e| io("sync", &tmp, e))?;
         std::fs::rename(&tmp, &idx).map_err(|e| io("rename", &tmp, e))?;
-        self.sealed = true;
         Ok(())
     }
 }

@@ -352,7 +352,7 @@ impl Log {
         }
         let next = Segment::create(&self.dir, first)?;
         let mut segs = self.segs_mut();
-        if let Some(active) = segs.last_mut() {
+        if let Some(active) = segs.last() {
             active.write_index(&self.dir)?;
         }
         segs.push(next);
