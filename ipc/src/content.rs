@@ -51,8 +51,29 @@ pub const MAX_CHUNK: usize = 8 << 20;
 pub const MAX_REF_LEN: usize = 1024;
 
 /// Bytes that travel as one bincode byte string (length then bytes), not as a sequence.
+/// Shared, not copied, when cloned: a writer keeps the chunks it sent until they are safe
+/// (`content::writer`) without a second copy of every byte it writes.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Bytes(pub Vec<u8>);
+pub struct Bytes(pub std::sync::Arc<Vec<u8>>);
+
+impl Bytes {
+    /// Bytes owning `v`.
+    pub fn new(v: Vec<u8>) -> Bytes {
+        Bytes(std::sync::Arc::new(v))
+    }
+
+    /// The bytes as a `Vec`, copied only if they are shared.
+    pub fn into_vec(self) -> Vec<u8> {
+        std::sync::Arc::try_unwrap(self.0).unwrap_or_else(|shared| shared.as_ref().clone())
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 impl fmt::Debug for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -75,10 +96,10 @@ impl<'de> Deserialize<'de> for Bytes {
                 f.write_str("a byte string")
             }
             fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-                Ok(Bytes(v.to_vec()))
+                Ok(Bytes::new(v.to_vec()))
             }
             fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-                Ok(Bytes(v))
+                Ok(Bytes::new(v))
             }
         }
         d.deserialize_bytes(V)
@@ -304,7 +325,7 @@ mod tests {
 
     #[test]
     fn bytes_travel_as_a_byte_string() {
-        let b = Bytes(vec![1, 2, 3]);
+        let b = Bytes::new(vec![1, 2, 3]);
         let enc = crate::codec::encode(&b).expect("encode");
         assert_eq!(enc, [3, 1, 2, 3]);
         assert_eq!(crate::codec::decode::<Bytes>(&enc).expect("decode"), b);

@@ -57,9 +57,9 @@ pub struct RemoteWriter {
     status: IngestStatus,
     inflight: VecDeque<JoinHandle<Result<u64>>>,
     /// The chunks sent and not yet acknowledged, oldest first: `(offset, bytes)`.
-    unacked: VecDeque<(u64, Vec<u8>)>,
+    unacked: VecDeque<(u64, Bytes)>,
     /// The latest acknowledged chunks, at most about [`REPLAY_WINDOW`] bytes, oldest first.
-    window: VecDeque<(u64, Vec<u8>)>,
+    window: VecDeque<(u64, Bytes)>,
     /// Bytes in `window`.
     window_len: u64,
     reopens: u32,
@@ -105,13 +105,13 @@ impl RemoteWriter {
             self.settle_oldest().await?;
         }
         let len = data.len() as u64;
-        self.send(self.offset, data);
+        self.send(self.offset, Bytes::new(data));
         self.offset += len;
         Ok(())
     }
 
-    fn send(&mut self, offset: u64, data: Vec<u8>) {
-        let req = WriteChunk { session: self.session, seq: self.seq, offset, data: Bytes(data.clone()) };
+    fn send(&mut self, offset: u64, data: Bytes) {
+        let req = WriteChunk { session: self.session, seq: self.seq, offset, data: data.clone() };
         self.seq += 1;
         self.unacked.push_back((offset, data));
         let client = self.client.clone();
@@ -201,7 +201,7 @@ impl RemoteWriter {
     /// Sends again, on the reopened session whose ingest ends at `end`, what it lacks of the
     /// chunks kept. `Ok(false)`: the session was lost again meanwhile.
     async fn replay(&mut self, end: u64) -> Result<bool> {
-        let mut chunks: Vec<(u64, Vec<u8>)> = self.window.drain(..).collect();
+        let mut chunks: Vec<(u64, Bytes)> = self.window.drain(..).collect();
         chunks.extend(self.unacked.drain(..));
         self.window_len = 0;
         // A restart from offset 0 replaces whatever the ingest held: send all of it.
@@ -229,7 +229,8 @@ impl RemoteWriter {
                 continue;
             }
             let skip = usize::try_from(from.saturating_sub(off)).unwrap_or(usize::MAX).min(data.len());
-            self.send(off.max(from), data[skip..].to_vec());
+            let rest = if skip == 0 { data } else { Bytes::new(data[skip..].to_vec()) };
+            self.send(off.max(from), rest);
         }
         while let Some(handle) = self.inflight.pop_front() {
             match handle.await.map_err(|e| Error::internal(format!("write task: {e}")))? {
@@ -335,7 +336,7 @@ impl ContentWriter for RemoteWriter {
         }
         let len = data.len() as u64;
         self.offset = offset + len;
-        self.send(offset, data);
+        self.send(offset, Bytes::new(data));
         self.flush().await?;
         debug_assert_eq!(self.status.offset, offset + len);
         Ok(self.status.offset)

@@ -119,8 +119,9 @@ impl ContentService {
                 });
                 let stop = item.is_err();
                 let n = item.as_ref().map_or(0, |d| d.len() as u64);
-                let item =
-                    item.map(|d| ContentResponse::Read(Chunk { offset, data: berth_ipc::content::Bytes(d) }));
+                let item = item.map(|d| {
+                    ContentResponse::Read(Chunk { offset, data: berth_ipc::content::Bytes::new(d) })
+                });
                 if tx.send(item).await.is_err() || stop {
                     break;
                 }
