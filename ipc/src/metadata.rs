@@ -133,6 +133,35 @@ pub struct UpdateContainer {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeleteContainer(pub ByName);
 
+/// `GetSandbox`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetSandbox(pub ByName);
+/// `ListSandboxes`: filter fields `id`, `runtime.name`, `labels.<k>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListSandboxes(pub ListIn);
+/// `CreateSandbox`: `AlreadyExists` if the id is taken.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateSandbox {
+    /// The namespace.
+    pub namespace: String,
+    /// The sandbox (`created`/`updated` are ignored).
+    pub sandbox: Sandbox,
+}
+/// `UpdateSandbox`: field paths `labels`, `labels.<k>`, `spec`, `extensions`,
+/// `extensions.<k>`; `id` and `runtime` are immutable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateSandbox {
+    /// The namespace.
+    pub namespace: String,
+    /// The new state (found by id).
+    pub sandbox: Sandbox,
+    /// Which fields to change.
+    pub paths: Vec<String>,
+}
+/// `DeleteSandbox`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteSandbox(pub ByName);
+
 /// `PutContent`: records a blob in a namespace (creating or replacing its labels), and,
 /// under `lease`, adds it to that lease in the same transaction.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -354,4 +383,14 @@ crate::protocol! {
     Gc(Gc) -> GcReport [idempotent];
     /// Push a lease's expiry out (a long job's heartbeat).
     RenewLease(RenewLease) -> Lease [idempotent];
+    /// One sandbox. `NotFound` if absent.
+    GetSandbox(GetSandbox) -> Sandbox [idempotent];
+    /// Sandboxes matching the filters, in pages.
+    ListSandboxes(ListSandboxes) -> Vec<Sandbox> [idempotent, stream];
+    /// Create a sandbox.
+    CreateSandbox(CreateSandbox) -> Sandbox [];
+    /// Update a sandbox by field paths. `NotFound` if absent; immutable fields refused.
+    UpdateSandbox(UpdateSandbox) -> Sandbox [idempotent];
+    /// Delete a sandbox. `NotFound` if absent.
+    DeleteSandbox(DeleteSandbox) -> () [];
 }

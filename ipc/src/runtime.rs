@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::metadata::Container;
 
-/// A bind mount asked for with `--mount type=bind,src=…,dst=…[,ro]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A bind mount asked for with `--mount type=bind,src=…,dst=…[,ro]` (or by a CRI mount).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BindMount {
     /// Host path.
     pub source: String,
@@ -25,6 +25,142 @@ pub struct BindMount {
     pub destination: String,
     /// Mounted read-only.
     pub read_only: bool,
+    /// How mounts under it propagate between host and container.
+    pub propagation: Propagation,
+    /// With `read_only`, every mount under it read-only too (`rro`, Linux 5.12+).
+    pub recursive_read_only: bool,
+}
+
+/// Mount propagation of a bind mount (Kubernetes' `MountPropagation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Propagation {
+    /// Nothing propagates (`rprivate`).
+    #[default]
+    Private,
+    /// Host mounts appear in the container (`rslave`).
+    HostToContainer,
+    /// Both ways (`rshared`).
+    Bidirectional,
+}
+
+/// How a container holds one kind of namespace (Kubernetes' `NamespaceMode`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NamespaceMode {
+    /// The sandbox's (or, outside a sandbox, the container's own).
+    #[default]
+    Pod,
+    /// The container's own.
+    Container,
+    /// The host's.
+    Node,
+    /// Another container's (pid only): its id.
+    Target(String),
+}
+
+/// A device node made in the container (`--device`, CRI `Device`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Host path of the device node.
+    pub host_path: String,
+    /// Path inside the container.
+    pub container_path: String,
+    /// cgroup permissions: a subset of `rwm`.
+    pub permissions: String,
+}
+
+/// Linux settings of a container beyond [`RunOptions`]' basics: what a Kubernetes
+/// `LinuxContainerConfig` asks for. Defaults leave berth's (Docker's) defaults in place.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinuxOptions {
+    /// Every capability, every device of the host, no masked or read-only paths, no seccomp.
+    pub privileged: bool,
+    /// Capabilities added to the default set (`CAP_` prefix optional; `ALL`).
+    pub cap_add: Vec<String>,
+    /// Capabilities dropped from it (`ALL` drops every one before `cap_add` applies).
+    pub cap_drop: Vec<String>,
+    /// Groups added to the user's.
+    pub supplemental_groups: Vec<u32>,
+    /// Only the user's primary group and `supplemental_groups`, not the image's
+    /// `/etc/group` memberships (Kubernetes' `SupplementalGroupsPolicy: Strict`).
+    pub strict_groups: bool,
+    /// Replaces the default masked paths.
+    pub masked_paths: Option<Vec<String>>,
+    /// Replaces the default read-only paths.
+    pub readonly_paths: Option<Vec<String>>,
+    /// The pid namespace (`Pod` in a sandbox follows the sandbox's pid mode).
+    pub pid: NamespaceMode,
+    /// The ipc namespace.
+    pub ipc: NamespaceMode,
+    /// The network namespace.
+    pub network: NamespaceMode,
+    /// Devices.
+    pub devices: Vec<Device>,
+    /// OOM score adjustment (clamped to what the runtime may set).
+    pub oom_score_adj: Option<i32>,
+    /// CPU shares (cgroup v1 units; converted to weight on v2).
+    pub cpu_shares: Option<u64>,
+    /// CPU period, µs.
+    pub cpu_period: Option<u64>,
+    /// CPU quota, µs per period.
+    pub cpu_quota: Option<i64>,
+    /// CPUs allowed (`0-2,4`).
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes allowed.
+    pub cpuset_mems: Option<String>,
+    /// cgroup v2 unified settings, file name to value.
+    pub unified: BTreeMap<String, String>,
+    /// Spec annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// DNS settings of a sandbox's `resolv.conf`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsConfig {
+    /// `nameserver` lines.
+    pub servers: Vec<String>,
+    /// `search` domains.
+    pub searches: Vec<String>,
+    /// `options`.
+    pub options: Vec<String>,
+}
+
+/// The pid namespace of a sandbox's containers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PidMode {
+    /// Each container its own.
+    #[default]
+    Container,
+    /// One for the pod, held by a holder process that is its pid 1.
+    Pod,
+    /// The host's.
+    Node,
+}
+
+/// What a pod sandbox holds for its containers. Namespaces are held without any image:
+/// bind-mounted namespace files under the sandbox's state dir (a holder process only for a
+/// shared pid namespace, which needs a live pid 1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// Hostname in the pod's UTS namespace (default: the sandbox id, cut to 63 bytes).
+    pub hostname: Option<String>,
+    /// `resolv.conf` for the pod; `None` copies the host's.
+    pub dns: Option<DnsConfig>,
+    /// Extra `/etc/hosts` lines: an address and its names.
+    pub hosts: Vec<(String, Vec<String>)>,
+    /// Sysctls set in the pod's namespaces (`net.*` in its network namespace, `kernel.shm*`,
+    /// `kernel.msg*`, `kernel.sem`, `fs.mqueue.*` in its IPC namespace).
+    pub sysctls: BTreeMap<String, String>,
+    /// The cgroup the pod's containers go under (cgroupfs path like `/kubepods/pod<uid>`;
+    /// default: berth's per-namespace cgroup).
+    pub cgroup_parent: Option<String>,
+    /// The host's network namespace.
+    pub net_host: bool,
+    /// The host's IPC namespace (and `/dev/shm`).
+    pub ipc_host: bool,
+    /// The pid namespace mode.
+    pub pid: PidMode,
+    /// Size of the pod's `/dev/shm` tmpfs, bytes (default 64 MiB).
+    pub shm_size: Option<u64>,
 }
 
 /// What a user may change from the image's defaults.
@@ -64,6 +200,12 @@ pub struct RunOptions {
     pub seccomp: Option<String>,
     /// Set `no_new_privileges` (always set for a process that runs as a non-root user).
     pub no_new_privileges: bool,
+    /// The pod sandbox the container belongs to: it joins the sandbox's namespaces, gets its
+    /// `/dev/shm`, `resolv.conf`, `hosts` and `hostname`, and its cgroup goes under the
+    /// sandbox's cgroup parent.
+    pub sandbox: Option<String>,
+    /// Linux settings beyond these.
+    pub linux: LinuxOptions,
 }
 
 /// Container label (value `true`) asking the runtime service to remove the container, its
@@ -87,6 +229,89 @@ pub struct CreateContainer {
     pub options: RunOptions,
     /// Labels of the container record.
     pub labels: BTreeMap<String, String>,
+    /// Extensions of the container record (kept exactly; the CRI service's container config).
+    pub extensions: BTreeMap<String, Vec<u8>>,
+}
+
+/// `CreateSandbox`: namespaces held, files written, record made. `AlreadyExists` for a taken
+/// id; a failure part-way leaves nothing behind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateSandbox {
+    /// The namespace.
+    pub namespace: String,
+    /// The sandbox id.
+    pub id: String,
+    /// `runc` (default when empty) or `crun`: the runtime of its containers.
+    pub runtime: String,
+    /// What it holds.
+    pub spec: SandboxSpec,
+    /// Labels of the record.
+    pub labels: BTreeMap<String, String>,
+    /// Extensions of the record (kept exactly; the CRI service's pod config).
+    pub extensions: BTreeMap<String, Vec<u8>>,
+}
+
+/// A sandbox by id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxRef {
+    /// The namespace.
+    pub namespace: String,
+    /// The sandbox id.
+    pub id: String,
+}
+
+/// `StopSandbox`: every container task in it killed (SIGKILL) and deleted, its namespaces
+/// and `/dev/shm` released; the record stays (`NotReady`). Idempotent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StopSandbox(pub SandboxRef);
+/// `RemoveSandbox`: stopped first if need be, its containers removed, its files and record
+/// deleted. `NotFound` when there is no such sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveSandbox(pub SandboxRef);
+/// `GetSandbox`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetSandbox(pub SandboxRef);
+/// `ListSandboxes` of a namespace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListSandboxes {
+    /// The namespace.
+    pub namespace: String,
+}
+
+/// Whether a sandbox holds its namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxState {
+    /// Namespaces held: containers can be created in it.
+    Ready,
+    /// Stopped (or its namespaces were lost, as after a reboot).
+    NotReady,
+}
+
+/// A sandbox as the runtime service sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxInfo {
+    /// The sandbox id.
+    pub id: String,
+    /// The namespace.
+    pub namespace: String,
+    /// Ready or not.
+    pub state: SandboxState,
+    /// The runtime of its containers.
+    pub runtime: String,
+    /// What it holds.
+    pub spec: SandboxSpec,
+    /// Record labels.
+    pub labels: BTreeMap<String, String>,
+    /// Record extensions.
+    pub extensions: BTreeMap<String, Vec<u8>>,
+    /// When it was created (Unix nanoseconds).
+    pub created: u64,
+    /// Path of its network namespace file (`None` with the host's network, or not ready).
+    pub netns: Option<String>,
+    /// Pid of its holder process (shared pid namespace only; 0 otherwise).
+    pub holder_pid: u32,
+    /// Its state directory (`resolv.conf`, `hosts`, `hostname`, `shm`).
+    pub dir: String,
 }
 
 /// `RemoveContainer`: record and snapshot. `FailedPrecondition` while it has a task, unless
@@ -400,6 +625,16 @@ crate::protocol! {
     /// Own a task's life: answers the init's exit; a caller gone before it has the task
     /// killed, deleted and its container removed (see [`Guard`]).
     Guard(Guard) -> ExitInfo [idempotent, stream];
+    /// Make a pod sandbox: hold its namespaces, write its files, record it.
+    CreateSandbox(CreateSandbox) -> SandboxInfo [];
+    /// Stop a sandbox's containers and release its namespaces. Idempotent.
+    StopSandbox(StopSandbox) -> () [idempotent];
+    /// Remove a sandbox, its containers and files. `NotFound` for an unknown one.
+    RemoveSandbox(RemoveSandbox) -> () [];
+    /// A sandbox's state. Always allowed.
+    GetSandbox(GetSandbox) -> SandboxInfo [idempotent];
+    /// Every sandbox of a namespace. Always allowed.
+    ListSandboxes(ListSandboxes) -> Vec<SandboxInfo> [idempotent];
 }
 
 /// One request to a shim, sent as a JSON line on its private socket.

@@ -86,7 +86,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn parse_mount(s: &str) -> anyhow::Result<BindMount> {
-    let mut m = BindMount { source: String::new(), destination: String::new(), read_only: false };
+    let mut m = BindMount::default();
     for part in s.split(',') {
         match part.split_once('=') {
             Some(("type", "bind")) => {}
@@ -134,6 +134,7 @@ impl RunFlags {
             stdin: false,
             seccomp: None,
             no_new_privileges: false,
+            ..RunOptions::default()
         };
         let mut options = options;
         for opt in &self.security_opt {
@@ -160,6 +161,7 @@ impl RunFlags {
             runtime: self.runtime.clone(),
             options,
             labels,
+            extensions: Default::default(),
         })
     }
 }
@@ -341,7 +343,15 @@ mod tests {
         assert_eq!(parse_size("100"), Ok(100));
         assert!(parse_size("x").is_err());
         let m = parse_mount("type=bind,src=/a,dst=/b,ro").expect("mount");
-        assert_eq!(m, BindMount { source: "/a".into(), destination: "/b".into(), read_only: true });
+        assert_eq!(
+            m,
+            BindMount {
+                source: "/a".into(),
+                destination: "/b".into(),
+                read_only: true,
+                ..BindMount::default()
+            }
+        );
         assert!(parse_mount("type=tmpfs,dst=/x").is_err());
         assert!(parse_mount("src=/a").is_err());
     }

@@ -80,6 +80,28 @@ pub struct Container {
     pub updated: u64,
 }
 
+/// A pod sandbox: what a group of containers shares (network, IPC and UTS namespaces, a
+/// cgroup parent, `/dev/shm`, `resolv.conf`, `hosts`, `hostname`), owned by the runtime
+/// service. Its live state (namespaces held or not) is on the state dir, not here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sandbox {
+    /// Its id (an identifier). Immutable.
+    pub id: String,
+    /// The OCI runtime its containers run with. Immutable.
+    pub runtime: RuntimeInfo,
+    /// The runtime service's sandbox spec as JSON bytes. Field path `spec`.
+    pub spec: Vec<u8>,
+    /// Its labels.
+    pub labels: Labels,
+    /// Opaque extensions by name (the CRI service keeps its pod config here). Field paths
+    /// `extensions`, `extensions.<name>`.
+    pub extensions: BTreeMap<String, Vec<u8>>,
+    /// When it was created (set by the service).
+    pub created: u64,
+    /// When it was last updated (set by the service).
+    pub updated: u64,
+}
+
 /// A blob as seen by one namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContentRecord {

@@ -4,12 +4,14 @@
 use std::borrow::Cow;
 
 use berth_ipc::filter::{Adaptor, label_field};
-use berth_ipc::metadata::{Container, ContentRecord, Image, Lease, SnapshotRecord};
+use berth_ipc::metadata::{Container, ContentRecord, Image, Lease, Sandbox, SnapshotRecord};
 
 /// Fields: `name`, `target.digest`, `target.mediatype`, `target.size`, `labels.<k>`.
 pub struct ImageFields<'a>(pub &'a Image);
 /// Fields: `id`, `image`, `runtime.name`, `snapshotter`, `snapshot_key`, `labels.<k>`.
 pub struct ContainerFields<'a>(pub &'a Container);
+/// Fields: `id`, `runtime.name`, `labels.<k>`.
+pub struct SandboxFields<'a>(pub &'a Sandbox);
 /// Fields: `digest`, `size`, `labels.<k>`.
 pub struct ContentFields<'a>(pub &'a ContentRecord);
 /// Fields: `key`, `parent`, `snapshotter`, `labels.<k>`.
@@ -52,6 +54,18 @@ impl Adaptor for ContainerFields<'_> {
             ("snapshotter", []) => s(&c.snapshotter),
             ("snapshot_key" | "snapshotkey", []) => s(&c.snapshot_key),
             ("labels", rest) => label_field(&c.labels, rest),
+            _ => None,
+        }
+    }
+}
+
+impl Adaptor for SandboxFields<'_> {
+    fn field(&self, path: &[String]) -> Option<Cow<'_, str>> {
+        let x = self.0;
+        match path_strs(path)? {
+            ("id", []) => s(&x.id),
+            ("runtime", [f]) if f == "name" => s(&x.runtime.name),
+            ("labels", rest) => label_field(&x.labels, rest),
             _ => None,
         }
     }

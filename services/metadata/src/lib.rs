@@ -13,6 +13,7 @@
 //! o/<ns>/
 //!   ├── i/<image name>               Image {name, target, labels, created, updated}
 //!   ├── c/<container id>             Container {id, image, runtime, spec, snapshotter, …}
+//!   ├── x/<sandbox id>               Sandbox {id, runtime, spec, labels, extensions, …}
 //!   ├── b/<digest>                   ContentRecord {digest, size, labels, …}
 //!   ├── s/<snapshotter>/<key>        SnapshotRecord {parent, labels, …}
 //!   ├── l/<lease id>                 Lease {labels, created, expires}

@@ -9,7 +9,9 @@ use berth_ipc::metadata::{
     GetImage, PutSnapshot, RemoveSnapshot, RuntimeInfo, SnapshotRecord, SnapshotRef,
 };
 use berth_ipc::names::{validate_identifier, validate_namespace, validate_user_labels};
-use berth_ipc::runtime::{CreateContainer, KillTask, RemoveContainer, TaskRef};
+use berth_ipc::runtime::{
+    CreateContainer, KillTask, NamespaceMode, RemoveContainer, SandboxRef, SandboxState, TaskRef,
+};
 use berth_ipc::snapshot::{KeyRef, Prepare, Remove, Stat};
 use berth_ipc::{Code, Error, Result};
 
@@ -213,8 +215,11 @@ impl Runtime {
                 spec,
                 snapshotter: SNAPSHOTTER.into(),
                 snapshot_key: key.clone(),
-                labels: req.labels.clone(),
-                extensions: BTreeMap::new(),
+                labels: match &req.options.sandbox {
+                    Some(sb) => crate::sandbox::container_labels(&req.labels, sb),
+                    None => req.labels.clone(),
+                },
+                extensions: req.extensions.clone(),
                 created: 0,
                 updated: 0,
             };
@@ -240,16 +245,55 @@ impl Runtime {
         std::os::unix::fs::DirBuilderExt::mode(dirs.recursive(true), 0o700);
         dirs.create(&tmp).map_err(|e| Error::internal(format!("{}: {e}", tmp.display())))?;
         let (mounts, config, req2, tmp2) = (mounts.to_vec(), config.clone(), req.clone(), tmp.clone());
-        let cgroup = self.cgroup_path(&req.namespace, &req.id);
+        let placement = self.placement(req).await?;
         let out = blocking(move || {
             mount::mount_for_lookup(&mounts, &tmp2)?;
-            let spec = spec::generate(&config, &req2.options, &req2.id, &cgroup, &tmp2);
+            let spec = spec::generate(&config, &req2.options, &req2.id, &placement, &tmp2);
             let _ = mount::unmount_all(&tmp2);
             serde_json::to_vec(&spec?).map_err(|e| Error::internal(format!("spec: {e}")))
         })
         .await?;
         let _ = std::fs::remove_dir(&tmp);
         out
+    }
+
+    /// Where a new container goes: its sandbox (which must be ready), its cgroup (under the
+    /// sandbox's cgroup parent, if it names one), the pid namespace its pid mode targets.
+    async fn placement(&self, req: &CreateContainer) -> Result<spec::Placement> {
+        let (ns, id) = (req.namespace.as_str(), req.id.as_str());
+        let sandbox = match &req.options.sandbox {
+            None => None,
+            Some(sb) => {
+                let info = self
+                    .get_sandbox(SandboxRef { namespace: ns.into(), id: sb.clone() })
+                    .await
+                    .map_err(|e| e.context(format!("container {id}")))?;
+                if info.state != SandboxState::Ready {
+                    return Err(Error::precondition(format!("container {id}: sandbox {sb} is not ready")));
+                }
+                Some(info)
+            }
+        };
+        let cgroup = match sandbox.as_ref().and_then(|s| s.spec.cgroup_parent.as_deref()) {
+            Some(parent) => format!("{}/{id}", parent.trim_end_matches('/')),
+            None => self.cgroup_path(ns, id),
+        };
+        let target_pid_ns = match &req.options.linux.pid {
+            NamespaceMode::Target(target) => {
+                let task = self
+                    .get(TaskRef::init(ns, target))
+                    .await
+                    .map_err(|e| e.context(format!("container {id}: pid namespace target {target}")))?;
+                if task.pid == 0 || task.status != berth_ipc::runtime::TaskStatus::Running {
+                    return Err(Error::precondition(format!(
+                        "container {id}: pid namespace target {target} is not running"
+                    )));
+                }
+                Some(std::path::PathBuf::from(format!("/proc/{}/ns/pid", task.pid)))
+            }
+            _ => None,
+        };
+        Ok(spec::Placement { cgroup, sandbox, target_pid_ns })
     }
 
     /// Removes a container's snapshot and its record, at once: whichever a crash leaves

@@ -23,6 +23,8 @@
 //! - [`task_lookup`] — finding a task; "container X has no task" and its kin.
 //! - [`tasks`] — task lifecycle: create, start, kill, wait, state, delete, list.
 //! - [`procs`] — exec, ps, pause, resume, metrics, attach.
+//! - [`sandbox`] — pod sandboxes: namespaces held without an image, `/dev/shm`, DNS files.
+//! - [`pin`] — `berth-sandbox`: the helper that holds a sandbox's namespaces.
 //! - [`rm_on_exit`] — containers removed when their task exits (`run --rm -d`).
 //! - [`cgroups`] — empty cgroup parents removed when the last container under them goes.
 //! - [`guard`] — `Guard`: a task owned by its client (`run --rm`), removed if the client vanishes.
@@ -53,8 +55,10 @@ pub mod logread;
 pub mod logs;
 pub mod mount;
 pub mod oci_runtime;
+pub mod pin;
 pub mod procs;
 pub mod rm_on_exit;
+pub mod sandbox;
 pub mod shim;
 pub mod shim_client;
 pub mod spec;
@@ -213,6 +217,11 @@ impl Handler<RuntimeProtocol> for Runtime {
                 tokio::spawn(async move { rt.guard(r.0, ctx.cancel, tx).await });
                 reply
             }
+            Q::CreateSandbox(r) => self.create_sandbox(r).await.map(A::CreateSandbox).into(),
+            Q::StopSandbox(r) => self.stop_sandbox(r.0).await.map(A::StopSandbox).into(),
+            Q::RemoveSandbox(r) => self.remove_sandbox(r.0).await.map(A::RemoveSandbox).into(),
+            Q::GetSandbox(r) => self.get_sandbox(r.0).await.map(A::GetSandbox).into(),
+            Q::ListSandboxes(r) => self.list_sandboxes(&r.namespace).await.map(A::ListSandboxes).into(),
         }
     }
 }
@@ -230,6 +239,7 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
         if let Err(e) = rt2.adopt_rm_on_exit().await {
             tracing::warn!(error = %e, "rm-on-exit containers not adopted");
         }
+        rt2.reconcile_sandboxes().await;
     });
     berth_service_kit::serve::<RuntimeProtocol, _>(&env, rt, listener, shutdown).await
 }

@@ -21,8 +21,14 @@ fn start_shim(runtime: &str, dir: &std::path::Path, id: &str, args: &[&str], sta
     let opts =
         RunOptions { args: Some(args.iter().map(|s| s.to_string()).collect()), ..RunOptions::default() };
     let image = spec::ImageConfig::default();
-    let spec = spec::generate(&image, &opts, id, &format!("/berth-shimtest/default/{id}"), &bundle.rootfs())
-        .expect("spec");
+    let spec = spec::generate(
+        &image,
+        &opts,
+        id,
+        &spec::Placement { cgroup: format!("/berth-shimtest/default/{id}"), ..Default::default() },
+        &bundle.rootfs(),
+    )
+    .expect("spec");
     std::fs::write(bundle.config(), serde_json::to_vec(&spec).expect("json")).expect("config");
     let shim_args = ShimArgs {
         namespace: "default".into(),

@@ -100,6 +100,30 @@ impl MetadataService {
         Ok(())
     }
 
+    pub(super) async fn handle_get_sandbox(&self, r: GetSandbox) -> Result<Sandbox> {
+        self.read(move |s| s.get_sandbox(&r.0.namespace, &r.0.name)).await
+    }
+
+    pub(super) async fn handle_list_sandboxes(&self, r: ListSandboxes) -> Reply<MetadataResponse> {
+        let filters = match Filters::parse(&r.0.filters) {
+            Ok(f) => f,
+            Err(e) => return Reply::Unary(Err(e)),
+        };
+        self.pages(move |s| s.list_sandboxes(&r.0.namespace, &filters), MetadataResponse::ListSandboxes).await
+    }
+
+    pub(super) async fn handle_create_sandbox(&self, r: CreateSandbox) -> Result<Sandbox> {
+        self.write(move |s| s.create_sandbox(&r.namespace, &r.sandbox)).await
+    }
+
+    pub(super) async fn handle_update_sandbox(&self, r: UpdateSandbox) -> Result<Sandbox> {
+        self.write(move |s| s.update_sandbox(&r.namespace, &r.sandbox, &r.paths)).await
+    }
+
+    pub(super) async fn handle_delete_sandbox(&self, r: DeleteSandbox) -> Result<()> {
+        self.write(move |s| s.delete_sandbox(&r.0.namespace, &r.0.name)).await
+    }
+
     pub(super) async fn handle_put_content(&self, r: PutContent) -> Result<ContentRecord> {
         self.write(move |s| s.put_content(&r.namespace, &r.digest, r.size, &r.labels, r.lease.as_deref()))
             .await

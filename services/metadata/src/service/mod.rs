@@ -115,6 +115,11 @@ impl Handler<Metadata> for MetadataService {
             }
             Q::ListLeaseResources(r) => self.handle_list_lease_resources(r).await.map(A::ListLeaseResources),
             Q::Gc(_) => self.gc.collect().await.map(A::Gc),
+            Q::GetSandbox(r) => self.handle_get_sandbox(r).await.map(A::GetSandbox),
+            Q::ListSandboxes(r) => return self.handle_list_sandboxes(r).await,
+            Q::CreateSandbox(r) => self.handle_create_sandbox(r).await.map(A::CreateSandbox),
+            Q::UpdateSandbox(r) => self.handle_update_sandbox(r).await.map(A::UpdateSandbox),
+            Q::DeleteSandbox(r) => self.handle_delete_sandbox(r).await.map(A::DeleteSandbox),
         };
         Reply::Unary(r)
     }

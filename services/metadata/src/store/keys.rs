@@ -26,6 +26,8 @@ pub enum Kind {
     Lease,
     /// `r`: lease resources by lease id and resource.
     LeaseResource,
+    /// `x`: pod sandboxes by id.
+    Sandbox,
 }
 
 impl Kind {
@@ -37,6 +39,7 @@ impl Kind {
             Kind::Snapshot => b"s",
             Kind::Lease => b"l",
             Kind::LeaseResource => b"r",
+            Kind::Sandbox => b"x",
         }
     }
 }

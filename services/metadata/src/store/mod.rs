@@ -16,6 +16,7 @@ pub mod leases;
 mod migrate;
 pub mod namespaces;
 pub mod records;
+pub mod sandboxes;
 pub mod update;
 
 use berth_ipc::sync::lock;

@@ -7,6 +7,7 @@
 //! ([`path`]); users are parsed strictly ([`user`]).
 
 pub mod path;
+pub mod sandbox;
 pub mod seccomp;
 pub mod user;
 
@@ -93,15 +94,28 @@ pub fn merge_env(env: &mut Vec<String>, extra: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The spec of container `id` from `image` and `opts`, in cgroup `cgroup`; `rootfs` is the
-/// container's root filesystem, mounted, for lookups.
+/// Where a container is placed: its cgroup, its sandbox (if any), and the pid namespace
+/// file of the container its pid mode targets (if any).
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    /// The cgroup path.
+    pub cgroup: String,
+    /// The sandbox it joins.
+    pub sandbox: Option<berth_ipc::runtime::SandboxInfo>,
+    /// `/proc/<pid>/ns/pid` of a `Target` pid mode's container.
+    pub target_pid_ns: Option<PathBuf>,
+}
+
+/// The spec of container `id` from `image` and `opts`, placed as `placement`; `rootfs` is
+/// the container's root filesystem, mounted, for lookups.
 pub fn generate(
     image: &ImageConfig,
     opts: &RunOptions,
     id: &str,
-    cgroup: &str,
+    placement: &Placement,
     rootfs: &Path,
 ) -> Result<Spec> {
+    let cgroup = placement.cgroup.as_str();
     let exec = image.config.clone().unwrap_or_default();
     let args = command(&exec, opts, id)?;
     let caps: HashSet<Capability> = CAPABILITIES.into_iter().collect();
@@ -141,6 +155,23 @@ pub fn generate(
     linux.set_resources(Some(resources));
     linux.set_seccomp(seccomp_profile);
     spec.set_linux(Some(linux));
+    let target = placement.target_pid_ns.as_deref();
+    match &placement.sandbox {
+        Some(sb) => sandbox::join(&mut spec, sb, opts, target)?,
+        None => {
+            use sandbox::{set_namespace, standalone};
+            let l = &opts.linux;
+            if l.pid != berth_ipc::runtime::NamespaceMode::Pod {
+                set_namespace(&mut spec, LinuxNamespaceType::Pid, standalone(&l.pid, target));
+            }
+            if l.ipc == berth_ipc::runtime::NamespaceMode::Node {
+                set_namespace(&mut spec, LinuxNamespaceType::Ipc, sandbox::Source::Host);
+            }
+            if l.network == berth_ipc::runtime::NamespaceMode::Node {
+                set_namespace(&mut spec, LinuxNamespaceType::Network, sandbox::Source::Host);
+            }
+        }
+    }
     if opts.stdin {
         let open = [(STDIN_ANNOTATION.to_string(), "open".to_string())];
         spec.set_annotations(Some(open.into_iter().collect()));

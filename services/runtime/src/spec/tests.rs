@@ -19,7 +19,7 @@ fn image_defaults_and_overrides() {
     let img = image(
         r#"{"config":{"Entrypoint":["/bin/ep"],"Cmd":["a"],"Env":["A=1","PATH=/x"],"WorkingDir":"/app","User":"web"}}"#,
     );
-    let spec = generate(&img, &RunOptions::default(), "c1", "/berth/ns/c1", r.path()).expect("spec");
+    let spec = generate(&img, &RunOptions::default(), "c1", &place("/berth/ns/c1"), r.path()).expect("spec");
     let p = spec.process().clone().expect("process");
     assert_eq!(p.args().clone().expect("args"), vec!["/bin/ep", "a"]);
     assert_eq!(p.env().clone().expect("env"), vec!["PATH=/x", "A=1"]);
@@ -44,7 +44,7 @@ fn image_defaults_and_overrides() {
         read_only: true,
         ..RunOptions::default()
     };
-    let spec = generate(&img, &opts, "c1", "/berth/ns/c1", r.path()).expect("spec");
+    let spec = generate(&img, &opts, "c1", &place("/berth/ns/c1"), r.path()).expect("spec");
     let p = spec.process().clone().expect("process");
     assert_eq!(p.args().clone().expect("args"), vec!["/bin/ep", "b"]);
     assert_eq!(p.env().clone().expect("env"), vec!["PATH=/x", "A=2", "B=3"]);
@@ -65,7 +65,7 @@ fn entrypoint_override_drops_image_cmd() {
     let r = rootfs();
     let img = image(r#"{"config":{"Entrypoint":["/bin/ep"],"Cmd":["a"]}}"#);
     let opts = RunOptions { entrypoint: Some(vec!["/bin/sh".into()]), ..RunOptions::default() };
-    let spec = generate(&img, &opts, "c1", "/berth/ns/c1", r.path()).expect("spec");
+    let spec = generate(&img, &opts, "c1", &place("/berth/ns/c1"), r.path()).expect("spec");
     assert_eq!(spec.process().clone().expect("p").args().clone().expect("args"), vec!["/bin/sh"]);
 }
 
@@ -89,14 +89,14 @@ fn bad_input() {
                 mounts: vec![berth_ipc::runtime::BindMount {
                     source: "/nonexistent-berth".into(),
                     destination: "/x".into(),
-                    read_only: false,
+                    ..Default::default()
                 }],
                 ..RunOptions::default()
             },
         ),
     ];
     for (i, (img, opts)) in cases.iter().enumerate() {
-        let err = generate(img, opts, "c", "/berth/ns/c", r.path()).expect_err(&format!("case {i}"));
+        let err = generate(img, opts, "c", &place("/berth/ns/c"), r.path()).expect_err(&format!("case {i}"));
         assert!(err.is(berth_ipc::Code::InvalidArgument), "case {i}: {err:?}");
     }
 }
@@ -105,11 +105,15 @@ fn bad_input() {
 fn exec_inherits_the_container() {
     let r = rootfs();
     let img = image(r#"{"config":{"Cmd":["/bin/true"],"Env":["A=1"]}}"#);
-    let spec = generate(&img, &RunOptions::default(), "c", "/berth/ns/c", r.path()).expect("spec");
+    let spec = generate(&img, &RunOptions::default(), "c", &place("/berth/ns/c"), r.path()).expect("spec");
     let exec =
         ExecSpec { args: vec!["ls".into()], env: vec!["B=2".into()], cwd: None, ..ExecSpec::default() };
     let p = exec_process(&spec, &exec).expect("exec");
     assert_eq!(p.args().clone().expect("args"), vec!["ls"]);
     assert!(p.env().clone().expect("env").contains(&"B=2".to_string()));
     assert!(exec_process(&spec, &ExecSpec::default()).is_err());
+}
+
+fn place(cgroup: &str) -> super::Placement {
+    super::Placement { cgroup: cgroup.to_string(), ..super::Placement::default() }
 }
