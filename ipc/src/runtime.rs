@@ -213,6 +213,10 @@ pub struct RunOptions {
 /// `berth.io/` a client may set; it survives restarts of the runtime service.
 pub const LABEL_RM_ON_EXIT: &str = "berth.io/rm-on-exit";
 
+/// Container label naming the pod sandbox a container belongs to (set by the runtime service
+/// from [`RunOptions::sandbox`]).
+pub const LABEL_SANDBOX: &str = "berth.io/sandbox";
+
 /// `CreateContainer`: snapshot + spec + metadata record. `AlreadyExists` for a taken id,
 /// `NotFound` for an unknown image, `InvalidArgument` for bad options (user, cwd, mounts).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -36,8 +36,7 @@ use crate::blocking::blocking;
 use crate::oci_runtime::runtime_binary;
 use crate::pin::{PinAnswer, PinRequest};
 
-/// Label on every container of a sandbox, naming it.
-pub const LABEL_SANDBOX: &str = "berth.io/sandbox";
+pub use berth_ipc::runtime::LABEL_SANDBOX;
 
 /// Default size of a pod's `/dev/shm`.
 const SHM_SIZE: u64 = 64 << 20;
