@@ -264,8 +264,9 @@ pub struct SandboxRef {
     pub id: String,
 }
 
-/// `StopSandbox`: every container task in it killed (SIGKILL) and deleted, its namespaces
-/// and `/dev/shm` released; the record stays (`NotReady`). Idempotent.
+/// `StopSandbox`: every container task in it killed (SIGKILL) and waited for (the stopped
+/// tasks stay, with their exits, until their containers are removed), its namespaces and
+/// `/dev/shm` released; the record stays (`NotReady`). Idempotent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StopSandbox(pub SandboxRef);
 /// `RemoveSandbox`: stopped first if need be, its containers removed, its files and record

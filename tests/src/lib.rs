@@ -19,7 +19,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// Every service, in start order.
-pub const SERVICES: [&str; 5] = ["events", "content", "snapshot", "metadata", "runtime"];
+pub const SERVICES: [&str; 6] = ["events", "content", "snapshot", "metadata", "runtime", "cri"];
 
 /// The directory holding the built binaries (`target/<profile>`).
 pub fn bin_dir() -> PathBuf {

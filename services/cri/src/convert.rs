@@ -20,7 +20,10 @@ pub fn run_options(config: &ContainerConfig, sandbox: &str) -> Result<RunOptions
     let mut env = Vec::with_capacity(config.envs.len());
     for kv in &config.envs {
         if kv.key.is_empty() || kv.key.contains('=') {
-            return Err(Error::invalid(format!("{what}: environment variable name {:?} is not valid", kv.key)));
+            return Err(Error::invalid(format!(
+                "{what}: environment variable name {:?} is not valid",
+                kv.key
+            )));
         }
         env.push(format!("{}={}", kv.key, kv.value));
     }
@@ -33,7 +36,11 @@ pub fn run_options(config: &ContainerConfig, sandbox: &str) -> Result<RunOptions
     }
     let memory = u64::try_from(resources.memory_limit_in_bytes).ok().filter(|m| *m > 0);
     let privileged = sc.privileged;
-    let seccomp = if privileged { Some("unconfined".to_string()) } else { seccomp(&sc).map_err(|e| e.context(&what))? };
+    let seccomp = if privileged {
+        Some("unconfined".to_string())
+    } else {
+        seccomp(&sc).map_err(|e| e.context(&what))?
+    };
     let options = RunOptions {
         entrypoint: (!config.command.is_empty()).then(|| config.command.clone()),
         args: (!config.args.is_empty()).then(|| config.args.clone()),
@@ -69,27 +76,34 @@ fn user(sc: &LinuxContainerSecurityContext) -> Result<Option<String>> {
     let base = if !sc.run_as_username.is_empty() {
         Some(sc.run_as_username.clone())
     } else if let Some(u) = &sc.run_as_user {
-        let uid = u32::try_from(u.value).map_err(|_| Error::invalid(format!("run as user {}: not a valid uid", u.value)))?;
+        let uid = u32::try_from(u.value)
+            .map_err(|_| Error::invalid(format!("run as user {}: not a valid uid", u.value)))?;
         Some(uid.to_string())
     } else {
         None
     };
     match (base, group) {
-        (None, Some(_)) => Err(Error::invalid("user group is specified without user (run_as_group needs run_as_user or run_as_username)")),
+        (None, Some(_)) => Err(Error::invalid(
+            "user group is specified without user (run_as_group needs run_as_user or run_as_username)",
+        )),
         (Some(u), Some(g)) => Ok(Some(format!("{u}:{g}"))),
         (u, None) => Ok(u),
     }
 }
 
 /// The seccomp choice: Kubernetes' default with no profile named is unconfined;
-/// `RuntimeDefault` is berth's default profile; `Localhost` reads the profile's file.
+/// `RuntimeDefault` is berth's default profile; `Localhost` reads the profile's file. The
+/// deprecated `seccomp_profile_path` is still what older kubelets send.
+#[allow(deprecated)]
 fn seccomp(sc: &LinuxContainerSecurityContext) -> Result<Option<String>> {
     let profile = match (&sc.seccomp, sc.seccomp_profile_path.as_str()) {
         (Some(p), _) => p.clone(),
         (None, "" | "unconfined") => return Ok(Some("unconfined".into())),
         (None, "runtime/default" | "docker/default") => return Ok(None),
         (None, path) => match path.strip_prefix("localhost/") {
-            Some(p) => SecurityProfile { profile_type: ProfileType::Localhost as i32, localhost_ref: p.to_string() },
+            Some(p) => {
+                SecurityProfile { profile_type: ProfileType::Localhost as i32, localhost_ref: p.to_string() }
+            }
             None => return Err(Error::invalid(format!("seccomp profile {path:?}: unknown"))),
         },
     };
@@ -99,7 +113,10 @@ fn seccomp(sc: &LinuxContainerSecurityContext) -> Result<Option<String>> {
         Ok(ProfileType::Localhost) => {
             let path = Path::new(&profile.localhost_ref);
             if !path.is_absolute() {
-                return Err(Error::invalid(format!("seccomp profile {:?}: must be an absolute path", profile.localhost_ref)));
+                return Err(Error::invalid(format!(
+                    "seccomp profile {:?}: must be an absolute path",
+                    profile.localhost_ref
+                )));
             }
             let text = std::fs::read_to_string(path).map_err(|e| {
                 Error::invalid(format!("seccomp profile {}: cannot be read: {e}", path.display()))
@@ -117,19 +134,34 @@ fn mount(m: &k8s_cri::v1::Mount) -> Result<BindMount> {
         return Err(Error::invalid(format!("mount {:?}: container path must be absolute", m.container_path)));
     }
     if Path::new(&m.container_path).components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(Error::invalid(format!("mount {:?}: container path must not contain ..", m.container_path)));
+        return Err(Error::invalid(format!(
+            "mount {:?}: container path must not contain ..",
+            m.container_path
+        )));
     }
     if !m.host_path.starts_with('/') {
-        return Err(Error::invalid(format!("mount {:?}: host path {:?} must be absolute", m.container_path, m.host_path)));
+        return Err(Error::invalid(format!(
+            "mount {:?}: host path {:?} must be absolute",
+            m.container_path, m.host_path
+        )));
     }
     if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
-        return Err(Error::new(berth_ipc::Code::Unimplemented, format!("mount {:?}: image volumes are not supported", m.container_path)));
+        return Err(Error::new(
+            berth_ipc::Code::Unimplemented,
+            format!("mount {:?}: image volumes are not supported", m.container_path),
+        ));
     }
     if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-        return Err(Error::new(berth_ipc::Code::Unimplemented, format!("mount {:?}: id-mapped mounts are not supported", m.container_path)));
+        return Err(Error::new(
+            berth_ipc::Code::Unimplemented,
+            format!("mount {:?}: id-mapped mounts are not supported", m.container_path),
+        ));
     }
     if m.recursive_read_only && !m.readonly {
-        return Err(Error::invalid(format!("mount {:?}: recursive read-only needs read-only", m.container_path)));
+        return Err(Error::invalid(format!(
+            "mount {:?}: recursive read-only needs read-only",
+            m.container_path
+        )));
     }
     let host = Path::new(&m.host_path);
     if std::fs::symlink_metadata(host).is_err() {
@@ -140,7 +172,12 @@ fn mount(m: &k8s_cri::v1::Mount) -> Result<BindMount> {
         Ok(MountPropagation::PropagationPrivate) => Propagation::Private,
         Ok(MountPropagation::PropagationHostToContainer) => Propagation::HostToContainer,
         Ok(MountPropagation::PropagationBidirectional) => Propagation::Bidirectional,
-        Err(_) => return Err(Error::invalid(format!("mount {:?}: propagation {} unknown", m.container_path, m.propagation))),
+        Err(_) => {
+            return Err(Error::invalid(format!(
+                "mount {:?}: propagation {} unknown",
+                m.container_path, m.propagation
+            )));
+        }
     };
     Ok(BindMount {
         source: source.display().to_string(),
@@ -156,8 +193,12 @@ fn namespace_mode(mode: i32, target: &str) -> Result<NamespaceMode> {
         Ok(k8s_cri::v1::NamespaceMode::Pod) => Ok(NamespaceMode::Pod),
         Ok(k8s_cri::v1::NamespaceMode::Container) => Ok(NamespaceMode::Container),
         Ok(k8s_cri::v1::NamespaceMode::Node) => Ok(NamespaceMode::Node),
-        Ok(k8s_cri::v1::NamespaceMode::Target) if !target.is_empty() => Ok(NamespaceMode::Target(target.to_string())),
-        Ok(k8s_cri::v1::NamespaceMode::Target) => Err(Error::invalid("namespace mode TARGET needs a target id")),
+        Ok(k8s_cri::v1::NamespaceMode::Target) if !target.is_empty() => {
+            Ok(NamespaceMode::Target(target.to_string()))
+        }
+        Ok(k8s_cri::v1::NamespaceMode::Target) => {
+            Err(Error::invalid("namespace mode TARGET needs a target id"))
+        }
         Err(_) => Err(Error::invalid(format!("namespace mode {mode}: unknown"))),
     }
 }
@@ -174,7 +215,10 @@ fn linux_options(
     let caps = sc.capabilities.clone().unwrap_or_default();
     let mut groups = Vec::with_capacity(sc.supplemental_groups.len());
     for g in &sc.supplemental_groups {
-        groups.push(u32::try_from(*g).map_err(|_| Error::invalid(format!("supplemental group {g}: not a valid gid")))?);
+        groups.push(
+            u32::try_from(*g)
+                .map_err(|_| Error::invalid(format!("supplemental group {g}: not a valid gid")))?,
+        );
     }
     let mut devices = Vec::with_capacity(config.devices.len());
     for d in &config.devices {
@@ -182,7 +226,10 @@ fn linux_options(
             return Err(Error::invalid(format!("device {:?}: paths must be absolute", d.host_path)));
         }
         if !d.permissions.chars().all(|c| "rwm".contains(c)) {
-            return Err(Error::invalid(format!("device {}: permissions {:?} are not a subset of rwm", d.host_path, d.permissions)));
+            return Err(Error::invalid(format!(
+                "device {}: permissions {:?} are not a subset of rwm",
+                d.host_path, d.permissions
+            )));
         }
         devices.push(Device {
             host_path: d.host_path.clone(),
@@ -204,7 +251,8 @@ fn linux_options(
         ipc: namespace_mode(ns.ipc, "")?,
         network: namespace_mode(ns.network, "")?,
         devices,
-        oom_score_adj: (r.oom_score_adj != 0).then(|| i32::try_from(r.oom_score_adj.clamp(-1000, 1000)).unwrap_or(0)),
+        oom_score_adj: (r.oom_score_adj != 0)
+            .then(|| i32::try_from(r.oom_score_adj.clamp(-1000, 1000)).unwrap_or(0)),
         cpu_shares: positive(r.cpu_shares),
         cpu_period: positive(r.cpu_period),
         cpu_quota: (r.cpu_quota > 0).then_some(r.cpu_quota),
@@ -237,7 +285,10 @@ mod tests {
         assert_eq!(run_options(&with_sc(sc), "p").expect("ok").user.as_deref(), Some("1000:2000"));
         let sc = LinuxContainerSecurityContext { run_as_username: "nobody".into(), ..Default::default() };
         assert_eq!(run_options(&with_sc(sc), "p").expect("ok").user.as_deref(), Some("nobody"));
-        let sc = LinuxContainerSecurityContext { run_as_group: Some(Int64Value { value: 1 }), ..Default::default() };
+        let sc = LinuxContainerSecurityContext {
+            run_as_group: Some(Int64Value { value: 1 }),
+            ..Default::default()
+        };
         let e = run_options(&with_sc(sc), "p").expect_err("group without user");
         assert!(e.message.contains("without user"), "{e}");
     }
@@ -247,7 +298,10 @@ mod tests {
         let opts = run_options(&with_sc(LinuxContainerSecurityContext::default()), "p").expect("ok");
         assert_eq!(opts.seccomp.as_deref(), Some("unconfined"));
         let sc = LinuxContainerSecurityContext {
-            seccomp: Some(SecurityProfile { profile_type: ProfileType::RuntimeDefault as i32, localhost_ref: String::new() }),
+            seccomp: Some(SecurityProfile {
+                profile_type: ProfileType::RuntimeDefault as i32,
+                localhost_ref: String::new(),
+            }),
             ..Default::default()
         };
         assert_eq!(run_options(&with_sc(sc), "p").expect("ok").seccomp, None);
@@ -255,10 +309,18 @@ mod tests {
 
     #[test]
     fn mounts_are_checked() {
-        let bad = k8s_cri::v1::Mount { container_path: "rel".into(), host_path: "/tmp".into(), ..Default::default() };
+        let bad = k8s_cri::v1::Mount {
+            container_path: "rel".into(),
+            host_path: "/tmp".into(),
+            ..Default::default()
+        };
         let config = ContainerConfig { mounts: vec![bad], ..ContainerConfig::default() };
         assert!(run_options(&config, "p").expect_err("relative").message.contains("must be absolute"));
-        let up = k8s_cri::v1::Mount { container_path: "/a/../../etc".into(), host_path: "/tmp".into(), ..Default::default() };
+        let up = k8s_cri::v1::Mount {
+            container_path: "/a/../../etc".into(),
+            host_path: "/tmp".into(),
+            ..Default::default()
+        };
         let config = ContainerConfig { mounts: vec![up], ..ContainerConfig::default() };
         assert!(run_options(&config, "p").is_err());
     }

@@ -52,10 +52,8 @@ impl Cri {
             message: "berth has no CNI network configured: pods get a loopback-only network namespace".into(),
         };
         let features = RuntimeHandlerFeatures { recursive_read_only_mounts: true, user_namespaces: false };
-        let handlers = HANDLERS
-            .iter()
-            .map(|h| RuntimeHandler { name: (*h).into(), features: Some(features) })
-            .collect();
+        let handlers =
+            HANDLERS.iter().map(|h| RuntimeHandler { name: (*h).into(), features: Some(features) }).collect();
         let mut info = std::collections::HashMap::new();
         if verbose {
             info.insert("config".into(), format!("{{\"namespace\":\"{}\"}}", crate::NAMESPACE));

@@ -23,6 +23,7 @@
 
 pub mod containers;
 pub mod convert;
+pub mod grpc;
 pub mod images;
 pub mod info;
 pub mod mux;
@@ -84,8 +85,10 @@ impl Handler<CriProtocol> for Cri {
 
 impl Cri {
     async fn summary(&self) -> berth_ipc::Result<CriSummary> {
-        let sandboxes = self.services.runtime.call(berth_ipc::runtime::ListSandboxes { namespace: NAMESPACE.into() });
-        let containers = self.services.runtime.call(berth_ipc::runtime::ListTasks { namespace: NAMESPACE.into() });
+        let sandboxes =
+            self.services.runtime.call(berth_ipc::runtime::ListSandboxes { namespace: NAMESPACE.into() });
+        let containers =
+            self.services.runtime.call(berth_ipc::runtime::ListTasks { namespace: NAMESPACE.into() });
         let (sandboxes, containers) = tokio::join!(sandboxes, containers);
         Ok(CriSummary { sandboxes: sandboxes?.len() as u64, containers: containers?.len() as u64 })
     }

@@ -86,8 +86,9 @@ pub async fn serve(
     let runtime = RuntimeServiceServer::new(cri.clone())
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-    let images =
-        ImageServiceServer::new(cri).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
+    let images = ImageServiceServer::new(cri)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
     let stop = shutdown.clone();
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()

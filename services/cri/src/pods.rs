@@ -10,8 +10,8 @@ use berth_ipc::runtime::{
 };
 use berth_ipc::{Code, Error, Result};
 use k8s_cri::v1::{
-    LinuxPodSandboxStatus, Namespace, NamespaceMode, NamespaceOption, PodSandbox, PodSandboxConfig, PodSandboxFilter,
-    PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
+    LinuxPodSandboxStatus, Namespace, NamespaceMode, NamespaceOption, PodSandbox, PodSandboxConfig,
+    PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
 };
 
 use crate::records::{self, POD_EXT};
@@ -81,7 +81,8 @@ const HANDLER_LABEL: &str = "io.berth.cri/runtime-handler";
 
 /// Checks a pod config and turns it into the runtime's sandbox spec.
 pub fn sandbox_spec(config: &PodSandboxConfig) -> Result<SandboxSpec> {
-    let meta = config.metadata.as_ref().ok_or_else(|| Error::invalid("pod sandbox config: metadata is required"))?;
+    let meta =
+        config.metadata.as_ref().ok_or_else(|| Error::invalid("pod sandbox config: metadata is required"))?;
     if meta.name.is_empty() || meta.namespace.is_empty() || meta.uid.is_empty() {
         return Err(Error::invalid(format!(
             "pod sandbox config: metadata needs name, namespace and uid (got name {:?}, namespace {:?}, uid {:?})",
@@ -93,7 +94,10 @@ pub fn sandbox_spec(config: &PodSandboxConfig) -> Result<SandboxSpec> {
         return Err(Error::invalid(format!("{what}: hostname longer than {MAX_HOSTNAME} bytes")));
     }
     if !config.log_directory.is_empty() && !config.log_directory.starts_with('/') {
-        return Err(Error::invalid(format!("{what}: log directory {:?} must be absolute", config.log_directory)));
+        return Err(Error::invalid(format!(
+            "{what}: log directory {:?} must be absolute",
+            config.log_directory
+        )));
     }
     let linux = config.linux.clone().unwrap_or_default();
     let ns = linux.security_context.as_ref().and_then(|s| s.namespace_options.clone()).unwrap_or_default();
@@ -102,7 +106,12 @@ pub fn sandbox_spec(config: &PodSandboxConfig) -> Result<SandboxSpec> {
         Ok(NamespaceMode::Pod) => PidMode::Pod,
         Ok(NamespaceMode::Node) => PidMode::Node,
         Ok(NamespaceMode::Container) => PidMode::Container,
-        _ => return Err(Error::invalid(format!("{what}: pid namespace mode {} is not one a pod can have", ns.pid))),
+        _ => {
+            return Err(Error::invalid(format!(
+                "{what}: pid namespace mode {} is not one a pod can have",
+                ns.pid
+            )));
+        }
     };
     let dns = config.dns_config.as_ref().map(|d| DnsConfig {
         servers: d.servers.clone(),
@@ -138,7 +147,9 @@ fn matches(pod: &Pod, filter: &PodSandboxFilter) -> bool {
 /// The same pod metadata (name, namespace, uid, attempt): a name is reserved once.
 fn same_pod(a: &PodSandboxConfig, b: &PodSandboxConfig) -> bool {
     match (&a.metadata, &b.metadata) {
-        (Some(a), Some(b)) => a.name == b.name && a.namespace == b.namespace && a.uid == b.uid && a.attempt == b.attempt,
+        (Some(a), Some(b)) => {
+            a.name == b.name && a.namespace == b.namespace && a.uid == b.uid && a.attempt == b.attempt
+        }
         _ => false,
     }
 }
@@ -163,14 +174,17 @@ impl Cri {
         }
         let pods = self.pods().await?;
         let full = records::resolve_id(id, pods.iter().map(|p| p.info.id.as_str()), "pod sandbox")?;
-        pods.into_iter().find(|p| p.info.id == full).ok_or_else(|| Error::not_found(format!("pod sandbox {id}: not found")))
+        pods.into_iter()
+            .find(|p| p.info.id == full)
+            .ok_or_else(|| Error::not_found(format!("pod sandbox {id}: not found")))
     }
 
     /// `RunPodSandbox`: the pod's id.
     pub async fn run_pod(&self, config: PodSandboxConfig, handler: &str) -> Result<String> {
         let spec = sandbox_spec(&config)?;
-        let runtime = crate::info::handler_runtime(handler)
-            .ok_or_else(|| Error::invalid(format!("runtime handler {handler:?}: unknown (known: runc, crun)")))?;
+        let runtime = crate::info::handler_runtime(handler).ok_or_else(|| {
+            Error::invalid(format!("runtime handler {handler:?}: unknown (known: runc, crun)"))
+        })?;
         if !config.log_directory.is_empty() {
             let dir = config.log_directory.clone();
             std::fs::create_dir_all(&dir).map_err(|e| Error::io_at("pod log directory", dir.as_ref(), e))?;
@@ -222,7 +236,11 @@ impl Cri {
     }
 
     /// `PodSandboxStatus`.
-    pub async fn pod_status(&self, id: &str, verbose: bool) -> Result<(PodSandboxStatus, HashMap<String, String>)> {
+    pub async fn pod_status(
+        &self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<(PodSandboxStatus, HashMap<String, String>)> {
         let pod = self.pod(id).await?;
         let status = PodSandboxStatus {
             id: pod.info.id.clone(),

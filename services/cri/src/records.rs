@@ -36,15 +36,17 @@ pub fn pod_config(extensions: &BTreeMap<String, Vec<u8>>, id: &str) -> Result<Po
     let raw = extensions
         .get(POD_EXT)
         .ok_or_else(|| Error::not_found(format!("pod sandbox {id}: not a CRI sandbox (no {POD_EXT})")))?;
-    serde_json::from_slice(raw).map_err(|e| Error::new(berth_ipc::Code::DataLoss, format!("pod sandbox {id}: {e}")))
+    serde_json::from_slice(raw)
+        .map_err(|e| Error::new(berth_ipc::Code::DataLoss, format!("pod sandbox {id}: {e}")))
 }
 
 /// The CRI record kept in a container's extensions.
 pub fn container_record(extensions: &BTreeMap<String, Vec<u8>>, id: &str) -> Result<ContainerRecord> {
-    let raw = extensions
-        .get(CONTAINER_EXT)
-        .ok_or_else(|| Error::not_found(format!("container {id}: not a CRI container (no {CONTAINER_EXT})")))?;
-    serde_json::from_slice(raw).map_err(|e| Error::new(berth_ipc::Code::DataLoss, format!("container {id}: {e}")))
+    let raw = extensions.get(CONTAINER_EXT).ok_or_else(|| {
+        Error::not_found(format!("container {id}: not a CRI container (no {CONTAINER_EXT})"))
+    })?;
+    serde_json::from_slice(raw)
+        .map_err(|e| Error::new(berth_ipc::Code::DataLoss, format!("container {id}: {e}")))
 }
 
 /// JSON of `value`, for an extension.
