@@ -5,6 +5,7 @@
 //! The binaries must be built first (`cargo build --workspace --bins`, which the README's
 //! test command does); they are looked up next to the test executable.
 
+pub mod cri;
 pub mod dist;
 pub mod hostile;
 
