@@ -162,6 +162,7 @@ impl Cri {
         let name = r.to_string();
         let mut opts = PullOptions::default();
         opts.registry.credentials = credentials(auth)?;
+        opts.registry.endpoint = self.registry.mirror(&r.domain).map_err(Error::invalid)?;
         let lock = self.pulls.lock_for(&name);
         let pulled = {
             let _one = lock.lock().await;

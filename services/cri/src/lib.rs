@@ -56,6 +56,8 @@ pub struct Cri {
     pub pulls: Arc<images::Pulls>,
     /// Per-RPC counts and latencies.
     pub stats: Arc<status::RpcStats>,
+    /// `[registry]`: mirrors.
+    pub registry: berth_service_kit::config::RegistryConfig,
 }
 
 impl Cri {
@@ -67,6 +69,7 @@ impl Cri {
             names: Arc::default(),
             pulls: Arc::default(),
             stats: Arc::default(),
+            registry: env.config.registry.clone(),
         }
     }
 }
