@@ -35,8 +35,8 @@ pub fn handler_runtime(handler: &str) -> Option<&'static str> {
 }
 
 impl Cri {
-    /// `Status`: RuntimeReady when the runtime service answers; NetworkReady is false until
-    /// berth runs CNI networks (pods get loopback-only network namespaces).
+    /// `Status`: RuntimeReady when the runtime service answers; NetworkReady as pods get a
+    /// loopback-only network namespace, which always works.
     pub async fn status(&self, verbose: bool) -> StatusResponse {
         let runtime = self.services.runtime.health().await;
         let runtime_ready = RuntimeCondition {
@@ -45,11 +45,13 @@ impl Cri {
             reason: if runtime.is_ok() { String::new() } else { "RuntimeServiceDown".into() },
             message: runtime.err().map(|e| e.to_string()).unwrap_or_default(),
         };
+        // Every pod gets a network namespace of its own with loopback up (or the node's):
+        // that network is ready. CNI networks are a later step (docs/cri.md).
         let network_ready = RuntimeCondition {
             r#type: "NetworkReady".into(),
-            status: false,
-            reason: "NetworkPluginNotReady".into(),
-            message: "berth has no CNI network configured: pods get a loopback-only network namespace".into(),
+            status: true,
+            reason: String::new(),
+            message: "pods get a loopback-only network namespace (no CNI network configured)".into(),
         };
         let features = RuntimeHandlerFeatures { recursive_read_only_mounts: true, user_namespaces: false };
         let handlers =
