@@ -1,7 +1,10 @@
 //! A container's capabilities: Docker's default set, then `cap_drop` (`ALL` drops every
 //! one), then `cap_add` (`ALL` adds every one the kernel knows), as containerd's CRI applies
-//! a Kubernetes security context; or, privileged, every capability the kernel knows
-//! (`/proc/sys/kernel/cap_last_cap`). Names are case-insensitive, `CAP_` optional.
+//! a Kubernetes security context; or, privileged, every capability. "Every" is what the
+//! kernel knows (`/proc/sys/kernel/cap_last_cap`) and the runtime itself holds (its bounding
+//! set, as containerd's `WithAllCurrentCapabilities`): a capability the runtime lacks cannot
+//! be given, and runc would fail with "unable to apply caps". Names are case-insensitive,
+//! `CAP_` optional.
 
 use std::collections::HashSet;
 
@@ -80,9 +83,28 @@ pub fn kernel_last_cap() -> u32 {
         .unwrap_or(BY_NUMBER.len() as u32 - 1)
 }
 
-/// Every capability numbered up to `last_cap` (those the kernel knows and berth can name).
-pub fn all(last_cap: u32) -> HashSet<Capability> {
-    BY_NUMBER.iter().take(last_cap as usize + 1).map(|(_, c)| *c).collect()
+/// The bounding set of this process (`CapBnd` of `/proc/self/status`); every capability
+/// when it cannot be read.
+pub fn own_bounding() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("CapBnd:"))?;
+            u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+        })
+        .unwrap_or(u64::MAX)
+}
+
+/// Every capability numbered up to `last_cap` whose bit is in `bounding` (those the kernel
+/// knows, the runtime holds and berth can name).
+pub fn all(last_cap: u32, bounding: u64) -> HashSet<Capability> {
+    BY_NUMBER
+        .iter()
+        .enumerate()
+        .take(last_cap as usize + 1)
+        .filter(|(i, _)| bounding & (1u64 << i) != 0)
+        .map(|(_, (_, c))| *c)
+        .collect()
 }
 
 /// `name` (`net_admin`, `CAP_NET_ADMIN`), or `None` for `ALL`.
@@ -97,8 +119,8 @@ fn parse(name: &str) -> Result<Option<Capability>> {
     })
 }
 
-/// The default set with `drop` then `add` applied; `last_cap` bounds what `ALL` adds.
-pub fn apply(add: &[String], drop: &[String], last_cap: u32) -> Result<HashSet<Capability>> {
+/// The default set with `drop` then `add` applied; `ALL` adds [`all`]`(last_cap, bounding)`.
+pub fn apply(add: &[String], drop: &[String], last_cap: u32, bounding: u64) -> Result<HashSet<Capability>> {
     let mut caps: HashSet<Capability> = DEFAULT.into_iter().collect();
     for name in drop {
         match parse(name).map_err(|e| e.context("cap_drop"))? {
@@ -110,7 +132,7 @@ pub fn apply(add: &[String], drop: &[String], last_cap: u32) -> Result<HashSet<C
     }
     for name in add {
         match parse(name).map_err(|e| e.context("cap_add"))? {
-            None => caps.extend(all(last_cap)),
+            None => caps.extend(all(last_cap, bounding)),
             Some(c) => {
                 caps.insert(c);
             }

@@ -11,6 +11,8 @@ use berth_ipc::{Error, Result};
 pub struct Host {
     /// `/proc/sys/kernel/cap_last_cap`.
     pub last_cap: u32,
+    /// The runtime's own bounding set (`CapBnd`): what a privileged container can get.
+    pub bounding: u64,
     /// `/proc/self/oom_score_adj`: without `CAP_SYS_RESOURCE` a process cannot give a child
     /// less than its own.
     pub oom_score_adj: i32,
@@ -31,6 +33,7 @@ impl Host {
             .unwrap_or(0);
         Host {
             last_cap: super::caps::kernel_last_cap(),
+            bounding: super::caps::own_bounding(),
             oom_score_adj,
             cgroup_v2: std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
             dev: PathBuf::from("/dev"),

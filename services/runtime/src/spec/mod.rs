@@ -8,7 +8,7 @@
 //!
 //! [`LinuxOptions`](berth_ipc::runtime::LinuxOptions) (a Kubernetes security context) are
 //! applied as containerd's CRI does: capabilities dropped then added ([`caps`]); a
-//! privileged container gets every capability, every host device, writable `/sys` and
+//! privileged container gets every capability (the kernel knows and the runtime holds), every host device, writable `/sys` and
 //! cgroupfs, no masked or read-only paths and no seccomp filter (unless it names a profile);
 //! devices ([`devices`]); limits and the OOM score ([`resources`]); bind mount propagation
 //! and `rro` ([`mounts`]); annotations. What of the host this depends on is read into a
@@ -126,9 +126,9 @@ pub fn generate_on(
     let exec = image.config.clone().unwrap_or_default();
     let args = command(&exec, opts, id)?;
     let caps = if l.privileged {
-        caps::all(host.last_cap)
+        caps::all(host.last_cap, host.bounding)
     } else {
-        caps::apply(&l.cap_add, &l.cap_drop, host.last_cap).map_err(in_container)?
+        caps::apply(&l.cap_add, &l.cap_drop, host.last_cap, host.bounding).map_err(in_container)?
     };
     let mut process = process(exec, args, opts, rootfs, caps.clone())?;
     process.set_oom_score_adj(resources::oom_score_adj(l.oom_score_adj, host)?);

@@ -121,6 +121,7 @@ fn place(cgroup: &str) -> super::Placement {
 fn host() -> super::host::Host {
     super::host::Host {
         last_cap: 40,
+        bounding: u64::MAX,
         oom_score_adj: 0,
         cgroup_v2: true,
         dev: PathBuf::from("/dev"),
@@ -202,6 +203,13 @@ fn privileged() {
     )
     .expect("spec");
     assert_eq!(capset(&spec).len(), 41);
+    // A runtime without CAP_SYS_RESOURCE (24) cannot give it.
+    let lacking = super::host::Host { bounding: !(1 << 24), ..host() };
+    let spec2 = linux_spec(&lacking, opts(|l| l.privileged = true)).expect("spec");
+    assert_eq!(capset(&spec2).len(), 40);
+    assert!(!capset(&spec2).contains(&"SYS_RESOURCE".to_string()));
+    let spec2 = linux_spec(&lacking, opts(|l| l.cap_add = vec!["ALL".into()])).expect("spec");
+    assert_eq!(capset(&spec2).len(), 40);
     let linux = linux_of(&spec);
     assert_eq!(linux.masked_paths(), &None);
     assert_eq!(linux.readonly_paths(), &None);
