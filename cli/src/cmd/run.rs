@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use berth_ipc::runtime::Runtime;
 use berth_ipc::runtime::{
-    Attach, BindMount, CreateContainer, CreateTask, DeleteTask, KillTask, OutputStream, RemoveContainer,
-    RunOptions, RunTask, TaskRef, WaitTask,
+    Attach, BindMount, CreateContainer, CreateTask, DeleteTask, Device, KillTask, LinuxOptions, OutputStream,
+    Propagation, RemoveContainer, RunOptions, RunTask, TaskRef, WaitTask,
 };
 use berth_ipc::{Client, Stream};
 use clap::Args;
@@ -61,9 +61,25 @@ pub struct RunFlags {
     #[arg(long)]
     pub entrypoint: Option<String>,
     /// Security option (repeatable): seccomp=unconfined, seccomp=PATH (a Docker or OCI JSON
-    /// profile), no-new-privileges
+    /// profile), no-new-privileges, systempaths=unconfined (no masked or read-only /proc
+    /// paths)
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
+    /// Every capability, every host device, writable /sys, no masked paths, no seccomp
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add a capability (NET_ADMIN, CAP_NET_ADMIN or ALL; repeatable, comma-separated)
+    #[arg(long = "cap-add", value_delimiter = ',')]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (ALL drops every one before --cap-add applies; repeatable)
+    #[arg(long = "cap-drop", value_delimiter = ',')]
+    pub cap_drop: Vec<String>,
+    /// An extra group id for the process (repeatable)
+    #[arg(long = "group-add")]
+    pub group_add: Vec<u32>,
+    /// A host device: HOST[:CONTAINER[:PERMISSIONS]] (permissions a subset of rwm; repeatable)
+    #[arg(long)]
+    pub device: Vec<String>,
     /// The image
     pub image: String,
     /// The container id
@@ -85,6 +101,17 @@ fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("{s:?}: too large"))
 }
 
+/// `HOST[:CONTAINER[:PERMISSIONS]]`, as Docker's `--device`.
+fn parse_device(s: &str) -> anyhow::Result<Device> {
+    let mut parts = s.split(':');
+    let host_path = parts.next().unwrap_or_default().to_string();
+    anyhow::ensure!(!host_path.is_empty(), "--device {s:?}: the host path is required");
+    let container_path = parts.next().filter(|p| !p.is_empty()).unwrap_or(&host_path).to_string();
+    let permissions = parts.next().unwrap_or("rwm").to_string();
+    anyhow::ensure!(parts.next().is_none(), "--device {s:?}: expected HOST[:CONTAINER[:PERMISSIONS]]");
+    Ok(Device { host_path, container_path, permissions })
+}
+
 fn parse_mount(s: &str) -> anyhow::Result<BindMount> {
     let mut m = BindMount::default();
     for part in s.split(',') {
@@ -94,6 +121,20 @@ fn parse_mount(s: &str) -> anyhow::Result<BindMount> {
             Some(("src" | "source", v)) => m.source = v.to_string(),
             Some(("dst" | "destination" | "target", v)) => m.destination = v.to_string(),
             None if part == "ro" || part == "readonly" => m.read_only = true,
+            None if part == "rro" => {
+                m.read_only = true;
+                m.recursive_read_only = true;
+            }
+            Some(("bind-propagation", v)) => {
+                m.propagation = match v {
+                    "rprivate" | "private" => Propagation::Private,
+                    "rslave" | "slave" => Propagation::HostToContainer,
+                    "rshared" | "shared" => Propagation::Bidirectional,
+                    _ => anyhow::bail!(
+                        "mount {s:?}: bind-propagation {v:?}: expected rprivate, rslave or rshared"
+                    ),
+                }
+            }
             _ => anyhow::bail!("mount {s:?}: unknown option {part:?}"),
         }
     }
@@ -134,6 +175,14 @@ impl RunFlags {
             stdin: false,
             seccomp: None,
             no_new_privileges: false,
+            linux: LinuxOptions {
+                privileged: self.privileged,
+                cap_add: self.cap_add.clone(),
+                cap_drop: self.cap_drop.clone(),
+                supplemental_groups: self.group_add.clone(),
+                devices: self.device.iter().map(|d| parse_device(d)).collect::<anyhow::Result<_>>()?,
+                ..LinuxOptions::default()
+            },
             ..RunOptions::default()
         };
         let mut options = options;
@@ -148,8 +197,12 @@ impl RunFlags {
                 None if opt == "no-new-privileges" => options.no_new_privileges = true,
                 Some(("no-new-privileges", "true")) => options.no_new_privileges = true,
                 Some(("no-new-privileges", "false")) => {}
+                Some(("systempaths", "unconfined")) => {
+                    options.linux.masked_paths = Some(Vec::new());
+                    options.linux.readonly_paths = Some(Vec::new());
+                }
                 _ => anyhow::bail!(
-                    "--security-opt {opt:?}: unknown (seccomp=unconfined, seccomp=PATH, no-new-privileges)"
+                    "--security-opt {opt:?}: unknown (seccomp=unconfined, seccomp=PATH, no-new-privileges, systempaths=unconfined)"
                 ),
             }
         }
@@ -354,5 +407,82 @@ mod tests {
         );
         assert!(parse_mount("type=tmpfs,dst=/x").is_err());
         assert!(parse_mount("src=/a").is_err());
+        let m = parse_mount("type=bind,src=/a,dst=/b,rro").expect("rro");
+        assert!(m.read_only && m.recursive_read_only);
+        let m = parse_mount("type=bind,src=/a,dst=/b,bind-propagation=rslave").expect("rslave");
+        assert_eq!(m.propagation, Propagation::HostToContainer);
+        let m = parse_mount("type=bind,src=/a,dst=/b,bind-propagation=shared").expect("shared");
+        assert_eq!(m.propagation, Propagation::Bidirectional);
+        let e = parse_mount("type=bind,src=/a,dst=/b,bind-propagation=up").expect_err("bad");
+        assert!(e.to_string().contains("rprivate, rslave or rshared"), "{e}");
+    }
+
+    fn flags(args: &[&str]) -> RunFlags {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            flags: RunFlags,
+        }
+        let mut argv = vec!["run"];
+        argv.extend_from_slice(args);
+        argv.extend(["img", "id"]);
+        Cmd::try_parse_from(argv).expect("parse").flags
+    }
+
+    #[test]
+    fn security_context_flags() {
+        let req = flags(&[
+            "--privileged",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "net_bind_service,CAP_CHOWN",
+            "--cap-add",
+            "kill",
+            "--group-add",
+            "500",
+            "--group-add",
+            "7",
+            "--device",
+            "/dev/null:/dev/n:rw",
+            "--device",
+            "/dev/zero",
+            "--security-opt",
+            "systempaths=unconfined",
+        ])
+        .request("default")
+        .expect("request");
+        let l = &req.options.linux;
+        assert!(l.privileged);
+        assert_eq!(l.cap_drop, vec!["ALL"]);
+        assert_eq!(l.cap_add, vec!["net_bind_service", "CAP_CHOWN", "kill"]);
+        assert_eq!(l.supplemental_groups, vec![500, 7]);
+        assert_eq!(
+            l.devices,
+            vec![
+                Device {
+                    host_path: "/dev/null".into(),
+                    container_path: "/dev/n".into(),
+                    permissions: "rw".into()
+                },
+                Device {
+                    host_path: "/dev/zero".into(),
+                    container_path: "/dev/zero".into(),
+                    permissions: "rwm".into()
+                },
+            ]
+        );
+        assert_eq!((l.masked_paths.as_deref(), l.readonly_paths.as_deref()), (Some(&[][..]), Some(&[][..])));
+        let plain = flags(&[]).request("default").expect("request");
+        assert_eq!(plain.options.linux, LinuxOptions::default());
+        assert!(parse_device(":/x").is_err() && parse_device("/a:/b:rw:x").is_err());
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            _flags: RunFlags,
+        }
+        assert!(Cmd::try_parse_from(["run", "--group-add", "wheel", "img", "id"]).is_err());
     }
 }

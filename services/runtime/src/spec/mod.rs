@@ -5,8 +5,21 @@
 //!
 //! Image paths (working dir, `/etc/passwd`) are resolved inside the mounted rootfs
 //! ([`path`]); users are parsed strictly ([`user`]).
+//!
+//! [`LinuxOptions`](berth_ipc::runtime::LinuxOptions) (a Kubernetes security context) are
+//! applied as containerd's CRI does: capabilities dropped then added ([`caps`]); a
+//! privileged container gets every capability (the kernel knows and the runtime holds), every host device, writable `/sys` and
+//! cgroupfs, no masked or read-only paths and no seccomp filter (unless it names a profile);
+//! devices ([`devices`]); limits and the OOM score ([`resources`]); bind mount propagation
+//! and `rro` ([`mounts`]); annotations. What of the host this depends on is read into a
+//! [`host::Host`].
 
+pub mod caps;
+pub mod devices;
+pub mod host;
+pub mod mounts;
 pub mod path;
+pub mod resources;
 pub mod sandbox;
 pub mod seccomp;
 pub mod user;
@@ -16,9 +29,7 @@ use std::path::{Path, PathBuf};
 
 use berth_ipc::runtime::{ExecSpec, RunOptions};
 use berth_ipc::{Error, Result};
-use oci_spec::runtime::{
-    Capability, LinuxCapabilities, LinuxCpu, LinuxMemory, LinuxNamespaceType, LinuxPids, Mount, Process, Spec,
-};
+use oci_spec::runtime::{Capability, LinuxCapabilities, LinuxNamespaceType, Process, Spec};
 use serde::Deserialize;
 
 /// The parts of an OCI image config a container needs (lenient: unknown fields ignored).
@@ -55,24 +66,6 @@ pub struct RootFs {
     #[serde(default)]
     pub diff_ids: Vec<String>,
 }
-
-/// Docker's default capability set.
-const CAPABILITIES: [Capability; 14] = [
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fsetid,
-    Capability::Fowner,
-    Capability::Mknod,
-    Capability::NetRaw,
-    Capability::Setgid,
-    Capability::Setuid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::NetBindService,
-    Capability::SysChroot,
-    Capability::Kill,
-    Capability::AuditWrite,
-];
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -115,14 +108,35 @@ pub fn generate(
     placement: &Placement,
     rootfs: &Path,
 ) -> Result<Spec> {
+    generate_on(&host::Host::current(), image, opts, id, placement, rootfs)
+}
+
+/// [`generate`] for a container on `host`.
+pub fn generate_on(
+    host: &host::Host,
+    image: &ImageConfig,
+    opts: &RunOptions,
+    id: &str,
+    placement: &Placement,
+    rootfs: &Path,
+) -> Result<Spec> {
+    let in_container = |e: Error| e.context(format!("container {id}"));
+    let l = &opts.linux;
     let cgroup = placement.cgroup.as_str();
     let exec = image.config.clone().unwrap_or_default();
     let args = command(&exec, opts, id)?;
-    let caps: HashSet<Capability> = CAPABILITIES.into_iter().collect();
-    let process = process(exec, args, opts, rootfs, caps.clone())?;
+    let caps = if l.privileged {
+        caps::all(host.last_cap, host.bounding)
+    } else {
+        caps::apply(&l.cap_add, &l.cap_drop, host.last_cap, host.bounding).map_err(in_container)?
+    };
+    let mut process = process(exec, args, opts, rootfs, caps.clone())?;
+    process.set_oom_score_adj(resources::oom_score_adj(l.oom_score_adj, host)?);
     let seccomp_profile = match &opts.seccomp {
+        // A privileged container runs unconfined unless it names a profile.
+        None if l.privileged => None,
         None => Some(seccomp::default_profile(&caps)?),
-        Some(text) => seccomp::user_profile(text).map_err(|e| e.context(format!("container {id}")))?,
+        Some(text) => seccomp::user_profile(text).map_err(in_container)?,
     };
 
     let mut spec = Spec::default();
@@ -134,9 +148,11 @@ pub fn generate(
     spec.set_hostname(Some(opts.hostname.clone().unwrap_or_else(|| id.to_string())));
 
     let mut mounts = spec.mounts().clone().unwrap_or_default();
-    for bind in &opts.mounts {
-        mounts.push(bind_mount(bind)?);
+    if l.privileged {
+        writable_sys(&mut mounts);
     }
+    let (binds, rootfs_propagation) = mounts::binds(&opts.mounts, || host.read_mountinfo())?;
+    mounts.extend(binds);
     spec.set_mounts(Some(mounts));
 
     let mut linux = spec.linux().clone().unwrap_or_default();
@@ -150,8 +166,23 @@ pub fn generate(
         .collect();
     linux.set_namespaces(Some(namespaces));
     linux.set_cgroups_path(Some(PathBuf::from(cgroup)));
+    linux.set_rootfs_propagation(rootfs_propagation.map(String::from));
+    if l.privileged {
+        linux.set_masked_paths(None);
+        linux.set_readonly_paths(None);
+    } else {
+        if let Some(paths) = &l.masked_paths {
+            linux.set_masked_paths(Some(proc_paths("masked path", paths)?));
+        }
+        if let Some(paths) = &l.readonly_paths {
+            linux.set_readonly_paths(Some(proc_paths("read-only path", paths)?));
+        }
+    }
+    let devs = devices::devices(&l.devices, l.privileged, &host.dev)?;
+    linux.set_devices((!devs.nodes.is_empty()).then_some(devs.nodes));
     let mut resources = linux.resources().clone().unwrap_or_default();
-    limit_resources(&mut resources, opts)?;
+    resources.set_devices(Some(devs.rules));
+    resources::limit(&mut resources, opts, host)?;
     linux.set_resources(Some(resources));
     linux.set_seccomp(seccomp_profile);
     spec.set_linux(Some(linux));
@@ -160,7 +191,6 @@ pub fn generate(
         Some(sb) => sandbox::join(&mut spec, sb, opts, target)?,
         None => {
             use sandbox::{set_namespace, standalone};
-            let l = &opts.linux;
             if l.pid != berth_ipc::runtime::NamespaceMode::Pod {
                 set_namespace(&mut spec, LinuxNamespaceType::Pid, standalone(&l.pid, target));
             }
@@ -172,11 +202,52 @@ pub fn generate(
             }
         }
     }
-    if opts.stdin {
-        let open = [(STDIN_ANNOTATION.to_string(), "open".to_string())];
-        spec.set_annotations(Some(open.into_iter().collect()));
-    }
+    spec.set_annotations(annotations(opts)?);
     Ok(spec)
+}
+
+/// The spec's annotations: `opts.linux`' and berth's own (a key under `berth.io/` is
+/// berth's, refused from a client).
+fn annotations(opts: &RunOptions) -> Result<Option<std::collections::HashMap<String, String>>> {
+    let mut out = std::collections::HashMap::new();
+    for (key, value) in &opts.linux.annotations {
+        if key.is_empty() || key.contains('\0') || value.contains('\0') {
+            return Err(Error::invalid(format!("annotation {key:?}: empty key or a NUL byte")));
+        }
+        if key.starts_with("berth.io/") {
+            return Err(Error::invalid(format!("annotation {key}: berth.io/ keys are reserved for berth")));
+        }
+        out.insert(key.clone(), value.clone());
+    }
+    if opts.stdin {
+        out.insert(STDIN_ANNOTATION.to_string(), "open".to_string());
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// Masked or read-only paths, each absolute and without `..` or NUL.
+fn proc_paths(what: &str, paths: &[String]) -> Result<Vec<String>> {
+    for p in paths {
+        let path = Path::new(p);
+        if !path.is_absolute()
+            || p.contains('\0')
+            || path.components().any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(Error::invalid(format!("{what} {p:?}: must be absolute, without ..")));
+        }
+    }
+    Ok(paths.to_vec())
+}
+
+/// `/sys` and the cgroupfs mounted read-write (a privileged container's).
+fn writable_sys(mounts: &mut [oci_spec::runtime::Mount]) {
+    for m in mounts.iter_mut() {
+        if matches!(m.typ().as_deref(), Some("sysfs" | "cgroup" | "cgroup2")) {
+            let options = m.options().clone().unwrap_or_default();
+            let options = options.into_iter().map(|o| if o == "ro" { "rw".to_string() } else { o }).collect();
+            m.set_options(Some(options));
+        }
+    }
 }
 
 /// The init process's argv: `opts`' entrypoint and args over the image's (an entrypoint
@@ -225,12 +296,25 @@ fn process(
     let mut oci_user = oci_spec::runtime::User::default();
     oci_user.set_uid(user.uid);
     oci_user.set_gid(user.gid);
-    if !user.additional_gids.is_empty() {
-        oci_user.set_additional_gids(Some(user.additional_gids));
+    let l = &opts.linux;
+    // Strict: the primary group and the asked ones, not the image's /etc/group memberships.
+    let mut gids = if l.strict_groups { Vec::new() } else { user.additional_gids };
+    for gid in &l.supplemental_groups {
+        if *gid == u32::MAX {
+            return Err(Error::invalid("supplemental group 4294967295: out of range (0 to 4294967294)"));
+        }
+        if !gids.contains(gid) {
+            gids.push(*gid);
+        }
+    }
+    if !gids.is_empty() {
+        oci_user.set_additional_gids(Some(gids));
     }
     process.set_user(oci_user);
-    // As Docker: a process that is not root never gains privileges (setuid, file caps).
-    process.set_no_new_privileges(Some(opts.no_new_privileges || user.uid != 0));
+    // As Docker: a process that is not root never gains privileges (setuid, file caps); a
+    // privileged one only when asked.
+    let nnp = opts.no_new_privileges || (user.uid != 0 && !l.privileged);
+    process.set_no_new_privileges(Some(nnp));
     let mut capabilities = LinuxCapabilities::default();
     capabilities.set_bounding(Some(caps.clone()));
     capabilities.set_effective(Some(caps.clone()));
@@ -241,60 +325,9 @@ fn process(
     Ok(process)
 }
 
-/// `opts`' memory, CPU and pids limits, set on `resources`.
-fn limit_resources(resources: &mut oci_spec::runtime::LinuxResources, opts: &RunOptions) -> Result<()> {
-    if let Some(limit) = opts.memory {
-        let limit = i64::try_from(limit).map_err(|_| Error::invalid("memory: limit too large"))?;
-        let mut memory = LinuxMemory::default();
-        memory.set_limit(Some(limit));
-        memory.set_swap(Some(limit));
-        resources.set_memory(Some(memory));
-    }
-    if let Some(milli) = opts.cpus_milli {
-        if milli == 0 {
-            return Err(Error::invalid("cpus: must be more than 0"));
-        }
-        let mut cpu = LinuxCpu::default();
-        cpu.set_period(Some(100_000));
-        cpu.set_quota(Some(i64::try_from(milli.saturating_mul(100)).unwrap_or(i64::MAX)));
-        resources.set_cpu(Some(cpu));
-    }
-    if let Some(limit) = opts.pids_limit {
-        let mut pids = LinuxPids::default();
-        pids.set_limit(i64::try_from(limit).map_err(|_| Error::invalid("pids limit: too large"))?);
-        resources.set_pids(Some(pids));
-    }
-    Ok(())
-}
-
 /// The spec annotation telling the shim to give the init process a stdin pipe
 /// ([`RunOptions::stdin`](berth_ipc::runtime::RunOptions)).
 pub const STDIN_ANNOTATION: &str = "berth.io/stdin";
-
-fn bind_mount(bind: &berth_ipc::runtime::BindMount) -> Result<Mount> {
-    if !bind.source.starts_with('/') || !bind.destination.starts_with('/') {
-        return Err(Error::invalid(format!(
-            "mount {}:{}: paths must be absolute",
-            bind.source, bind.destination
-        )));
-    }
-    if Path::new(&bind.destination).components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(Error::invalid(format!("mount {}: destination must not contain ..", bind.destination)));
-    }
-    if !Path::new(&bind.source).exists() {
-        return Err(Error::invalid(format!("mount source {}: not found", bind.source)));
-    }
-    let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
-    if bind.read_only {
-        options.push("ro".to_string());
-    }
-    let mut m = Mount::default();
-    m.set_destination(PathBuf::from(&bind.destination));
-    m.set_typ(Some("bind".into()));
-    m.set_source(Some(PathBuf::from(&bind.source)));
-    m.set_options(Some(options));
-    Ok(m)
-}
 
 /// The OCI process of an exec, from the container's spec.
 pub fn exec_process(spec: &Spec, exec: &ExecSpec) -> Result<Process> {
