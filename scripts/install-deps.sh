@@ -3,7 +3,7 @@
 # already present are not fetched again. Needs root (apt-get).
 set -euo pipefail
 
-packages=(runc crun docker-registry skopeo umoci busybox-static containerd protobuf-compiler)
+packages=(runc crun docker-registry skopeo umoci busybox-static containerd protobuf-compiler containernetworking-plugins)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
