@@ -6,8 +6,10 @@
 #
 # A private docker-registry on 127.0.0.1 serves two images built here: busybox (the
 # workload, `sleep 1000`) and a static pause binary (containerd's sandbox image; berth needs
-# none). berthd and containerd (CRI on, runc, overlayfs, a loopback-only CNI config for
-# containerd, which cannot run pods without one) each get their own root, state and socket.
+# none). berthd and containerd (CRI on, runc, overlayfs) each get their own root, state and
+# socket. containerd 1.6 runs no pod without a CNI network that gives it an address, so it
+# gets a bridge network of its own (no gateway, no NAT); berth's pods are loopback-only until
+# berth runs CNI itself, so RunPodSandbox's figure includes containerd's bridge plugin.
 # `cri_bench` then times every lifecycle step against both, alternating round by round, and
 # measures the PSS each running pod adds (berth: shims and services under its temp dir;
 # containerd: containerd, its shims and the pause processes). Everything lives in a temp dir,
@@ -28,6 +30,8 @@ done
 
 T=$(mktemp -d /var/tmp/berth-bench-cri.XXXXXX)
 PIDS=()
+BRIDGE=berthbench0
+FORWARD=$(cat /proc/sys/net/ipv4/ip_forward)
 cleanup() {
     set +e +o pipefail
     kill_berth_containers
@@ -35,6 +39,8 @@ cleanup() {
     sleep 1
     pkill -9 -f "$T/ctd" 2>/dev/null
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    ip link del "$BRIDGE" 2>/dev/null
+    [ "$(cat /proc/sys/net/ipv4/ip_forward)" = "$FORWARD" ] || echo "$FORWARD" > /proc/sys/net/ipv4/ip_forward
     remove_leftovers
 }
 trap cleanup EXIT
@@ -87,8 +93,13 @@ wait_sock "$T/berth/state/cri.sock"
 
 # containerd with its CRI.
 mkdir -p "$T/ctd/net.d" "$T/ctd/certs.d/$REG"
-cat > "$T/ctd/net.d/10-lo.conflist" <<'EOC'
-{ "cniVersion": "1.0.0", "name": "lo", "plugins": [ { "type": "loopback" } ] }
+# containerd 1.6 runs no pod without an eth0 with an address: a bridge of our own with
+# host-local addresses from a subnet nothing else here uses, no gateway, no masquerade (so
+# no iptables rule and no ip_forward change); removed at the end. No traffic is sent.
+cat > "$T/ctd/net.d/10-bench.conflist" <<EOC
+{ "cniVersion": "1.0.0", "name": "berthbench", "plugins": [
+  { "type": "bridge", "bridge": "$BRIDGE", "isGateway": false, "ipMasq": false,
+    "ipam": { "type": "host-local", "ranges": [[{ "subnet": "10.213.7.0/24" }]], "dataDir": "$T/ctd/ipam" } } ] }
 EOC
 cat > "$T/ctd/certs.d/$REG/hosts.toml" <<EOC
 server = "http://$REG"
