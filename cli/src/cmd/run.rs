@@ -64,6 +64,10 @@ pub struct RunFlags {
     /// profile), no-new-privileges
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
+    /// Write the init's output to this host file (CRI log format, not rotated by berth;
+    /// created with its dirs if missing)
+    #[arg(long, value_name = "FILE")]
+    pub log_path: Option<String>,
     /// The image
     pub image: String,
     /// The container id
@@ -134,6 +138,7 @@ impl RunFlags {
             stdin: false,
             seccomp: None,
             no_new_privileges: false,
+            log_path: self.log_path.clone(),
             ..RunOptions::default()
         };
         let mut options = options;

@@ -18,6 +18,7 @@ use berth_ipc::{Code, Error, Result};
 use crate::Runtime;
 use crate::blocking::blocking;
 use crate::bundle::Bundle;
+use crate::log_path::LABEL_LOG_PATH;
 use crate::oci_runtime::runtime_binary;
 use crate::{image, mount, spec};
 
@@ -60,6 +61,7 @@ impl Runtime {
         validate_user_labels(&req.labels)?;
         let runtime = runtime_binary(&req.runtime)?;
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
+        let log_path = self.check_log_path(id, req.options.log_path.as_deref()).await?;
         let _claim = self.claims.take("container", ns, id)?;
         // Is the id free, and what does the image hold: asked at once.
         let existing = self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() }));
@@ -125,7 +127,14 @@ impl Runtime {
             }
             (Err(e), Err(_)) => return Err(e),
         };
-        let result = self.create_leased(&req, runtime, &config, &key, parent, &lease.id, mounts).await;
+        let mut labels = match &req.options.sandbox {
+            Some(sb) => crate::sandbox::container_labels(&req.labels, sb),
+            None => req.labels.clone(),
+        };
+        if let Some(path) = log_path {
+            labels.insert(LABEL_LOG_PATH.into(), path.display().to_string());
+        }
+        let result = self.create_leased(&req, runtime, &config, &key, parent, &lease.id, mounts, labels).await;
         self.drop_lease(ns, lease.id);
         result
     }
@@ -188,6 +197,7 @@ impl Runtime {
         parent: Option<String>,
         lease: &str,
         mounts: Vec<berth_ipc::snapshot::Mount>,
+        labels: BTreeMap<String, String>,
     ) -> Result<Container> {
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
         let key = key.to_string();
@@ -215,10 +225,7 @@ impl Runtime {
                 spec,
                 snapshotter: SNAPSHOTTER.into(),
                 snapshot_key: key.clone(),
-                labels: match &req.options.sandbox {
-                    Some(sb) => crate::sandbox::container_labels(&req.labels, sb),
-                    None => req.labels.clone(),
-                },
+                labels,
                 extensions: req.extensions.clone(),
                 created: 0,
                 updated: 0,

@@ -65,6 +65,7 @@ impl Runtime {
         let container =
             self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() })).await?;
         let runtime = runtime_binary(&container.runtime.name)?;
+        let log_path = crate::log_path::of(&container)?;
         let bundle = self.bundle(ns, id);
         if let Some(parent) = bundle.dir.parent() {
             // Bundles hold specs (env, secrets) and logs: no one else may list or read them.
@@ -81,7 +82,7 @@ impl Runtime {
             }
             Err(e) => return Err(Error::io("bundle", e)),
         }
-        let result = self.create_in(&bundle, &container, runtime, ns, id, start).await;
+        let result = self.create_in(&bundle, &container, runtime, log_path, ns, id, start).await;
         if result.is_err() {
             let b = bundle.clone();
             let _ = blocking(move || {
@@ -98,6 +99,7 @@ impl Runtime {
         bundle: &Bundle,
         container: &berth_ipc::metadata::Container,
         runtime: &str,
+        log_path: Option<std::path::PathBuf>,
         ns: &str,
         id: &str,
         start: bool,
@@ -118,6 +120,7 @@ impl Runtime {
             runtime: runtime.into(),
             snapshotter: container.snapshotter.clone(),
             snapshot_key: container.snapshot_key.clone(),
+            log_path: log_path.clone(),
         };
         let json = serde_json::to_vec(&record).map_err(|e| Error::internal(e.to_string()))?;
         // The empty exit record, made durable with task.json (see `bundle::write_exit`).
@@ -139,6 +142,7 @@ impl Runtime {
                 logs: self.log_dir(ns, id),
                 log_max_bytes: self.log_max_bytes,
                 log_max_files: self.log_max_files,
+                log_path,
                 start,
             };
             shim_client::spawn(&args).await
