@@ -18,7 +18,7 @@ use berth_ipc::{Code, Error, Result};
 use crate::Runtime;
 use crate::blocking::blocking;
 use crate::bundle::Bundle;
-use crate::log_path::LABEL_LOG_PATH;
+use crate::log_path::EXTENSION_LOG_PATH;
 use crate::oci_runtime::runtime_binary;
 use crate::{image, mount, spec};
 
@@ -61,6 +61,11 @@ impl Runtime {
         validate_user_labels(&req.labels)?;
         let runtime = runtime_binary(&req.runtime)?;
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
+        if req.extensions.contains_key(EXTENSION_LOG_PATH) {
+            return Err(Error::invalid(format!(
+                "container {id}: extension {EXTENSION_LOG_PATH} is berth's own; set RunOptions.log_path"
+            )));
+        }
         let log_path = self.check_log_path(id, req.options.log_path.as_deref()).await?;
         let _claim = self.claims.take("container", ns, id)?;
         // Is the id free, and what does the image hold: asked at once.
@@ -127,14 +132,12 @@ impl Runtime {
             }
             (Err(e), Err(_)) => return Err(e),
         };
-        let mut labels = match &req.options.sandbox {
-            Some(sb) => crate::sandbox::container_labels(&req.labels, sb),
-            None => req.labels.clone(),
-        };
+        let mut extensions = req.extensions.clone();
         if let Some(path) = log_path {
-            labels.insert(LABEL_LOG_PATH.into(), path.display().to_string());
+            extensions.insert(EXTENSION_LOG_PATH.into(), path.into_os_string().into_encoded_bytes());
         }
-        let result = self.create_leased(&req, runtime, &config, &key, parent, &lease.id, mounts, labels).await;
+        let result =
+            self.create_leased(&req, runtime, &config, &key, parent, &lease.id, mounts, extensions).await;
         self.drop_lease(ns, lease.id);
         result
     }
@@ -197,7 +200,7 @@ impl Runtime {
         parent: Option<String>,
         lease: &str,
         mounts: Vec<berth_ipc::snapshot::Mount>,
-        labels: BTreeMap<String, String>,
+        extensions: BTreeMap<String, Vec<u8>>,
     ) -> Result<Container> {
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
         let key = key.to_string();
@@ -225,8 +228,11 @@ impl Runtime {
                 spec,
                 snapshotter: SNAPSHOTTER.into(),
                 snapshot_key: key.clone(),
-                labels,
-                extensions: req.extensions.clone(),
+                labels: match &req.options.sandbox {
+                    Some(sb) => crate::sandbox::container_labels(&req.labels, sb),
+                    None => req.labels.clone(),
+                },
+                extensions,
                 created: 0,
                 updated: 0,
             };

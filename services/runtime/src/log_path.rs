@@ -1,10 +1,10 @@
 //! A container's init log at a path its creator chose (`RunOptions.log_path`, the CRI's
-//! `LogDirectory`/`LogPath`): checked at `CreateContainer`, kept as the container record's
-//! [`LABEL_LOG_PATH`] (and in the task's `task.json`), handed to the shim, which writes the
+//! `LogDirectory`/`LogPath`): checked at `CreateContainer`, kept in the container record as
+//! extension [`EXTENSION_LOG_PATH`] (and in the task's `task.json`), handed to the shim, which writes the
 //! init's output there instead of under `<root>/logs/`, and reopened on `ReopenLog` once the
 //! owner (the kubelet) has renamed the file. berth neither rotates nor removes that file.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use berth_ipc::metadata::Container;
 use berth_ipc::runtime::{ShimRequest, TaskRef, TaskStatus};
@@ -15,10 +15,12 @@ use crate::blocking::blocking;
 use crate::logfile::LogPaths;
 use crate::shim_client;
 
-/// Container label holding the init's log path (set by the runtime service only).
-pub const LABEL_LOG_PATH: &str = "berth.io/log-path";
+/// The container record's extension holding the init's log path (its bytes), set by the
+/// runtime service only: a `CreateContainer` naming it among its extensions is refused.
+/// (Not a label: the metadata service keeps `berth.io/` labels from every client.)
+pub const EXTENSION_LOG_PATH: &str = "berth.io/log-path";
 
-/// The longest log path taken (a label holds at most 4096 bytes, its key included).
+/// The longest log path taken (Linux's `PATH_MAX` is 4096, its NUL included).
 const MAX_LEN: usize = 4000;
 
 /// `log_path` of container `id` as the shim gets it: absolute, without `.` or `..`, naming
@@ -68,17 +70,17 @@ fn missing(e: &std::io::Error) -> bool {
 
 /// The log path recorded for `container`, checked again (a record is input too).
 pub fn of(container: &Container) -> Result<Option<PathBuf>> {
-    match container.labels.get(LABEL_LOG_PATH) {
-        None => Ok(None),
-        Some(raw) => {
-            let bad = |why: &str| Error::invalid(format!("container {}: log path {raw:?}: {why}", container.id));
-            let path = Path::new(raw);
-            if !path.is_absolute() || path.components().any(|c| matches!(c, Component::ParentDir)) {
-                return Err(bad("recorded, and not an absolute path"));
-            }
-            Ok(Some(path.to_path_buf()))
-        }
+    let Some(raw) = container.extensions.get(EXTENSION_LOG_PATH) else { return Ok(None) };
+    let bad = || {
+        let raw = String::from_utf8_lossy(raw);
+        Error::invalid(format!("container {}: recorded log path {raw:?}: not an absolute path", container.id))
+    };
+    let raw = std::str::from_utf8(raw).map_err(|_| bad())?;
+    let path = Path::new(raw);
+    if !path.is_absolute() || raw.split('/').any(|c| c == "." || c == "..") {
+        return Err(bad());
     }
+    Ok(Some(path.to_path_buf()))
 }
 
 impl Runtime {

@@ -67,7 +67,7 @@ fn a_callers_path_is_never_rotated_and_a_reopen_starts_a_new_file_there() {
     }
     w.write(OutputStream::Stderr, 100, b"abc").expect("write");
     assert_eq!(std::fs::metadata(&path).expect("stat").len(), 100 * (31 + 7 + 2 + 100) + 31 + 7 + 2 + 4);
-    assert_eq!(paths.existing(), [path.clone()]);
+    assert_eq!(paths.existing(), std::slice::from_ref(&path));
     let mut seen: Vec<u8> = follower.read().iter().flat_map(Record::bytes).collect();
     // Renamed away by its owner, then reopened: the old file keeps what was written.
     let renamed = dir.path().join("pods/web/0.log.20240101-000000");

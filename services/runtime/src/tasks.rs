@@ -65,7 +65,6 @@ impl Runtime {
         let container =
             self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() })).await?;
         let runtime = runtime_binary(&container.runtime.name)?;
-        let log_path = crate::log_path::of(&container)?;
         let bundle = self.bundle(ns, id);
         if let Some(parent) = bundle.dir.parent() {
             // Bundles hold specs (env, secrets) and logs: no one else may list or read them.
@@ -82,7 +81,7 @@ impl Runtime {
             }
             Err(e) => return Err(Error::io("bundle", e)),
         }
-        let result = self.create_in(&bundle, &container, runtime, log_path, ns, id, start).await;
+        let result = self.create_in(&bundle, &container, runtime, ns, id, start).await;
         if result.is_err() {
             let b = bundle.clone();
             let _ = blocking(move || {
@@ -99,11 +98,11 @@ impl Runtime {
         bundle: &Bundle,
         container: &berth_ipc::metadata::Container,
         runtime: &str,
-        log_path: Option<std::path::PathBuf>,
         ns: &str,
         id: &str,
         start: bool,
     ) -> Result<TaskInfo> {
+        let log_path = crate::log_path::of(container)?;
         let mounts = self
             .snapshot
             .call(Mounts(KeyRef {

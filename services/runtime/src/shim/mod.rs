@@ -214,7 +214,9 @@ mod tests {
 
     #[test]
     fn the_command_line_round_trips_with_each_optional_flag() {
-        for (log_path, start) in [(None, false), (Some("/var/log/pods/x/0.log"), false), (None, true), (Some("/p"), true)] {
+        for (log_path, start) in
+            [(None, false), (Some("/var/log/pods/x/0.log"), false), (None, true), (Some("/p"), true)]
+        {
             let a = args(log_path, start);
             let back = ShimArgs::parse(a.to_args().into_iter()).expect("parses");
             assert_eq!((back.log_path, back.start), (a.log_path.clone(), start), "{:?}", a.to_args());

@@ -228,9 +228,9 @@ impl Shim {
         if !matches!(self.state().status, TaskStatus::Running | TaskStatus::Paused) {
             return Err(Error::precondition(format!("container {id} is not running")));
         }
-        self.output
-            .reopen()
-            .map_err(|e| Error::io_at(format_args!("container {id}: reopen log"), &self.output.log_path(), e))?;
+        self.output.reopen().map_err(|e| {
+            Error::io_at(format_args!("container {id}: reopen log"), &self.output.log_path(), e)
+        })?;
         Ok(ShimResponse::Ok)
     }
 
