@@ -81,6 +81,8 @@ pub struct Services {
     pub runtime: Client<Runtime>,
     /// The events service.
     pub events: Client<Events>,
+    /// The CRI service (its berth-protocol side).
+    pub cri: Client<berth_ipc::cri::Cri>,
 }
 
 impl Services {
@@ -93,7 +95,8 @@ impl Services {
             metadata: Client::in_state_dir(state, options.clone()),
             snapshot: Client::in_state_dir(state, options.clone()),
             runtime: Client::in_state_dir(state, options.clone()),
-            events: Client::in_state_dir(state, options),
+            events: Client::in_state_dir(state, options.clone()),
+            cri: Client::in_state_dir(state, options),
         }
     }
 
@@ -110,6 +113,7 @@ impl Services {
             ("snapshot", self.snapshot.health().await),
             ("metadata", self.metadata.health().await),
             ("runtime", self.runtime.health().await),
+            ("cri", self.cri.health().await),
         ]
     }
 }

@@ -43,6 +43,9 @@ pub struct RegistryOptions {
     /// How long the registry may take to start a response, and the window in which a body
     /// must make progress ([`watchdog::STALL_TIMEOUT`] when `None`).
     pub stall_timeout: Option<Duration>,
+    /// Another endpoint serving the reference's registry (a mirror): plain HTTP or not, and
+    /// its host\[:port\]. The image keeps its name.
+    pub endpoint: Option<(bool, String)>,
 }
 
 #[derive(Clone)]
@@ -68,8 +71,12 @@ pub struct Registry {
 impl Registry {
     /// A client of `r`'s repository; `push` asks for push rights as well.
     pub fn new(r: &Reference, opts: &RegistryOptions, push: bool) -> Result<Registry> {
-        let local = is_local(&r.domain);
-        let scheme = if opts.plain_http || local { "http" } else { "https" };
+        let (host, plain_http) = match &opts.endpoint {
+            Some((plain, host)) => (host.clone(), *plain),
+            None => (r.registry_host().to_string(), opts.plain_http),
+        };
+        let local = is_local(&host);
+        let scheme = if plain_http || local { "http" } else { "https" };
         if opts.credentials.is_some() && scheme == "http" && !local {
             return Err(Error::new(
                 Code::PermissionDenied,
@@ -88,14 +95,14 @@ impl Registry {
             .build()
             .map_err(|e| Error::internal(format!("http client: {e}")))?;
         let actions = if push { "pull,push" } else { "pull" };
-        let base = format!("{scheme}://{}", r.registry_host());
+        let base = format!("{scheme}://{host}");
         let base_url = Url::parse(&base)
             .map_err(|e| Error::invalid(format!("registry {}: not a host: {e}", r.registry_host())))?;
         Ok(Registry {
             http,
             base,
             base_url,
-            host: r.registry_host().to_string(),
+            host: host.clone(),
             repo: r.path.clone(),
             scope: format!("repository:{}:{actions}", r.path),
             creds: opts.credentials.clone(),

@@ -47,6 +47,7 @@ pub mod socket;
 pub mod sync;
 
 pub mod content;
+pub mod cri;
 pub mod events;
 pub mod launcher;
 pub mod metadata;

@@ -219,6 +219,10 @@ pub struct RunOptions {
 /// `berth.io/` a client may set; it survives restarts of the runtime service.
 pub const LABEL_RM_ON_EXIT: &str = "berth.io/rm-on-exit";
 
+/// Container label naming the pod sandbox a container belongs to (set by the runtime service
+/// from [`RunOptions::sandbox`]).
+pub const LABEL_SANDBOX: &str = "berth.io/sandbox";
+
 /// `CreateContainer`: snapshot + spec + metadata record. `AlreadyExists` for a taken id,
 /// `NotFound` for an unknown image, `InvalidArgument` for bad options (user, cwd, mounts).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -266,8 +270,9 @@ pub struct SandboxRef {
     pub id: String,
 }
 
-/// `StopSandbox`: every container task in it killed (SIGKILL) and deleted, its namespaces
-/// and `/dev/shm` released; the record stays (`NotReady`). Idempotent.
+/// `StopSandbox`: every container task in it killed (SIGKILL) and waited for (the stopped
+/// tasks stay, with their exits, until their containers are removed), its namespaces and
+/// `/dev/shm` released; the record stays (`NotReady`). Idempotent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StopSandbox(pub SandboxRef);
 /// `RemoveSandbox`: stopped first if need be, its containers removed, its files and record

@@ -178,10 +178,36 @@ impl<P: Protocol, H: Handler<P>> Server<P, H> {
     /// Serves `listener` until `shutdown` is cancelled, then stops accepting, lets in-flight
     /// calls finish (up to the grace time) and returns.
     pub async fn serve(self, listener: UnixListener, shutdown: CancellationToken) -> std::io::Result<()> {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let accept = async {
+            while let Some(stream) = crate::socket::accept(&listener, &shutdown, P::NAME).await {
+                if tx.send(stream).await.is_err() {
+                    break;
+                }
+            }
+            drop(tx);
+        };
+        let ((), served) = tokio::join!(accept, self.serve_streams(rx, shutdown.clone()));
+        drop(listener);
+        served
+    }
+
+    /// Serves the connections `incoming` hands over (accepted elsewhere: a socket shared with
+    /// another protocol, as the CRI service's) until it ends or `shutdown` is cancelled, then
+    /// lets in-flight calls finish and returns.
+    pub async fn serve_streams(
+        self,
+        mut incoming: tokio::sync::mpsc::Receiver<tokio::net::UnixStream>,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
         let shared = self.shared;
         let slots = Arc::new(Semaphore::new(shared.config.max_connections));
         let tracker = TaskTracker::new();
-        while let Some(stream) = crate::socket::accept(&listener, &shutdown, P::NAME).await {
+        loop {
+            let stream = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                s = incoming.recv() => match s { Some(s) => s, None => break },
+            };
             let shared = shared.clone();
             let slots = slots.clone();
             let shutdown = shutdown.clone();
@@ -198,7 +224,6 @@ impl<P: Protocol, H: Handler<P>> Server<P, H> {
                 drop(permit);
             });
         }
-        drop(listener);
         tracker.close();
         tracker.wait().await;
         Ok(())

@@ -30,7 +30,7 @@ mod exits;
 pub const SYSTEM_NAMESPACE: &str = "berth.system";
 
 /// Services in start order; stopped in reverse.
-pub const SERVICES: [&str; 5] = ["events", "content", "snapshot", "metadata", "runtime"];
+pub const SERVICES: [&str; 6] = ["events", "content", "snapshot", "metadata", "runtime", "cri"];
 
 /// A request from the control socket or from `main`.
 pub enum Command {

@@ -5,6 +5,7 @@
 //! The binaries must be built first (`cargo build --workspace --bins`, which the README's
 //! test command does); they are looked up next to the test executable.
 
+pub mod cri;
 pub mod dist;
 pub mod hostile;
 
@@ -19,7 +20,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// Every service, in start order.
-pub const SERVICES: [&str; 5] = ["events", "content", "snapshot", "metadata", "runtime"];
+pub const SERVICES: [&str; 6] = ["events", "content", "snapshot", "metadata", "runtime", "cri"];
 
 /// The directory holding the built binaries (`target/<profile>`).
 pub fn bin_dir() -> PathBuf {

@@ -28,7 +28,7 @@ fn boot_answer_and_stop() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let arr = json.as_array().expect("array");
-    assert_eq!(arr.len(), 5);
+    assert_eq!(arr.len(), SERVICES.len());
     for obj in arr {
         for key in ["name", "pid", "state", "restarts", "uptime_s", "last_exit"] {
             assert!(obj.get(key).is_some(), "missing {key} in {obj}");
@@ -40,7 +40,7 @@ fn boot_answer_and_stop() {
     let out = berth.cli(&["services", "ls"]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.starts_with("NAME"), "{table}");
-    assert_eq!(table.matches("running").count(), 5, "{table}");
+    assert_eq!(table.matches("running").count(), SERVICES.len(), "{table}");
     let out = berth.cli(&["version"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let version = String::from_utf8_lossy(&out.stdout);

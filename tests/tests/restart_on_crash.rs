@@ -24,6 +24,7 @@ fn sigkill_each_service_then_call_at_once() {
                 "content" => clients.content.health().await,
                 "snapshot" => clients.snapshot.health().await,
                 "metadata" => clients.metadata.health().await,
+                "cri" => clients.cri.health().await,
                 _ => clients.runtime.health().await,
             }
         })

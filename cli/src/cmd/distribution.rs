@@ -165,7 +165,7 @@ impl RegistryArgs {
             }
         };
         let stall_timeout = Some(std::time::Duration::from_secs(self.stall_timeout));
-        Ok(RegistryOptions { plain_http: self.plain_http, credentials, stall_timeout })
+        Ok(RegistryOptions { plain_http: self.plain_http, credentials, stall_timeout, endpoint: None })
     }
 }
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_ipc::content::Content;
+use berth_ipc::cri::Cri;
 use berth_ipc::events::Events;
 use berth_ipc::launcher::{Launcher, ServiceStatus};
 use berth_ipc::metadata::{ListNamespaces, Metadata};
@@ -47,6 +48,7 @@ pub struct Scraper {
     snapshot: Client<Snapshot>,
     metadata: Client<Metadata>,
     runtime: Client<Runtime>,
+    cri: Client<Cri>,
     /// One scrape at a time: concurrent scrapers share the wait instead of multiplying the load.
     busy: Mutex<()>,
 }
@@ -67,7 +69,8 @@ impl Scraper {
             content: Client::in_state_dir(state, options.clone()),
             snapshot: Client::in_state_dir(state, options.clone()),
             metadata: Client::in_state_dir(state, options.clone()),
-            runtime: Client::in_state_dir(state, options),
+            runtime: Client::in_state_dir(state, options.clone()),
+            cri: Client::in_state_dir(state, options),
             busy: Mutex::new(()),
         }
     }
@@ -91,13 +94,14 @@ impl Scraper {
         let running = |name: &str| {
             services.iter().any(|s| s.name == name && s.state == berth_ipc::launcher::ServiceState::Running)
         };
-        let (launcher, events, content, snapshot, metadata, runtime, tasks) = tokio::join!(
+        let (launcher, events, content, snapshot, metadata, runtime, cri, tasks) = tokio::join!(
             metrics_of(&self.launcher, true),
             metrics_of(&self.events, running("events")),
             metrics_of(&self.content, running("content")),
             metrics_of(&self.snapshot, running("snapshot")),
             metrics_of(&self.metadata, running("metadata")),
             metrics_of(&self.runtime, running("runtime")),
+            metrics_of(&self.cri, running("cri")),
             self.tasks(running("metadata") && running("runtime")),
         );
         let mut snapshots = Vec::new();
@@ -108,6 +112,7 @@ impl Scraper {
             (Snapshot::NAME, snapshot),
             (Metadata::NAME, metadata),
             (Runtime::NAME, runtime),
+            (Cri::NAME, cri),
         ] {
             if snap.is_none() {
                 errors += 1;

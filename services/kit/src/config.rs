@@ -37,6 +37,41 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The runtime service.
     pub runtime: RuntimeConfig,
+    /// Registry hosts: mirrors, as containerd's `hosts.toml`.
+    pub registry: RegistryConfig,
+}
+
+/// How registries are reached, by the registry host an image name carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Registry host (`registry.k8s.io`, `docker.io`, `host:port`) to the endpoint that
+    /// serves it instead, `http://HOST[:PORT]` or `https://HOST[:PORT]`: an offline node's
+    /// local registry standing in for `registry.k8s.io`. The image keeps its name.
+    pub mirrors: BTreeMap<String, String>,
+}
+
+impl RegistryConfig {
+    /// The endpoint serving registry `host` instead, as (plain HTTP, host\[:port\]).
+    pub fn mirror(&self, host: &str) -> Result<Option<(bool, String)>, String> {
+        let Some(endpoint) = self.mirrors.get(host) else { return Ok(None) };
+        let (plain, rest) = if let Some(r) = endpoint.strip_prefix("http://") {
+            (true, r)
+        } else if let Some(r) = endpoint.strip_prefix("https://") {
+            (false, r)
+        } else {
+            return Err(format!(
+                "registry mirror {endpoint:?} for {host}: must begin with http:// or https://"
+            ));
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() || rest.contains('/') {
+            return Err(format!(
+                "registry mirror {endpoint:?} for {host}: must be a scheme and a host[:port]"
+            ));
+        }
+        Ok(Some((plain, rest.to_string())))
+    }
 }
 
 /// The runtime service's settings.
@@ -290,6 +325,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             runtime: RuntimeConfig::default(),
+            registry: RegistryConfig::default(),
         }
     }
 }

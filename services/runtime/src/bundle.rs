@@ -55,9 +55,27 @@ impl Bundle {
     pub fn init_pid(&self) -> PathBuf {
         self.dir.join("init.pid")
     }
-    /// The shim's private directory (0700).
+    /// The shim's private directory (0700): `<bundle>/shim`, unless socket paths in it would
+    /// not fit a socket address (108 bytes: a long state dir, a 64-digit CRI id), then
+    /// `<state>/s/<16 hex digits of a hash of ns/id>`.
     pub fn shim_dir(&self) -> PathBuf {
-        self.dir.join("shim")
+        let inside = self.dir.join("shim");
+        // The longest name in it is `console` (or an exec's `c<N>`), plus the `/` and NUL.
+        if inside.as_os_str().len() + 10 <= 108 {
+            return inside;
+        }
+        let name =
+            |p: Option<&Path>| p.and_then(Path::file_name).unwrap_or_default().to_string_lossy().into_owned();
+        let key = format!("{}/{}", name(self.dir.parent()), name(Some(&self.dir)));
+        match self.dir.ancestors().nth(3) {
+            Some(state) => state.join("s").join(format!("{:016x}", fnv1a(key.as_bytes()))),
+            None => inside,
+        }
+    }
+
+    /// Whether the shim's dir lives outside the bundle (see [`Bundle::shim_dir`]).
+    pub fn shim_dir_outside(&self) -> bool {
+        !self.shim_dir().starts_with(&self.dir)
     }
     /// The shim's socket (0600).
     pub fn socket(&self) -> PathBuf {
@@ -130,3 +148,9 @@ pub fn write_exit(bundle: &Bundle, exit: ExitInfo) -> std::io::Result<()> {
 
 /// Unix nanoseconds now (the kit's clock).
 pub use berth_service_kit::time::now_ns;
+
+/// FNV-1a, 64 bits: a hash that never changes between builds (the shim and a later runtime
+/// service must agree on it).
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}

@@ -59,6 +59,15 @@ impl Runtime {
         validate_namespace(&req.namespace)?;
         validate_identifier("container id", &req.id)?;
         validate_user_labels(&req.labels)?;
+        if let Some(claimed) = req.labels.get(crate::sandbox::LABEL_SANDBOX)
+            && req.options.sandbox.as_ref() != Some(claimed)
+        {
+            return Err(Error::invalid(format!(
+                "container {}: label {} is set by the runtime service from the container's sandbox",
+                req.id,
+                crate::sandbox::LABEL_SANDBOX
+            )));
+        }
         let runtime = runtime_binary(&req.runtime)?;
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
         if req.extensions.contains_key(EXTENSION_LOG_PATH) {

@@ -36,8 +36,7 @@ use crate::blocking::blocking;
 use crate::oci_runtime::runtime_binary;
 use crate::pin::{PinAnswer, PinRequest};
 
-/// Label on every container of a sandbox, naming it.
-pub const LABEL_SANDBOX: &str = "berth.io/sandbox";
+pub use berth_ipc::runtime::LABEL_SANDBOX;
 
 /// Default size of a pod's `/dev/shm`.
 const SHM_SIZE: u64 = 64 << 20;
@@ -346,7 +345,7 @@ impl Runtime {
         Ok(ids)
     }
 
-    /// `StopSandbox`: its containers' tasks killed and deleted, its namespaces released.
+    /// `StopSandbox`: its containers' tasks killed (kept, stopped), its namespaces released.
     pub async fn stop_sandbox(&self, r: SandboxRef) -> Result<()> {
         validate_namespace(&r.namespace)?;
         validate_identifier("sandbox id", &r.id)?;
@@ -365,18 +364,22 @@ impl Runtime {
         blocking(move || release(&dir, false)).await?
     }
 
-    /// Kills and deletes the task of container `id`, if it has one.
+    /// Kills the task of container `id`, if it has one, and waits for its exit. The task
+    /// stays (a stopped one, its exit status in its shim) until the container is removed, so
+    /// the kubelet still reads how it ended.
     async fn stop_container_task(&self, ns: &str, id: &str) -> Result<()> {
         let task = TaskRef::init(ns, id);
         if !self.bundle(ns, id).record().exists() {
             return Ok(());
         }
         let _ = self.kill(KillTask { task: task.clone(), signal: 9, all: true }).await;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.wait(task.clone())).await;
-        match self.delete(task).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is(Code::NotFound) => Ok(()),
-            Err(e) => Err(e.context(format!("sandbox container {id}"))),
+        match tokio::time::timeout(std::time::Duration::from_secs(10), self.wait(task)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.is(Code::NotFound) => Ok(()),
+            Ok(Err(e)) => Err(e.context(format!("sandbox container {id}"))),
+            Err(_) => {
+                Err(Error::unavailable(format!("sandbox container {id}: still running 10 s after SIGKILL")))
+            }
         }
     }
 

@@ -344,6 +344,10 @@ impl Runtime {
     /// again when this returns), removed from there in the background. What a crash leaves
     /// in the trash is removed when the service starts.
     async fn discard(&self, bundle: &Bundle) -> Result<()> {
+        if bundle.shim_dir_outside() {
+            let dir = bundle.shim_dir();
+            let _ = blocking(move || std::fs::remove_dir_all(dir)).await;
+        }
         let trash = self.state.join("tasks/.trash");
         let name = bundle.dir.iter().rev().take(2).map(|p| p.to_string_lossy()).collect::<Vec<_>>().join(".");
         let target = trash.join(format!("{name}.{}", now_ns()));

@@ -1,4 +1,4 @@
-//! The storm phase: SIGKILLs at more than one a second across the five services, without
+//! The storm phase: SIGKILLs at more than one a second across the six services, without
 //! waiting for the victim to come back, for a fixed time. With the launcher's real
 //! crash-loop limit in force, no service may be left down afterwards: deaths of a process
 //! that had served are not a crash loop, and a service marked failed anyway (killed while

@@ -97,6 +97,13 @@ impl Shim {
         let _ = cell.set(runner.clone());
         let shim_dir = bundle.shim_dir();
         let _ = std::fs::remove_dir_all(&shim_dir);
+        if let Some(parent) = shim_dir.parent() {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(parent)
+                .map_err(|e| io("shim dir", e))?;
+        }
         std::fs::DirBuilder::new().mode(0o700).create(&shim_dir).map_err(|e| io("shim dir", e))?;
         let (terminal, stdin) = super::tty::wants(&bundle.config());
         let console = if terminal { Some(ConsoleSocket::bind(&bundle.console())?) } else { None };

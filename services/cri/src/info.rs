@@ -1,0 +1,75 @@
+//! Version, Status and RuntimeConfig: what the kubelet asks before anything else.
+
+use k8s_cri::v1::{
+    LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigResponse, RuntimeFeatures, RuntimeHandler,
+    RuntimeHandlerFeatures, RuntimeStatus, StatusResponse, VersionResponse,
+};
+
+use crate::Cri;
+
+/// The CRI API version served.
+pub const API_VERSION: &str = "v1";
+/// The runtime's name, as the kubelet shows it.
+pub const RUNTIME_NAME: &str = "berth";
+
+/// The runtime handlers: berth's OCI runtimes by name (`""` is the default, runc).
+pub const HANDLERS: [&str; 3] = ["", "runc", "crun"];
+
+/// `Version`.
+pub fn version() -> VersionResponse {
+    VersionResponse {
+        version: "0.1.0".into(),
+        runtime_name: RUNTIME_NAME.into(),
+        runtime_version: env!("CARGO_PKG_VERSION").into(),
+        runtime_api_version: API_VERSION.into(),
+    }
+}
+
+/// The OCI runtime of a CRI runtime handler; `None` for an unknown one.
+pub fn handler_runtime(handler: &str) -> Option<&'static str> {
+    match handler {
+        "" | "runc" => Some("runc"),
+        "crun" => Some("crun"),
+        _ => None,
+    }
+}
+
+impl Cri {
+    /// `Status`: RuntimeReady when the runtime service answers; NetworkReady is false until
+    /// berth runs CNI networks (pods get loopback-only network namespaces).
+    pub async fn status(&self, verbose: bool) -> StatusResponse {
+        let runtime = self.services.runtime.health().await;
+        let runtime_ready = RuntimeCondition {
+            r#type: "RuntimeReady".into(),
+            status: runtime.is_ok(),
+            reason: if runtime.is_ok() { String::new() } else { "RuntimeServiceDown".into() },
+            message: runtime.err().map(|e| e.to_string()).unwrap_or_default(),
+        };
+        let network_ready = RuntimeCondition {
+            r#type: "NetworkReady".into(),
+            status: false,
+            reason: "NetworkPluginNotReady".into(),
+            message: "berth has no CNI network configured: pods get a loopback-only network namespace".into(),
+        };
+        let features = RuntimeHandlerFeatures { recursive_read_only_mounts: true, user_namespaces: false };
+        let handlers =
+            HANDLERS.iter().map(|h| RuntimeHandler { name: (*h).into(), features: Some(features) }).collect();
+        let mut info = std::collections::HashMap::new();
+        if verbose {
+            info.insert("config".into(), format!("{{\"namespace\":\"{}\"}}", crate::NAMESPACE));
+        }
+        StatusResponse {
+            status: Some(RuntimeStatus { conditions: vec![runtime_ready, network_ready] }),
+            info,
+            runtime_handlers: handlers,
+            features: Some(RuntimeFeatures { supplemental_groups_policy: true }),
+        }
+    }
+}
+
+/// `RuntimeConfig`: the cgroup driver (cgroupfs).
+pub fn runtime_config() -> RuntimeConfigResponse {
+    RuntimeConfigResponse {
+        linux: Some(LinuxRuntimeConfiguration { cgroup_driver: k8s_cri::v1::CgroupDriver::Cgroupfs as i32 }),
+    }
+}
