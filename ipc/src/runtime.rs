@@ -206,6 +206,12 @@ pub struct RunOptions {
     pub sandbox: Option<String>,
     /// Linux settings beyond these.
     pub linux: LinuxOptions,
+    /// Where the init process's output goes: an absolute host path (the CRI's
+    /// `LogDirectory`/`LogPath` joined), written by the shim in the CRI log format, created
+    /// with its parent dirs if missing (0755 dirs, a 0640 file). Not rotated by berth: the
+    /// caller renames the file and sends [`ReopenLog`]. `None`: berth's own log under
+    /// `<root>/logs/`, capped and rotated. Exec output stays under `<root>/logs/` either way.
+    pub log_path: Option<String>,
 }
 
 /// Container label (value `true`) asking the runtime service to remove the container, its
@@ -453,6 +459,13 @@ pub struct Attach(pub TaskRef);
 /// nothing to the task; the client opens a new guard.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Guard(pub TaskRef);
+/// `ReopenLog`: the init's log file closed and opened again at its path (created if it was
+/// renamed away), so that output written after the answer goes to the file now there and
+/// none is lost or written twice (the CRI's `ReopenContainerLog`). `FailedPrecondition`
+/// "container X is not running" when the task is not running (or paused); `InvalidArgument`
+/// for an exec (its log is berth's own).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReopenLog(pub TaskRef);
 
 /// `ListTasks` of a namespace.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -640,6 +653,9 @@ crate::protocol! {
     GetSandbox(GetSandbox) -> SandboxInfo [idempotent];
     /// Every sandbox of a namespace. Always allowed.
     ListSandboxes(ListSandboxes) -> Vec<SandboxInfo> [idempotent];
+    /// Close and reopen a task's init log at its path (after the caller renamed it).
+    /// Allowed while the task runs (or is paused).
+    ReopenLog(ReopenLog) -> () [idempotent];
 }
 
 /// One request to a shim, sent as a JSON line on its private socket.
@@ -707,6 +723,10 @@ pub enum ShimRequest {
         /// Rows.
         rows: u16,
     },
+    /// Close the init's log file and open it again at its path (created if it was renamed
+    /// away): output after the answer goes to the new file, none is lost or duplicated.
+    /// `FailedPrecondition` unless the init runs (or is paused). Since protocol 2.
+    ReopenLog,
     /// `request`, sent by a client speaking shim protocol `protocol` ([`SHIM_PROTOCOL`]):
     /// the form of a connection's first line since protocol 1. A shim refuses a protocol
     /// newer than its own (`FailedPrecondition`); a shim from before protocol 1 answers
@@ -721,8 +741,21 @@ pub enum ShimRequest {
 }
 
 /// The shim JSON-lines protocol's version (see [`ShimRequest::Versioned`]). 0 is the
-/// unversioned protocol of shims from before it.
-pub const SHIM_PROTOCOL: u32 = 1;
+/// unversioned protocol of shims from before it; 2 added [`ShimRequest::ReopenLog`].
+pub const SHIM_PROTOCOL: u32 = 2;
+
+impl ShimRequest {
+    /// The protocol that introduced this request, which a client sends it with: a shim that
+    /// outlived an upgrade keeps answering what it knows, and refuses a newer request by
+    /// number ("restart the task to upgrade it") rather than as an unknown variant.
+    pub fn protocol(&self) -> u32 {
+        match self {
+            ShimRequest::ReopenLog => 2,
+            ShimRequest::Versioned { protocol, .. } => *protocol,
+            _ => 1,
+        }
+    }
+}
 
 /// A shim's view of its container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

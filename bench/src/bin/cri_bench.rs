@@ -64,8 +64,8 @@ fn container_config(image: &str) -> cri::ContainerConfig {
     }
 }
 
-async fn connect(socket: &PathBuf) -> anyhow::Result<Channel> {
-    let path = socket.clone();
+async fn connect(socket: &std::path::Path) -> anyhow::Result<Channel> {
+    let path = socket.to_path_buf();
     Ok(Endpoint::try_from("http://[::]:50051")?
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
@@ -75,12 +75,19 @@ async fn connect(socket: &PathBuf) -> anyhow::Result<Channel> {
 }
 
 /// One round: every step's time.
-async fn round(rt: &mut RuntimeServiceClient<Channel>, image: &str, name: &str) -> anyhow::Result<[Duration; 8]> {
+async fn round(
+    rt: &mut RuntimeServiceClient<Channel>,
+    image: &str,
+    name: &str,
+) -> anyhow::Result<[Duration; 8]> {
     let mut t = [Duration::ZERO; 8];
     let config = pod_config(name);
     let start = Instant::now();
     let pod = rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
         .await?
         .into_inner()
         .pod_sandbox_id;
@@ -142,12 +149,18 @@ async fn memory(t: &mut Target, image: &str, k: usize) -> anyhow::Result<u64> {
     for i in 0..k {
         let config = pod_config(&format!("mem-{i}"));
         let pod = rt
-            .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
             .await?
             .into_inner()
             .pod_sandbox_id;
-        let req =
-            cri::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(container_config(image)), sandbox_config: Some(config) };
+        let req = cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config(image)),
+            sandbox_config: Some(config),
+        };
         let c = rt.create_container(req).await?.into_inner().container_id;
         rt.start_container(cri::StartContainerRequest { container_id: c }).await?;
         pods.push(pod);
@@ -182,14 +195,16 @@ async fn main() -> anyhow::Result<()> {
                 let (Some(label), Some(socket)) = (parts.next(), parts.next()) else {
                     anyhow::bail!("target {spec:?}: expected LABEL=SOCKET[=PATTERN,…]");
                 };
-                let patterns = parts.next().map(|p| p.split(',').map(str::to_string).collect()).unwrap_or_default();
+                let patterns =
+                    parts.next().map(|p| p.split(',').map(str::to_string).collect()).unwrap_or_default();
                 targets.push(Target { label: label.into(), socket: socket.into(), patterns, rt: None });
             }
         }
     }
     if let Some(img) = pull {
         for t in &targets {
-            let mut images = k8s_cri::v1::image_service_client::ImageServiceClient::new(connect(&t.socket).await?);
+            let mut images =
+                k8s_cri::v1::image_service_client::ImageServiceClient::new(connect(&t.socket).await?);
             let spec = Some(cri::ImageSpec { image: img.clone(), ..Default::default() });
             let start = Instant::now();
             images.pull_image(cri::PullImageRequest { image: spec, ..Default::default() }).await?;
@@ -197,7 +212,10 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    anyhow::ensure!(!image.is_empty() && !targets.is_empty(), "usage: cri_bench --image IMG [--runs N] [--pods K] LABEL=SOCKET[=PATTERNS] …");
+    anyhow::ensure!(
+        !image.is_empty() && !targets.is_empty(),
+        "usage: cri_bench --image IMG [--runs N] [--pods K] LABEL=SOCKET[=PATTERNS] …"
+    );
     for t in &mut targets {
         t.rt = Some(RuntimeServiceClient::new(connect(&t.socket).await?));
         // Warm-up: the image's first unpack is not a lifecycle cost.

@@ -80,6 +80,10 @@ pub struct RunFlags {
     /// A host device: HOST[:CONTAINER[:PERMISSIONS]] (permissions a subset of rwm; repeatable)
     #[arg(long)]
     pub device: Vec<String>,
+    /// Write the init's output to this host file (CRI log format, not rotated by berth;
+    /// created with its dirs if missing)
+    #[arg(long, value_name = "FILE")]
+    pub log_path: Option<String>,
     /// The image
     pub image: String,
     /// The container id
@@ -183,6 +187,7 @@ impl RunFlags {
                 devices: self.device.iter().map(|d| parse_device(d)).collect::<anyhow::Result<_>>()?,
                 ..LinuxOptions::default()
             },
+            log_path: self.log_path.clone(),
             ..RunOptions::default()
         };
         let mut options = options;

@@ -11,7 +11,7 @@ use berth_ipc::metadata::{
 };
 use berth_ipc::runtime::{
     Attach, CreateContainer as RtCreate, Exec, ExecSpec, GetMetrics, KillTask, ListTasks, OutputStream,
-    RemoveContainer as RtRemove, RunTask, TaskInfo, TaskRef, TaskStatus, WaitTask,
+    RemoveContainer as RtRemove, ReopenLog, RunTask, TaskInfo, TaskRef, TaskStatus, WaitTask,
 };
 use berth_ipc::{Code, Error, Result};
 use k8s_cri::v1::{
@@ -211,7 +211,7 @@ impl Cri {
         if image.is_empty() {
             return Err(Error::invalid(format!("container {:?}: image is required", meta.name)));
         }
-        let options = convert::run_options(&config, &pod.info.id)?;
+        let mut options = convert::run_options(&config, &pod.info.id)?;
         let (image_name, image_id) = self.image_for_container(&image).await?;
         let log_path = match (pod.log_directory(), config.log_path.as_str()) {
             ("", _) | (_, "") => String::new(),
@@ -225,6 +225,8 @@ impl Cri {
                 std::path::Path::new(dir).join(file).display().to_string()
             }
         };
+        // Written there by the container's shim, rotated by the kubelet (ReopenContainerLog).
+        options.log_path = (!log_path.is_empty()).then(|| log_path.clone());
         let _names = self.names.lock().await;
         if let Some(taken) =
             self.containers().await?.into_iter().find(|c| same_container(&c.cri, &pod.info.id, &config))
@@ -253,6 +255,16 @@ impl Cri {
         };
         self.services.runtime.call(req).await?;
         Ok(id)
+    }
+
+    /// `ReopenContainerLog`: the shim reopens the container's log at its path (the kubelet
+    /// renamed it). Refused unless the container runs, as containerd does.
+    pub async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        let c = self.container(id).await?;
+        if c.state() != ContainerState::ContainerRunning {
+            return Err(Error::precondition(format!("container {} is not running", c.record.id)));
+        }
+        self.services.runtime.call(ReopenLog(TaskRef::init(NAMESPACE, &c.record.id))).await
     }
 
     /// `StartContainer`.

@@ -161,9 +161,14 @@ impl RuntimeService for Cri {
 
     async fn reopen_container_log(
         &self,
-        _r: Request<cri::ReopenContainerLogRequest>,
+        r: Request<cri::ReopenContainerLogRequest>,
     ) -> R<cri::ReopenContainerLogResponse> {
-        rpc(&self.stats, "reopen_container_log", async { Err(unimplemented("ReopenContainerLog")) }).await
+        let r = r.into_inner();
+        rpc(&self.stats, "reopen_container_log", async {
+            self.reopen_container_log(&r.container_id).await.or_status()?;
+            Ok(cri::ReopenContainerLogResponse {})
+        })
+        .await
     }
 
     async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> R<cri::ExecSyncResponse> {

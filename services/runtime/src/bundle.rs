@@ -22,6 +22,9 @@ pub struct TaskRecord {
     pub snapshotter: String,
     /// Snapshot key of the rootfs.
     pub snapshot_key: String,
+    /// The init's log file, when the container chose one (`RunOptions.log_path`).
+    #[serde(default)]
+    pub log_path: Option<PathBuf>,
 }
 
 /// Paths of one bundle.

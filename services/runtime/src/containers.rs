@@ -18,6 +18,7 @@ use berth_ipc::{Code, Error, Result};
 use crate::Runtime;
 use crate::blocking::blocking;
 use crate::bundle::Bundle;
+use crate::log_path::EXTENSION_LOG_PATH;
 use crate::oci_runtime::runtime_binary;
 use crate::{image, mount, spec};
 
@@ -69,6 +70,12 @@ impl Runtime {
         }
         let runtime = runtime_binary(&req.runtime)?;
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
+        if req.extensions.contains_key(EXTENSION_LOG_PATH) {
+            return Err(Error::invalid(format!(
+                "container {id}: extension {EXTENSION_LOG_PATH} is berth's own; set RunOptions.log_path"
+            )));
+        }
+        let log_path = self.check_log_path(id, req.options.log_path.as_deref()).await?;
         let _claim = self.claims.take("container", ns, id)?;
         // Is the id free, and what does the image hold: asked at once.
         let existing = self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() }));
@@ -134,7 +141,12 @@ impl Runtime {
             }
             (Err(e), Err(_)) => return Err(e),
         };
-        let result = self.create_leased(&req, runtime, &config, &key, parent, &lease.id, mounts).await;
+        let mut extensions = req.extensions.clone();
+        if let Some(path) = log_path {
+            extensions.insert(EXTENSION_LOG_PATH.into(), path.into_os_string().into_encoded_bytes());
+        }
+        let result =
+            self.create_leased(&req, runtime, &config, &key, parent, &lease.id, mounts, extensions).await;
         self.drop_lease(ns, lease.id);
         result
     }
@@ -197,6 +209,7 @@ impl Runtime {
         parent: Option<String>,
         lease: &str,
         mounts: Vec<berth_ipc::snapshot::Mount>,
+        extensions: BTreeMap<String, Vec<u8>>,
     ) -> Result<Container> {
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
         let key = key.to_string();
@@ -228,7 +241,7 @@ impl Runtime {
                     Some(sb) => crate::sandbox::container_labels(&req.labels, sb),
                     None => req.labels.clone(),
                 },
-                extensions: req.extensions.clone(),
+                extensions,
                 created: 0,
                 updated: 0,
             };

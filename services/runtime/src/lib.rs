@@ -29,6 +29,7 @@
 //! - [`cgroups`] — empty cgroup parents removed when the last container under them goes.
 //! - [`guard`] — `Guard`: a task owned by its client (`run --rm`), removed if the client vanishes.
 //! - [`logfile`] — containers' output logs under `<root>/logs`: format, cap, rotation.
+//! - [`log_path`] — an init's log at a caller-chosen path (CRI), and `ReopenLog`.
 //! - [`logread`] — reading a log old to new across rotations.
 //! - [`logs`] — `Logs`: kept output after the fact.
 //! - [`bundle`] — a task's bundle directory and its durable exit record.
@@ -50,6 +51,7 @@ pub mod claim;
 pub mod containers;
 pub mod guard;
 pub mod image;
+pub mod log_path;
 pub mod logfile;
 pub mod logread;
 pub mod logs;
@@ -222,6 +224,7 @@ impl Handler<RuntimeProtocol> for Runtime {
             Q::RemoveSandbox(r) => self.remove_sandbox(r.0).await.map(A::RemoveSandbox).into(),
             Q::GetSandbox(r) => self.get_sandbox(r.0).await.map(A::GetSandbox).into(),
             Q::ListSandboxes(r) => self.list_sandboxes(&r.namespace).await.map(A::ListSandboxes).into(),
+            Q::ReopenLog(r) => self.reopen_log(r.0).await.map(A::ReopenLog).into(),
         }
     }
 }

@@ -11,6 +11,10 @@
 //! Before a write would make the file larger than `max_bytes`, it is renamed to `.1` (`.1`
 //! to `.2`, and so on; the oldest beyond `max_files` goes) and a new one begun. Readers
 //! hold files open, so a rotation does not lose what they are reading.
+//!
+//! A container created with `RunOptions.log_path` has its init's log at that path instead,
+//! in the same format, never capped or rotated by berth: its owner (the kubelet) renames the
+//! file and asks for a reopen ([`LogWriter::reopen`], the `ReopenLog` request).
 
 use std::fs::File;
 use std::io::Write;
@@ -25,13 +29,20 @@ pub fn container_dir(root: &Path, ns: &str, id: &str) -> PathBuf {
     root.join("logs").join(ns).join(id)
 }
 
-/// The log files of one process.
+/// The log files of one process: berth's own (capped and rotated, under the container's log
+/// dir), or one file at a path the caller chose (`RunOptions.log_path`), which the caller
+/// rotates (it renames the file, then asks for a reopen).
 #[derive(Debug, Clone)]
 pub struct LogPaths {
-    /// The container's log dir.
-    pub dir: PathBuf,
-    /// `init`, or `exec-<id>`.
-    pub stem: String,
+    place: Place,
+}
+
+#[derive(Debug, Clone)]
+enum Place {
+    /// `<dir>/<stem>.log` and its rotations `<stem>.log.<k>`.
+    Kept { dir: PathBuf, stem: String },
+    /// This one file, never rotated by berth.
+    At(PathBuf),
 }
 
 impl LogPaths {
@@ -41,27 +52,56 @@ impl LogPaths {
             None => "init".to_string(),
             Some(e) => format!("exec-{e}"),
         };
-        LogPaths { dir: dir.to_path_buf(), stem }
+        LogPaths { place: Place::Kept { dir: dir.to_path_buf(), stem } }
+    }
+    /// The one file at `path` (absolute), rotated by whoever chose it.
+    pub fn at(path: &Path) -> LogPaths {
+        LogPaths { place: Place::At(path.to_path_buf()) }
+    }
+    /// Whether berth rotates these files (not a caller-chosen path).
+    pub fn rotates(&self) -> bool {
+        matches!(self.place, Place::Kept { .. })
     }
     /// The file being written.
     pub fn current(&self) -> PathBuf {
-        self.dir.join(format!("{}.log", self.stem))
+        match &self.place {
+            Place::Kept { dir, stem } => dir.join(format!("{stem}.log")),
+            Place::At(path) => path.clone(),
+        }
     }
-    /// The `k`th rotated file (`k >= 1`; larger is older).
-    pub fn rotated(&self, k: u32) -> PathBuf {
-        self.dir.join(format!("{}.log.{k}", self.stem))
+    /// The `k`th rotated file (`k >= 1`; larger is older); none for a caller-chosen path.
+    fn rotated(&self, k: u32) -> Option<PathBuf> {
+        match &self.place {
+            Place::Kept { dir, stem } => Some(dir.join(format!("{stem}.log.{k}"))),
+            Place::At(_) => None,
+        }
     }
     /// Every file that exists, oldest first (the current one last).
     pub fn existing(&self) -> Vec<PathBuf> {
         let mut k = 1;
-        while self.rotated(k).exists() {
+        while self.rotated(k).is_some_and(|p| p.exists()) {
             k += 1;
         }
-        let mut files: Vec<PathBuf> = (1..k).rev().map(|k| self.rotated(k)).collect();
+        let mut files: Vec<PathBuf> = (1..k).rev().filter_map(|k| self.rotated(k)).collect();
         if self.current().exists() {
             files.push(self.current());
         }
         files
+    }
+    /// Creates the dir the current file goes in: berth's own 0700, a caller's path's 0755
+    /// (what the CRI's log readers expect), less the umask.
+    fn make_dir(&self) -> std::io::Result<()> {
+        let (dir, mode) = match &self.place {
+            Place::Kept { dir, .. } => (dir.as_path(), 0o700),
+            Place::At(path) => (path.parent().unwrap_or(Path::new("/")), 0o755),
+        };
+        std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir)
+    }
+    /// Opens the current file for appending, creating it (0600 for berth's own, 0640 at a
+    /// caller's path, less the umask).
+    fn open_current(&self) -> std::io::Result<File> {
+        let mode = if self.rotates() { 0o600 } else { 0o640 };
+        std::fs::OpenOptions::new().create(true).append(true).mode(mode).open(self.current())
     }
 }
 
@@ -75,17 +115,31 @@ pub struct LogWriter {
     buf: Vec<u8>,
 }
 
-fn open_append(path: &Path) -> std::io::Result<File> {
-    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)
-}
-
 impl LogWriter {
-    /// Opens (creating the dirs, 0700) the current file of `paths` for appending.
+    /// Opens (creating it and its dirs) the current file of `paths` for appending. The cap
+    /// applies to berth's own files only: a caller-chosen path grows until its owner
+    /// rotates it.
     pub fn open(paths: LogPaths, max_bytes: u64, max_files: u32) -> std::io::Result<LogWriter> {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&paths.dir)?;
-        let file = open_append(&paths.current())?;
+        paths.make_dir()?;
+        let file = paths.open_current()?;
         let size = file.metadata()?.len();
+        let max_bytes = if paths.rotates() { max_bytes } else { u64::MAX };
         Ok(LogWriter { paths, file, size, max_bytes, max_files: max_files.max(1), buf: Vec::new() })
+    }
+
+    /// Closes the file and opens the one now at its path (creating it and its dirs): what
+    /// is written after this goes there. On failure the old file is kept and written on.
+    pub fn reopen(&mut self) -> std::io::Result<()> {
+        self.paths.make_dir()?;
+        let file = self.paths.open_current()?;
+        self.size = file.metadata()?.len();
+        self.file = file;
+        Ok(())
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> PathBuf {
+        self.paths.current()
     }
 
     /// Appends `data` (bytes the process wrote on `stream`) as records stamped `time_ns`.
@@ -134,12 +188,13 @@ impl LogWriter {
             self.size = 0;
             return Ok(());
         }
-        let _ = std::fs::remove_file(self.paths.rotated(keep));
+        let rotated = |k| self.paths.rotated(k).ok_or(std::io::ErrorKind::Unsupported);
+        let _ = std::fs::remove_file(rotated(keep)?);
         for k in (1..keep).rev() {
-            let _ = std::fs::rename(self.paths.rotated(k), self.paths.rotated(k + 1));
+            let _ = std::fs::rename(rotated(k)?, rotated(k + 1)?);
         }
-        std::fs::rename(self.paths.current(), self.paths.rotated(1))?;
-        self.file = open_append(&self.paths.current())?;
+        std::fs::rename(self.paths.current(), rotated(1)?)?;
+        self.file = self.paths.open_current()?;
         self.size = 0;
         Ok(())
     }

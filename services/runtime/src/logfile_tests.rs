@@ -51,3 +51,47 @@ fn rotation_caps_the_files() {
     let kept = read_back(&paths);
     assert!(kept.len() > 4096 && written.ends_with(&kept), "{} bytes kept", kept.len());
 }
+
+#[test]
+fn a_callers_path_is_never_rotated_and_a_reopen_starts_a_new_file_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("pods/web/0.log");
+    let paths = LogPaths::at(&path);
+    assert!(!paths.rotates());
+    let mut follower = crate::logread::Follower::new(paths.clone());
+    // The cap is berth's own files' only.
+    let mut w = LogWriter::open(paths.clone(), 4096, 1).expect("open");
+    let line = [vec![b'x'; 99], vec![b'\n']].concat();
+    for i in 0..100 {
+        w.write(OutputStream::Stdout, i, &line).expect("write");
+    }
+    w.write(OutputStream::Stderr, 100, b"abc").expect("write");
+    assert_eq!(std::fs::metadata(&path).expect("stat").len(), 100 * (31 + 7 + 2 + 100) + 31 + 7 + 2 + 4);
+    assert_eq!(paths.existing(), std::slice::from_ref(&path));
+    let mut seen: Vec<u8> = follower.read().iter().flat_map(Record::bytes).collect();
+    // Renamed away by its owner, then reopened: the old file keeps what was written.
+    let renamed = dir.path().join("pods/web/0.log.20240101-000000");
+    std::fs::rename(&path, &renamed).expect("rename");
+    w.write(OutputStream::Stdout, 101, b"still old\n").expect("write");
+    w.reopen().expect("reopen");
+    w.write(OutputStream::Stdout, 102, b"new\n").expect("write");
+    let old = std::fs::read_to_string(&renamed).expect("renamed");
+    assert!(old.ends_with(" stderr P abc\n1970-01-01T00:00:00.000000101Z stdout F still old\n"), "{old}");
+    let new = std::fs::read_to_string(&path).expect("new");
+    assert_eq!(new, "1970-01-01T00:00:00.000000102Z stdout F new\n");
+    // A reader of the old file finishes it, then goes on with the new one: nothing twice.
+    loop {
+        let records = follower.read();
+        if records.is_empty() {
+            break;
+        }
+        seen.extend(records.iter().flat_map(Record::bytes));
+    }
+    let want = [line.repeat(100), b"abcstill old\nnew\n".to_vec()].concat();
+    assert_eq!(String::from_utf8_lossy(&seen), String::from_utf8_lossy(&want));
+    // The dirs of a caller's path are 0755 (less the umask), its file 0640 at most.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&path) & !0o640, 0, "file mode {:o}", mode(&path));
+    assert_eq!(mode(dir.path().join("pods").as_path()) & !0o755, 0);
+}

@@ -16,13 +16,16 @@ pub struct Follower {
     file: Option<(File, u64)>,
     /// A record line not yet whole.
     carry: Vec<u8>,
+    /// A newer file was seen at the end of this one: it is read to its end once more
+    /// (what the writer put in before moving on), then left.
+    last_pass: bool,
     buf: Vec<u8>,
 }
 
 impl Follower {
     /// A reader from the oldest record kept.
     pub fn new(paths: LogPaths) -> Follower {
-        Follower { paths, file: None, carry: Vec::new(), buf: vec![0u8; READ_CHUNK] }
+        Follower { paths, file: None, carry: Vec::new(), last_pass: false, buf: vec![0u8; READ_CHUNK] }
     }
 
     /// Whether any log file of the process exists.
@@ -49,7 +52,12 @@ impl Follower {
                 }
                 continue;
             }
-            // The end of this file: go on with the next newer one, if it was rotated.
+            // The end of this file: go on with the next newer one, if it was rotated (or
+            // renamed away and reopened), once what was written here before is all read.
+            if !self.last_pass && self.next_exists() {
+                self.last_pass = true;
+                continue;
+            }
             if !self.open_next() {
                 return Vec::new();
             }
@@ -62,6 +70,17 @@ impl Follower {
         let records = self.carry[..end].split(|b| *b == b'\n').filter_map(parse).collect();
         self.carry.drain(..=end);
         records
+    }
+
+    /// Whether a file newer than the one being read exists.
+    fn next_exists(&self) -> bool {
+        let Some((_, ino)) = &self.file else { return false };
+        let files = self.paths.existing();
+        let inode = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.ino()).ok();
+        match files.iter().position(|p| inode(p) == Some(*ino)) {
+            Some(i) => i + 1 < files.len(),
+            None => !files.is_empty(),
+        }
     }
 
     /// Opens the file after the one being read (the oldest kept if none, or if this one
@@ -84,6 +103,7 @@ impl Follower {
         }
         self.file = Some((file, meta.ino()));
         self.carry.clear();
+        self.last_pass = false;
         true
     }
 }

@@ -11,7 +11,7 @@ use berth_ipc::{Error, Result};
 use tokio::sync::mpsc;
 
 use crate::Runtime;
-use crate::logfile::{LogPaths, Record};
+use crate::logfile::Record;
 use crate::logread::Follower;
 use crate::tasks::check;
 
@@ -33,8 +33,10 @@ impl Runtime {
         let task = &req.task;
         check(task)?;
         let (ns, id) = (task.namespace.as_str(), task.id.as_str());
-        self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() })).await?;
-        let mut log = Follower::new(LogPaths::new(&self.log_dir(ns, id), task.exec_id.as_deref()));
+        let container =
+            self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() })).await?;
+        let log_path = crate::log_path::of(&container)?;
+        let mut log = Follower::new(self.process_log(task, log_path.as_deref()));
         if let (Some(exec), false) = (&task.exec_id, log.exists()) {
             return Err(Error::not_found(format!("exec {exec} of container {id}: no output kept")));
         }

@@ -10,7 +10,7 @@ use berth_ipc::{Error, Result};
 use tokio::sync::mpsc;
 
 use crate::Runtime;
-use crate::logfile::{LogPaths, Record};
+use crate::logfile::Record;
 use crate::logread::Follower;
 use crate::task_lookup::{no_task, not_running};
 use crate::tasks::check;
@@ -114,8 +114,8 @@ impl Runtime {
             let _ = tx.send(Err(no_task(&task.id))).await;
             return;
         }
-        let paths = LogPaths::new(&self.log_dir(&task.namespace, &task.id), task.exec_id.as_deref());
-        let mut log = Follower::new(paths);
+        let log_path = bundle.read_record().and_then(|r| r.log_path);
+        let mut log = Follower::new(self.process_log(&task, log_path.as_deref()));
         let (done_tx, mut done) = tokio::sync::oneshot::channel();
         let waiter = {
             let (rt, task) = (self.clone(), task.clone());

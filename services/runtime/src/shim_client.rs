@@ -76,7 +76,10 @@ async fn call_once(socket: &Path, req: &ShimRequest) -> Result<ShimResponse> {
     let gone = |e: std::io::Error| Error::unavailable(format!("shim {}: {e}", socket.display()));
     let conn = UnixStream::connect(socket).await.map_err(gone)?;
     let mut conn = BufReader::new(conn);
-    let versioned = ShimRequest::Versioned { protocol: SHIM_PROTOCOL, request: Box::new(req.clone()) };
+    // Sent with the protocol that introduced the request (at most this build's), so that a
+    // shim of an older protocol still answers every request it knows.
+    let protocol = req.protocol().min(SHIM_PROTOCOL);
+    let versioned = ShimRequest::Versioned { protocol, request: Box::new(req.clone()) };
     match exchange(&mut conn, socket, &versioned).await {
         // A shim from before protocol 1 (it outlived an upgrade of the service): the
         // request again, bare, on the same connection.

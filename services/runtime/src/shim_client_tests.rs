@@ -70,7 +70,17 @@ async fn a_current_shim_is_asked_once() {
     let answer = super::call(&sock, &ShimRequest::Ps).await.expect("answer");
     assert_eq!(answer, ShimResponse::Pids(vec![3]));
     let req = shim.join().expect("shim thread");
-    assert_eq!(req, ShimRequest::Versioned { protocol: SHIM_PROTOCOL, request: Box::new(ShimRequest::Ps) });
+    // Sent with the protocol that introduced it: a protocol-1 shim answers it still.
+    assert_eq!(req, ShimRequest::Versioned { protocol: 1, request: Box::new(ShimRequest::Ps) });
+}
+
+#[test]
+fn a_request_is_sent_with_the_protocol_that_introduced_it() {
+    assert_eq!(ShimRequest::State.protocol(), 1);
+    assert_eq!(ShimRequest::Kill { exec_id: None, signal: 9, all: false }.protocol(), 1);
+    assert_eq!(ShimRequest::ReopenLog.protocol(), 2);
+    assert!(ShimRequest::ReopenLog.protocol() <= SHIM_PROTOCOL);
+    assert_eq!(serde_json::to_string(&ShimRequest::ReopenLog).expect("json"), r#""ReopenLog""#);
 }
 
 #[test]

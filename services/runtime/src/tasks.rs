@@ -102,6 +102,7 @@ impl Runtime {
         id: &str,
         start: bool,
     ) -> Result<TaskInfo> {
+        let log_path = crate::log_path::of(container)?;
         let mounts = self
             .snapshot
             .call(Mounts(KeyRef {
@@ -118,6 +119,7 @@ impl Runtime {
             runtime: runtime.into(),
             snapshotter: container.snapshotter.clone(),
             snapshot_key: container.snapshot_key.clone(),
+            log_path: log_path.clone(),
         };
         let json = serde_json::to_vec(&record).map_err(|e| Error::internal(e.to_string()))?;
         // The empty exit record, made durable with task.json (see `bundle::write_exit`).
@@ -139,6 +141,7 @@ impl Runtime {
                 logs: self.log_dir(ns, id),
                 log_max_bytes: self.log_max_bytes,
                 log_max_files: self.log_max_files,
+                log_path,
                 start,
             };
             shim_client::spawn(&args).await

@@ -39,6 +39,7 @@ fn start_shim(runtime: &str, dir: &std::path::Path, id: &str, args: &[&str], sta
         logs: dir.join("logs"),
         log_max_bytes: 10 << 20,
         log_max_files: 2,
+        log_path: None,
         state,
         start,
     };
@@ -261,6 +262,7 @@ fn create_failure_is_reported() {
         logs: dir.path().join("logs"),
         log_max_bytes: 10 << 20,
         log_max_files: 2,
+        log_path: None,
         state,
         start: false,
     };

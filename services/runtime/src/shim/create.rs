@@ -55,9 +55,14 @@ pub(super) fn io(what: &str, e: std::io::Error) -> Error {
 /// (a process it left behind may hold its stdout open for longer).
 pub(super) const DRAIN_WAIT: Duration = Duration::from_millis(500);
 
-/// The log of the init (`None`) or an exec.
+/// The log of the init (`None`: at `--log-path` if given) or an exec.
 pub(super) fn open_output(args: &ShimArgs, exec: Option<&str>) -> Result<Arc<Output>> {
-    Output::open(LogPaths::new(&args.logs, exec), args.log_max_bytes, args.log_max_files)
+    let paths = match (&args.log_path, exec) {
+        (Some(path), None) => LogPaths::at(path),
+        _ => LogPaths::new(&args.logs, exec),
+    };
+    Output::open(paths, args.log_max_bytes, args.log_max_files)
+        .map_err(|e| e.context(format!("container {}", args.id)))
 }
 
 /// What the OCI runtime wrote on stderr before failing, once it is in.

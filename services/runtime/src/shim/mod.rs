@@ -3,7 +3,8 @@
 //! runtime service on a private socket (`<bundle>/shim/sock`, 0600 in a 0700 dir): start,
 //! kill, exec, pause, resume, state, wait, ps, shutdown. The container's stdout and stderr come
 //! through pipes the shim copies into capped, rotated log files under the root dir
-//! (`relay`, [`crate::logfile`]); its exit status and time are written durably to
+//! (`relay`, [`crate::logfile`]), or the init's into the file at `--log-path`, which the
+//! `ReopenLog` request closes and opens again after its owner renamed it; its exit status and time are written durably to
 //! `exit.json` and published on `/tasks/exit`.
 //!
 //! A task with a terminal (`process.terminal` in its spec) gets a pty through the OCI
@@ -69,6 +70,9 @@ pub struct ShimArgs {
     pub log_max_bytes: u64,
     /// Log files kept per process (`[runtime] log_max_files`).
     pub log_max_files: u32,
+    /// The init's log at this path instead of under `logs`, never rotated by the shim
+    /// (`RunOptions.log_path`; reopened by `ShimRequest::ReopenLog`).
+    pub log_path: Option<PathBuf>,
     /// Start the container at once: the runtime's `run --detach` rather than `create`
     /// (one runtime process instead of two); `/tasks/start` waits for the `Start` request.
     pub start: bool,
@@ -97,6 +101,10 @@ impl ShimArgs {
             "--log-max-files".into(),
             self.log_max_files.to_string(),
         ];
+        if let Some(path) = &self.log_path {
+            args.push("--log-path".into());
+            args.push(path.display().to_string());
+        }
         if self.start {
             args.push("--start".into());
         }
@@ -106,7 +114,7 @@ impl ShimArgs {
     fn parse(mut args: impl Iterator<Item = String>) -> Option<ShimArgs> {
         let mut get =
             |flag: &str| -> Option<String> { if args.next()? == flag { args.next() } else { None } };
-        Some(ShimArgs {
+        let mut parsed = ShimArgs {
             namespace: get("--namespace")?,
             id: get("--id")?,
             bundle: get("--bundle")?.into(),
@@ -116,12 +124,20 @@ impl ShimArgs {
             logs: get("--logs")?.into(),
             log_max_bytes: get("--log-max-bytes")?.parse().ok()?,
             log_max_files: get("--log-max-files")?.parse().ok()?,
-            start: match args.next().as_deref() {
-                None => false,
-                Some("--start") => true,
-                Some(_) => return None,
-            },
-        })
+            log_path: None,
+            start: false,
+        };
+        // Then, in this order, each optional: `--log-path PATH`, `--start`.
+        let mut next = args.next();
+        if next.as_deref() == Some("--log-path") {
+            parsed.log_path = Some(args.next()?.into());
+            next = args.next();
+        }
+        if next.as_deref() == Some("--start") {
+            parsed.start = true;
+            next = args.next();
+        }
+        next.is_none().then_some(parsed)
     }
 }
 
@@ -129,7 +145,7 @@ impl ShimArgs {
 pub fn main() -> ExitCode {
     let Some(args) = ShimArgs::parse(std::env::args().skip(1)) else {
         eprintln!(
-            "usage: berth-shim --namespace NS --id ID --bundle DIR --runtime BIN --runtime-root DIR --state DIR --logs DIR --log-max-bytes N --log-max-files N [--start]"
+            "usage: berth-shim --namespace NS --id ID --bundle DIR --runtime BIN --runtime-root DIR --state DIR --logs DIR --log-max-bytes N --log-max-files N [--log-path FILE] [--start]"
         );
         return ExitCode::from(2);
     };
@@ -173,5 +189,44 @@ fn ready_line(resp: &ShimResponse) {
     drop(out);
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         let _ = sys::redirect(&null, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(log_path: Option<&str>, start: bool) -> ShimArgs {
+        ShimArgs {
+            namespace: "default".into(),
+            id: "web".into(),
+            bundle: "/b".into(),
+            runtime: "runc".into(),
+            runtime_root: "/r".into(),
+            state: "/s".into(),
+            logs: "/l".into(),
+            log_max_bytes: 10,
+            log_max_files: 2,
+            log_path: log_path.map(PathBuf::from),
+            start,
+        }
+    }
+
+    #[test]
+    fn the_command_line_round_trips_with_each_optional_flag() {
+        for (log_path, start) in
+            [(None, false), (Some("/var/log/pods/x/0.log"), false), (None, true), (Some("/p"), true)]
+        {
+            let a = args(log_path, start);
+            let back = ShimArgs::parse(a.to_args().into_iter()).expect("parses");
+            assert_eq!((back.log_path, back.start), (a.log_path.clone(), start), "{:?}", a.to_args());
+            assert_eq!(back.id, "web");
+        }
+        let mut bad = args(None, true).to_args();
+        bad.push("--log-path".into());
+        assert!(ShimArgs::parse(bad.into_iter()).is_none(), "--log-path after --start is refused");
+        let mut bad = args(None, false).to_args();
+        bad.push("--log-path".into());
+        assert!(ShimArgs::parse(bad.into_iter()).is_none(), "--log-path without a value is refused");
     }
 }

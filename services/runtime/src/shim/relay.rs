@@ -1,7 +1,8 @@
 //! A process's output: the shim gives the OCI runtime the write ends of two pipes as the
 //! process's stdout and stderr and copies what comes out of them (or out of a terminal) into
 //! the process's log file, with a timestamp per record, capped and rotated
-//! ([`crate::logfile`]). No other process is involved; the copy threads end when every
+//! ([`crate::logfile`]), or (the init of a container with a `log_path`) at that path,
+//! reopened on request. No other process is involved; the copy threads end when every
 //! writer of the pipes is gone, and `Wait` waits for them so that an exit is told only once
 //! the output before it is in the log.
 
@@ -55,6 +56,18 @@ impl Output {
         if let Err(e) = log.write(stream, now_ns(), data) {
             eprintln!("berth-shim: log: {e}");
         }
+    }
+
+    /// Closes the log file and opens the one now at its path (created if it was renamed
+    /// away): under the log's lock, so every write before this went to the old file and
+    /// every one after goes to the new one. On failure the old file is written on.
+    pub fn reopen(&self) -> std::io::Result<()> {
+        lock(&self.log).reopen()
+    }
+
+    /// The log file being written.
+    pub fn log_path(&self) -> std::path::PathBuf {
+        lock(&self.log).path()
     }
 
     /// Two pipes whose write ends are the process's stdout and stderr; their read ends are

@@ -217,7 +217,21 @@ impl Shim {
             ShimRequest::Resize { exec_id, cols, rows } => {
                 self.terminal(exec_id.as_deref())?.resize(cols, rows).map(|()| ShimResponse::Ok)
             }
+            ShimRequest::ReopenLog => self.reopen_log(),
         }
+    }
+
+    /// `ReopenLog`: the init's log closed and opened again at its path, while it runs (as
+    /// containerd's CRI refuses a container that is not running).
+    fn reopen_log(&self) -> Result<ShimResponse> {
+        let id = self.args.id.as_str();
+        if !matches!(self.state().status, TaskStatus::Running | TaskStatus::Paused) {
+            return Err(Error::precondition(format!("container {id} is not running")));
+        }
+        self.output.reopen().map_err(|e| {
+            Error::io_at(format_args!("container {id}: reopen log"), &self.output.log_path(), e)
+        })?;
+        Ok(ShimResponse::Ok)
     }
 
     /// Publishes `/tasks/start` (once), then an exit held back until it was.
