@@ -44,6 +44,14 @@ fn pod_config(name: &str, attempt: u32) -> cri::PodSandboxConfig {
         annotations: HashMap::from([("note".into(), "kept exactly: ä/\"x\"".into())]),
         linux: Some(cri::LinuxPodSandboxConfig {
             sysctls: HashMap::from([("net.ipv4.ip_unprivileged_port_start".into(), "81".into())]),
+            // As the kubelet sends it without shareProcessNamespace: a pid namespace per container.
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: cri::NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -391,6 +399,54 @@ fn bad_cri_requests_are_refused_and_leave_nothing() {
         .into_inner()
         .items;
     assert_eq!(pods.len(), 1);
+    block_on(c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod })).expect("rm");
+    assert!(mounts_under(&berth.state).is_empty(), "{:?}", mounts_under(&berth.state));
+}
+
+#[test]
+fn shared_pid_namespace_is_held_by_a_holder_until_the_pod_stops() {
+    let Some((berth, _reg, image)) = setup() else { return };
+    let mut c = block_on(client(&berth));
+    block_on(c.img.pull_image(cri::PullImageRequest {
+        image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
+        ..Default::default()
+    }))
+    .expect("pull");
+    let mut config = pod_config("shared", 0);
+    let sc = config.linux.as_mut().and_then(|l| l.security_context.as_mut()).expect("security context");
+    sc.namespace_options.as_mut().expect("options").pid = cri::NamespaceMode::Pod as i32;
+    let run = cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
+    let pod = block_on(c.rt.run_pod_sandbox(run)).expect("run pod").into_inner().pod_sandbox_id;
+    let holders = processes_with(&pod);
+    assert_eq!(holders.len(), 1, "one holder for the shared pid namespace: {holders:?}");
+    let mut ids = Vec::new();
+    for (name, script) in [("a", "exec sleep 4242"), ("b", "exec sleep 1000")] {
+        let create = cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config(name, &image, script)),
+            sandbox_config: Some(config.clone()),
+        };
+        let id = block_on(c.rt.create_container(create)).expect("create").into_inner().container_id;
+        block_on(c.rt.start_container(cri::StartContainerRequest { container_id: id.clone() }))
+            .expect("start");
+        ids.push(id);
+    }
+    // b sees a's process, and pid 1 of the namespace is the holder, not a container.
+    let r =
+        block_on(exec(&mut c, &ids[1], "cat /proc/[0-9]*/cmdline | tr '\\0' ' '; echo; cat /proc/1/comm"));
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(out.contains("sleep 4242"), "{out}");
+    assert!(out.trim_end().ends_with("berth-pod"), "{out}");
+    block_on(c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }))
+        .expect("stop");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !processes_with(&pod).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(processes_with(&pod).is_empty(), "holder left: {:?}", processes_with(&pod));
+    for id in &ids {
+        assert_eq!(block_on(container_state(&mut c, id)).state, cri::ContainerState::ContainerExited as i32);
+    }
     block_on(c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod })).expect("rm");
     assert!(mounts_under(&berth.state).is_empty(), "{:?}", mounts_under(&berth.state));
 }

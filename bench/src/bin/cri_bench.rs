@@ -49,7 +49,18 @@ fn pod_config(name: &str) -> cri::PodSandboxConfig {
             attempt: 0,
         }),
         hostname: "bench".into(),
-        linux: Some(cri::LinuxPodSandboxConfig::default()),
+        // What the kubelet sends for a pod without shareProcessNamespace: a pid namespace
+        // per container (so berth needs no holder process; containerd still has its pause).
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: cri::NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

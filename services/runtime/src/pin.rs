@@ -59,7 +59,7 @@ pub const KINDS: [&str; 4] = ["net", "ipc", "uts", "pid"];
 pub fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) != Some("pin") {
-        eprintln!("usage: berth-sandbox pin < request.json (run by berth's runtime service)");
+        eprintln!("usage: berth-sandbox pin [SANDBOX-DIR] < request.json (run by berth's runtime service)");
         return std::process::ExitCode::from(2);
     }
     let mut input = String::new();

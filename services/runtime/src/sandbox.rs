@@ -482,6 +482,8 @@ fn run_helper(request: &PinRequest) -> Result<PinAnswer> {
     use std::io::Write;
     let mut child = std::process::Command::new(helper_binary())
         .arg("pin")
+        // Not read: it names the sandbox in the holder's command line (`ps`, cleanups).
+        .arg(&request.dir)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
