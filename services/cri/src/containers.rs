@@ -107,8 +107,26 @@ impl Ctr {
             log_path: self.cri.log_path.clone(),
             resources: None,
             image_id: self.cri.image_id.clone(),
-            user: None,
+            user: self.user(),
         }
+    }
+
+    /// The identity its process runs with, from its OCI spec.
+    fn user(&self) -> Option<k8s_cri::v1::ContainerUser> {
+        let spec: serde_json::Value = serde_json::from_slice(&self.record.spec).ok()?;
+        let user = spec.pointer("/process/user")?;
+        let uid = user.get("uid")?.as_i64()?;
+        let gid = user.get("gid")?.as_i64()?;
+        let mut groups: Vec<i64> = user
+            .get("additionalGids")
+            .and_then(|g| g.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
+            .unwrap_or_default();
+        groups.sort_unstable();
+        groups.dedup();
+        Some(k8s_cri::v1::ContainerUser {
+            linux: Some(k8s_cri::v1::LinuxContainerUser { uid, gid, supplemental_groups: groups }),
+        })
     }
 }
 

@@ -132,6 +132,12 @@ fn seccomp(sc: &LinuxContainerSecurityContext) -> Result<Option<String>> {
 /// A CRI mount as a bind mount. The host path's symlinks are resolved (a hostPath volume may
 /// be a link); a missing host path is made as a directory, as containerd does.
 fn mount(m: &k8s_cri::v1::Mount) -> Result<BindMount> {
+    if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
+        return Err(Error::new(
+            berth_ipc::Code::Unimplemented,
+            format!("mount {:?}: image volumes are not supported", m.container_path),
+        ));
+    }
     if !m.container_path.starts_with('/') {
         return Err(Error::invalid(format!("mount {:?}: container path must be absolute", m.container_path)));
     }
@@ -146,12 +152,6 @@ fn mount(m: &k8s_cri::v1::Mount) -> Result<BindMount> {
             "mount {:?}: host path {:?} must be absolute",
             m.container_path, m.host_path
         )));
-    }
-    if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
-        return Err(Error::new(
-            berth_ipc::Code::Unimplemented,
-            format!("mount {:?}: image volumes are not supported", m.container_path),
-        ));
     }
     if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
         return Err(Error::new(

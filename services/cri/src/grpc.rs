@@ -289,20 +289,16 @@ impl RuntimeService for Cri {
         &self,
         _r: Request<cri::ListMetricDescriptorsRequest>,
     ) -> R<cri::ListMetricDescriptorsResponse> {
-        rpc(&self.stats, "list_metric_descriptors", async {
-            Ok(cri::ListMetricDescriptorsResponse { descriptors: Vec::new() })
-        })
-        .await
+        rpc(&self.stats, "list_metric_descriptors", async { Err(unimplemented("ListMetricDescriptors")) })
+            .await
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _r: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> R<cri::ListPodSandboxMetricsResponse> {
-        rpc(&self.stats, "list_pod_sandbox_metrics", async {
-            Ok(cri::ListPodSandboxMetricsResponse { pod_metrics: Vec::new() })
-        })
-        .await
+        rpc(&self.stats, "list_pod_sandbox_metrics", async { Err(unimplemented("ListPodSandboxMetrics")) })
+            .await
     }
 
     async fn runtime_config(&self, _r: Request<cri::RuntimeConfigRequest>) -> R<cri::RuntimeConfigResponse> {

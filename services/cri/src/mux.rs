@@ -82,20 +82,14 @@ pub async fn serve(
     let berth = Server::<CriProtocol, Cri>::new(cri.clone(), env.server_config());
     let berth = tokio::spawn(berth.serve_streams(berth_rx, shutdown.clone()));
 
-    let incoming = tokio_stream::wrappers::ReceiverStream::new(grpc_rx).map_ok();
     let runtime = RuntimeServiceServer::new(cri.clone())
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let images = ImageServiceServer::new(cri)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-    let stop = shutdown.clone();
-    let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(runtime)
-            .add_service(images)
-            .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await }),
-    );
+    let routes = tonic::service::Routes::new(runtime).add_service(images).prepare();
+    let grpc = tokio::spawn(serve_grpc(routes, grpc_rx, shutdown.clone()));
 
     berth_service_kit::ready::notify_ready();
     tracing::info!(service = env.name, pid = std::process::id(), "ready");
@@ -115,21 +109,95 @@ pub async fn serve(
     }
     drop((grpc_tx, berth_tx));
     drop(listener);
-    if let Ok(Err(e)) = grpc.await {
-        tracing::warn!(error = %e, "gRPC server ended with an error");
-    }
+    let _ = grpc.await;
     let _ = berth.await;
     tracing::info!(service = env.name, "stopped");
     Ok(())
 }
 
-/// A stream of accepted connections as tonic takes them.
-trait MapOk: Sized {
-    fn map_ok(self) -> futures_util::stream::Map<Self, fn(UnixStream) -> std::io::Result<UnixStream>>;
+/// Serves gRPC (HTTP/2) on each connection `incoming` hands over, until `shutdown`; then
+/// each connection is shut down gracefully (its calls in flight finish, for at most 10 s).
+///
+/// Not tonic's own server: it answers a call whose `grpc-timeout` passes with CANCELLED,
+/// and the CRI (critest, the kubelet) expects DEADLINE_EXCEEDED. Here every call runs under
+/// its deadline ([`with_deadline`]).
+async fn serve_grpc(
+    routes: tonic::service::Routes,
+    mut incoming: mpsc::Receiver<UnixStream>,
+    shutdown: CancellationToken,
+) {
+    let tracker = tokio_util::task::TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            s = incoming.recv() => match s { Some(s) => s, None => break },
+        };
+        let routes = routes.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let svc = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                with_deadline(routes.clone(), req)
+            });
+            let svc = hyper_util::service::TowerToHyperService::new(svc);
+            let builder = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+                }
+            }
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
 }
 
-impl MapOk for tokio_stream::wrappers::ReceiverStream<UnixStream> {
-    fn map_ok(self) -> futures_util::stream::Map<Self, fn(UnixStream) -> std::io::Result<UnixStream>> {
-        futures_util::StreamExt::map(self, Ok)
+/// Runs one call, failing it with DEADLINE_EXCEEDED once its `grpc-timeout` has passed.
+async fn with_deadline(
+    routes: tonic::service::Routes,
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<tonic::body::Body>, std::convert::Infallible> {
+    let deadline = req.headers().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(grpc_timeout);
+    let call = tower::ServiceExt::oneshot(routes, req);
+    match deadline {
+        None => call.await,
+        Some(d) => match tokio::time::timeout(d, call).await {
+            Ok(answer) => answer,
+            Err(_) => Ok(tonic::Status::deadline_exceeded(format!("deadline of {d:?} exceeded")).into_http()),
+        },
+    }
+}
+
+/// A `grpc-timeout` header value (`<digits><H|M|S|m|u|n>`) as a duration.
+fn grpc_timeout(v: &str) -> Option<Duration> {
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grpc_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(grpc_timeout("1m"), Some(Duration::from_millis(1)));
+        assert_eq!(grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(grpc_timeout("120000000u"), Some(Duration::from_secs(120)));
+        assert_eq!(grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(grpc_timeout("x"), None);
+        assert_eq!(grpc_timeout(""), None);
     }
 }
