@@ -450,3 +450,47 @@ fn shared_pid_namespace_is_held_by_a_holder_until_the_pod_stops() {
     block_on(c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod })).expect("rm");
     assert!(mounts_under(&berth.state).is_empty(), "{:?}", mounts_under(&berth.state));
 }
+
+#[test]
+fn a_container_killed_by_the_oom_killer_reports_oomkilled() {
+    let Some((berth, _reg, image)) = setup() else { return };
+    let mut c = block_on(client(&berth));
+    block_on(c.img.pull_image(cri::PullImageRequest {
+        image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
+        ..Default::default()
+    }))
+    .expect("pull");
+    let config = pod_config("oom", 0);
+    let run = cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
+    let pod = block_on(c.rt.run_pod_sandbox(run)).expect("run pod").into_inner().pod_sandbox_id;
+    // Memory is filled at once: the kill comes in the container's first moments.
+    let mut hog = container_config("hog", &image, "tail /dev/zero");
+    hog.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        }),
+        security_context: None,
+    });
+    let create = cri::CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(hog),
+        sandbox_config: Some(config),
+    };
+    let id = block_on(c.rt.create_container(create)).expect("create").into_inner().container_id;
+    block_on(c.rt.start_container(cri::StartContainerRequest { container_id: id.clone() })).expect("start");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let st = loop {
+        let st = block_on(container_state(&mut c, &id));
+        if st.state == cri::ContainerState::ContainerExited as i32 || std::time::Instant::now() > deadline {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        (st.state, st.exit_code, st.reason.as_str()),
+        (cri::ContainerState::ContainerExited as i32, 137, "OOMKilled"),
+        "{st:?}"
+    );
+    block_on(c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod })).expect("rm");
+}

@@ -122,6 +122,8 @@ impl Ctr {
             .and_then(|g| g.as_array())
             .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
             .unwrap_or_default();
+        // As `id -G` shows them (and containerd reports): the primary group among them.
+        groups.push(gid);
         groups.sort_unstable();
         groups.dedup();
         Some(k8s_cri::v1::ContainerUser {

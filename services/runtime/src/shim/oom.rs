@@ -41,8 +41,11 @@ pub struct OomWatch {
 }
 
 impl OomWatch {
-    /// The watch of the cgroup the bundle's `config.json` names (`linux.cgroupsPath`); the
-    /// count now is the baseline (a new cgroup's is 0).
+    /// The watch of the cgroup the bundle's `config.json` names (`linux.cgroupsPath`). The
+    /// baseline is 0: the OCI runtime made the cgroup for this container, and with `run
+    /// --detach` the init already runs when the watch is made, so an OOM kill in its first
+    /// moments is already counted (found by critest: a container filling memory at once
+    /// exited `Error`, not `OOMKilled`).
     pub fn new(config: &Path) -> OomWatch {
         let cgroup = std::fs::read(config)
             .ok()
@@ -50,10 +53,7 @@ impl OomWatch {
             .and_then(|c| c.pointer("/linux/cgroupsPath").and_then(|p| p.as_str()).map(str::to_string))
             .filter(|p| p.starts_with('/') && !p.split('/').any(|c| c == ".."));
         let files = cgroup.map(|c| counter_files(&c)).unwrap_or_default();
-        let watch = OomWatch { files, seen: Mutex::new((0, false)) };
-        let now = watch.count().unwrap_or(0);
-        lock(&watch.seen).0 = now;
-        watch
+        OomWatch { files, seen: Mutex::new((0, false)) }
     }
 
     /// The counter now, from the first file that has one.
