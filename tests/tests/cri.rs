@@ -209,6 +209,14 @@ fn pod_lifecycle_through_cri_with_runc_and_crun() {
             String::from_utf8_lossy(&r.stdout),
             format!("host-{name}\n81\nsearch svc.cluster.local\nnameserver 10.0.0.10\noptions ndots:5\n1\n")
         );
+        // Probes every few seconds for a container's life: exec records and logs stay bounded.
+        for i in 0..20 {
+            let r = block_on(exec(&mut c, &main, &format!("echo probe {i}")));
+            assert_eq!(String::from_utf8_lossy(&r.stdout), format!("probe {i}\n"));
+        }
+        let logs = berth.root.join("logs/k8s.io").join(&main);
+        let kept = std::fs::read_dir(&logs).map(|d| d.count()).unwrap_or(0);
+        assert!(kept <= 17, "{kept} log files kept in {}", logs.display());
         // A timeout kills the process and fails the call.
         let slow = cri::ExecSyncRequest {
             container_id: main.clone(),

@@ -22,6 +22,9 @@ use k8s_cri::v1::{
 use crate::records::{self, CONTAINER_EXT, ContainerRecord, STARTED_EXT};
 use crate::{Cri, NAMESPACE, convert};
 
+/// ExecSync processes that may run in one container at once.
+const SYNC_EXEC_SLOTS: usize = 16;
+
 /// A CRI container: its record, what the CRI keeps of it, and its task (if any).
 #[derive(Debug, Clone)]
 pub struct Ctr {
@@ -396,11 +399,33 @@ impl Cri {
         if cmd.is_empty() {
             return Err(Error::invalid("exec: command must not be empty"));
         }
-        let exec_id = format!("sync-{}", &records::new_id()?[..24]);
-        let task = TaskRef { namespace: NAMESPACE.into(), id: c.record.id.clone(), exec_id: Some(exec_id) };
         let spec = ExecSpec { args: cmd, ..ExecSpec::default() };
         let rt = &self.services.runtime;
-        rt.call(Exec { task: task.clone(), spec }).await?;
+        // A small pool of exec ids per container, each reused once its process has exited
+        // (the shim then forgets it and its log): a liveness probe every few seconds must not
+        // pile up exec records and log files for the container's whole life.
+        let mut task = None;
+        for slot in 0..SYNC_EXEC_SLOTS {
+            let t = TaskRef {
+                namespace: NAMESPACE.into(),
+                id: c.record.id.clone(),
+                exec_id: Some(format!("sync-{slot}")),
+            };
+            match rt.call(Exec { task: t.clone(), spec: spec.clone() }).await {
+                Ok(_) => {
+                    task = Some(t);
+                    break;
+                }
+                Err(e) if e.is(Code::AlreadyExists) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let task = task.ok_or_else(|| {
+            Error::unavailable(format!(
+                "container {}: {SYNC_EXEC_SLOTS} ExecSync calls already run in it",
+                c.record.id
+            ))
+        })?;
         let run = async {
             let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
             let mut output = rt.stream(Attach(task.clone())).await?;
