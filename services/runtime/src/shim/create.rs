@@ -4,8 +4,7 @@
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::process::Stdio;
-use std::sync::atomic::AtomicI32;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use berth_ipc::runtime::TaskStatus;
@@ -13,13 +12,13 @@ use berth_ipc::{Error, Result};
 
 use super::ShimArgs;
 use super::events::ShimEvents;
-use super::exit::{self, EarlyDelete, ExitCtx, Order};
+use super::exit::{self, ExitCtx};
 use super::input::Inputs;
 use super::oom::OomWatch;
 use super::process::{Runner, runtime_error};
 use super::reaper::Reaper;
 use super::relay::Output;
-use super::state::Procs;
+use super::state::Shared;
 use super::tty::{ConsoleSocket, Tty};
 use crate::bundle::Bundle;
 use crate::logfile::LogPaths;
@@ -32,10 +31,10 @@ pub struct Shim {
     pub(super) init: i32,
     /// The reaper's mark taken before the init was spawned.
     pub(super) init_since: u64,
-    /// Status, start answered, execs: one lock ([`Procs`]).
-    pub(super) procs: Mutex<Procs>,
-    pub(super) order: Arc<Mutex<Order>>,
-    pub(super) events: Arc<ShimEvents>,
+    /// Everything its threads share, under one lock ([`Shared`]).
+    pub(super) shared: Arc<Shared>,
+    /// What the reaper's exit hook works with (the same state, events, OOM counter).
+    pub(super) exits: ExitCtx,
     pub(super) listener: UnixListener,
     pub(super) tty: Option<Arc<Tty>>,
     /// The init's output log.
@@ -43,8 +42,6 @@ pub struct Shim {
     /// Console sockets made so far (names them apart).
     pub(super) consoles: std::sync::atomic::AtomicUsize,
     pub(super) inputs: Inputs,
-    pub(super) early: Arc<EarlyDelete>,
-    pub(super) oom: Arc<OnceLock<OomWatch>>,
 }
 
 pub(super) fn io(what: &str, e: std::io::Error) -> Error {
@@ -75,20 +72,17 @@ impl Shim {
     /// Starts the reaper, runs the runtime's `create`, binds the socket.
     pub fn create(args: ShimArgs) -> Result<Shim> {
         let bundle = Bundle { dir: args.bundle.clone() };
-        let init = Arc::new(AtomicI32::new(0));
-        let order = Arc::new(Mutex::new(Order::default()));
+        let status = if args.start { TaskStatus::Running } else { TaskStatus::Created };
+        let shared = Shared::new(status);
         let events = Arc::new(ShimEvents::new(args.state.clone(), args.namespace.clone()));
         let cell = Arc::new(OnceLock::new());
-        let early = Arc::new(EarlyDelete::default());
         let oom = Arc::new(OnceLock::new());
         let ctx = ExitCtx {
             id: args.id.clone(),
             bundle: bundle.clone(),
-            init: init.clone(),
-            order: order.clone(),
-            events: events.clone(),
+            shared: shared.clone(),
+            events,
             runner: cell.clone(),
-            early: early.clone(),
             oom: oom.clone(),
         };
         let hook = exit::hook(ctx.clone());
@@ -152,23 +146,19 @@ impl Shim {
         let listener = UnixListener::bind(bundle.socket()).map_err(|e| io("shim socket", e))?;
         std::fs::set_permissions(bundle.socket(), std::fs::Permissions::from_mode(0o600))
             .map_err(|e| io("shim socket", e))?;
-        let status = if args.start { TaskStatus::Running } else { TaskStatus::Created };
         Ok(Shim {
             args,
             bundle,
             runner,
             init: pid,
             init_since,
-            procs: Mutex::new(Procs::new(status)),
-            order,
-            events,
+            shared,
+            exits: ctx,
             listener,
             tty,
             output,
             consoles: std::sync::atomic::AtomicUsize::new(0),
             inputs,
-            early,
-            oom,
         })
     }
 }

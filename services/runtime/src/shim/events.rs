@@ -25,6 +25,18 @@ type Running = (UnboundedSender<Queued>, std::sync::mpsc::Receiver<()>, JoinHand
 type Queued = (Payload, Option<std::sync::mpsc::Sender<()>>);
 type Slot = Arc<Mutex<Option<Running>>>;
 
+/// An event queued by [`ShimEvents::publish_stored`], to wait for.
+pub struct Stored(Option<std::sync::mpsc::Receiver<()>>);
+
+impl Stored {
+    /// Waits up to `timeout` until the event is stored.
+    pub fn wait(self, timeout: Duration) {
+        if let Some(stored) = self.0 {
+            let _ = stored.recv_timeout(timeout);
+        }
+    }
+}
+
 /// A lazily started event thread.
 pub struct ShimEvents {
     state: PathBuf,
@@ -43,18 +55,18 @@ impl ShimEvents {
         self.queue(payload.into(), None);
     }
 
-    /// Queues `payload` and waits up to `timeout` until it is stored, so that what the
+    /// Queues `payload` and answers what waits until it is stored, so that what the
     /// caller answers next cannot overtake it in the log: `/tasks/start` before an
     /// `/tasks/exec-added` the runtime service publishes once `Start` is answered.
     /// Without an events socket there is no log to order (a shim run alone): no wait.
-    pub fn publish_stored(&self, payload: impl Into<Payload>, timeout: Duration) {
+    pub fn publish_stored(&self, payload: impl Into<Payload>) -> Stored {
         if !self.state.join("events.sock").exists() {
             self.publish(payload);
-            return;
+            return Stored(None);
         }
         let (ack, stored) = std::sync::mpsc::channel();
         self.queue(payload.into(), Some(ack));
-        let _ = stored.recv_timeout(timeout);
+        Stored(Some(stored))
     }
 
     fn queue(&self, payload: Payload, ack: Option<std::sync::mpsc::Sender<()>>) {

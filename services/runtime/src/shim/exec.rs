@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use berth_ipc::events::payload::{TaskExecStarted, TaskExit};
+use berth_ipc::events::payload::TaskExecStarted;
 use berth_ipc::runtime::{ShimResponse, TaskStatus};
 use berth_ipc::{Error, Result};
 
@@ -98,25 +98,21 @@ impl Shim {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| Error::internal(format!("exec {exec_id}: no pid")))?;
-        self.procs().add(exec_id, Exec { pid, since, output, tty });
         let upid = u32::try_from(pid).unwrap_or(0);
-        let mut o = self.order.lock().unwrap_or_else(|p| p.into_inner());
-        self.events.publish(TaskExecStarted {
+        // Added, told started and its exit either told now or left to the exit hook, in
+        // one critical section: the hook records an exit in the reaper before it looks for
+        // the exec, so one of the two tells it, after its start.
+        let mut p = self.procs();
+        let exited = self.runner.reaper.exited(pid, since);
+        p.add(exec_id, Exec { pid, since, output, tty }, exited.is_some());
+        let events = &self.exits.events;
+        events.publish(TaskExecStarted {
             container_id: id.to_string(),
             exec_id: exec_id.to_string(),
             pid: upid,
         });
-        match self.runner.reaper.exited(pid, since) {
-            Some(exit) => self.events.publish(TaskExit {
-                container_id: id.to_string(),
-                id: exec_id.to_string(),
-                pid: upid,
-                exit_status: exit.status,
-                exited_at: exit.exited_at,
-            }),
-            None => {
-                o.exec_pids.insert(pid, exec_id.to_string());
-            }
+        if let Some(exit) = exited {
+            events.publish(super::exit::exit_event(&self.exits, exec_id, pid, exit));
         }
         Ok(ShimResponse::Pid(upid))
     }

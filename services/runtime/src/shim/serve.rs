@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
-use berth_ipc::events::payload::TaskStart;
 use berth_ipc::runtime::{ExitInfo, SHIM_PROTOCOL, ShimRequest, ShimResponse, ShimState, TaskStatus};
 use berth_ipc::{Error, Result};
 
@@ -24,10 +23,9 @@ const START_GRACE: Duration = Duration::from_secs(10);
 const IDLE_RELEASE: Duration = Duration::from_millis(300);
 
 impl Shim {
-    /// The shared process state, locked (a poisoned lock is taken over: nothing in it is
-    /// left half-written by a panic).
+    /// The shared state, locked ([`super::state::Shared::lock`]).
     pub(super) fn procs(&self) -> std::sync::MutexGuard<'_, Procs> {
-        self.procs.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared.lock()
     }
 
     /// The container's init pid.
@@ -56,7 +54,7 @@ impl Shim {
             let timeout = dirty.then_some(IDLE_RELEASE);
             // An error (EINTR) counts as readable: the accept then simply fails and retries.
             if !berth_service_kit::fd::wait_readable(shim.listener.as_fd(), timeout).unwrap_or(true) {
-                if active.load(Ordering::SeqCst) == 0 && !shim.events.busy() {
+                if active.load(Ordering::SeqCst) == 0 && !shim.exits.events.busy() {
                     super::sys::trim_heap();
                     super::sys::release_file_pages();
                     dirty = false;
@@ -119,7 +117,7 @@ impl Shim {
 
     /// The init's exit as told: marked when the OOM killer struck in the container.
     fn init_exit(&self, exit: ExitInfo) -> ExitInfo {
-        ExitInfo { oom_killed: self.oom.get().is_some_and(OomWatch::killed), ..exit }
+        ExitInfo { oom_killed: self.exits.oom.get().is_some_and(OomWatch::killed), ..exit }
     }
 
     fn set(&self, status: TaskStatus) {
@@ -236,23 +234,7 @@ impl Shim {
 
     /// Publishes `/tasks/start` (once), then an exit held back until it was.
     fn publish_start(&self) {
-        let id = self.args.id.as_str();
-        let mut o = self.order.lock().unwrap_or_else(|p| p.into_inner());
-        if o.started {
-            return;
-        }
-        // Stored before `Start` is answered (bounded: an events service restarting right
-        // now delays it at most half a second).
-        let start = TaskStart { container_id: id.to_string(), pid: self.init_pid() };
-        self.events.publish_stored(start, Duration::from_millis(500));
-        o.started = true;
-        if let Some(oom) = o.pending_oom.take() {
-            self.events.publish(oom);
-        }
-        if let Some(exit) = o.pending.take() {
-            self.events.publish(exit);
-            self.early.begin(self.runner.clone(), id.to_string());
-        }
+        super::exit::publish_start(&self.exits, self.init_pid());
     }
 
     /// Waits for the early delete of an exited container, or deletes it now (forcibly if
@@ -260,7 +242,7 @@ impl Shim {
     fn delete_exited(&self) {
         super::sys::background_priority();
         let id = self.args.id.as_str();
-        if self.state().status == TaskStatus::Stopped && !self.early.wait(Duration::from_secs(10)) {
+        if self.state().status == TaskStatus::Stopped && !self.shared.early_deleted(Duration::from_secs(10)) {
             super::process::delete_or_force(&self.runner, id);
         }
     }
@@ -279,18 +261,19 @@ impl Shim {
             }
             _ => return Err(Error::precondition(format!("task {id}: still running; kill it first"))),
         }
-        let (oom, pending) = {
-            let mut o = self.order.lock().unwrap_or_else(|p| p.into_inner());
-            (o.pending_oom.take(), o.pending.take())
-        };
-        if let Some(oom) = oom {
-            self.events.publish(oom);
-        }
-        if let Some(exit) = pending {
-            self.events.publish(exit);
+        let events = &self.exits.events;
+        {
+            // What a start that never came held back.
+            let mut p = self.procs();
+            if let Some(oom) = p.pending_oom.take() {
+                events.publish(oom);
+            }
+            if let Some(exit) = p.pending.take() {
+                events.publish(exit);
+            }
         }
         // Give the events a moment to reach the events service.
-        self.events.finish(Duration::from_secs(2));
+        events.finish(Duration::from_secs(2));
         let _ = std::fs::remove_file(self.bundle.socket());
         Ok(())
     }
