@@ -77,7 +77,9 @@ impl Store {
             let paths: Vec<String> =
                 if paths.is_empty() { all.iter().map(|p| p.to_string()).collect() } else { paths.to_vec() };
             for path in &paths {
-                if update::labels(path, &mut cur.labels, &container.labels)? {
+                if update::labels(path, &mut cur.labels, &container.labels)?
+                    || update::extensions(path, &mut cur.extensions, &container.extensions)
+                {
                     continue;
                 }
                 match update::split(path) {
@@ -89,15 +91,6 @@ impl Store {
                     ("snapshot_key" | "snapshotkey", None) => {
                         set_once(&what, "snapshot key", &mut cur.snapshot_key, &container.snapshot_key)?
                     }
-                    ("extensions", None) => cur.extensions = container.extensions.clone(),
-                    ("extensions", Some(name)) => match container.extensions.get(name) {
-                        Some(v) => {
-                            cur.extensions.insert(name.to_string(), v.clone());
-                        }
-                        None => {
-                            cur.extensions.remove(name);
-                        }
-                    },
                     ("id" | "runtime" | "created" | "updated", _) => {
                         return Err(Error::invalid(format!("{what}: field {path:?} is immutable")));
                     }

@@ -70,20 +70,13 @@ impl Store {
             let paths: Vec<String> =
                 if paths.is_empty() { all.iter().map(|p| p.to_string()).collect() } else { paths.to_vec() };
             for path in &paths {
-                if update::labels(path, &mut cur.labels, &sandbox.labels)? {
+                if update::labels(path, &mut cur.labels, &sandbox.labels)?
+                    || update::extensions(path, &mut cur.extensions, &sandbox.extensions)
+                {
                     continue;
                 }
                 match update::split(path) {
                     ("spec", None) => cur.spec = sandbox.spec.clone(),
-                    ("extensions", None) => cur.extensions = sandbox.extensions.clone(),
-                    ("extensions", Some(name)) => match sandbox.extensions.get(name) {
-                        Some(v) => {
-                            cur.extensions.insert(name.to_string(), v.clone());
-                        }
-                        None => {
-                            cur.extensions.remove(name);
-                        }
-                    },
                     ("id" | "runtime" | "created" | "updated", _) => {
                         return Err(Error::invalid(format!("{what}: field {path:?} is immutable")));
                     }

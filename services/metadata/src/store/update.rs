@@ -52,6 +52,28 @@ pub fn labels_only(what: &str, paths: &[String], current: &mut Labels, update: &
     Ok(())
 }
 
+/// Applies an `extensions` (the whole map) or `extensions.<name>` (one entry, removed when
+/// absent from the update) path; false for any other path.
+pub fn extensions(
+    path: &str,
+    current: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    update: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> bool {
+    match split(path) {
+        ("extensions", None) => *current = update.clone(),
+        ("extensions", Some(name)) => match update.get(name) {
+            Some(v) => {
+                current.insert(name.to_string(), v.clone());
+            }
+            None => {
+                current.remove(name);
+            }
+        },
+        _ => return false,
+    }
+    true
+}
+
 /// `InvalidArgument` for a path the object does not have.
 pub fn unknown(what: &str, path: &str) -> Error {
     Error::invalid(format!("{what}: cannot update field {path:?}"))
