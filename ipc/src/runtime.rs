@@ -467,6 +467,44 @@ pub struct Guard(pub TaskRef);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReopenLog(pub TaskRef);
 
+/// New cgroup limits of a container (`UpdateResources`, the CRI's
+/// `UpdateContainerResources`): each field set replaces that limit in the container's spec
+/// and, while its task runs, in the task's cgroup; fields left unset keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceUpdate {
+    /// Memory limit, bytes (swap limited to the same).
+    pub memory: Option<u64>,
+    /// CPU limit in thousandths of a CPU (a 100 ms period).
+    pub cpus_milli: Option<u64>,
+    /// Process count limit.
+    pub pids_limit: Option<u64>,
+    /// CPU shares (cgroup v1 units).
+    pub cpu_shares: Option<u64>,
+    /// CPU period, µs.
+    pub cpu_period: Option<u64>,
+    /// CPU quota, µs per period (-1: none).
+    pub cpu_quota: Option<i64>,
+    /// CPUs allowed (`0-2,4`).
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes allowed.
+    pub cpuset_mems: Option<String>,
+    /// cgroup v2 files, name to value, merged over the spec's.
+    pub unified: BTreeMap<String, String>,
+}
+
+/// `UpdateResources` of container `id`: its spec's limits changed, and those of its running
+/// (or paused, or created) task through the OCI runtime's `update`. Answers once both hold
+/// the new limits; a refused limit changes neither.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateResources {
+    /// The namespace.
+    pub namespace: String,
+    /// The container.
+    pub id: String,
+    /// What changes.
+    pub resources: ResourceUpdate,
+}
+
 /// `ListTasks` of a namespace.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListTasks {
@@ -656,6 +694,8 @@ crate::protocol! {
     /// Close and reopen a task's init log at its path (after the caller renamed it).
     /// Allowed while the task runs (or is paused).
     ReopenLog(ReopenLog) -> () [idempotent];
+    /// Change a container's cgroup limits (its spec's, and its task's while it has one).
+    UpdateResources(UpdateResources) -> () [idempotent];
 }
 
 /// One request to a shim, sent as a JSON line on its private socket.

@@ -502,3 +502,85 @@ fn a_container_killed_by_the_oom_killer_reports_oomkilled() {
     );
     block_on(c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod })).expect("rm");
 }
+
+#[test]
+fn update_container_resources_changes_a_running_containers_cgroup() {
+    let Some((berth, _reg, image)) = setup() else { return };
+    let mut c = block_on(client(&berth));
+    block_on(c.img.pull_image(cri::PullImageRequest {
+        image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
+        ..Default::default()
+    }))
+    .expect("pull");
+    let config = pod_config("upd", 0);
+    let run = cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
+    let pod = block_on(c.rt.run_pod_sandbox(run)).expect("run pod").into_inner().pod_sandbox_id;
+    let mut app = container_config("app", &image, "sleep 600");
+    app.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            ..Default::default()
+        }),
+        security_context: None,
+    });
+    let create = cri::CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(app),
+        sandbox_config: Some(config),
+    };
+    let id = block_on(c.rt.create_container(create)).expect("create").into_inner().container_id;
+    block_on(c.rt.start_container(cri::StartContainerRequest { container_id: id.clone() })).expect("start");
+    // The container's own memory cgroup, v1 or v2, as the kernel enforces it.
+    let limit_script =
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max";
+    let limit = |c: &mut CriClient| {
+        let out = block_on(exec(c, &id, limit_script));
+        assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(limit(&mut c), (64u64 << 20).to_string(), "the create's limit");
+
+    let new = cri::LinuxContainerResources {
+        memory_limit_in_bytes: 96 << 20,
+        cpu_period: 100_000,
+        cpu_quota: 50_000,
+        ..Default::default()
+    };
+    let update = cri::UpdateContainerResourcesRequest {
+        container_id: id[..12].into(),
+        linux: Some(new.clone()),
+        ..Default::default()
+    };
+    block_on(c.rt.update_container_resources(update)).expect("update by id prefix");
+    assert_eq!(limit(&mut c), (96u64 << 20).to_string(), "the running cgroup holds the new limit");
+    let st = block_on(container_state(&mut c, &id));
+    let reported = st.resources.and_then(|r| r.linux).expect("status reports resources");
+    assert_eq!((reported.memory_limit_in_bytes, reported.cpu_quota), (96 << 20, 50_000), "{reported:?}");
+
+    // A bad limit is refused by name and changes nothing.
+    let bad = cri::UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(cri::LinuxContainerResources { cpuset_cpus: "0-x".into(), ..Default::default() }),
+        ..Default::default()
+    };
+    let err = block_on(c.rt.update_container_resources(bad)).expect_err("bad cpuset refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains(&id) && err.message().contains("cpuset"), "{err}");
+    assert_eq!(limit(&mut c), (96u64 << 20).to_string(), "unchanged after the refusal");
+    let unknown = cri::UpdateContainerResourcesRequest {
+        container_id: "0123456789abcdef".into(),
+        linux: Some(new.clone()),
+        ..Default::default()
+    };
+    let err = block_on(c.rt.update_container_resources(unknown)).expect_err("unknown container");
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+
+    // Once it has exited, its resources are history.
+    let stop = cri::StopContainerRequest { container_id: id.clone(), timeout: 0 };
+    block_on(c.rt.stop_container(stop)).expect("stop");
+    let late =
+        cri::UpdateContainerResourcesRequest { container_id: id, linux: Some(new), ..Default::default() };
+    let err = block_on(c.rt.update_container_resources(late)).expect_err("exited container");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+    block_on(c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod })).expect("rm");
+}

@@ -11,7 +11,8 @@ use berth_ipc::metadata::{
 };
 use berth_ipc::runtime::{
     Attach, CreateContainer as RtCreate, Exec, ExecSpec, GetMetrics, KillTask, ListTasks, OutputStream,
-    RemoveContainer as RtRemove, ReopenLog, RunTask, TaskInfo, TaskRef, TaskStatus, WaitTask,
+    RemoveContainer as RtRemove, ReopenLog, RunTask, TaskInfo, TaskRef, TaskStatus, UpdateResources,
+    WaitTask,
 };
 use berth_ipc::{Code, Error, Result};
 use k8s_cri::v1::{
@@ -108,7 +109,13 @@ impl Ctr {
             annotations: self.cri.config.annotations.clone(),
             mounts: self.cri.config.mounts.clone(),
             log_path: self.cri.log_path.clone(),
-            resources: None,
+            resources: self
+                .cri
+                .config
+                .linux
+                .as_ref()
+                .and_then(|l| l.resources.clone())
+                .map(|linux| k8s_cri::v1::ContainerResources { linux: Some(linux), windows: None }),
             image_id: self.cri.image_id.clone(),
             user: self.user(),
         }
@@ -288,6 +295,41 @@ impl Cri {
             return Err(Error::precondition(format!("container {} is not running", c.record.id)));
         }
         self.services.runtime.call(ReopenLog(TaskRef::init(NAMESPACE, &c.record.id))).await
+    }
+
+    /// `UpdateContainerResources`: the runtime changes the spec's and the running task's
+    /// cgroup limits; then the CRI record holds the new resources, which ContainerStatus
+    /// reports. Refused for an exited container, as containerd does.
+    pub async fn update_container_resources(
+        &self,
+        id: &str,
+        linux: Option<k8s_cri::v1::LinuxContainerResources>,
+    ) -> Result<()> {
+        let c = self.container(id).await?;
+        let id = c.record.id.clone();
+        if c.state() == ContainerState::ContainerExited {
+            return Err(Error::precondition(format!(
+                "container {id}: has exited; its resources cannot change"
+            )));
+        }
+        let Some(linux) = linux else { return Ok(()) };
+        let resources = convert::resource_update(&linux).map_err(|e| e.context(format!("container {id}")))?;
+        self.services
+            .runtime
+            .call(UpdateResources { namespace: NAMESPACE.into(), id: id.clone(), resources })
+            .await?;
+        let mut cri = c.cri;
+        let config_linux = cri.config.linux.get_or_insert_with(Default::default);
+        config_linux.resources = Some(linux);
+        let mut record = c.record;
+        record.extensions.insert(CONTAINER_EXT.into(), records::encode(&cri)?);
+        let update = UpdateContainer {
+            namespace: NAMESPACE.into(),
+            container: record,
+            paths: vec![format!("extensions.{CONTAINER_EXT}")],
+        };
+        self.services.metadata.call(update).await?;
+        Ok(())
     }
 
     /// `StartContainer`.

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use berth_ipc::runtime::{BindMount, Device, LinuxOptions, NamespaceMode, Propagation, RunOptions};
+use berth_ipc::runtime::{
+    BindMount, Device, LinuxOptions, NamespaceMode, Propagation, ResourceUpdate, RunOptions,
+};
 use berth_ipc::{Error, Result};
 use k8s_cri::v1::security_profile::ProfileType;
 use k8s_cri::v1::{ContainerConfig, LinuxContainerSecurityContext, MountPropagation, SecurityProfile};
@@ -203,6 +205,27 @@ fn namespace_mode(mode: i32, target: &str) -> Result<NamespaceMode> {
         }
         Err(_) => Err(Error::invalid(format!("namespace mode {mode}: unknown"))),
     }
+}
+
+/// The limits an `UpdateContainerResources` sets: zero (or empty) fields are not set, as
+/// in a create. Hugepage limits and a swap limit apart from memory are refused.
+pub fn resource_update(r: &k8s_cri::v1::LinuxContainerResources) -> Result<ResourceUpdate> {
+    if r.hugepage_limits.iter().any(|h| h.limit > 0) {
+        return Err(Error::new(berth_ipc::Code::Unimplemented, "hugepage limits are not supported"));
+    }
+    let positive = |v: i64| u64::try_from(v).ok().filter(|v| *v > 0);
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    Ok(ResourceUpdate {
+        memory: positive(r.memory_limit_in_bytes),
+        cpus_milli: None,
+        pids_limit: None,
+        cpu_shares: positive(r.cpu_shares),
+        cpu_period: positive(r.cpu_period),
+        cpu_quota: (r.cpu_quota > 0).then_some(r.cpu_quota),
+        cpuset_cpus: non_empty(&r.cpuset_cpus),
+        cpuset_mems: non_empty(&r.cpuset_mems),
+        unified: r.unified.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    })
 }
 
 fn linux_options(

@@ -151,10 +151,12 @@ impl RuntimeService for Cri {
 
     async fn update_container_resources(
         &self,
-        _r: Request<cri::UpdateContainerResourcesRequest>,
+        r: Request<cri::UpdateContainerResourcesRequest>,
     ) -> R<cri::UpdateContainerResourcesResponse> {
+        let r = r.into_inner();
         rpc(&self.stats, "update_container_resources", async {
-            Err(unimplemented("UpdateContainerResources"))
+            self.update_container_resources(&r.container_id, r.linux).await.or_status()?;
+            Ok(cri::UpdateContainerResourcesResponse {})
         })
         .await
     }

@@ -23,6 +23,7 @@
 //! - [`task_lookup`] — finding a task; "container X has no task" and its kin.
 //! - [`tasks`] — task lifecycle: create, start, kill, wait, state, delete, list.
 //! - [`procs`] — exec, ps, pause, resume, metrics, attach.
+//! - [`update`] — `UpdateResources`: a container's cgroup limits changed in place.
 //! - [`sandbox`] — pod sandboxes: namespaces held without an image, `/dev/shm`, DNS files.
 //! - [`pin`] — `berth-sandbox`: the helper that holds a sandbox's namespaces.
 //! - [`rm_on_exit`] — containers removed when their task exits (`run --rm -d`).
@@ -66,6 +67,7 @@ pub mod shim_client;
 pub mod spec;
 pub mod task_lookup;
 pub mod tasks;
+pub mod update;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -225,6 +227,7 @@ impl Handler<RuntimeProtocol> for Runtime {
             Q::GetSandbox(r) => self.get_sandbox(r.0).await.map(A::GetSandbox).into(),
             Q::ListSandboxes(r) => self.list_sandboxes(&r.namespace).await.map(A::ListSandboxes).into(),
             Q::ReopenLog(r) => self.reopen_log(r.0).await.map(A::ReopenLog).into(),
+            Q::UpdateResources(r) => self.update_resources(r).await.map(A::UpdateResources).into(),
         }
     }
 }

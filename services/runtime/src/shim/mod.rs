@@ -39,6 +39,8 @@ mod state;
 mod sys;
 mod tty;
 
+pub use process::runtime_error;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;

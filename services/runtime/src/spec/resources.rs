@@ -3,7 +3,7 @@
 //! (which win over `cpus_milli`), and its `oom_score_adj` (raised to the runtime's own, the
 //! least it may give a child without `CAP_SYS_RESOURCE`).
 
-use berth_ipc::runtime::{LinuxOptions, RunOptions};
+use berth_ipc::runtime::{LinuxOptions, ResourceUpdate, RunOptions};
 use berth_ipc::{Error, Result};
 use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
 
@@ -61,6 +61,29 @@ pub fn limit(resources: &mut LinuxResources, opts: &RunOptions, host: &Host) -> 
         resources.set_unified(Some(l.unified.clone().into_iter().collect()));
     }
     Ok(())
+}
+
+/// `u`'s limits over `resources` (a container's spec's): checked as a create's would be;
+/// what `u` leaves unset stays, and its `unified` files are merged over the spec's.
+pub fn update(resources: &mut LinuxResources, u: &ResourceUpdate, host: &Host) -> Result<()> {
+    let mut unified = resources.unified().clone().unwrap_or_default();
+    unified.extend(u.unified.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let opts = RunOptions {
+        memory: u.memory,
+        cpus_milli: u.cpus_milli,
+        pids_limit: u.pids_limit,
+        linux: LinuxOptions {
+            cpu_shares: u.cpu_shares,
+            cpu_period: u.cpu_period,
+            cpu_quota: u.cpu_quota,
+            cpuset_cpus: u.cpuset_cpus.clone(),
+            cpuset_mems: u.cpuset_mems.clone(),
+            unified: if u.unified.is_empty() { Default::default() } else { unified.into_iter().collect() },
+            ..LinuxOptions::default()
+        },
+        ..RunOptions::default()
+    };
+    limit(resources, &opts, host)
 }
 
 /// `l`'s CPU settings over `cpu`.
