@@ -118,26 +118,30 @@ mod tests {
         let mut linux = spec.linux().clone().unwrap_or_default();
         linux.set_resources(Some(limits));
         spec.set_linux(Some(linux));
-        serde_json::to_vec(&spec).unwrap()
+        serde_json::to_vec(&spec).expect("test value")
     }
 
     #[test]
     fn set_fields_replace_and_unset_ones_stay() {
         let mut start = LinuxResources::default();
         let before = ResourceUpdate { memory: Some(64 << 20), cpu_shares: Some(512), ..Default::default() };
-        resources::update(&mut start, &before, &host()).unwrap();
+        resources::update(&mut start, &before, &host()).expect("test value");
         let raw = spec_with(start);
         let req = request(ResourceUpdate {
             memory: Some(128 << 20),
             cpu_quota: Some(20_000),
             ..Default::default()
         });
-        let (json, limits) = updated(&raw, &req, &host()).unwrap();
+        let (json, limits) = updated(&raw, &req, &host()).expect("test value");
         assert_eq!(limits.memory().as_ref().and_then(|m| m.limit()), Some(128 << 20));
-        let cpu = limits.cpu().clone().unwrap();
+        let cpu = limits.cpu().clone().expect("test value");
         assert_eq!((cpu.shares(), cpu.quota()), (Some(512), Some(20_000)), "shares kept, quota set");
-        let back: Spec = serde_json::from_slice(&json).unwrap();
-        assert_eq!(back.linux().as_ref().unwrap().resources().as_ref(), Some(&limits), "the spec holds them");
+        let back: Spec = serde_json::from_slice(&json).expect("test value");
+        assert_eq!(
+            back.linux().as_ref().expect("test value").resources().as_ref(),
+            Some(&limits),
+            "the spec holds them"
+        );
     }
 
     #[test]
@@ -147,13 +151,13 @@ mod tests {
             unified: [("memory.high".to_string(), "100M".to_string())].into(),
             ..Default::default()
         };
-        resources::update(&mut start, &first, &host()).unwrap();
+        resources::update(&mut start, &first, &host()).expect("test value");
         let req = request(ResourceUpdate {
             unified: [("pids.max".to_string(), "10".to_string())].into(),
             ..Default::default()
         });
-        let (_, limits) = updated(&spec_with(start), &req, &host()).unwrap();
-        let unified = limits.unified().clone().unwrap();
+        let (_, limits) = updated(&spec_with(start), &req, &host()).expect("test value");
+        let unified = limits.unified().clone().expect("test value");
         assert_eq!(unified.get("memory.high").map(String::as_str), Some("100M"));
         assert_eq!(unified.get("pids.max").map(String::as_str), Some("10"));
     }
@@ -163,7 +167,7 @@ mod tests {
         let raw = spec_with(LinuxResources::default());
         let err =
             updated(&raw, &request(ResourceUpdate { cpu_period: Some(5), ..Default::default() }), &host())
-                .unwrap_err();
+                .expect_err("refused");
         assert!(err.is(Code::InvalidArgument), "{err}");
         assert!(err.message.contains("c1") && err.message.contains("cpu period"), "{err}");
         let v1 = Host { cgroup_v2: false, ..host() };
