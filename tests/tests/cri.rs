@@ -584,3 +584,38 @@ fn update_container_resources_changes_a_running_containers_cgroup() {
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
     block_on(c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod })).expect("rm");
 }
+
+#[test]
+fn stop_container_sends_the_images_stop_signal() {
+    let Some((berth, _reg, _image)) = setup() else { return };
+    runtime_support::import_busybox_in(
+        &berth,
+        "k8s.io",
+        "quitter",
+        serde_json::json!({"Cmd": ["sh"], "StopSignal": "SIGUSR1"}),
+    );
+    let mut c = block_on(client(&berth));
+    let config = pod_config("stopsig", 0);
+    let run = cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
+    let pod = block_on(c.rt.run_pod_sandbox(run)).expect("run pod").into_inner().pod_sandbox_id;
+    // As pid 1 the shell ignores a signal it has no trap for: SIGTERM would end in the
+    // SIGKILL after the timeout (137); SIGUSR1 runs the trap (42).
+    let script = "trap 'exit 42' USR1; touch /tmp/ready; while true; do sleep 0.1; done";
+    let create = cri::CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(container_config("quitter", "quitter", script)),
+        sandbox_config: Some(config),
+    };
+    let id = block_on(c.rt.create_container(create)).expect("create").into_inner().container_id;
+    block_on(c.rt.start_container(cri::StartContainerRequest { container_id: id.clone() })).expect("start");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while block_on(exec(&mut c, &id, "test -e /tmp/ready")).exit_code != 0 {
+        assert!(std::time::Instant::now() < deadline, "the trap was never set");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stop = cri::StopContainerRequest { container_id: id.clone(), timeout: 10 };
+    block_on(c.rt.stop_container(stop)).expect("stop");
+    let st = block_on(container_state(&mut c, &id));
+    assert_eq!((st.state, st.exit_code), (cri::ContainerState::ContainerExited as i32, 42), "{st:?}");
+    block_on(c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod })).expect("rm");
+}

@@ -135,26 +135,7 @@ pub enum TasksCmd {
 
 /// A signal by name (`SIGKILL`, `KILL`) or number.
 pub fn parse_signal(s: &str) -> anyhow::Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        anyhow::ensure!((1..=64).contains(&n), "signal {n}: out of range");
-        return Ok(n);
-    }
-    let name = s.to_ascii_uppercase();
-    let name = name.strip_prefix("SIG").unwrap_or(&name);
-    let n = match name {
-        "HUP" => 1,
-        "INT" => 2,
-        "QUIT" => 3,
-        "KILL" => 9,
-        "USR1" => 10,
-        "USR2" => 12,
-        "TERM" => 15,
-        "CONT" => 18,
-        "STOP" => 19,
-        "WINCH" => 28,
-        _ => anyhow::bail!("signal {s:?}: unknown"),
-    };
-    Ok(n)
+    berth_oci::signal::parse(s).map_err(anyhow::Error::msg)
 }
 
 /// Runs a tasks command.

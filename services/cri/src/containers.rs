@@ -242,7 +242,7 @@ impl Cri {
             return Err(Error::invalid(format!("container {:?}: image is required", meta.name)));
         }
         let mut options = convert::run_options(&config, &pod.info.id)?;
-        let (image_name, image_id) = self.image_for_container(&image).await?;
+        let (image_name, image_id, stop_signal) = self.image_for_container(&image).await?;
         let log_path = match (pod.log_directory(), config.log_path.as_str()) {
             ("", _) | (_, "") => String::new(),
             (dir, file) => {
@@ -273,6 +273,7 @@ impl Cri {
             image_name: image_name.clone(),
             image_id,
             log_path,
+            stop_signal,
         };
         let req = RtCreate {
             namespace: NAMESPACE.into(),
@@ -355,8 +356,8 @@ impl Cri {
         Ok(())
     }
 
-    /// `StopContainer`: SIGTERM, then SIGKILL after `timeout` seconds. An unknown or stopped
-    /// container is already stopped.
+    /// `StopContainer`: the image's stop signal (SIGTERM when it names none), then SIGKILL
+    /// after `timeout` seconds. An unknown or stopped container is already stopped.
     pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
         let c = match self.container(id).await {
             Ok(c) => c,
@@ -370,7 +371,14 @@ impl Cri {
         let rt = &self.services.runtime;
         let wait = Duration::from_secs(u64::try_from(timeout).unwrap_or(0));
         if !wait.is_zero() {
-            let _ = rt.call(KillTask { task: task.clone(), signal: libc::SIGTERM, all: false }).await;
+            let signal = match c.cri.stop_signal.as_str() {
+                "" => libc::SIGTERM,
+                name => berth_oci::signal::parse(name).unwrap_or_else(|e| {
+                    tracing::warn!(id = %c.record.id, "image stop signal: {e}; sending SIGTERM");
+                    libc::SIGTERM
+                }),
+            };
+            let _ = rt.call(KillTask { task: task.clone(), signal, all: false }).await;
             if tokio::time::timeout(wait, rt.call(WaitTask(task.clone()))).await.is_ok() {
                 return Ok(());
             }

@@ -12,7 +12,9 @@ use berth_client::pull::PullOptions;
 use berth_client::reference::Reference;
 use berth_client::registry::Credentials;
 use berth_ipc::content::proxy::ContentClient;
-use berth_ipc::metadata::{CreateImage, DeleteImage, Image as BerthImage, ListImages, ListIn};
+use berth_ipc::metadata::{
+    ByName, CreateImage, DeleteImage, GetImage, Image as BerthImage, ListImages, ListIn,
+};
 use berth_ipc::{Code, Digest, Error, Result};
 use berth_oci::{Descriptor, Platform};
 use k8s_cri::v1::{
@@ -51,6 +53,16 @@ pub struct Resolved {
     pub size: u64,
     /// The config's `User`.
     pub user: String,
+    /// The config's `StopSignal` (empty: none).
+    pub stop_signal: String,
+}
+
+/// What one image record resolves to.
+struct Facts {
+    id: String,
+    size: u64,
+    user: String,
+    stop_signal: String,
 }
 
 impl Resolved {
@@ -102,8 +114,8 @@ impl Cri {
         Ok(out)
     }
 
-    /// The config digest, size and user of one record.
-    async fn resolve_record(&self, image: &BerthImage) -> Result<(String, u64, String)> {
+    /// The config digest, size, user and stop signal of one record.
+    async fn resolve_record(&self, image: &BerthImage) -> Result<Facts> {
         let t = &image.target;
         let root = Descriptor::new(&t.media_type, t.digest, t.size);
         let (r, _) = berth_oci::resolve::load(&self.content(), &root, &Platform::host())
@@ -111,21 +123,32 @@ impl Cri {
             .map_err(|e| Error::new(e.code, format!("image {}: {}", image.name, e.message)))?;
         let size =
             r.manifest.layers.iter().map(|l| l.size).sum::<u64>() + r.manifest.config.size + r.desc.size;
-        let user = serde_json::from_slice::<serde_json::Value>(&r.config_json)
-            .ok()
-            .and_then(|v| v.pointer("/config/User").and_then(|u| u.as_str()).map(str::to_string))
-            .unwrap_or_default();
-        Ok((r.manifest.config.digest.to_string(), size, user))
+        let config = serde_json::from_slice::<serde_json::Value>(&r.config_json).unwrap_or_default();
+        let text = |field: &str| {
+            config.pointer(field).and_then(|u| u.as_str()).map(str::to_string).unwrap_or_default()
+        };
+        Ok(Facts {
+            id: r.manifest.config.digest.to_string(),
+            size,
+            user: text("/config/User"),
+            stop_signal: text("/config/StopSignal"),
+        })
     }
 
     /// Every CRI image, by id.
     pub async fn images(&self) -> Result<Vec<Resolved>> {
         let mut by_id: BTreeMap<String, Resolved> = BTreeMap::new();
         for record in self.records().await? {
-            let Ok((id, size, user)) = self.resolve_record(&record).await else { continue };
+            let Ok(f) = self.resolve_record(&record).await else { continue };
             by_id
-                .entry(id.clone())
-                .or_insert_with(|| Resolved { id, names: Vec::new(), size, user })
+                .entry(f.id.clone())
+                .or_insert_with(|| Resolved {
+                    id: f.id,
+                    names: Vec::new(),
+                    size: f.size,
+                    user: f.user,
+                    stop_signal: f.stop_signal,
+                })
                 .names
                 .push(record.name);
         }
@@ -206,7 +229,7 @@ impl Cri {
         }
         let record =
             BerthImage { name: pulled.name, target, labels: BTreeMap::new(), created: 0, updated: 0 };
-        Ok(self.resolve_record(&record).await?.0)
+        Ok(self.resolve_record(&record).await?.id)
     }
 
     /// `RemoveImage`: every name of the image; an unknown image is already removed.
@@ -258,21 +281,35 @@ impl Cri {
         .unwrap_or_default()
     }
 
-    /// The berth image name of `spec` (for a container's record), and its id.
-    pub async fn image_for_container(&self, spec: &str) -> Result<(String, String)> {
+    /// The berth image name of `spec` (for a container's record), its id and stop signal.
+    /// A name is looked up directly (one record resolved, not every image); an id or id
+    /// prefix needs the whole list.
+    pub async fn image_for_container(&self, spec: &str) -> Result<(String, String, String)> {
+        if spec.is_empty() {
+            return Err(Error::invalid("image: name must not be empty"));
+        }
+        let normalized = berth_client::reference::normalize(spec).ok();
+        for name in std::iter::once(spec).chain(normalized.as_deref()) {
+            let by_name = ByName { namespace: NAMESPACE.into(), name: name.to_string() };
+            match self.services.metadata.call(GetImage(by_name)).await {
+                Ok(record) => {
+                    let f = self.resolve_record(&record).await?;
+                    return Ok((record.name, f.id, f.stop_signal));
+                }
+                Err(e) if e.is(Code::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let image = self
             .find_image(spec)
             .await?
             .ok_or_else(|| Error::not_found(format!("image {spec}: not found (pull it first)")))?;
-        let normalized = berth_client::reference::normalize(spec).ok();
         let name = image
             .names
-            .iter()
-            .find(|n| Some(*n) == normalized.as_ref() || *n == spec)
-            .or_else(|| image.names.first())
+            .first()
             .cloned()
             .ok_or_else(|| Error::not_found(format!("image {spec}: has no name")))?;
-        Ok((name, image.id))
+        Ok((name, image.id, image.stop_signal))
     }
 }
 

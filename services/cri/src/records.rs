@@ -29,6 +29,9 @@ pub struct ContainerRecord {
     pub image_id: String,
     /// Its log file (the pod's log directory joined with the container's log path), or empty.
     pub log_path: String,
+    /// The image config's `StopSignal` at create (empty: SIGTERM), which StopContainer sends.
+    #[serde(default)]
+    pub stop_signal: String,
 }
 
 /// The pod config kept in a sandbox's extensions.
