@@ -168,17 +168,30 @@ fn same_container(a: &ContainerRecord, sandbox: &str, config: &ContainerConfig) 
 }
 
 impl Cri {
+    /// The container records matching `filters` (all with none).
+    async fn container_records(&self, filters: Vec<String>) -> Result<Vec<BerthContainer>> {
+        let list = ListContainers(ListIn { namespace: NAMESPACE.into(), filters });
+        let mut pages = self.services.metadata.stream(list).await?;
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            out.extend(page?);
+        }
+        Ok(out)
+    }
+
+    /// The ids and CRI records of pod `pod`'s containers (no tasks asked: names only).
+    async fn pod_records(&self, pod: &str) -> Result<Vec<(String, ContainerRecord)>> {
+        let filter = format!("labels.\"{}\"=={pod}", berth_ipc::runtime::LABEL_SANDBOX);
+        let records = self.container_records(vec![filter]).await?;
+        Ok(records
+            .iter()
+            .filter_map(|r| Some((r.id.clone(), records::container_record(&r.extensions, &r.id).ok()?)))
+            .collect())
+    }
+
     /// Every CRI container with its task.
     pub async fn containers(&self) -> Result<Vec<Ctr>> {
-        let list = ListContainers(ListIn { namespace: NAMESPACE.into(), filters: Vec::new() });
-        let records = async {
-            let mut pages = self.services.metadata.stream(list).await?;
-            let mut out = Vec::new();
-            while let Some(page) = pages.next().await {
-                out.extend(page?);
-            }
-            Ok::<_, Error>(out)
-        };
+        let records = self.container_records(Vec::new());
         let tasks = self.services.runtime.call(ListTasks { namespace: NAMESPACE.into() });
         let (records, tasks) = tokio::join!(records, tasks);
         let mut tasks: HashMap<String, TaskInfo> = tasks?.into_iter().map(|t| (t.id.clone(), t)).collect();
@@ -258,12 +271,11 @@ impl Cri {
         // Written there by the container's shim, rotated by the kubelet (ReopenContainerLog).
         options.log_path = (!log_path.is_empty()).then(|| log_path.clone());
         let _names = self.names.lock().await;
-        if let Some(taken) =
-            self.containers().await?.into_iter().find(|c| same_container(&c.cri, &pod.info.id, &config))
-        {
+        let pod_records = self.pod_records(&pod.info.id).await?;
+        if let Some((taken, _)) = pod_records.iter().find(|(_, c)| same_container(c, &pod.info.id, &config)) {
             return Err(Error::already_exists(format!(
-                "container name {}_{} in pod sandbox {} is reserved for {}",
-                meta.name, meta.attempt, pod.info.id, taken.record.id
+                "container name {}_{} in pod sandbox {} is reserved for {taken}",
+                meta.name, meta.attempt, pod.info.id
             )));
         }
         let id = records::new_id()?;
