@@ -1,0 +1,177 @@
+//! berth's CNI driver: what libcni does for containerd. Network lists come from a conf dir
+//! ([`conf`]); each plugin of a list runs per the CNI spec ([`exec`]), `ADD` in order with
+//! the previous plugin's result passed on, `DEL` in reverse; and every attachment is recorded
+//! before its `ADD` starts and until its `DEL` has succeeded ([`cache`]), so whatever dies in
+//! between, the next start finds what to tear down with exactly the config it was made with.
+//!
+//! The plugins are the ecosystem's (Debian's `containernetworking-plugins`: bridge,
+//! host-local, portmap, firewall, …): berth writes no bridge or IPAM of its own.
+
+pub mod cache;
+pub mod conf;
+pub mod exec;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_ipc::{Code, Error, Result};
+use serde_json::{Map, Value};
+
+pub use conf::NetworkList;
+
+/// Where networks, plugins and records are.
+#[derive(Debug, Clone)]
+pub struct Cni {
+    /// The conf dir (`*.conflist`, `*.conf`, `*.json`).
+    pub conf_dir: PathBuf,
+    /// Where plugin binaries are looked for, in order.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Attachment records (`<cache_dir>/results/`).
+    pub cache_dir: PathBuf,
+    /// How long one plugin run may take before it is killed.
+    pub timeout: Duration,
+}
+
+/// One attachment of a network to a network namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    /// `CNI_CONTAINERID`: the attachment's owner (unique per network and interface).
+    pub container_id: String,
+    /// `CNI_NETNS`: the network namespace file.
+    pub netns: PathBuf,
+    /// `CNI_IFNAME`: the interface made inside it.
+    pub ifname: String,
+    /// `CNI_ARGS`, `K=V` pairs (the kubelet's `K8S_POD_NAME` and friends).
+    pub args: Vec<(String, String)>,
+    /// Capability arguments (`portMappings`, `dns`, …), given as `runtimeConfig` to the
+    /// plugins that declare the capability.
+    pub capabilities: Map<String, Value>,
+}
+
+/// What an `ADD` gave: the final result as the last plugin printed it, and its addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Added {
+    /// The result JSON.
+    pub result: Value,
+    /// Its IP addresses without prefix length (`10.88.0.5`), in the result's order.
+    pub ips: Vec<String>,
+}
+
+impl Cni {
+    /// The network list named `name` in the conf dir; `NotFound` when none has that name.
+    pub fn network(&self, name: &str) -> Result<NetworkList> {
+        let (lists, broken) = conf::load_dir(&self.conf_dir)?;
+        if let Some(list) = lists.into_iter().find(|l| l.name == name) {
+            return Ok(list);
+        }
+        let why = broken.iter().map(|(p, e)| format!("{}: {e}", p.display())).collect::<Vec<_>>().join("; ");
+        let mut msg = format!("network {name}: no such network in {}", self.conf_dir.display());
+        if !why.is_empty() {
+            msg.push_str(&format!(" (unreadable: {why})"));
+        }
+        Err(Error::not_found(msg))
+    }
+
+    /// Every plugin of `net` is installed: the list can be used.
+    pub fn status(&self, net: &NetworkList) -> Result<()> {
+        for p in &net.plugins {
+            exec::find_plugin(&self.plugin_dirs, &p.kind)
+                .map_err(|e| e.context(format!("network {}", net.name)))?;
+        }
+        Ok(())
+    }
+
+    /// Attaches `net` to `a`'s namespace: the record first, then each plugin's `ADD`. A
+    /// failing plugin has the ones before it undone (`DEL` in reverse) and the record
+    /// removed; the error names the network and the plugin.
+    pub fn add(&self, net: &NetworkList, a: &Attachment) -> Result<Added> {
+        let entry = cache::Entry::new(net, a);
+        cache::write(&self.cache_dir, &entry)?;
+        let mut prev: Option<Value> = None;
+        for (i, plugin) in net.plugins.iter().enumerate() {
+            let stdin = conf::plugin_input(net, plugin, prev.as_ref(), &a.capabilities);
+            match exec::run(self, net, plugin, "ADD", a, &stdin) {
+                Ok(out) => prev = Some(out.unwrap_or_else(|| Value::Object(Map::new()))),
+                Err(e) => {
+                    self.del_plugins(net, &net.plugins[..=i], a, prev.as_ref());
+                    let _ = cache::remove(&self.cache_dir, &entry.key());
+                    return Err(e);
+                }
+            }
+        }
+        let result = prev.unwrap_or_else(|| Value::Object(Map::new()));
+        let entry = cache::Entry { result: Some(result.clone()), ..entry };
+        if let Err(e) = cache::write(&self.cache_dir, &entry) {
+            self.del_plugins(net, &net.plugins, a, Some(&result));
+            let _ = cache::remove(&self.cache_dir, &entry.key());
+            return Err(e);
+        }
+        Ok(Added { ips: ips_of(&result), result })
+    }
+
+    /// Detaches network `name` from `a`: every plugin's `DEL`, last first, with the config
+    /// and result recorded at `ADD` (the conf dir's list when there is no record). The
+    /// record goes once every `DEL` succeeded; a failure keeps it for a later retry. An
+    /// attachment never made (no record, no such network) is already detached.
+    pub fn del(&self, name: &str, a: &Attachment) -> Result<()> {
+        let key = cache::key(name, &a.container_id, &a.ifname);
+        let (net, prev) = match cache::read(&self.cache_dir, &key)? {
+            Some(entry) => (entry.network()?, entry.result),
+            None => match self.network(name) {
+                Ok(net) => (net, None),
+                Err(e) if e.is(Code::NotFound) => return Ok(()),
+                Err(e) => return Err(e),
+            },
+        };
+        let failed = self.del_plugins(&net, &net.plugins, a, prev.as_ref());
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        cache::remove(&self.cache_dir, &key)
+    }
+
+    /// `DEL` of `plugins`, last first, each tried; the first error is answered.
+    fn del_plugins(
+        &self,
+        net: &NetworkList,
+        plugins: &[conf::Plugin],
+        a: &Attachment,
+        prev: Option<&Value>,
+    ) -> Option<Error> {
+        let mut first = None;
+        for plugin in plugins.iter().rev() {
+            let stdin = conf::plugin_input(net, plugin, prev, &a.capabilities);
+            if let Err(e) = exec::run(self, net, plugin, "DEL", a, &stdin) {
+                tracing::warn!(network = %net.name, plugin = %plugin.kind, error = %e, "CNI DEL failed");
+                first.get_or_insert(e);
+            }
+        }
+        first
+    }
+
+    /// Every recorded attachment (for the start's reconcile).
+    pub fn attachments(&self) -> Vec<cache::Entry> {
+        cache::list(&self.cache_dir)
+    }
+}
+
+/// The addresses in a CNI result (`ips[].address`, prefix length cut).
+pub fn ips_of(result: &Value) -> Vec<String> {
+    let Some(ips) = result.get("ips").and_then(Value::as_array) else { return Vec::new() };
+    ips.iter()
+        .filter_map(|ip| ip.get("address")?.as_str())
+        .map(|a| a.split('/').next().unwrap_or(a).to_string())
+        .collect()
+}
+
+/// `path` joined for `CNI_PATH`.
+fn joined(dirs: &[PathBuf]) -> String {
+    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
+}
+
+/// Creates `dir` (0700) and its parents.
+fn make_dir(dir: &Path) -> Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    std::os::unix::fs::DirBuilderExt::mode(b.recursive(true), 0o700);
+    b.create(dir).map_err(|e| Error::io_at("create", dir, e))
+}
