@@ -19,7 +19,7 @@ pub mod records;
 pub mod sandboxes;
 pub mod update;
 
-use berth_ipc::sync::lock;
+use berth_ipc::sync::{lock, wait};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -133,7 +133,7 @@ impl Store {
                 return Ok(());
             }
             if s.syncing {
-                s = self.synced.wait(s).unwrap_or_else(|p| p.into_inner());
+                s = wait(&self.synced, s);
                 continue;
             }
             s.syncing = true;

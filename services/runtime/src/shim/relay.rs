@@ -6,7 +6,7 @@
 //! writer of the pipes is gone, and `Wait` waits for them so that an exit is told only once
 //! the output before it is in the log.
 
-use berth_ipc::sync::lock;
+use berth_ipc::sync::{lock, wait_timeout_while};
 use std::io::{PipeReader, PipeWriter, Read};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -114,7 +114,7 @@ impl Output {
     /// Waits (at most `timeout`) until every copy thread has reached the end of its pipe.
     pub fn wait_drained(&self, timeout: Duration) {
         let guard = lock(&self.running);
-        let _ = self.changed.wait_timeout_while(guard, timeout, |n| *n > 0);
+        drop(wait_timeout_while(&self.changed, guard, timeout, |n| *n > 0));
     }
 
     /// The last few hundred bytes written on stderr (the OCI runtime's error, on failure).

@@ -4,7 +4,7 @@
 //! service streams to attach clients, live), and writes input and window sizes coming from
 //! attach clients to the master.
 
-use berth_ipc::sync::lock;
+use berth_ipc::sync::{lock, wait_timeout_while};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -120,7 +120,7 @@ impl Tty {
     /// Waits (at most `timeout`) until the relay has copied everything the task wrote.
     pub fn wait_drained(&self, timeout: Duration) {
         let guard = lock(&self.drained);
-        let _ = self.changed.wait_timeout_while(guard, timeout, |drained| !*drained);
+        drop(wait_timeout_while(&self.changed, guard, timeout, |drained| !*drained));
     }
 
     /// Types `data` into the terminal.
