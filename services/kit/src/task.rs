@@ -12,7 +12,7 @@ pub async fn blocking<T: Send + 'static>(
     who: &str,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("{who}: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal_cause(who, e))?
 }
 
 #[cfg(test)]

@@ -11,5 +11,5 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("blocking task: {e}")))
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal_cause("blocking task", e))
 }

@@ -265,14 +265,14 @@ impl Runtime {
         // 0700 like every dir of the state dir: the image's rootfs is mounted there for a moment.
         let mut dirs = std::fs::DirBuilder::new();
         std::os::unix::fs::DirBuilderExt::mode(dirs.recursive(true), 0o700);
-        dirs.create(&tmp).map_err(|e| Error::internal(format!("{}: {e}", tmp.display())))?;
+        dirs.create(&tmp).map_err(|e| Error::internal_cause(tmp.display(), e))?;
         let (mounts, config, req2, tmp2) = (mounts.to_vec(), config.clone(), req.clone(), tmp.clone());
         let placement = self.placement(req).await?;
         let out = blocking(move || {
             mount::mount_for_lookup(&mounts, &tmp2)?;
             let spec = spec::generate(&config, &req2.options, &req2.id, &placement, &tmp2);
             let _ = mount::unmount_all(&tmp2);
-            serde_json::to_vec(&spec?).map_err(|e| Error::internal(format!("spec: {e}")))
+            serde_json::to_vec(&spec?).map_err(|e| Error::internal_cause("spec", e))
         })
         .await?;
         let _ = std::fs::remove_dir(&tmp);
@@ -346,7 +346,7 @@ impl Runtime {
         let (root, dir) = (bundle.rootfs(), bundle.dir.clone());
         blocking(move || {
             mount::unmount_all(&root)?;
-            std::fs::remove_dir_all(&dir).map_err(|e| Error::internal(format!("{}: {e}", dir.display())))
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::internal_cause(dir.display(), e))
         })
         .await?
     }

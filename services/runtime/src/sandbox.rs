@@ -226,7 +226,7 @@ fn hosts_file(host: &str, spec: &SandboxSpec) -> String {
 }
 
 fn io(what: &Path, e: impl std::fmt::Display) -> Error {
-    Error::internal(format!("{}: {e}", what.display()))
+    Error::internal_cause(what.display(), e)
 }
 
 impl Runtime {
@@ -268,7 +268,7 @@ impl Runtime {
         let record = Sandbox {
             id: id.into(),
             runtime: RuntimeInfo { name: runtime, options: Vec::new() },
-            spec: serde_json::to_vec(&req.spec).map_err(|e| Error::internal(format!("sandbox spec: {e}")))?,
+            spec: serde_json::to_vec(&req.spec).map_err(|e| Error::internal_cause("sandbox spec", e))?,
             labels: req.labels.clone(),
             extensions: req.extensions.clone(),
             created: 0,
@@ -488,12 +488,12 @@ fn run_helper(request: &PinRequest) -> Result<PinAnswer> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| Error::internal(format!("spawn berth-sandbox: {e}")))?;
-    let line = serde_json::to_vec(request).map_err(|e| Error::internal(format!("pin request: {e}")))?;
+        .map_err(|e| Error::internal_cause("spawn berth-sandbox", e))?;
+    let line = serde_json::to_vec(request).map_err(|e| Error::internal_cause("pin request", e))?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(&line);
     }
-    let out = child.wait_with_output().map_err(|e| Error::internal(format!("berth-sandbox: {e}")))?;
+    let out = child.wait_with_output().map_err(|e| Error::internal_cause("berth-sandbox", e))?;
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr);
         let msg = msg.trim().trim_start_matches("berth-sandbox: ");
@@ -502,7 +502,10 @@ fn run_helper(request: &PinRequest) -> Result<PinAnswer> {
         return Err(Error::invalid(format!("holding namespaces: {msg}")));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| {
-        Error::internal(format!("berth-sandbox: bad answer {:?}: {e}", String::from_utf8_lossy(&out.stdout)))
+        Error::internal_cause(
+            format_args!("berth-sandbox: bad answer {:?}", String::from_utf8_lossy(&out.stdout)),
+            e,
+        )
     })
 }
 

@@ -34,7 +34,7 @@ impl Output {
     pub fn open(paths: LogPaths, max_bytes: u64, max_files: u32) -> Result<Arc<Output>> {
         let file = paths.current();
         let log = LogWriter::open(paths, max_bytes, max_files)
-            .map_err(|e| Error::internal(format!("log {}: {e}", file.display())))?;
+            .map_err(|e| Error::internal_cause(format_args!("log {}", file.display()), e))?;
         Ok(Arc::new(Output {
             log: Mutex::new(log),
             running: Mutex::new(0),
@@ -73,7 +73,7 @@ impl Output {
     /// Two pipes whose write ends are the process's stdout and stderr; their read ends are
     /// copied into the log by two threads.
     pub fn pipes(self: &Arc<Self>) -> Result<(PipeWriter, PipeWriter)> {
-        let pipe = || std::io::pipe().map_err(|e| Error::internal(format!("output pipe: {e}")));
+        let pipe = || std::io::pipe().map_err(|e| Error::internal_cause("output pipe", e));
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         self.copy(out_r, OutputStream::Stdout)?;
@@ -99,7 +99,7 @@ impl Output {
             });
         if let Err(e) = spawned {
             self.done();
-            return Err(Error::internal(format!("output thread: {e}")));
+            return Err(Error::internal_cause("output thread", e));
         }
         Ok(())
     }
