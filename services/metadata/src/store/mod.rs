@@ -67,7 +67,7 @@ pub struct View<'a> {
 
 /// Maps a storage error: the store is broken, not the request.
 pub fn storage(err: fjall::Error) -> Error {
-    Error::internal(format!("metadata store: {err}"))
+    Error::internal_cause("metadata store", err)
 }
 
 /// Nanoseconds since the Unix epoch (the kit's clock).
