@@ -1,6 +1,6 @@
 //! The runtime service's side of a shim: spawning one, calling it over its socket (one
 //! JSON line each way), telling whether it still runs and killing it. The `/proc` reads here
-//! block: async callers go through [`crate::blocking::blocking`].
+//! block: async callers go through [`berth_service_kit::blocking_value`].
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
