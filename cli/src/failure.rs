@@ -37,6 +37,8 @@ mod tests {
         assert_eq!(line(&e), "image default/a:b: not found");
         let e = anyhow::Error::new(Error::internal("snapshot task: panicked"));
         assert_eq!(line(&e), "snapshot task: panicked (internal)");
+        let e = anyhow::Error::new(Error::internal_cause("mount /x on /y", "device busy"));
+        assert_eq!(line(&e.context("run web")), "run web: mount /x on /y: device busy (internal)");
         assert_eq!(
             wire_line(Error::precondition("namespace x: not empty")),
             "namespace x: not empty (failed precondition)"

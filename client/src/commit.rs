@@ -94,7 +94,7 @@ async fn run(sess: &Session, image_name: &str, key: &str, name: &str) -> Result<
     manifest.layers.push(layer.clone());
     let mt = if docker { oci::DOCKER_MANIFEST } else { oci::OCI_MANIFEST };
     manifest.media_type = Some(mt.to_string());
-    let mbytes = serde_json::to_vec(&manifest).map_err(|e| Error::internal(format!("manifest: {e}")))?;
+    let mbytes = serde_json::to_vec(&manifest).map_err(|e| Error::internal_cause("manifest", e))?;
     let mdigest = sess.put_bytes(&mbytes).await?;
     let target = Descriptor::new(mt, mdigest, mbytes.len() as u64);
     let parsed = oci::parse_config(&config, &format!("config {cdigest}"))?;
@@ -125,7 +125,7 @@ pub fn extend_config(bytes: &[u8], diff_id: &Digest, digest: Digest) -> Result<V
         }
     }
     obj.insert("created".into(), Value::String(now));
-    serde_json::to_vec(&v).map_err(|e| Error::internal(format!("config: {e}")))
+    serde_json::to_vec(&v).map_err(|e| Error::internal_cause("config", e))
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub async fn export(services: &Services, ns: &str, names: &[String], out: &Path)
         manifests: entries,
         annotations: BTreeMap::new(),
     };
-    let index = serde_json::to_vec(&index).map_err(|e| Error::internal(format!("index.json: {e}")))?;
+    let index = serde_json::to_vec(&index).map_err(|e| Error::internal_cause("index.json", e))?;
     let mut files = Vec::new();
     for d in blobs {
         files.push((d, content.read_fd(&d).await?));
@@ -47,7 +47,7 @@ pub async fn export(services: &Services, ns: &str, names: &[String], out: &Path)
     let out = out.to_path_buf();
     tokio::task::spawn_blocking(move || write_tar(&out, &index, files))
         .await
-        .map_err(|e| Error::internal(format!("export: {e}")))?
+        .map_err(|e| Error::internal_cause("export", e))?
 }
 
 async fn collect(content: &ContentClient, d: &Descriptor, out: &mut BTreeSet<Digest>) -> Result<()> {
@@ -79,7 +79,7 @@ fn write_tar(
     index: &[u8],
     files: Vec<(Digest, berth_ipc::content::readfd::BlobFd)>,
 ) -> Result<()> {
-    let io = |e: std::io::Error| Error::internal(format!("export {}: {e}", out.display()));
+    let io = |e: std::io::Error| Error::internal_cause(format_args!("export {}", out.display()), e);
     let f = File::create(out).map_err(io)?;
     let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, f));
     let add = |tar: &mut tar::Builder<_>, name: &str, size: u64, data: &mut dyn std::io::Read| {

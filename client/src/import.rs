@@ -335,7 +335,7 @@ async fn docker_roots(
             layers,
             annotations: Default::default(),
         };
-        let bytes = serde_json::to_vec(&m).map_err(|e| Error::internal(format!("manifest: {e}")))?;
+        let bytes = serde_json::to_vec(&m).map_err(|e| Error::internal_cause("manifest", e))?;
         let digest = sess.put_bytes(&bytes).await?;
         let names = match (&opts.name, e.repo_tags) {
             (Some(n), _) => vec![normalize(n)?],

@@ -125,7 +125,7 @@ async fn run(
             match done {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(e),
-                Err(e) => return Err(Error::internal(format!("pull task: {e}"))),
+                Err(e) => return Err(Error::internal_cause("pull task", e)),
             }
         }
         Ok(())
@@ -139,7 +139,7 @@ async fn run(
         return Err(e);
     }
     if let Some(u) = unpacker {
-        u.await.map_err(|e| Error::internal(format!("unpack task: {e}")))??;
+        u.await.map_err(|e| Error::internal_cause("unpack task", e))??;
     }
     if opts.all_platforms
         && let Some(index) = &root.index
@@ -212,7 +212,7 @@ async fn fetch_other(
         });
     }
     while let Some(done) = tasks.join_next().await {
-        done.map_err(|e| Error::internal(format!("pull task: {e}")))??;
+        done.map_err(|e| Error::internal_cause("pull task", e))??;
     }
     Ok(other)
 }

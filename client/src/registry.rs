@@ -93,7 +93,7 @@ impl Registry {
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| Error::internal(format!("http client: {e}")))?;
+            .map_err(|e| Error::internal_cause("http client", e))?;
         let actions = if push { "pull,push" } else { "pull" };
         let base = format!("{scheme}://{host}");
         let base_url = Url::parse(&base)
@@ -137,7 +137,7 @@ impl Registry {
     /// registry's origin), failing if no response starts within the stall timeout.
     async fn start(&self, what: &str, rb: RequestBuilder) -> Result<Response> {
         let label = format!("registry {}: {what}", self.host);
-        let req = rb.build().map_err(|e| Error::internal(format!("{label}: {}", watchdog::describe(&e))))?;
+        let req = rb.build().map_err(|e| Error::internal_cause(&label, watchdog::describe(&e)))?;
         let auth = self.auth.read().await.clone();
         send_following(&self.http, req, |u| self.authorization(&auth, u), &label, self.stall).await
     }
@@ -219,9 +219,7 @@ impl Registry {
                     rb = rb.query(&[("service", s.as_str())]);
                 }
                 let label = format!("registry {}: token", self.host);
-                let req = rb
-                    .build()
-                    .map_err(|e| Error::internal(format!("{label}: {}", watchdog::describe(&e))))?;
+                let req = rb.build().map_err(|e| Error::internal_cause(&label, watchdog::describe(&e)))?;
                 // The credentials go to the realm's own origin, never where it redirects.
                 let auth = |u: &Url| creds.clone().filter(|_| u.origin() == realm.origin());
                 let resp = send_following(&self.http, req, auth, &label, self.stall).await?;

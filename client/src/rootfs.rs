@@ -89,7 +89,7 @@ async fn run(sess: &Session, name: &str, path: &Path) -> Result<Imported> {
     if let (Some(v), Some(obj)) = (&platform.variant, config.as_object_mut()) {
         obj.insert("variant".into(), v.clone().into());
     }
-    let cbytes = serde_json::to_vec(&config).map_err(|e| Error::internal(format!("config: {e}")))?;
+    let cbytes = serde_json::to_vec(&config).map_err(|e| Error::internal_cause("config", e))?;
     let cdigest = sess.put_bytes(&cbytes).await?;
     let m = Manifest {
         schema_version: 2,
@@ -98,7 +98,7 @@ async fn run(sess: &Session, name: &str, path: &Path) -> Result<Imported> {
         layers: vec![Descriptor::new(scanned.media_type, scanned.digest, scanned.size)],
         annotations: Default::default(),
     };
-    let mbytes = serde_json::to_vec(&m).map_err(|e| Error::internal(format!("manifest: {e}")))?;
+    let mbytes = serde_json::to_vec(&m).map_err(|e| Error::internal_cause("manifest", e))?;
     let mdigest = sess.put_bytes(&mbytes).await?;
     let target = Descriptor::new(oci::OCI_MANIFEST, mdigest, mbytes.len() as u64);
     let resolved = image::resolve(sess, &target, &platform).await?;

@@ -22,7 +22,7 @@ fn config() -> impl bincode::config::Config {
 /// Encodes a payload. Fails with `OutOfRange` when it would not fit in a frame.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
     let bytes = bincode::serde::encode_to_vec(value, config())
-        .map_err(|e| Error::internal(format!("encode payload: {e}")))?;
+        .map_err(|e| Error::internal_cause("encode payload", e))?;
     if bytes.len() > LIMIT {
         return Err(Error::new(
             crate::Code::OutOfRange,

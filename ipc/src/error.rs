@@ -140,6 +140,18 @@ impl Error {
     pub fn context(self, context: impl fmt::Display) -> Self {
         Error { code: self.code, message: format!("{context}: {}", self.message) }
     }
+
+    /// The same error with `: cause` after its message: the underlying failure that explains
+    /// it. The cause travels inside the message (the wire form stays `{ code, message }`), so
+    /// logs and the CLI show it and older peers read it unchanged.
+    pub fn with_cause(self, cause: impl fmt::Display) -> Self {
+        Error { code: self.code, message: format!("{}: {cause}", self.message) }
+    }
+
+    /// `Internal` for `what` failing because of `cause`: the message is `what: cause`.
+    pub fn internal_cause(what: impl fmt::Display, cause: impl fmt::Display) -> Self {
+        Error::internal(format!("{what}: {cause}"))
+    }
 }
 
 /// The wire code of an I/O failure: missing, existing, forbidden and malformed map to their
@@ -202,6 +214,18 @@ mod tests {
 
     fn libc_errno(n: i32) -> std::io::Error {
         std::io::Error::from_raw_os_error(n)
+    }
+
+    #[test]
+    fn a_cause_follows_the_message_and_keeps_the_code() {
+        let e = Error::unavailable("blob sha256:ab").with_cause("connection reset");
+        assert_eq!(e, Error::unavailable("blob sha256:ab: connection reset"));
+        let e = Error::internal_cause(format_args!("mount {}", "/x"), std::io::Error::other("busy"));
+        assert_eq!(e, Error::internal("mount /x: busy"));
+        assert_eq!(
+            Error::internal_cause("spec", "bad").with_cause("deeper").to_string(),
+            "spec: bad: deeper"
+        );
     }
 
     #[test]

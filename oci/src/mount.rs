@@ -91,12 +91,12 @@ pub fn mount_all(mounts: &[Mount], target: &Path, purpose: Purpose) -> Result<()
 fn mount_one(m: &Mount, target: &Path, purpose: Purpose) -> Result<()> {
     let p = plan(m, purpose);
     nix::mount::mount(Some(m.source.as_str()), target, p.fstype.as_deref(), p.flags, p.data.as_deref())
-        .map_err(|e| Error::internal(format!("mount {} on {}: {e}", m.kind, target.display())))?;
+        .map_err(|e| Error::internal_cause(format_args!("mount {} on {}", m.kind, target.display()), e))?;
     if let Some(flags) = p.remount
         && let Err(e) = nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
     {
         let _ = nix::mount::umount2(target, MntFlags::MNT_DETACH);
-        return Err(Error::internal(format!("remount {} {flags:?}: {e}", target.display())));
+        return Err(Error::internal_cause(format_args!("remount {} {flags:?}", target.display()), e));
     }
     Ok(())
 }
@@ -123,7 +123,7 @@ pub fn unmount_all(target: &Path, busy: Busy) -> Result<()> {
                 return Err(Error::precondition(format!("unmount {}: {e}", target.display())));
             }
             Err(_) => nix::mount::umount2(target, MntFlags::MNT_DETACH)
-                .map_err(|e| Error::internal(format!("unmount {}: {e}", target.display())))?,
+                .map_err(|e| Error::internal_cause(format_args!("unmount {}", target.display()), e))?,
         }
     }
     Err(Error::internal(format!("unmount {}: over {MAX_STACKED} mounts stacked", target.display())))

@@ -21,6 +21,7 @@ use anyhow::Context;
 use berth_bench::stats::{Percentiles, us};
 use berth_ipc::digest::Digest;
 use berth_ipc::metadata::*;
+use berth_ipc::sync::lock;
 use berth_ipc::{Client, ClientOptions};
 use berth_metadata::gc::backend::BoxFuture;
 use berth_metadata::gc::{Backend, BackendObject, ObjectId};
@@ -114,7 +115,7 @@ where
                 mine.push(t.elapsed());
                 i += clients;
             }
-            samples.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.extend(mine);
+            lock(&samples).extend(mine);
             anyhow::Ok(())
         }));
     }
@@ -122,7 +123,7 @@ where
         t.await??;
     }
     let rate = total as f64 / started.elapsed().as_secs_f64();
-    let mut s = samples.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    let mut s = lock(&samples).clone();
     Ok((rate, Percentiles::of(&mut s).context("no samples")?))
 }
 
@@ -186,17 +187,12 @@ impl Backend for Memory {
         matches!(id, ObjectId::Content(_))
     }
     fn list(&self) -> BoxFuture<'_, berth_ipc::Result<Vec<BackendObject>>> {
-        let objs = self
-            .0
-            .lock()
-            .map(|m| m.iter().map(|(id, c)| BackendObject { id: id.clone(), created_ns: *c }).collect())
-            .map_err(|_| berth_ipc::Error::internal("poisoned"));
-        Box::pin(async move { objs })
+        let objs =
+            lock(&self.0).iter().map(|(id, c)| BackendObject { id: id.clone(), created_ns: *c }).collect();
+        Box::pin(async move { Ok(objs) })
     }
     fn delete<'a>(&'a self, id: &'a ObjectId) -> BoxFuture<'a, berth_ipc::Result<()>> {
-        if let Ok(mut m) = self.0.lock() {
-            m.remove(id);
-        }
+        lock(&self.0).remove(id);
         Box::pin(async { Ok(()) })
     }
 }
@@ -226,7 +222,7 @@ async fn gc_bench(images: u64, blobs_per_image: u64) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let blobs = {
-        let mut objects = backend.0.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let mut objects = lock(&backend.0);
         for rec in store.list_content("bench", &Default::default()).map_err(|e| anyhow::anyhow!("{e}"))? {
             objects.insert(ObjectId::Content(rec.digest), 0);
         }

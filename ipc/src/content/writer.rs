@@ -142,7 +142,7 @@ impl RemoteWriter {
 
     async fn settle_oldest(&mut self) -> Result<()> {
         let Some(handle) = self.inflight.pop_front() else { return Ok(()) };
-        let result = handle.await.map_err(|e| Error::internal(format!("write task: {e}")))?;
+        let result = handle.await.map_err(|e| Error::internal_cause("write task", e))?;
         match result {
             Ok(end) => {
                 self.acked(end);
@@ -233,7 +233,7 @@ impl RemoteWriter {
             self.send(off.max(from), rest);
         }
         while let Some(handle) = self.inflight.pop_front() {
-            match handle.await.map_err(|e| Error::internal(format!("write task: {e}")))? {
+            match handle.await.map_err(|e| Error::internal_cause("write task", e))? {
                 Ok(end) => self.acked(end),
                 Err(e) => {
                     for h in self.inflight.drain(..) {

@@ -119,7 +119,7 @@ impl LocalWriter {
             (ingest, r)
         })
         .await
-        .map_err(|e| Error::internal(format!("content worker: {e}")))?;
+        .map_err(|e| Error::internal_cause("content worker", e))?;
         self.ingest = Some(ingest);
         result
     }

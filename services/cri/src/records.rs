@@ -54,7 +54,7 @@ pub fn container_record(extensions: &BTreeMap<String, Vec<u8>>, id: &str) -> Res
 
 /// JSON of `value`, for an extension.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| Error::internal(format!("CRI record: {e}")))
+    serde_json::to_vec(value).map_err(|e| Error::internal_cause("CRI record", e))
 }
 
 /// A new object id: 64 hex digits from the kernel's random source, as containerd's.
@@ -62,7 +62,7 @@ pub fn new_id() -> Result<String> {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .map_err(|e| Error::internal(format!("/dev/urandom: {e}")))?;
+        .map_err(|e| Error::internal_cause("/dev/urandom", e))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

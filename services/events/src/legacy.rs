@@ -13,7 +13,7 @@ use crate::segment::{self, Head, Segment};
 use crate::store::{Record, SEGMENT_BYTES, write_oldest};
 
 fn storage(e: fjall::Error) -> Error {
-    Error::internal(format!("event log (fjall, before segments): {e}"))
+    Error::internal_cause("event log (fjall, before segments)", e)
 }
 
 fn seq_of(bytes: &[u8]) -> Result<u64> {
@@ -91,7 +91,7 @@ fn copy(dir: &Path, seg_dir: &Path) -> Result<(u64, u64)> {
     }
     let last = last.max(stored_last);
     match seg {
-        Some(s) => s.file.sync_data().map_err(|e| Error::internal(format!("event log: sync: {e}")))?,
+        Some(s) => s.file.sync_data().map_err(|e| Error::internal_cause("event log: sync", e))?,
         // An empty log still continues its seqs: an empty segment starts after the last.
         None => drop(Segment::create(seg_dir, last + 1)?),
     }

@@ -27,6 +27,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use berth_ipc::codec;
 use berth_ipc::events::{Envelope, NewEvent, Payload};
+use berth_ipc::sync::{read, write};
 use berth_ipc::{Code, Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -254,11 +255,11 @@ impl Log {
     }
 
     fn segs(&self) -> RwLockReadGuard<'_, Vec<Segment>> {
-        self.segments.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        read(&self.segments)
     }
 
     fn segs_mut(&self) -> RwLockWriteGuard<'_, Vec<Segment>> {
-        self.segments.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        write(&self.segments)
     }
 
     /// Newest seq ever assigned (0 if none).

@@ -46,7 +46,7 @@ impl Writer {
         std::thread::Builder::new()
             .name("events-writer".into())
             .spawn(move || run(rx, &log, &hub, dedup))
-            .map_err(|e| Error::internal(format!("start writer thread: {e}")))?;
+            .map_err(|e| Error::internal_cause("start writer thread", e))?;
         Ok(Writer { tx })
     }
 

@@ -8,7 +8,7 @@
 //! - [`boot`] — a service's `main`, its environment, and `serve`.
 //! - [`ready`] — readiness to the launcher (pipe) and systemd (`NOTIFY_SOCKET`).
 //! - [`logging`] — tracing set-up.
-//! - [`task`] — [`blocking`]: blocking work off the async threads.
+//! - [`task`] — [`blocking`] and [`blocking_value`]: blocking work off the async threads.
 //! - [`time`] — [`time::now_ns`] and RFC 3339 times.
 //! - [`fd`] — [`fd::wait_readable`].
 //! - `sys` — adopting inherited fds (the crate's only `unsafe`).
@@ -26,4 +26,4 @@ pub mod time;
 pub use args::CommonArgs;
 pub use boot::{ServiceEnv, main, serve};
 pub use config::Config;
-pub use task::blocking;
+pub use task::{blocking, blocking_value};

@@ -2,16 +2,19 @@
 //! again, dead ones' exits settled, half-done creates and deletes cleared.
 
 use berth_ipc::runtime::TaskRef;
+use berth_service_kit::blocking_value;
 
 use crate::shim_client::shim_alive;
-use crate::{Runtime, blocking, bundle, mount, oci_runtime};
+use crate::{Runtime, bundle, mount, oci_runtime};
 
 /// Re-adopts every task found in the state dir: live shims are simply used again; for a
 /// dead one the exit is settled (recorded, or 255) and the OCI runtime's leftovers removed.
 pub async fn adopt(rt: &Runtime) -> (usize, usize) {
     let (mut live, mut dead) = (0, 0);
     let state = rt.state.clone();
-    let Ok(tasks) = blocking::blocking(move || clear_leftovers_and_list(&state)).await else { return (0, 0) };
+    let Ok(tasks) = blocking_value("runtime worker", move || clear_leftovers_and_list(&state)).await else {
+        return (0, 0);
+    };
     for (ns, id) in tasks {
         let bundle = rt.bundle(&ns, &id);
         // A live shim is simply used again, without asking it anything: a shim stopped
@@ -21,7 +24,10 @@ pub async fn adopt(rt: &Runtime) -> (usize, usize) {
         // berthd adopted them). No shim.pid: a create in flight or one that crashed
         // before its shim started, which `get` and `containers rm` settle.
         let b = bundle.clone();
-        if blocking::blocking(move || shim_alive(&b) || !b.shim_pid().exists()).await.unwrap_or(true) {
+        if blocking_value("runtime worker", move || shim_alive(&b) || !b.shim_pid().exists())
+            .await
+            .unwrap_or(true)
+        {
             live += 1;
             continue;
         }
@@ -78,7 +84,7 @@ fn clear_leftovers_and_list(state: &std::path::Path) -> Vec<(String, String)> {
 async fn delete_orphan_runtime_state(rt: &Runtime) {
     let state = rt.state.clone();
     // (namespace, id) of runtime state whose bundle is gone.
-    let orphans = blocking::blocking(move || {
+    let orphans = blocking_value("runtime worker", move || {
         let mut orphans = Vec::new();
         for bin in oci_runtime::RUNTIMES {
             for ns in std::fs::read_dir(state.join("oci").join(bin)).into_iter().flatten().flatten() {

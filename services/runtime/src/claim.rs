@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+use berth_ipc::sync::lock;
 use berth_ipc::{Error, Result};
 
 /// The claims of one runtime service.
@@ -18,7 +19,7 @@ fn key(kind: &str, ns: &str, id: &str) -> String {
 
 impl Claims {
     fn set(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.0)
     }
 
     /// Claims `kind` (`container`, `task`) `id` in `ns`, or fails with AlreadyExists while

@@ -14,9 +14,9 @@ use berth_ipc::runtime::{
 };
 use berth_ipc::snapshot::{KeyRef, Prepare, Remove, Stat};
 use berth_ipc::{Code, Error, Result};
+use berth_service_kit::blocking_value;
 
 use crate::Runtime;
-use crate::blocking::blocking;
 use crate::bundle::Bundle;
 use crate::log_path::EXTENSION_LOG_PATH;
 use crate::oci_runtime::runtime_binary;
@@ -104,7 +104,7 @@ impl Runtime {
         let logs = self.log_dir(ns, id);
         if logs.exists() {
             tracing::warn!(namespace = ns, id, "removing a removed container's stale logs");
-            let _ = blocking(move || std::fs::remove_dir_all(logs)).await;
+            let _ = blocking_value("runtime worker", move || std::fs::remove_dir_all(logs)).await;
         }
         let (config, chain) = resolved?;
         let key = snapshot_key(id);
@@ -178,7 +178,7 @@ impl Runtime {
                 }
                 tracing::warn!(namespace = ns, id, key = %prepare.key, "removing a crashed create's snapshot");
                 let tmp = self.spec_mount_dir(ns, id);
-                let _ = blocking(move || mount::unmount_all(&tmp)).await;
+                let _ = blocking_value("runtime worker", move || mount::unmount_all(&tmp)).await;
                 self.drop_snapshot(ns, &prepare.key).await;
                 self.snapshot.call(prepare).await
             }
@@ -265,14 +265,14 @@ impl Runtime {
         // 0700 like every dir of the state dir: the image's rootfs is mounted there for a moment.
         let mut dirs = std::fs::DirBuilder::new();
         std::os::unix::fs::DirBuilderExt::mode(dirs.recursive(true), 0o700);
-        dirs.create(&tmp).map_err(|e| Error::internal(format!("{}: {e}", tmp.display())))?;
+        dirs.create(&tmp).map_err(|e| Error::internal_cause(tmp.display(), e))?;
         let (mounts, config, req2, tmp2) = (mounts.to_vec(), config.clone(), req.clone(), tmp.clone());
         let placement = self.placement(req).await?;
-        let out = blocking(move || {
+        let out = blocking_value("runtime worker", move || {
             mount::mount_for_lookup(&mounts, &tmp2)?;
             let spec = spec::generate(&config, &req2.options, &req2.id, &placement, &tmp2);
             let _ = mount::unmount_all(&tmp2);
-            serde_json::to_vec(&spec?).map_err(|e| Error::internal(format!("spec: {e}")))
+            serde_json::to_vec(&spec?).map_err(|e| Error::internal_cause("spec", e))
         })
         .await?;
         let _ = std::fs::remove_dir(&tmp);
@@ -344,9 +344,9 @@ impl Runtime {
         }
         self.cleanup_runtime(bundle, runtime, ns, id).await;
         let (root, dir) = (bundle.rootfs(), bundle.dir.clone());
-        blocking(move || {
+        blocking_value("runtime worker", move || {
             mount::unmount_all(&root)?;
-            std::fs::remove_dir_all(&dir).map_err(|e| Error::internal(format!("{}: {e}", dir.display())))
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::internal_cause(dir.display(), e))
         })
         .await?
     }
@@ -378,7 +378,7 @@ impl Runtime {
         // that id being removed, or is overwritten by its output).
         let logs = self.log_dir(ns, id);
         let dir = logs.clone();
-        if let Ok(Err(e)) = blocking(move || std::fs::remove_dir_all(dir)).await
+        if let Ok(Err(e)) = blocking_value("runtime worker", move || std::fs::remove_dir_all(dir)).await
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(dir = %logs.display(), error = %e, "container logs not removed");

@@ -38,14 +38,12 @@
 //! - [`oci_runtime`] — the OCI runtimes: binaries, state roots, the command, `delete --force`,
 //!   behind the [`oci_runtime::OciRuntime`] trait.
 //! - [`claim`] — ids being created by this service.
-//! - [`blocking`] — blocking work off the async workers.
 //! - [`adopt`] — re-adopting the tasks of a previous service process at start.
 //! - [`shim`] — `berth-shim`: daemon, reaper, OCI runtime calls, private socket.
 //! - [`shim_client`] — spawning, calling, finding and killing shims.
 //! - `lib.rs` — [`Runtime`], the request handler, [`run`].
 
 pub mod adopt;
-pub mod blocking;
 pub mod bundle;
 pub mod cgroups;
 pub mod claim;

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use berth_ipc::metadata::Container;
 use berth_ipc::runtime::{ShimRequest, TaskRef, TaskStatus};
 use berth_ipc::{Code, Error, Result};
+use berth_service_kit::blocking_value;
 
 use crate::Runtime;
-use crate::blocking::blocking;
 use crate::logfile::LogPaths;
 use crate::shim_client;
 
@@ -97,7 +97,7 @@ impl Runtime {
     pub(crate) async fn check_log_path(&self, id: &str, raw: Option<&str>) -> Result<Option<PathBuf>> {
         let Some(raw) = raw else { return Ok(None) };
         let (id, raw) = (id.to_string(), raw.to_string());
-        blocking(move || check(&id, &raw)).await?.map(Some)
+        blocking_value("runtime worker", move || check(&id, &raw)).await?.map(Some)
     }
 
     /// `ReopenLog`: the shim closes the init's log and opens it again at its path.

@@ -45,7 +45,7 @@ pub fn crun_needs_no_cgroups() -> bool {
 
 /// What the runtime service asks of the OCI runtimes themselves (everything else goes
 /// through a task's shim). Blocking calls: async code runs them through
-/// [`crate::blocking::blocking`].
+/// [`berth_service_kit::blocking_value`].
 pub trait OciRuntime: Send + Sync {
     /// Whether `bin` keeps state of container `id` in `ns`.
     fn has_state(&self, bin: &str, ns: &str, id: &str) -> bool;

@@ -28,7 +28,7 @@ impl Runtime {
         let bundle = self.existing(&req.task).await?;
         let config = std::fs::read(bundle.config()).map_err(|_| no_task(&req.task.id))?;
         let oci: oci_spec::runtime::Spec =
-            serde_json::from_slice(&config).map_err(|e| Error::internal(format!("config.json: {e}")))?;
+            serde_json::from_slice(&config).map_err(|e| Error::internal_cause("config.json", e))?;
         let process = spec::exec_process(&oci, &req.spec)?;
         let process = serde_json::to_string(&process).map_err(|e| Error::internal(e.to_string()))?;
         let ns = req.task.namespace.clone();

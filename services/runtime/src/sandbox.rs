@@ -29,10 +29,10 @@ use berth_ipc::runtime::{
     TaskRef,
 };
 use berth_ipc::{Code, Error, Result};
+use berth_service_kit::blocking_value;
 use nix::mount::{MntFlags, MsFlags};
 
 use crate::Runtime;
-use crate::blocking::blocking;
 use crate::oci_runtime::runtime_binary;
 use crate::pin::{PinAnswer, PinRequest};
 
@@ -226,7 +226,7 @@ fn hosts_file(host: &str, spec: &SandboxSpec) -> String {
 }
 
 fn io(what: &Path, e: impl std::fmt::Display) -> Error {
-    Error::internal(format!("{}: {e}", what.display()))
+    Error::internal_cause(what.display(), e)
 }
 
 impl Runtime {
@@ -252,23 +252,23 @@ impl Runtime {
         let dir = self.sandbox_dir(ns, id);
         // No record: a dir under the id is what a failed or cut-off create left.
         let d = dir.clone();
-        blocking(move || release(&d, true)).await??;
+        blocking_value("runtime worker", move || release(&d, true)).await??;
         let d = dir.clone();
         let spec = req.spec.clone();
         let host = hostname(id, &req.spec);
-        let holder = blocking(move || make(&d, &spec, &host)).await?;
+        let holder = blocking_value("runtime worker", move || make(&d, &spec, &host)).await?;
         let holder = match holder {
             Ok(h) => h,
             Err(e) => {
                 let d = dir.clone();
-                let _ = blocking(move || release(&d, true)).await;
+                let _ = blocking_value("runtime worker", move || release(&d, true)).await;
                 return Err(e.context(format!("sandbox {id}")));
             }
         };
         let record = Sandbox {
             id: id.into(),
             runtime: RuntimeInfo { name: runtime, options: Vec::new() },
-            spec: serde_json::to_vec(&req.spec).map_err(|e| Error::internal(format!("sandbox spec: {e}")))?,
+            spec: serde_json::to_vec(&req.spec).map_err(|e| Error::internal_cause("sandbox spec", e))?,
             labels: req.labels.clone(),
             extensions: req.extensions.clone(),
             created: 0,
@@ -279,12 +279,13 @@ impl Runtime {
             Ok(r) => r,
             Err(e) => {
                 let d = dir.clone();
-                let _ = blocking(move || release(&d, true)).await;
+                let _ = blocking_value("runtime worker", move || release(&d, true)).await;
                 return Err(e);
             }
         };
         let ready = dir.ready();
-        blocking(move || std::fs::write(&ready, b"").map_err(|e| io(&ready, e))).await??;
+        blocking_value("runtime worker", move || std::fs::write(&ready, b"").map_err(|e| io(&ready, e)))
+            .await??;
         tracing::debug!(namespace = ns, id, holder, "sandbox created");
         Ok(self.info(ns, record))
     }
@@ -316,7 +317,7 @@ impl Runtime {
         validate_identifier("sandbox id", &r.id)?;
         let record = self.metadata.call(MdGet(ByName { namespace: r.namespace.clone(), name: r.id })).await?;
         let rt = self.clone();
-        blocking(move || rt.info(&r.namespace, record)).await
+        blocking_value("runtime worker", move || rt.info(&r.namespace, record)).await
     }
 
     /// `ListSandboxes`.
@@ -329,7 +330,7 @@ impl Runtime {
             records.extend(page?);
         }
         let (rt, ns) = (self.clone(), ns.to_string());
-        blocking(move || records.into_iter().map(|r| rt.info(&ns, r)).collect()).await
+        blocking_value("runtime worker", move || records.into_iter().map(|r| rt.info(&ns, r)).collect()).await
     }
 
     /// The containers of sandbox `id` (by their label).
@@ -361,7 +362,7 @@ impl Runtime {
             result?;
         }
         let dir = self.sandbox_dir(ns, id);
-        blocking(move || release(&dir, false)).await?
+        blocking_value("runtime worker", move || release(&dir, false)).await?
     }
 
     /// Kills the task of container `id`, if it has one, and waits for its exit. The task
@@ -400,7 +401,7 @@ impl Runtime {
             }
         }
         let dir = self.sandbox_dir(ns, id);
-        blocking(move || release(&dir, true)).await??;
+        blocking_value("runtime worker", move || release(&dir, true)).await??;
         match self.metadata.call(MdDelete(ByName { namespace: ns.into(), name: id.into() })).await {
             Err(e) if !e.is(Code::NotFound) => Err(e),
             _ => Ok(()),
@@ -423,7 +424,7 @@ impl Runtime {
                 {
                     tracing::warn!(namespace = %ns_name, id, "removing a sandbox dir without a record");
                     let dir = SandboxDir { dir: entry.path() };
-                    let _ = blocking(move || release(&dir, true)).await;
+                    let _ = blocking_value("runtime worker", move || release(&dir, true)).await;
                 }
             }
         }
@@ -488,12 +489,12 @@ fn run_helper(request: &PinRequest) -> Result<PinAnswer> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| Error::internal(format!("spawn berth-sandbox: {e}")))?;
-    let line = serde_json::to_vec(request).map_err(|e| Error::internal(format!("pin request: {e}")))?;
+        .map_err(|e| Error::internal_cause("spawn berth-sandbox", e))?;
+    let line = serde_json::to_vec(request).map_err(|e| Error::internal_cause("pin request", e))?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(&line);
     }
-    let out = child.wait_with_output().map_err(|e| Error::internal(format!("berth-sandbox: {e}")))?;
+    let out = child.wait_with_output().map_err(|e| Error::internal_cause("berth-sandbox", e))?;
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr);
         let msg = msg.trim().trim_start_matches("berth-sandbox: ");
@@ -502,7 +503,10 @@ fn run_helper(request: &PinRequest) -> Result<PinAnswer> {
         return Err(Error::invalid(format!("holding namespaces: {msg}")));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| {
-        Error::internal(format!("berth-sandbox: bad answer {:?}: {e}", String::from_utf8_lossy(&out.stdout)))
+        Error::internal_cause(
+            format_args!("berth-sandbox: bad answer {:?}", String::from_utf8_lossy(&out.stdout)),
+            e,
+        )
     })
 }
 

@@ -1,6 +1,6 @@
 //! The runtime service's side of a shim: spawning one, calling it over its socket (one
 //! JSON line each way), telling whether it still runs and killing it. The `/proc` reads here
-//! block: async callers go through [`crate::blocking::blocking`].
+//! block: async callers go through [`berth_service_kit::blocking_value`].
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -31,7 +31,7 @@ pub async fn spawn(args: &ShimArgs) -> Result<u32> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| Error::internal(format!("spawn berth-shim: {e}")))?;
+        .map_err(|e| Error::internal_cause("spawn berth-shim", e))?;
     let stdout = child.stdout.take().ok_or_else(|| Error::internal("berth-shim: no stdout"))?;
     let mut line = String::new();
     let mut reader = BufReader::new(stdout);
@@ -100,7 +100,7 @@ async fn exchange(
     req: &ShimRequest,
 ) -> Result<ShimResponse> {
     let gone = |e: std::io::Error| Error::unavailable(format!("shim {}: {e}", socket.display()));
-    let mut line = serde_json::to_string(req).map_err(|e| Error::internal(format!("shim request: {e}")))?;
+    let mut line = serde_json::to_string(req).map_err(|e| Error::internal_cause("shim request", e))?;
     line.push('\n');
     conn.get_mut().write_all(line.as_bytes()).await.map_err(gone)?;
     let mut answer = String::new();
@@ -111,7 +111,7 @@ async fn exchange(
     match serde_json::from_str::<ShimResponse>(answer.trim()) {
         Ok(ShimResponse::Error(e)) => Err(e),
         Ok(resp) => Ok(resp),
-        Err(e) => Err(Error::internal(format!("shim answer: {e}"))),
+        Err(e) => Err(Error::internal_cause("shim answer", e)),
     }
 }
 

@@ -10,9 +10,9 @@ use berth_ipc::names::{validate_identifier, validate_namespace};
 use berth_ipc::runtime::{ExitInfo, KillTask, ShimRequest, ShimResponse, TaskInfo, TaskRef, TaskStatus};
 use berth_ipc::snapshot::{KeyRef, Mounts};
 use berth_ipc::{Code, Error, Result};
+use berth_service_kit::blocking_value;
 
 use crate::Runtime;
-use crate::blocking::blocking;
 use crate::bundle::{Bundle, TaskRecord, now_ns, write_exit};
 use crate::oci_runtime::runtime_binary;
 use crate::shim::ShimArgs;
@@ -84,7 +84,7 @@ impl Runtime {
         let result = self.create_in(&bundle, &container, runtime, ns, id, start).await;
         if result.is_err() {
             let b = bundle.clone();
-            let _ = blocking(move || {
+            let _ = blocking_value("runtime worker", move || {
                 let _ = mount::unmount_all(&b.rootfs());
                 let _ = std::fs::remove_dir_all(&b.dir);
             })
@@ -129,7 +129,7 @@ impl Runtime {
         let recorded = tokio::task::spawn_blocking(move || crate::bundle::write_durably(&path, &json));
         let started = async {
             let (m, root) = (mounts.clone(), bundle.rootfs());
-            blocking(move || mount::mount_all(&m, &root)).await??;
+            blocking_value("runtime worker", move || mount::mount_all(&m, &root)).await??;
             self.previous_runtime_state_gone(ns, id).await;
             let args = ShimArgs {
                 namespace: ns.into(),
@@ -300,7 +300,7 @@ impl Runtime {
         };
         let exit = exit.unwrap_or(ExitInfo { status: UNKNOWN_EXIT, exited_at: now_ns(), oom_killed: false });
         let root = bundle.rootfs();
-        blocking(move || mount::unmount_all(&root)).await??;
+        blocking_value("runtime worker", move || mount::unmount_all(&root)).await??;
         self.discard(&bundle).await?;
         self.events.publish(
             &task.namespace,
@@ -325,19 +325,22 @@ impl Runtime {
         }
         let (oci, ns, id) = (self.oci.clone(), ns.to_string(), id.to_string());
         let patience = std::time::Duration::from_secs(3);
-        let _ = blocking(move || crate::oci_runtime::wait_state_gone(oci.as_ref(), &ns, &id, patience)).await;
+        let _ = blocking_value("runtime worker", move || {
+            crate::oci_runtime::wait_state_gone(oci.as_ref(), &ns, &id, patience)
+        })
+        .await;
     }
 
     /// [`shim_alive`], off the async workers.
     pub(crate) async fn shim_alive(&self, bundle: &Bundle) -> bool {
         let b = bundle.clone();
-        blocking(move || shim_alive(&b)).await.unwrap_or(false)
+        blocking_value("runtime worker", move || shim_alive(&b)).await.unwrap_or(false)
     }
 
     /// `<runtime> delete --force ID`, output discarded.
     async fn force_delete(&self, bin: &'static str, ns: &str, id: &str) {
         let (oci, ns, id) = (self.oci.clone(), ns.to_string(), id.to_string());
-        let _ = blocking(move || oci.force_delete(bin, &ns, &id)).await;
+        let _ = blocking_value("runtime worker", move || oci.force_delete(bin, &ns, &id)).await;
     }
 
     /// Removes a deleted task's bundle: renamed into `tasks/.trash` at once (the id is free
@@ -346,7 +349,7 @@ impl Runtime {
     async fn discard(&self, bundle: &Bundle) -> Result<()> {
         if bundle.shim_dir_outside() {
             let dir = bundle.shim_dir();
-            let _ = blocking(move || std::fs::remove_dir_all(dir)).await;
+            let _ = blocking_value("runtime worker", move || std::fs::remove_dir_all(dir)).await;
         }
         let trash = self.state.join("tasks/.trash");
         let name = bundle.dir.iter().rev().take(2).map(|p| p.to_string_lossy()).collect::<Vec<_>>().join(".");
@@ -363,7 +366,9 @@ impl Runtime {
             }
             Err(_) => {
                 let dir = bundle.dir.clone();
-                blocking(move || std::fs::remove_dir_all(dir)).await?.map_err(|e| Error::io("bundle", e))
+                blocking_value("runtime worker", move || std::fs::remove_dir_all(dir))
+                    .await?
+                    .map_err(|e| Error::io("bundle", e))
             }
         }
     }
@@ -375,7 +380,7 @@ impl Runtime {
     /// adoption and outlived its container).
     pub(crate) async fn cleanup_runtime(&self, bundle: &Bundle, runtime: &str, ns: &str, id: &str) {
         let b = bundle.clone();
-        let _ = blocking(move || kill_shims_of(&b)).await;
+        let _ = blocking_value("runtime worker", move || kill_shims_of(&b)).await;
         let Ok(bin) = runtime_binary(runtime) else { return };
         self.force_delete(bin, ns, id).await;
         let _ = std::fs::remove_file(bundle.socket());

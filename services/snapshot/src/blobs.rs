@@ -82,7 +82,7 @@ impl Blobs for DirBlobs {
         Box::pin(async move {
             std::fs::File::open(self.path(&digest)).map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => Error::not_found(format!("blob {digest}: not found")),
-                _ => Error::internal(format!("blob {digest}: {e}")),
+                _ => Error::internal_cause(format_args!("blob {digest}"), e),
             })
         })
     }

@@ -21,10 +21,10 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         .arg(&src)
         .arg(to)
         .output()
-        .map_err(|e| Error::internal(format!("copy snapshot {}: cp: {e}", from.display())))?;
+        .map_err(|e| Error::internal_cause(format_args!("copy snapshot {}: cp", from.display()), e))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(Error::internal(format!("copy snapshot {}: {}", from.display(), err.trim())));
+        return Err(Error::internal_cause(format_args!("copy snapshot {}", from.display()), err.trim()));
     }
     Ok(())
 }

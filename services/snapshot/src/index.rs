@@ -67,7 +67,7 @@ pub struct Index {
 }
 
 fn internal(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::internal(format!("snapshot index {}: {what}: {e}", path.display()))
+    Error::internal_cause(format_args!("snapshot index {}: {what}", path.display()), e)
 }
 
 impl Index {

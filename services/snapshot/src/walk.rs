@@ -66,7 +66,9 @@ fn errno(what: &str, rel: &[u8], e: Errno) -> Error {
 /// Opens the walk's root `dir` (a path of berth's own, not the container's).
 pub fn open_root(dir: &Path) -> Result<OwnedFd> {
     open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| Error::internal(format!("diff: open {}: {}", dir.display(), e.desc().to_lowercase())))
+        .map_err(|e| {
+            Error::internal_cause(format_args!("diff: open {}", dir.display()), e.desc().to_lowercase())
+        })
 }
 
 /// The names in the directory `dir` (entry `rel`), sorted.

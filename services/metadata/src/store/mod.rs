@@ -19,7 +19,7 @@ pub mod records;
 pub mod sandboxes;
 pub mod update;
 
-use berth_ipc::sync::lock;
+use berth_ipc::sync::{lock, wait};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -67,7 +67,7 @@ pub struct View<'a> {
 
 /// Maps a storage error: the store is broken, not the request.
 pub fn storage(err: fjall::Error) -> Error {
-    Error::internal(format!("metadata store: {err}"))
+    Error::internal_cause("metadata store", err)
 }
 
 /// Nanoseconds since the Unix epoch (the kit's clock).
@@ -133,7 +133,7 @@ impl Store {
                 return Ok(());
             }
             if s.syncing {
-                s = self.synced.wait(s).unwrap_or_else(|p| p.into_inner());
+                s = wait(&self.synced, s);
                 continue;
             }
             s.syncing = true;

@@ -45,7 +45,7 @@ pub struct Shim {
 }
 
 pub(super) fn io(what: &str, e: std::io::Error) -> Error {
-    Error::internal(format!("{what}: {e}"))
+    Error::internal_cause(what, e)
 }
 
 /// How long `Wait` waits for the output a process wrote before its exit to reach the log

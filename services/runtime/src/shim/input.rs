@@ -28,7 +28,7 @@ fn name(task: &str, exec_id: Option<&str>) -> String {
 impl Inputs {
     /// A new pipe for the process `exec_id`; answers the read end for the runtime.
     pub fn open(&self, exec_id: Option<&str>) -> Result<PipeReader> {
-        let (reader, writer) = std::io::pipe().map_err(|e| Error::internal(format!("stdin pipe: {e}")))?;
+        let (reader, writer) = std::io::pipe().map_err(|e| Error::internal_cause("stdin pipe", e))?;
         self.lock().insert(exec_id.map(str::to_string), Arc::new(writer));
         Ok(reader)
     }
@@ -48,7 +48,7 @@ impl Inputs {
             std::io::ErrorKind::BrokenPipe => {
                 Error::precondition(format!("{}: no longer reads its stdin", name(task, exec_id)))
             }
-            _ => Error::internal(format!("{}: stdin: {e}", name(task, exec_id))),
+            _ => Error::internal_cause(format_args!("{}: stdin", name(task, exec_id)), e),
         })
     }
 

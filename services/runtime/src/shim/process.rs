@@ -36,7 +36,7 @@ impl Runner {
         let [input, out, err] = io;
         cmd.stdin(input).stdout(out).stderr(err);
         let since = self.reaper.mark();
-        let child = cmd.spawn().map_err(|e| Error::internal(format!("{}: {e}", self.runtime)))?;
+        let child = cmd.spawn().map_err(|e| Error::internal_cause(&self.runtime, e))?;
         self.reaper.spawned();
         let pid = i32::try_from(child.id()).unwrap_or(0);
         drop(child);
@@ -48,7 +48,7 @@ impl Runner {
         let mut cmd = self.command(args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let since = self.reaper.mark();
-        let mut child = cmd.spawn().map_err(|e| Error::internal(format!("{}: {e}", self.runtime)))?;
+        let mut child = cmd.spawn().map_err(|e| Error::internal_cause(&self.runtime, e))?;
         self.reaper.spawned();
         let pid = i32::try_from(child.id()).unwrap_or(0);
         let mut stdout = Vec::new();
@@ -104,7 +104,7 @@ pub fn runtime_error(runtime: &str, verb: &str, stderr: &[u8]) -> Error {
     if line.contains("does not exist") || line.contains("not found") {
         return Error::not_found(format!("{runtime} {verb}: {line}"));
     }
-    Error::internal(format!("{runtime} {verb}: {line}"))
+    Error::internal_cause(format_args!("{runtime} {verb}"), line)
 }
 
 #[cfg(test)]

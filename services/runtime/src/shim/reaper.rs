@@ -9,7 +9,7 @@
 //! long before was reported exited at once, with the old exit status and none of its output
 //! (the fault campaign's keepers, after some 2,000 execs each).
 
-use berth_ipc::sync::lock;
+use berth_ipc::sync::{lock, wait, wait_timeout};
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -78,7 +78,7 @@ impl Reaper {
                     // Nothing to wait for: sleep until a spawn says otherwise.
                     let guard = self.lock();
                     if self.spawns.load(Ordering::SeqCst) == spawns {
-                        let _ = self.changed.wait_timeout(guard, Duration::from_millis(50));
+                        drop(wait_timeout(&self.changed, guard, Duration::from_millis(50)));
                     }
                     continue;
                 }
@@ -128,7 +128,7 @@ impl Reaper {
                 }
                 return exit;
             }
-            exits = self.changed.wait(exits).unwrap_or_else(|p| p.into_inner());
+            exits = wait(&self.changed, exits);
         }
     }
 

@@ -6,7 +6,7 @@
 //! writer of the pipes is gone, and `Wait` waits for them so that an exit is told only once
 //! the output before it is in the log.
 
-use berth_ipc::sync::lock;
+use berth_ipc::sync::{lock, wait_timeout_while};
 use std::io::{PipeReader, PipeWriter, Read};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -34,7 +34,7 @@ impl Output {
     pub fn open(paths: LogPaths, max_bytes: u64, max_files: u32) -> Result<Arc<Output>> {
         let file = paths.current();
         let log = LogWriter::open(paths, max_bytes, max_files)
-            .map_err(|e| Error::internal(format!("log {}: {e}", file.display())))?;
+            .map_err(|e| Error::internal_cause(format_args!("log {}", file.display()), e))?;
         Ok(Arc::new(Output {
             log: Mutex::new(log),
             running: Mutex::new(0),
@@ -73,7 +73,7 @@ impl Output {
     /// Two pipes whose write ends are the process's stdout and stderr; their read ends are
     /// copied into the log by two threads.
     pub fn pipes(self: &Arc<Self>) -> Result<(PipeWriter, PipeWriter)> {
-        let pipe = || std::io::pipe().map_err(|e| Error::internal(format!("output pipe: {e}")));
+        let pipe = || std::io::pipe().map_err(|e| Error::internal_cause("output pipe", e));
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         self.copy(out_r, OutputStream::Stdout)?;
@@ -99,7 +99,7 @@ impl Output {
             });
         if let Err(e) = spawned {
             self.done();
-            return Err(Error::internal(format!("output thread: {e}")));
+            return Err(Error::internal_cause("output thread", e));
         }
         Ok(())
     }
@@ -114,7 +114,7 @@ impl Output {
     /// Waits (at most `timeout`) until every copy thread has reached the end of its pipe.
     pub fn wait_drained(&self, timeout: Duration) {
         let guard = lock(&self.running);
-        let _ = self.changed.wait_timeout_while(guard, timeout, |n| *n > 0);
+        drop(wait_timeout_while(&self.changed, guard, timeout, |n| *n > 0));
     }
 
     /// The last few hundred bytes written on stderr (the OCI runtime's error, on failure).

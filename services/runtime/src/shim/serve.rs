@@ -160,7 +160,7 @@ impl Shim {
                     return Err(Error::not_found(format!("task {id}: process already finished")));
                 }
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
-                    .map_err(|e| Error::internal(format!("kill {pid}: {e}")))?;
+                    .map_err(|e| Error::internal_cause(format_args!("kill {pid}"), e))?;
                 Ok(ShimResponse::Ok)
             }
             ShimRequest::Exec { exec_id, process, stdin, terminal } => {
@@ -286,7 +286,7 @@ const UNSERIALIZABLE: &str = r#"{"Error":{"code":"Internal","message":"shim answ
 /// saying so, never as a success.
 pub(super) fn json(resp: &ShimResponse) -> String {
     serde_json::to_string(resp).unwrap_or_else(|e| {
-        let error = ShimResponse::Error(Error::internal(format!("shim answer: not serializable: {e}")));
+        let error = ShimResponse::Error(Error::internal_cause("shim answer: not serializable", e));
         serde_json::to_string(&error).unwrap_or_else(|_| UNSERIALIZABLE.into())
     })
 }

@@ -4,7 +4,7 @@
 //! service streams to attach clients, live), and writes input and window sizes coming from
 //! attach clients to the master.
 
-use berth_ipc::sync::lock;
+use berth_ipc::sync::{lock, wait_timeout_while};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -40,8 +40,7 @@ impl ConsoleSocket {
     /// Listens at `path` (in the shim's private dir).
     pub fn bind(path: &Path) -> Result<ConsoleSocket> {
         let _ = std::fs::remove_file(path);
-        let listener =
-            UnixListener::bind(path).map_err(|e| Error::internal(format!("console socket: {e}")))?;
+        let listener = UnixListener::bind(path).map_err(|e| Error::internal_cause("console socket", e))?;
         Ok(ConsoleSocket { listener, path: path.to_path_buf() })
     }
 
@@ -53,7 +52,7 @@ impl ConsoleSocket {
     /// The pty master, once the runtime's `create` has returned (it has connected and sent
     /// it by then; `timeout` covers a runtime that does so late).
     pub fn receive(self, timeout: Duration) -> Result<OwnedFd> {
-        let fail = |what: &str| Error::internal(format!("console socket: {what}"));
+        let fail = |what: &str| Error::internal_cause("console socket", what);
         self.listener.set_nonblocking(true).map_err(|e| fail(&e.to_string()))?;
         let deadline = Instant::now() + timeout;
         let conn = loop {
@@ -90,14 +89,14 @@ impl Tty {
     /// Starts relaying the master's output into `log`.
     pub fn start(master: OwnedFd, log: Arc<Output>) -> Result<Arc<Tty>> {
         let master = File::from(master);
-        let reader = master.try_clone().map_err(|e| Error::internal(format!("pty: {e}")))?;
+        let reader = master.try_clone().map_err(|e| Error::internal_cause("pty", e))?;
         let tty = Arc::new(Tty { master, drained: Mutex::new(false), changed: Condvar::new() });
         let relay = tty.clone();
         std::thread::Builder::new()
             .name("tty".into())
             .stack_size(64 << 10)
             .spawn(move || relay.relay(reader, log))
-            .map_err(|e| Error::internal(format!("tty thread: {e}")))?;
+            .map_err(|e| Error::internal_cause("tty thread", e))?;
         Ok(tty)
     }
 
@@ -120,7 +119,7 @@ impl Tty {
     /// Waits (at most `timeout`) until the relay has copied everything the task wrote.
     pub fn wait_drained(&self, timeout: Duration) {
         let guard = lock(&self.drained);
-        let _ = self.changed.wait_timeout_while(guard, timeout, |drained| !*drained);
+        drop(wait_timeout_while(&self.changed, guard, timeout, |drained| !*drained));
     }
 
     /// Types `data` into the terminal.

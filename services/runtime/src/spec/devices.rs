@@ -150,8 +150,9 @@ fn asked(dev: &Device) -> Result<Vec<LinuxDevice>> {
 pub fn devices(asked_for: &[Device], privileged: bool, host_dev: &Path) -> Result<Devices> {
     let mut out = Devices::default();
     if privileged {
-        walk(host_dev, Path::new("/dev"), &HOST_SKIPPED, &mut out.nodes)
-            .map_err(|e| Error::internal(format!("host devices: reading {}: {e}", host_dev.display())))?;
+        walk(host_dev, Path::new("/dev"), &HOST_SKIPPED, &mut out.nodes).map_err(|e| {
+            Error::internal_cause(format_args!("host devices: reading {}", host_dev.display()), e)
+        })?;
         out.nodes.retain(|d| d.path() != Path::new("/dev/console"));
         out.rules.push(rule(true, None, "rwm"));
     } else {

@@ -88,7 +88,7 @@ pub fn read_in_root(rootfs: &Path, path: &str) -> Result<Option<String>> {
     use std::io::Read;
     let inside = resolve_in_root(rootfs, path)?;
     let root = std::fs::File::open(rootfs)
-        .map_err(|e| Error::internal(format!("rootfs {}: {e}", rootfs.display())))?;
+        .map_err(|e| Error::internal_cause(format_args!("rootfs {}", rootfs.display()), e))?;
     // (openat2 refuses flags O_PATH ignores.)
     let open = |flags: OFlag| {
         let how = OpenHow::new()

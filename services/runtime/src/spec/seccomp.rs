@@ -145,7 +145,7 @@ pub fn default_profile(caps: &HashSet<Capability>) -> Result<LinuxSeccomp> {
         "architectures": architectures(),
         "syscalls": syscalls,
     });
-    serde_json::from_value(profile).map_err(|e| Error::internal(format!("default seccomp profile: {e}")))
+    serde_json::from_value(profile).map_err(|e| Error::internal_cause("default seccomp profile", e))
 }
 
 /// The host's architecture and the compat ones its processes may use.

@@ -51,7 +51,10 @@ pub fn apply_limited<R: Read + Send>(
     let fd: OwnedFd =
         nix::fcntl::open(root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|e| {
-                Error::internal(format!("snapshot dir {}: {}", root.display(), e.desc().to_lowercase()))
+                Error::internal_cause(
+                    format_args!("snapshot dir {}", root.display()),
+                    e.desc().to_lowercase(),
+                )
             })?;
     let over_cap = || {
         Error::new(
