@@ -8,7 +8,7 @@ use berth_ipc::{Code, Error, Result};
 use oci_spec::runtime::{LinuxResources, Spec};
 
 use crate::Runtime;
-use crate::blocking::blocking;
+use berth_service_kit::blocking_value;
 use crate::oci_runtime::{runtime_command, runtime_root};
 use crate::spec::host::Host;
 use crate::spec::resources;
@@ -39,7 +39,7 @@ impl Runtime {
         let config = bundle.config();
         let root = runtime_root(&self.state, &record.runtime, ns);
         let (id, runtime) = (id.to_string(), record.runtime.clone());
-        blocking(move || {
+        blocking_value("runtime worker", move || {
             // The task's own config, which exec and metrics read, says what its cgroup holds.
             if let Ok(raw) = std::fs::read(&config) {
                 let mut spec: Spec = serde_json::from_slice(&raw)
