@@ -88,6 +88,11 @@ fn dir(cache: &Path) -> PathBuf {
     cache.join("results")
 }
 
+/// The file of the record under `key`.
+pub fn path(cache: &Path, key: &str) -> PathBuf {
+    dir(cache).join(key)
+}
+
 /// Writes `entry`, whole or not at all.
 pub fn write(cache: &Path, entry: &Entry) -> Result<()> {
     let d = dir(cache);

@@ -91,7 +91,10 @@ impl Cni {
         for (i, plugin) in net.plugins.iter().enumerate() {
             let stdin = conf::plugin_input(net, plugin, prev.as_ref(), &a.capabilities);
             match exec::run(self, net, plugin, "ADD", a, &stdin) {
-                Ok(out) => prev = Some(out.unwrap_or_else(|| Value::Object(Map::new()))),
+                Ok(out) => {
+                    prev = Some(out.unwrap_or_else(|| Value::Object(Map::new())));
+                    berth_ipc::failpoint!("cni.add.after_plugin");
+                }
                 Err(e) => {
                     self.del_plugins(net, &net.plugins[..=i], a, prev.as_ref());
                     let _ = cache::remove(&self.cache_dir, &entry.key());
@@ -123,7 +126,13 @@ impl Cni {
                 Err(e) => return Err(e),
             },
         };
-        let failed = self.del_plugins(&net, &net.plugins, a, prev.as_ref());
+        // A namespace already gone (or a file that no longer holds one) is passed as none, as
+        // containerd does: the plugins then release what lives outside it (addresses, rules).
+        let mut a = a.clone();
+        if !is_netns(&a.netns) {
+            a.netns = PathBuf::new();
+        }
+        let failed = self.del_plugins(&net, &net.plugins, &a, prev.as_ref());
         if let Some(e) = failed {
             return Err(e);
         }
@@ -145,6 +154,7 @@ impl Cni {
                 tracing::warn!(network = %net.name, plugin = %plugin.kind, error = %e, "CNI DEL failed");
                 first.get_or_insert(e);
             }
+            berth_ipc::failpoint!("cni.del.after_plugin");
         }
         first
     }
@@ -162,6 +172,19 @@ pub fn ips_of(result: &Value) -> Vec<String> {
         .filter_map(|ip| ip.get("address")?.as_str())
         .map(|a| a.split('/').next().unwrap_or(a).to_string())
         .collect()
+}
+
+/// Whether `path` is a namespace file (nsfs), as a held network namespace is.
+#[allow(unsafe_code)]
+pub fn is_netns(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `c` is a NUL-terminated path; `buf` is a plain struct the call fills.
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the pointers live for the call.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
+    rc == 0 && buf.f_type as i64 == NSFS_MAGIC
 }
 
 /// `path` joined for `CNI_PATH`.

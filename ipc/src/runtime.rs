@@ -161,6 +161,29 @@ pub struct SandboxSpec {
     pub pid: PidMode,
     /// Size of the pod's `/dev/shm` tmpfs, bytes (default 64 MiB).
     pub shm_size: Option<u64>,
+    /// The CNI network its network namespace is attached to (a name in the conf dir);
+    /// `None`: loopback only. Ignored with `net_host`.
+    #[serde(default)]
+    pub network: Option<String>,
+    /// Host ports forwarded to it (the `portmap` plugin's `portMappings`).
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    /// `CNI_ARGS` for the network's plugins (the kubelet's `K8S_POD_NAME`, …).
+    #[serde(default)]
+    pub cni_args: Vec<(String, String)>,
+}
+
+/// A host port forwarded into a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// Host address to listen on (empty: every address).
+    pub host_ip: String,
+    /// Host port.
+    pub host_port: u16,
+    /// Port in the sandbox.
+    pub container_port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
 }
 
 /// What a user may change from the image's defaults.
@@ -323,6 +346,8 @@ pub struct SandboxInfo {
     pub holder_pid: u32,
     /// Its state directory (`resolv.conf`, `hosts`, `hostname`, `shm`).
     pub dir: String,
+    /// Its addresses on its CNI network (the first is the pod IP); empty without one.
+    pub ips: Vec<String>,
 }
 
 /// `RemoveContainer`: record and snapshot. `FailedPrecondition` while it has a task, unless

@@ -70,6 +70,14 @@ impl Berth {
         let root = dir.path().join("root");
         let state = dir.path().join("state");
         let config = dir.path().join("berth.toml");
+        // Never the host's CNI conf dir, and no default network written: a test that wants a
+        // network brings its own `[network]`, with a bridge and subnet of its own.
+        let toml = if toml.contains("[network]") {
+            toml.to_string()
+        } else {
+            let conf = dir.path().join("cni-conf");
+            format!("{toml}\n[network]\nconf_dir = {:?}\nwrite_default = false\n", conf.display().to_string())
+        };
         std::fs::write(&config, toml).expect("write config");
         let mut berth =
             Berth { dir, root, state, config, env: Vec::new(), launcher: None, seen_pids: Vec::new() };

@@ -35,6 +35,32 @@ pub fn handler_runtime(handler: &str) -> Option<&'static str> {
 }
 
 impl Cri {
+    /// Whether pods can be attached to the default network: its list is in the conf dir (or
+    /// will be written there at the first pod) and its plugins are installed. Pods get a
+    /// loopback-only network namespace while it is not.
+    pub fn network_ready(&self) -> berth_ipc::Result<()> {
+        let n = &self.network;
+        let cni = berth_cni::Cni {
+            conf_dir: n.conf_dir.clone(),
+            plugin_dirs: n.plugin_dirs.clone(),
+            cache_dir: self.root.join("cni"),
+            timeout: std::time::Duration::from_millis(n.plugin_timeout_ms),
+        };
+        match cni.network(&n.default_network) {
+            Ok(net) => cni.status(&net),
+            Err(e) if e.is(berth_ipc::Code::NotFound) && n.write_default => {
+                let net = berth_cni::conf::parse(berth_cni::conf::default_list(
+                    &n.default_network,
+                    &n.default_bridge,
+                    &n.default_subnet,
+                    &cni.cache_dir,
+                ))?;
+                cni.status(&net)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// `Status`: RuntimeReady when the runtime service answers; NetworkReady as pods get a
     /// loopback-only network namespace, which always works.
     pub async fn status(&self, verbose: bool) -> StatusResponse {
@@ -45,13 +71,12 @@ impl Cri {
             reason: if runtime.is_ok() { String::new() } else { "RuntimeServiceDown".into() },
             message: runtime.err().map(|e| e.to_string()).unwrap_or_default(),
         };
-        // Every pod gets a network namespace of its own with loopback up (or the node's):
-        // that network is ready. CNI networks are a later step (docs/cri.md).
+        let network = self.network_ready();
         let network_ready = RuntimeCondition {
             r#type: "NetworkReady".into(),
-            status: true,
-            reason: String::new(),
-            message: "pods get a loopback-only network namespace (no CNI network configured)".into(),
+            status: network.is_ok(),
+            reason: if network.is_ok() { String::new() } else { "NetworkPluginNotReady".into() },
+            message: network.err().map(|e| e.message).unwrap_or_default(),
         };
         let features = RuntimeHandlerFeatures { recursive_read_only_mounts: true, user_namespaces: false };
         let handlers =

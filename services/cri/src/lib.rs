@@ -58,6 +58,8 @@ pub struct Cri {
     pub stats: Arc<status::RpcStats>,
     /// `[registry]`: mirrors.
     pub registry: berth_service_kit::config::RegistryConfig,
+    /// `[network]`: the network pods attach to.
+    pub network: Arc<berth_service_kit::config::NetworkConfig>,
 }
 
 impl Cri {
@@ -70,6 +72,7 @@ impl Cri {
             pulls: Arc::default(),
             stats: Arc::default(),
             registry: env.config.registry.clone(),
+            network: Arc::new(env.config.network.clone()),
         }
     }
 }

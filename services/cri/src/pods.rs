@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use berth_ipc::runtime::{
-    CreateSandbox, DnsConfig, GetSandbox, ListSandboxes, PidMode, RemoveSandbox, SandboxInfo, SandboxRef,
-    SandboxSpec, SandboxState, StopSandbox,
+    CreateSandbox, DnsConfig, GetSandbox, ListSandboxes, PidMode, PortMapping, RemoveSandbox, SandboxInfo,
+    SandboxRef, SandboxSpec, SandboxState, StopSandbox,
 };
 use berth_ipc::{Code, Error, Result};
 use k8s_cri::v1::{
-    LinuxPodSandboxStatus, Namespace, NamespaceMode, NamespaceOption, PodSandbox, PodSandboxConfig,
+    LinuxPodSandboxStatus, Namespace, NamespaceMode, NamespaceOption, PodIp, PodSandbox, PodSandboxConfig,
     PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
 };
 
@@ -128,7 +128,45 @@ pub fn sandbox_spec(config: &PodSandboxConfig) -> Result<SandboxSpec> {
         ipc_host: ns.ipc == node,
         pid,
         shm_size: None,
+        network: None,
+        ports: ports(&config.port_mappings).map_err(|e| e.context(&what))?,
+        cni_args: vec![
+            ("K8S_POD_NAMESPACE".into(), meta.namespace.clone()),
+            ("K8S_POD_NAME".into(), meta.name.clone()),
+            ("K8S_POD_UID".into(), meta.uid.clone()),
+        ],
     })
+}
+
+/// The pod's port mappings, checked (a host port of 0 is no mapping, as the kubelet means).
+fn ports(mappings: &[k8s_cri::v1::PortMapping]) -> Result<Vec<PortMapping>> {
+    let mut out = Vec::new();
+    for m in mappings {
+        if m.host_port == 0 {
+            continue;
+        }
+        let port = |p: i32, what: &str| {
+            u16::try_from(p)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| Error::invalid(format!("port mapping: {what} port {p} is not 1 to 65535")))
+        };
+        let protocol = match k8s_cri::v1::Protocol::try_from(m.protocol) {
+            Ok(k8s_cri::v1::Protocol::Tcp) => "tcp",
+            Ok(k8s_cri::v1::Protocol::Udp) => "udp",
+            Ok(k8s_cri::v1::Protocol::Sctp) => "sctp",
+            Err(_) => {
+                return Err(Error::invalid(format!("port mapping: protocol {} is unknown", m.protocol)));
+            }
+        };
+        out.push(PortMapping {
+            host_ip: m.host_ip.clone(),
+            host_port: port(m.host_port, "host")?,
+            container_port: port(m.container_port, "container")?,
+            protocol: protocol.into(),
+        });
+    }
+    Ok(out)
 }
 
 /// Whether `pod` passes `filter`.
@@ -181,7 +219,10 @@ impl Cri {
 
     /// `RunPodSandbox`: the pod's id.
     pub async fn run_pod(&self, config: PodSandboxConfig, handler: &str) -> Result<String> {
-        let spec = sandbox_spec(&config)?;
+        let mut spec = sandbox_spec(&config)?;
+        if !spec.net_host && self.network_ready().is_ok() {
+            spec.network = Some(self.network.default_network.clone());
+        }
         let runtime = crate::info::handler_runtime(handler).ok_or_else(|| {
             Error::invalid(format!("runtime handler {handler:?}: unknown (known: runc, crun)"))
         })?;
@@ -198,6 +239,7 @@ impl Cri {
             )));
         }
         let id = records::new_id()?;
+        spec.cni_args.push(("K8S_POD_INFRA_CONTAINER_ID".into(), id.clone()));
         let req = CreateSandbox {
             namespace: NAMESPACE.into(),
             id: id.clone(),
@@ -247,7 +289,10 @@ impl Cri {
             metadata: pod.config.metadata.clone(),
             state: pod.state() as i32,
             created_at: records::ns_i64(pod.info.created),
-            network: Some(PodSandboxNetworkStatus { ip: String::new(), additional_ips: Vec::new() }),
+            network: Some(PodSandboxNetworkStatus {
+                ip: pod.info.ips.first().cloned().unwrap_or_default(),
+                additional_ips: pod.info.ips.iter().skip(1).map(|ip| PodIp { ip: ip.clone() }).collect(),
+            }),
             linux: Some(LinuxPodSandboxStatus {
                 namespaces: Some(Namespace { options: Some(pod.namespace_options()) }),
             }),

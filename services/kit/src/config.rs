@@ -39,6 +39,43 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Registry hosts: mirrors, as containerd's `hosts.toml`.
     pub registry: RegistryConfig,
+    /// CNI networks for pods and containers.
+    pub network: NetworkConfig,
+}
+
+/// Where CNI networks and plugins are, and berth's default network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// The CNI conf dir (`*.conflist`, `*.conf`).
+    pub conf_dir: PathBuf,
+    /// Where CNI plugin binaries are looked for, in order.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// The network pods attach to: its name in the conf dir.
+    pub default_network: String,
+    /// Write a conflist for `default_network` (a bridge with host-local addresses from
+    /// `default_subnet`, NAT, port mappings) when the conf dir has none by that name.
+    pub write_default: bool,
+    /// The default network's bridge device.
+    pub default_bridge: String,
+    /// The default network's subnet.
+    pub default_subnet: String,
+    /// How long one plugin run may take, ms.
+    pub plugin_timeout_ms: u64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            conf_dir: PathBuf::from("/etc/cni/net.d"),
+            plugin_dirs: vec![PathBuf::from("/usr/lib/cni"), PathBuf::from("/opt/cni/bin")],
+            default_network: "berth".into(),
+            write_default: true,
+            default_bridge: "berth0".into(),
+            default_subnet: "10.88.0.0/16".into(),
+            plugin_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// How registries are reached, by the registry host an image name carries.
@@ -326,6 +363,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             runtime: RuntimeConfig::default(),
             registry: RegistryConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }

@@ -25,6 +25,7 @@
 //! - [`procs`] — exec, ps, pause, resume, metrics, attach.
 //! - [`update`] — `UpdateResources`: a container's cgroup limits changed in place.
 //! - [`sandbox`] — pod sandboxes: namespaces held without an image, `/dev/shm`, DNS files.
+//! - [`network`] — sandboxes' CNI networks: attach, detach, reconcile.
 //! - [`pin`] — `berth-sandbox`: the helper that holds a sandbox's namespaces.
 //! - [`rm_on_exit`] — containers removed when their task exits (`run --rm -d`).
 //! - [`cgroups`] — empty cgroup parents removed when the last container under them goes.
@@ -55,6 +56,7 @@ pub mod logfile;
 pub mod logread;
 pub mod logs;
 pub mod mount;
+pub mod network;
 pub mod oci_runtime;
 pub mod pin;
 pub mod procs;
@@ -112,6 +114,10 @@ pub struct Runtime {
     pub claims: Arc<claim::Claims>,
     /// The OCI runtimes, as the service itself uses them ([`oci_runtime`]).
     pub oci: Arc<dyn oci_runtime::OciRuntime>,
+    /// The CNI driver sandboxes' networks go through ([`network`]).
+    pub cni: Arc<berth_cni::Cni>,
+    /// `[network]`: the default network, written when first asked for.
+    pub network: Arc<berth_service_kit::config::NetworkConfig>,
 }
 
 impl Runtime {
@@ -129,6 +135,8 @@ impl Runtime {
             content: ContentClient::new(Client::in_state_dir(&state, options)),
             events: Publisher::in_state_dir(&state, "runtime"),
             oci: Arc::new(oci_runtime::Binaries { state: state.clone() }),
+            cni: Arc::new(network::driver(&env.config.network, &env.config.root)),
+            network: Arc::new(env.config.network.clone()),
             claims: Arc::default(),
             state,
             cgroup_parent,
@@ -233,6 +241,7 @@ impl Handler<RuntimeProtocol> for Runtime {
 /// Runs the runtime service on `listener` until `shutdown` is cancelled. Shims and
 /// containers are left running.
 pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let started = std::time::SystemTime::now();
     let mut rt = Runtime::new(&env)?;
     rt.shutdown = shutdown.clone();
     let (live, dead) = adopt(&rt).await;
@@ -243,6 +252,9 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
         if let Err(e) = rt2.adopt_rm_on_exit().await {
             tracing::warn!(error = %e, "rm-on-exit containers not adopted");
         }
+        // Networks first: a sandbox cut off between its attach and its record still has
+        // its network namespace mounted, so its DEL sees the interfaces it removes.
+        rt2.reconcile_networks(started).await;
         rt2.reconcile_sandboxes().await;
     });
     berth_service_kit::serve::<RuntimeProtocol, _>(&env, rt, listener, shutdown).await

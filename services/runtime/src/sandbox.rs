@@ -242,6 +242,7 @@ impl Runtime {
         validate_user_labels(&req.labels)?;
         let runtime = runtime_binary(&req.runtime)?.to_string();
         check_spec(&req.id, &req.spec)?;
+        crate::network::check(&req.spec).map_err(|e| e.context(format!("sandbox {}", req.id)))?;
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
         let _claim = self.claims.take("sandbox", ns, id)?;
         match self.metadata.call(MdGet(ByName { namespace: ns.into(), name: id.into() })).await {
@@ -265,6 +266,13 @@ impl Runtime {
                 return Err(e.context(format!("sandbox {id}")));
             }
         };
+        let netns = dir.ns("net");
+        if let Err(e) = self.attach_network(ns, id, &req.spec, &netns).await {
+            let d = dir.clone();
+            let _ = blocking_value("runtime worker", move || release(&d, true)).await;
+            return Err(e.context(format!("sandbox {id}")));
+        }
+        berth_ipc::failpoint!("runtime.sandbox.after_attach");
         let record = Sandbox {
             id: id.into(),
             runtime: RuntimeInfo { name: runtime, options: Vec::new() },
@@ -278,6 +286,9 @@ impl Runtime {
         let record = match created {
             Ok(r) => r,
             Err(e) => {
+                if let Err(e) = self.detach_network(ns, id, &req.spec, &netns).await {
+                    tracing::warn!(namespace = ns, id, error = %e, "network not detached; retried at the next start");
+                }
                 let d = dir.clone();
                 let _ = blocking_value("runtime worker", move || release(&d, true)).await;
                 return Err(e);
@@ -296,6 +307,7 @@ impl Runtime {
         let dir = self.sandbox_dir(ns, &record.id);
         let holder = if spec.pid == PidMode::Pod { dir.live_holder() } else { None };
         let ready = dir.ready().exists() && (spec.pid != PidMode::Pod || holder.is_some());
+        let ips = self.sandbox_ips(ns, &record.id, &spec);
         SandboxInfo {
             id: record.id,
             namespace: ns.to_string(),
@@ -307,6 +319,7 @@ impl Runtime {
             labels: record.labels,
             extensions: record.extensions,
             created: record.created,
+            ips,
             dir: dir.dir.display().to_string(),
         }
     }
@@ -351,17 +364,18 @@ impl Runtime {
         validate_namespace(&r.namespace)?;
         validate_identifier("sandbox id", &r.id)?;
         let (ns, id) = (r.namespace.as_str(), r.id.as_str());
-        match self.metadata.call(MdGet(ByName { namespace: ns.into(), name: id.into() })).await {
-            Ok(_) => {}
+        let record = match self.metadata.call(MdGet(ByName { namespace: ns.into(), name: id.into() })).await {
+            Ok(r) => r,
             Err(e) if e.is(Code::NotFound) => return Ok(()),
             Err(e) => return Err(e),
-        }
+        };
         let containers = self.sandbox_containers(ns, id).await?;
         let stops = containers.iter().map(|c| self.stop_container_task(ns, c));
         for result in futures_util::future::join_all(stops).await {
             result?;
         }
         let dir = self.sandbox_dir(ns, id);
+        self.detach_recorded(ns, &record, &dir).await?;
         blocking_value("runtime worker", move || release(&dir, false)).await?
     }
 
@@ -389,7 +403,7 @@ impl Runtime {
         validate_namespace(&r.namespace)?;
         validate_identifier("sandbox id", &r.id)?;
         let (ns, id) = (r.namespace.as_str(), r.id.as_str());
-        self.metadata.call(MdGet(ByName { namespace: ns.into(), name: id.into() })).await?;
+        let record = self.metadata.call(MdGet(ByName { namespace: ns.into(), name: id.into() })).await?;
         for c in self.sandbox_containers(ns, id).await? {
             match self
                 .remove_container(RemoveContainer { namespace: ns.into(), id: c.clone(), force: true })
@@ -401,11 +415,21 @@ impl Runtime {
             }
         }
         let dir = self.sandbox_dir(ns, id);
+        self.detach_recorded(ns, &record, &dir).await?;
         blocking_value("runtime worker", move || release(&dir, true)).await??;
         match self.metadata.call(MdDelete(ByName { namespace: ns.into(), name: id.into() })).await {
             Err(e) if !e.is(Code::NotFound) => Err(e),
             _ => Ok(()),
         }
+    }
+
+    /// Detaches a recorded sandbox from its network, while its network namespace is held.
+    /// A failure is answered, with the namespaces kept, so a retried stop tries again.
+    async fn detach_recorded(&self, ns: &str, record: &Sandbox, dir: &SandboxDir) -> Result<()> {
+        let spec: SandboxSpec = serde_json::from_slice(&record.spec).unwrap_or_default();
+        self.detach_network(ns, &record.id, &spec, &dir.ns("net"))
+            .await
+            .map_err(|e| e.context(format!("sandbox {}", record.id)))
     }
 
     /// At start: sandbox dirs without a record (a create or remove cut off) are released

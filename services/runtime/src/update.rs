@@ -8,11 +8,11 @@ use berth_ipc::{Code, Error, Result};
 use oci_spec::runtime::{LinuxResources, Spec};
 
 use crate::Runtime;
-use berth_service_kit::blocking_value;
 use crate::oci_runtime::{runtime_command, runtime_root};
 use crate::spec::host::Host;
 use crate::spec::resources;
 use crate::tasks::check;
+use berth_service_kit::blocking_value;
 
 impl Runtime {
     /// `UpdateResources`.
