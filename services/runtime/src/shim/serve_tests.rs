@@ -194,6 +194,14 @@ impl Setup {
     }
 }
 
+/// A plain task, created and started.
+fn started() -> (Setup, Shim) {
+    let s = Setup::plain();
+    let shim = s.create().expect("created");
+    shim.handle(ShimRequest::Start).expect("started");
+    (s, shim)
+}
+
 fn path(p: PathBuf) -> String {
     p.display().to_string()
 }
@@ -281,9 +289,7 @@ fn a_failed_start_keeps_the_task_created_and_the_runtimes_code() {
 
 #[test]
 fn a_stopped_task_is_not_signalled_and_tells_its_exit() {
-    let s = Setup::plain();
-    let shim = s.create().expect("created");
-    shim.handle(ShimRequest::Start).expect("started");
+    let (s, shim) = started();
     s.fake.exit(FIRST_PID, 3);
     let e = shim.handle(kill(15, false)).expect_err("kill of a stopped task");
     assert!(e.is(Code::NotFound) && e.to_string() == "task web: process already finished", "{e}");
@@ -306,9 +312,7 @@ fn kill_all_goes_through_the_runtime_and_an_unknown_signal_through_nothing() {
 
 #[test]
 fn pause_and_resume_set_the_status_only_when_the_runtime_did_it() {
-    let s = Setup::plain();
-    let shim = s.create().expect("created");
-    shim.handle(ShimRequest::Start).expect("started");
+    let (s, shim) = started();
     shim.handle(ShimRequest::Pause).expect("paused");
     assert_eq!(status(&shim), TaskStatus::Paused);
     s.fake.fail("resume", "level=error msg=\"container not paused\"");
@@ -339,9 +343,7 @@ fn shutdown_force_deletes_a_created_task_and_refuses_a_running_one() {
     assert_eq!(s.fake.calls().last().map(String::as_str), Some("delete --force web"));
     assert!(!s.bundle().join("shim").join("sock").exists(), "its socket is removed");
 
-    let s = Setup::plain();
-    let shim = s.create().expect("created");
-    shim.handle(ShimRequest::Start).expect("started");
+    let (s, shim) = started();
     let e = shim.shutdown().expect_err("running");
     assert!(
         e.is(Code::FailedPrecondition) && e.to_string() == "task web: still running; kill it first",
@@ -352,9 +354,7 @@ fn shutdown_force_deletes_a_created_task_and_refuses_a_running_one() {
 
 #[test]
 fn an_exited_task_is_deleted_by_its_exit_and_not_again() {
-    let s = Setup::plain();
-    let shim = s.create().expect("created");
-    shim.handle(ShimRequest::Start).expect("started");
+    let (s, shim) = started();
     s.fake.exit(FIRST_PID, 0);
     assert!(shim.shared.early_deleted(std::time::Duration::from_secs(5)), "the exit began the delete");
     shim.delete_exited();
@@ -400,9 +400,7 @@ fn exec_gives_its_spec_and_pid_file_and_its_id_is_taken_until_it_exits() {
 
 #[test]
 fn a_failed_exec_is_the_runtimes_stderr_and_frees_its_id() {
-    let s = Setup::plain();
-    let shim = s.create().expect("created");
-    shim.handle(ShimRequest::Start).expect("started");
+    let (s, shim) = started();
     s.fake.fail("exec", "level=error msg=\"exec failed: unable to start container process: exec: \\\"nope\\\": executable file not found in $PATH\"");
     let e = shim.handle(exec("e1")).expect_err("exec fails");
     assert!(e.to_string().starts_with("fake exec: level=error msg=\"exec failed"), "{e}");
