@@ -3,7 +3,7 @@
 //! service's diff; the CRI service):
 //!
 //! - [`media`] — media types and [`MAX_JSON`], the one cap on every JSON document;
-//! - [`platform`] — `os/arch[/variant]` and matching an index entry;
+//! - [`platform`] — `os/arch[/variant]`, normalized, matched and ordered as containerd's;
 //! - [`document`] — descriptors, indexes, manifests, configs, parsed and validated;
 //! - [`config_check`] — hostile `User`, `WorkingDir`, `Volumes` refused on the way in;
 //! - [`resolve`] — index → manifest → config, the platform choice, chain IDs;

@@ -11,7 +11,7 @@ pub use berth_ipc::digest::chain_ids;
 
 use crate::document::{self, Config, Descriptor, Index, Manifest};
 use crate::media::{MAX_JSON, is_index, is_manifest};
-use crate::platform::Platform;
+use crate::platform::{Only, Platform};
 
 /// How many entries an index may list.
 pub const MAX_INDEX_ENTRIES: usize = 256;
@@ -36,8 +36,11 @@ impl Resolved {
     }
 }
 
-/// Picks the entry of `index` for `platform`: the first manifest whose platform matches
-/// ([`Platform::matches`], variants included) or that names no platform.
+/// Picks the entry of `index` for `platform`: of the manifests whose platform a host of
+/// `platform` runs ([`Only`]), the most preferred (the platform itself before what it
+/// falls back to: `arm/v7` before `arm/v6`, `amd64` before `386`), the first listed among
+/// equals. An entry that names no platform counts as the platform itself (containerd ranks
+/// it last; berth has always taken it, in pull, import and the runtime alike).
 pub fn choose<'a>(index: &'a Index, platform: &Platform, what: &str) -> Result<&'a Descriptor> {
     if index.manifests.len() > MAX_INDEX_ENTRIES {
         return Err(Error::invalid(format!(
@@ -45,10 +48,16 @@ pub fn choose<'a>(index: &'a Index, platform: &Platform, what: &str) -> Result<&
             index.manifests.len()
         )));
     }
+    let only = Only::new(platform);
+    let rank = |d: &Descriptor| d.platform.as_ref().map_or(Some(0), |p| only.rank(p));
     index
         .manifests
         .iter()
-        .find(|d| is_manifest(&d.media_type) && d.platform.as_ref().is_none_or(|p| platform.matches(p)))
+        .enumerate()
+        .filter(|(_, d)| is_manifest(&d.media_type))
+        .filter_map(|(i, d)| rank(d).map(|r| ((r, i), d)))
+        .min_by_key(|(key, _)| *key)
+        .map(|(_, d)| d)
         .ok_or_else(|| Error::not_found(format!("{what}: no manifest for platform {platform}")))
 }
 
@@ -148,23 +157,53 @@ mod tests {
         Index { schema_version: 2, media_type: None, manifests, annotations: Default::default() }
     }
 
+    fn pick(i: &Index, p: &str) -> String {
+        let d = choose(i, &Platform::parse(p).expect("platform"), "index").expect("choose");
+        d.platform.as_ref().map(|p| p.to_string()).unwrap_or_default()
+    }
+
     /// The runtime used to match on the architecture only and took `linux/arm/v6` for an
     /// arm v7 host where pull had unpacked `linux/arm/v7`; both now call [`choose`].
     #[test]
     fn the_platform_choice_honours_variants() {
         let i = index(&["linux/arm/v6", "linux/arm/v7", "linux/arm64/v7", "linux/arm64/v8", "linux/amd64"]);
-        let pick = |p: &str| {
-            let d = choose(&i, &Platform::parse(p).expect("platform"), "index").expect("choose");
-            d.platform.as_ref().map(|p| p.to_string()).unwrap_or_default()
-        };
-        assert_eq!(pick("linux/arm/v7"), "linux/arm/v7");
-        assert_eq!(pick("linux/arm/v6"), "linux/arm/v6");
-        // arm64's `v8` is its default, which matches any arm64 variant: the first listed.
-        assert_eq!(pick("linux/arm64/v8"), "linux/arm64/v7");
-        assert_eq!(pick("linux/arm64"), "linux/arm64/v7");
-        assert_eq!(pick("linux/amd64"), "linux/amd64");
+        assert_eq!(pick(&i, "linux/arm/v7"), "linux/arm/v7");
+        assert_eq!(pick(&i, "linux/arm/v6"), "linux/arm/v6");
+        // arm64's `v8` is its default: an arm64 request matches `arm64` and `arm64/v8`, not
+        // `arm64/v7` (before containerd's rules, any arm64 variant: the first listed).
+        assert_eq!(pick(&i, "linux/arm64/v8"), "linux/arm64/v8");
+        assert_eq!(pick(&i, "linux/arm64"), "linux/arm64/v8");
+        assert_eq!(pick(&i, "linux/amd64"), "linux/amd64");
         let e = choose(&i, &Platform::parse("linux/s390x").expect("platform"), "index 1").expect_err("none");
         assert!(e.message.contains("index 1: no manifest for platform linux/s390x"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_most_preferred_platform_wins_over_the_first_listed() {
+        let i = index(&["linux/386", "linux/arm/v5", "linux/arm/v6", "linux/arm/v7", "linux/amd64"]);
+        assert_eq!(pick(&i, "linux/arm/v7"), "linux/arm/v7");
+        assert_eq!(pick(&i, "linux/arm/v8"), "linux/arm/v7", "the nearest older variant");
+        assert_eq!(pick(&i, "linux/arm64"), "linux/arm/v7", "arm64 runs 32-bit arm last");
+        assert_eq!(pick(&i, "linux/amd64"), "linux/amd64", "386 only as a fallback");
+        assert_eq!(pick(&index(&["linux/386", "linux/arm/v6"]), "linux/amd64"), "linux/386");
+        assert_eq!(pick(&index(&["linux/arm/v5", "linux/arm/v6"]), "linux/arm"), "linux/arm/v6");
+        let v7 = index(&["linux/arm/v7"]);
+        assert!(
+            choose(&v7, &Platform::parse("linux/arm/v6").expect("p"), "i").is_err(),
+            "v6 does not run v7"
+        );
+    }
+
+    #[test]
+    fn an_entry_without_a_platform_counts_as_the_platform_itself() {
+        let mut i = index(&["linux/arm/v6", "linux/amd64"]);
+        i.manifests[1].platform = None;
+        assert_eq!(pick(&i, "linux/arm/v7"), "", "before a fallback");
+        let i = index(&["linux/arm/v7", "linux/arm/v6"]);
+        let mut j = i.clone();
+        j.manifests.insert(0, Descriptor::new(crate::OCI_MANIFEST, Digest::of(b"none"), 1));
+        assert_eq!(pick(&j, "linux/arm/v7"), "", "the first listed among equals");
+        assert_eq!(pick(&i, "linux/armhf"), "linux/arm/v7", "aliases are normalized");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use berth_ipc::snapshot::{
 use clap::{Args, Subcommand};
 
 use super::Ctx;
+use super::namespaces::wire;
 use crate::output::{self, Format};
 
 /// `berth snapshots …`
@@ -138,143 +139,144 @@ fn tree_lines(list: &[Info], parent: Option<&str>, depth: usize, out: &mut Vec<S
 
 /// Runs a snapshots command.
 pub async fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
-    let c = &ctx.services.snapshot;
-    let sn = args.snapshotter;
-    let ns = ctx.namespace.clone();
-    let key = |k: &str| KeyRef { snapshotter: sn.clone(), key: k.to_string(), namespace: ns.clone() };
-    let list = |filters: Vec<String>| List {
-        snapshotter: sn.clone(),
-        filters,
-        namespace: ns.clone(),
-        all_namespaces: false,
-    };
-    let what = super::namespaces::wire;
+    let s = Snapshots { ctx, sn: args.snapshotter };
     match args.cmd {
-        SnapshotsCmd::Ls { filters } => {
-            print_list(ctx, &c.call(list(filters)).await.map_err(what)?)?;
-        }
-        SnapshotsCmd::Prepare { key: k, parent } => {
-            let m = c
-                .call(Prepare {
-                    snapshotter: sn.clone(),
-                    key: k,
-                    parent,
-                    labels: BTreeMap::new(),
-                    namespace: ns.clone(),
-                })
-                .await
-                .map_err(what)?;
-            print_mounts(ctx, &m, "/tmp/mnt")?;
-        }
-        SnapshotsCmd::View { key: k, parent } => {
-            let m = c
-                .call(View {
-                    snapshotter: sn.clone(),
-                    key: k,
-                    parent,
-                    labels: BTreeMap::new(),
-                    namespace: ns.clone(),
-                })
-                .await
-                .map_err(what)?;
-            print_mounts(ctx, &m, "/tmp/mnt")?;
-        }
-        SnapshotsCmd::Commit { name, key: k } => {
-            c.call(Commit {
-                snapshotter: sn.clone(),
-                name,
-                key: k,
-                labels: BTreeMap::new(),
-                namespace: ns.clone(),
-            })
-            .await
-            .map_err(what)?;
-        }
-        SnapshotsCmd::Mounts { target, key: k } => {
-            let m = c.call(Mounts(key(&k))).await.map_err(what)?;
-            print_mounts(ctx, &m, &target)?;
-        }
-        SnapshotsCmd::Rm { keys } => {
-            let mut failed = false;
-            for k in keys {
-                if let Err(e) = c.call(Remove(key(&k))).await {
-                    eprintln!("berth: {}", crate::failure::wire_line(e));
-                    failed = true;
-                }
-            }
-            return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
-        }
-        SnapshotsCmd::Tree => {
-            let list = c.call(list(vec![])).await.map_err(what)?;
-            let mut lines = Vec::new();
-            tree_lines(&list, None, 0, &mut lines);
-            for l in lines {
-                println!("{l}");
-            }
-        }
-        SnapshotsCmd::Usage { key: one } => {
-            let keys = match one {
-                Some(k) => vec![k],
-                None => c.call(list(vec![])).await.map_err(what)?.into_iter().map(|i| i.name).collect(),
-            };
-            let mut usage = Vec::new();
-            for k in keys {
-                let u = c.call(GetUsage(key(&k))).await.map_err(what)?;
-                usage.push(serde_json::json!({"key": k, "size": u.size, "inodes": u.inodes}));
-            }
-            print_usage(ctx, &usage)?;
-        }
-        SnapshotsCmd::Info { key: k } => {
-            let i = c.call(Stat(key(&k))).await.map_err(what)?;
-            output::json(&info_json(&i))?;
-        }
-        SnapshotsCmd::Label { key: k, labels } => {
-            let (map, fieldpaths) = label_update(labels)?;
-            let i = c
-                .call(Update {
-                    snapshotter: sn.clone(),
-                    key: k,
-                    labels: map,
-                    fieldpaths,
-                    namespace: ns.clone(),
-                })
-                .await
-                .map_err(what)?;
-            output::json(&info_json(&i))?;
-        }
-        SnapshotsCmd::Diff { lower, upper } => {
-            let d = c
-                .call(Diff {
-                    snapshotter: sn.clone(),
-                    lower,
-                    upper,
-                    labels: BTreeMap::new(),
-                    namespace: ns.clone(),
-                })
-                .await
-                .map_err(what)?;
-            print_diff(ctx, &d)?;
-        }
-        SnapshotsCmd::Apply { key: k, digest } => {
-            let digest = Digest::parse(&digest).map_err(what)?;
-            let a = c
-                .call(Apply {
-                    snapshotter: sn.clone(),
-                    key: k,
-                    digest,
-                    media_type: String::new(),
-                    namespace: ns.clone(),
-                })
-                .await
-                .map_err(what)?;
-            println!("{}", a.diff_id);
-        }
+        SnapshotsCmd::Ls { filters } => s.ls(filters).await?,
+        SnapshotsCmd::Prepare { key, parent } => s.prepare(key, parent).await?,
+        SnapshotsCmd::View { key, parent } => s.view(key, parent).await?,
+        SnapshotsCmd::Commit { name, key } => s.commit(name, key).await?,
+        SnapshotsCmd::Mounts { target, key } => s.mounts(&target, &key).await?,
+        SnapshotsCmd::Rm { keys } => return s.rm(keys).await,
+        SnapshotsCmd::Tree => s.tree().await?,
+        SnapshotsCmd::Usage { key } => s.usage(key).await?,
+        SnapshotsCmd::Info { key } => s.info(&key).await?,
+        SnapshotsCmd::Label { key, labels } => s.label(key, labels).await?,
+        SnapshotsCmd::Diff { lower, upper } => s.diff(lower, upper).await?,
+        SnapshotsCmd::Apply { key, digest } => s.apply(key, &digest).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// One snapshotter (`""`: the service's default) in the namespace of `ctx`, one method per
+/// command.
+struct Snapshots<'a> {
+    ctx: &'a Ctx,
+    sn: String,
+}
+
+impl Snapshots<'_> {
+    fn key(&self, key: &str) -> KeyRef {
+        KeyRef { snapshotter: self.sn.clone(), key: key.to_string(), namespace: self.ctx.namespace.clone() }
+    }
+
+    /// The namespace's snapshots matching any of `filters`.
+    async fn list(&self, filters: Vec<String>) -> anyhow::Result<Vec<Info>> {
+        let req = List {
+            snapshotter: self.sn.clone(),
+            filters,
+            namespace: self.ctx.namespace.clone(),
+            all_namespaces: false,
+        };
+        self.ctx.services.snapshot.call(req).await.map_err(wire)
+    }
+
+    async fn ls(&self, filters: Vec<String>) -> anyhow::Result<()> {
+        print_list(self.ctx, &self.list(filters).await?)
+    }
+
+    async fn prepare(&self, key: String, parent: Option<String>) -> anyhow::Result<()> {
+        let (snapshotter, namespace) = (self.sn.clone(), self.ctx.namespace.clone());
+        let req = Prepare { snapshotter, key, parent, labels: BTreeMap::new(), namespace };
+        let m = self.ctx.services.snapshot.call(req).await.map_err(wire)?;
+        print_mounts(self.ctx, &m, "/tmp/mnt")
+    }
+
+    async fn view(&self, key: String, parent: Option<String>) -> anyhow::Result<()> {
+        let (snapshotter, namespace) = (self.sn.clone(), self.ctx.namespace.clone());
+        let req = View { snapshotter, key, parent, labels: BTreeMap::new(), namespace };
+        let m = self.ctx.services.snapshot.call(req).await.map_err(wire)?;
+        print_mounts(self.ctx, &m, "/tmp/mnt")
+    }
+
+    async fn commit(&self, name: String, key: String) -> anyhow::Result<()> {
+        let (snapshotter, namespace) = (self.sn.clone(), self.ctx.namespace.clone());
+        let req = Commit { snapshotter, name, key, labels: BTreeMap::new(), namespace };
+        self.ctx.services.snapshot.call(req).await.map_err(wire)
+    }
+
+    async fn mounts(&self, target: &str, key: &str) -> anyhow::Result<()> {
+        let m = self.ctx.services.snapshot.call(Mounts(self.key(key))).await.map_err(wire)?;
+        print_mounts(self.ctx, &m, target)
+    }
+
+    /// Removes each key, going on after a failure (told on stderr, and by the exit code).
+    async fn rm(&self, keys: Vec<String>) -> anyhow::Result<ExitCode> {
+        let mut failed = false;
+        for k in keys {
+            if let Err(e) = self.ctx.services.snapshot.call(Remove(self.key(&k))).await {
+                eprintln!("berth: {}", crate::failure::wire_line(e));
+                failed = true;
+            }
+        }
+        Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    }
+
+    async fn tree(&self) -> anyhow::Result<()> {
+        let list = self.list(vec![]).await?;
+        let mut lines = Vec::new();
+        tree_lines(&list, None, 0, &mut lines);
+        for l in lines {
+            println!("{l}");
+        }
+        Ok(())
+    }
+
+    /// The usage of `one`, or of every snapshot.
+    async fn usage(&self, one: Option<String>) -> anyhow::Result<()> {
+        let keys = match one {
+            Some(k) => vec![k],
+            None => self.list(vec![]).await?.into_iter().map(|i| i.name).collect(),
+        };
+        let mut usage = Vec::new();
+        for k in keys {
+            let u = self.ctx.services.snapshot.call(GetUsage(self.key(&k))).await.map_err(wire)?;
+            usage.push(serde_json::json!({"key": k, "size": u.size, "inodes": u.inodes}));
+        }
+        print_usage(self.ctx, &usage)
+    }
+
+    async fn info(&self, key: &str) -> anyhow::Result<()> {
+        let i = self.ctx.services.snapshot.call(Stat(self.key(key))).await.map_err(wire)?;
+        output::json(&info_json(&i))
+    }
+
+    async fn label(&self, key: String, labels: Vec<String>) -> anyhow::Result<()> {
+        let (labels, fieldpaths) = label_update(labels)?;
+        let (snapshotter, namespace) = (self.sn.clone(), self.ctx.namespace.clone());
+        let req = Update { snapshotter, key, labels, fieldpaths, namespace };
+        let i = self.ctx.services.snapshot.call(req).await.map_err(wire)?;
+        output::json(&info_json(&i))
+    }
+
+    async fn diff(&self, lower: Option<String>, upper: String) -> anyhow::Result<()> {
+        let (snapshotter, namespace) = (self.sn.clone(), self.ctx.namespace.clone());
+        let req = Diff { snapshotter, lower, upper, labels: BTreeMap::new(), namespace };
+        let d = self.ctx.services.snapshot.call(req).await.map_err(wire)?;
+        print_diff(self.ctx, &d)
+    }
+
+    async fn apply(&self, key: String, digest: &str) -> anyhow::Result<()> {
+        let digest = Digest::parse(digest).map_err(wire)?;
+        let (snapshotter, namespace) = (self.sn.clone(), self.ctx.namespace.clone());
+        let req = Apply { snapshotter, key, digest, media_type: String::new(), namespace };
+        let a = self.ctx.services.snapshot.call(req).await.map_err(wire)?;
+        println!("{}", a.diff_id);
+        Ok(())
+    }
+}
+
 /// `ls`: key, parent and kind of each snapshot.
-fn print_list(ctx: &Ctx, list: &[berth_ipc::snapshot::Info]) -> anyhow::Result<()> {
+fn print_list(ctx: &Ctx, list: &[Info]) -> anyhow::Result<()> {
     match ctx.format {
         Format::Json => output::json(&list.iter().map(info_json).collect::<Vec<_>>())?,
         Format::Table => {

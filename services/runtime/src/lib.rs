@@ -112,6 +112,8 @@ pub struct Runtime {
     pub shutdown: CancellationToken,
     /// Ids being created by this service ([`claim`]).
     pub claims: Arc<claim::Claims>,
+    /// Containers with an rm-on-exit watcher running ([`rm_on_exit`]).
+    pub rm_on_exit: Arc<rm_on_exit::Watched>,
     /// The OCI runtimes, as the service itself uses them ([`oci_runtime`]).
     pub oci: Arc<dyn oci_runtime::OciRuntime>,
     /// The CNI driver sandboxes' networks go through ([`network`]).
@@ -138,6 +140,7 @@ impl Runtime {
             cni: Arc::new(network::driver(&env.config.network, &env.config.root)),
             network: Arc::new(env.config.network.clone()),
             claims: Arc::default(),
+            rm_on_exit: Arc::default(),
             state,
             cgroup_parent,
             cgroup_parent_owned: env.config.runtime.cgroup_parent.is_empty(),

@@ -4,11 +4,12 @@
 //! every adopted task after a restart of this service) waits for the exit, then removes
 //! the task, the container, its snapshot and its logs, as `containers rm --force` does.
 //! Containers so labelled that lost their task while no watcher ran (a crash between the
-//! task's delete and the container's removal) are removed when the service starts.
+//! task's delete and the container's removal) are removed when the service starts. Which
+//! containers have a watcher is state of one [`crate::Runtime`] ([`Watched`]).
 
 use berth_ipc::sync::lock;
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use berth_ipc::metadata::{ByName, Container, GetContainer, ListContainers, ListIn, ListNamespaces};
 use berth_ipc::runtime::{RemoveContainer, TaskRef};
@@ -26,8 +27,35 @@ pub fn wanted(container: &Container) -> bool {
 /// How old a labelled container without a task must be to be removed at start.
 const CREATE_GRACE_NS: u64 = 30_000_000_000;
 
-/// Containers with a watcher running in this process (state dir, namespace, id).
-static WATCHED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+/// The containers (namespace, id) with a watcher running in one runtime service.
+#[derive(Default)]
+pub struct Watched(Mutex<BTreeSet<(String, String)>>);
+
+impl Watched {
+    /// Marks `id` in `ns` watched, unless it is already: the mark lasts as long as the
+    /// answer.
+    pub fn begin(self: &Arc<Self>, ns: &str, id: &str) -> Option<Watching> {
+        let key = (ns.to_string(), id.to_string());
+        lock(&self.0).insert(key.clone()).then(|| Watching { watched: self.clone(), key })
+    }
+
+    /// Whether `id` in `ns` is watched.
+    pub fn has(&self, ns: &str, id: &str) -> bool {
+        lock(&self.0).contains(&(ns.to_string(), id.to_string()))
+    }
+}
+
+/// One container's watcher running; its mark is removed on drop.
+pub struct Watching {
+    watched: Arc<Watched>,
+    key: (String, String),
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        lock(&self.watched.0).remove(&self.key);
+    }
+}
 
 impl Runtime {
     /// Starts the watcher of `task` if its container asks for removal at exit and no
@@ -40,10 +68,7 @@ impl Runtime {
             if !wanted(&container) {
                 return;
             }
-            let key = format!("{}\0{}\0{}", rt.state.display(), task.namespace, task.id);
-            if !lock(&WATCHED).insert(key.clone()) {
-                return;
-            }
+            let Some(_watching) = rt.rm_on_exit.begin(&task.namespace, &task.id) else { return };
             // An error other than "no task" (deleted by hand meanwhile) leaves it alone.
             match rt.wait(task.clone()).await {
                 Ok(_) => rt.remove_at_exit(&task.namespace, &task.id).await,
@@ -51,7 +76,6 @@ impl Runtime {
                 Err(e) => tracing::warn!(namespace = %task.namespace, id = %task.id, error = %e,
                     "rm-on-exit: wait failed; container kept"),
             }
-            lock(&WATCHED).remove(&key);
         });
     }
 
@@ -87,5 +111,23 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_is_watched_once_until_its_watcher_ends() {
+        let watched = Arc::new(Watched::default());
+        let first = watched.begin("default", "web").expect("first watcher");
+        assert!(watched.begin("default", "web").is_none(), "a second watcher of web");
+        assert!(watched.has("default", "web"));
+        let _other = watched.begin("other", "web").expect("another namespace");
+        let _elsewhere = Arc::new(Watched::default()).begin("default", "web").expect("another service");
+        drop(first);
+        assert!(!watched.has("default", "web"));
+        assert!(watched.begin("default", "web").is_some(), "watched again after its watcher ended");
     }
 }

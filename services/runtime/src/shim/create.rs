@@ -3,7 +3,6 @@
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
-use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -15,8 +14,8 @@ use super::events::ShimEvents;
 use super::exit::{self, ExitCtx};
 use super::input::Inputs;
 use super::oom::OomWatch;
-use super::process::{Runner, runtime_error};
-use super::reaper::Reaper;
+use super::process::{Runner, RuntimeCalls, RuntimeIo, runtime_error};
+use super::reaper::{OnExit, Reaper};
 use super::relay::Output;
 use super::state::Shared;
 use super::tty::{ConsoleSocket, Tty};
@@ -27,7 +26,10 @@ use crate::logfile::LogPaths;
 pub struct Shim {
     pub(super) args: ShimArgs,
     pub(super) bundle: Bundle,
-    pub(super) runner: Runner,
+    /// The OCI runtime: every verb goes through it.
+    pub(super) runtime: Arc<dyn RuntimeCalls>,
+    /// Every exit the shim sees.
+    pub(super) reaper: Arc<Reaper>,
     pub(super) init: i32,
     /// The reaper's mark taken before the init was spawned.
     pub(super) init_since: u64,
@@ -68,9 +70,46 @@ pub(super) fn runtime_stderr(output: &Output) -> Vec<u8> {
     output.stderr_tail()
 }
 
+/// Starts the reaper thread with the exit hook and answers it with the runner of the OCI
+/// runtime the shim was told.
+fn start_reaper(args: &ShimArgs, hook: OnExit) -> (Arc<Reaper>, Arc<dyn RuntimeCalls>) {
+    let reaper = Reaper::start(hook);
+    let runner =
+        Runner { runtime: args.runtime.clone(), root: args.runtime_root.clone(), reaper: reaper.clone() };
+    (reaper, Arc::new(runner))
+}
+
+/// The shim's private dir, made afresh (0700).
+fn make_shim_dir(bundle: &Bundle) -> Result<()> {
+    let shim_dir = bundle.shim_dir();
+    let _ = std::fs::remove_dir_all(&shim_dir);
+    if let Some(parent) = shim_dir.parent() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(parent)
+            .map_err(|e| io("shim dir", e))?;
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(&shim_dir).map_err(|e| io("shim dir", e))
+}
+
+/// The pid the OCI runtime wrote in `pid_file`.
+pub(super) fn read_pid(pid_file: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse().ok())
+}
+
 impl Shim {
     /// Starts the reaper, runs the runtime's `create`, binds the socket.
     pub fn create(args: ShimArgs) -> Result<Shim> {
+        Shim::create_on(args, start_reaper)
+    }
+
+    /// [`Shim::create`] with the reaper and the OCI runtime `start` makes from the exit hook
+    /// (a test's: a reaper without its thread and a runtime double).
+    pub(super) fn create_on(
+        args: ShimArgs,
+        start: impl FnOnce(&ShimArgs, OnExit) -> (Arc<Reaper>, Arc<dyn RuntimeCalls>),
+    ) -> Result<Shim> {
         let bundle = Bundle { dir: args.bundle.clone() };
         let status = if args.start { TaskStatus::Running } else { TaskStatus::Created };
         let shared = Shared::new(status);
@@ -82,29 +121,18 @@ impl Shim {
             bundle: bundle.clone(),
             shared: shared.clone(),
             events,
-            runner: cell.clone(),
+            runtime: cell.clone(),
             oom: oom.clone(),
         };
-        let hook = exit::hook(ctx.clone());
-        let reaper = Reaper::start(hook);
-        let runner = Runner { runtime: args.runtime.clone(), root: args.runtime_root.clone(), reaper };
-        let _ = cell.set(runner.clone());
-        let shim_dir = bundle.shim_dir();
-        let _ = std::fs::remove_dir_all(&shim_dir);
-        if let Some(parent) = shim_dir.parent() {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .recursive(true)
-                .create(parent)
-                .map_err(|e| io("shim dir", e))?;
-        }
-        std::fs::DirBuilder::new().mode(0o700).create(&shim_dir).map_err(|e| io("shim dir", e))?;
+        let (reaper, runtime) = start(&args, exit::hook(ctx.clone()));
+        let _ = cell.set(runtime.clone());
+        make_shim_dir(&bundle)?;
         let (terminal, stdin) = super::tty::wants(&bundle.config());
         let console = if terminal { Some(ConsoleSocket::bind(&bundle.console())?) } else { None };
         let inputs = Inputs::default();
         let input = match stdin && !terminal {
-            true => Stdio::from(inputs.open(None)?),
-            false => Stdio::null(),
+            true => Some(inputs.open(None)?),
+            false => None,
         };
         let output = open_output(&args, None)?;
         // With a terminal, the pipes carry only what the OCI runtime itself writes.
@@ -119,10 +147,10 @@ impl Shim {
             create.extend(["--console-socket", path.as_str()]);
         }
         create.push(&args.id);
-        let init_since = runner.reaper.mark();
-        let status = runner.run_with(&create, [input, Stdio::from(out), Stdio::from(err)])?;
+        let init_since = reaper.mark();
+        let status = runtime.call_with(&create, RuntimeIo { stdin: input, stdout: out, stderr: err })?;
         if status != 0 {
-            let _ = runner.run(&["delete", "--force", &args.id]);
+            let _ = runtime.call(&["delete", "--force", &args.id]);
             return Err(runtime_error(&args.runtime, verb[0], &runtime_stderr(&output)));
         }
         // The cgroup exists now; before the init's pid is known (its exit may be handled then).
@@ -133,23 +161,22 @@ impl Shim {
             Some(master) => {
                 let tty = master.and_then(|m| Tty::start(m, output.clone()));
                 if tty.is_err() {
-                    let _ = runner.run(&["delete", "--force", &args.id]);
+                    let _ = runtime.call(&["delete", "--force", &args.id]);
                 }
                 Some(tty?)
             }
         };
-        let pid: i32 = std::fs::read_to_string(bundle.init_pid())
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
+        let pid = read_pid(&bundle.init_pid())
             .ok_or_else(|| Error::internal(format!("{}: no init pid after create", args.runtime)))?;
-        exit::init_known(&ctx, &runner.reaper, pid, init_since);
+        exit::init_known(&ctx, &reaper, pid, init_since);
         let listener = UnixListener::bind(bundle.socket()).map_err(|e| io("shim socket", e))?;
         std::fs::set_permissions(bundle.socket(), std::fs::Permissions::from_mode(0o600))
             .map_err(|e| io("shim socket", e))?;
         Ok(Shim {
             args,
             bundle,
-            runner,
+            runtime,
+            reaper,
             init: pid,
             init_since,
             shared,

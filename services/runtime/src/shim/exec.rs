@@ -1,7 +1,6 @@
 //! Exec'd processes: started through the OCI runtime's `exec`, each with its own output
 //! log and, if asked, stdin pipe and terminal; an exited exec's id may be used again.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -10,8 +9,8 @@ use berth_ipc::events::payload::TaskExecStarted;
 use berth_ipc::runtime::{ShimResponse, TaskStatus};
 use berth_ipc::{Error, Result};
 
-use super::create::{Shim, io, open_output, runtime_stderr};
-use super::process::runtime_error;
+use super::create::{Shim, io, open_output, read_pid, runtime_stderr};
+use super::process::{RuntimeIo, runtime_error};
 use super::relay::Output;
 use super::state::Exec;
 use super::tty::{ConsoleSocket, Tty};
@@ -81,9 +80,9 @@ impl Shim {
             args.extend(["--console-socket", path.as_str()]);
         }
         args.push(id);
-        let input = if stdin { Stdio::from(self.inputs.open(Some(exec_id))?) } else { Stdio::null() };
-        let since = self.runner.reaper.mark();
-        let status = self.runner.run_with(&args, [input, Stdio::from(out), Stdio::from(err)])?;
+        let input = if stdin { Some(self.inputs.open(Some(exec_id))?) } else { None };
+        let since = self.reaper.mark();
+        let status = self.runtime.call_with(&args, RuntimeIo { stdin: input, stdout: out, stderr: err })?;
         if status != 0 {
             if stdin {
                 let _ = self.inputs.close(id, Some(exec_id));
@@ -94,16 +93,13 @@ impl Shim {
             Some(console) => Some(Tty::start(console.receive(Duration::from_secs(5))?, output.clone())?),
             None => None,
         };
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| Error::internal(format!("exec {exec_id}: no pid")))?;
+        let pid = read_pid(&pid_file).ok_or_else(|| Error::internal(format!("exec {exec_id}: no pid")))?;
         let upid = u32::try_from(pid).unwrap_or(0);
         // Added, told started and its exit either told now or left to the exit hook, in
         // one critical section: the hook records an exit in the reaper before it looks for
         // the exec, so one of the two tells it, after its start.
         let mut p = self.procs();
-        let exited = self.runner.reaper.exited(pid, since);
+        let exited = self.reaper.exited(pid, since);
         p.add(exec_id, Exec { pid, since, output, tty }, exited.is_some());
         let events = &self.exits.events;
         events.publish(TaskExecStarted {
@@ -121,7 +117,7 @@ impl Shim {
     /// refused while a process of that id runs or starts; one that has exited is forgotten (with its output log, stdin and terminal), as ctr
     /// lets an exec id be used again once its process is gone.
     fn free_exec_id(&self, exec_id: &str) -> Result<()> {
-        let reaper = &self.runner.reaper;
+        let reaper = &self.reaper;
         let freed = self.procs().reserve(exec_id, |pid, since| reaper.exited(pid, since).is_some())?;
         if freed.is_none() {
             return Ok(());

@@ -14,7 +14,7 @@ use berth_ipc::runtime::ExitInfo;
 
 use super::events::ShimEvents;
 use super::oom::OomWatch;
-use super::process::Runner;
+use super::process::RuntimeCalls;
 use super::reaper::{OnExit, Reaper};
 use super::state::{EarlyDelete, Procs, Shared, StartEvent};
 use crate::bundle::{Bundle, write_exit};
@@ -34,8 +34,8 @@ pub struct ExitCtx {
     pub shared: Arc<Shared>,
     /// Events.
     pub events: Arc<ShimEvents>,
-    /// The runner, once the reaper exists.
-    pub runner: Arc<OnceLock<Runner>>,
+    /// The OCI runtime, once the reaper exists.
+    pub runtime: Arc<OnceLock<Arc<dyn RuntimeCalls>>>,
     /// The container's OOM counter, once its cgroup exists.
     pub oom: Arc<OnceLock<OomWatch>>,
 }
@@ -52,17 +52,17 @@ pub fn exit_event(ctx: &ExitCtx, process: &str, pid: i32, exit: ExitInfo) -> Tas
 }
 
 /// Begins the runtime's `delete` of the exited container on a thread of its own, unless it
-/// began already (or there is no runner yet).
+/// began already (or there is no runtime yet).
 fn begin_delete(ctx: &ExitCtx, p: &mut Procs) {
-    let Some(runner) = ctx.runner.get() else { return };
+    let Some(runtime) = ctx.runtime.get() else { return };
     if p.early != EarlyDelete::NotBegun {
         return;
     }
     p.early = EarlyDelete::Running;
-    let (shared, runner, id) = (ctx.shared.clone(), runner.clone(), ctx.id.clone());
+    let (shared, runtime, id) = (ctx.shared.clone(), runtime.clone(), ctx.id.clone());
     let spawned = std::thread::Builder::new().name("delete".into()).stack_size(128 << 10).spawn(move || {
         super::sys::background_priority();
-        let ok = runner.run(&["delete", &id]).is_ok();
+        let ok = runtime.call(&["delete", &id]).is_ok();
         shared.lock().early = EarlyDelete::Done(ok);
         shared.notify();
     });

@@ -1,7 +1,7 @@
 //! Running the OCI runtime (`runc`, `crun`) from the shim. Every child is waited for through
 //! the [`Reaper`], never with `Child::wait`, since the reaper thread collects every exit.
 
-use std::io::Read;
+use std::io::{PipeReader, PipeWriter, Read};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -31,10 +31,10 @@ impl Runner {
 
     /// Runs the runtime with `args`, its stdin, stdout and stderr being `io` (passed on to
     /// the container's process); returns its exit status.
-    pub fn run_with(&self, args: &[&str], io: [Stdio; 3]) -> Result<u32> {
+    fn run_with(&self, args: &[&str], io: RuntimeIo) -> Result<u32> {
         let mut cmd = self.command(args);
-        let [input, out, err] = io;
-        cmd.stdin(input).stdout(out).stderr(err);
+        let input = io.stdin.map_or_else(Stdio::null, Stdio::from);
+        cmd.stdin(input).stdout(io.stdout).stderr(io.stderr);
         let since = self.reaper.mark();
         let child = cmd.spawn().map_err(|e| Error::internal_cause(&self.runtime, e))?;
         self.reaper.spawned();
@@ -44,7 +44,7 @@ impl Runner {
     }
 
     /// Runs the runtime with `args` and returns its stdout; a failure carries its stderr.
-    pub fn run(&self, args: &[&str]) -> Result<Vec<u8>> {
+    fn run(&self, args: &[&str]) -> Result<Vec<u8>> {
         let mut cmd = self.command(args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let since = self.reaper.mark();
@@ -73,16 +73,38 @@ impl Runner {
     }
 }
 
-/// The OCI runtime as the shim's container logic calls it (a verb and its args, answered
-/// its stdout): [`Runner`] runs the binary; unit tests use a double, without root.
-pub trait RuntimeCalls {
-    /// Runs the runtime with `args`; a failure carries its stderr.
+/// The stdio the OCI runtime's `create`, `run` or `exec` is given, passed on to the
+/// container's process: a stdin pipe's read end (else `/dev/null`) and the write ends of
+/// its output pipes ([`super::relay::Output::pipes`]).
+pub struct RuntimeIo {
+    /// Stdin, or none (`/dev/null`).
+    pub stdin: Option<PipeReader>,
+    /// Stdout.
+    pub stdout: PipeWriter,
+    /// Stderr (where the runtime writes its own error too).
+    pub stderr: PipeWriter,
+}
+
+/// The OCI runtime as the shim's container logic calls it: every verb the shim issues
+/// (`create`, `run`, `start`, `exec`, `kill`, `pause`, `resume`, `ps`, `delete`) goes
+/// through this. [`Runner`] runs the binary; unit tests use a double, without root
+/// (`serve_tests`), as youki's `Syscall` trait does.
+pub trait RuntimeCalls: Send + Sync {
+    /// Runs the runtime with `args`, answering its stdout; a failure carries its stderr.
     fn call(&self, args: &[&str]) -> Result<Vec<u8>>;
+
+    /// Runs the runtime with `args` and the process's stdio `io`; answers its exit status
+    /// (its error, if any, went to `io.stderr`).
+    fn call_with(&self, args: &[&str], io: RuntimeIo) -> Result<u32>;
 }
 
 impl RuntimeCalls for Runner {
     fn call(&self, args: &[&str]) -> Result<Vec<u8>> {
         self.run(args)
+    }
+
+    fn call_with(&self, args: &[&str], io: RuntimeIo) -> Result<u32> {
+        self.run_with(args, io)
     }
 }
 
@@ -127,6 +149,10 @@ mod tests {
                 true => Err(runtime_error("fake", args[0], b"container is still running")),
                 false => Ok(Vec::new()),
             }
+        }
+
+        fn call_with(&self, args: &[&str], _io: RuntimeIo) -> Result<u32> {
+            self.call(args).map(|_| 0)
         }
     }
 

@@ -90,15 +90,21 @@ impl Reaper {
                 }
             };
             let exit = ExitInfo { status, exited_at: now_ns(), oom_killed: false };
-            // The hook first (the init's exit is made durable before anyone hears of it), but
-            // exec exits are recorded first so that an exec registering late still finds them.
-            let recorded = on_exit(pid.as_raw(), exit, self);
-            let mut exits = self.lock();
-            if !recorded {
-                exits.insert(pid.as_raw(), exit);
-            }
-            self.changed.notify_all();
+            self.reaped(&on_exit, pid.as_raw(), exit);
         }
+    }
+
+    /// What follows the reaping of `pid`: the hook first (the init's exit is made durable
+    /// before anyone hears of it), but exec exits are recorded first so that an exec
+    /// registering late still finds them; then the exit is recorded and the waiters woken.
+    /// (Unit tests call it for processes their runtime double pretends to have run.)
+    pub fn reaped(&self, on_exit: &OnExit, pid: i32, exit: ExitInfo) {
+        let recorded = on_exit(pid, exit, self);
+        let mut exits = self.lock();
+        if !recorded {
+            exits.insert(pid, exit);
+        }
+        self.changed.notify_all();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Exits> {

@@ -110,7 +110,7 @@ impl Shim {
     }
 
     pub(super) fn state(&self) -> ShimState {
-        let exit = self.runner.reaper.exited(self.init, self.init_since).map(|e| self.init_exit(e));
+        let exit = self.reaper.exited(self.init, self.init_since).map(|e| self.init_exit(e));
         let status = if exit.is_some() { TaskStatus::Stopped } else { self.procs().status };
         ShimState { pid: self.init_pid(), status, exit, shim_pid: std::process::id() }
     }
@@ -142,7 +142,7 @@ impl Shim {
                     if self.state().status != TaskStatus::Created {
                         return Err(Error::precondition(format!("task {id}: already started")));
                     }
-                    self.runner.run(&["start", id])?;
+                    self.runtime.call(&["start", id])?;
                     self.set(TaskStatus::Running);
                 }
                 self.publish_start();
@@ -152,11 +152,11 @@ impl Shim {
                 let sig = nix::sys::signal::Signal::try_from(signal)
                     .map_err(|_| Error::invalid(format!("signal {signal}: unknown")))?;
                 if all {
-                    self.runner.run(&["kill", "--all", id, &signal.to_string()])?;
+                    self.runtime.call(&["kill", "--all", id, &signal.to_string()])?;
                     return Ok(ShimResponse::Ok);
                 }
                 let (pid, since) = self.process(exec_id.as_deref())?;
-                if self.runner.reaper.exited(pid, since).is_some() {
+                if self.reaper.exited(pid, since).is_some() {
                     return Err(Error::not_found(format!("task {id}: process already finished")));
                 }
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
@@ -167,19 +167,19 @@ impl Shim {
                 self.exec(&exec_id, &process, stdin, terminal)
             }
             ShimRequest::Pause => {
-                self.runner.run(&["pause", id])?;
+                self.runtime.call(&["pause", id])?;
                 self.set(TaskStatus::Paused);
                 Ok(ShimResponse::Ok)
             }
             ShimRequest::Resume => {
-                self.runner.run(&["resume", id])?;
+                self.runtime.call(&["resume", id])?;
                 self.set(TaskStatus::Running);
                 Ok(ShimResponse::Ok)
             }
             ShimRequest::State => Ok(ShimResponse::State(self.state())),
             ShimRequest::Wait { exec_id } => {
                 let (pid, since) = self.process(exec_id.as_deref())?;
-                let mut exit = self.runner.reaper.wait(pid, since, true);
+                let mut exit = self.reaper.wait(pid, since, true);
                 if exec_id.is_none() {
                     exit = self.init_exit(exit);
                 }
@@ -193,7 +193,7 @@ impl Shim {
                 Ok(ShimResponse::Exit(exit))
             }
             ShimRequest::Ps => {
-                let out = self.runner.run(&["ps", "--format", "json", id])?;
+                let out = self.runtime.call(&["ps", "--format", "json", id])?;
                 let pids: Vec<u32> = serde_json::from_slice(&out).unwrap_or_default();
                 Ok(ShimResponse::Pids(pids))
             }
@@ -243,7 +243,7 @@ impl Shim {
         super::sys::background_priority();
         let id = self.args.id.as_str();
         if self.state().status == TaskStatus::Stopped && !self.shared.early_deleted(Duration::from_secs(10)) {
-            super::process::delete_or_force(&self.runner, id);
+            super::process::delete_or_force(&*self.runtime, id);
         }
     }
 
@@ -256,8 +256,8 @@ impl Shim {
             // rootfs, and a create of the same id waits for the runtime's state to go.
             TaskStatus::Stopped => {}
             TaskStatus::Created => {
-                self.runner.run(&["delete", "--force", id])?;
-                let _ = self.runner.reaper.wait(self.init, self.init_since, true);
+                self.runtime.call(&["delete", "--force", id])?;
+                let _ = self.reaper.wait(self.init, self.init_since, true);
             }
             _ => return Err(Error::precondition(format!("task {id}: still running; kill it first"))),
         }
@@ -304,6 +304,10 @@ fn unversioned(req: ShimRequest) -> Result<ShimRequest> {
         bare => Ok(bare),
     }
 }
+
+#[cfg(test)]
+#[path = "serve_tests.rs"]
+mod double_tests;
 
 #[cfg(test)]
 mod tests {
