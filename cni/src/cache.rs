@@ -158,17 +158,10 @@ pub fn list(cache: &Path) -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::plugin;
     use std::time::Duration;
 
     use crate::Cni;
-
-    fn plugin(dir: &Path, name: &str, body: &str) {
-        let p = dir.join(name);
-        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write plugin");
-        let mut perm = std::fs::metadata(&p).expect("meta").permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-        std::fs::set_permissions(&p, perm).expect("chmod");
-    }
 
     /// Two plugins that log each call to `calls`: `first` succeeds, `second` fails its ADD
     /// when the file `fail` exists.

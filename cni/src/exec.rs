@@ -140,17 +140,8 @@ fn read_capped(r: impl Read) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+    use crate::testing::plugin;
     use std::time::Duration;
-
-    /// A plugin written as a shell script: the driver is under test, not the plugin.
-    fn plugin(dir: &Path, name: &str, body: &str) {
-        let p = dir.join(name);
-        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write plugin");
-        let mut perm = std::fs::metadata(&p).expect("meta").permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-        std::fs::set_permissions(&p, perm).expect("chmod");
-    }
 
     fn setup(body: &str) -> (tempfile::TempDir, Cni, NetworkList, Attachment) {
         let dir = tempfile::tempdir().expect("tmp");

@@ -198,3 +198,18 @@ fn make_dir(dir: &Path) -> Result<()> {
     std::os::unix::fs::DirBuilderExt::mode(b.recursive(true), 0o700);
     b.create(dir).map_err(|e| Error::io_at("create", dir, e))
 }
+
+/// What the unit tests share.
+#[cfg(test)]
+mod testing {
+    use std::path::Path;
+
+    /// A plugin written as a shell script: the driver is under test, not the plugin.
+    pub fn plugin(dir: &Path, name: &str, body: &str) {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write plugin");
+        let mut perm = std::fs::metadata(&p).expect("meta").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&p, perm).expect("chmod");
+    }
+}

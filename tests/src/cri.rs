@@ -2,11 +2,23 @@
 //! serves), and small builders of CRI requests.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
+
+/// One runtime for a whole test binary: a tonic channel's connection task lives on the
+/// runtime it was made on, so every call must run there too.
+static RT: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+});
+
+/// Runs `f` on the CRI clients' runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    RT.block_on(f)
+}
 
 /// Both CRI services over one channel.
 #[derive(Clone)]
@@ -34,5 +46,17 @@ impl CriClient {
             rt: RuntimeServiceClient::new(channel.clone()),
             img: ImageServiceClient::new(channel),
         })
+    }
+
+    /// A client of `berth`'s CRI service, waiting up to 5 s for its socket.
+    pub async fn of(berth: &crate::Berth) -> CriClient {
+        let socket = berth.state.join("cri.sock");
+        for _ in 0..200 {
+            if let Ok(c) = CriClient::connect(&socket).await {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no CRI service on {}", socket.display());
     }
 }

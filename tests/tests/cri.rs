@@ -9,22 +9,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use berth_ipc::launcher::ServiceState;
-use berth_system_tests::cri::CriClient;
+use berth_system_tests::cri::{CriClient, block_on};
 use berth_system_tests::dist::{Registry, berth_ok};
 use berth_system_tests::{Berth, mounts_under, processes_with, signal};
 use k8s_cri::v1 as cri;
 use nix::sys::signal::Signal;
 use runtime_support::{can_run, import_busybox};
-
-/// One runtime for the whole test binary: a tonic channel's connection task lives on the
-/// runtime it was made on, so every call must run there too.
-static RT: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
-});
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    RT.block_on(f)
-}
 
 fn pod_config(name: &str, attempt: u32) -> cri::PodSandboxConfig {
     cri::PodSandboxConfig {
@@ -82,17 +72,6 @@ fn setup() -> Option<(Berth, Registry, String)> {
     Some((berth, reg, image))
 }
 
-async fn client(berth: &Berth) -> CriClient {
-    let socket = berth.state.join("cri.sock");
-    for _ in 0..200 {
-        if let Ok(c) = CriClient::connect(&socket).await {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no CRI service on {}", socket.display());
-}
-
 async fn exec(c: &mut CriClient, id: &str, script: &str) -> cri::ExecSyncResponse {
     let req = cri::ExecSyncRequest {
         container_id: id.into(),
@@ -105,6 +84,37 @@ async fn exec(c: &mut CriClient, id: &str, script: &str) -> cri::ExecSyncRespons
 async fn container_state(c: &mut CriClient, id: &str) -> cri::ContainerStatus {
     let req = cri::ContainerStatusRequest { container_id: id.into(), verbose: false };
     c.rt.container_status(req).await.expect("container_status").into_inner().status.expect("status")
+}
+
+/// Pulls `image`, runs pod `name` and creates in it a container running `script` with a
+/// memory limit of `memory` bytes: the pod's id and the container's.
+fn limited_container(
+    c: &mut CriClient,
+    image: &str,
+    name: &str,
+    script: &str,
+    memory: i64,
+) -> (String, String) {
+    block_on(c.img.pull_image(cri::PullImageRequest {
+        image: Some(cri::ImageSpec { image: image.into(), ..Default::default() }),
+        ..Default::default()
+    }))
+    .expect("pull");
+    let config = pod_config(name, 0);
+    let run = cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
+    let pod = block_on(c.rt.run_pod_sandbox(run)).expect("run pod").into_inner().pod_sandbox_id;
+    let mut ctr = container_config(name, image, script);
+    ctr.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources { memory_limit_in_bytes: memory, ..Default::default() }),
+        security_context: None,
+    });
+    let create = cri::CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(ctr),
+        sandbox_config: Some(config),
+    };
+    let id = block_on(c.rt.create_container(create)).expect("create").into_inner().container_id;
+    (pod, id)
 }
 
 /// SIGKILLs service `name` and waits until the launcher has it running again.
@@ -121,7 +131,7 @@ fn kill_service(berth: &mut Berth, name: &str) {
 #[test]
 fn pod_lifecycle_through_cri_with_runc_and_crun() {
     let Some((mut berth, _reg, image)) = setup() else { return };
-    let mut c = block_on(client(&berth));
+    let mut c = block_on(CriClient::of(&berth));
 
     // What the kubelet asks first.
     let v = block_on(c.rt.version(cri::VersionRequest::default())).expect("version").into_inner();
@@ -271,7 +281,7 @@ fn pod_lifecycle_through_cri_with_runc_and_crun() {
         let before = list(&mut c);
         assert_eq!(before.len(), 2);
         kill_service(&mut berth, "cri");
-        c = block_on(client(&berth));
+        c = block_on(CriClient::of(&berth));
         assert_eq!(list(&mut c), before, "after SIGKILL of berth-cri");
         kill_service(&mut berth, "runtime");
         assert_eq!(list(&mut c), before, "after SIGKILL of the runtime service");
@@ -338,7 +348,7 @@ fn pod_lifecycle_through_cri_with_runc_and_crun() {
 #[test]
 fn bad_cri_requests_are_refused_and_leave_nothing() {
     let Some((berth, _reg, image)) = setup() else { return };
-    let mut c = block_on(client(&berth));
+    let mut c = block_on(CriClient::of(&berth));
     let code = |r: Result<tonic::Response<cri::RunPodSandboxResponse>, tonic::Status>| {
         r.expect_err("refused").code()
     };
@@ -414,7 +424,7 @@ fn bad_cri_requests_are_refused_and_leave_nothing() {
 #[test]
 fn shared_pid_namespace_is_held_by_a_holder_until_the_pod_stops() {
     let Some((berth, _reg, image)) = setup() else { return };
-    let mut c = block_on(client(&berth));
+    let mut c = block_on(CriClient::of(&berth));
     block_on(c.img.pull_image(cri::PullImageRequest {
         image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
         ..Default::default()
@@ -462,30 +472,9 @@ fn shared_pid_namespace_is_held_by_a_holder_until_the_pod_stops() {
 #[test]
 fn a_container_killed_by_the_oom_killer_reports_oomkilled() {
     let Some((berth, _reg, image)) = setup() else { return };
-    let mut c = block_on(client(&berth));
-    block_on(c.img.pull_image(cri::PullImageRequest {
-        image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
-        ..Default::default()
-    }))
-    .expect("pull");
-    let config = pod_config("oom", 0);
-    let run = cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
-    let pod = block_on(c.rt.run_pod_sandbox(run)).expect("run pod").into_inner().pod_sandbox_id;
+    let mut c = block_on(CriClient::of(&berth));
     // Memory is filled at once: the kill comes in the container's first moments.
-    let mut hog = container_config("hog", &image, "tail /dev/zero");
-    hog.linux = Some(cri::LinuxContainerConfig {
-        resources: Some(cri::LinuxContainerResources {
-            memory_limit_in_bytes: 16 << 20,
-            ..Default::default()
-        }),
-        security_context: None,
-    });
-    let create = cri::CreateContainerRequest {
-        pod_sandbox_id: pod.clone(),
-        config: Some(hog),
-        sandbox_config: Some(config),
-    };
-    let id = block_on(c.rt.create_container(create)).expect("create").into_inner().container_id;
+    let (pod, id) = limited_container(&mut c, &image, "oom", "tail /dev/zero", 16 << 20);
     block_on(c.rt.start_container(cri::StartContainerRequest { container_id: id.clone() })).expect("start");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let st = loop {
@@ -506,29 +495,8 @@ fn a_container_killed_by_the_oom_killer_reports_oomkilled() {
 #[test]
 fn update_container_resources_changes_a_running_containers_cgroup() {
     let Some((berth, _reg, image)) = setup() else { return };
-    let mut c = block_on(client(&berth));
-    block_on(c.img.pull_image(cri::PullImageRequest {
-        image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
-        ..Default::default()
-    }))
-    .expect("pull");
-    let config = pod_config("upd", 0);
-    let run = cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
-    let pod = block_on(c.rt.run_pod_sandbox(run)).expect("run pod").into_inner().pod_sandbox_id;
-    let mut app = container_config("app", &image, "sleep 600");
-    app.linux = Some(cri::LinuxContainerConfig {
-        resources: Some(cri::LinuxContainerResources {
-            memory_limit_in_bytes: 64 << 20,
-            ..Default::default()
-        }),
-        security_context: None,
-    });
-    let create = cri::CreateContainerRequest {
-        pod_sandbox_id: pod.clone(),
-        config: Some(app),
-        sandbox_config: Some(config),
-    };
-    let id = block_on(c.rt.create_container(create)).expect("create").into_inner().container_id;
+    let mut c = block_on(CriClient::of(&berth));
+    let (pod, id) = limited_container(&mut c, &image, "upd", "sleep 600", 64 << 20);
     block_on(c.rt.start_container(cri::StartContainerRequest { container_id: id.clone() })).expect("start");
     // The container's own memory cgroup, v1 or v2, as the kernel enforces it.
     let limit_script =
@@ -594,7 +562,7 @@ fn stop_container_sends_the_images_stop_signal() {
         "quitter",
         serde_json::json!({"Cmd": ["sh"], "StopSignal": "SIGUSR1"}),
     );
-    let mut c = block_on(client(&berth));
+    let mut c = block_on(CriClient::of(&berth));
     let config = pod_config("stopsig", 0);
     let run = cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
     let pod = block_on(c.rt.run_pod_sandbox(run)).expect("run pod").into_inner().pod_sandbox_id;

@@ -11,31 +11,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use berth_system_tests::Berth;
-use berth_system_tests::cri::CriClient;
+use berth_system_tests::cri::{CriClient, block_on};
 use berth_system_tests::dist::{Registry, berth_ok};
 use k8s_cri::v1 as cri;
 use runtime_support::{can_run, import_busybox};
 
 /// A tonic channel's connection task lives on the runtime it was made on.
-static RT: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
-});
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    RT.block_on(f)
-}
-
-async fn client(berth: &Berth) -> CriClient {
-    let socket = berth.state.join("cri.sock");
-    for _ in 0..200 {
-        if let Ok(c) = CriClient::connect(&socket).await {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no CRI service on {}", socket.display());
-}
-
 /// The `lineN` numbers of a CRI log file's full stdout records.
 fn numbers(path: &Path) -> Vec<u64> {
     std::fs::read_to_string(path)
@@ -66,7 +47,7 @@ fn container_output_at_the_pods_log_directory_rotated_by_reopen() {
     let image = format!("{}/test/busybox:1", reg.addr);
     berth_ok(&berth, &["images", "tag", "crisrc", &image]);
     berth_ok(&berth, &["images", "push", &image]);
-    let mut c = block_on(client(&berth));
+    let mut c = block_on(CriClient::of(&berth));
     block_on(c.img.pull_image(cri::PullImageRequest {
         image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
         ..Default::default()

@@ -18,19 +18,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_system_tests::Berth;
-use berth_system_tests::cri::CriClient;
+use berth_system_tests::cri::{CriClient, block_on};
 use k8s_cri::v1 as cri;
 
 /// Tests here change host-wide state (iptables, ip_forward): one at a time.
 static HOST: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-static RT: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
-});
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    RT.block_on(f)
-}
 
 /// What a test changes on the host, put back on drop: its bridge removed, `ip_forward`
 /// restored, the filter and nat tables restored exactly as saved (`iptables-restore`
@@ -87,17 +79,6 @@ fn start(index: u8) -> (Berth, HostNet, String) {
     let berth = Berth::start_with(&toml);
     runtime_support::import_busybox_in(&berth, "k8s.io", "netbox", serde_json::json!({"Cmd": ["sh"]}));
     (berth, host, format!("10.214.{index}."))
-}
-
-async fn client(berth: &Berth) -> CriClient {
-    let socket = berth.state.join("cri.sock");
-    for _ in 0..200 {
-        if let Ok(c) = CriClient::connect(&socket).await {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no CRI service on {}", socket.display());
 }
 
 fn pod_config(name: &str, ports: Vec<cri::PortMapping>) -> cri::PodSandboxConfig {
@@ -172,7 +153,7 @@ fn a_pod_gets_an_address_a_host_port_and_gives_both_back() {
     }
     let _host_lock = HOST.lock().unwrap_or_else(|e| e.into_inner());
     let (berth, host, subnet) = start(31);
-    let mut c = block_on(client(&berth));
+    let mut c = block_on(CriClient::of(&berth));
     let status = block_on(c.rt.status(cri::StatusRequest { verbose: false })).expect("status").into_inner();
     let conditions = status.status.expect("status").conditions;
     assert!(conditions.iter().any(|c| c.r#type == "NetworkReady" && c.status), "{conditions:?}");
@@ -237,7 +218,7 @@ fn power_cuts_during_attach_and_detach_leave_one_address_per_ready_pod() {
     }
     let _host_lock = HOST.lock().unwrap_or_else(|e| e.into_inner());
     let (mut berth, host, _subnet) = start(32);
-    let mut c = block_on(client(&berth));
+    let mut c = block_on(CriClient::of(&berth));
     let keep = run_pod(&mut c, &pod_config("keep", Vec::new())).expect("a pod that stays");
     // Cut the power in an attach (after the bridge plugin, before portmap), after an attach
     // before the record, and in a detach (after the last plugin's DEL); each time the pod the
@@ -260,7 +241,7 @@ fn power_cuts_during_attach_and_detach_leave_one_address_per_ready_pod() {
             ("BERTH_FAILPOINT_LOG".into(), log.display().to_string()),
         ];
         berth.launch();
-        let mut c2 = block_on(client(&berth));
+        let mut c2 = block_on(CriClient::of(&berth));
         let done = match &victim {
             Some(id) => {
                 block_on(c2.rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id.clone() }))
@@ -278,7 +259,7 @@ fn power_cuts_during_attach_and_detach_leave_one_address_per_ready_pod() {
         power_cut_support::unmount_under(berth.dir.path());
         berth.env.clear();
         berth.launch();
-        c = block_on(client(&berth));
+        c = block_on(CriClient::of(&berth));
         // The reconcile runs in the background after the start.
         let ready: BTreeSet<String> = {
             let list = block_on(c.rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }))

@@ -262,8 +262,7 @@ fn linux_options(
             permissions: if d.permissions.is_empty() { "rwm".into() } else { d.permissions.clone() },
         });
     }
-    let positive = |v: i64| u64::try_from(v).ok().filter(|v| *v > 0);
-    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let limits = resource_update(r)?;
     Ok(LinuxOptions {
         privileged: sc.privileged,
         cap_add: caps.add_capabilities,
@@ -278,12 +277,12 @@ fn linux_options(
         devices,
         oom_score_adj: (r.oom_score_adj != 0)
             .then(|| i32::try_from(r.oom_score_adj.clamp(-1000, 1000)).unwrap_or(0)),
-        cpu_shares: positive(r.cpu_shares),
-        cpu_period: positive(r.cpu_period),
-        cpu_quota: (r.cpu_quota > 0).then_some(r.cpu_quota),
-        cpuset_cpus: non_empty(&r.cpuset_cpus),
-        cpuset_mems: non_empty(&r.cpuset_mems),
-        unified: r.unified.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        cpu_shares: limits.cpu_shares,
+        cpu_period: limits.cpu_period,
+        cpu_quota: limits.cpu_quota,
+        cpuset_cpus: limits.cpuset_cpus,
+        cpuset_mems: limits.cpuset_mems,
+        unified: limits.unified,
         annotations: config.annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     })
 }
