@@ -25,30 +25,46 @@ use k8s_cri::v1 as cri;
 static HOST: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// What a test changes on the host, put back on drop: its bridge removed, `ip_forward`
-/// restored, the filter and nat tables restored exactly as saved (`iptables-restore`
-/// replaces only the tables it is given), its CNI conf dir removed.
+/// restored, every iptables rule and chain it added (to the filter and nat tables) deleted
+/// (and nothing else: another program's rules added meanwhile stay), its CNI conf dir removed.
 struct HostNet {
     bridge: String,
     forward: String,
-    tables: Vec<u8>,
+    tables: Vec<(&'static str, String)>,
     conf: tempfile::TempDir,
 }
 
-fn iptables_save() -> Vec<u8> {
-    let mut all = Vec::new();
-    for table in ["filter", "nat"] {
-        let out = Command::new("iptables-save").args(["-t", table]).output().expect("iptables-save");
-        assert!(out.status.success(), "iptables-save -t {table}");
-        all.extend(out.stdout);
+const TABLES: [&str; 2] = ["filter", "nat"];
+
+fn iptables_save(table: &str) -> String {
+    let out = Command::new("iptables-save").args(["-t", table]).output().expect("iptables-save");
+    assert!(out.status.success(), "iptables-save -t {table}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `iptables-restore --noflush` inputs deleting from `table` what `after` has and `before`
+/// had not: its rules (`-A` lines as `-D`, last first), then its chains — two transactions,
+/// as nf_tables refuses to delete a chain in the batch that deletes the rule jumping to it.
+fn undo(table: &str, before: &str, after: &str) -> [String; 2] {
+    let chain = |l: &str| l.strip_prefix(':').and_then(|c| c.split_whitespace().next()).map(str::to_string);
+    let old_rules: BTreeSet<&str> = before.lines().filter(|l| l.starts_with("-A ")).collect();
+    let old_chains: BTreeSet<String> = before.lines().filter_map(chain).collect();
+    let (mut rules, mut chains) = (format!("*{table}\n"), format!("*{table}\n"));
+    for rule in after.lines().rev().filter(|l| l.starts_with("-A ") && !old_rules.contains(l)) {
+        rules.push_str(&format!("-D {}\n", &rule[3..]));
     }
-    all
+    for c in after.lines().filter_map(chain).filter(|c| !old_chains.contains(c)) {
+        chains.push_str(&format!("-F {c}\n-X {c}\n"));
+    }
+    [rules + "COMMIT\n", chains + "COMMIT\n"]
 }
 
 impl HostNet {
     fn new(bridge: &str) -> HostNet {
         let forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("ip_forward");
         let conf = tempfile::Builder::new().prefix("berth-cni-").tempdir().expect("tmp");
-        HostNet { bridge: bridge.into(), forward, tables: iptables_save(), conf }
+        let tables = TABLES.iter().map(|t| (*t, iptables_save(t))).collect();
+        HostNet { bridge: bridge.into(), forward, tables, conf }
     }
 }
 
@@ -56,11 +72,19 @@ impl Drop for HostNet {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", self.forward.trim());
-        if let Ok(mut child) = Command::new("iptables-restore").stdin(std::process::Stdio::piped()).spawn() {
-            if let Some(mut stdin) = child.stdin.take() {
-                let _ = stdin.write_all(&self.tables);
+        for (table, before) in &self.tables {
+            for script in undo(table, before, &iptables_save(table)) {
+                let child = Command::new("iptables-restore")
+                    .args(["-w", "--noflush"])
+                    .stdin(std::process::Stdio::piped())
+                    .spawn();
+                if let Ok(mut child) = child {
+                    if let Some(mut stdin) = child.stdin.take() {
+                        let _ = stdin.write_all(script.as_bytes());
+                    }
+                    let _ = child.wait();
+                }
             }
-            let _ = child.wait();
         }
     }
 }
@@ -260,7 +284,8 @@ fn power_cuts_during_attach_and_detach_leave_one_address_per_ready_pod() {
         berth.env.clear();
         berth.launch();
         c = block_on(CriClient::of(&berth));
-        // The reconcile runs in the background after the start.
+        // The reconcile runs in the background after the start; a network namespace whose
+        // last mount went is destroyed by the kernel a moment later, its veth with it.
         let ready: BTreeSet<String> = {
             let list = block_on(c.rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }))
                 .expect("list")
@@ -272,16 +297,16 @@ fn power_cuts_during_attach_and_detach_leave_one_address_per_ready_pod() {
                 .collect()
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while allocated(&berth) != ready {
+        while allocated(&berth) != ready || veths(&host.bridge) != ready.len() {
             assert!(
                 Instant::now() < deadline,
-                "{point}: allocated {:?}, ready pods' {ready:?}\n{}",
+                "{point}: allocated {:?} and {} veths, ready pods' {ready:?}\n{}",
                 allocated(&berth),
+                veths(&host.bridge),
                 berth.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert_eq!(veths(&host.bridge), ready.len(), "{point}: one veth per ready pod");
     }
     let ids: Vec<String> = block_on(c.rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }))
         .expect("list")
