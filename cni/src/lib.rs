@@ -58,6 +58,23 @@ pub struct Added {
 }
 
 impl Cni {
+    /// The driver of conf dir `conf_dir` and plugins in `plugin_dirs`, keeping its records
+    /// (and the default network's address allocations) under `state`; a plugin may run
+    /// `timeout_ms` (at least 100 ms).
+    pub fn new(conf_dir: &Path, plugin_dirs: &[PathBuf], state: &Path, timeout_ms: u64) -> Cni {
+        Cni {
+            conf_dir: conf_dir.to_path_buf(),
+            plugin_dirs: plugin_dirs.to_vec(),
+            cache_dir: state.to_path_buf(),
+            timeout: Duration::from_millis(timeout_ms.max(100)),
+        }
+    }
+
+    /// Where a network berth writes keeps host-local's address allocations.
+    pub fn data_dir(&self) -> PathBuf {
+        self.cache_dir.join("networks")
+    }
+
     /// The network list named `name` in the conf dir; `NotFound` when none has that name.
     pub fn network(&self, name: &str) -> Result<NetworkList> {
         let (lists, broken) = conf::load_dir(&self.conf_dir)?;

@@ -40,22 +40,11 @@ impl Cri {
     /// loopback-only network namespace while it is not.
     pub fn network_ready(&self) -> berth_ipc::Result<()> {
         let n = &self.network;
-        let cni = berth_cni::Cni {
-            conf_dir: n.conf_dir.clone(),
-            plugin_dirs: n.plugin_dirs.clone(),
-            cache_dir: self.root.join("cni"),
-            timeout: std::time::Duration::from_millis(n.plugin_timeout_ms),
-        };
+        let cni = n.driver(&self.root);
         match cni.network(&n.default_network) {
             Ok(net) => cni.status(&net),
             Err(e) if e.is(berth_ipc::Code::NotFound) && n.write_default => {
-                let net = berth_cni::conf::parse(berth_cni::conf::default_list(
-                    &n.default_network,
-                    &n.default_bridge,
-                    &n.default_subnet,
-                    &cni.cache_dir,
-                ))?;
-                cni.status(&net)
+                cni.status(&berth_cni::conf::parse(n.default_list(&cni))?)
             }
             Err(e) => Err(e),
         }

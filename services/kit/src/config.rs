@@ -64,6 +64,23 @@ pub struct NetworkConfig {
     pub plugin_timeout_ms: u64,
 }
 
+impl NetworkConfig {
+    /// The CNI driver of these settings, its records under `<root>/cni`.
+    pub fn driver(&self, root: &Path) -> berth_cni::Cni {
+        berth_cni::Cni::new(&self.conf_dir, &self.plugin_dirs, &root.join("cni"), self.plugin_timeout_ms)
+    }
+
+    /// The default network's list as berth writes it, its addresses kept in `cni`'s data dir.
+    pub fn default_list(&self, cni: &berth_cni::Cni) -> serde_json::Value {
+        berth_cni::conf::default_list(
+            &self.default_network,
+            &self.default_bridge,
+            &self.default_subnet,
+            &cni.data_dir(),
+        )
+    }
+}
+
 impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig {

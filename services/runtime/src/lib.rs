@@ -137,7 +137,7 @@ impl Runtime {
             content: ContentClient::new(Client::in_state_dir(&state, options)),
             events: Publisher::in_state_dir(&state, "runtime"),
             oci: Arc::new(oci_runtime::Binaries { state: state.clone() }),
-            cni: Arc::new(network::driver(&env.config.network, &env.config.root)),
+            cni: Arc::new(env.config.network.driver(&env.config.root)),
             network: Arc::new(env.config.network.clone()),
             claims: Arc::default(),
             rm_on_exit: Arc::default(),

@@ -25,16 +25,6 @@ pub fn cni_id(ns: &str, id: &str) -> String {
     format!("{ns}-{id}")
 }
 
-/// The driver for `config`, its records under `<root>/cni`.
-pub fn driver(config: &NetworkConfig, root: &Path) -> Cni {
-    Cni {
-        conf_dir: config.conf_dir.clone(),
-        plugin_dirs: config.plugin_dirs.clone(),
-        cache_dir: root.join("cni"),
-        timeout: std::time::Duration::from_millis(config.plugin_timeout_ms.max(100)),
-    }
-}
-
 /// Network `name` of the conf dir. The default network, when the conf dir has none of that
 /// name and the config says so, is written first (`10-<name>.conflist`): the first pod that
 /// asks for it makes it, so a berth that runs no pod never writes the host's conf dir.
@@ -53,12 +43,7 @@ pub fn network(config: &NetworkConfig, cni: &Cni, name: &str) -> Result<berth_cn
 /// Writes the default network's conflist.
 fn write_default(config: &NetworkConfig, cni: &Cni) -> Result<()> {
     berth_cni::conf::check_name(&config.default_network)?;
-    let list = berth_cni::conf::default_list(
-        &config.default_network,
-        &config.default_bridge,
-        &config.default_subnet,
-        &cni.cache_dir.join("networks"),
-    );
+    let list = config.default_list(cni);
     std::fs::create_dir_all(&cni.conf_dir).map_err(|e| Error::io_at("create", &cni.conf_dir, e))?;
     let path = cni.conf_dir.join(format!("10-{}.conflist", config.default_network));
     let text = serde_json::to_vec_pretty(&list).map_err(|e| Error::internal_cause("default network", e))?;
@@ -173,10 +158,11 @@ impl Runtime {
     pub async fn reconcile_networks(&self, started: SystemTime) {
         let rt = self.clone();
         let _ = blocking_value("runtime worker", move || {
+            let live = rt.live_cni_ids();
             for entry in rt.cni.attachments() {
                 let file = berth_cni::cache::path(&rt.cni.cache_dir, &entry.key());
                 let older = std::fs::metadata(&file).and_then(|m| m.modified()).is_ok_and(|t| t < started);
-                if !older || rt.live_cni_ids().contains(&entry.container_id) {
+                if !older || live.contains(&entry.container_id) {
                     continue;
                 }
                 tracing::warn!(network = %entry.network_name, id = %entry.container_id, "detaching a network left attached");
