@@ -1,5 +1,5 @@
 //! The default seccomp profile and `--security-opt`, on runc and crun: a default container
-//! runs filtered (`Seccomp: 2`) and is refused `unshare` (and so `mount` in a user
+//! runs filtered (`Seccomp: 2`), may open sockets, and is refused `unshare` (and so `mount` in a user
 //! namespace of its own); `seccomp=unconfined` allows both; a profile file is applied, and a
 //! bad one refused with an error naming it; no-new-privileges is on for a non-root user and
 //! with `--security-opt no-new-privileges`, off for root by default.
@@ -33,6 +33,9 @@ fn default_profile_refuses_namespaces_unconfined_allows() {
         let status = out(&o);
         assert!(status.contains("Seccomp:\t2"), "{runtime}: not filtered: {status}");
         assert!(status.contains("NoNewPrivs:\t0"), "{runtime}: {status}");
+        // Sockets work (netlink here), under the filter.
+        let o = run("sc-socket", &[], "/bin/busybox ip addr show lo");
+        assert!(o.status.success() && out(&o).contains("LOOPBACK"), "{runtime}: no socket: {}", show(&o));
         let o = run("sc-default", &[], UNSHARE_MOUNT);
         assert!(
             !o.status.success() && !out(&o).contains("mounted"),

@@ -6,8 +6,8 @@
 //! `setns` for `CAP_SYS_ADMIN`, `chroot` for `CAP_SYS_CHROOT`, …) only with that capability
 //! in the bounding set. `keyctl`, `add_key`, `request_key` (the kernel keyring is not
 //! namespaced), `bpf`, `userfaultfd`, `io_uring_*`, module and clock syscalls are never
-//! allowed. A user profile (`--security-opt seccomp=PATH`) is OCI `linux.seccomp` JSON or
-//! Docker's format (`names`, `action`, `args`; `archMap`, `includes`, `excludes` ignored).
+//! allowed; `socket` is, for every address family but `AF_VSOCK`. A user profile
+//! (`--security-opt seccomp=PATH`) is OCI `linux.seccomp` JSON or Docker's format (`names`, `action`, `args`; `archMap`, `includes`, `excludes` ignored).
 
 use std::collections::HashSet;
 
@@ -112,6 +112,9 @@ fn by_capability(cap: Capability) -> &'static [&'static str] {
 /// NEWNET`), refused without `CAP_SYS_ADMIN`.
 const CLONE_NS_FLAGS: u64 = 0x7E02_0000;
 
+/// The address family of virtio sockets, refused by the default profile as in Docker's.
+const AF_VSOCK: u64 = 40;
+
 /// The default profile for a process whose bounding set is `caps`.
 pub fn default_profile(caps: &HashSet<Capability>) -> Result<LinuxSeccomp> {
     let mut allowed: Vec<&str> = ALLOWED.to_vec();
@@ -131,6 +134,9 @@ pub fn default_profile(caps: &HashSet<Capability>) -> Result<LinuxSeccomp> {
                "args": [{"index": 0, "value": 131080, "op": "SCMP_CMP_EQ"}]}),
         json!({"names": ["personality"], "action": "SCMP_ACT_ALLOW",
                "args": [{"index": 0, "value": 4294967295u64, "op": "SCMP_CMP_EQ"}]}),
+        // Sockets of every family but AF_VSOCK (40), which reaches the hypervisor's host.
+        json!({"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+               "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_NE"}]}),
     ];
     if !caps.contains(&Capability::SysAdmin) {
         // x86-64 and most arches: flags are arg 0 (s390 has them in arg 1).
