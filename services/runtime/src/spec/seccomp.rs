@@ -7,7 +7,8 @@
 //! in the bounding set. `keyctl`, `add_key`, `request_key` (the kernel keyring is not
 //! namespaced), `bpf`, `userfaultfd`, `io_uring_*`, module and clock syscalls are never
 //! allowed; `socket` is, for every address family but `AF_VSOCK`. A user profile
-//! (`--security-opt seccomp=PATH`) is OCI `linux.seccomp` JSON or Docker's format (`names`, `action`, `args`; `archMap`, `includes`, `excludes` ignored).
+//! (`--security-opt seccomp=PATH`) is OCI `linux.seccomp` JSON or Docker's format
+//! (`names`, `action`, `args`; `archMap`, `includes`, `excludes` ignored).
 
 use std::collections::HashSet;
 
