@@ -162,3 +162,13 @@ put("layer_apply", "whiteouts_overlay", b"\x04" + rootfs[:-1024] + whiteouts)
 put("layer_apply", "whiteouts_delete", b"\x00" + rootfs[:-1024] + whiteouts)
 for name, t in escapes:
     put("layer_apply", name, b"\x00" + t)
+
+# spdy: frames as Go's moby/spdystream wrote them (two SYN_STREAMs sharing one zlib context,
+# data, a ping), and a few hand-made control frames.
+put("spdy", "spdystream", bytes.fromhex(
+    "80030001000000340000000100000000400078f9e3c6a7c26260606002a7b392a2d4c45c6851c2565c92925f5a"
+    "0229978bc0b485818501000000ffff800300010100001c0000000300000000000062606060c450cb9a5a54945f"
+    "04000000ffff000000010000000568656c6c6f800300060000000400000005"))
+put("spdy", "control", bytes.fromhex("8003000600000004000000018003000300000008000000050000000580030009"
+                                      "00000008000000000000100080030007000000080000000900000000"))
+put("spdy", "settings", bytes.fromhex("800300040000000c00000001010000070001000000000001000000036869"))

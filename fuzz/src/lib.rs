@@ -4,7 +4,7 @@
 //! fuzzer) only when an invariant of the code under test is broken. See docs/fuzzing.md.
 //!
 //! # Layout
-//! - this file: frames, request payloads, OCI JSON, references, filters.
+//! - this file: frames, request payloads, OCI JSON, references, filters, SPDY frames.
 //! - [`jail`] — layer apply into a throw-away directory, checking nothing outside changed.
 
 pub mod jail;
@@ -157,5 +157,29 @@ pub fn filter(data: &[u8]) {
             let again = filter::Filter::parse(one.as_str()).expect("a filter's source parses again");
             assert_eq!(again.selectors().len(), one.selectors().len(), "filter re-parse differs");
         }
+    }
+}
+
+/// The SPDY/3.1 codec of the CRI streaming server: the input as a connection's byte stream,
+/// decoded frame by frame (one inflate context, as on a connection) until the first error
+/// or incomplete frame. Every decoded frame must re-encode and decode back to itself through
+/// a second codec pair, and never claim more bytes than there were.
+pub fn spdy(data: &[u8]) {
+    use berth_spdy::{Codec, Frame, Limits};
+    let limits = Limits { max_data: 1 << 16, max_control: 1 << 16, max_headers: 1 << 16 };
+    let mut rx = Codec::new(limits);
+    let (mut tx2, mut rx2) = (Codec::new(Limits::default()), Codec::new(Limits::default()));
+    let mut at = 0;
+    while let Ok(Some((frame, used))) = rx.decode(&data[at..]) {
+        assert!(used >= 8 && at + used <= data.len(), "a frame claimed {used} bytes of {}", data.len() - at);
+        at += used;
+        if matches!(frame, Frame::Unknown { .. }) {
+            continue;
+        }
+        let mut wire = Vec::new();
+        tx2.encode(&frame, &mut wire).expect("a decoded frame encodes");
+        let (again, n) = rx2.decode(&wire).expect("re-encoded frame decodes").expect("whole");
+        assert_eq!(n, wire.len(), "re-encoded frame length");
+        assert_eq!(again, frame, "frame changed in a round trip");
     }
 }
