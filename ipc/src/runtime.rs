@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metadata::Container;
 pub use crate::idmap::{IdMapping, IdMappings};
+use crate::metadata::Container;
 
 /// A bind mount asked for with `--mount type=bind,src=…,dst=…[,ro]` (or by a CRI mount).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
