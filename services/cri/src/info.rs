@@ -67,7 +67,7 @@ impl Cri {
             reason: if network.is_ok() { String::new() } else { "NetworkPluginNotReady".into() },
             message: network.err().map(|e| e.message).unwrap_or_default(),
         };
-        let features = RuntimeHandlerFeatures { recursive_read_only_mounts: true, user_namespaces: false };
+        let features = RuntimeHandlerFeatures { recursive_read_only_mounts: true, user_namespaces: true };
         let handlers =
             HANDLERS.iter().map(|h| RuntimeHandler { name: (*h).into(), features: Some(features) }).collect();
         let mut info = std::collections::HashMap::new();
