@@ -378,4 +378,26 @@ mod tests {
         let config = ContainerConfig { mounts: vec![up], ..ContainerConfig::default() };
         assert!(run_options(&config, "p").is_err());
     }
+
+    #[test]
+    fn user_namespace_modes() {
+        use k8s_cri::v1::{IdMapping as CriMap, NamespaceMode as Mode, UserNamespace};
+        let map = |host_id, length| vec![CriMap { host_id, container_id: 0, length }];
+        let u = |mode: Mode, uids, gids| UserNamespace { mode: mode as i32, uids, gids };
+        assert_eq!(user_namespace(None).expect("none"), None);
+        assert_eq!(user_namespace(Some(&u(Mode::Node, vec![], vec![]))).expect("node"), None);
+        let pod = user_namespace(Some(&u(Mode::Pod, map(100_000, 65536), map(100_000, 65536)))).expect("pod");
+        assert_eq!(pod.and_then(|m| m.host_uid(1)), Some(100_001));
+        let refused = [
+            (u(Mode::Pod, vec![], map(1, 1)), "user namespace mode POD needs uid and gid mappings"),
+            (u(Mode::Pod, map(1, 1), map(1, 0)), "user namespace: gid mapping 0:1:0 has length 0"),
+            (u(Mode::Container, vec![], vec![]), "user namespace mode CONTAINER is not supported"),
+            (UserNamespace { mode: 9, uids: vec![], gids: vec![] }, "user namespace mode 9: unknown"),
+        ];
+        for (opts, want) in refused {
+            let e = user_namespace(Some(&opts)).expect_err(want);
+            assert!(e.message.contains(want), "{e}");
+            assert_eq!(e.code, berth_ipc::Code::InvalidArgument);
+        }
+    }
 }

@@ -615,4 +615,27 @@ mod tests {
             "search ns.svc.cluster.local svc.cluster.local\nnameserver 10.0.0.10\noptions ndots:5\n"
         );
     }
+
+    #[test]
+    fn a_user_namespace_pod_has_no_host_namespaces() {
+        use berth_ipc::runtime::{IdMapping, IdMappings};
+        let maps = IdMappings {
+            uids: vec![IdMapping { container_id: 0, host_id: 100_000, length: 65536 }],
+            gids: vec![IdMapping { container_id: 0, host_id: 100_000, length: 65536 }],
+        };
+        let spec = SandboxSpec { user_ns: Some(maps.clone()), ..SandboxSpec::default() };
+        assert!(check_spec("p", &spec).is_ok());
+        let host = SandboxSpec { net_host: true, ..spec.clone() };
+        let e = check_spec("p", &host).expect_err("host network");
+        assert!(
+            e.message.contains("sandbox p: a pod with its own user namespace cannot use the host's network"),
+            "{e}"
+        );
+        let pid = SandboxSpec { pid: PidMode::Node, ..spec.clone() };
+        assert!(check_spec("p", &pid).expect_err("host pid").message.contains("host's pid namespace"));
+        let mut bad = maps;
+        bad.gids.clear();
+        let e = check_spec("p", &SandboxSpec { user_ns: Some(bad), ..spec }).expect_err("no gids");
+        assert!(e.message.contains("sandbox p: user namespace has no gid mappings"), "{e}");
+    }
 }
