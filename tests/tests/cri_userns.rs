@@ -9,10 +9,12 @@ mod runtime_support;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
+use berth_ipc::launcher::ServiceState;
 use berth_system_tests::cri::{CriClient, block_on};
 use berth_system_tests::dist::{Registry, berth_ok};
-use berth_system_tests::{Berth, mounts_under};
+use berth_system_tests::{Berth, mounts_under, signal};
 use k8s_cri::v1 as cri;
+use nix::sys::signal::Signal;
 use runtime_support::{can_run, import_busybox};
 
 const LEN: u32 = 65536;
@@ -141,6 +143,17 @@ fn remove_pod(c: &mut CriClient, pod: &str) {
         .expect("rm pod");
 }
 
+/// SIGKILLs service `name` and waits until the launcher has it running again.
+fn kill_service(berth: &mut Berth, name: &str) {
+    let before = berth.status(name);
+    signal(before.pid.expect("pid"), Signal::SIGKILL);
+    berth.wait_until(&format!("{name} back"), Duration::from_secs(15), |l| {
+        l.iter().any(|s| {
+            s.name == name && s.state == ServiceState::Running && s.pid.is_some() && s.pid != before.pid
+        })
+    });
+}
+
 /// The host pid of container `id` (from its verbose status).
 fn host_pid(c: &mut CriClient, id: &str) -> u32 {
     let req = cri::ContainerStatusRequest { container_id: id.into(), verbose: true };
@@ -160,7 +173,7 @@ fn upperdir_of(target: &std::path::Path) -> Option<String> {
 
 #[test]
 fn pod_user_namespace_with_runc_and_crun() {
-    let Some((berth, _reg, image, mut c)) = setup() else { return };
+    let Some((mut berth, _reg, image, mut c)) = setup() else { return };
     let st = block_on(c.rt.status(cri::StatusRequest { verbose: false })).expect("status").into_inner();
     assert!(
         st.runtime_handlers.iter().all(|h| h.features.is_some_and(|f| f.user_namespaces)),
@@ -199,6 +212,28 @@ fn pod_user_namespace_with_runc_and_crun() {
         // The image's layer itself is untouched: still host root's.
         let top = std::fs::metadata(&upper).expect("upper");
         assert_eq!((top.uid(), top.gid()), (host, host + 7), "the upper dir's top is the mapped root's");
+
+        // A SIGKILLed runtime service: the running container's rootfs stays; an id-mapped
+        // rootfs left without its task (a delete cut off) is unmounted and removed at start.
+        let leftover = berth.state.join("roots/k8s.io").join(format!("gone-{handler}"));
+        std::fs::create_dir_all(leftover.join("rootfs")).expect("leftover dir");
+        nix::mount::mount(
+            Some("tmpfs"),
+            &leftover.join("rootfs"),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .expect("mount leftover");
+        kill_service(&mut berth, "runtime");
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while leftover.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!leftover.exists(), "{} not reconciled", leftover.display());
+        assert!(mounts_under(&leftover).is_empty(), "{:?}", mounts_under(&leftover));
+        let out = block_on(exec(&mut c, &id, "cat /made-dir/f; stat -c %u /made-dir/f"));
+        assert_eq!(words(&out), "x 5", "{handler}: after the runtime service's restart");
 
         // Stop and remove the container: the id-mapped rootfs is unmounted and gone.
         block_on(c.rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 0 }))
