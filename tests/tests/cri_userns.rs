@@ -328,7 +328,32 @@ fn node_mode_is_the_hosts_and_bad_mappings_are_refused() {
         .into_inner()
         .containers;
     assert!(listed.is_empty(), "{listed:?}");
+
+    // A state dir the mapped root cannot reach: the start fails saying so, leaving nothing;
+    // once reachable, the same container starts.
+    let create = cri::CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(container_config("main", &image, Some(userns(cri::NamespaceMode::Pod, 700_000)))),
+        sandbox_config: Some(config),
+    };
+    let id = block_on(c.rt.create_container(create)).expect("create").into_inner().container_id;
+    let chmod = |mode| std::fs::set_permissions(berth.dir.path(), std::fs::Permissions::from_mode(mode));
+    chmod(0o700).expect("chmod 0700");
+    let start = cri::StartContainerRequest { container_id: id.clone() };
+    let e = block_on(c.rt.start_container(start.clone())).expect_err("unreachable rootfs");
+    chmod(0o711).expect("chmod 0711");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(
+        e.message().contains("cannot be searched by the pod's root (host uid 700000)"),
+        "{:?}",
+        e.message()
+    );
+    assert!(e.message().contains(&berth.dir.path().display().to_string()), "{:?}", e.message());
+    assert!(!berth.state.join("roots/k8s.io").join(&id).exists(), "roots dir left");
+    assert!(!berth.state.join("tasks/k8s.io").join(&id).exists(), "bundle left");
+    block_on(c.rt.start_container(start)).expect("start once reachable");
+    assert_eq!(words(&block_on(exec(&mut c, &id, "id -u; stat -c %u /bin/busybox"))), "0 0");
+
     remove_pod(&mut c, &pod);
-    std::thread::sleep(Duration::from_millis(10));
     assert!(mounts_under(berth.dir.path()).is_empty(), "{:?}", mounts_under(berth.dir.path()));
 }

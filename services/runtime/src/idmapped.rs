@@ -97,6 +97,7 @@ pub fn mount(mounts: &[Mount], dir: &Path, userns: &Userns) -> Result<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711));
     }
+    reachable(&rootfs, userns)?;
     let ns_file = std::fs::File::open(&userns.path)
         .map_err(|e| err(format_args!("user namespace {}", userns.path.display()), e))?;
     let result = match mounts {
@@ -119,6 +120,33 @@ pub fn mount(mounts: &[Mount], dir: &Path, userns: &Userns) -> Result<PathBuf> {
             Err(e)
         }
     }
+}
+
+/// Fails unless every ancestor of `path` can be searched by the container's root (as host
+/// `root_uid`, which is neither their owner nor, usually, in their group): runc's and
+/// crun's init run as it when they mount and pivot into the rootfs.
+fn reachable(path: &Path, userns: &Userns) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for dir in path.ancestors().skip(1) {
+        let Ok(md) = std::fs::metadata(dir) else { continue };
+        let mode = md.mode();
+        let ok = if md.uid() == userns.root_uid {
+            mode & 0o100 != 0
+        } else if md.gid() == userns.root_gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !ok {
+            return Err(Error::precondition(format!(
+                "{} (mode {:o}) cannot be searched by the pod's root (host uid {}); a user-namespaced container's rootfs must be reachable: make it 0711",
+                dir.display(),
+                mode & 0o7777,
+                userns.root_uid
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn overlay(m: &Mount, dir: &Path, rootfs: &Path, ns: &std::fs::File, userns: &Userns) -> Result<()> {
