@@ -30,7 +30,7 @@ pub struct IdMappings {
 
 impl IdMappings {
     /// Checks both maps as the kernel would (`what` names the pod or container): not
-    /// empty, every length above 0, no range past `u32::MAX`, no two ranges overlapping on
+    /// empty, container id 0 mapped (a pod's root must be someone), every length above 0, no range past `u32::MAX`, no two ranges overlapping on
     /// either side, at most [`MAX_EXTENTS`] lines.
     pub fn validate(&self, what: &str) -> Result<()> {
         check_map(what, "uid", &self.uids)?;
@@ -107,6 +107,9 @@ fn check_map(what: &str, kind: &str, map: &[IdMapping]) -> Result<()> {
             }
         }
     }
+    if to_host(map, 0).is_none() {
+        return Err(Error::invalid(format!("{what}: user namespace does not map container {kind} 0 (root)")));
+    }
     Ok(())
 }
 
@@ -137,6 +140,7 @@ mod tests {
             (vec![m(0, u32::MAX - 10, 65536)], "runs past the largest id"),
             (vec![m(0, 100_000, 10), m(5, 200_000, 10)], "overlap"),
             (vec![m(0, 100_000, 10), m(10, 100_005, 10)], "overlap"),
+            (vec![m(1, 100_000, 10)], "pod p: user namespace does not map container uid 0 (root)"),
         ];
         for (uids, want) in cases {
             let maps = IdMappings { uids, gids: good.clone() };

@@ -30,6 +30,14 @@ fn userns(mode: cri::NamespaceMode, host: u32) -> cri::UserNamespace {
 }
 
 fn pod_config(name: &str, u: Option<cri::UserNamespace>) -> cri::PodSandboxConfig {
+    pod_config_pid(name, u, cri::NamespaceMode::Container)
+}
+
+fn pod_config_pid(
+    name: &str,
+    u: Option<cri::UserNamespace>,
+    pid: cri::NamespaceMode,
+) -> cri::PodSandboxConfig {
     cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: name.into(),
@@ -41,7 +49,7 @@ fn pod_config(name: &str, u: Option<cri::UserNamespace>) -> cri::PodSandboxConfi
         linux: Some(cri::LinuxPodSandboxConfig {
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(cri::NamespaceOption {
-                    pid: cri::NamespaceMode::Container as i32,
+                    pid: pid as i32,
                     userns_options: u,
                     ..Default::default()
                 }),
@@ -54,6 +62,15 @@ fn pod_config(name: &str, u: Option<cri::UserNamespace>) -> cri::PodSandboxConfi
 }
 
 fn container_config(name: &str, image: &str, u: Option<cri::UserNamespace>) -> cri::ContainerConfig {
+    container_config_pid(name, image, u, cri::NamespaceMode::Container)
+}
+
+fn container_config_pid(
+    name: &str,
+    image: &str,
+    u: Option<cri::UserNamespace>,
+    pid: cri::NamespaceMode,
+) -> cri::ContainerConfig {
     cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata { name: name.into(), attempt: 0 }),
         image: Some(cri::ImageSpec { image: image.into(), ..Default::default() }),
@@ -66,7 +83,7 @@ fn container_config(name: &str, image: &str, u: Option<cri::UserNamespace>) -> c
             resources: None,
             security_context: Some(cri::LinuxContainerSecurityContext {
                 namespace_options: Some(cri::NamespaceOption {
-                    pid: cri::NamespaceMode::Container as i32,
+                    pid: pid as i32,
                     userns_options: u,
                     ..Default::default()
                 }),
@@ -123,12 +140,24 @@ fn run(
     handler: &str,
     u: Option<cri::UserNamespace>,
 ) -> (String, String) {
-    let config = pod_config(name, u.clone());
+    run_pid(c, image, name, handler, u, cri::NamespaceMode::Container)
+}
+
+/// [`run`] with pid namespace mode `pid` for the pod and the container.
+fn run_pid(
+    c: &mut CriClient,
+    image: &str,
+    name: &str,
+    handler: &str,
+    u: Option<cri::UserNamespace>,
+    pid: cri::NamespaceMode,
+) -> (String, String) {
+    let config = pod_config_pid(name, u.clone(), pid);
     let req = cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: handler.into() };
     let pod = block_on(c.rt.run_pod_sandbox(req)).expect("run pod").into_inner().pod_sandbox_id;
     let create = cri::CreateContainerRequest {
         pod_sandbox_id: pod.clone(),
-        config: Some(container_config("main", image, u)),
+        config: Some(container_config_pid("main", image, u, pid)),
         sandbox_config: Some(config),
     };
     let id = block_on(c.rt.create_container(create)).expect("create").into_inner().container_id;
@@ -180,9 +209,22 @@ fn pod_user_namespace_with_runc_and_crun() {
         "{:?}",
         st.runtime_handlers
     );
-    for (handler, host) in [("runc", 300_000u32), ("crun", 400_000u32)] {
+    // runc with the pod's pid namespace (its holder made inside the user namespace), crun
+    // with one per container.
+    let cases =
+        [("runc", 300_000u32, cri::NamespaceMode::Pod), ("crun", 400_000u32, cri::NamespaceMode::Container)];
+    for (handler, host, pid_mode) in cases {
         let name = format!("userns-{handler}");
-        let (pod, id) = run(&mut c, &image, &name, handler, Some(userns(cri::NamespaceMode::Pod, host)));
+        let u = Some(userns(cri::NamespaceMode::Pod, host));
+        let (pod, id) = run_pid(&mut c, &image, &name, handler, u, pid_mode);
+        if pid_mode == cri::NamespaceMode::Pod {
+            let out = block_on(exec(&mut c, &id, "cat /proc/1/comm; cat /proc/1/uid_map"));
+            assert_eq!(
+                words(&out),
+                format!("berth-pod 0 {host} {LEN}"),
+                "the pod's pid 1 in its user namespace"
+            );
+        }
 
         // Inside: the mapping, root, the image's files root's, the pod's hostname.
         let out = block_on(exec(&mut c, &id, "cat /proc/self/uid_map; cat /proc/self/gid_map"));
@@ -279,7 +321,12 @@ fn node_mode_is_the_hosts_and_bad_mappings_are_refused() {
     let none =
         cri::UserNamespace { mode: cri::NamespaceMode::Pod as i32, uids: Vec::new(), gids: Vec::new() };
     let container_mode = cri::UserNamespace { mode: cri::NamespaceMode::Container as i32, ..none.clone() };
+    let rootless = cri::UserNamespace {
+        uids: vec![cri::IdMapping { host_id: 500_000, container_id: 1, length: LEN }],
+        ..overlapping.clone()
+    };
     let cases = [
+        (rootless, "user namespace does not map container uid 0 (root)"),
         (overlapping, "uid mappings 0:500000:100 and 50:600000:100 overlap"),
         (zero, "uid mapping 0:500000:0 has length 0"),
         (none, "user namespace mode POD needs uid and gid mappings"),

@@ -72,7 +72,10 @@ impl Cri {
             HANDLERS.iter().map(|h| RuntimeHandler { name: (*h).into(), features: Some(features) }).collect();
         let mut info = std::collections::HashMap::new();
         if verbose {
-            info.insert("config".into(), format!("{{\"namespace\":\"{}\"}}", crate::NAMESPACE));
+            // `stateDir` as containerd names it: critest looks for id-mapped mount support
+            // next to it.
+            let config = serde_json::json!({"namespace": crate::NAMESPACE, "stateDir": self.state});
+            info.insert("config".into(), config.to_string());
         }
         StatusResponse {
             status: Some(RuntimeStatus { conditions: vec![runtime_ready, network_ready] }),
