@@ -25,6 +25,7 @@
 //! - [`sync`] — a poison-free mutex lock.
 //! - [`metrics`] — per-method counters and latency histograms.
 //! - [`names`] — validation of identifiers, labels and free-form names.
+//! - [`idmap`] — user-namespace id mappings and their checks.
 //! - [`content`], [`metadata`], [`snapshot`], [`runtime`], [`events`], [`launcher`] — each
 //!   service's vocabulary.
 
@@ -36,6 +37,7 @@ pub mod failpoint;
 pub mod fdpass;
 pub mod filter;
 pub mod frame;
+pub mod idmap;
 pub mod metrics;
 pub mod names;
 pub mod peer;

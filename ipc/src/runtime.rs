@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::idmap::{IdMapping, IdMappings};
 use crate::metadata::Container;
 
 /// A bind mount asked for with `--mount type=bind,src=…,dst=…[,ro]` (or by a CRI mount).
@@ -111,6 +112,10 @@ pub struct LinuxOptions {
     pub unified: BTreeMap<String, String>,
     /// Spec annotations.
     pub annotations: BTreeMap<String, String>,
+    /// The user namespace's maps when the container runs in its sandbox's user namespace
+    /// (Kubernetes' `hostUsers: false`); they must be the sandbox's. `None`: the host's.
+    #[serde(default)]
+    pub user_ns: Option<IdMappings>,
 }
 
 /// DNS settings of a sandbox's `resolv.conf`.
@@ -171,6 +176,11 @@ pub struct SandboxSpec {
     /// `CNI_ARGS` for the network's plugins (the kubelet's `K8S_POD_NAME`, …).
     #[serde(default)]
     pub cni_args: Vec<(String, String)>,
+    /// A user namespace of the pod's own with these maps (Kubernetes' `hostUsers: false`):
+    /// made first, and the network, IPC, UTS and pid namespaces made inside it. `None`: the
+    /// host's user namespace.
+    #[serde(default)]
+    pub user_ns: Option<IdMappings>,
 }
 
 /// A host port forwarded into a sandbox.

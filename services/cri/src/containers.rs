@@ -255,6 +255,20 @@ impl Cri {
             return Err(Error::invalid(format!("container {:?}: image is required", meta.name)));
         }
         let mut options = convert::run_options(&config, &pod.info.id)?;
+        // A container runs in its pod's user namespace: one it names must be that one.
+        let asked = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref())
+            .and_then(|n| n.userns_options.as_ref());
+        if asked.is_some() && options.linux.user_ns != pod.info.spec.user_ns {
+            return Err(Error::invalid(format!(
+                "container {:?}: user namespace differs from pod sandbox {}'s; a container runs in its pod's user namespace with the pod's mappings",
+                meta.name, pod.info.id
+            )));
+        }
+        options.linux.user_ns = pod.info.spec.user_ns.clone();
         let (image_name, image_id, stop_signal) = self.image_for_container(&image).await?;
         let log_path = match (pod.log_directory(), config.log_path.as_str()) {
             ("", _) | (_, "") => String::new(),

@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use berth_ipc::runtime::{
-    BindMount, Device, LinuxOptions, NamespaceMode, Propagation, ResourceUpdate, RunOptions,
+    BindMount, Device, IdMapping, IdMappings, LinuxOptions, NamespaceMode, Propagation, ResourceUpdate,
+    RunOptions,
 };
 use berth_ipc::{Error, Result};
 use k8s_cri::v1::security_profile::ProfileType;
@@ -234,9 +235,7 @@ fn linux_options(
     r: &k8s_cri::v1::LinuxContainerResources,
 ) -> Result<LinuxOptions> {
     let ns = sc.namespace_options.clone().unwrap_or_default();
-    if ns.userns_options.as_ref().is_some_and(|u| u.mode != 0) {
-        return Err(Error::new(berth_ipc::Code::Unimplemented, "user namespaces are not supported yet"));
-    }
+    let user_ns = user_namespace(ns.userns_options.as_ref())?;
     let caps = sc.capabilities.clone().unwrap_or_default();
     let mut groups = Vec::with_capacity(sc.supplemental_groups.len());
     for g in &sc.supplemental_groups {
@@ -284,7 +283,38 @@ fn linux_options(
         cpuset_mems: limits.cpuset_mems,
         unified: limits.unified,
         annotations: config.annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        user_ns,
     })
+}
+
+/// The user namespace a pod or container asks for: `None` for the host's (no options, or
+/// mode NODE), the kubelet's mappings for POD (which must have some, and pass the kernel's
+/// checks). CONTAINER and TARGET are not modes the kubelet uses for user namespaces.
+pub fn user_namespace(u: Option<&k8s_cri::v1::UserNamespace>) -> Result<Option<IdMappings>> {
+    let Some(u) = u else { return Ok(None) };
+    match k8s_cri::v1::NamespaceMode::try_from(u.mode) {
+        Ok(k8s_cri::v1::NamespaceMode::Node) => Ok(None),
+        Ok(k8s_cri::v1::NamespaceMode::Pod) => {
+            if u.uids.is_empty() || u.gids.is_empty() {
+                return Err(Error::invalid(
+                    "user namespace mode POD needs uid and gid mappings (the kubelet's)",
+                ));
+            }
+            let map = |ms: &[k8s_cri::v1::IdMapping]| {
+                ms.iter()
+                    .map(|m| IdMapping { container_id: m.container_id, host_id: m.host_id, length: m.length })
+                    .collect()
+            };
+            let maps = IdMappings { uids: map(&u.uids), gids: map(&u.gids) };
+            maps.validate("user namespace")?;
+            Ok(Some(maps))
+        }
+        Ok(mode) => Err(Error::invalid(format!(
+            "user namespace mode {} is not supported (POD or NODE)",
+            mode.as_str_name()
+        ))),
+        Err(_) => Err(Error::invalid(format!("user namespace mode {}: unknown", u.mode))),
+    }
 }
 
 #[cfg(test)]
@@ -347,5 +377,27 @@ mod tests {
         };
         let config = ContainerConfig { mounts: vec![up], ..ContainerConfig::default() };
         assert!(run_options(&config, "p").is_err());
+    }
+
+    #[test]
+    fn user_namespace_modes() {
+        use k8s_cri::v1::{IdMapping as CriMap, NamespaceMode as Mode, UserNamespace};
+        let map = |host_id, length| vec![CriMap { host_id, container_id: 0, length }];
+        let u = |mode: Mode, uids, gids| UserNamespace { mode: mode as i32, uids, gids };
+        assert_eq!(user_namespace(None).expect("none"), None);
+        assert_eq!(user_namespace(Some(&u(Mode::Node, vec![], vec![]))).expect("node"), None);
+        let pod = user_namespace(Some(&u(Mode::Pod, map(100_000, 65536), map(100_000, 65536)))).expect("pod");
+        assert_eq!(pod.and_then(|m| m.host_uid(1)), Some(100_001));
+        let refused = [
+            (u(Mode::Pod, vec![], map(1, 1)), "user namespace mode POD needs uid and gid mappings"),
+            (u(Mode::Pod, map(1, 1), map(1, 0)), "user namespace: gid mapping 0:1:0 has length 0"),
+            (u(Mode::Container, vec![], vec![]), "user namespace mode CONTAINER is not supported"),
+            (UserNamespace { mode: 9, uids: vec![], gids: vec![] }, "user namespace mode 9: unknown"),
+        ];
+        for (opts, want) in refused {
+            let e = user_namespace(Some(&opts)).expect_err(want);
+            assert!(e.message.contains(want), "{e}");
+            assert_eq!(e.code, berth_ipc::Code::InvalidArgument);
+        }
     }
 }

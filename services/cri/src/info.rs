@@ -67,12 +67,15 @@ impl Cri {
             reason: if network.is_ok() { String::new() } else { "NetworkPluginNotReady".into() },
             message: network.err().map(|e| e.message).unwrap_or_default(),
         };
-        let features = RuntimeHandlerFeatures { recursive_read_only_mounts: true, user_namespaces: false };
+        let features = RuntimeHandlerFeatures { recursive_read_only_mounts: true, user_namespaces: true };
         let handlers =
             HANDLERS.iter().map(|h| RuntimeHandler { name: (*h).into(), features: Some(features) }).collect();
         let mut info = std::collections::HashMap::new();
         if verbose {
-            info.insert("config".into(), format!("{{\"namespace\":\"{}\"}}", crate::NAMESPACE));
+            // `stateDir` as containerd names it: critest looks for id-mapped mount support
+            // next to it.
+            let config = serde_json::json!({"namespace": crate::NAMESPACE, "stateDir": self.state});
+            info.insert("config".into(), config.to_string());
         }
         StatusResponse {
             status: Some(RuntimeStatus { conditions: vec![runtime_ready, network_ready] }),

@@ -50,6 +50,8 @@ pub struct Cri {
     pub services: Services,
     /// berth's root dir (image filesystem info).
     pub root: PathBuf,
+    /// The state dir (told in a verbose Status, as containerd's `stateDir`).
+    pub state: PathBuf,
     /// Serializes RunPodSandbox's name check and create (a name is reserved once).
     pub names: Arc<tokio::sync::Mutex<()>>,
     /// Pulls in flight, by image reference: concurrent pulls of one image share one.
@@ -68,6 +70,7 @@ impl Cri {
         Cri {
             services: Services::new(&env.config.state, env.client_options()),
             root: env.config.root.clone(),
+            state: env.config.state.clone(),
             names: Arc::default(),
             pulls: Arc::default(),
             stats: Arc::default(),

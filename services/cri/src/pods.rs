@@ -113,6 +113,7 @@ pub fn sandbox_spec(config: &PodSandboxConfig) -> Result<SandboxSpec> {
             )));
         }
     };
+    let user_ns = crate::convert::user_namespace(ns.userns_options.as_ref()).map_err(|e| e.context(&what))?;
     let dns = config.dns_config.as_ref().map(|d| DnsConfig {
         servers: d.servers.clone(),
         searches: d.searches.clone(),
@@ -135,6 +136,7 @@ pub fn sandbox_spec(config: &PodSandboxConfig) -> Result<SandboxSpec> {
             ("K8S_POD_NAME".into(), meta.name.clone()),
             ("K8S_POD_UID".into(), meta.uid.clone()),
         ],
+        user_ns,
     })
 }
 

@@ -69,6 +69,8 @@ fn clear_leftovers_and_list(state: &std::path::Path) -> Vec<(String, String)> {
     }
     // Bundles of deleted tasks whose removal a crash interrupted.
     let _ = std::fs::remove_dir_all(state.join("tasks/.trash"));
+    // Id-mapped rootfs of tasks whose bundle went (a create or delete cut off).
+    crate::idmapped::reconcile(state);
     let mut tasks = Vec::new();
     let Ok(namespaces) = std::fs::read_dir(state.join("tasks")) else { return tasks };
     for ns in namespaces.filter_map(|e| e.ok()?.file_name().into_string().ok()) {

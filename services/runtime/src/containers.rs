@@ -343,9 +343,10 @@ impl Runtime {
             crate::shim_client::kill_pid(pid);
         }
         self.cleanup_runtime(bundle, runtime, ns, id).await;
-        let (root, dir) = (bundle.rootfs(), bundle.dir.clone());
+        let (root, dir, roots) = (bundle.rootfs(), bundle.dir.clone(), self.roots_dir(ns, id));
         blocking_value("runtime worker", move || {
             mount::unmount_all(&root)?;
+            crate::idmapped::unmount(&roots)?;
             std::fs::remove_dir_all(&dir).map_err(|e| Error::internal_cause(dir.display(), e))
         })
         .await?

@@ -35,6 +35,7 @@
 //! - [`logread`] — reading a log old to new across rotations.
 //! - [`logs`] — `Logs`: kept output after the fact.
 //! - [`bundle`] — a task's bundle directory and its durable exit record.
+//! - [`idmapped`] — a user-namespaced container's rootfs through id-mapped mounts.
 //! - [`mount`] — mounting a snapshot's mounts on the bundle's rootfs.
 //! - [`oci_runtime`] — the OCI runtimes: binaries, state roots, the command, `delete --force`,
 //!   behind the [`oci_runtime::OciRuntime`] trait.
@@ -50,6 +51,7 @@ pub mod cgroups;
 pub mod claim;
 pub mod containers;
 pub mod guard;
+pub mod idmapped;
 pub mod image;
 pub mod log_path;
 pub mod logfile;

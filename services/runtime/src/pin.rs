@@ -22,6 +22,7 @@ use std::ffi::CString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use berth_ipc::idmap::{IdMappings, map_text};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,10 @@ pub struct PinRequest {
     pub hostname: String,
     /// Sysctls to set inside the new namespaces (names checked by the caller).
     pub sysctls: BTreeMap<String, String>,
+    /// A new user namespace with these maps (checked by the caller), made first and held at
+    /// `user`; the other namespaces are made inside it, so it owns them.
+    #[serde(default)]
+    pub user: Option<IdMappings>,
 }
 
 /// The helper's answer.
@@ -53,7 +58,7 @@ pub struct PinAnswer {
 }
 
 /// The kinds of namespace a sandbox may hold, as named under `/proc/<pid>/ns`.
-pub const KINDS: [&str; 4] = ["net", "ipc", "uts", "pid"];
+pub const KINDS: [&str; 5] = ["net", "ipc", "uts", "pid", "user"];
 
 /// `main` of `berth-sandbox`.
 pub fn main() -> std::process::ExitCode {
@@ -88,6 +93,35 @@ pub fn main() -> std::process::ExitCode {
 }
 
 fn pin(r: &PinRequest) -> Result<PinAnswer, String> {
+    match &r.user {
+        Some(maps) => pin_in_userns(r, maps),
+        None => pin_here(r),
+    }
+}
+
+/// Makes the namespaces in this process (owned by the host's user namespace) and binds them.
+fn pin_here(r: &PinRequest) -> Result<PinAnswer, String> {
+    enter(r)?;
+    for (kind, wanted) in [("net", r.net), ("ipc", r.ipc), ("uts", r.uts)] {
+        if wanted {
+            bind_ns(&format!("/proc/self/ns/{kind}"), &r.dir.join(kind))?;
+        }
+    }
+    let mut answer = PinAnswer::default();
+    if r.pid {
+        let child = fork_holder()?;
+        answer.holder_pid = child.as_raw().unsigned_abs();
+        if let Err(e) = bind_ns(&format!("/proc/{child}/ns/pid"), &r.dir.join("pid")) {
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            return Err(e);
+        }
+    }
+    Ok(answer)
+}
+
+/// Unshares the network, IPC and UTS namespaces asked for and sets them up (hostname,
+/// loopback, sysctls) in the calling process.
+fn enter(r: &PinRequest) -> Result<(), String> {
     let mut flags = CloneFlags::empty();
     if r.net {
         flags |= CloneFlags::CLONE_NEWNET;
@@ -109,28 +143,138 @@ fn pin(r: &PinRequest) -> Result<PinAnswer, String> {
         let path = Path::new("/proc/sys").join(sysctl_path(name));
         std::fs::write(&path, value).map_err(|e| format!("sysctl {name}={value}: {e}"))?;
     }
-    for (kind, wanted) in [("net", r.net), ("ipc", r.ipc), ("uts", r.uts)] {
-        if wanted {
-            bind_ns(&format!("/proc/self/ns/{kind}"), &r.dir.join(kind))?;
-        }
+    Ok(())
+}
+
+/// Forks the holder: pid 1 of a new pid namespace (owned by the caller's user namespace).
+fn fork_holder() -> Result<nix::unistd::Pid, String> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare pid: {e}"))?;
+    // SAFETY: this process has one thread (nothing here spawns any), so the child may run
+    // any code; it never returns into ours.
+    match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork holder: {e}"))? {
+        nix::unistd::ForkResult::Child => hold(),
+        nix::unistd::ForkResult::Parent { child } => Ok(child),
     }
-    let mut answer = PinAnswer::default();
-    if r.pid {
-        nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare pid: {e}"))?;
-        // SAFETY: this process has one thread (nothing here spawns any), so the child may
-        // run any code; it never returns into ours.
-        match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork holder: {e}"))? {
-            nix::unistd::ForkResult::Child => hold(),
-            nix::unistd::ForkResult::Parent { child } => {
-                answer.holder_pid = child.as_raw().unsigned_abs();
-                if let Err(e) = bind_ns(&format!("/proc/{child}/ns/pid"), &r.dir.join("pid")) {
-                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                    return Err(e);
+}
+
+/// With a user namespace: a child unshares it and waits; this process (still root of the
+/// host's user namespace, which writing the maps and binding need) writes its maps and
+/// binds it; the child then makes the other namespaces inside it (so it owns them) and
+/// waits again while they are bound from its `/proc/<pid>/ns`.
+fn pin_in_userns(r: &PinRequest, maps: &IdMappings) -> Result<PinAnswer, String> {
+    let (to_child_r, to_child_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (to_parent_r, to_parent_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    // SAFETY: one thread here (as in `fork_holder`); the child ends with `_exit`.
+    let child = match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+        nix::unistd::ForkResult::Child => {
+            drop((to_child_w, to_parent_r));
+            let code = match userns_child(r, to_child_r, to_parent_w) {
+                Ok(()) => 0,
+                Err(()) => 1,
+            };
+            // SAFETY: ends the forked child without running the parent's exit handlers.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    drop((to_child_r, to_parent_w));
+    let mut to_child = std::fs::File::from(to_child_w);
+    let mut from_child = std::io::BufReader::new(std::fs::File::from(to_parent_r));
+    let kill_child = |holder: Option<nix::unistd::Pid>| {
+        for pid in holder.into_iter().chain([child]) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = nix::sys::wait::waitpid(child, None);
+    };
+    let result = (|| {
+        let line = read_line(&mut from_child)?;
+        if line != "unshared" {
+            return Err(line.strip_prefix("error ").unwrap_or(&line).to_string());
+        }
+        // gid_map first or not: either order works for a writer with CAP_SETGID.
+        for (file, map) in [("uid_map", &maps.uids), ("gid_map", &maps.gids)] {
+            let path = format!("/proc/{child}/{file}");
+            std::fs::write(&path, map_text(map)).map_err(|e| format!("writing {file}: {e}"))?;
+        }
+        bind_ns(&format!("/proc/{child}/ns/user"), &r.dir.join("user"))?;
+        to_child.write_all(b"go\n").map_err(|e| format!("namespace child: {e}"))?;
+        let line = read_line(&mut from_child)?;
+        let holder = match line.strip_prefix("ready ") {
+            Some(pid) => pid.parse::<i32>().map_err(|_| format!("namespace child said {line:?}"))?,
+            None => return Err(line.strip_prefix("error ").unwrap_or(&line).to_string()),
+        };
+        let holder = (holder > 0).then(|| nix::unistd::Pid::from_raw(holder));
+        let bound = (|| {
+            for (kind, wanted) in [("net", r.net), ("ipc", r.ipc), ("uts", r.uts)] {
+                if wanted {
+                    bind_ns(&format!("/proc/{child}/ns/{kind}"), &r.dir.join(kind))?;
                 }
             }
+            if let Some(h) = holder {
+                bind_ns(&format!("/proc/{h}/ns/pid"), &r.dir.join("pid"))?;
+            }
+            Ok::<(), String>(())
+        })();
+        Ok((holder, bound))
+    })();
+    match result {
+        Ok((holder, Ok(()))) => {
+            // The child exits when its pipe closes; the holder (if any) stays.
+            drop(to_child);
+            let _ = nix::sys::wait::waitpid(child, None);
+            Ok(PinAnswer { holder_pid: holder.map_or(0, |h| h.as_raw().unsigned_abs()) })
+        }
+        Ok((holder, Err(e))) => {
+            kill_child(holder);
+            Err(e)
+        }
+        Err(e) => {
+            kill_child(None);
+            Err(e)
         }
     }
-    Ok(answer)
+}
+
+/// The forked child of [`pin_in_userns`]: every failure is told to the parent as a line.
+fn userns_child(
+    r: &PinRequest,
+    from_parent: std::os::fd::OwnedFd,
+    to_parent: std::os::fd::OwnedFd,
+) -> Result<(), ()> {
+    let mut to_parent = std::fs::File::from(to_parent);
+    let mut say = |line: String| {
+        let _ = to_parent.write_all(format!("{line}\n").as_bytes());
+    };
+    if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWUSER) {
+        say(format!("error unshare user: {e}"));
+        return Err(());
+    }
+    say("unshared".into());
+    let mut parent = std::io::BufReader::new(std::fs::File::from(from_parent));
+    if read_line(&mut parent).as_deref() != Ok("go") {
+        return Err(());
+    }
+    let made = enter(r).and_then(|()| if r.pid { fork_holder().map(|p| p.as_raw()) } else { Ok(0) });
+    match made {
+        Ok(holder) => say(format!("ready {holder}")),
+        Err(e) => {
+            say(format!("error {e}"));
+            return Err(());
+        }
+    }
+    // Held until the parent has bound the namespaces and closes its end.
+    let _ = read_line(&mut parent);
+    Ok(())
+}
+
+/// One line from `from` (without its newline); EOF is an error.
+fn read_line(from: &mut impl std::io::BufRead) -> Result<String, String> {
+    let mut line = String::new();
+    match from.read_line(&mut line) {
+        Ok(0) => Err("namespace child exited early".into()),
+        Ok(_) => Ok(line.trim_end().to_string()),
+        Err(e) => Err(format!("namespace child: {e}")),
+    }
 }
 
 /// A sysctl's file under `/proc/sys`: `a.b.c` is `a/b/c`; a name with a `/` is already a path
@@ -181,14 +325,13 @@ fn loopback_up() -> std::io::Result<()> {
     }
 }
 
-/// The holder: pid 1 of the pod's pid namespace. Closes what it inherited, waits for
+/// The holder: pid 1 of the pod's pid namespace. Closes every fd it inherited, waits for
 /// SIGCHLD and reaps; never returns.
 fn hold() -> ! {
     // SAFETY: single-threaded child; only syscalls.
     unsafe {
-        for fd in 0..3 {
-            libc::close(fd);
-        }
+        // Everything inherited: stdio and, in a user namespace, the helper's pipes.
+        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
         let name = CString::new("berth-pod").unwrap_or_default();
         libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0);
         libc::setsid();

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! ns/{net,ipc,uts,pid}   namespace files, bind-mounted by `berth-sandbox pin` ([`crate::pin`])
+//! ns/user                the pod's user namespace (with `user_ns`): it owns the others
 //! shm/                   the pod's /dev/shm (a tmpfs)
 //! resolv.conf hosts hostname
 //! holder                 "<pid> <start time>" of the pid-namespace holder (shared pid only)
@@ -154,6 +155,16 @@ fn check_spec(id: &str, spec: &SandboxSpec) -> Result<()> {
                 )));
             }
             _ => {}
+        }
+    }
+    if let Some(maps) = &spec.user_ns {
+        maps.validate(&what)?;
+        // The pod's user namespace must own every namespace its containers join.
+        let host = [("network", spec.net_host), ("IPC", spec.ipc_host), ("pid", spec.pid == PidMode::Node)];
+        if let Some((kind, _)) = host.iter().find(|(_, on)| *on) {
+            return Err(Error::invalid(format!(
+                "{what}: a pod with its own user namespace cannot use the host's {kind} namespace"
+            )));
         }
     }
     if let Some(parent) = &spec.cgroup_parent
@@ -491,6 +502,7 @@ fn make(dir: &SandboxDir, spec: &SandboxSpec, host: &str) -> Result<u32> {
         pid: spec.pid == PidMode::Pod,
         hostname: host.to_string(),
         sysctls: spec.sysctls.clone(),
+        user: spec.user_ns.clone(),
     };
     let answer = run_helper(&request)?;
     if answer.holder_pid != 0 {
@@ -602,5 +614,28 @@ mod tests {
             resolv_conf(&spec),
             "search ns.svc.cluster.local svc.cluster.local\nnameserver 10.0.0.10\noptions ndots:5\n"
         );
+    }
+
+    #[test]
+    fn a_user_namespace_pod_has_no_host_namespaces() {
+        use berth_ipc::runtime::{IdMapping, IdMappings};
+        let maps = IdMappings {
+            uids: vec![IdMapping { container_id: 0, host_id: 100_000, length: 65536 }],
+            gids: vec![IdMapping { container_id: 0, host_id: 100_000, length: 65536 }],
+        };
+        let spec = SandboxSpec { user_ns: Some(maps.clone()), ..SandboxSpec::default() };
+        assert!(check_spec("p", &spec).is_ok());
+        let host = SandboxSpec { net_host: true, ..spec.clone() };
+        let e = check_spec("p", &host).expect_err("host network");
+        assert!(
+            e.message.contains("sandbox p: a pod with its own user namespace cannot use the host's network"),
+            "{e}"
+        );
+        let pid = SandboxSpec { pid: PidMode::Node, ..spec.clone() };
+        assert!(check_spec("p", &pid).expect_err("host pid").message.contains("host's pid namespace"));
+        let mut bad = maps;
+        bad.gids.clear();
+        let e = check_spec("p", &SandboxSpec { user_ns: Some(bad), ..spec }).expect_err("no gids");
+        assert!(e.message.contains("sandbox p: user namespace has no gid mappings"), "{e}");
     }
 }

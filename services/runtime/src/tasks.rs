@@ -35,6 +35,11 @@ pub(crate) fn check(task: &TaskRef) -> Result<()> {
 }
 
 impl Runtime {
+    /// Where a task in a user namespace has its id-mapped rootfs ([`crate::idmapped`]).
+    pub fn roots_dir(&self, ns: &str, id: &str) -> std::path::PathBuf {
+        crate::idmapped::roots_dir(&self.state, ns, id)
+    }
+
     /// The bundle of a task.
     pub fn bundle(&self, ns: &str, id: &str) -> Bundle {
         Bundle::new(&self.state, ns, id)
@@ -84,8 +89,10 @@ impl Runtime {
         let result = self.create_in(&bundle, &container, runtime, ns, id, start).await;
         if result.is_err() {
             let b = bundle.clone();
+            let roots = self.roots_dir(ns, id);
             let _ = blocking_value("runtime worker", move || {
                 let _ = mount::unmount_all(&b.rootfs());
+                let _ = crate::idmapped::unmount(&roots);
                 let _ = std::fs::remove_dir_all(&b.dir);
             })
             .await;
@@ -112,7 +119,20 @@ impl Runtime {
             }))
             .await?;
         std::fs::create_dir(bundle.rootfs()).map_err(|e| Error::io("rootfs", e))?;
-        std::fs::write(bundle.config(), &container.spec).map_err(|e| Error::io("config.json", e))?;
+        // In a user namespace the rootfs is id-mapped, elsewhere (see `idmapped`).
+        let spec: Option<oci_spec::runtime::Spec> = serde_json::from_slice(&container.spec).ok();
+        let userns = spec.as_ref().and_then(crate::idmapped::userns_of);
+        let roots = self.roots_dir(ns, id);
+        let config = match (spec, &userns) {
+            (Some(mut spec), Some(_)) => {
+                let mut root = spec.root().clone().unwrap_or_default();
+                root.set_path(roots.join("rootfs"));
+                spec.set_root(Some(root));
+                serde_json::to_vec(&spec).map_err(|e| Error::internal_cause("config.json", e))?
+            }
+            _ => container.spec.clone(),
+        };
+        std::fs::write(bundle.config(), &config).map_err(|e| Error::io("config.json", e))?;
         let record = TaskRecord {
             namespace: ns.into(),
             id: id.into(),
@@ -129,7 +149,15 @@ impl Runtime {
         let recorded = tokio::task::spawn_blocking(move || crate::bundle::write_durably(&path, &json));
         let started = async {
             let (m, root) = (mounts.clone(), bundle.rootfs());
-            blocking_value("runtime worker", move || mount::mount_all(&m, &root)).await??;
+            match userns.clone() {
+                Some(u) => {
+                    let dir = roots.clone();
+                    blocking_value("runtime worker", move || crate::idmapped::mount(&m, &dir, &u))
+                        .await?
+                        .map_err(|e| e.context(format!("task {id}: rootfs")))?;
+                }
+                None => blocking_value("runtime worker", move || mount::mount_all(&m, &root)).await??,
+            }
             self.previous_runtime_state_gone(ns, id).await;
             let args = ShimArgs {
                 namespace: ns.into(),
@@ -299,8 +327,12 @@ impl Runtime {
             Err(e) => return Err(e),
         };
         let exit = exit.unwrap_or(ExitInfo { status: UNKNOWN_EXIT, exited_at: now_ns(), oom_killed: false });
-        let root = bundle.rootfs();
-        blocking_value("runtime worker", move || mount::unmount_all(&root)).await??;
+        let (root, roots) = (bundle.rootfs(), self.roots_dir(&task.namespace, &task.id));
+        blocking_value("runtime worker", move || {
+            mount::unmount_all(&root)?;
+            crate::idmapped::unmount(&roots)
+        })
+        .await??;
         self.discard(&bundle).await?;
         self.events.publish(
             &task.namespace,

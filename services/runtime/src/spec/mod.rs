@@ -188,7 +188,12 @@ pub fn generate_on(
     spec.set_linux(Some(linux));
     let target = placement.target_pid_ns.as_deref();
     match &placement.sandbox {
-        Some(sb) => sandbox::join(&mut spec, sb, opts, target)?,
+        Some(sb) => sandbox::join(&mut spec, sb, opts, target).map_err(in_container)?,
+        None if l.user_ns.is_some() => {
+            return Err(in_container(Error::invalid(
+                "a user namespace of its own is only made for a pod sandbox; run the container in one",
+            )));
+        }
         None => {
             use sandbox::{set_namespace, standalone};
             if l.pid != berth_ipc::runtime::NamespaceMode::Pod {

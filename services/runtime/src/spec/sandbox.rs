@@ -5,9 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use berth_ipc::Result;
-use berth_ipc::runtime::{NamespaceMode, PidMode, RunOptions, SandboxInfo};
-use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Mount, Spec};
+use berth_ipc::runtime::{IdMapping, NamespaceMode, PidMode, RunOptions, SandboxInfo};
+use berth_ipc::{Error, Result};
+use oci_spec::runtime::{
+    LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, Mount, Spec,
+};
 
 /// Where one namespace of a container comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +64,9 @@ pub fn join(
     let dir = Path::new(&sb.dir);
     let ns = |kind: &str| dir.join("ns").join(kind);
     let linux = &opts.linux;
+    if linux.user_ns.is_some() || sb.spec.user_ns.is_some() {
+        join_userns(spec, sb, opts, &ns("user"))?;
+    }
     let network = if sb.spec.net_host || linux.network == NamespaceMode::Node {
         Source::Host
     } else {
@@ -116,4 +121,63 @@ pub fn join(
     }
     spec.set_mounts(Some(mounts));
     Ok(())
+}
+
+/// Puts `spec` in the sandbox's user namespace: the container's maps must be the pod's, and
+/// every namespace it joins must be one the pod's user namespace owns.
+fn join_userns(spec: &mut Spec, sb: &SandboxInfo, opts: &RunOptions, path: &Path) -> Result<()> {
+    let linux = &opts.linux;
+    let Some(maps) = &sb.spec.user_ns else {
+        return Err(Error::invalid(format!(
+            "sandbox {} has no user namespace of its own, so a container cannot ask for one",
+            sb.id
+        )));
+    };
+    match &linux.user_ns {
+        None => {
+            return Err(Error::invalid(format!(
+                "sandbox {} has its own user namespace; its containers must run in it (same mappings)",
+                sb.id
+            )));
+        }
+        Some(own) if own != maps => {
+            return Err(Error::invalid(format!(
+                "user namespace mappings differ from sandbox {}'s; a container runs in its pod's",
+                sb.id
+            )));
+        }
+        Some(_) => {}
+    }
+    let host = [("network", &linux.network), ("IPC", &linux.ipc), ("pid", &linux.pid)];
+    if let Some((kind, _)) = host.iter().find(|(_, m)| **m == NamespaceMode::Node) {
+        return Err(Error::invalid(format!(
+            "a container in its pod's user namespace cannot use the host's {kind} namespace"
+        )));
+    }
+    if linux.privileged {
+        return Err(Error::invalid("a privileged container cannot run in a user namespace".to_string()));
+    }
+    set_namespace(spec, LinuxNamespaceType::User, Source::Path(path.to_path_buf()));
+    // Its own cgroup namespace (owned by the user namespace) so that cgroup2 can be mounted.
+    set_namespace(spec, LinuxNamespaceType::Cgroup, Source::New);
+    // runc 1.1 wants the maps even when it joins by path (it chowns its fifo and devices to
+    // the mapped root); they are the namespace's own, so nothing disagrees.
+    if let Some(l) = spec.linux_mut() {
+        l.set_uid_mappings(Some(oci_maps(&maps.uids)?));
+        l.set_gid_mappings(Some(oci_maps(&maps.gids)?));
+    }
+    Ok(())
+}
+
+fn oci_maps(map: &[IdMapping]) -> Result<Vec<LinuxIdMapping>> {
+    map.iter()
+        .map(|m| {
+            LinuxIdMappingBuilder::default()
+                .container_id(m.container_id)
+                .host_id(m.host_id)
+                .size(m.length)
+                .build()
+                .map_err(|e| Error::internal_cause("id mapping", e))
+        })
+        .collect()
 }

@@ -493,3 +493,76 @@ fn annotations_merge() {
     .expect_err("reserved");
     assert!(err.message.contains("reserved"), "{}", err.message);
 }
+
+fn userns_sandbox(user_ns: Option<berth_ipc::runtime::IdMappings>) -> berth_ipc::runtime::SandboxInfo {
+    berth_ipc::runtime::SandboxInfo {
+        id: "pod".into(),
+        namespace: "k8s.io".into(),
+        state: berth_ipc::runtime::SandboxState::Ready,
+        runtime: "runc".into(),
+        spec: berth_ipc::runtime::SandboxSpec { user_ns, ..Default::default() },
+        labels: Default::default(),
+        extensions: Default::default(),
+        created: 0,
+        netns: None,
+        holder_pid: 0,
+        dir: "/run/berth/sandboxes/k8s.io/pod".into(),
+        ips: Vec::new(),
+    }
+}
+
+#[test]
+fn a_container_joins_its_pods_user_namespace() {
+    use berth_ipc::runtime::{IdMapping, IdMappings, NamespaceMode};
+    let maps = IdMappings {
+        uids: vec![IdMapping { container_id: 0, host_id: 100_000, length: 65536 }],
+        gids: vec![IdMapping { container_id: 0, host_id: 200_000, length: 65536 }],
+    };
+    let r = rootfs();
+    let img = image(r#"{"config":{"Cmd":["/bin/true"]}}"#);
+    let make =
+        |sb: Option<IdMappings>, own: Option<IdMappings>, f: fn(&mut berth_ipc::runtime::LinuxOptions)| {
+            let mut linux = opts(f);
+            linux.user_ns = own;
+            let opts = RunOptions { linux, ..RunOptions::default() };
+            let placement = super::Placement { sandbox: Some(userns_sandbox(sb)), ..place("/berth/ns/c") };
+            generate_on(&host(), &img, &opts, "c", &placement, r.path())
+        };
+    let spec = make(Some(maps.clone()), Some(maps.clone()), |_| {}).expect("joined");
+    let linux = linux_of(&spec);
+    let namespaces = linux.namespaces().clone().unwrap_or_default();
+    let user = namespaces.iter().find(|n| n.typ() == LinuxNamespaceType::User).expect("user namespace");
+    assert_eq!(user.path().as_deref(), Some(Path::new("/run/berth/sandboxes/k8s.io/pod/ns/user")));
+    assert!(namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none()));
+    let uid = linux.uid_mappings().clone().unwrap_or_default();
+    assert_eq!((uid[0].container_id(), uid[0].host_id(), uid[0].size()), (0, 100_000, 65536));
+    assert_eq!(linux.gid_mappings().clone().unwrap_or_default()[0].host_id(), 200_000);
+    let userns = crate::idmapped::userns_of(&spec).expect("userns of the spec");
+    assert_eq!((userns.root_uid, userns.root_gid), (100_000, 200_000));
+
+    let mut other = maps.clone();
+    other.uids[0].host_id = 300_000;
+    let refusals = [
+        (make(Some(maps.clone()), Some(other), |_| {}), "differ from sandbox pod's"),
+        (make(Some(maps.clone()), None, |_| {}), "its containers must run in it"),
+        (make(None, Some(maps.clone()), |_| {}), "has no user namespace of its own"),
+        (
+            make(Some(maps.clone()), Some(maps.clone()), |l| l.network = NamespaceMode::Node),
+            "cannot use the host's network namespace",
+        ),
+        (make(Some(maps.clone()), Some(maps.clone()), |l| l.privileged = true), "privileged"),
+    ];
+    for (result, want) in refusals {
+        let e = result.expect_err(want);
+        assert!(e.message.starts_with("container c: ") && e.message.contains(want), "{e}");
+        assert_eq!(e.code, berth_ipc::Code::InvalidArgument);
+    }
+    // Outside a sandbox there is no user namespace to join.
+    let mut linux = opts(|_| {});
+    linux.user_ns = Some(maps);
+    let opts = RunOptions { linux, ..RunOptions::default() };
+    let e = generate_on(&host(), &img, &opts, "c", &place("/berth/ns/c"), r.path()).expect_err("standalone");
+    assert!(e.message.contains("only made for a pod sandbox"), "{e}");
+    // Without one, a spec has no user namespace.
+    assert!(crate::idmapped::userns_of(&linux_spec(&host(), Default::default()).expect("plain")).is_none());
+}
