@@ -237,9 +237,14 @@ impl Runtime {
 
     /// `CreateSandbox`.
     pub async fn create_sandbox(&self, req: CreateSandbox) -> Result<SandboxInfo> {
+        validate_user_labels(&req.labels)?;
+        self.make_sandbox(req).await
+    }
+
+    /// `CreateSandbox` with labels already checked (or set by this service).
+    pub(crate) async fn make_sandbox(&self, req: CreateSandbox) -> Result<SandboxInfo> {
         validate_namespace(&req.namespace)?;
         validate_identifier("sandbox id", &req.id)?;
-        validate_user_labels(&req.labels)?;
         let runtime = runtime_binary(&req.runtime)?.to_string();
         check_spec(&req.id, &req.spec)?;
         crate::network::check(&req.spec).map_err(|e| e.context(format!("sandbox {}", req.id)))?;
@@ -414,8 +419,14 @@ impl Runtime {
                 Err(e) => return Err(e.context(format!("sandbox {id}: container {c}"))),
             }
         }
+        self.drop_sandbox(ns, &record).await
+    }
+
+    /// Detaches, releases and deletes a recorded sandbox (its containers already gone).
+    pub(crate) async fn drop_sandbox(&self, ns: &str, record: &Sandbox) -> Result<()> {
+        let id = record.id.as_str();
         let dir = self.sandbox_dir(ns, id);
-        self.detach_recorded(ns, &record, &dir).await?;
+        self.detach_recorded(ns, record, &dir).await?;
         blocking_value("runtime worker", move || release(&dir, true)).await??;
         match self.metadata.call(MdDelete(ByName { namespace: ns.into(), name: id.into() })).await {
             Err(e) if !e.is(Code::NotFound) => Err(e),
