@@ -105,11 +105,7 @@ impl Cidr {
 }
 
 fn from_bits(v: u128, v4: bool) -> IpAddr {
-    if v4 {
-        IpAddr::V4(std::net::Ipv4Addr::from(v as u32))
-    } else {
-        IpAddr::V6(std::net::Ipv6Addr::from(v))
-    }
+    if v4 { IpAddr::V4(std::net::Ipv4Addr::from(v as u32)) } else { IpAddr::V6(std::net::Ipv6Addr::from(v)) }
 }
 
 /// The IPAM subnets and gateways of `list` (`ranges` of host-local, or the older `subnet`).
@@ -233,8 +229,9 @@ fn plan(cni: &Cni, config: &NetworkConfig, req: &CreateNetwork, existing: &[Netw
     let gateway = match &req.gateway {
         None => subnet.first_host(),
         Some(g) => {
-            let ip: IpAddr =
-                g.parse().map_err(|_| Error::invalid(format!("{what}: gateway {g:?} is not an IP address")))?;
+            let ip: IpAddr = g
+                .parse()
+                .map_err(|_| Error::invalid(format!("{what}: gateway {g:?} is not an IP address")))?;
             if !subnet.contains(ip) || ip == subnet.network() {
                 return Err(Error::invalid(format!(
                     "{what}: gateway {g} is not a host address of subnet {}",

@@ -21,14 +21,23 @@ use crate::Runtime;
 
 impl Runtime {
     /// `CreateContainer` with `own_sandbox`: the sandbox, then the container in it.
-    pub(crate) async fn create_owning(&self, mut req: CreateContainer) -> Result<berth_ipc::metadata::Container> {
+    pub(crate) async fn create_owning(
+        &self,
+        mut req: CreateContainer,
+    ) -> Result<berth_ipc::metadata::Container> {
         validate_namespace(&req.namespace)?;
         validate_identifier("container id", &req.id)?;
         let (ns, id) = (req.namespace.clone(), req.id.clone());
         if req.options.sandbox.is_some() {
-            return Err(Error::invalid(format!("container {id}: own_sandbox and sandbox exclude each other")));
+            return Err(Error::invalid(format!(
+                "container {id}: own_sandbox and sandbox exclude each other"
+            )));
         }
-        let spec = req.options.own_sandbox.clone().unwrap_or_default();
+        let mut spec = req.options.own_sandbox.clone().unwrap_or_default();
+        // `bridge` is the default network, whatever its name (as Docker's and nerdctl's).
+        if spec.network.as_deref() == Some("bridge") {
+            spec.network = Some(self.network.default_network.clone());
+        }
         // One create of an owning container of this id at a time (the container's own claim
         // is taken by the container create, later).
         let _claim = self.claims.take("owned sandbox", &ns, &id)?;
@@ -84,7 +93,10 @@ impl Runtime {
         let Ok(namespaces) = self.metadata.call(ListNamespaces).await else { return };
         for ns in namespaces {
             let filter = format!("labels.\"{LABEL_SANDBOX_OWNER}\"");
-            let list = berth_ipc::metadata::ListSandboxes(ListIn { namespace: ns.name.clone(), filters: vec![filter] });
+            let list = berth_ipc::metadata::ListSandboxes(ListIn {
+                namespace: ns.name.clone(),
+                filters: vec![filter],
+            });
             let Ok(mut pages) = self.metadata.stream(list).await else { continue };
             let mut records = Vec::new();
             while let Some(Ok(page)) = pages.next().await {
