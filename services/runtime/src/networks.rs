@@ -201,7 +201,7 @@ fn plan(cni: &Cni, config: &NetworkConfig, req: &CreateNetwork, existing: &[Netw
     if let Some(other) = existing.iter().find(|l| &l.name == name) {
         return Err(Error::already_exists(format!("{what}: already exists ({})", other.file.display())));
     }
-    if name == &config.default_network {
+    if config.write_default && name == &config.default_network {
         return Err(Error::already_exists(format!("{what}: the name of the default network")));
     }
     let subnet = Cidr::parse(&req.subnet, true).map_err(|e| e.context(&what))?;
@@ -212,7 +212,9 @@ fn plan(cni: &Cni, config: &NetworkConfig, req: &CreateNetwork, existing: &[Netw
     for l in existing {
         taken.extend(ipam_of(l).0.into_iter().map(|s| (l.name.clone(), s)));
     }
-    if !existing.iter().any(|l| l.name == config.default_network) {
+    let default_unwritten =
+        config.write_default && !existing.iter().any(|l| l.name == config.default_network);
+    if default_unwritten {
         // Not written yet, but it will be at its first use: its subnet is spoken for.
         taken.push((config.default_network.clone(), config.default_subnet.clone()));
     }
@@ -243,8 +245,8 @@ fn plan(cni: &Cni, config: &NetworkConfig, req: &CreateNetwork, existing: &[Netw
     };
     let bridge = req.bridge.clone().unwrap_or_else(|| bridge_name(name));
     check_ifname(&bridge).map_err(|e| e.context(&what))?;
-    let default_bridge = (!existing.iter().any(|l| l.name == config.default_network))
-        .then(|| (config.default_network.clone(), config.default_bridge.clone()));
+    let default_bridge =
+        default_unwritten.then(|| (config.default_network.clone(), config.default_bridge.clone()));
     let bridges = existing.iter().filter_map(|l| bridge_of(l).map(|b| (l.name.clone(), b)));
     if let Some((other, _)) = bridges.chain(default_bridge).find(|(_, b)| *b == bridge) {
         return Err(Error::precondition(format!("{what}: bridge {bridge} is network {other}'s")));
@@ -370,7 +372,7 @@ impl Runtime {
             let _lock = CONF_LOCK.lock().unwrap_or_else(|p| p.into_inner());
             let list = rt.cni.network(&name)?;
             let what = format!("network {name}");
-            if name == rt.network.default_network {
+            if berth_labels(&list).is_none() && name == rt.network.default_network {
                 return Err(Error::precondition(format!("{what}: the default network is not removed")));
             }
             if berth_labels(&list).is_none() {
