@@ -25,8 +25,8 @@ use berth_ipc::metadata::{
 };
 use berth_ipc::names::{validate_identifier, validate_namespace, validate_user_labels};
 use berth_ipc::runtime::{
-    CreateSandbox, KillTask, PidMode, RemoveContainer, SandboxInfo, SandboxRef, SandboxSpec, SandboxState,
-    TaskRef,
+    CreateSandbox, KillTask, LABEL_SANDBOX_OWNER, PidMode, RemoveContainer, SandboxInfo, SandboxRef,
+    SandboxSpec, SandboxState, TaskRef,
 };
 use berth_ipc::{Code, Error, Result};
 use berth_service_kit::blocking_value;
@@ -238,6 +238,12 @@ impl Runtime {
     /// `CreateSandbox`.
     pub async fn create_sandbox(&self, req: CreateSandbox) -> Result<SandboxInfo> {
         validate_user_labels(&req.labels)?;
+        if req.labels.contains_key(LABEL_SANDBOX_OWNER) {
+            return Err(Error::invalid(format!(
+                "sandbox {}: label {LABEL_SANDBOX_OWNER} is set by the runtime service for a container's own sandbox",
+                req.id
+            )));
+        }
         self.make_sandbox(req).await
     }
 
