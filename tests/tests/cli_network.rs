@@ -242,7 +242,8 @@ fn a_container_on_a_network_is_reached_and_gives_everything_back() {
     assert_eq!(veths(&bridge), 1);
 
     // --network none: loopback only (with and without a sandbox for its files).
-    let links = ok(&berth, &["run", "--rm", "--network", "none", "netbox", "solo", "busybox", "ip", "-o", "link"]);
+    let links =
+        ok(&berth, &["run", "--rm", "--network", "none", "netbox", "solo", "busybox", "ip", "-o", "link"]);
     assert_eq!(links.lines().count(), 1, "{links}");
     assert!(links.contains(": lo:"), "{links}");
     let o = ok(

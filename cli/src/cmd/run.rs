@@ -558,6 +558,56 @@ mod tests {
         assert!(e.to_string().contains("rprivate, rslave or rshared"), "{e}");
     }
 
+    #[test]
+    fn ports_hosts_and_networks() {
+        let p = parse_port("127.0.0.1:8080:80").expect("port");
+        assert_eq!(
+            (p.host_ip.as_str(), p.host_port, p.container_port, p.protocol.as_str()),
+            ("127.0.0.1", 8080, 80, "tcp")
+        );
+        let p = parse_port("53:5353/UDP").expect("udp");
+        assert_eq!(
+            (p.host_ip.as_str(), p.host_port, p.container_port, p.protocol.as_str()),
+            ("", 53, 5353, "udp")
+        );
+        let p = parse_port("[::1]:8080:80").expect("v6");
+        assert_eq!(p.host_ip, "::1");
+        assert_eq!(show_port(&p), "[::1]:8080->80/tcp");
+        for bad in ["80", "0:80", "70000:80", "a:b", "1.2.3:80:80", "8080:80/icmp", "::1:8080:80"] {
+            assert!(parse_port(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_add_host("db:10.0.0.9").expect("host"), ("10.0.0.9".into(), vec!["db".into()]));
+        assert_eq!(parse_add_host("v6:fd00::9").expect("v6").0, "fd00::9");
+        assert!(
+            parse_add_host("db").is_err()
+                && parse_add_host("db:nope").is_err()
+                && parse_add_host(":1.2.3.4").is_err()
+        );
+
+        let plain = flags(&[]).request("default").expect("plain");
+        assert!(plain.options.own_sandbox.is_none() && !plain.options.net_host, "no network by default");
+        let host = flags(&["--net-host"]).request("default").expect("host");
+        assert!(host.options.own_sandbox.is_none() && host.options.net_host);
+        let host = flags(&["--network", "host"]).request("default").expect("host");
+        assert!(host.options.net_host);
+        let published = flags(&["-p", "8080:80"]).request("default").expect("publish");
+        let sb = published.options.own_sandbox.expect("a sandbox");
+        assert_eq!(sb.network.as_deref(), Some("bridge"), "publishing implies bridge");
+        assert_eq!(sb.ports.len(), 1);
+        let named =
+            flags(&["--network", "mynet", "--dns-search", "x.test", "--hostname", "h"]).request("default");
+        let sb = named.expect("named").options.own_sandbox.expect("sandbox");
+        assert_eq!((sb.network.as_deref(), sb.hostname.as_deref()), (Some("mynet"), Some("h")));
+        assert_eq!(sb.dns.expect("dns").searches, vec!["x.test"]);
+        let files =
+            flags(&["--network", "none", "--add-host", "a:1.2.3.4"]).request("default").expect("none");
+        let sb = files.options.own_sandbox.expect("a sandbox for the files");
+        assert!(sb.network.is_none() && !sb.net_host && sb.hosts.len() == 1);
+        assert!(flags(&["--net-host", "--network", "mynet"]).request("default").is_err());
+        assert!(flags(&["--network", "none", "-p", "80:80"]).request("default").is_err());
+        assert!(flags(&["--dns", "nope"]).request("default").is_err());
+    }
+
     fn flags(args: &[&str]) -> RunFlags {
         use clap::Parser;
         #[derive(Parser)]
