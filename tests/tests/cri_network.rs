@@ -126,7 +126,7 @@ fn a_pod_gets_an_address_a_host_port_and_gives_both_back() {
     block_on(c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }))
         .expect("stop");
     assert!(allocated(&berth).is_empty(), "the address is given back at stop");
-    assert_eq!(veths(&host.bridge()), 0, "no veth left on the bridge");
+    assert_eq!(veths(host.bridge()), 0, "no veth left on the bridge");
     assert!(http_get("127.0.0.1:18931").is_err(), "the host port is closed");
     block_on(c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }))
         .expect("a second stop is fine");
@@ -198,12 +198,12 @@ fn power_cuts_during_attach_and_detach_leave_one_address_per_ready_pod() {
                 .collect()
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while allocated(&berth) != ready || veths(&host.bridge()) != ready.len() {
+        while allocated(&berth) != ready || veths(host.bridge()) != ready.len() {
             assert!(
                 Instant::now() < deadline,
                 "{point}: allocated {:?} and {} veths, ready pods' {ready:?}\n{}",
                 allocated(&berth),
-                veths(&host.bridge()),
+                veths(host.bridge()),
                 berth.log()
             );
             std::thread::sleep(Duration::from_millis(50));
