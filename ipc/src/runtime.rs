@@ -171,6 +171,12 @@ pub struct SandboxSpec {
     /// `CNI_ARGS` for the network's plugins (the kubelet's `K8S_POD_NAME`, …).
     #[serde(default)]
     pub cni_args: Vec<(String, String)>,
+    /// Its `CNI_CONTAINERID` (`[A-Za-z0-9_.-]`, at most 128 bytes); `None`: `<ns>-<id>`. The
+    /// runtime service gives a container's own sandbox `<ns>-<id>-<8 hex digits>`, new at each
+    /// create, so that an id used again never meets what a lost attachment of an earlier one
+    /// left (the bridge plugin cannot remove its NAT chain without the network namespace).
+    #[serde(default)]
+    pub cni_id: Option<String>,
 }
 
 /// A host port forwarded into a sandbox.

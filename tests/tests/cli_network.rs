@@ -10,13 +10,15 @@
 //! only to the test's subnets (10.214.40.0/24, 10.214.41.0/24) and 127.0.0.1; the test's
 //! bridge goes after, `ip_forward` and iptables are put back as they were.
 
+mod power_cut_support;
 mod runtime_support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use berth_system_tests::Berth;
+use berth_ipc::runtime::ListSandboxes;
 use berth_system_tests::hostnet::{self, HOST, HostNet, http_get, retry_get, veths};
+use berth_system_tests::{Berth, block_on};
 use runtime_support::{can_run, import_busybox, out, show};
 
 fn ok(berth: &Berth, args: &[&str]) -> String {
@@ -298,6 +300,59 @@ fn a_container_on_a_network_is_reached_and_gives_everything_back() {
 
     ok(&berth, &["network", "rm", "tn40"]);
     assert!(!data.join("tn40").exists(), "host-local's dir of the network goes with it");
+    drop(berth);
+    drop(host);
+}
+
+#[test]
+fn a_crash_between_a_containers_sandbox_and_its_record_leaves_nothing_after_the_next_start() {
+    if !hostnet::have_plugins() || !can_run("runc") {
+        eprintln!("skipped: needs root, runc, busybox and the CNI plugins in /usr/lib/cni");
+        return;
+    }
+    let _host_lock = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let bridge = format!("bn{}x41", std::process::id() % 10_000);
+    let host = HostNet::new(&[&bridge]);
+    let mut berth = start(host.conf.path());
+    import_busybox(&berth, "netbox", serde_json::json!({"Cmd": ["sh"]}));
+    ok(&berth, &["network", "create", "tn41", "--subnet", "10.214.41.0/24", "--bridge", &bridge]);
+    let data = berth.root.join("cni/networks");
+
+    berth.stop();
+    let log = berth.dir.path().join("failpoints.log");
+    berth.env = vec![
+        ("BERTH_FAILPOINTS".into(), "runtime.owned.after_sandbox".into()),
+        ("BERTH_FAILPOINT_LOG".into(), log.display().to_string()),
+    ];
+    berth.launch();
+    let o = berth.cli(&["run", "-d", "--network", "tn41", "netbox", "cut", "sleep", "100"]);
+    assert!(!o.status.success(), "the create was cut: {}", show(&o));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while berth.wait_launcher_exit(Duration::from_millis(20)).is_none() {
+        assert!(Instant::now() < deadline, "berthd did not die");
+    }
+    let fired = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(fired.contains("runtime.owned.after_sandbox"), "fired: {fired}");
+    assert_eq!(hostnet::allocated(&data, "tn41").len(), 1, "the cut left an address allocated");
+    power_cut_support::unmount_under(berth.dir.path());
+    berth.env.clear();
+    berth.launch();
+
+    // The start removes the sandbox whose container never came: address, veth, record.
+    let services = berth.clients(Duration::from_secs(20));
+    let sandboxes =
+        || block_on(services.runtime.call(ListSandboxes { namespace: "default".into() })).expect("list");
+    wait_for("the orphaned sandbox removed", &berth, || {
+        sandboxes().is_empty() && hostnet::allocated(&data, "tn41").is_empty() && veths(&bridge) == 0
+    });
+    assert!(!berth.state.join("sandboxes/default/cut").exists());
+    // The id is free for a container on the network again.
+    let o = ok(
+        &berth,
+        &["run", "--rm", "--network", "tn41", "netbox", "cut", "busybox", "ip", "-4", "-o", "addr"],
+    );
+    assert!(o.contains("10.214.41."), "{o}");
+    assert!(hostnet::allocated(&data, "tn41").is_empty());
     drop(berth);
     drop(host);
 }

@@ -135,6 +135,7 @@ pub fn sandbox_spec(config: &PodSandboxConfig) -> Result<SandboxSpec> {
             ("K8S_POD_NAME".into(), meta.name.clone()),
             ("K8S_POD_UID".into(), meta.uid.clone()),
         ],
+        cni_id: None,
     })
 }
 

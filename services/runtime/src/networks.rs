@@ -279,8 +279,9 @@ impl Runtime {
             let ns_name = ns.file_name().to_string_lossy().into_owned();
             let Ok(ids) = std::fs::read_dir(ns.path()) else { continue };
             for id in ids.flatten() {
+                let path = id.path();
                 let id = id.file_name().to_string_lossy().into_owned();
-                names.insert(crate::network::cni_id(&ns_name, &id), format!("{ns_name}/{id}"));
+                names.insert(crate::network::dir_cni_id(&path, &ns_name, &id), format!("{ns_name}/{id}"));
             }
         }
         names

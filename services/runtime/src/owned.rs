@@ -38,6 +38,7 @@ impl Runtime {
         if spec.network.as_deref() == Some("bridge") {
             spec.network = Some(self.network.default_network.clone());
         }
+        spec.cni_id = Some(crate::network::fresh_cni_id(&ns, &id));
         // One create of an owning container of this id at a time (the container's own claim
         // is taken by the container create, later).
         let _claim = self.claims.take("owned sandbox", &ns, &id)?;
@@ -63,6 +64,7 @@ impl Runtime {
                 e.context(format!("container {id}"))
             }
         })?;
+        berth_ipc::failpoint!("runtime.owned.after_sandbox");
         req.options.sandbox = Some(id.clone());
         match self.create_plain(req).await {
             Ok(c) => Ok(c),

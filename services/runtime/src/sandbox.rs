@@ -7,6 +7,7 @@
 //! ns/{net,ipc,uts,pid}   namespace files, bind-mounted by `berth-sandbox pin` ([`crate::pin`])
 //! shm/                   the pod's /dev/shm (a tmpfs)
 //! resolv.conf hosts hostname
+//! cni-id                 its CNI container id (the start's reconcile reads it)
 //! holder                 "<pid> <start time>" of the pid-namespace holder (shared pid only)
 //! ready                  written last by a create; removed first by a stop
 //! ```
@@ -268,7 +269,8 @@ impl Runtime {
         let d = dir.clone();
         let spec = req.spec.clone();
         let host = hostname(id, &req.spec);
-        let holder = blocking_value("runtime worker", move || make(&d, &spec, &host)).await?;
+        let cni_id = crate::network::spec_cni_id(ns, id, &req.spec);
+        let holder = blocking_value("runtime worker", move || make(&d, &spec, &host, &cni_id)).await?;
         let holder = match holder {
             Ok(h) => h,
             Err(e) => {
@@ -474,7 +476,7 @@ impl Runtime {
 
 /// Makes sandbox `dir`: its files, its `/dev/shm`, its namespaces (through `berth-sandbox`).
 /// Answers the holder's pid (0 without one). On error the caller releases the dir.
-fn make(dir: &SandboxDir, spec: &SandboxSpec, host: &str) -> Result<u32> {
+fn make(dir: &SandboxDir, spec: &SandboxSpec, host: &str, cni_id: &str) -> Result<u32> {
     let mut dirs = std::fs::DirBuilder::new();
     std::os::unix::fs::DirBuilderExt::mode(dirs.recursive(true), 0o711);
     dirs.create(dir.dir.join("ns")).map_err(|e| io(&dir.dir, e))?;
@@ -482,6 +484,7 @@ fn make(dir: &SandboxDir, spec: &SandboxSpec, host: &str) -> Result<u32> {
         ("resolv.conf", resolv_conf(spec)),
         ("hosts", hosts_file(host, spec)),
         ("hostname", format!("{host}\n")),
+        (crate::network::CNI_ID_FILE, format!("{cni_id}\n")),
     ] {
         let path = dir.file(name);
         std::fs::write(&path, text).map_err(|e| io(&path, e))?;
