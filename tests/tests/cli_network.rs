@@ -243,6 +243,22 @@ fn a_container_on_a_network_is_reached_and_gives_everything_back() {
     assert!(!sandbox_dir("client").exists(), "the client's sandbox is gone");
     assert_eq!(veths(&bridge), 1);
 
+    // Without --dns, the host's name servers that a network namespace can reach.
+    let resolv = ok(&berth, &["run", "--rm", "--network", "tn40", "netbox", "r", "cat", "/etc/resolv.conf"]);
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for server in host_resolv.lines().filter_map(|l| l.strip_prefix("nameserver")).map(str::trim) {
+        let loopback = server.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        assert_eq!(resolv.contains(&format!("nameserver {server}\n")), !loopback, "{server}: {resolv}");
+    }
+
+    // `containers create` takes the same flags; its sandbox goes with `containers rm`.
+    ok(&berth, &["containers", "create", "--network", "tn40", "netbox", "made", "sleep", "100"]);
+    assert_eq!(allocated().len(), 2, "a created container has its address before its task");
+    ok(&berth, &["tasks", "start", "made"]);
+    ok(&berth, &["containers", "rm", "-f", "made"]);
+    assert_eq!(allocated(), [ip.clone()].into(), "made's address is given back");
+    assert!(!sandbox_dir("made").exists());
+
     // --network none: loopback only (with and without a sandbox for its files).
     let links =
         ok(&berth, &["run", "--rm", "--network", "none", "netbox", "solo", "busybox", "ip", "-o", "link"]);

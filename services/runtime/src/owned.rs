@@ -14,10 +14,44 @@ use std::collections::BTreeMap;
 
 use berth_ipc::metadata::{ByName, GetContainer, GetSandbox as MdGet, ListIn, ListNamespaces};
 use berth_ipc::names::{validate_identifier, validate_namespace};
-use berth_ipc::runtime::{CreateContainer, CreateSandbox, LABEL_SANDBOX_OWNER};
+use berth_ipc::runtime::{CreateContainer, CreateSandbox, DnsConfig, LABEL_SANDBOX_OWNER};
 use berth_ipc::{Code, Error, Result};
 
 use crate::Runtime;
+
+/// The host's DNS settings as a container in a network namespace of its own can use them:
+/// `/etc/resolv.conf`'s, or systemd-resolved's upstream file when the host's names only a
+/// loopback stub (127.0.0.53), with loopback servers left out (unreachable from there). No
+/// public resolver is put in their place: berth sends no query anywhere it was not told to.
+fn host_dns() -> DnsConfig {
+    let parse = |path: &str| {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut dns = DnsConfig::default();
+        let mut loopback = false;
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("nameserver") => match words.next().map(|w| (w, w.parse::<std::net::IpAddr>())) {
+                    Some((_, Ok(ip))) if ip.is_loopback() => loopback = true,
+                    Some((w, Ok(_))) => dns.servers.push(w.to_string()),
+                    _ => {}
+                },
+                Some("search" | "domain") => dns.searches = words.map(str::to_string).collect(),
+                Some("options") => dns.options.extend(words.map(str::to_string)),
+                _ => {}
+            }
+        }
+        (dns, loopback)
+    };
+    let (dns, loopback) = parse("/etc/resolv.conf");
+    if dns.servers.is_empty() && loopback {
+        let (upstream, _) = parse("/run/systemd/resolve/resolv.conf");
+        if !upstream.servers.is_empty() {
+            return DnsConfig { servers: upstream.servers, ..dns };
+        }
+    }
+    dns
+}
 
 impl Runtime {
     /// `CreateContainer` with `own_sandbox`: the sandbox, then the container in it.
@@ -39,6 +73,9 @@ impl Runtime {
             spec.network = Some(self.network.default_network.clone());
         }
         spec.cni_id = Some(crate::network::fresh_cni_id(&ns, &id));
+        if spec.dns.is_none() && !spec.net_host {
+            spec.dns = Some(host_dns());
+        }
         // One create of an owning container of this id at a time (the container's own claim
         // is taken by the container create, later).
         let _claim = self.claims.take("owned sandbox", &ns, &id)?;
