@@ -54,7 +54,14 @@ fn start(conf: &Path) -> Berth {
 #[test]
 fn networks_are_created_listed_inspected_and_removed() {
     let conf = tempfile::Builder::new().prefix("berth-cni-").tempdir().expect("tmp");
-    let berth = start(conf.path());
+    // A default network to be written at its first use (never: no container runs here).
+    let toml = format!(
+        "[network]\nconf_dir = {:?}\ndefault_network = \"berthnt\"\nwrite_default = true\n\
+         default_bridge = \"bn{}x44\"\ndefault_subnet = \"10.214.44.0/24\"\n",
+        conf.path().display().to_string(),
+        std::process::id() % 10_000
+    );
+    let berth = Berth::start_with(&toml);
     let o = ok(&berth, &["network", "create", "tn40", "--subnet", "10.214.40.0/24", "--label", "team=a"]);
     assert_eq!(o.trim(), "tn40");
     let file = conf.path().join("berth-tn40.conflist");
@@ -77,7 +84,16 @@ fn networks_are_created_listed_inspected_and_removed() {
     let list = json(&berth, &["network", "ls"]);
     let names: Vec<&str> =
         list.as_array().expect("array").iter().filter_map(|n| n["name"].as_str()).collect();
-    assert_eq!(names, vec!["theirs", "tn40"], "{list}");
+    assert_eq!(names, vec!["theirs", "tn40", "berthnt"], "{list}");
+    let default = &list[2];
+    assert_eq!(
+        (&default["default"], &default["file"]),
+        (&serde_json::json!(true), &serde_json::json!("")),
+        "{default}"
+    );
+    let bridge = json(&berth, &["network", "inspect", "bridge"]);
+    assert_eq!(bridge[0]["name"], "berthnt", "bridge is the default network: {bridge}");
+    assert_eq!(bridge[0]["subnets"], serde_json::json!(["10.214.44.0/24"]));
     let table = ok(&berth, &["network", "ls"]);
     assert!(
         table.contains("tn40") && table.contains("10.214.40.0/24") && table.contains("team=a"),
@@ -113,6 +129,16 @@ fn networks_are_created_listed_inspected_and_removed() {
         &["network", "create", "tn41", "--subnet", "10.214.41.0/24"],
         "overlaps network theirs's subnet",
     );
+    fails(
+        &berth,
+        &["network", "create", "tn44", "--subnet", "10.214.44.0/24"],
+        "overlaps network berthnt's subnet",
+    );
+    fails(
+        &berth,
+        &["network", "create", "berthnt", "--subnet", "10.214.45.0/24"],
+        "the name of the default network",
+    );
     fails(&berth, &["network", "create", "tn43", "--subnet", "10.214.43.0/33"], "bad prefix length");
     fails(&berth, &["network", "create", "tn43", "--subnet", "10.214.43.7/24"], "host bits set");
     fails(&berth, &["network", "create", "tn43", "--subnet", "banana"], "expected ADDRESS/PREFIX");
@@ -137,9 +163,10 @@ fn networks_are_created_listed_inspected_and_removed() {
     assert!(!file.exists(), "the conflist is removed");
     assert!(conf.path().join("50-theirs.conflist").exists(), "the foreign one stays");
     let list = json(&berth, &["network", "ls"]);
-    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
     // Its subnet is free again.
     ok(&berth, &["network", "create", "tn40c", "--subnet", "10.214.40.0/25", "--gateway", "10.214.40.100"]);
+    assert!(!conf.path().join("10-berthnt.conflist").exists(), "listing never writes the default");
     drop(berth);
 }
 

@@ -82,7 +82,7 @@ fn print(ctx: &Ctx, list: &[NetworkInfo], quiet: bool) -> anyhow::Result<()> {
                         n.bridge.clone().unwrap_or_else(|| "-".into()),
                         n.users.len().to_string(),
                         show_labels(&n.labels),
-                        n.file.clone(),
+                        if n.file.is_empty() { "(written at first use)".into() } else { n.file.clone() },
                     ]
                 })
                 .collect();

@@ -320,6 +320,21 @@ impl Runtime {
         }
     }
 
+    /// The default network as it will be written at its first use, while it is not (and
+    /// berth is to write it): listed with an empty file.
+    fn unwritten_default(&self, existing: &[NetworkList]) -> Option<NetworkList> {
+        let config = &self.network;
+        if !config.write_default || existing.iter().any(|l| l.name == config.default_network) {
+            return None;
+        }
+        berth_cni::conf::parse(config.default_list(&self.cni)).ok()
+    }
+
+    /// `name` as the user may write it: `bridge` is the default network.
+    fn network_name(&self, name: String) -> String {
+        if name == "bridge" { self.network.default_network.clone() } else { name }
+    }
+
     /// `ListNetworks`.
     pub async fn list_networks(&self) -> Result<Vec<NetworkInfo>> {
         let rt = self.clone();
@@ -327,10 +342,12 @@ impl Runtime {
             let users = rt.network_users();
             let mut seen = std::collections::BTreeSet::new();
             let mut out = Vec::new();
+            let existing = lists(&rt.cni)?;
+            let default = rt.unwritten_default(&existing);
             // libcni takes the first file of a name; so does this list.
-            for l in lists(&rt.cni)? {
+            for l in existing.iter().chain(default.iter()) {
                 if seen.insert(l.name.clone()) {
-                    out.push(rt.network_info(&l, &users));
+                    out.push(rt.network_info(l, &users));
                 }
             }
             Ok(out)
@@ -340,10 +357,16 @@ impl Runtime {
 
     /// `GetNetwork`.
     pub async fn get_network(&self, name: String) -> Result<NetworkInfo> {
+        let name = self.network_name(name);
         berth_cni::conf::check_name(&name)?;
         let rt = self.clone();
         blocking_value("runtime worker", move || {
-            let list = rt.cni.network(&name)?;
+            let list = match rt.cni.network(&name) {
+                Err(e) if e.is(berth_ipc::Code::NotFound) && name == rt.network.default_network => {
+                    rt.unwritten_default(&lists(&rt.cni)?).ok_or(e)?
+                }
+                other => other?,
+            };
             Ok(rt.network_info(&list, &rt.network_users()))
         })
         .await?
@@ -367,6 +390,7 @@ impl Runtime {
 
     /// `RemoveNetwork`.
     pub async fn remove_network(&self, name: String) -> Result<()> {
+        let name = self.network_name(name);
         berth_cni::conf::check_name(&name)?;
         let rt = self.clone();
         blocking_value("runtime worker", move || {
