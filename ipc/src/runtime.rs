@@ -233,12 +233,6 @@ pub struct RunOptions {
     /// `/dev/shm`, `resolv.conf`, `hosts` and `hostname`, and its cgroup goes under the
     /// sandbox's cgroup parent.
     pub sandbox: Option<String>,
-    /// A sandbox made for this container alone (`berth run --network`, `-p`, `--dns`,
-    /// `--add-host`): created with the container, under the container's id, labelled
-    /// [`LABEL_SANDBOX_OWNER`]` = <id>`, joined as [`RunOptions::sandbox`] is, and removed with
-    /// the container. Excludes `sandbox`.
-    #[serde(default)]
-    pub own_sandbox: Option<SandboxSpec>,
     /// Linux settings beyond these.
     pub linux: LinuxOptions,
     /// Where the init process's output goes: an absolute host path (the CRI's
@@ -247,6 +241,12 @@ pub struct RunOptions {
     /// caller renames the file and sends [`ReopenLog`]. `None`: berth's own log under
     /// `<root>/logs/`, capped and rotated. Exec output stays under `<root>/logs/` either way.
     pub log_path: Option<String>,
+    /// A sandbox made for this container alone (`berth run --network`, `-p`, `--dns`,
+    /// `--add-host`): created with the container, under the container's id, labelled
+    /// [`LABEL_SANDBOX_OWNER`]` = <id>`, joined as [`RunOptions::sandbox`] is, and removed with
+    /// the container. Excludes `sandbox`.
+    #[serde(default)]
+    pub own_sandbox: Option<SandboxSpec>,
 }
 
 /// Container label (value `true`) asking the runtime service to remove the container, its
