@@ -329,6 +329,26 @@ fn a_container_on_a_network_is_reached_and_gives_everything_back() {
         allocated().len() == 1 && !sandbox_dir("quick").exists()
     });
 
+    // run --rm whose client is killed: its guard has the runtime service remove it, network
+    // and all.
+    let mut client = std::process::Command::new(berth_system_tests::bin("berth"))
+        .arg("--state")
+        .arg(&berth.state)
+        .args(["run", "--rm", "--network", "tn40", "netbox", "guarded", "sleep", "100"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn berth run");
+    wait_for("guarded runs", &berth, || {
+        out(&berth.cli(&["tasks", "ls"])).lines().any(|l| l.starts_with("guarded") && l.contains("running"))
+    });
+    assert_eq!(allocated().len(), 2, "guarded has an address");
+    client.kill().expect("kill the client");
+    let _ = client.wait();
+    wait_for("guarded's address given back", &berth, || {
+        allocated().len() == 1 && !sandbox_dir("guarded").exists()
+    });
+
     // Removing the container gives back its address, veth, netns, port and record.
     ok(&berth, &["tasks", "kill", "-s", "KILL", "web"]);
     let _ = berth.cli(&["tasks", "wait", "web"]);
