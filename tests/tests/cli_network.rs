@@ -4,7 +4,9 @@
 //! reached from the host through a published port on 127.0.0.1 and from a second container
 //! by its address, with its `--dns`, `--add-host` and `--hostname` in its files; `--network
 //! none` with loopback only; and removing a container gives back its address, its veth,
-//! its network namespace and its attachment record (`rm`, `run --rm`, `run --rm -d`).
+//! its network namespace and its attachment record (`rm`, `run --rm`, `run --rm -d`, a
+//! `run --rm` client killed); a power cut between a container's sandbox and its record
+//! leaves nothing after the next start, and the id runs again.
 //!
 //! Real CNI plugins (Debian's bridge, host-local, portmap, firewall, tuning). Traffic goes
 //! only to the test's subnets (10.214.40.0/24, 10.214.41.0/24) and 127.0.0.1; the test's
