@@ -67,6 +67,9 @@ enum Command {
     Gc,
     /// Create a container from an image and run it
     Run(Box<cmd::run::RunArgs>),
+    /// CNI networks: list, inspect, create, remove
+    #[command(subcommand, alias = "networks", alias = "net")]
+    Network(cmd::network::NetworkCmd),
     /// Tasks: running containers
     #[command(subcommand, alias = "task", alias = "t")]
     Tasks(cmd::tasks::TasksCmd),
@@ -117,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gc => cmd::gc::run(&ctx).await,
         Command::Run(a) => cmd::run::run(&ctx, *a).await,
         Command::Tasks(c) => cmd::tasks::run(&ctx, c).await,
+        Command::Network(c) => cmd::network::run(&ctx, c).await,
         Command::Snapshots(a) => cmd::snapshots::run(&ctx, a).await,
         Command::Content(c) => cmd::content::run(&ctx, c).await,
         Command::Commit(a) => cmd::commit::run(&ctx, a).await,

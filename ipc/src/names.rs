@@ -92,8 +92,11 @@ pub const RESERVED_LABEL_PREFIXES: [&str; 2] = ["containerd.io/", "berth.io/"];
 /// Reserved labels a client may set nonetheless: `berth.io/rm-on-exit`
 /// ([`crate::runtime::LABEL_RM_ON_EXIT`], what `berth run --rm -d` sets), and
 /// `berth.io/sandbox` ([`crate::runtime::LABEL_SANDBOX`], which the runtime service sets on a
-/// sandbox's containers and refuses from a client unless it names the same sandbox).
-pub const USER_SETTABLE_LABELS: [&str; 2] = [crate::runtime::LABEL_RM_ON_EXIT, crate::runtime::LABEL_SANDBOX];
+/// sandbox's containers and refuses from a client unless it names the same sandbox), and
+/// `berth.io/sandbox-owner` ([`crate::runtime::LABEL_SANDBOX_OWNER`], which the runtime
+/// service sets on a container's own sandbox and refuses from a client).
+pub const USER_SETTABLE_LABELS: [&str; 3] =
+    [crate::runtime::LABEL_RM_ON_EXIT, crate::runtime::LABEL_SANDBOX, crate::runtime::LABEL_SANDBOX_OWNER];
 
 /// Checks labels a user sets on a container: [`validate_labels`], and no key in the space
 /// of [`RESERVED_LABEL_PREFIXES`], which only berth itself sets (but for

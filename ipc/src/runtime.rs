@@ -181,6 +181,12 @@ pub struct SandboxSpec {
     /// host's user namespace.
     #[serde(default)]
     pub user_ns: Option<IdMappings>,
+    /// Its `CNI_CONTAINERID` (`[A-Za-z0-9_.-]`, at most 128 bytes); `None`: `<ns>-<id>`. The
+    /// runtime service gives a container's own sandbox `<ns>-<id>-<8 hex digits>`, new at each
+    /// create, so that an id used again never meets what a lost attachment of an earlier one
+    /// left (the bridge plugin cannot remove its NAT chain without the network namespace).
+    #[serde(default)]
+    pub cni_id: Option<String>,
 }
 
 /// A host port forwarded into a sandbox.
@@ -245,6 +251,12 @@ pub struct RunOptions {
     /// caller renames the file and sends [`ReopenLog`]. `None`: berth's own log under
     /// `<root>/logs/`, capped and rotated. Exec output stays under `<root>/logs/` either way.
     pub log_path: Option<String>,
+    /// A sandbox made for this container alone (`berth run --network`, `-p`, `--dns`,
+    /// `--add-host`): created with the container, under the container's id, labelled
+    /// [`LABEL_SANDBOX_OWNER`]` = <id>`, joined as [`RunOptions::sandbox`] is, and removed with
+    /// the container. Excludes `sandbox`.
+    #[serde(default)]
+    pub own_sandbox: Option<SandboxSpec>,
 }
 
 /// Container label (value `true`) asking the runtime service to remove the container, its
@@ -255,6 +267,11 @@ pub const LABEL_RM_ON_EXIT: &str = "berth.io/rm-on-exit";
 /// Container label naming the pod sandbox a container belongs to (set by the runtime service
 /// from [`RunOptions::sandbox`]).
 pub const LABEL_SANDBOX: &str = "berth.io/sandbox";
+
+/// Sandbox label naming the container a sandbox was made for ([`RunOptions::own_sandbox`]):
+/// the sandbox goes when that container is removed (and, at the runtime service's start, when
+/// that container no longer exists).
+pub const LABEL_SANDBOX_OWNER: &str = "berth.io/sandbox-owner";
 
 /// `CreateContainer`: snapshot + spec + metadata record. `AlreadyExists` for a taken id,
 /// `NotFound` for an unknown image, `InvalidArgument` for bad options (user, cwd, mounts).
@@ -667,6 +684,61 @@ pub struct ResizePty {
     pub rows: u16,
 }
 
+/// `ListNetworks`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListNetworks {}
+
+/// `GetNetwork`: a network by name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetNetwork(pub String);
+
+/// `CreateNetwork`: a bridge network like the default one (bridge, host-local addresses,
+/// outbound NAT, portmap, firewall, tuning), written as `berth-<name>.conflist`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateNetwork {
+    /// Its name (`[A-Za-z0-9][A-Za-z0-9_.-]*`).
+    pub name: String,
+    /// Its subnet, a CIDR (`10.214.40.0/24`).
+    pub subnet: String,
+    /// The bridge's address (default: the subnet's first).
+    pub gateway: Option<String>,
+    /// The bridge device (default: `berth-` and 8 hex digits of the name's hash).
+    pub bridge: Option<String>,
+    /// Labels kept in the conflist.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `RemoveNetwork`: a network by name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveNetwork(pub String);
+
+/// A CNI network of the conf dir.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    /// Its name.
+    pub name: String,
+    /// The file it is read from.
+    pub file: String,
+    /// Its plugins' types, in order.
+    pub plugins: Vec<String>,
+    /// The first plugin's type (`bridge`, `macvlan`, …).
+    pub kind: String,
+    /// Its IPAM subnets.
+    pub subnets: Vec<String>,
+    /// Its IPAM gateways, where given.
+    pub gateways: Vec<String>,
+    /// The bridge device, for a bridge network.
+    pub bridge: Option<String>,
+    /// Labels (of a network berth created).
+    pub labels: BTreeMap<String, String>,
+    /// Whether berth created it with `CreateNetwork` (only those can be removed).
+    pub created_by_berth: bool,
+    /// Whether it is the default network (`bridge` to `berth run`).
+    pub default: bool,
+    /// The sandboxes attached to it, `<namespace>/<sandbox id>`.
+    pub users: Vec<String>,
+}
+
 crate::protocol! {
     /// The runtime service (`runtime.sock`).
     pub protocol Runtime = "runtime";
@@ -731,6 +803,17 @@ crate::protocol! {
     ReopenLog(ReopenLog) -> () [idempotent];
     /// Change a container's cgroup limits (its spec's, and its task's while it has one).
     UpdateResources(UpdateResources) -> () [idempotent];
+    /// Every CNI network of the conf dir (the default one too, once written).
+    ListNetworks(ListNetworks) -> Vec<NetworkInfo> [idempotent];
+    /// One CNI network by name. `NotFound` for an unknown one.
+    GetNetwork(GetNetwork) -> NetworkInfo [idempotent];
+    /// Write a bridge network's conflist into the conf dir. `AlreadyExists` for a taken name,
+    /// `InvalidArgument` for a bad name or CIDR, `FailedPrecondition` for a subnet that
+    /// overlaps another network's (named).
+    CreateNetwork(CreateNetwork) -> NetworkInfo [];
+    /// Remove a network berth created. `FailedPrecondition` while a sandbox is attached to
+    /// it (named), for the default network, and for a conflist berth did not write.
+    RemoveNetwork(RemoveNetwork) -> () [];
 }
 
 /// One request to a shim, sent as a JSON line on its private socket.

@@ -8,6 +8,7 @@
 pub mod cri;
 pub mod dist;
 pub mod hostile;
+pub mod hostnet;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -12,88 +12,19 @@ mod power_cut_support;
 mod runtime_support;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_system_tests::Berth;
 use berth_system_tests::cri::{CriClient, block_on};
+use berth_system_tests::hostnet::{self, HOST, HostNet, http_get, veths};
 use k8s_cri::v1 as cri;
-
-/// Tests here change host-wide state (iptables, ip_forward): one at a time.
-static HOST: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// What a test changes on the host, put back on drop: its bridge removed, `ip_forward`
-/// restored, every iptables rule and chain it added (to the filter and nat tables) deleted
-/// (and nothing else: another program's rules added meanwhile stay), its CNI conf dir removed.
-struct HostNet {
-    bridge: String,
-    forward: String,
-    tables: Vec<(&'static str, String)>,
-    conf: tempfile::TempDir,
-}
-
-const TABLES: [&str; 2] = ["filter", "nat"];
-
-fn iptables_save(table: &str) -> String {
-    let out = Command::new("iptables-save").args(["-t", table]).output().expect("iptables-save");
-    assert!(out.status.success(), "iptables-save -t {table}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `iptables-restore --noflush` inputs deleting from `table` what `after` has and `before`
-/// had not: its rules (`-A` lines as `-D`, last first), then its chains — two transactions,
-/// as nf_tables refuses to delete a chain in the batch that deletes the rule jumping to it.
-fn undo(table: &str, before: &str, after: &str) -> [String; 2] {
-    let chain = |l: &str| l.strip_prefix(':').and_then(|c| c.split_whitespace().next()).map(str::to_string);
-    let old_rules: BTreeSet<&str> = before.lines().filter(|l| l.starts_with("-A ")).collect();
-    let old_chains: BTreeSet<String> = before.lines().filter_map(chain).collect();
-    let (mut rules, mut chains) = (format!("*{table}\n"), format!("*{table}\n"));
-    for rule in after.lines().rev().filter(|l| l.starts_with("-A ") && !old_rules.contains(l)) {
-        rules.push_str(&format!("-D {}\n", &rule[3..]));
-    }
-    for c in after.lines().filter_map(chain).filter(|c| !old_chains.contains(c)) {
-        chains.push_str(&format!("-F {c}\n-X {c}\n"));
-    }
-    [rules + "COMMIT\n", chains + "COMMIT\n"]
-}
-
-impl HostNet {
-    fn new(bridge: &str) -> HostNet {
-        let forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("ip_forward");
-        let conf = tempfile::Builder::new().prefix("berth-cni-").tempdir().expect("tmp");
-        let tables = TABLES.iter().map(|t| (*t, iptables_save(t))).collect();
-        HostNet { bridge: bridge.into(), forward, tables, conf }
-    }
-}
-
-impl Drop for HostNet {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
-        let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", self.forward.trim());
-        for (table, before) in &self.tables {
-            for script in undo(table, before, &iptables_save(table)) {
-                let child = Command::new("iptables-restore")
-                    .args(["-w", "--noflush"])
-                    .stdin(std::process::Stdio::piped())
-                    .spawn();
-                if let Ok(mut child) = child {
-                    if let Some(mut stdin) = child.stdin.take() {
-                        let _ = stdin.write_all(script.as_bytes());
-                    }
-                    let _ = child.wait();
-                }
-            }
-        }
-    }
-}
 
 /// A berthd whose default network is a bridge of the test's own (`index` picks the subnet
 /// `10.214.<index>.0/24`), and the image `netbox` in `k8s.io`.
 fn start(index: u8) -> (Berth, HostNet, String) {
     let bridge = format!("bt{}x{index}", std::process::id() % 10_000);
-    let host = HostNet::new(&bridge);
+    let host = HostNet::new(&[&bridge]);
     let conf = host.conf.path().to_path_buf();
     let toml = format!(
         "[network]\nconf_dir = {:?}\ndefault_network = \"berthtest\"\nwrite_default = true\n\
@@ -133,41 +64,11 @@ fn pod_ip(c: &mut CriClient, id: &str) -> String {
 
 /// host-local's allocations of the test network: one file per address.
 fn allocated(berth: &Berth) -> BTreeSet<String> {
-    let dir = berth.root.join("cni/networks/berthtest");
-    let Ok(entries) = std::fs::read_dir(dir) else { return BTreeSet::new() };
-    entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
-        .collect()
-}
-
-/// veths on the test bridge.
-fn veths(bridge: &str) -> usize {
-    let out = Command::new("ip").args(["-o", "link", "show", "master", bridge]).output().expect("ip link");
-    String::from_utf8_lossy(&out.stdout).lines().count()
-}
-
-fn http_get(addr: &str) -> std::io::Result<String> {
-    let mut s = std::net::TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(3))?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body)
+    hostnet::allocated(&berth.root.join("cni/networks"), "berthtest")
 }
 
 fn retry_get(addr: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match http_get(addr) {
-            Ok(b) if b.contains("hello from the pod") => return b,
-            other => {
-                assert!(Instant::now() < deadline, "no answer from {addr}: {other:?}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
+    hostnet::retry_get(addr, "hello from the pod")
 }
 
 #[test]
@@ -225,7 +126,7 @@ fn a_pod_gets_an_address_a_host_port_and_gives_both_back() {
     block_on(c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }))
         .expect("stop");
     assert!(allocated(&berth).is_empty(), "the address is given back at stop");
-    assert_eq!(veths(&host.bridge), 0, "no veth left on the bridge");
+    assert_eq!(veths(host.bridge()), 0, "no veth left on the bridge");
     assert!(http_get("127.0.0.1:18931").is_err(), "the host port is closed");
     block_on(c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }))
         .expect("a second stop is fine");
@@ -297,12 +198,12 @@ fn power_cuts_during_attach_and_detach_leave_one_address_per_ready_pod() {
                 .collect()
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while allocated(&berth) != ready || veths(&host.bridge) != ready.len() {
+        while allocated(&berth) != ready || veths(host.bridge()) != ready.len() {
             assert!(
                 Instant::now() < deadline,
                 "{point}: allocated {:?} and {} veths, ready pods' {ready:?}\n{}",
                 allocated(&berth),
-                veths(&host.bridge),
+                veths(host.bridge()),
                 berth.log()
             );
             std::thread::sleep(Duration::from_millis(50));

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use berth_ipc::metadata::{ByName, Container, GetContainer, ListContainers, ListIn, UpdateContainer};
-use berth_ipc::runtime::RemoveContainer;
+use berth_ipc::runtime::{GetSandbox, RemoveContainer, SandboxRef};
 use clap::Subcommand;
 use serde::Serialize;
 
@@ -63,6 +63,16 @@ struct Info<'a> {
     extensions: Vec<&'a str>,
     created_ns: u64,
     updated_ns: u64,
+    /// The sandbox it is in (its own, from `run --network`, or a pod's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sandbox: Option<&'a str>,
+    /// Its sandbox's network (CNI network name, `host`, or `none`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<String>,
+    /// Its addresses on that network.
+    ips: Vec<String>,
+    /// Host ports forwarded to it.
+    ports: Vec<String>,
     /// The OCI spec as JSON (or a string if it is not JSON).
     spec: serde_json::Value,
 }
@@ -80,6 +90,10 @@ fn info(c: &Container) -> Info<'_> {
         extensions: c.extensions.keys().map(String::as_str).collect(),
         created_ns: c.created,
         updated_ns: c.updated,
+        sandbox: c.labels.get(berth_ipc::runtime::LABEL_SANDBOX).map(String::as_str),
+        network: None,
+        ips: Vec::new(),
+        ports: Vec::new(),
         spec,
     }
 }
@@ -122,7 +136,20 @@ pub async fn run(ctx: &Ctx, cmd: ContainersCmd) -> anyhow::Result<ExitCode> {
         }
         ContainersCmd::Info { id } => {
             let c = md.call(GetContainer(by(id))).await.map_err(wire)?;
-            output::json(&info(&c))?;
+            let mut shown = info(&c);
+            if let Some(sb) = shown.sandbox {
+                let at = SandboxRef { namespace: ctx.namespace.clone(), id: sb.to_string() };
+                if let Ok(s) = ctx.services.runtime.call(GetSandbox(at)).await {
+                    shown.network = Some(if s.spec.net_host {
+                        "host".to_string()
+                    } else {
+                        s.spec.network.clone().unwrap_or_else(|| "none".into())
+                    });
+                    shown.ips = s.ips;
+                    shown.ports = s.spec.ports.iter().map(super::run::show_port).collect();
+                }
+            }
+            output::json(&shown)?;
         }
         ContainersCmd::Create(flags) => {
             let request = flags.request(&ctx.namespace)?;

@@ -15,6 +15,7 @@ pub mod leases;
 pub mod logs;
 pub mod metrics;
 pub mod namespaces;
+pub mod network;
 pub mod reach;
 pub mod run;
 pub mod services;

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 
 use berth_ipc::runtime::Runtime;
 use berth_ipc::runtime::{
-    Attach, BindMount, CreateContainer, CreateTask, DeleteTask, Device, KillTask, LinuxOptions, OutputStream,
-    Propagation, RemoveContainer, RunOptions, RunTask, TaskRef, WaitTask,
+    Attach, BindMount, CreateContainer, CreateTask, DeleteTask, Device, DnsConfig, KillTask, LinuxOptions,
+    OutputStream, PortMapping, Propagation, RemoveContainer, RunOptions, RunTask, SandboxSpec, TaskRef,
+    WaitTask,
 };
 use berth_ipc::{Client, Stream};
 use clap::Args;
@@ -48,9 +49,28 @@ pub struct RunFlags {
     /// Read-only root filesystem
     #[arg(long)]
     pub read_only: bool,
-    /// Use the host's network namespace
+    /// Use the host's network namespace (as --network host)
     #[arg(long)]
     pub net_host: bool,
+    /// Network: none (loopback only; the default), host, bridge (the default CNI network) or
+    /// the name of a CNI network (`berth network ls`)
+    #[arg(long = "network", alias = "net", value_name = "NETWORK")]
+    pub network: Option<String>,
+    /// Publish a port: [IP:]HOST:CONTAINER[/tcp|udp] (repeatable; without --network, on bridge)
+    #[arg(short = 'p', long = "publish", value_name = "PORT")]
+    pub publish: Vec<String>,
+    /// DNS server for the container's resolv.conf (repeatable)
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
+    /// DNS search domain (repeatable)
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// DNS resolver option, e.g. ndots:2 (repeatable)
+    #[arg(long = "dns-option", alias = "dns-opt", value_name = "OPTION")]
+    pub dns_option: Vec<String>,
+    /// An /etc/hosts entry NAME:IP (repeatable)
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
     /// Bind mount: type=bind,src=HOST,dst=CONTAINER[,ro] (repeatable)
     #[arg(long)]
     pub mount: Vec<String>,
@@ -149,7 +169,121 @@ fn parse_mount(s: &str) -> anyhow::Result<BindMount> {
     Ok(m)
 }
 
+/// `[IP:]HOST:CONTAINER[/PROTOCOL]` (an IPv6 host address in brackets), as Docker's `-p`.
+pub fn parse_port(s: &str) -> anyhow::Result<PortMapping> {
+    let bad = || anyhow::anyhow!("--publish {s:?}: expected [IP:]HOST:CONTAINER[/tcp|udp]");
+    let (spec, protocol) = match s.rsplit_once('/') {
+        Some((spec, proto)) => (spec, proto.to_ascii_lowercase()),
+        None => (s, "tcp".to_string()),
+    };
+    anyhow::ensure!(
+        matches!(protocol.as_str(), "tcp" | "udp" | "sctp"),
+        "--publish {s:?}: protocol {protocol:?} is not tcp, udp or sctp"
+    );
+    let (host_ip, ports) = match spec.strip_prefix('[') {
+        Some(rest) => {
+            let (ip, ports) = rest.split_once("]:").ok_or_else(bad)?;
+            (ip.to_string(), ports)
+        }
+        None => match spec.matches(':').count() {
+            1 => (String::new(), spec),
+            2 => {
+                let (ip, ports) = spec.split_once(':').ok_or_else(bad)?;
+                (ip.to_string(), ports)
+            }
+            _ => return Err(bad()),
+        },
+    };
+    if !host_ip.is_empty() {
+        host_ip
+            .parse::<std::net::IpAddr>()
+            .map_err(|_| anyhow::anyhow!("--publish {s:?}: {host_ip:?} is not an IP address"))?;
+    }
+    let (host, container) = ports.split_once(':').ok_or_else(bad)?;
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| anyhow::anyhow!("--publish {s:?}: port {p:?} is not 1 to 65535"))
+    };
+    Ok(PortMapping { host_ip, host_port: port(host)?, container_port: port(container)?, protocol })
+}
+
+/// A port mapping as `-p` takes it: `127.0.0.1:8080->80/tcp`.
+pub fn show_port(p: &PortMapping) -> String {
+    let ip = if p.host_ip.contains(':') { format!("[{}]", p.host_ip) } else { p.host_ip.clone() };
+    let ip = if ip.is_empty() { String::new() } else { format!("{ip}:") };
+    format!("{ip}{}->{}/{}", p.host_port, p.container_port, p.protocol)
+}
+
+/// `NAME:IP` as Docker's `--add-host` (the IP may be IPv6; the name has no colon).
+fn parse_add_host(s: &str) -> anyhow::Result<(String, Vec<String>)> {
+    let (name, ip) =
+        s.split_once(':').ok_or_else(|| anyhow::anyhow!("--add-host {s:?}: expected NAME:IP"))?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    anyhow::ensure!(
+        !name.is_empty() && !name.contains(char::is_whitespace),
+        "--add-host {s:?}: {name:?} is not a host name"
+    );
+    ip.parse::<std::net::IpAddr>()
+        .map_err(|_| anyhow::anyhow!("--add-host {s:?}: {ip:?} is not an IP address"))?;
+    Ok((ip.to_string(), vec![name.to_string()]))
+}
+
+/// The host's name servers a container can reach (loopback ones cannot be from its own
+/// network namespace), for a resolv.conf given search domains or options but no server.
+fn host_nameservers() -> Vec<String> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .map(|s| s.trim().to_string())
+        .filter(|s| s.parse::<std::net::IpAddr>().is_ok_and(|ip| !ip.is_loopback()))
+        .collect()
+}
+
 impl RunFlags {
+    /// The container's own sandbox these flags ask for (`None`: none, as before
+    /// `--network`), and whether it shares the host's network namespace without one.
+    fn own_sandbox(&self) -> anyhow::Result<(Option<SandboxSpec>, bool)> {
+        let network = match (self.network.as_deref(), self.net_host) {
+            (Some(n), true) if n != "host" => {
+                anyhow::bail!("--net-host and --network {n} exclude each other")
+            }
+            (_, true) => "host",
+            (Some(n), false) => n,
+            // Publishing needs a network: the default one.
+            (None, false) if !self.publish.is_empty() => "bridge",
+            (None, false) => "none",
+        };
+        let ports = self.publish.iter().map(|p| parse_port(p)).collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(
+            ports.is_empty() || !matches!(network, "none" | "host"),
+            "--publish: the {network} network has no ports to publish (use --network bridge or a network's name)"
+        );
+        for ip in &self.dns {
+            ip.parse::<std::net::IpAddr>().map_err(|_| anyhow::anyhow!("--dns {ip:?}: not an IP address"))?;
+        }
+        let dns =
+            (!self.dns.is_empty() || !self.dns_search.is_empty() || !self.dns_option.is_empty()).then(|| {
+                DnsConfig {
+                    servers: if self.dns.is_empty() { host_nameservers() } else { self.dns.clone() },
+                    searches: self.dns_search.clone(),
+                    options: self.dns_option.clone(),
+                }
+            });
+        let hosts = self.add_host.iter().map(|h| parse_add_host(h)).collect::<anyhow::Result<Vec<_>>>()?;
+        let files = dns.is_some() || !hosts.is_empty();
+        let spec =
+            SandboxSpec { hostname: self.hostname.clone(), dns, hosts, ports, ..SandboxSpec::default() };
+        Ok(match network {
+            "none" if !files => (None, false),
+            "host" if !files => (None, true),
+            "none" => (Some(spec), false),
+            "host" => (Some(SandboxSpec { net_host: true, hostname: None, ..spec }), false),
+            name => (Some(SandboxSpec { network: Some(name.to_string()), ..spec }), false),
+        })
+    }
+
     /// The `CreateContainer` request these flags describe.
     pub fn request(&self, namespace: &str) -> anyhow::Result<CreateContainer> {
         let mut labels = BTreeMap::new();
@@ -162,7 +296,9 @@ impl RunFlags {
             Some(c) => Some((c * 1000.0).round() as u64),
             None => None,
         };
+        let (own_sandbox, net_host) = self.own_sandbox()?;
         let options = RunOptions {
+            own_sandbox,
             args: (!self.cmd.is_empty()).then(|| self.cmd.clone()),
             entrypoint: self.entrypoint.clone().map(|e| vec![e]),
             env: self.env.clone(),
@@ -173,7 +309,7 @@ impl RunFlags {
             cpus_milli,
             pids_limit: self.pids_limit,
             read_only: self.read_only,
-            net_host: self.net_host,
+            net_host,
             mounts: self.mount.iter().map(|m| parse_mount(m)).collect::<anyhow::Result<_>>()?,
             terminal: false,
             stdin: false,
@@ -420,6 +556,56 @@ mod tests {
         assert_eq!(m.propagation, Propagation::Bidirectional);
         let e = parse_mount("type=bind,src=/a,dst=/b,bind-propagation=up").expect_err("bad");
         assert!(e.to_string().contains("rprivate, rslave or rshared"), "{e}");
+    }
+
+    #[test]
+    fn ports_hosts_and_networks() {
+        let p = parse_port("127.0.0.1:8080:80").expect("port");
+        assert_eq!(
+            (p.host_ip.as_str(), p.host_port, p.container_port, p.protocol.as_str()),
+            ("127.0.0.1", 8080, 80, "tcp")
+        );
+        let p = parse_port("53:5353/UDP").expect("udp");
+        assert_eq!(
+            (p.host_ip.as_str(), p.host_port, p.container_port, p.protocol.as_str()),
+            ("", 53, 5353, "udp")
+        );
+        let p = parse_port("[::1]:8080:80").expect("v6");
+        assert_eq!(p.host_ip, "::1");
+        assert_eq!(show_port(&p), "[::1]:8080->80/tcp");
+        for bad in ["80", "0:80", "70000:80", "a:b", "1.2.3:80:80", "8080:80/icmp", "::1:8080:80"] {
+            assert!(parse_port(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_add_host("db:10.0.0.9").expect("host"), ("10.0.0.9".into(), vec!["db".into()]));
+        assert_eq!(parse_add_host("v6:fd00::9").expect("v6").0, "fd00::9");
+        assert!(
+            parse_add_host("db").is_err()
+                && parse_add_host("db:nope").is_err()
+                && parse_add_host(":1.2.3.4").is_err()
+        );
+
+        let plain = flags(&[]).request("default").expect("plain");
+        assert!(plain.options.own_sandbox.is_none() && !plain.options.net_host, "no network by default");
+        let host = flags(&["--net-host"]).request("default").expect("host");
+        assert!(host.options.own_sandbox.is_none() && host.options.net_host);
+        let host = flags(&["--network", "host"]).request("default").expect("host");
+        assert!(host.options.net_host);
+        let published = flags(&["-p", "8080:80"]).request("default").expect("publish");
+        let sb = published.options.own_sandbox.expect("a sandbox");
+        assert_eq!(sb.network.as_deref(), Some("bridge"), "publishing implies bridge");
+        assert_eq!(sb.ports.len(), 1);
+        let named =
+            flags(&["--network", "mynet", "--dns-search", "x.test", "--hostname", "h"]).request("default");
+        let sb = named.expect("named").options.own_sandbox.expect("sandbox");
+        assert_eq!((sb.network.as_deref(), sb.hostname.as_deref()), (Some("mynet"), Some("h")));
+        assert_eq!(sb.dns.expect("dns").searches, vec!["x.test"]);
+        let files =
+            flags(&["--network", "none", "--add-host", "a:1.2.3.4"]).request("default").expect("none");
+        let sb = files.options.own_sandbox.expect("a sandbox for the files");
+        assert!(sb.network.is_none() && !sb.net_host && sb.hosts.len() == 1);
+        assert!(flags(&["--net-host", "--network", "mynet"]).request("default").is_err());
+        assert!(flags(&["--network", "none", "-p", "80:80"]).request("default").is_err());
+        assert!(flags(&["--dns", "nope"]).request("default").is_err());
     }
 
     fn flags(args: &[&str]) -> RunFlags {

@@ -150,13 +150,16 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         TasksCmd::Ls => {
             let list = rt.call(ListTasks { namespace: ns.to_string() }).await.map_err(wire)?;
+            let ips = super::network::container_ips(ctx).await?;
+            let ips_of = |id: &str| ips.get(id).cloned().unwrap_or_default();
             if ctx.format == Format::Json {
                 let rows: Vec<_> = list
                     .iter()
                     .map(|t| {
                         serde_json::json!({"id": t.id, "pid": t.pid, "status": t.status.as_str(),
                             "exit_status": t.exit.map(|e| e.status), "runtime": t.runtime, "shim_pid": t.shim_pid,
-                            "exit_reason": t.exit.filter(|e| e.oom_killed).map(|_| "OOMKilled")})
+                            "exit_reason": t.exit.filter(|e| e.oom_killed).map(|_| "OOMKilled"),
+                            "ips": ips_of(&t.id)})
                     })
                     .collect();
                 output::json(&rows)?;
@@ -175,10 +178,13 @@ pub async fn run(ctx: &Ctx, cmd: TasksCmd) -> anyhow::Result<ExitCode> {
                             t.status.as_str().into(),
                             exit,
                             t.runtime.clone(),
+                            Some(ips_of(&t.id).join(","))
+                                .filter(|s| !s.is_empty())
+                                .unwrap_or_else(|| "-".into()),
                         ]
                     })
                     .collect();
-                output::table(&["TASK", "PID", "STATUS", "EXIT", "RUNTIME"], &rows);
+                output::table(&["TASK", "PID", "STATUS", "EXIT", "RUNTIME", "IP"], &rows);
             }
         }
         TasksCmd::Start { id } => {

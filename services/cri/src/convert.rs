@@ -62,6 +62,7 @@ pub fn run_options(config: &ContainerConfig, sandbox: &str) -> Result<RunOptions
         seccomp,
         no_new_privileges: sc.no_new_privs,
         sandbox: Some(sandbox.to_string()),
+        own_sandbox: None,
         linux: linux_options(config, &sc, &resources).map_err(|e| e.context(&what))?,
         // Set from the pod's log directory by the container create.
         log_path: None,

@@ -137,6 +137,7 @@ pub fn sandbox_spec(config: &PodSandboxConfig) -> Result<SandboxSpec> {
             ("K8S_POD_UID".into(), meta.uid.clone()),
         ],
         user_ns,
+        cni_id: None,
     })
 }
 

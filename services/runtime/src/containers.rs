@@ -56,6 +56,14 @@ fn owned_by(info: &berth_ipc::snapshot::Info, ns: &str, id: &str) -> bool {
 impl Runtime {
     /// `CreateContainer`.
     pub async fn create_container(&self, req: CreateContainer) -> Result<Container> {
+        if req.options.own_sandbox.is_some() {
+            return self.create_owning(req).await;
+        }
+        self.create_plain(req).await
+    }
+
+    /// `CreateContainer` of a container in no sandbox or in one that exists.
+    pub(crate) async fn create_plain(&self, req: CreateContainer) -> Result<Container> {
         validate_namespace(&req.namespace)?;
         validate_identifier("container id", &req.id)?;
         validate_user_labels(&req.labels)?;
@@ -374,6 +382,9 @@ impl Runtime {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.wait(task.clone())).await;
             self.delete(task).await?;
         }
+        // Its own sandbox (its network) goes before its record: a failure here leaves the
+        // container, so the remove can be tried again.
+        self.remove_owned_sandbox(ns, id).await?;
         self.metadata.call(DeleteContainer(ByName { namespace: ns.into(), name: id.into() })).await?;
         // Its output goes with it (a dir left by a crash here goes with a later container of
         // that id being removed, or is overwritten by its output).

@@ -26,6 +26,8 @@
 //! - [`update`] — `UpdateResources`: a container's cgroup limits changed in place.
 //! - [`sandbox`] — pod sandboxes: namespaces held without an image, `/dev/shm`, DNS files.
 //! - [`network`] — sandboxes' CNI networks: attach, detach, reconcile.
+//! - [`networks`] — the conf dir's networks listed, created and removed (`berth network`).
+//! - [`owned`] — a container's own sandbox (`berth run --network`), made and removed with it.
 //! - [`pin`] — `berth-sandbox`: the helper that holds a sandbox's namespaces.
 //! - [`rm_on_exit`] — containers removed when their task exits (`run --rm -d`).
 //! - [`cgroups`] — empty cgroup parents removed when the last container under them goes.
@@ -59,7 +61,9 @@ pub mod logread;
 pub mod logs;
 pub mod mount;
 pub mod network;
+pub mod networks;
 pub mod oci_runtime;
+pub mod owned;
 pub mod pin;
 pub mod procs;
 pub mod rm_on_exit;
@@ -239,6 +243,10 @@ impl Handler<RuntimeProtocol> for Runtime {
             Q::ListSandboxes(r) => self.list_sandboxes(&r.namespace).await.map(A::ListSandboxes).into(),
             Q::ReopenLog(r) => self.reopen_log(r.0).await.map(A::ReopenLog).into(),
             Q::UpdateResources(r) => self.update_resources(r).await.map(A::UpdateResources).into(),
+            Q::ListNetworks(_) => self.list_networks().await.map(A::ListNetworks).into(),
+            Q::GetNetwork(r) => self.get_network(r.0).await.map(A::GetNetwork).into(),
+            Q::CreateNetwork(r) => self.create_network(r).await.map(A::CreateNetwork).into(),
+            Q::RemoveNetwork(r) => self.remove_network(r.0).await.map(A::RemoveNetwork).into(),
         }
     }
 }
@@ -261,6 +269,7 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
         // its network namespace mounted, so its DEL sees the interfaces it removes.
         rt2.reconcile_networks(started).await;
         rt2.reconcile_sandboxes().await;
+        rt2.reconcile_owned_sandboxes().await;
     });
     berth_service_kit::serve::<RuntimeProtocol, _>(&env, rt, listener, shutdown).await
 }

@@ -52,6 +52,37 @@ fn write_default(config: &NetworkConfig, cni: &Cni) -> Result<()> {
     Ok(())
 }
 
+/// The CNI container id of sandbox `id` in `ns` with `spec`: its own, else [`cni_id`].
+pub fn spec_cni_id(ns: &str, id: &str, spec: &SandboxSpec) -> String {
+    spec.cni_id.clone().unwrap_or_else(|| cni_id(ns, id))
+}
+
+/// A fresh CNI id for a container's own sandbox: `<ns>-<id>-<8 hex digits>`.
+pub fn fresh_cni_id(ns: &str, id: &str) -> String {
+    use std::io::Read;
+    let mut b = [0u8; 4];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_ok();
+    let n = if random {
+        u32::from_le_bytes(b)
+    } else {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        now.subsec_nanos() ^ std::process::id()
+    };
+    format!("{}-{n:08x}", cni_id(ns, id))
+}
+
+/// The file of a sandbox dir holding its CNI container id (for the start's reconcile).
+pub const CNI_ID_FILE: &str = "cni-id";
+
+/// The CNI id a sandbox dir records (the default one for a dir from before the file).
+pub fn dir_cni_id(dir: &Path, ns: &str, id: &str) -> String {
+    std::fs::read_to_string(dir.join(CNI_ID_FILE))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| cni_id(ns, id))
+}
+
 /// The attachment of sandbox `id` with `spec` whose network namespace is `netns`.
 fn attachment(ns: &str, id: &str, spec: &SandboxSpec, netns: &Path) -> Attachment {
     let mut capabilities = Map::new();
@@ -62,7 +93,7 @@ fn attachment(ns: &str, id: &str, spec: &SandboxSpec, netns: &Path) -> Attachmen
     let mut args = vec![("IgnoreUnknown".to_string(), "1".to_string())];
     args.extend(spec.cni_args.iter().cloned());
     Attachment {
-        container_id: cni_id(ns, id),
+        container_id: spec_cni_id(ns, id, spec),
         netns: netns.to_path_buf(),
         ifname: IFNAME.into(),
         args,
@@ -82,6 +113,13 @@ fn port_json(p: &PortMapping) -> Value {
 pub fn check(spec: &SandboxSpec) -> Result<()> {
     if let Some(name) = &spec.network {
         berth_cni::conf::check_name(name)?;
+    }
+    if let Some(id) = &spec.cni_id
+        && (id.is_empty()
+            || id.len() > 128
+            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)))
+    {
+        return Err(Error::invalid(format!("CNI container id {id:?}: expected 1 to 128 of [A-Za-z0-9_.-]")));
     }
     for p in &spec.ports {
         if p.host_port == 0 || p.container_port == 0 {
@@ -146,7 +184,7 @@ impl Runtime {
     /// The addresses sandbox `id` was given (from its attachment's record). Blocking.
     pub(crate) fn sandbox_ips(&self, ns: &str, id: &str, spec: &SandboxSpec) -> Vec<String> {
         let Some(name) = spec.network.as_deref().filter(|_| !spec.net_host) else { return Vec::new() };
-        let key = berth_cni::cache::key(name, &cni_id(ns, id), IFNAME);
+        let key = berth_cni::cache::key(name, &spec_cni_id(ns, id, spec), IFNAME);
         match berth_cni::cache::read(&self.cni.cache_dir, &key) {
             Ok(Some(entry)) => entry.result.as_ref().map(berth_cni::ips_of).unwrap_or_default(),
             _ => Vec::new(),
@@ -182,7 +220,11 @@ impl Runtime {
             let Ok(ids) = std::fs::read_dir(ns.path()) else { continue };
             for id in ids.flatten() {
                 if id.path().join("ready").exists() {
-                    live.insert(cni_id(&ns.file_name().to_string_lossy(), &id.file_name().to_string_lossy()));
+                    let (n, i) = (
+                        ns.file_name().to_string_lossy().into_owned(),
+                        id.file_name().to_string_lossy().into_owned(),
+                    );
+                    live.insert(dir_cni_id(&id.path(), &n, &i));
                 }
             }
         }

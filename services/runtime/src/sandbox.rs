@@ -8,6 +8,7 @@
 //! ns/user                the pod's user namespace (with `user_ns`): it owns the others
 //! shm/                   the pod's /dev/shm (a tmpfs)
 //! resolv.conf hosts hostname
+//! cni-id                 its CNI container id (the start's reconcile reads it)
 //! holder                 "<pid> <start time>" of the pid-namespace holder (shared pid only)
 //! ready                  written last by a create; removed first by a stop
 //! ```
@@ -26,8 +27,8 @@ use berth_ipc::metadata::{
 };
 use berth_ipc::names::{validate_identifier, validate_namespace, validate_user_labels};
 use berth_ipc::runtime::{
-    CreateSandbox, KillTask, PidMode, RemoveContainer, SandboxInfo, SandboxRef, SandboxSpec, SandboxState,
-    TaskRef,
+    CreateSandbox, KillTask, LABEL_SANDBOX_OWNER, PidMode, RemoveContainer, SandboxInfo, SandboxRef,
+    SandboxSpec, SandboxState, TaskRef,
 };
 use berth_ipc::{Code, Error, Result};
 use berth_service_kit::blocking_value;
@@ -248,9 +249,20 @@ impl Runtime {
 
     /// `CreateSandbox`.
     pub async fn create_sandbox(&self, req: CreateSandbox) -> Result<SandboxInfo> {
+        validate_user_labels(&req.labels)?;
+        if req.labels.contains_key(LABEL_SANDBOX_OWNER) {
+            return Err(Error::invalid(format!(
+                "sandbox {}: label {LABEL_SANDBOX_OWNER} is set by the runtime service for a container's own sandbox",
+                req.id
+            )));
+        }
+        self.make_sandbox(req).await
+    }
+
+    /// `CreateSandbox` with labels already checked (or set by this service).
+    pub(crate) async fn make_sandbox(&self, req: CreateSandbox) -> Result<SandboxInfo> {
         validate_namespace(&req.namespace)?;
         validate_identifier("sandbox id", &req.id)?;
-        validate_user_labels(&req.labels)?;
         let runtime = runtime_binary(&req.runtime)?.to_string();
         check_spec(&req.id, &req.spec)?;
         crate::network::check(&req.spec).map_err(|e| e.context(format!("sandbox {}", req.id)))?;
@@ -268,7 +280,8 @@ impl Runtime {
         let d = dir.clone();
         let spec = req.spec.clone();
         let host = hostname(id, &req.spec);
-        let holder = blocking_value("runtime worker", move || make(&d, &spec, &host)).await?;
+        let cni_id = crate::network::spec_cni_id(ns, id, &req.spec);
+        let holder = blocking_value("runtime worker", move || make(&d, &spec, &host, &cni_id)).await?;
         let holder = match holder {
             Ok(h) => h,
             Err(e) => {
@@ -425,8 +438,14 @@ impl Runtime {
                 Err(e) => return Err(e.context(format!("sandbox {id}: container {c}"))),
             }
         }
+        self.drop_sandbox(ns, &record).await
+    }
+
+    /// Detaches, releases and deletes a recorded sandbox (its containers already gone).
+    pub(crate) async fn drop_sandbox(&self, ns: &str, record: &Sandbox) -> Result<()> {
+        let id = record.id.as_str();
         let dir = self.sandbox_dir(ns, id);
-        self.detach_recorded(ns, &record, &dir).await?;
+        self.detach_recorded(ns, record, &dir).await?;
         blocking_value("runtime worker", move || release(&dir, true)).await??;
         match self.metadata.call(MdDelete(ByName { namespace: ns.into(), name: id.into() })).await {
             Err(e) if !e.is(Code::NotFound) => Err(e),
@@ -468,7 +487,7 @@ impl Runtime {
 
 /// Makes sandbox `dir`: its files, its `/dev/shm`, its namespaces (through `berth-sandbox`).
 /// Answers the holder's pid (0 without one). On error the caller releases the dir.
-fn make(dir: &SandboxDir, spec: &SandboxSpec, host: &str) -> Result<u32> {
+fn make(dir: &SandboxDir, spec: &SandboxSpec, host: &str, cni_id: &str) -> Result<u32> {
     let mut dirs = std::fs::DirBuilder::new();
     std::os::unix::fs::DirBuilderExt::mode(dirs.recursive(true), 0o711);
     dirs.create(dir.dir.join("ns")).map_err(|e| io(&dir.dir, e))?;
@@ -476,6 +495,7 @@ fn make(dir: &SandboxDir, spec: &SandboxSpec, host: &str) -> Result<u32> {
         ("resolv.conf", resolv_conf(spec)),
         ("hosts", hosts_file(host, spec)),
         ("hostname", format!("{host}\n")),
+        (crate::network::CNI_ID_FILE, format!("{cni_id}\n")),
     ] {
         let path = dir.file(name);
         std::fs::write(&path, text).map_err(|e| io(&path, e))?;

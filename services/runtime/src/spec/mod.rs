@@ -319,7 +319,8 @@ fn process(
     // As Docker: a process that is not root never gains privileges (setuid, file caps); a
     // privileged one only when asked. In a pod sandbox, as Kubernetes: exactly as asked
     // (`allowPrivilegeEscalation` is the kubelet's to decide).
-    let nnp = opts.no_new_privileges || (user.uid != 0 && !l.privileged && opts.sandbox.is_none());
+    let nnp = opts.no_new_privileges
+        || (user.uid != 0 && !l.privileged && (opts.sandbox.is_none() || opts.own_sandbox.is_some()));
     process.set_no_new_privileges(Some(nnp));
     let mut capabilities = LinuxCapabilities::default();
     capabilities.set_bounding(Some(caps.clone()));
