@@ -87,6 +87,8 @@ struct Shared {
     out: mpsc::Sender<Command>,
     /// Why the connection ended, once it has.
     ended: Mutex<Option<String>>,
+    /// Turns true when the connection has ended.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -129,6 +131,7 @@ impl Session {
             next_id: AtomicU32::new(if role == Role::Client { 1 } else { 2 }),
             out,
             ended: Mutex::new(None),
+            closed: tokio::sync::watch::Sender::new(false),
         });
         let writer = tokio::spawn(write_loop(wr, out_rx, Arc::clone(&shared)));
         let reader = tokio::spawn(read_loop(rd, role, options, Arc::clone(&shared), incoming_tx));
@@ -186,6 +189,15 @@ impl Session {
         }
     }
 
+    /// Resolves once the connection has ended (the peer closed it or broke the protocol, or
+    /// writing failed): what a server waits on to learn that its client vanished.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.shared.closed.subscribe();
+        async move {
+            let _ = rx.wait_for(|ended| *ended).await;
+        }
+    }
+
     /// Why the connection ended (`None` while it runs).
     pub fn end_reason(&self) -> Option<String> {
         self.shared.ended.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -232,6 +244,7 @@ async fn write_loop<W: AsyncWrite>(wr: W, mut rx: mpsc::Receiver<Command>, share
         if let Some(done) = close {
             let _ = wr.flush().await;
             let _ = wr.shutdown().await;
+            end(&shared, "closed by this end".into());
             let _ = done.send(());
             return;
         }
@@ -243,8 +256,8 @@ async fn write_loop<W: AsyncWrite>(wr: W, mut rx: mpsc::Receiver<Command>, share
 }
 
 fn end(shared: &Shared, why: String) {
-    let mut ended = shared.ended.lock().unwrap_or_else(|p| p.into_inner());
-    ended.get_or_insert(why);
+    shared.ended.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(why);
+    shared.closed.send_replace(true);
 }
 
 async fn read_loop<R: AsyncRead>(

@@ -69,7 +69,9 @@ async fn a_vanished_peer_ends_every_stream() {
     let (client, mut server) = pair(Options::default());
     let _s = within(client.open(Headers::new())).await.expect("open");
     let mut on_server = within(server.accept()).await.expect("stream");
+    let closed = server.closed();
     drop(client);
+    within(closed).await;
     assert_eq!(within(on_server.read()).await, None);
     assert!(within(server.accept()).await.is_none());
     assert!(on_server.write(b"x").await.is_err() || server.end_reason().is_some());

@@ -181,16 +181,26 @@ impl RuntimeService for Cri {
         .await
     }
 
-    async fn exec(&self, _r: Request<cri::ExecRequest>) -> R<cri::ExecResponse> {
-        rpc(&self.stats, "exec", async { Err(unimplemented("streaming Exec")) }).await
+    async fn exec(&self, r: Request<cri::ExecRequest>) -> R<cri::ExecResponse> {
+        let r = r.into_inner();
+        rpc(&self.stats, "exec", async { Ok(cri::ExecResponse { url: self.exec_url(r).await.or_status()? }) })
+            .await
     }
 
-    async fn attach(&self, _r: Request<cri::AttachRequest>) -> R<cri::AttachResponse> {
-        rpc(&self.stats, "attach", async { Err(unimplemented("streaming Attach")) }).await
+    async fn attach(&self, r: Request<cri::AttachRequest>) -> R<cri::AttachResponse> {
+        let r = r.into_inner();
+        rpc(&self.stats, "attach", async {
+            Ok(cri::AttachResponse { url: self.attach_url(r).await.or_status()? })
+        })
+        .await
     }
 
-    async fn port_forward(&self, _r: Request<cri::PortForwardRequest>) -> R<cri::PortForwardResponse> {
-        rpc(&self.stats, "port_forward", async { Err(unimplemented("PortForward")) }).await
+    async fn port_forward(&self, r: Request<cri::PortForwardRequest>) -> R<cri::PortForwardResponse> {
+        let r = r.into_inner();
+        rpc(&self.stats, "port_forward", async {
+            Ok(cri::PortForwardResponse { url: self.port_forward_url(r).await.or_status()? })
+        })
+        .await
     }
 
     async fn container_stats(

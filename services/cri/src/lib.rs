@@ -20,6 +20,7 @@
 //! - [`records`] — the CRI state kept in metadata extensions.
 //! - [`status`] — berth errors as gRPC statuses.
 //! - [`mux`] — one socket, two protocols.
+//! - [`streaming`] — the HTTP server behind Exec, Attach and PortForward URLs.
 
 pub mod containers;
 pub mod convert;
@@ -30,6 +31,7 @@ pub mod mux;
 pub mod pods;
 pub mod records;
 pub mod status;
+pub mod streaming;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,6 +64,8 @@ pub struct Cri {
     pub registry: berth_service_kit::config::RegistryConfig,
     /// `[network]`: the network pods attach to.
     pub network: Arc<berth_service_kit::config::NetworkConfig>,
+    /// The streaming server's tokens and address.
+    pub streaming: Arc<streaming::Streaming>,
 }
 
 impl Cri {
@@ -76,6 +80,7 @@ impl Cri {
             stats: Arc::default(),
             registry: env.config.registry.clone(),
             network: Arc::new(env.config.network.clone()),
+            streaming: Arc::new(streaming::Streaming::new(&env.config.cri)),
         }
     }
 }
@@ -106,5 +111,6 @@ impl Cri {
 /// Runs the CRI service on `listener` until `shutdown` is cancelled.
 pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cri = Cri::new(&env);
+    tokio::spawn(streaming::serve(cri.clone(), env.config.cri.clone(), shutdown.clone()));
     mux::serve(&env, cri, listener, shutdown).await
 }

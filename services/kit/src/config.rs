@@ -41,6 +41,33 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// CNI networks for pods and containers.
     pub network: NetworkConfig,
+    /// The CRI service.
+    pub cri: CriConfig,
+}
+
+/// The CRI service's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CriConfig {
+    /// The streaming server's address (Exec, Attach and PortForward URLs point there).
+    pub stream_address: String,
+    /// Its TCP port; 0 picks a free one at each start.
+    pub stream_port: u16,
+    /// How long a streaming URL stays valid once handed out, ms (each works once).
+    pub stream_token_ttl_ms: u64,
+    /// How long the server waits for a client to open every stream a session needs, ms.
+    pub stream_creation_timeout_ms: u64,
+}
+
+impl Default for CriConfig {
+    fn default() -> Self {
+        CriConfig {
+            stream_address: "127.0.0.1".into(),
+            stream_port: 0,
+            stream_token_ttl_ms: 60_000,
+            stream_creation_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// Where CNI networks and plugins are, and berth's default network.
@@ -381,6 +408,7 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             registry: RegistryConfig::default(),
             network: NetworkConfig::default(),
+            cri: CriConfig::default(),
         }
     }
 }
