@@ -333,6 +333,21 @@ fn pod_lifecycle_through_cri_with_runc_and_crun() {
     let left = mounts_under(&berth.state);
     assert!(left.is_empty(), "mounts left: {left:?}");
     assert!(!berth.state.join("sandboxes/k8s.io").read_dir().is_ok_and(|mut d| d.next().is_some()));
+    // The removed containers' snapshots and output logs go just after RemoveContainer
+    // answered (in the background): soon, and for good.
+    let leftovers = || {
+        let snaps = berth.cli(&["-n", "k8s.io", "snapshots", "ls"]);
+        assert!(snaps.status.success(), "{snaps:?}");
+        let snaps =
+            String::from_utf8_lossy(&snaps.stdout).lines().filter(|l| l.contains("berth-container")).count();
+        let logs = berth.root.join("logs/k8s.io").read_dir().map(|d| d.count()).unwrap_or(0);
+        (snaps, logs)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while leftovers() != (0, 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(leftovers(), (0, 0), "(container snapshots, log dirs) left after RemoveContainer");
 
     // RemoveImage removes every name; a second remove is fine.
     let rm = || cri::RemoveImageRequest {

@@ -20,6 +20,7 @@
 //! - [`spec`] — the OCI spec of a container from its image config and options.
 //! - [`image`] — an image's config and top chainID, read from content.
 //! - [`containers`] — create (snapshot + spec + record) and remove containers.
+//! - [`removals`] — what a container removal finishes in the background (logs, snapshot).
 //! - [`task_lookup`] — finding a task; "container X has no task" and its kin.
 //! - [`tasks`] — task lifecycle: create, start, kill, wait, state, delete, list.
 //! - [`procs`] — exec, ps, pause, resume, metrics, attach.
@@ -60,6 +61,7 @@ pub mod network;
 pub mod oci_runtime;
 pub mod pin;
 pub mod procs;
+pub mod removals;
 pub mod rm_on_exit;
 pub mod sandbox;
 pub mod shim;
@@ -112,6 +114,8 @@ pub struct Runtime {
     pub shutdown: CancellationToken,
     /// Ids being created by this service ([`claim`]).
     pub claims: Arc<claim::Claims>,
+    /// Container removals finishing in the background ([`removals`]).
+    pub removals: Arc<removals::Removals>,
     /// Containers with an rm-on-exit watcher running ([`rm_on_exit`]).
     pub rm_on_exit: Arc<rm_on_exit::Watched>,
     /// The OCI runtimes, as the service itself uses them ([`oci_runtime`]).
@@ -141,6 +145,7 @@ impl Runtime {
             network: Arc::new(env.config.network.clone()),
             claims: Arc::default(),
             rm_on_exit: Arc::default(),
+            removals: Arc::default(),
             state,
             cgroup_parent,
             cgroup_parent_owned: env.config.runtime.cgroup_parent.is_empty(),
