@@ -394,6 +394,7 @@ impl Runtime {
         let background = container.extensions.contains_key(crate::removals::EXTENSION);
         let (rt, ns, id, key) = (self.clone(), ns.to_string(), id.to_string(), container.snapshot_key);
         let leftovers = async move {
+            berth_ipc::failpoint!("runtime.container.remove.after_record");
             rt.remove_leftovers(&ns, &id, &key).await;
             drop(removing);
             // The OCI runtime removes the container's own cgroup at its delete (the shim's,

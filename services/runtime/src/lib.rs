@@ -264,6 +264,7 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
         // its network namespace mounted, so its DEL sees the interfaces it removes.
         rt2.reconcile_networks(started).await;
         rt2.reconcile_sandboxes().await;
+        rt2.reconcile_logs().await;
     });
     berth_service_kit::serve::<RuntimeProtocol, _>(&env, rt, listener, shutdown).await
 }

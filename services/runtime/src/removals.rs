@@ -5,7 +5,8 @@
 //! are removed with their snapshot before the answer: `containers rm` then `snapshots rm`
 //! of the parent works. A crash meanwhile loses nothing that
 //! matters: the snapshot, now referenced by no container, is an orphan that metadata's GC
-//! removes; the log dir goes at the next create of that id (or is overwritten).
+//! removes; the log dir, of a container whose record is gone, at the service's next start
+//! ([`crate::Runtime::reconcile_logs`]).
 //!
 //! A create of the same id waits for its predecessor's removal ([`Removals::settled`]), so
 //! that the background `Remove` of the old snapshot cannot meet the new one under the same
@@ -72,6 +73,50 @@ impl Removals {
 impl Drop for Removing {
     fn drop(&mut self) {
         lock(&self.removals.0).remove(&self.key);
+    }
+}
+
+impl crate::Runtime {
+    /// At start: the output log dirs of containers without a record (a removal cut off
+    /// between the record and the logs) are removed. Ids being created or removed by this
+    /// process meanwhile are left alone.
+    pub async fn reconcile_logs(&self) {
+        use berth_ipc::metadata::{ByName, GetContainer};
+        let dir = self.root.join("logs");
+        let found = berth_service_kit::blocking_value("runtime worker", move || {
+            let mut found = Vec::new();
+            for ns in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let Ok(name) = ns.file_name().into_string() else { continue };
+                for id in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+                    if let Ok(id) = id.file_name().into_string() {
+                        found.push((name.clone(), id));
+                    }
+                }
+            }
+            found
+        })
+        .await
+        .unwrap_or_default();
+        for (ns, id) in found {
+            if berth_ipc::names::validate_namespace(&ns).is_err()
+                || berth_ipc::names::validate_identifier("container id", &id).is_err()
+            {
+                continue;
+            }
+            let get = self.metadata.call(GetContainer(ByName { namespace: ns.clone(), name: id.clone() }));
+            match get.await {
+                Err(e) if e.is(berth_ipc::Code::NotFound) => {}
+                _ => continue,
+            }
+            if self.claims.held("container", &ns, &id) || self.removals.running(&ns, &id) {
+                continue;
+            }
+            tracing::warn!(namespace = %ns, id = %id, "removing a removed container's output logs");
+            let logs = self.log_dir(&ns, &id);
+            let _ =
+                berth_service_kit::blocking_value("runtime worker", move || std::fs::remove_dir_all(logs))
+                    .await;
+        }
     }
 }
 
