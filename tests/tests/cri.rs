@@ -402,6 +402,17 @@ fn a_power_cut_after_remove_container_leaves_no_snapshot_or_logs_behind() {
     block_on(c.rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 0 }))
         .expect("stop");
     assert_eq!(leftovers(&berth), (1, 1), "(container snapshots, log dirs) before the remove");
+    // The shim unmounts an exited container's rootfs after its early delete.
+    let rootfs = format!("{id}/rootfs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while mounts_under(&berth.state).iter().any(|m| m.ends_with(&rootfs)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rootfs still mounted: {:?}",
+            mounts_under(&berth.state)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The cut comes once the record is gone: the answer may or may not have left.
     let _ = block_on(c.rt.remove_container(cri::RemoveContainerRequest { container_id: id.clone() }));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -3,9 +3,9 @@
 //! whose record carries [`EXTENSION`] (the CRI's) are removed in the background, as
 //! containerd's CRI leaves its snapshot to GC. Other containers (the CLI's, like `ctr`'s)
 //! are removed with their snapshot before the answer: `containers rm` then `snapshots rm`
-//! of the parent works. A crash meanwhile loses nothing that
-//! matters: the snapshot, now referenced by no container, is an orphan that metadata's GC
-//! removes; the log dir, of a container whose record is gone, at the service's next start
+//! of the parent works. A crash meanwhile loses nothing that matters: the snapshot, now
+//! referenced by no container, is an orphan that metadata's GC removes; the log dir of a
+//! container whose record is gone goes at the service's next start
 //! ([`crate::Runtime::reconcile_logs`]).
 //!
 //! A create of the same id waits for its predecessor's removal ([`Removals::settled`]), so
