@@ -7,9 +7,11 @@
 # A private docker-registry on 127.0.0.1 serves two images built here: busybox (the
 # workload, `sleep 1000`) and a static pause binary (containerd's sandbox image; berth needs
 # none). berthd and containerd (CRI on, runc, overlayfs) each get their own root, state and
-# socket. containerd 1.6 runs no pod without a CNI network that gives it an address, so it
-# gets a bridge network of its own (no gateway, no NAT); berth's pods are loopback-only until
-# berth runs CNI itself, so RunPodSandbox's figure includes containerd's bridge plugin.
+# socket. Both get the same CNI network, each its own copy: a bridge with host-local addresses
+# (no gateway, no NAT, so no iptables rule and no ip_forward change), containerd's on bridge
+# berthbench0 / 10.213.7.0/24, berth's on berthbench1 / 10.213.8.0/24, the address records in
+# the temp dir. RunPodSandbox and StopPodSandbox include the plugins' ADD and DEL in both, and
+# cri_bench checks every pod got an address (PodSandboxStatus).
 # `cri_bench` then times every lifecycle step against both, alternating round by round, and
 # measures the PSS each running pod adds (berth: shims and services under its temp dir;
 # containerd: containerd, its shims and the pause processes). Everything lives in a temp dir,
@@ -26,11 +28,14 @@ done
 for tool in docker-registry umoci skopeo gcc containerd; do
     command -v $tool >/dev/null || { echo "missing $tool (scripts/install-deps.sh)" >&2; exit 1; }
 done
-[ -x /usr/lib/cni/loopback ] || { echo "missing /usr/lib/cni/loopback (containernetworking-plugins)" >&2; exit 1; }
+for p in loopback bridge host-local; do
+    [ -x /usr/lib/cni/$p ] || { echo "missing /usr/lib/cni/$p (containernetworking-plugins)" >&2; exit 1; }
+done
 
 T=$(mktemp -d /var/tmp/berth-bench-cri.XXXXXX)
 PIDS=()
 BRIDGE=berthbench0
+BERTH_BRIDGE=berthbench1
 FORWARD=$(cat /proc/sys/net/ipv4/ip_forward)
 cleanup() {
     set +e +o pipefail
@@ -40,6 +45,11 @@ cleanup() {
     pkill -9 -f "$T/ctd" 2>/dev/null
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
     ip link del "$BRIDGE" 2>/dev/null
+    ip link del "$BERTH_BRIDGE" 2>/dev/null
+    # The networks add no rule (no NAT, no port mapping); say so if one appeared.
+    if command -v iptables-save >/dev/null && iptables-save 2>/dev/null | grep -qE '10\.213\.[78]\.'; then
+        echo "warning: iptables rules for the bench subnets are left: iptables-save | grep 10.213." >&2
+    fi
     [ "$(cat /proc/sys/net/ipv4/ip_forward)" = "$FORWARD" ] || echo "$FORWARD" > /proc/sys/net/ipv4/ip_forward
     remove_leftovers
 }
@@ -79,28 +89,39 @@ for i in busybox pause; do
     skopeo copy --quiet --dest-tls-verify=false "oci:$T/oci:$i" "docker://$REG/bench/$i:1"
 done
 
-# berth.
+# The bench's network for runtime $1, conf dir $2, bridge $3, subnet $4.
+bench_network() {
+    mkdir -p "$2"
+    cat > "$2/10-bench.conflist" <<EOC
+{ "cniVersion": "1.0.0", "name": "berthbench", "plugins": [
+  { "type": "bridge", "bridge": "$3", "isGateway": false, "ipMasq": false,
+    "ipam": { "type": "host-local", "ranges": [[{ "subnet": "$4" }]], "dataDir": "$T/$1/ipam" } } ] }
+EOC
+}
+
+# berth: the bench network as its default, never its own default list.
 mkdir -p "$T/berth"
+bench_network berth "$T/berth/net.d" "$BERTH_BRIDGE" 10.213.8.0/24
 cat > "$T/berth/config.toml" <<EOC
 root = "$T/berth/root"
 state = "$T/berth/state"
 [runtime]
 cgroup_parent = "/berth-bench"
+[network]
+conf_dir = "$T/berth/net.d"
+plugin_dirs = ["/usr/lib/cni"]
+default_network = "berthbench"
+write_default = false
 EOC
 "$BIN/berthd" --config "$T/berth/config.toml" >"$T/berthd.log" 2>&1 &
 PIDS+=($!)
 wait_sock "$T/berth/state/cri.sock"
 
 # containerd with its CRI.
-mkdir -p "$T/ctd/net.d" "$T/ctd/certs.d/$REG"
-# containerd 1.6 runs no pod without an eth0 with an address: a bridge of our own with
-# host-local addresses from a subnet nothing else here uses, no gateway, no masquerade (so
-# no iptables rule and no ip_forward change); removed at the end. No traffic is sent.
-cat > "$T/ctd/net.d/10-bench.conflist" <<EOC
-{ "cniVersion": "1.0.0", "name": "berthbench", "plugins": [
-  { "type": "bridge", "bridge": "$BRIDGE", "isGateway": false, "ipMasq": false,
-    "ipam": { "type": "host-local", "ranges": [[{ "subnet": "10.213.7.0/24" }]], "dataDir": "$T/ctd/ipam" } } ] }
-EOC
+mkdir -p "$T/ctd/certs.d/$REG"
+# containerd 1.6 runs no pod without an eth0 with an address. Subnets nothing else here
+# uses; the bridges are removed at the end. No traffic is sent.
+bench_network ctd "$T/ctd/net.d" "$BRIDGE" 10.213.7.0/24
 cat > "$T/ctd/certs.d/$REG/hosts.toml" <<EOC
 server = "http://$REG"
 [host."http://$REG"]

@@ -333,6 +333,21 @@ fn pod_lifecycle_through_cri_with_runc_and_crun() {
     let left = mounts_under(&berth.state);
     assert!(left.is_empty(), "mounts left: {left:?}");
     assert!(!berth.state.join("sandboxes/k8s.io").read_dir().is_ok_and(|mut d| d.next().is_some()));
+    // The removed containers' snapshots and output logs go just after RemoveContainer
+    // answered (in the background): soon, and for good.
+    let leftovers = || {
+        let snaps = berth.cli(&["-n", "k8s.io", "snapshots", "ls"]);
+        assert!(snaps.status.success(), "{snaps:?}");
+        let snaps =
+            String::from_utf8_lossy(&snaps.stdout).lines().filter(|l| l.contains("berth-container")).count();
+        let logs = berth.root.join("logs/k8s.io").read_dir().map(|d| d.count()).unwrap_or(0);
+        (snaps, logs)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while leftovers() != (0, 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(leftovers(), (0, 0), "(container snapshots, log dirs) left after RemoveContainer");
 
     // RemoveImage removes every name; a second remove is fine.
     let rm = || cri::RemoveImageRequest {
@@ -343,6 +358,89 @@ fn pod_lifecycle_through_cri_with_runc_and_crun() {
     let images =
         block_on(c.img.list_images(cri::ListImagesRequest::default())).expect("list").into_inner().images;
     assert!(images.is_empty(), "{images:?}");
+}
+
+#[test]
+fn a_power_cut_after_remove_container_leaves_no_snapshot_or_logs_behind() {
+    let Some((mut berth, _reg, image)) = setup() else { return };
+    let leftovers = |berth: &Berth| {
+        let snaps = berth.cli(&["-n", "k8s.io", "snapshots", "ls"]);
+        assert!(snaps.status.success(), "{snaps:?}");
+        let snaps =
+            String::from_utf8_lossy(&snaps.stdout).lines().filter(|l| l.contains("berth-container")).count();
+        let logs = berth.root.join("logs/k8s.io").read_dir().map(|d| d.count()).unwrap_or(0);
+        (snaps, logs)
+    };
+    berth.stop();
+    let log = berth.dir.path().join("failpoints.log");
+    berth.env = vec![
+        ("BERTH_FAILPOINTS".into(), "runtime.container.remove.after_record".into()),
+        ("BERTH_FAILPOINT_LOG".into(), log.display().to_string()),
+    ];
+    berth.launch();
+    let mut c = block_on(CriClient::of(&berth));
+    block_on(c.img.pull_image(cri::PullImageRequest {
+        image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
+        ..Default::default()
+    }))
+    .expect("pull");
+    let config = pod_config("cut", 0);
+    let pod = block_on(c.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: String::new(),
+    }))
+    .expect("run pod")
+    .into_inner()
+    .pod_sandbox_id;
+    let req = cri::CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(container_config("c", &image, "echo out; sleep 1000")),
+        sandbox_config: Some(config),
+    };
+    let id = block_on(c.rt.create_container(req)).expect("create").into_inner().container_id;
+    block_on(c.rt.start_container(cri::StartContainerRequest { container_id: id.clone() })).expect("start");
+    block_on(c.rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 0 }))
+        .expect("stop");
+    assert_eq!(leftovers(&berth), (1, 1), "(container snapshots, log dirs) before the remove");
+    // The shim unmounts an exited container's rootfs after its early delete.
+    let rootfs = format!("{id}/rootfs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while mounts_under(&berth.state).iter().any(|m| m.ends_with(&rootfs)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rootfs still mounted: {:?}",
+            mounts_under(&berth.state)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The cut comes once the record is gone: the answer may or may not have left.
+    let _ = block_on(c.rt.remove_container(cri::RemoveContainerRequest { container_id: id.clone() }));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while berth.wait_launcher_exit(Duration::from_millis(20)).is_none() {
+        assert!(std::time::Instant::now() < deadline, "berthd did not die");
+    }
+    let fired = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(fired.contains("runtime.container.remove.after_record"), "fired: {fired}");
+    berth.env.clear();
+    berth.launch();
+    let mut c = block_on(CriClient::of(&berth));
+    // The container is gone; its snapshot is GC's, its log dir the start's reconcile's.
+    let listed = block_on(c.rt.list_containers(cri::ListContainersRequest::default()))
+        .expect("list")
+        .into_inner()
+        .containers;
+    assert!(listed.iter().all(|x| x.id != id), "{listed:?}");
+    berth_ok(&berth, &["gc"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while leftovers(&berth) != (0, 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(leftovers(&berth), (0, 0), "(container snapshots, log dirs) left after the cut");
+    block_on(c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }))
+        .expect("stop pod");
+    block_on(c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod })).expect("rm pod");
+    let left = mounts_under(&berth.state);
+    assert!(left.is_empty(), "mounts left: {left:?}");
 }
 
 #[test]

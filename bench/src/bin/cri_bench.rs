@@ -11,6 +11,9 @@
 //! every process whose command line contains one of PATTERN is read before and after:
 //! the growth divided by K is the memory each running pod costs (shims, holders, pause
 //! processes, service growth; the workload's own `sleep` is not counted).
+//!
+//! Every pod must have an address (PodSandboxStatus `network.ip`, asked outside the timing):
+//! the bench compares runtimes that both ran their CNI network's plugins.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -103,6 +106,10 @@ async fn round(
         .into_inner()
         .pod_sandbox_id;
     t[0] = start.elapsed();
+    // Outside the timing, the pod's address: both runtimes must have run the CNI plugins.
+    let asked = Instant::now();
+    pod_ip(rt, &pod).await?;
+    let asked = asked.elapsed();
     let s = Instant::now();
     let req = cri::CreateContainerRequest {
         pod_sandbox_id: pod.clone(),
@@ -114,7 +121,7 @@ async fn round(
     let s = Instant::now();
     rt.start_container(cri::StartContainerRequest { container_id: c.clone() }).await?;
     t[2] = s.elapsed();
-    t[7] = start.elapsed();
+    t[7] = start.elapsed() - asked;
     let s = Instant::now();
     rt.stop_container(cri::StopContainerRequest { container_id: c.clone(), timeout: 0 }).await?;
     t[3] = s.elapsed();
@@ -130,11 +137,25 @@ async fn round(
     Ok(t)
 }
 
-/// PSS in bytes of every process whose command line contains one of `patterns`.
-fn pss(patterns: &[String]) -> u64 {
-    let mut total = 0;
+/// The address of pod `id` (PodSandboxStatus network.ip); an error when it has none.
+async fn pod_ip(rt: &mut RuntimeServiceClient<Channel>, id: &str) -> anyhow::Result<String> {
+    let req = cri::PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: false };
+    let status = rt.pod_sandbox_status(req).await?.into_inner().status;
+    let ip = status.and_then(|s| s.network).map(|n| n.ip).unwrap_or_default();
+    anyhow::ensure!(!ip.is_empty(), "pod {id} has no IP address: its runtime ran no CNI network");
+    Ok(ip)
+}
+
+/// PSS in bytes of every process whose command line contains one of `patterns`, by the
+/// process's program name (the command line's first word, its last path component).
+fn pss(patterns: &[String]) -> HashMap<String, (u64, usize)> {
+    let mut by_name: HashMap<String, (u64, usize)> = HashMap::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        // Not this bench (its own command line names the patterns).
+        if pid == std::process::id() {
+            continue;
+        }
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         if !patterns.iter().any(|p| cmd.contains(p.as_str())) {
@@ -147,9 +168,17 @@ fn pss(patterns: &[String]) -> u64 {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        total += kb * 1024;
+        let name =
+            cmd.split(' ').next().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string();
+        let slot = by_name.entry(name).or_default();
+        slot.0 += kb * 1024;
+        slot.1 += 1;
     }
-    total
+    by_name
+}
+
+fn total(by_name: &HashMap<String, (u64, usize)>) -> u64 {
+    by_name.values().map(|(b, _)| b).sum()
 }
 
 /// Starts `k` pods with a container each; answers the PSS growth per pod, then removes them.
@@ -167,6 +196,7 @@ async fn memory(t: &mut Target, image: &str, k: usize) -> anyhow::Result<u64> {
             .await?
             .into_inner()
             .pod_sandbox_id;
+        pod_ip(rt, &pod).await?;
         let req = cri::CreateContainerRequest {
             pod_sandbox_id: pod.clone(),
             config: Some(container_config(image)),
@@ -178,11 +208,25 @@ async fn memory(t: &mut Target, image: &str, k: usize) -> anyhow::Result<u64> {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = pss(&t.patterns);
+    // CRI_BENCH_HOLD_S: the pods stay up that long, for a look at their processes.
+    if let Some(s) = std::env::var("CRI_BENCH_HOLD_S").ok().and_then(|v| v.parse().ok()) {
+        tokio::time::sleep(Duration::from_secs(s)).await;
+    }
+    // By program: what each kind of process adds per pod (count before → after).
+    let mut names: Vec<&String> = after.keys().chain(before.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let (b, nb) = before.get(name).copied().unwrap_or_default();
+        let (a, na) = after.get(name).copied().unwrap_or_default();
+        let per = (a as f64 - b as f64) / k.max(1) as f64 / 1024.0;
+        println!("  {:<26}{per:>9.1} KiB per pod   ({nb} → {na} processes)", format!("{}:{name}", t.label));
+    }
     for pod in pods {
         rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await?;
         rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod }).await?;
     }
-    Ok(after.saturating_sub(before) / k.max(1) as u64)
+    Ok(total(&after).saturating_sub(total(&before)) / k.max(1) as u64)
 }
 
 fn ms(d: Duration) -> String {

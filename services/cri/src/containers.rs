@@ -167,6 +167,9 @@ fn same_container(a: &ContainerRecord, sandbox: &str, config: &ContainerConfig) 
         }
 }
 
+/// The runtime's `berth_runtime::removals::EXTENSION`.
+const REMOVE_IN_BACKGROUND: &str = "berth.io/remove-in-background";
+
 impl Cri {
     /// The container records matching `filters` (all with none).
     async fn container_records(&self, filters: Vec<String>) -> Result<Vec<BerthContainer>> {
@@ -239,7 +242,15 @@ impl Cri {
 
     /// `CreateContainer`: the container's id.
     pub async fn create_container(&self, pod_id: &str, config: ContainerConfig) -> Result<String> {
-        let pod = self.pod(pod_id).await?;
+        let image = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
+        // The pod and the image are looked up at once; the pod's errors come first.
+        let (pod, found) = tokio::join!(self.pod(pod_id), async {
+            match image.is_empty() {
+                true => None,
+                false => Some(self.image_for_container(&image).await),
+            }
+        });
+        let pod = pod?;
         if pod.state() != k8s_cri::v1::PodSandboxState::SandboxReady {
             return Err(Error::precondition(format!("pod sandbox {}: not ready", pod.info.id)));
         }
@@ -250,10 +261,9 @@ impl Cri {
         if meta.name.is_empty() {
             return Err(Error::invalid("container config: metadata.name is required"));
         }
-        let image = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
-        if image.is_empty() {
+        let Some(found) = found else {
             return Err(Error::invalid(format!("container {:?}: image is required", meta.name)));
-        }
+        };
         let mut options = convert::run_options(&config, &pod.info.id)?;
         // A container runs in its pod's user namespace: one it names must be that one.
         let asked = config
@@ -269,7 +279,7 @@ impl Cri {
             )));
         }
         options.linux.user_ns = pod.info.spec.user_ns.clone();
-        let (image_name, image_id, stop_signal) = self.image_for_container(&image).await?;
+        let (image_name, image_id, stop_signal) = found?;
         let log_path = match (pod.log_directory(), config.log_path.as_str()) {
             ("", _) | (_, "") => String::new(),
             (dir, file) => {
@@ -308,7 +318,12 @@ impl Cri {
             runtime: pod.info.runtime.clone(),
             options,
             labels: BTreeMap::new(),
-            extensions: BTreeMap::from([(CONTAINER_EXT.to_string(), records::encode(&cri)?)]),
+            // The kubelet waits for no snapshot: it goes after RemoveContainer answers (the
+            // runtime's `removals::EXTENSION`).
+            extensions: BTreeMap::from([
+                (CONTAINER_EXT.to_string(), records::encode(&cri)?),
+                (REMOVE_IN_BACKGROUND.to_string(), Vec::new()),
+            ]),
         };
         self.services.runtime.call(req).await?;
         Ok(id)

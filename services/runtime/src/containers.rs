@@ -1,6 +1,7 @@
 //! Containers: made from an image (snapshot prepared on its top chainID, spec generated
-//! with the rootfs mounted for lookups, record in metadata) and removed again. A failure
-//! part-way undoes what was done, so nothing is left behind.
+//! with the rootfs mounted for lookups, record in metadata) and removed again (the record at
+//! once, the snapshot and logs just after, [`crate::removals`]). A failure part-way undoes
+//! what was done, so nothing is left behind.
 
 use std::collections::BTreeMap;
 
@@ -85,6 +86,8 @@ impl Runtime {
         }
         let log_path = self.check_log_path(id, req.options.log_path.as_deref()).await?;
         let _claim = self.claims.take("container", ns, id)?;
+        // An earlier container of this id may still be going (its snapshot under the key).
+        self.removals.settled(ns, id).await;
         // Is the id free, and what does the image hold: asked at once.
         let existing = self.metadata.call(GetContainer(ByName { namespace: ns.into(), name: id.into() }));
         let resolved = async {
@@ -377,17 +380,50 @@ impl Runtime {
                     "container {id}: has a task; delete it first or force"
                 )));
             }
+            // An exited task (the usual case: the CRI stops before it removes) is deleted
+            // at once; a running one is killed first.
             let task = TaskRef::init(ns, id);
-            let _ = self.kill(KillTask { task: task.clone(), signal: 9, all: true }).await;
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.wait(task.clone())).await;
-            self.delete(task).await?;
+            match self.delete(task.clone()).await {
+                Err(e) if e.is(Code::FailedPrecondition) => {
+                    let _ = self.kill(KillTask { task: task.clone(), signal: 9, all: true }).await;
+                    let wait = std::time::Duration::from_secs(10);
+                    let _ = tokio::time::timeout(wait, self.wait(task.clone())).await;
+                    self.delete(task).await?;
+                }
+                other => {
+                    other?;
+                }
+            }
         }
         // Its own sandbox (its network) goes before its record: a failure here leaves the
         // container, so the remove can be tried again.
         self.remove_owned_sandbox(ns, id).await?;
+        // The commit point: from here on the container is gone. What it leaves (output logs,
+        // snapshot) goes now, or, for a container made to be removed that way (the CRI's),
+        // just after the answer ([`crate::removals`]).
+        let removing = self.removals.begin(ns, id).await;
         self.metadata.call(DeleteContainer(ByName { namespace: ns.into(), name: id.into() })).await?;
-        // Its output goes with it (a dir left by a crash here goes with a later container of
-        // that id being removed, or is overwritten by its output).
+        let background = container.extensions.contains_key(crate::removals::EXTENSION);
+        let (rt, ns, id, key) = (self.clone(), ns.to_string(), id.to_string(), container.snapshot_key);
+        let leftovers = async move {
+            berth_ipc::failpoint!("runtime.container.remove.after_record");
+            rt.remove_leftovers(&ns, &id, &key).await;
+            drop(removing);
+            // The OCI runtime removes the container's own cgroup at its delete (the shim's,
+            // in the background): once that is done, the parents it leaves empty go too.
+            tokio::spawn(async move { rt.prune_cgroups(&ns, &id).await });
+        };
+        match background {
+            true => drop(tokio::spawn(leftovers)),
+            false => leftovers.await,
+        }
+        Ok(())
+    }
+
+    /// A removed container's output logs and snapshot. Its output goes with it (a dir left
+    /// by a crash here goes with a later container of that id being created or removed, or
+    /// is overwritten by its output); its snapshot, left by a crash, is an orphan GC removes.
+    async fn remove_leftovers(&self, ns: &str, id: &str, key: &str) {
         let logs = self.log_dir(ns, id);
         let dir = logs.clone();
         if let Ok(Err(e)) = blocking_value("runtime worker", move || std::fs::remove_dir_all(dir)).await
@@ -395,13 +431,8 @@ impl Runtime {
         {
             tracing::warn!(dir = %logs.display(), error = %e, "container logs not removed");
         }
-        if !container.snapshot_key.is_empty() {
-            self.drop_snapshot(ns, &container.snapshot_key).await;
+        if !key.is_empty() {
+            self.drop_snapshot(ns, key).await;
         }
-        // The OCI runtime removes the container's own cgroup at its delete (the shim's, in
-        // the background): once that is done, the parents it leaves empty go too.
-        let (rt, ns, id) = (self.clone(), ns.to_string(), id.to_string());
-        tokio::spawn(async move { rt.prune_cgroups(&ns, &id).await });
-        Ok(())
     }
 }

@@ -20,6 +20,7 @@
 //! - [`spec`] — the OCI spec of a container from its image config and options.
 //! - [`image`] — an image's config and top chainID, read from content.
 //! - [`containers`] — create (snapshot + spec + record) and remove containers.
+//! - [`removals`] — what a container removal finishes in the background (logs, snapshot).
 //! - [`task_lookup`] — finding a task; "container X has no task" and its kin.
 //! - [`tasks`] — task lifecycle: create, start, kill, wait, state, delete, list.
 //! - [`procs`] — exec, ps, pause, resume, metrics, attach.
@@ -66,6 +67,7 @@ pub mod oci_runtime;
 pub mod owned;
 pub mod pin;
 pub mod procs;
+pub mod removals;
 pub mod rm_on_exit;
 pub mod sandbox;
 pub mod shim;
@@ -118,6 +120,8 @@ pub struct Runtime {
     pub shutdown: CancellationToken,
     /// Ids being created by this service ([`claim`]).
     pub claims: Arc<claim::Claims>,
+    /// Container removals finishing in the background ([`removals`]).
+    pub removals: Arc<removals::Removals>,
     /// Containers with an rm-on-exit watcher running ([`rm_on_exit`]).
     pub rm_on_exit: Arc<rm_on_exit::Watched>,
     /// The OCI runtimes, as the service itself uses them ([`oci_runtime`]).
@@ -147,6 +151,7 @@ impl Runtime {
             network: Arc::new(env.config.network.clone()),
             claims: Arc::default(),
             rm_on_exit: Arc::default(),
+            removals: Arc::default(),
             state,
             cgroup_parent,
             cgroup_parent_owned: env.config.runtime.cgroup_parent.is_empty(),
@@ -270,6 +275,7 @@ pub async fn run(env: ServiceEnv, listener: UnixListener, shutdown: Cancellation
         rt2.reconcile_networks(started).await;
         rt2.reconcile_sandboxes().await;
         rt2.reconcile_owned_sandboxes().await;
+        rt2.reconcile_logs().await;
     });
     berth_service_kit::serve::<RuntimeProtocol, _>(&env, rt, listener, shutdown).await
 }

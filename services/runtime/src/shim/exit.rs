@@ -51,18 +51,25 @@ pub fn exit_event(ctx: &ExitCtx, process: &str, pid: i32, exit: ExitInfo) -> Tas
     }
 }
 
-/// Begins the runtime's `delete` of the exited container on a thread of its own, unless it
-/// began already (or there is no runtime yet).
+/// Begins the runtime's `delete` of the exited container, then the unmount of its rootfs,
+/// on a thread of its own, unless it began already (or there is no runtime yet).
 fn begin_delete(ctx: &ExitCtx, p: &mut Procs) {
     let Some(runtime) = ctx.runtime.get() else { return };
     if p.early != EarlyDelete::NotBegun {
         return;
     }
     p.early = EarlyDelete::Running;
-    let (shared, runtime, id) = (ctx.shared.clone(), runtime.clone(), ctx.id.clone());
+    let (shared, runtime, id, rootfs) =
+        (ctx.shared.clone(), runtime.clone(), ctx.id.clone(), ctx.bundle.rootfs());
     let spawned = std::thread::Builder::new().name("delete".into()).stack_size(128 << 10).spawn(move || {
         super::sys::background_priority();
         let ok = runtime.call(&["delete", &id]).is_ok();
+        // Nothing runs on the rootfs any more: it is unmounted now (the unmount syncs the
+        // upper layer's file system, which the task's delete then need not wait for). The
+        // delete unmounts it all the same, so a shim that dies first loses nothing.
+        if ok {
+            let _ = crate::mount::unmount_all(&rootfs);
+        }
         shared.lock().early = EarlyDelete::Done(ok);
         shared.notify();
     });
