@@ -25,6 +25,48 @@ pub struct TermSize {
     pub height: u16,
 }
 
+/// The resize channel's JSON objects (`{"Width":W,"Height":H}`, back to back, split
+/// anywhere) as sizes.
+#[derive(Default)]
+pub struct ResizeParser {
+    buf: Vec<u8>,
+}
+
+#[derive(serde::Deserialize)]
+struct Size {
+    #[serde(rename = "Width")]
+    width: u16,
+    #[serde(rename = "Height")]
+    height: u16,
+}
+
+impl ResizeParser {
+    /// The sizes `data` completes. `Err` for malformed JSON or more than 64 KiB without a
+    /// whole object: the caller drops the channel (or starts afresh).
+    pub fn push(&mut self, data: &[u8]) -> std::result::Result<Vec<TermSize>, ()> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() > 64 * 1024 {
+            return Err(());
+        }
+        let mut objects = serde_json::Deserializer::from_slice(&self.buf).into_iter::<Size>();
+        let mut found = Vec::new();
+        let mut used = 0;
+        loop {
+            match objects.next() {
+                Some(Ok(s)) => {
+                    used = objects.byte_offset();
+                    found.push(TermSize { width: s.width, height: s.height });
+                }
+                Some(Err(e)) if e.is_eof() => break,
+                Some(Err(_)) => return Err(()),
+                None => break,
+            }
+        }
+        self.buf.drain(..used);
+        Ok(found)
+    }
+}
+
 /// The client's side of a process, as channels.
 #[derive(Default)]
 pub struct Stdio {
@@ -179,4 +221,18 @@ async fn follow(
 async fn kill(cri: &Cri, task: &TaskRef) {
     let _ =
         cri.services.runtime.call(KillTask { task: task.clone(), signal: libc::SIGKILL, all: false }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resize_objects_split_anywhere() {
+        let mut p = ResizeParser::default();
+        assert_eq!(p.push(br#"{"Width":80,"Hei"#), Ok(vec![]));
+        let got = p.push(br#"ght":24}{"Width":100,"Height":40}"#).expect("sizes");
+        assert_eq!(got, [TermSize { width: 80, height: 24 }, TermSize { width: 100, height: 40 }]);
+        assert_eq!(p.push(b"nonsense"), Err(()));
+    }
 }

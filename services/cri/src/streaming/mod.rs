@@ -1,8 +1,8 @@
 //! The streaming server: where the URLs of `Exec`, `Attach` and `PortForward` point.
 //!
 //! The kubelet (or `crictl`) asks the CRI for a URL and then upgrades an HTTP request to it
-//! into a multiplexed connection, SPDY/3.1 here ([`spdy`]). Each URL carries a token that
-//! stands for the request it was made for: it works once, and only within
+//! into a multiplexed connection: SPDY/3.1 ([`spdy`]) or WebSocket ([`websocket`]). Each URL
+//! carries a token that stands for the request it was made for: it works once, and only within
 //! `[cri] stream_token_ttl_ms` of being handed out ([`Tokens`]). The server listens on
 //! `[cri] stream_address:stream_port` (loopback and a free port by default).
 //!
@@ -10,10 +10,13 @@
 //!   attach, stdin and resize calls (the shim's own pipes and pty), and its exit status.
 //! - [`portforward`] — TCP connections into a pod's network namespace.
 //! - [`spdy`] — the SPDY/3.1 upgrade and the Kubernetes stream conventions over it.
+//! - [`websocket`] — the same over WebSocket (`v5.channel.k8s.io`, SPDY tunnelled for
+//!   port-forward).
 
 pub mod exec;
 pub mod portforward;
 pub mod spdy;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -247,15 +250,18 @@ fn route(cri: &Cri, req: Request<Incoming>) -> Response<Body> {
     if upgrade.eq_ignore_ascii_case(spdy::UPGRADE) {
         return spdy::upgrade(cri, req, what);
     }
+    if upgrade.eq_ignore_ascii_case("websocket") {
+        return websocket::upgrade(cri, req, what);
+    }
     if upgrade.is_empty() {
         return text(
             StatusCode::BAD_REQUEST,
-            format!("/{kind} needs a connection upgrade to {}", spdy::UPGRADE),
+            format!("/{kind} needs a connection upgrade to {} or websocket", spdy::UPGRADE),
         );
     }
     text(
         StatusCode::BAD_REQUEST,
-        format!("unsupported upgrade {upgrade:?}: this server speaks {}", spdy::UPGRADE),
+        format!("unsupported upgrade {upgrade:?}: this server speaks {} and websocket", spdy::UPGRADE),
     )
 }
 

@@ -22,10 +22,9 @@ use berth_spdy::{Options, Role, Session, Stream};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::exec::{self, Outcome, Stdio, TermSize};
+use super::exec::{self, Outcome, ResizeParser, Stdio, TermSize};
 use super::{Body, Pending, header_list, portforward, text};
 use crate::Cri;
 
@@ -212,44 +211,22 @@ pub fn status_message(outcome: &Outcome, v: u32) -> String {
     }
 }
 
-#[derive(Deserialize)]
-struct Size {
-    #[serde(rename = "Width")]
-    width: u16,
-    #[serde(rename = "Height")]
-    height: u16,
-}
-
-/// Reads the resize stream's JSON objects (back to back, split anywhere) into sizes. A
-/// malformed one ends the stream; the session goes on.
+/// Reads the resize stream into sizes. Malformed JSON ends the stream; the session goes on.
 async fn resize_reader(s: Stream, tx: mpsc::Sender<TermSize>) {
     let (mut rd, _wr) = s.split();
-    let mut buf = Vec::new();
+    let mut sizes = ResizeParser::default();
     while let Some(d) = rd.read().await {
-        buf.extend_from_slice(&d);
-        if buf.len() > 64 * 1024 {
-            return;
-        }
-        let mut objects = serde_json::Deserializer::from_slice(&buf).into_iter::<Size>();
-        let mut used = 0;
-        loop {
-            match objects.next() {
-                Some(Ok(s)) => {
-                    used = objects.byte_offset();
-                    if tx.send(TermSize { width: s.width, height: s.height }).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Err(e)) if e.is_eof() => break,
-                Some(Err(_)) => return,
-                None => break,
+        let Ok(found) = sizes.push(&d) else { return };
+        for s in found {
+            if tx.send(s).await.is_err() {
+                return;
             }
         }
-        buf.drain(..used);
     }
 }
 
-async fn port_forward(mut session: Session, pod: &str, netns: Option<String>) {
+/// Port-forward over a SPDY session (upgraded, or tunnelled through a WebSocket).
+pub(super) async fn port_forward(mut session: Session, pod: &str, netns: Option<String>) {
     // Streams by request id until both of a pair have come.
     let mut half: HashMap<String, (Option<Stream>, Option<Stream>)> = HashMap::new();
     let closed = session.closed();
