@@ -153,6 +153,14 @@ fn exec_attach_and_port_forward_over_spdy() {
         assert_eq!(out.len(), data.len(), "bytes back from cat");
         assert!(out == data, "cat gave back other bytes");
         assert_eq!(status["status"], "Success", "{status}");
+
+        // Output far past any one window or frame, all of it before the status.
+        let url = exec_url(&mut c, &id, &["head", "-c", "3000000", "/dev/zero"], false, false, false).await;
+        let mut e = Exec::connect(&url, false, false, true, false).await;
+        let (out, _, status) = e.collect(LIMIT).await;
+        assert_eq!(out.len(), 3_000_000, "bytes of head -c");
+        assert!(out.iter().all(|b| *b == 0));
+        assert_eq!(status["status"], "Success", "{status}");
     });
 
     // 3. A terminal: the size sent on the resize stream is the pty's.
@@ -281,6 +289,18 @@ fn exec_attach_and_port_forward_over_spdy() {
         let unknown = url.replace(token, &"0".repeat(token.len()));
         let (head, _) = streaming::request(&unknown, &up).await.expect("unknown token");
         assert_eq!(head.status, 404, "an unknown token: {}", head.text);
+
+        // An exec token under /attach/ is not found (and is spent).
+        let url = exec_url(&mut c, &id, &["true"], false, false, false).await;
+        let (head, _) = streaming::request(&url.replace("/exec/", "/attach/"), &up).await.expect("attach");
+        assert_eq!(head.status, 404, "an exec token under /attach/: {}", head.text);
+
+        // Offered as one comma list, unknown first: the first known one is chosen.
+        let url = exec_url(&mut c, &id, &["echo", "listed"], false, false, false).await;
+        let (proto, session) =
+            upgrade(&url, &["v9.bogus", "v4.channel.k8s.io", "v3.channel.k8s.io"], true).await;
+        assert_eq!(proto, "v4.channel.k8s.io");
+        drop(session);
 
         let url = exec_url(&mut c, &id, &["true"], false, false, false).await;
         let (head, _) = streaming::request(&url, &[("Connection", "close")]).await.expect("no upgrade");
