@@ -335,23 +335,30 @@ fn exec_attach_and_port_forward_over_spdy() {
         remove_pod(&mut c, &npod).await;
     });
 
-    // 7. A client that vanishes: the server kills its exec.
-    block_on(async {
-        let url = exec_url(&mut c, &id, &["sleep", "9137"], false, false, false).await;
-        let e = Exec::connect(&url, false, false, true, false).await;
-        let needle = "sleep\09137";
-        let deadline = Instant::now() + LIMIT;
-        while processes_with(needle).is_empty() {
-            assert!(Instant::now() < deadline, "the exec never started");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        drop(e);
-        let deadline = Instant::now() + LIMIT;
-        while !processes_with(needle).is_empty() {
-            assert!(Instant::now() < deadline, "the exec outlived its client: {:?}", processes_with(needle));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    // 7. A client that vanishes: the server kills its exec (runc without a terminal, crun
+    // with one).
+    for (ctr, arg, tty) in [(&id, "9137", false), (&crun_id, "9138", true)] {
+        block_on(async {
+            let url = exec_url(&mut c, ctr, &["sleep", arg], tty, tty, false).await;
+            let e = Exec::connect(&url, tty, tty, true, false).await;
+            let needle = format!("sleep\0{arg}");
+            let deadline = Instant::now() + LIMIT;
+            while processes_with(&needle).is_empty() {
+                assert!(Instant::now() < deadline, "the exec never started");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            drop(e);
+            let deadline = Instant::now() + LIMIT;
+            while !processes_with(&needle).is_empty() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the exec outlived its client: {:?}",
+                    processes_with(&needle)
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
 
     // 8. berth-cri SIGKILLed: a URL from before it died is dead; a new one works.
     let stale = block_on(exec_url(&mut c, &id, &["true"], false, false, false));
