@@ -199,34 +199,48 @@ fn exec_attach_and_port_forward_over_spdy() {
         assert_eq!(status["status"], "Success", "{status}; output {:?}", String::from_utf8_lossy(&rest));
     });
 
-    // 4. Attach to an init reading its stdin; it goes on when the client leaves.
+    // 4. Attach to an init reading its stdin (stdin_once unset): what is written comes back;
+    // the client ending its stdin, or vanishing, leaves the container running with its stdin
+    // open for the next attach.
     block_on(async {
         let (apod, aid) = pod_with(&mut c, &image, "attach", "runc", &["cat"], true, true).await;
-        let req = cri::AttachRequest {
-            container_id: aid.clone(),
-            stdin: true,
-            tty: false,
-            stdout: true,
-            stderr: true,
-        };
-        let url = c.rt.attach(req).await.expect("attach").into_inner().url;
-        assert!(url.contains("/attach/"), "{url}");
-        let mut e = Exec::connect(&url, false, true, true, true).await;
-        let mut stdin = e.stdin.take().expect("stdin");
-        stdin.write(b"hello-attach\n").await.expect("stdin");
-        let mut stdout = e.stdout.take().expect("stdout");
-        let seen = read_until(&mut stdout, b"hello-attach\n", LIMIT).await;
-        assert!(
-            seen.windows(13).any(|w| w == b"hello-attach\n"),
-            "attach stdout: {:?}",
-            String::from_utf8_lossy(&seen)
-        );
-        drop((stdin, stdout, e));
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let st =
-            c.rt.container_status(cri::ContainerStatusRequest { container_id: aid.clone(), verbose: false });
-        let st = st.await.expect("status").into_inner().status.expect("status");
-        assert_eq!(st.state, cri::ContainerState::ContainerRunning as i32, "after detach: {st:?}");
+        for (word, vanish) in [("first-word\n", false), ("second-word\n", true)] {
+            let req = cri::AttachRequest {
+                container_id: aid.clone(),
+                stdin: true,
+                tty: false,
+                stdout: true,
+                stderr: true,
+            };
+            let url = c.rt.attach(req).await.expect("attach").into_inner().url;
+            assert!(url.contains("/attach/"), "{url}");
+            let mut e = Exec::connect(&url, false, true, true, true).await;
+            let mut stdin = e.stdin.take().expect("stdin");
+            stdin.write(word.as_bytes()).await.expect("stdin");
+            let mut stdout = e.stdout.take().expect("stdout");
+            let seen = read_until(&mut stdout, word.as_bytes(), LIMIT).await;
+            assert!(
+                seen.windows(word.len()).any(|w| w == word.as_bytes()),
+                "attach stdout: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+            if !vanish {
+                stdin.finish().await.expect("finish stdin");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            drop((stdin, stdout, e));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let st = c
+                .rt
+                .container_status(cri::ContainerStatusRequest { container_id: aid.clone(), verbose: false });
+            let st = st.await.expect("status").into_inner().status.expect("status");
+            assert_eq!(
+                st.state,
+                cri::ContainerState::ContainerRunning as i32,
+                "after an attach {}: {st:?}",
+                if vanish { "vanished" } else { "ended its stdin" }
+            );
+        }
         remove_pod(&mut c, &apod).await;
     });
 
