@@ -43,15 +43,25 @@ fn pod_config(name: &str) -> cri::PodSandboxConfig {
     }
 }
 
-/// Runs pod `name` with `handler` and in it a started container running `cmd` (stdin open
-/// when `stdin`): the pod's id and the container's.
+/// A container's stdin.
+#[derive(Clone, Copy, PartialEq)]
+enum Stdin {
+    None,
+    /// Open for every attach.
+    Open,
+    /// Closed when the first attach ends its input.
+    Once,
+}
+
+/// Runs pod `name` with `handler` and in it a container running `cmd`, started when
+/// `start`: the pod's id and the container's.
 async fn pod_with(
     c: &mut CriClient,
     image: &str,
     name: &str,
     handler: &str,
     cmd: &[&str],
-    stdin: bool,
+    stdin: Stdin,
     start: bool,
 ) -> (String, String) {
     let run = cri::RunPodSandboxRequest { config: Some(pod_config(name)), runtime_handler: handler.into() };
@@ -60,7 +70,8 @@ async fn pod_with(
         metadata: Some(cri::ContainerMetadata { name: "main".into(), attempt: 0 }),
         image: Some(cri::ImageSpec { image: image.into(), ..Default::default() }),
         command: cmd.iter().map(|s| s.to_string()).collect(),
-        stdin,
+        stdin: stdin != Stdin::None,
+        stdin_once: stdin == Stdin::Once,
         labels: HashMap::new(),
         ..Default::default()
     };
@@ -129,8 +140,9 @@ fn exec_attach_and_port_forward_over_spdy() {
     }))
     .expect("pull");
     let sleeper = ["sh", "-c", "while :; do sleep 0.2; done"];
-    let (pod, id) = block_on(pod_with(&mut c, &image, "exec", "runc", &sleeper, false, true));
-    let (crun_pod, crun_id) = block_on(pod_with(&mut c, &image, "exec-crun", "crun", &sleeper, false, true));
+    let (pod, id) = block_on(pod_with(&mut c, &image, "exec", "runc", &sleeper, Stdin::None, true));
+    let (crun_pod, crun_id) =
+        block_on(pod_with(&mut c, &image, "exec-crun", "crun", &sleeper, Stdin::None, true));
 
     // 1. Exec without a terminal, on both runtimes.
     block_on(exec_non_tty(&mut c, &id, "runc"));
@@ -203,7 +215,7 @@ fn exec_attach_and_port_forward_over_spdy() {
     // the client ending its stdin, or vanishing, leaves the container running with its stdin
     // open for the next attach.
     block_on(async {
-        let (apod, aid) = pod_with(&mut c, &image, "attach", "runc", &["cat"], true, true).await;
+        let (apod, aid) = pod_with(&mut c, &image, "attach", "runc", &["cat"], Stdin::Open, true).await;
         for (word, vanish) in [("first-word\n", false), ("second-word\n", true)] {
             let req = cri::AttachRequest {
                 container_id: aid.clone(),
@@ -242,13 +254,42 @@ fn exec_attach_and_port_forward_over_spdy() {
             );
         }
         remove_pod(&mut c, &apod).await;
+
+        // With stdin_once the attach's end of input is the init's: cat ends, and the status
+        // says so.
+        let (opod, oid) = pod_with(&mut c, &image, "attach-once", "runc", &["cat"], Stdin::Once, true).await;
+        let req = cri::AttachRequest {
+            container_id: oid.clone(),
+            stdin: true,
+            tty: false,
+            stdout: true,
+            stderr: false,
+        };
+        let url = c.rt.attach(req).await.expect("attach").into_inner().url;
+        let mut e = Exec::connect(&url, false, true, true, false).await;
+        let mut stdin = e.stdin.take().expect("stdin");
+        stdin.write(b"only-word\n").await.expect("stdin");
+        stdin.finish().await.expect("finish stdin");
+        let (out, _, status) = e.collect(LIMIT).await;
+        assert!(
+            String::from_utf8_lossy(&out).ends_with("only-word\n"),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
+        assert_eq!(status["status"], "Success", "{status}");
+        let st =
+            c.rt.container_status(cri::ContainerStatusRequest { container_id: oid.clone(), verbose: false });
+        let st = st.await.expect("status").into_inner().status.expect("status");
+        assert_eq!(st.state, cri::ContainerState::ContainerExited as i32, "{st:?}");
+        remove_pod(&mut c, &opod).await;
     });
 
     // 5. Port-forward into a loopback-only pod.
     block_on(async {
         let script = "mkdir -p /tmp/www && echo hello-from-the-pod > /tmp/www/index.html && \
                       exec httpd -f -p 127.0.0.1:8080 -h /tmp/www";
-        let (ppod, _) = pod_with(&mut c, &image, "pf", "runc", &["sh", "-c", script], false, true).await;
+        let (ppod, _) =
+            pod_with(&mut c, &image, "pf", "runc", &["sh", "-c", script], Stdin::None, true).await;
         let req = cri::PortForwardRequest { pod_sandbox_id: ppod.clone(), port: vec![8080] };
         let url = c.rt.port_forward(req).await.expect("port forward").into_inner().url;
         let (proto, session) = upgrade(&url, &["portforward.k8s.io"], true).await;
@@ -335,7 +376,8 @@ fn exec_attach_and_port_forward_over_spdy() {
         };
         let e = c.rt.exec(req).await.expect_err("tty with stderr");
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
-        let (npod, created) = pod_with(&mut c, &image, "notrunning", "runc", &["true"], false, false).await;
+        let (npod, created) =
+            pod_with(&mut c, &image, "notrunning", "runc", &["true"], Stdin::None, false).await;
         let req = cri::ExecRequest {
             container_id: created.clone(),
             cmd: vec!["true".into()],
