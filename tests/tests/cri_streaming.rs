@@ -3,10 +3,12 @@
 //! hand, then the Kubernetes stream conventions over a berth-spdy client session.
 //!
 //! - exec without a terminal: stdout and stderr apart, the exit code in a `metav1.Status`
-//!   (runc and crun); stdin copied through `cat`, 200 KB and its end;
+//!   (runc and crun), a command that cannot start; stdin copied through `cat`, 200 KB and
+//!   its end; 3 MB of output, all before the status;
 //! - exec with a terminal: a resize reaches the pty (`stty size`), Ctrl-D ends it;
-//! - attach to a container's init: what is written to its stdin comes back, and the
-//!   container goes on after the client leaves;
+//! - attach to a container's init: what is written to its stdin comes back; the client
+//!   ending its input or vanishing leaves the container and its stdin for the next attach,
+//!   unless it was created with `stdin_once`, when the init gets the end of input;
 //! - port-forward into a loopback-only pod: an HTTP request to a server on the pod's
 //!   127.0.0.1, and "error forwarding port" for a port nothing listens on;
 //! - tokens and bad requests: a URL works once, unknown tokens are 404, no `Upgrade` is 400,
@@ -120,6 +122,15 @@ async fn exec_non_tty(c: &mut CriClient, id: &str, handler: &str) {
     let (out, err, status) = e.collect(LIMIT).await;
     assert_eq!((out.as_slice(), err.as_slice()), (&b"fine\n"[..], &b""[..]), "{handler}");
     assert_eq!(status, serde_json::json!({"metadata": {}, "status": "Success"}), "{handler}");
+
+    // A command that cannot start: a Failure naming it, no output.
+    let url = exec_url(c, id, &["/no/such/binary-strm"], false, false, true).await;
+    let mut e = Exec::connect(&url, false, false, true, true).await;
+    let (out, _, status) = e.collect(LIMIT).await;
+    assert!(out.is_empty(), "{handler}: {out:?}");
+    assert_eq!(status["status"], "Failure", "{handler}: {status}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.contains("/no/such/binary-strm"), "{handler}: {status}");
 }
 
 #[test]
