@@ -326,6 +326,20 @@ fn exec_attach_and_port_forward_over_spdy() {
         };
         assert!(answer.starts_with("HTTP/1.") && answer.contains(" 200 "), "{answer}");
         assert!(answer.ends_with("hello-from-the-pod\n"), "{answer}");
+        // Two connections at once on the session, each its own pair by request id.
+        let (mut e1, mut d1) = forward_pair(&session, 8080, 100).await;
+        let (mut e2, mut d2) = forward_pair(&session, 8080, 101).await;
+        d2.write(b"GET /index.html HTTP/1.0\r\n\r\n").await.expect("data");
+        d1.write(b"GET /missing.html HTTP/1.0\r\n\r\n").await.expect("data");
+        let (a1, a2, r1, r2) = tokio::time::timeout(LIMIT, async {
+            tokio::join!(read_all(&mut d1), read_all(&mut d2), read_all(&mut e1), read_all(&mut e2))
+        })
+        .await
+        .expect("two forwarded connections did not end");
+        let (a1, a2) = (String::from_utf8_lossy(&a1), String::from_utf8_lossy(&a2));
+        assert!(r1.is_empty() && r2.is_empty(), "{r1:?} {r2:?}");
+        assert!(a1.starts_with("HTTP/1.1 404 ") && !a1.contains("hello-from-the-pod"), "missing: {a1}");
+        assert!(a2.ends_with("hello-from-the-pod\n"), "GET: {a2}");
         // Nothing listens on 8099.
         let (mut error, mut data) = forward_pair(&session, 8099, request + 1).await;
         let (answer, err) =
