@@ -330,6 +330,8 @@ fn exec_attach_and_port_forward_over_spdy() {
         let (mut e1, mut d1) = forward_pair(&session, 8080, 100).await;
         let (mut e2, mut d2) = forward_pair(&session, 8080, 101).await;
         d2.write(b"GET /index.html HTTP/1.0\r\n\r\n").await.expect("data");
+        // This client ends its side at once: the pod's answer must still come back.
+        d2.finish().await.expect("finish data");
         d1.write(b"GET /missing.html HTTP/1.0\r\n\r\n").await.expect("data");
         let (a1, a2, r1, r2) = tokio::time::timeout(LIMIT, async {
             tokio::join!(read_all(&mut d1), read_all(&mut d2), read_all(&mut e1), read_all(&mut e2))
