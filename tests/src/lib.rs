@@ -9,6 +9,7 @@ pub mod cri;
 pub mod dist;
 pub mod hostile;
 pub mod hostnet;
+pub mod streaming;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

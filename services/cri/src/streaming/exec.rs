@@ -104,11 +104,13 @@ pub async fn exec(
         Ok(t) => t,
         Err(e) => return Outcome::Failed(e.message.clone()),
     };
-    follow(cri, task, tty, io, gone, true).await
+    follow(cri, task, tty, io, gone, true, true).await
 }
 
 /// Follows `container`'s init with `io` until it exits or `gone` resolves (the container
-/// then goes on).
+/// then goes on). The client's end of input closes the init's stdin only when the container
+/// was created with `stdin_once`, as the kubelet's runtimes do; otherwise its stdin stays
+/// open for the next attach.
 pub async fn attach(
     cri: &Cri,
     container: &str,
@@ -116,7 +118,11 @@ pub async fn attach(
     io: Stdio,
     gone: impl Future<Output = ()>,
 ) -> Outcome {
-    follow(cri, TaskRef::init(NAMESPACE, container), tty, io, gone, false).await
+    let stdin_once = match cri.container(container).await {
+        Ok(c) => c.cri.config.stdin_once,
+        Err(e) => return Outcome::Failed(e.message.clone()),
+    };
+    follow(cri, TaskRef::init(NAMESPACE, container), tty, io, gone, false, stdin_once).await
 }
 
 /// Starts an exec of `spec` in `container` under the first free id `<prefix>-<n>`, n below
@@ -150,6 +156,7 @@ async fn follow(
     io: Stdio,
     gone: impl Future<Output = ()>,
     kill_when_gone: bool,
+    close_stdin: bool,
 ) -> Outcome {
     let Stdio { stdin, resize, stdout, stderr } = io;
     let rt = &cri.services.runtime;
@@ -162,7 +169,7 @@ async fn follow(
                 break;
             }
         }
-        if !tty {
+        if close_stdin && !tty {
             let _ = rt.call(CloseStdin(task.clone())).await;
         }
         std::future::pending::<()>().await

@@ -37,9 +37,11 @@ pub async fn connect(netns: Option<&str>, port: u16) -> io::Result<TcpStream> {
     TcpStream::from_std(std)
 }
 
-/// Copies between `tcp` and a client's stream until both directions have ended: what the
-/// client sends goes to the pod (its end of input shuts the socket's write side), what the
-/// pod sends goes to `to_client`, and its end finishes the stream.
+/// Copies between `tcp` and a client's stream until the pod's side has ended (or writing to
+/// it failed): what the client sends goes to the pod (its end of input shuts the socket's
+/// write side), what the pod sends goes to `to_client`, and its end finishes the stream and
+/// the pair, whether or not the client has ended its side — `kubectl` waits for the error
+/// stream's end once the pod's side is done, and only then closes its local connection.
 pub async fn pump(
     tcp: TcpStream,
     mut from_client: berth_spdy::StreamReader,
@@ -50,7 +52,9 @@ pub async fn pump(
         while let Some(data) = from_client.read().await {
             wr.write_all(&data).await?;
         }
-        wr.shutdown().await
+        wr.shutdown().await?;
+        // The pod's answer may still come: the pair ends with it.
+        std::future::pending::<io::Result<()>>().await
     };
     let down = async {
         let mut buf = vec![0u8; CHUNK];
@@ -63,6 +67,8 @@ pub async fn pump(
         }
         to_client.finish().await
     };
-    let (a, b) = tokio::join!(up, down);
-    a.and(b)
+    tokio::select! {
+        r = up => r,
+        r = down => r,
+    }
 }
