@@ -41,12 +41,12 @@ struct Size {
 }
 
 impl ResizeParser {
-    /// The sizes `data` completes. `Err` for malformed JSON or more than 64 KiB without a
+    /// The sizes `data` completes. `None` for malformed JSON or more than 64 KiB without a
     /// whole object: the caller drops the channel (or starts afresh).
-    pub fn push(&mut self, data: &[u8]) -> std::result::Result<Vec<TermSize>, ()> {
+    pub fn push(&mut self, data: &[u8]) -> Option<Vec<TermSize>> {
         self.buf.extend_from_slice(data);
         if self.buf.len() > 64 * 1024 {
-            return Err(());
+            return None;
         }
         let mut objects = serde_json::Deserializer::from_slice(&self.buf).into_iter::<Size>();
         let mut found = Vec::new();
@@ -58,12 +58,12 @@ impl ResizeParser {
                     found.push(TermSize { width: s.width, height: s.height });
                 }
                 Some(Err(e)) if e.is_eof() => break,
-                Some(Err(_)) => return Err(()),
+                Some(Err(_)) => return None,
                 None => break,
             }
         }
         self.buf.drain(..used);
-        Ok(found)
+        Some(found)
     }
 }
 
@@ -237,9 +237,9 @@ mod tests {
     #[test]
     fn resize_objects_split_anywhere() {
         let mut p = ResizeParser::default();
-        assert_eq!(p.push(br#"{"Width":80,"Hei"#), Ok(vec![]));
+        assert_eq!(p.push(br#"{"Width":80,"Hei"#), Some(vec![]));
         let got = p.push(br#"ght":24}{"Width":100,"Height":40}"#).expect("sizes");
         assert_eq!(got, [TermSize { width: 80, height: 24 }, TermSize { width: 100, height: 40 }]);
-        assert_eq!(p.push(b"nonsense"), Err(()));
+        assert_eq!(p.push(b"nonsense"), None);
     }
 }

@@ -216,7 +216,7 @@ async fn resize_reader(s: Stream, tx: mpsc::Sender<TermSize>) {
     let (mut rd, _wr) = s.split();
     let mut sizes = ResizeParser::default();
     while let Some(d) = rd.read().await {
-        let Ok(found) = sizes.push(&d) else { return };
+        let Some(found) = sizes.push(&d) else { return };
         for s in found {
             if tx.send(s).await.is_err() {
                 return;

@@ -168,12 +168,12 @@ async fn exec_session(cri: &Cri, ws: Ws, what: Pending, v5: bool) {
                         }
                     }
                     RESIZE => match sizes.push(body) {
-                        Ok(found) => {
+                        Some(found) => {
                             for s in found {
                                 let _ = resize_tx.send(s).await;
                             }
                         }
-                        Err(()) => sizes = ResizeParser::default(),
+                        None => sizes = ResizeParser::default(),
                     },
                     CLOSE if v5 && body.first() == Some(&STDIN) => stdin_tx = None,
                     _ => {}
@@ -216,11 +216,7 @@ async fn tunnel(ws: Ws, pod: &str, netns: Option<String>) {
     let up = tokio::spawn(async move {
         while let Some(Ok(msg)) = source.next().await {
             match msg {
-                Message::Binary(d) => {
-                    if far_wr.write_all(&d).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(d) if far_wr.write_all(&d).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }
