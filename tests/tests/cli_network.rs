@@ -365,6 +365,8 @@ fn a_container_on_a_network_is_reached_and_gives_everything_back() {
 
     ok(&berth, &["network", "rm", "tn40"]);
     assert!(!data.join("tn40").exists(), "host-local's dir of the network goes with it");
+    let dev = std::path::Path::new("/sys/class/net").join(&bridge);
+    assert!(!dev.exists(), "bridge {bridge} goes with its network");
     drop(berth);
     drop(host);
 }

@@ -145,6 +145,20 @@ fn berth_labels(list: &NetworkList) -> Option<BTreeMap<String, String>> {
     Some(obj.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
 }
 
+/// Deletes bridge device `name` if it exists and is a bridge with no port left.
+fn remove_bridge(name: &str) {
+    let dev = Path::new("/sys/class/net").join(name);
+    let ports = std::fs::read_dir(dev.join("brif")).map(|d| d.count());
+    if !matches!(ports, Ok(0)) {
+        return;
+    }
+    match std::process::Command::new("ip").args(["link", "delete", name, "type", "bridge"]).output() {
+        Ok(o) if o.status.success() => tracing::info!(bridge = name, "bridge removed"),
+        Ok(o) => tracing::warn!(bridge = name, error = %String::from_utf8_lossy(&o.stderr).trim(), "bridge not removed"),
+        Err(e) => tracing::warn!(bridge = name, error = %e, "bridge not removed: ip"),
+    }
+}
+
 /// The default bridge name of a created network `name`: `berth-` and 8 hex digits of its
 /// FNV-1a hash (15 bytes at most, as Linux allows).
 pub fn bridge_name(name: &str) -> String {
@@ -414,6 +428,11 @@ impl Runtime {
             // last-reserved marks: they go with it, so a later network of the name starts anew.
             let data = rt.cni.data_dir().join(&name);
             let _ = std::fs::remove_dir_all(data);
+            // The bridge plugin makes the bridge at the first attachment and never removes
+            // it; with no attachment left it holds nothing, so it goes with its network.
+            if let Some(bridge) = bridge_of(&list) {
+                remove_bridge(&bridge);
+            }
             tracing::info!(network = %name, file = %list.file.display(), "network removed");
             Ok(())
         })
