@@ -154,7 +154,9 @@ fn remove_bridge(name: &str) {
     }
     match std::process::Command::new("ip").args(["link", "delete", name, "type", "bridge"]).output() {
         Ok(o) if o.status.success() => tracing::info!(bridge = name, "bridge removed"),
-        Ok(o) => tracing::warn!(bridge = name, error = %String::from_utf8_lossy(&o.stderr).trim(), "bridge not removed"),
+        Ok(o) => {
+            tracing::warn!(bridge = name, error = %String::from_utf8_lossy(&o.stderr).trim(), "bridge not removed")
+        }
         Err(e) => tracing::warn!(bridge = name, error = %e, "bridge not removed: ip"),
     }
 }
