@@ -48,6 +48,26 @@ impl CriClient {
         })
     }
 
+    /// `berth`'s local image `src` pushed to `reg` as `test/busybox:<tag>` and pulled back
+    /// through the CRI: the image's name there, and the client that pulled it.
+    pub fn pulled(
+        berth: &crate::Berth,
+        reg: &crate::dist::Registry,
+        src: &str,
+        tag: &str,
+    ) -> (String, CriClient) {
+        let image = format!("{}/test/busybox:{tag}", reg.addr);
+        crate::dist::berth_ok(berth, &["images", "tag", src, &image]);
+        crate::dist::berth_ok(berth, &["images", "push", &image]);
+        let mut c = block_on(CriClient::of(berth));
+        block_on(c.img.pull_image(k8s_cri::v1::PullImageRequest {
+            image: Some(k8s_cri::v1::ImageSpec { image: image.clone(), ..Default::default() }),
+            ..Default::default()
+        }))
+        .expect("pull through the CRI");
+        (image, c)
+    }
+
     /// A client of `berth`'s CRI service, waiting up to 5 s for its socket.
     pub async fn of(berth: &crate::Berth) -> CriClient {
         let socket = berth.state.join("cri.sock");

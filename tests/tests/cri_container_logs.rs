@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use berth_system_tests::Berth;
 use berth_system_tests::cri::{CriClient, block_on};
-use berth_system_tests::dist::{Registry, berth_ok};
+use berth_system_tests::dist::Registry;
 use k8s_cri::v1 as cri;
 use runtime_support::{can_run, import_busybox};
 
@@ -44,15 +44,7 @@ fn container_output_at_the_pods_log_directory_rotated_by_reopen() {
     let berth = Berth::start();
     let reg = Registry::start(None);
     import_busybox(&berth, "crisrc", serde_json::json!({"Cmd": ["sh"], "User": "0"}));
-    let image = format!("{}/test/busybox:1", reg.addr);
-    berth_ok(&berth, &["images", "tag", "crisrc", &image]);
-    berth_ok(&berth, &["images", "push", &image]);
-    let mut c = block_on(CriClient::of(&berth));
-    block_on(c.img.pull_image(cri::PullImageRequest {
-        image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
-        ..Default::default()
-    }))
-    .expect("pull");
+    let (image, mut c) = CriClient::pulled(&berth, &reg, "crisrc", "1");
 
     let log_dir = berth.dir.path().join("pods/default_logs_uid-logs");
     let pod_config = cri::PodSandboxConfig {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use berth_ipc::launcher::ServiceState;
 use berth_system_tests::cri::{CriClient, block_on};
-use berth_system_tests::dist::{Registry, berth_ok};
+use berth_system_tests::dist::Registry;
 use berth_system_tests::streaming::{self, Exec, forward_pair, read_all, read_until, upgrade};
 use berth_system_tests::{Berth, processes_with, signal};
 use k8s_cri::v1 as cri;
@@ -141,15 +141,7 @@ fn exec_attach_and_port_forward_over_spdy() {
     let mut berth = Berth::start();
     let reg = Registry::start(None);
     import_busybox(&berth, "strmsrc", serde_json::json!({"Cmd": ["sh"], "User": "0"}));
-    let image = format!("{}/test/busybox:1", reg.addr);
-    berth_ok(&berth, &["images", "tag", "strmsrc", &image]);
-    berth_ok(&berth, &["images", "push", &image]);
-    let mut c = block_on(CriClient::of(&berth));
-    block_on(c.img.pull_image(cri::PullImageRequest {
-        image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
-        ..Default::default()
-    }))
-    .expect("pull");
+    let (image, mut c) = CriClient::pulled(&berth, &reg, "strmsrc", "1");
     let sleeper = ["sh", "-c", "while :; do sleep 0.2; done"];
     let (pod, id) = block_on(pod_with(&mut c, &image, "exec", "runc", &sleeper, Stdin::None, true));
     let (crun_pod, crun_id) =

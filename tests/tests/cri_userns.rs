@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use berth_ipc::launcher::ServiceState;
 use berth_system_tests::cri::{CriClient, block_on};
-use berth_system_tests::dist::{Registry, berth_ok};
+use berth_system_tests::dist::Registry;
 use berth_system_tests::{Berth, mounts_under, signal};
 use k8s_cri::v1 as cri;
 use nix::sys::signal::Signal;
@@ -105,15 +105,7 @@ fn setup() -> Option<(Berth, Registry, String, CriClient)> {
     std::fs::set_permissions(berth.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod root");
     let reg = Registry::start(None);
     import_busybox(&berth, "usernssrc", serde_json::json!({"Cmd": ["sh"], "User": "0"}));
-    let image = format!("{}/test/busybox:userns", reg.addr);
-    berth_ok(&berth, &["images", "tag", "usernssrc", &image]);
-    berth_ok(&berth, &["images", "push", &image]);
-    let mut c = block_on(CriClient::of(&berth));
-    block_on(c.img.pull_image(cri::PullImageRequest {
-        image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
-        ..Default::default()
-    }))
-    .expect("pull");
+    let (image, c) = CriClient::pulled(&berth, &reg, "usernssrc", "userns");
     Some((berth, reg, image, c))
 }
 
