@@ -265,6 +265,17 @@ fn route(cri: &Cri, req: Request<Incoming>) -> Response<Body> {
     )
 }
 
+/// The first of the client's `offered` protocols (best first) that is one of `ours`, or the
+/// `403` the kubelet answers when there is none.
+pub fn negotiate(offered: &[String], ours: &[&str]) -> std::result::Result<String, Response<Body>> {
+    offered.iter().find(|p| ours.contains(&p.as_str())).cloned().ok_or_else(|| {
+        text(
+            StatusCode::FORBIDDEN,
+            format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {ours:?}"),
+        )
+    })
+}
+
 /// A request header as text (the first, if repeated).
 pub fn header<B>(req: &Request<B>, name: http::header::HeaderName) -> Option<String> {
     req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)

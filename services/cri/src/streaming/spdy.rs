@@ -25,7 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 
 use super::exec::{self, Outcome, ResizeParser, Stdio, TermSize};
-use super::{Body, Pending, header_list, portforward, text};
+use super::{Body, Pending, header_list, negotiate, portforward};
 use crate::Cri;
 
 /// The `Upgrade` token.
@@ -47,16 +47,9 @@ pub fn upgrade(cri: &Cri, mut req: Request<Incoming>, what: Pending) -> Response
     let chosen = if offered.is_empty() {
         None
     } else {
-        match offered.iter().find(|p| ours.contains(&p.as_str())) {
-            Some(p) => Some(p.clone()),
-            None => {
-                return text(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {ours:?}"
-                    ),
-                );
-            }
+        match negotiate(&offered, ours) {
+            Ok(p) => Some(p),
+            Err(forbidden) => return forbidden,
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);

@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_util::sync::CancellationToken;
 
 use super::exec::{self, Outcome, ResizeParser, Stdio};
-use super::{Body, Pending, header, header_list, text};
+use super::{Body, Pending, header, header_list, negotiate, text};
 use crate::Cri;
 
 /// Exec and attach subprotocols, newest first.
@@ -53,13 +53,9 @@ pub fn upgrade(cri: &Cri, mut req: Request<Incoming>, what: Pending) -> Response
     let offered = header_list(&req, "sec-websocket-protocol");
     let ours =
         if matches!(what, Pending::PortForward { .. }) { PORTFORWARD_PROTOCOLS } else { EXEC_PROTOCOLS };
-    let Some(chosen) = offered.iter().find(|p| ours.contains(&p.as_str())).cloned() else {
-        return text(
-            StatusCode::FORBIDDEN,
-            format!(
-                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {ours:?}"
-            ),
-        );
+    let chosen = match negotiate(&offered, ours) {
+        Ok(p) => p,
+        Err(forbidden) => return forbidden,
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let cri = cri.clone();
