@@ -89,11 +89,57 @@ impl Cni {
         Err(Error::not_found(msg))
     }
 
-    /// Every plugin of `net` is installed: the list can be used.
+    /// Whether `net` can take new attachments now: every plugin is installed and, for a list
+    /// of `cniVersion` 1.1.0 or later, each answers `STATUS` (network config only, no
+    /// container) without error. Lists older than 1.1.0 have no `STATUS` (as libcni, they are
+    /// ready once their plugins are installed), and a plugin that answers it does not know
+    /// the command or the version (older than 1.1.0) counts as ready. The error names the
+    /// network and the plugin.
     pub fn status(&self, net: &NetworkList) -> Result<()> {
         for p in &net.plugins {
             exec::find_plugin(&self.plugin_dirs, &p.kind)
                 .map_err(|e| e.context(format!("network {}", net.name)))?;
+        }
+        if !version_at_least(&net.cni_version, (1, 1, 0)) {
+            return Ok(());
+        }
+        for p in &net.plugins {
+            let stdin = conf::plugin_input(net, p, None, &Map::new());
+            match exec::run_status(self, net, p, &stdin) {
+                Ok(_) => {}
+                Err(e) if exec::is_unsupported(&e) => {
+                    tracing::debug!(network = %net.name, plugin = %p.kind, error = %e, "CNI STATUS not supported; taken as ready");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the attachment of network `name` to `a` is as its `ADD` left it: each plugin's
+    /// `CHECK`, in order, with the config and result recorded at `ADD` as `prevResult`. An
+    /// error (naming the network and plugin) means the attachment is broken; `NotFound` when
+    /// no finished attachment is recorded. Lists of `cniVersion` below 0.4.0 (where the spec
+    /// defines no `CHECK`) and lists with `disableCheck: true` are not checked.
+    pub fn check(&self, name: &str, a: &Attachment) -> Result<()> {
+        let key = cache::key(name, &a.container_id, &a.ifname);
+        let entry = cache::read(&self.cache_dir, &key)?;
+        let Some((entry, result)) = entry.and_then(|e| e.result.clone().map(|r| (e, r))) else {
+            return Err(Error::not_found(format!(
+                "network {name}: no finished attachment of {} ({}) recorded",
+                a.container_id, a.ifname
+            )));
+        };
+        let net = entry.network()?;
+        if !version_at_least(&net.cni_version, (0, 4, 0))
+            || net.raw.get("disableCheck").and_then(Value::as_bool) == Some(true)
+        {
+            return Ok(());
+        }
+        let recorded = entry.attachment();
+        for plugin in &net.plugins {
+            let stdin = conf::plugin_input(&net, plugin, Some(&result), &recorded.capabilities);
+            exec::run(self, &net, plugin, "CHECK", &recorded, &stdin)?;
         }
         Ok(())
     }
@@ -202,6 +248,17 @@ pub fn is_netns(path: &Path) -> bool {
     // SAFETY: as above; the pointers live for the call.
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
     rc == 0 && buf.f_type as i64 == NSFS_MAGIC
+}
+
+/// Whether CNI version `v` (`major.minor.patch`, missing parts 0) is at least `min`; an
+/// unparsable version is not.
+pub fn version_at_least(v: &str, min: (u64, u64, u64)) -> bool {
+    let mut parts = v.trim().split('.').map(|p| p.parse::<u64>());
+    let mut next = || parts.next().unwrap_or(Ok(0));
+    match (next(), next(), next()) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c) >= min,
+        _ => false,
+    }
 }
 
 /// `path` joined for `CNI_PATH`.
