@@ -368,8 +368,7 @@ exit 0"#,
         let (cni, a) = (driver(dir.path()), attachment("/proc/self/ns/net"));
         logging(dir.path(), "first");
         std::fs::write(dir.path().join("broken"), b"").expect("break");
-        for (version, extra) in
-            [("0.3.1", Value::Null), ("1.0.0", serde_json::json!({"disableCheck": true}))]
+        for (version, extra) in [("0.3.1", Value::Null), ("1.0.0", serde_json::json!({"disableCheck": true}))]
         {
             cni.add(&list(version, extra, &["first"]), &a).expect("add");
             cni.check("t", &a).expect("not checked");
@@ -459,7 +458,8 @@ echo '{{"cniVersion":"1.1.0","code":50,"msg":"no addresses to give"}}'; exit 1"#
         let added = cni.add(&net, &a).expect("add");
         assert!(added.ips.iter().any(|ip| ip.starts_with("10.214.50.")), "{added:?}");
         cni.check("berth-g-chk", &a).expect("check after add");
-        let ok = std::process::Command::new("ip").args(["-n", &guard.netns, "link", "delete", "eth0"]).status();
+        let ok =
+            std::process::Command::new("ip").args(["-n", &guard.netns, "link", "delete", "eth0"]).status();
         assert!(ok.is_ok_and(|s| s.success()), "delete the veth");
         let e = cni.check("berth-g-chk", &a).expect_err("check after the veth is gone");
         assert!(e.message.contains("network berth-g-chk: plugin bridge CHECK"), "{e}");
