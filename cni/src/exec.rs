@@ -40,18 +40,44 @@ pub fn run(
     a: &Attachment,
     stdin: &[u8],
 ) -> Result<Option<Value>> {
+    run_with(cni, net, plugin, command, Some(a), stdin)
+}
+
+/// Runs `plugin` of `net` with `STATUS`: the network config only, no container, namespace,
+/// interface or arguments in the environment.
+pub fn run_status(cni: &Cni, net: &NetworkList, plugin: &Plugin, stdin: &[u8]) -> Result<Option<Value>> {
+    run_with(cni, net, plugin, "STATUS", None, stdin)
+}
+
+/// Whether a plugin's error says it does not know the command or the config's version (a
+/// plugin older than the spec that defines the command): `CNI error 1` (incompatible
+/// version), or an `unknown CNI_COMMAND` answer as the reference plugins give (code 4).
+pub fn is_unsupported(e: &Error) -> bool {
+    let m = e.message.to_ascii_lowercase();
+    m.ends_with("[cni error 1]") || m.contains("unknown cni_command") || m.contains("unknown command")
+}
+
+fn run_with(
+    cni: &Cni,
+    net: &NetworkList,
+    plugin: &Plugin,
+    command: &str,
+    a: Option<&Attachment>,
+    stdin: &[u8],
+) -> Result<Option<Value>> {
     let what = format!("network {}: plugin {} {command}", net.name, plugin.kind);
     let bin = find_plugin(&cni.plugin_dirs, &plugin.kind)
         .map_err(|e| e.context(format!("network {}", net.name)))?;
-    let args: Vec<String> = a.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut cmd = Command::new(&bin);
-    cmd.env_clear()
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", &a.container_id)
-        .env("CNI_NETNS", &a.netns)
-        .env("CNI_IFNAME", &a.ifname)
-        .env("CNI_ARGS", args.join(";"))
-        .env("CNI_PATH", crate::joined(&cni.plugin_dirs))
+    cmd.env_clear().env("CNI_COMMAND", command);
+    if let Some(a) = a {
+        let args: Vec<String> = a.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        cmd.env("CNI_CONTAINERID", &a.container_id)
+            .env("CNI_NETNS", &a.netns)
+            .env("CNI_IFNAME", &a.ifname)
+            .env("CNI_ARGS", args.join(";"));
+    }
+    cmd.env("CNI_PATH", crate::joined(&cni.plugin_dirs))
         // portmap and firewall run iptables.
         .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(Stdio::piped())

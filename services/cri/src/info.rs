@@ -36,8 +36,9 @@ pub fn handler_runtime(handler: &str) -> Option<&'static str> {
 
 impl Cri {
     /// Whether pods can be attached to the default network: its list is in the conf dir (or
-    /// will be written there at the first pod) and its plugins are installed. Pods get a
-    /// loopback-only network namespace while it is not.
+    /// will be written there at the first pod), its plugins are installed and answer CNI
+    /// `STATUS` (1.1.0+ lists; see [`berth_cni::Cni::status`]). Pods get a loopback-only
+    /// network namespace while it is not.
     pub fn network_ready(&self) -> berth_ipc::Result<()> {
         let n = &self.network;
         let cni = n.driver(&self.root);
@@ -50,8 +51,8 @@ impl Cri {
         }
     }
 
-    /// `Status`: RuntimeReady when the runtime service answers; NetworkReady as pods get a
-    /// loopback-only network namespace, which always works.
+    /// `Status`: RuntimeReady when the runtime service answers; NetworkReady per
+    /// [`Cri::network_ready`], false with reason `NetworkPluginNotReady` and the error's message.
     pub async fn status(&self, verbose: bool) -> StatusResponse {
         let runtime = self.services.runtime.health().await;
         let runtime_ready = RuntimeCondition {
