@@ -265,15 +265,19 @@ fn route(cri: &Cri, req: Request<Incoming>) -> Response<Body> {
     )
 }
 
-/// The first of the client's `offered` protocols (best first) that is one of `ours`, or the
-/// `403` the kubelet answers when there is none.
-pub fn negotiate(offered: &[String], ours: &[&str]) -> std::result::Result<String, Response<Body>> {
-    offered.iter().find(|p| ours.contains(&p.as_str())).cloned().ok_or_else(|| {
-        text(
-            StatusCode::FORBIDDEN,
-            format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {ours:?}"),
-        )
-    })
+/// The first of the client's `offered` protocols (best first) that is one of `ours`.
+pub fn negotiate(offered: &[String], ours: &[&str]) -> Option<String> {
+    offered.iter().find(|p| ours.contains(&p.as_str())).cloned()
+}
+
+/// The `403` the kubelet answers when [`negotiate`] finds nothing in common.
+pub fn no_protocol(offered: &[String], ours: &[&str]) -> Response<Body> {
+    text(
+        StatusCode::FORBIDDEN,
+        format!(
+            "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {ours:?}"
+        ),
+    )
 }
 
 /// A request header as text (the first, if repeated).

@@ -25,7 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 
 use super::exec::{self, Outcome, ResizeParser, Stdio, TermSize};
-use super::{Body, Pending, header_list, negotiate, portforward};
+use super::{Body, Pending, header_list, negotiate, no_protocol, portforward};
 use crate::Cri;
 
 /// The `Upgrade` token.
@@ -48,8 +48,8 @@ pub fn upgrade(cri: &Cri, mut req: Request<Incoming>, what: Pending) -> Response
         None
     } else {
         match negotiate(&offered, ours) {
-            Ok(p) => Some(p),
-            Err(forbidden) => return forbidden,
+            Some(p) => Some(p),
+            None => return no_protocol(&offered, ours),
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);

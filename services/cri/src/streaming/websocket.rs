@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_util::sync::CancellationToken;
 
 use super::exec::{self, Outcome, ResizeParser, Stdio};
-use super::{Body, Pending, header, header_list, negotiate, text};
+use super::{Body, Pending, header, header_list, negotiate, no_protocol, text};
 use crate::Cri;
 
 /// Exec and attach subprotocols, newest first.
@@ -53,10 +53,7 @@ pub fn upgrade(cri: &Cri, mut req: Request<Incoming>, what: Pending) -> Response
     let offered = header_list(&req, "sec-websocket-protocol");
     let ours =
         if matches!(what, Pending::PortForward { .. }) { PORTFORWARD_PROTOCOLS } else { EXEC_PROTOCOLS };
-    let chosen = match negotiate(&offered, ours) {
-        Ok(p) => p,
-        Err(forbidden) => return forbidden,
-    };
+    let Some(chosen) = negotiate(&offered, ours) else { return no_protocol(&offered, ours) };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let cri = cri.clone();
     let v5 = chosen.starts_with("v5.");
