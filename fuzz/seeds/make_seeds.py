@@ -172,3 +172,20 @@ put("spdy", "spdystream", bytes.fromhex(
 put("spdy", "control", bytes.fromhex("8003000600000004000000018003000300000008000000050000000580030009"
                                       "00000008000000000000100080030007000000080000000900000000"))
 put("spdy", "settings", bytes.fromhex("800300040000000c00000001010000070001000000000001000000036869"))
+
+# websocket: masked client frames: a binary stdin message [0, "hi"], a ping, a resize on
+# channel 4, v5's close of stdin [255, 0], and a close frame.
+def ws_frame(opcode, payload, mask=b"\x01\x02\x03\x04"):
+    head = bytes([0x80 | opcode])
+    n = len(payload)
+    if n < 126:
+        head += bytes([0x80 | n])
+    else:
+        head += bytes([0x80 | 126]) + struct.pack(">H", n)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+put("websocket", "session", ws_frame(2, b"\x00hi") + ws_frame(9, b"p") +
+    ws_frame(2, b'\x04{"Width":80,"Height":24}') + ws_frame(2, b"\xff\x00") + ws_frame(8, b"\x03\xe8"))
+put("websocket", "fragmented", bytes([0x02, 0x83]) + b"\x01\x02\x03\x04" + bytes([1 ^ 1, 2 ^ 2, 3 ^ 3]) +
+    bytes([0x80, 0x82]) + b"\x00\x00\x00\x00" + b"ab")

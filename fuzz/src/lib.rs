@@ -4,7 +4,8 @@
 //! fuzzer) only when an invariant of the code under test is broken. See docs/fuzzing.md.
 //!
 //! # Layout
-//! - this file: frames, request payloads, OCI JSON, references, filters, SPDY frames.
+//! - this file: frames, request payloads, OCI JSON, references, filters, SPDY frames,
+//!   WebSocket frames.
 //! - [`jail`] — layer apply into a throw-away directory, checking nothing outside changed.
 
 pub mod jail;
@@ -181,5 +182,44 @@ pub fn spdy(data: &[u8]) {
         let (again, n) = rx2.decode(&wire).expect("re-encoded frame decodes").expect("whole");
         assert_eq!(n, wire.len(), "re-encoded frame length");
         assert_eq!(again, frame, "frame changed in a round trip");
+    }
+}
+
+/// The WebSocket reader of the CRI streaming server, configured as the server configures it
+/// (server role, messages and frames at most 1 MiB): the input as what a client sends after
+/// the upgrade, read message by message until the first error. No message may pass the
+/// limit, and a binary message (a channel byte and data) must survive being read.
+pub fn websocket(data: &[u8]) {
+    use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
+    const LIMIT: usize = 1 << 20;
+    let config = WebSocketConfig::default().max_message_size(Some(LIMIT)).max_frame_size(Some(LIMIT));
+    let io = std::io::Cursor::new(data.to_vec());
+    let mut ws = WebSocket::from_raw_socket(ReadOnly(io), Role::Server, Some(config));
+    for _ in 0..10_000 {
+        match ws.read() {
+            Ok(tungstenite::Message::Binary(d)) => assert!(d.len() <= LIMIT, "a {} byte message passed", d.len()),
+            Ok(tungstenite::Message::Text(t)) => assert!(t.len() <= LIMIT, "a {} byte message passed", t.len()),
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The fuzz input as a socket: reads from it, and accepts (and drops) what the reader writes
+/// back (pongs, close replies).
+struct ReadOnly(std::io::Cursor<Vec<u8>>);
+
+impl std::io::Read for ReadOnly {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl std::io::Write for ReadOnly {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
