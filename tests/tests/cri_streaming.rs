@@ -178,6 +178,47 @@ fn exec_attach_and_port_forward_over_spdy() {
         assert_eq!(status["status"], "Success", "{status}");
     });
 
+    // 2b. The same over WebSocket (v5.channel.k8s.io): a channel byte per message, v5's
+    // close of stdin, the status on channel 3, then a normal closure.
+    block_on(async {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::{Bytes, Message};
+        let url = exec_url(&mut c, &id, &["sh", "-c", "cat; echo err >&2; exit 3"], false, true, true).await;
+        let mut req = url.replacen("http://", "ws://", 1).into_client_request().expect("request");
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse().expect("header"));
+        let addr = url.trim_start_matches("http://").split('/').next().expect("host:port").to_string();
+        let tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        let (mut ws, resp) = tokio_tungstenite::client_async(req, tcp).await.expect("WebSocket upgrade");
+        assert_eq!(
+            resp.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
+            Some("v5.channel.k8s.io")
+        );
+        ws.send(Message::Binary(Bytes::from_static(b"\x00hello over ws\n"))).await.expect("stdin");
+        ws.send(Message::Binary(Bytes::from_static(b"\xff\x00"))).await.expect("close stdin");
+        let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), Vec::new());
+        let read = async {
+            while let Some(Ok(m)) = ws.next().await {
+                match m {
+                    Message::Binary(d) => match d.split_first() {
+                        Some((1, rest)) => out.extend_from_slice(rest),
+                        Some((2, rest)) => err.extend_from_slice(rest),
+                        Some((3, rest)) => status.extend_from_slice(rest),
+                        _ => {}
+                    },
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(LIMIT, read).await.expect("the session ends in time");
+        assert_eq!(String::from_utf8_lossy(&out), "hello over ws\n");
+        assert_eq!(String::from_utf8_lossy(&err), "err\n");
+        let status: serde_json::Value = serde_json::from_slice(&status).expect("status JSON");
+        assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
+        assert_eq!(status["details"]["causes"][0]["message"], "3", "{status}");
+    });
+
     // 3. A terminal: the size sent on the resize stream is the pty's.
     block_on(async {
         let url =
