@@ -115,13 +115,10 @@ pub async fn attach(
     cri: &Cri,
     container: &str,
     tty: bool,
+    stdin_once: bool,
     io: Stdio,
     gone: impl Future<Output = ()>,
 ) -> Outcome {
-    let stdin_once = match cri.container(container).await {
-        Ok(c) => c.cri.config.stdin_once,
-        Err(e) => return Outcome::Failed(e.message.clone()),
-    };
     follow(cri, TaskRef::init(NAMESPACE, container), tty, io, gone, false, stdin_once).await
 }
 

@@ -61,6 +61,9 @@ pub enum Pending {
     Attach {
         /// The container's full id.
         container: String,
+        /// The container was created with `stdin_once`: the client's end of input ends its
+        /// stdin.
+        stdin_once: bool,
         /// See [`Pending::Exec`].
         tty: bool,
         /// See [`Pending::Exec`].
@@ -304,7 +307,7 @@ impl Cri {
         if r.cmd.is_empty() {
             return Err(Error::invalid("exec: command must not be empty"));
         }
-        let container = self.running(&r.container_id).await?;
+        let container = self.running(&r.container_id).await?.record.id;
         let what = Pending::Exec {
             container,
             cmd: r.cmd,
@@ -319,9 +322,15 @@ impl Cri {
     /// `Attach`: a URL for a running container's init process.
     pub async fn attach_url(&self, r: k8s_cri::v1::AttachRequest) -> Result<String> {
         check_streams(r.tty, r.stdin, r.stdout, r.stderr)?;
-        let container = self.running(&r.container_id).await?;
-        let what =
-            Pending::Attach { container, tty: r.tty, stdin: r.stdin, stdout: r.stdout, stderr: r.stderr };
+        let c = self.running(&r.container_id).await?;
+        let what = Pending::Attach {
+            stdin_once: c.cri.config.stdin_once,
+            container: c.record.id,
+            tty: r.tty,
+            stdin: r.stdin,
+            stdout: r.stdout,
+            stderr: r.stderr,
+        };
         self.streaming.url(what)
     }
 
@@ -349,12 +358,12 @@ impl Cri {
         self.streaming.url(Pending::PortForward { pod: pod.info.id, netns })
     }
 
-    async fn running(&self, id: &str) -> Result<String> {
+    async fn running(&self, id: &str) -> Result<crate::containers::Ctr> {
         let c = self.container(id).await?;
         if c.state() != k8s_cri::v1::ContainerState::ContainerRunning {
             return Err(Error::precondition(format!("container {}: is not running", c.record.id)));
         }
-        Ok(c.record.id)
+        Ok(c)
     }
 }
 

@@ -164,7 +164,9 @@ async fn exec_session(cri: &Cri, mut session: Session, what: Pending, protocol: 
     let gone = session.closed();
     let outcome = match &what {
         Pending::Exec { container, cmd, .. } => exec::exec(cri, container, cmd.clone(), tty, io, gone).await,
-        Pending::Attach { container, .. } => exec::attach(cri, container, tty, io, gone).await,
+        Pending::Attach { container, stdin_once, .. } => {
+            exec::attach(cri, container, tty, *stdin_once, io, gone).await
+        }
         Pending::PortForward { .. } => return,
     };
     // Output first, then the status: the client reads the status as the end.
@@ -233,7 +235,7 @@ pub(super) async fn port_forward(mut session: Session, pod: &str, netns: Option<
         // Clients too old to send a request id pair an error stream with the next data one.
         let request = match s.headers().get("requestid") {
             Some(r) => r.to_string(),
-            None if kind == "data" => (s.id() - 2).to_string(),
+            None if kind == "data" => s.id().saturating_sub(2).to_string(),
             None => s.id().to_string(),
         };
         let entry = half.entry(request.clone()).or_default();

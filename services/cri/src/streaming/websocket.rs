@@ -181,7 +181,9 @@ async fn exec_session(cri: &Cri, ws: Ws, what: Pending, v5: bool) {
         Pending::Exec { container, cmd, .. } => {
             exec::exec(cri, container, cmd.clone(), tty, io, gone_fut).await
         }
-        Pending::Attach { container, .. } => exec::attach(cri, container, tty, io, gone_fut).await,
+        Pending::Attach { container, stdin_once, .. } => {
+            exec::attach(cri, container, tty, *stdin_once, io, gone_fut).await
+        }
         Pending::PortForward { .. } => return,
     };
     for f in forwarders {
