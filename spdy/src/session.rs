@@ -9,7 +9,7 @@
 //! writer, which waits on the socket: a peer that stops reading stops our writers, it does
 //! not grow a buffer. The peer's flow-control windows are not enforced (Go's spdystream,
 //! which kubectl and the kubelet use, never sends `WINDOW_UPDATE`), but this end sends them
-//! as it consumes data, for peers that do.
+//! as it consumes data (every 32 KiB), for peers that do.
 
 use std::collections::HashMap;
 use std::io;
@@ -68,7 +68,13 @@ enum Command {
 struct Slot {
     inbox: mpsc::Sender<Vec<u8>>,
     reset: Arc<AtomicBool>,
+    /// Bytes delivered and not yet given back in a `WINDOW_UPDATE`.
+    unacked: u32,
 }
+
+/// Consumed bytes are given back to the peer's window in `WINDOW_UPDATE`s of at least this
+/// much (half the 64 KiB initial window), not one per data frame.
+const WINDOW_ACK: u32 = 32 * 1024;
 
 #[derive(Default)]
 struct Table {
@@ -79,6 +85,8 @@ struct Table {
     last_peer: u32,
     /// No new streams: the peer sent `GOAWAY`, or the connection ended.
     going_away: bool,
+    /// The connection's bytes delivered and not yet given back.
+    unacked: u32,
 }
 
 struct Shared {
@@ -155,7 +163,7 @@ impl Session {
             if t.going_away {
                 return Err(self.shared.ended());
             }
-            t.streams.insert(id, Slot { inbox, reset: Arc::clone(&reset) });
+            t.streams.insert(id, Slot { inbox, reset: Arc::clone(&reset), unacked: 0 });
             t.replies.insert(id, reply_tx);
         }
         let syn = Frame::SynStream {
@@ -348,7 +356,10 @@ async fn route(
             let (inbox, rx) = mpsc::channel(INBOX_FRAMES);
             let reset = Arc::new(AtomicBool::new(false));
             if f & flags::FIN == 0 {
-                shared.table().streams.insert(stream_id, Slot { inbox, reset: Arc::clone(&reset) });
+                shared
+                    .table()
+                    .streams
+                    .insert(stream_id, Slot { inbox, reset: Arc::clone(&reset), unacked: 0 });
             }
             let stream = Stream::new(stream_id, headers, rx, reset, Arc::clone(shared));
             let reply = Frame::SynReply { stream_id, flags: 0, headers: Headers::new() };
@@ -373,10 +384,20 @@ async fn route(
                 return Ok(());
             };
             let len = data.len() as u32;
-            if !data.is_empty() && inbox.send(data).await.is_ok() && len > 0 {
-                for id in [stream_id, 0] {
+            if len > 0 && inbox.send(data).await.is_ok() {
+                let updates = {
+                    let mut t = shared.table();
+                    t.unacked = t.unacked.saturating_add(len);
+                    let session = (t.unacked >= WINDOW_ACK).then(|| (0, std::mem::take(&mut t.unacked)));
+                    let stream = t.streams.get_mut(&stream_id).and_then(|slot| {
+                        slot.unacked = slot.unacked.saturating_add(len);
+                        (slot.unacked >= WINDOW_ACK).then(|| (stream_id, std::mem::take(&mut slot.unacked)))
+                    });
+                    [stream, session]
+                };
+                for (id, delta) in updates.into_iter().flatten() {
                     shared
-                        .send(Frame::WindowUpdate { stream_id: id, delta: len })
+                        .send(Frame::WindowUpdate { stream_id: id, delta })
                         .await
                         .map_err(|e| e.to_string())?;
                 }

@@ -121,3 +121,43 @@ async fn the_server_answers_pings_and_bad_frames_end_the_connection() {
     assert!(within(server.accept()).await.is_none());
     assert!(server.end_reason().expect("ended").contains("version 2"), "{:?}", server.end_reason());
 }
+
+#[tokio::test]
+async fn consumed_data_is_given_back_in_window_updates_of_32_kib_not_per_frame() {
+    let (mut raw, b) = tokio::io::duplex(256 * 1024);
+    let mut server = Session::new(b, Role::Server, Options::default());
+    let mut enc = Encoder::new();
+    let mut out = Vec::new();
+    let syn =
+        Frame::SynStream { stream_id: 1, associated_to: 0, priority: 0, flags: 0, headers: Headers::new() };
+    enc.encode(&syn, &mut out).expect("syn");
+    for _ in 0..10 {
+        enc.encode(&Frame::Data { stream_id: 1, flags: 0, data: vec![1; 8 * 1024] }, &mut out).expect("data");
+    }
+    raw.write_all(&out).await.expect("send");
+    let mut s = within(server.accept()).await.expect("stream");
+    let mut got = 0;
+    while got < 80 * 1024 {
+        got += within(s.read()).await.expect("data").len();
+    }
+    // SYN_REPLY, then the updates: 80 KiB consumed is two of 32 KiB for the stream and two
+    // for the connection, with 16 KiB still owed.
+    let mut dec = Decoder::new(Limits::default());
+    let mut buf = Vec::new();
+    let mut updates = Vec::new();
+    while updates.len() < 4 {
+        let mut chunk = [0u8; 256];
+        let n = within(raw.read(&mut chunk)).await.expect("read");
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some((f, used)) = dec.decode(&buf).expect("decode") {
+            buf.drain(..used);
+            if let Frame::WindowUpdate { stream_id, delta } = f {
+                updates.push((stream_id, delta));
+            }
+        }
+    }
+    updates.sort_unstable();
+    assert_eq!(updates, [(0, 32 * 1024), (0, 32 * 1024), (1, 32 * 1024), (1, 32 * 1024)]);
+    let extra = timeout(Duration::from_millis(200), raw.read(&mut [0u8; 64])).await;
+    assert!(extra.is_err(), "no update for the 16 KiB still owed: {extra:?}");
+}
